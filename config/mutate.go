@@ -1,0 +1,221 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Error is the type of this package's sentinel errors; being a string type
+// lets them be constants.
+type Error string
+
+func (e Error) Error() string { return string(e) }
+
+// Sentinel errors of the mutation helpers; test with errors.Is.
+const (
+	ErrNotFound = Error("not found")
+	ErrExists   = Error("already exists")
+	ErrConflict = Error("conflict")
+)
+
+// Touch records a commit the way upstream's _commit_rbd does: epoch+1 and
+// updated=now. The store calls it exactly once per write.
+func (d *Doc) Touch(now time.Time) {
+	d.Epoch++
+	d.Updated = Timestamp(now)
+}
+
+// AddTarget creates targets[iqn] from the NewTarget seed.
+func (d *Doc) AddTarget(iqn string, now time.Time) (*Target, error) {
+	if iqn == "" {
+		return nil, fmt.Errorf("config: add target: empty IQN")
+	}
+	if _, ok := d.Targets[iqn]; ok {
+		return nil, fmt.Errorf("config: target %q: %w", iqn, ErrExists)
+	}
+	if d.Targets == nil {
+		d.Targets = map[string]*Target{}
+	}
+	t := NewTarget(now)
+	d.Targets[iqn] = t
+	return t, nil
+}
+
+// AddClient creates a client on a target from the NewClient seed and stamps
+// the target's updated time, as upstream's update_item on the target does.
+func (d *Doc) AddClient(targetIQN, clientIQN string, now time.Time) (*Client, error) {
+	t, err := d.target(targetIQN)
+	if err != nil {
+		return nil, err
+	}
+	if clientIQN == "" {
+		return nil, fmt.Errorf("config: add client: empty IQN")
+	}
+	if _, ok := t.Clients[clientIQN]; ok {
+		return nil, fmt.Errorf("config: client %q of target %q: %w", clientIQN, targetIQN, ErrExists)
+	}
+	if t.Clients == nil {
+		t.Clients = map[string]*Client{}
+	}
+	c := NewClient()
+	t.Clients[clientIQN] = c
+	t.stamp(now)
+	return c, nil
+}
+
+// RemoveClient deletes a client. Like the API, it refuses a client that is a
+// member of a host group, because the group would be left pointing at it.
+func (d *Doc) RemoveClient(targetIQN, clientIQN string, now time.Time) error {
+	t, err := d.target(targetIQN)
+	if err != nil {
+		return err
+	}
+	c, ok := t.Clients[clientIQN]
+	if !ok {
+		return fmt.Errorf("config: client %q of target %q: %w", clientIQN, targetIQN, ErrNotFound)
+	}
+	if c != nil && c.GroupName != "" {
+		return fmt.Errorf("config: client %q belongs to group %q: %w", clientIQN, c.GroupName, ErrConflict)
+	}
+	delete(t.Clients, clientIQN)
+	t.stamp(now)
+	return nil
+}
+
+func (d *Doc) target(iqn string) (*Target, error) {
+	t := d.Targets[iqn]
+	if t == nil {
+		return nil, fmt.Errorf("config: target %q: %w", iqn, ErrNotFound)
+	}
+	return t, nil
+}
+
+func (t *Target) stamp(now time.Time) {
+	s := Timestamp(now)
+	t.Updated = &s
+}
+
+// Clone returns a deep copy, so a cached document can be handed out and
+// mutated without affecting the original.
+func (d *Doc) Clone() *Doc {
+	if d == nil {
+		return nil
+	}
+	c := *d
+	c.Disks = cloneMap(d.Disks, (*Disk).clone)
+	c.Gateways = cloneMap(d.Gateways, (*Gateway).clone)
+	c.Targets = cloneMap(d.Targets, (*Target).clone)
+	c.DiscoveryAuth = d.DiscoveryAuth.clone()
+	c.GatewaysUpgraded = slices.Clone(d.GatewaysUpgraded)
+	c.Extra = cloneGeneric(d.Extra)
+	return &c
+}
+
+func cloneMap[T any](m map[string]T, clone func(T) T) map[string]T {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]T, len(m))
+	for k, v := range m {
+		out[k] = clone(v)
+	}
+	return out
+}
+
+func cloneGeneric(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	return deepCopy(m).(map[string]any)
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
+
+func (d *Disk) clone() *Disk {
+	if d == nil {
+		return nil
+	}
+	c := *d
+	c.AllocatingHost = clonePtr(d.AllocatingHost)
+	c.Owner = clonePtr(d.Owner)
+	c.Controls = cloneGeneric(d.Controls)
+	c.Extra = cloneGeneric(d.Extra)
+	return &c
+}
+
+func (g *Gateway) clone() *Gateway {
+	if g == nil {
+		return nil
+	}
+	c := *g
+	c.Extra = cloneGeneric(g.Extra)
+	return &c
+}
+
+func (t *Target) clone() *Target {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	c.Disks = cloneMap(t.Disks, LunRef.clone)
+	c.Clients = cloneMap(t.Clients, (*Client).clone)
+	c.Portals = cloneMap(t.Portals, (*Portal).clone)
+	c.Groups = cloneMap(t.Groups, (*Group).clone)
+	c.Controls = cloneGeneric(t.Controls)
+	c.Auth = t.Auth.clone()
+	c.IPList = slices.Clone(t.IPList)
+	c.Updated = clonePtr(t.Updated)
+	c.Extra = cloneGeneric(t.Extra)
+	return &c
+}
+
+func (p *Portal) clone() *Portal {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.PortalIPAddresses = slices.Clone(p.PortalIPAddresses)
+	c.GatewayIPList = slices.Clone(p.GatewayIPList)
+	c.InactivePortalIPs = slices.Clone(p.InactivePortalIPs)
+	c.Extra = cloneGeneric(p.Extra)
+	return &c
+}
+
+func (c *Client) clone() *Client {
+	if c == nil {
+		return nil
+	}
+	n := *c
+	n.Auth = c.Auth.clone()
+	n.Luns = cloneMap(c.Luns, LunRef.clone)
+	n.Extra = cloneGeneric(c.Extra)
+	return &n
+}
+
+func (g *Group) clone() *Group {
+	if g == nil {
+		return nil
+	}
+	c := *g
+	c.Members = slices.Clone(g.Members)
+	c.Disks = cloneMap(g.Disks, LunRef.clone)
+	c.Extra = cloneGeneric(g.Extra)
+	return &c
+}
+
+func (a Auth) clone() Auth {
+	a.Extra = cloneGeneric(a.Extra)
+	return a
+}
+
+func (l LunRef) clone() LunRef {
+	l.Extra = cloneGeneric(l.Extra)
+	return l
+}

@@ -1,0 +1,500 @@
+package lio
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Backstore choices for Spec.Backstore.
+const (
+	BackstoreUserRBD = "user:rbd" // TCMU + tcmu-runner's rbd handler (upstream's only choice)
+	BackstoreBlock   = "block"    // iblock over a device mapped by the caller
+	BackstoreFileIO  = "fileio"   // a file per disk; development only
+)
+
+// Spec is everything Build needs: the parts of the gateway.conf document
+// (section 3.2 of the spec) and of iscsi-gateway.cfg that shape this
+// gateway's LIO state, with secrets already decrypted and RBD facts
+// (sizes, mapped devices) already resolved by the caller.
+type Spec struct {
+	Gateway   string // this gateway's name (FQDN), a key of Targets[*].Portals
+	Backstore string // BackstoreUserRBD (default), BackstoreBlock or BackstoreFileIO
+	Settings  Settings
+	Disks     map[string]DiskSpec   // by disk id "<pool>/<image>"
+	Targets   map[string]TargetSpec // by target IQN
+	// DiscoveryAuth is applied only when ManageDiscoveryAuth is set; a
+	// gateway absent from the config must not reset fabric-wide auth.
+	DiscoveryAuth       AuthSpec
+	ManageDiscoveryAuth bool
+}
+
+// Settings are the iscsi-gateway.cfg values Build uses, as global
+// defaults: [config] alua_failover_type, cluster_client_name and the ceph
+// conf path; [target] TPG/ACL tuning (2.3) and TCMU defaults (2.4).
+type Settings struct {
+	ALUAFailover      string // "implicit" (default) or "explicit"
+	ClusterClientName string // default "client.admin"
+	CephConf          string // default "/etc/ceph/ceph.conf"
+
+	DataoutTimeout           int
+	NopinResponseTimeout     int
+	NopinTimeout             int
+	CmdSNDepth               int
+	ImmediateData            bool
+	InitialR2T               bool
+	MaxOutstandingR2T        int
+	FirstBurstLength         int
+	MaxBurstLength           int
+	MaxRecvDataSegmentLength int
+	MaxXmitDataSegmentLength int
+
+	MaxDataAreaMB int
+	QFullTimeout  int
+	OSDOpTimeout  int
+	HWMaxSectors  int
+}
+
+// DefaultSettings returns upstream's defaults.
+func DefaultSettings() Settings {
+	return Settings{
+		ALUAFailover: "implicit", ClusterClientName: "client.admin", CephConf: "/etc/ceph/ceph.conf",
+		DataoutTimeout: 20, NopinResponseTimeout: 5, NopinTimeout: 5, CmdSNDepth: 128,
+		ImmediateData: true, InitialR2T: true, MaxOutstandingR2T: 1,
+		FirstBurstLength: 262144, MaxBurstLength: 524288,
+		MaxRecvDataSegmentLength: 262144, MaxXmitDataSegmentLength: 262144,
+		MaxDataAreaMB: 8, QFullTimeout: 5, OSDOpTimeout: 30, HWMaxSectors: 1024,
+	}
+}
+
+// DiskSpec is disks["<pool>/<image>"] plus what the caller learnt from RBD.
+type DiskSpec struct {
+	Pool, Image         string
+	WWN                 string // "" = not yet known: the unit serial is then left to the kernel
+	BackstoreObjectName string // "" = "<pool>.<image>"
+	Owner               string // gateway name that gets ALUA Active/Optimised
+	// Controls are the per-disk overrides of the TCMU settings, as decoded
+	// from JSON (numbers may be float64, int or strings).
+	Controls   map[string]any
+	Size       int64  // bytes; 0 = leave dev_size alone
+	DevicePath string // BackstoreBlock: the mapped device; BackstoreFileIO: the file
+}
+
+// TargetSpec is targets["<iqn>"].
+type TargetSpec struct {
+	ACLEnabled bool
+	Auth       AuthSpec
+	Controls   map[string]any // target overrides of the [target] settings
+	IPList     []string       // ip_list: TPG order on every gateway
+	Portals    map[string][]string
+	Disks      map[string]int // disk id -> TPG LUN id
+	Clients    map[string]ClientSpec
+}
+
+// ClientSpec is targets[iqn].clients["<initiator>"]. Host groups need no
+// separate input: upstream copies a group's disks into its members' LUNs.
+type ClientSpec struct {
+	Auth AuthSpec
+	LUNs map[string]int // disk id -> mapped LUN id (0-255)
+}
+
+// AuthSpec is an auth block with decrypted passwords.
+type AuthSpec struct {
+	Username       string
+	Password       Secret
+	MutualUsername string
+	MutualPassword Secret
+}
+
+func (a AuthSpec) chap() bool { return a.Username != "" && a.Password != "" }
+
+func (a AuthSpec) auth() *Auth {
+	return &Auth{UserID: a.Username, Password: a.Password, MutualUserID: a.MutualUsername, MutualPassword: a.MutualPassword}
+}
+
+// Build computes the desired State of spec.Gateway. Targets that do not
+// list this gateway as a portal are not built but stay managed, so any
+// local leftovers are removed. Problems with one disk or client are
+// reported together; the returned State then omits only what was wrong.
+func Build(spec Spec) (State, error) {
+	var errs []error
+	st := State{}
+	for id, d := range spec.Disks {
+		st.Managed.StorageObjects = append(st.Managed.StorageObjects, d.objectName(id))
+	}
+	sort.Strings(st.Managed.StorageObjects)
+	st.Managed.Targets = sortedKeys(spec.Targets)
+	if spec.ManageDiscoveryAuth {
+		st.DiscoveryAuth = &DiscoveryAuth{Enforce: spec.DiscoveryAuth.Username != ""}
+		if st.DiscoveryAuth.Enforce {
+			st.DiscoveryAuth.Auth = *spec.DiscoveryAuth.auth()
+		}
+	}
+
+	sos := map[string]*StorageObject{}
+	for _, iqn := range st.Managed.Targets {
+		ts := spec.Targets[iqn]
+		local, ok := ts.Portals[spec.Gateway]
+		if !ok {
+			continue
+		}
+		t, err := buildTarget(spec, iqn, ts, local, sos)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		st.Targets = append(st.Targets, t)
+	}
+	for _, name := range sortedKeys(sos) {
+		so := sos[name]
+		sort.Slice(so.ALUA, func(i, j int) bool { return so.ALUA[i].ID < so.ALUA[j].ID })
+		st.StorageObjects = append(st.StorageObjects, *so)
+	}
+	return st, errors.Join(errs...)
+}
+
+func (d DiskSpec) objectName(id string) string {
+	if d.BackstoreObjectName != "" {
+		return d.BackstoreObjectName
+	}
+	pool, image, _ := strings.Cut(id, "/")
+	if d.Pool != "" {
+		pool, image = d.Pool, d.Image
+	}
+	return pool + "." + image
+}
+
+func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos map[string]*StorageObject) (Target, error) {
+	var errs []error
+	tgt := spec.Settings
+	if err := applyTargetControls(&tgt, ts.Controls); err != nil {
+		errs = append(errs, fmt.Errorf("target %s: %w", iqn, err))
+	}
+	isLocal := map[string]bool{}
+	for _, ip := range localIPs {
+		isLocal[trimBrackets(ip)] = true
+	}
+	clientCHAP := false
+	for _, c := range ts.Clients {
+		clientCHAP = clientCHAP || c.Auth.chap()
+	}
+	gna, dmwp := "1", "0"
+	if ts.ACLEnabled {
+		gna, dmwp = "0", "1"
+	}
+	params := map[string]string{
+		"ImmediateData":            yesNo(tgt.ImmediateData),
+		"InitialR2T":               yesNo(tgt.InitialR2T),
+		"MaxOutstandingR2T":        strconv.Itoa(tgt.MaxOutstandingR2T),
+		"FirstBurstLength":         strconv.Itoa(tgt.FirstBurstLength),
+		"MaxBurstLength":           strconv.Itoa(tgt.MaxBurstLength),
+		"MaxRecvDataSegmentLength": strconv.Itoa(tgt.MaxRecvDataSegmentLength),
+		"MaxXmitDataSegmentLength": strconv.Itoa(tgt.MaxXmitDataSegmentLength),
+	}
+	diskIDs := sortedKeys(ts.Disks)
+
+	t := Target{IQN: iqn}
+	for i, raw := range ts.IPList {
+		ip := trimBrackets(raw)
+		tag := i + 1
+		local := isLocal[ip]
+		tpg := TPG{
+			Tag:     tag,
+			Enabled: local,
+			Portals: []string{PortalName(ip)},
+			Attrs: map[string]string{
+				"authentication":          "0",
+				"generate_node_acls":      gna,
+				"demo_mode_write_protect": dmwp,
+				"tpg_enabled_sendtargets": "0",
+			},
+			Params: params,
+			// Remote TPGs get no credentials, but leftovers from when the
+			// portal was local are cleared.
+			Auth: &Auth{},
+		}
+		if local {
+			tpg.Attrs["tpg_enabled_sendtargets"] = "1"
+			if ts.Auth.chap() || clientCHAP {
+				tpg.Attrs["authentication"] = "1"
+			}
+			tpg.Auth = ts.Auth.auth()
+		}
+		lunByDisk := map[string]int{}
+		for _, id := range diskIDs {
+			d, ok := spec.Disks[id]
+			if !ok {
+				errs = append(errs, fmt.Errorf("target %s: disk %s is not in the config", iqn, id))
+				continue
+			}
+			so, err := storageObject(spec, id, d, sos)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			g, err := aluaGroup(spec.Settings, d, so, ts, ip, tag)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			tpg.LUNs = append(tpg.LUNs, LUN{Index: ts.Disks[id], StorageObject: so.Name, ALUAGroup: g})
+			lunByDisk[id] = ts.Disks[id]
+		}
+		sortLUNs(tpg.LUNs)
+		if local {
+			for _, ini := range sortedKeys(ts.Clients) {
+				acl, err := buildACL(iqn, ini, ts.Clients[ini], tgt, lunByDisk)
+				if err != nil {
+					errs = append(errs, err)
+				}
+				tpg.ACLs = append(tpg.ACLs, acl)
+			}
+		}
+		t.TPGs = append(t.TPGs, tpg)
+	}
+	return t, joinUnique(errs)
+}
+
+// joinUnique joins errors, dropping repeats: a bad disk is reported once,
+// not once per TPG.
+func joinUnique(errs []error) error {
+	seen := map[string]bool{}
+	var out []error
+	for _, e := range errs {
+		if e != nil && !seen[e.Error()] {
+			seen[e.Error()] = true
+			out = append(out, e)
+		}
+	}
+	return errors.Join(out...)
+}
+
+func buildACL(iqn, ini string, c ClientSpec, tgt Settings, lunByDisk map[string]int) (ACL, error) {
+	var errs []error
+	acl := ACL{
+		Initiator: ini,
+		Attrs: map[string]string{
+			"dataout_timeout":        strconv.Itoa(tgt.DataoutTimeout),
+			"nopin_response_timeout": strconv.Itoa(tgt.NopinResponseTimeout),
+			"nopin_timeout":          strconv.Itoa(tgt.NopinTimeout),
+		},
+		CmdSNDepth: tgt.CmdSNDepth,
+		Auth:       c.Auth.auth(),
+	}
+	for _, id := range sortedKeys(c.LUNs) {
+		tpgLUN, ok := lunByDisk[id]
+		m := c.LUNs[id]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("target %s client %s: disk %s is not a LUN of the target", iqn, ini, id))
+		case m < 0 || m > 255:
+			errs = append(errs, fmt.Errorf("target %s client %s: mapped LUN %d out of range 0-255", iqn, ini, m))
+		default:
+			acl.MappedLUNs = append(acl.MappedLUNs, MappedLUN{Index: m, TPGLUN: tpgLUN})
+		}
+	}
+	sortMapped(acl.MappedLUNs)
+	return acl, errors.Join(errs...)
+}
+
+// storageObject returns the (shared) storage object of disk id, creating
+// it on first use.
+func storageObject(spec Spec, id string, d DiskSpec, sos map[string]*StorageObject) (*StorageObject, error) {
+	name := d.objectName(id)
+	if so, ok := sos[name]; ok {
+		return so, nil
+	}
+	s, err := diskSettings(spec.Settings, d)
+	if err != nil {
+		return nil, fmt.Errorf("disk %s: %w", id, err)
+	}
+	pool, image, _ := strings.Cut(id, "/")
+	if d.Pool != "" {
+		pool, image = d.Pool, d.Image
+	}
+	so := &StorageObject{Name: name, WWN: d.WWN}
+	switch spec.Backstore {
+	case "", BackstoreUserRBD:
+		so.Plugin = PluginUser
+		so.Config = CfgString(pool, image, s)
+		so.MaxDataAreaMB, so.HWMaxSectors, so.Size = s.MaxDataAreaMB, s.HWMaxSectors, d.Size
+		so.Attrs = map[string]string{"cmd_time_out": "0", "qfull_time_out": strconv.Itoa(s.QFullTimeout)}
+	case BackstoreBlock, BackstoreFileIO:
+		if d.DevicePath == "" {
+			return nil, fmt.Errorf("disk %s: no device path for backstore %s", id, spec.Backstore)
+		}
+		so.Plugin, so.Config = PluginBlock, d.DevicePath
+		if spec.Backstore == BackstoreFileIO {
+			so.Plugin, so.Size = PluginFileIO, d.Size
+		}
+	default:
+		return nil, fmt.Errorf("disk %s: unknown backstore %q", id, spec.Backstore)
+	}
+	sos[name] = so
+	return so, nil
+}
+
+// CfgString is the TCMU dev_config of an RBD image (spec 7.1).
+func CfgString(pool, image string, s Settings) string {
+	cfg := fmt.Sprintf("rbd/%s/%s;osd_op_timeout=%d", pool, image, s.OSDOpTimeout)
+	if s.CephConf != "" && s.CephConf != "/etc/ceph/ceph.conf" {
+		cfg += ";conf=" + s.CephConf
+	}
+	if s.ClusterClientName != "" && s.ClusterClientName != "client.admin" {
+		_, id, ok := strings.Cut(s.ClusterClientName, ".")
+		if !ok {
+			id = s.ClusterClientName
+		}
+		cfg += ";id=" + id
+	}
+	return cfg
+}
+
+// aluaGroup adds the target port group of TPG tag to so and returns its
+// name: "ao" on the owner's portal, otherwise ano<tag> (implicit) or
+// standby<tag> (explicit).
+func aluaGroup(global Settings, d DiskSpec, so *StorageObject, ts TargetSpec, ip string, tag int) (string, error) {
+	s, err := diskSettings(global, d)
+	if err != nil {
+		return "", err
+	}
+	explicit := s.ALUAFailover == "explicit"
+	owner := false
+	for _, oip := range ts.Portals[d.Owner] {
+		owner = owner || trimBrackets(oip) == ip
+	}
+	g := ALUAGroup{ID: tag, Attrs: map[string]string{
+		"alua_support_active_optimized": "1",
+		"alua_support_offline":          "0",
+		"alua_support_unavailable":      "0",
+		"alua_support_transitioning":    "1",
+		"nonop_delay_msecs":             "0",
+		"preferred":                     "0",
+	}}
+	switch {
+	case explicit:
+		g.Name, g.AccessType, g.AccessState = fmt.Sprintf("standby%d", tag), 3, 2
+		g.Attrs["alua_support_standby"] = "1"
+		if owner {
+			g.Name, g.Attrs["preferred"] = "ao", "1"
+		}
+	default:
+		g.Name, g.AccessType, g.AccessState = fmt.Sprintf("ano%d", tag), 1, 1
+		g.Attrs["alua_support_active_nonoptimized"] = "1"
+		g.Attrs["implicit_trans_secs"] = strconv.Itoa(s.OSDOpTimeout + 15)
+		if owner {
+			g.Name, g.AccessState = "ao", 0
+		}
+	}
+	for _, have := range so.ALUA {
+		switch {
+		case have.ID == g.ID && have.Name == g.Name:
+			return g.Name, nil
+		case have.ID == g.ID || have.Name == g.Name:
+			// Upstream fails the same way (spec 7.6), e.g. an owner with two
+			// portal IPs, or a disk exported by two targets.
+			return "", fmt.Errorf("disk %s: existing ALUA group tag for group %s in invalid state", so.Name, g.Name)
+		}
+	}
+	so.ALUA = append(so.ALUA, g)
+	return g.Name, nil
+}
+
+// diskSettings applies a disk's TCMU overrides to the global defaults.
+func diskSettings(s Settings, d DiskSpec) (Settings, error) {
+	err := applyTCMUControls(&s, d.Controls)
+	return s, err
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "Yes"
+	}
+	return "No"
+}
+
+func applyTargetControls(s *Settings, c map[string]any) error {
+	ints := map[string]*int{
+		"dataout_timeout": &s.DataoutTimeout, "nopin_response_timeout": &s.NopinResponseTimeout,
+		"nopin_timeout": &s.NopinTimeout, "cmdsn_depth": &s.CmdSNDepth,
+		"max_outstanding_r2t": &s.MaxOutstandingR2T, "first_burst_length": &s.FirstBurstLength,
+		"max_burst_length": &s.MaxBurstLength, "max_recv_data_segment_length": &s.MaxRecvDataSegmentLength,
+		"max_xmit_data_segment_length": &s.MaxXmitDataSegmentLength,
+	}
+	bools := map[string]*bool{"immediate_data": &s.ImmediateData, "initial_r2t": &s.InitialR2T}
+	return applyControls(c, ints, bools)
+}
+
+func applyTCMUControls(s *Settings, c map[string]any) error {
+	ints := map[string]*int{
+		"max_data_area_mb": &s.MaxDataAreaMB, "qfull_timeout": &s.QFullTimeout,
+		"osd_op_timeout": &s.OSDOpTimeout, "hw_max_sectors": &s.HWMaxSectors,
+	}
+	return applyControls(c, ints, nil)
+}
+
+func applyControls(c map[string]any, ints map[string]*int, bools map[string]*bool) error {
+	var errs []error
+	for _, k := range sortedKeys(c) {
+		v := c[k]
+		if p, ok := ints[k]; ok {
+			n, err := toInt(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("control %s: %w", k, err))
+				continue
+			}
+			*p = n
+		} else if p, ok := bools[k]; ok {
+			b, err := toBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("control %s: %w", k, err))
+				continue
+			}
+			*p = b
+		} else {
+			errs = append(errs, fmt.Errorf("unknown control %q", k))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func toInt(v any) (int, error) {
+	switch x := v.(type) {
+	case int:
+		return x, nil
+	case int64:
+		return int(x), nil
+	case float64:
+		if x != float64(int(x)) {
+			return 0, fmt.Errorf("%v is not an integer", x)
+		}
+		return int(x), nil
+	case string:
+		return strconv.Atoi(x)
+	case fmt.Stringer: // json.Number
+		return strconv.Atoi(x.String())
+	}
+	return 0, fmt.Errorf("unsupported value %v", v)
+}
+
+// toBool accepts JSON booleans and LIO/settings spellings (Yes/No,
+// true/false, 1/0).
+func toBool(v any) (bool, error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case string:
+		switch strings.ToLower(x) {
+		case "yes", "true", "1":
+			return true, nil
+		case "no", "false", "0":
+			return false, nil
+		}
+	case float64:
+		return x != 0, nil
+	case int:
+		return x != 0, nil
+	}
+	return false, fmt.Errorf("unsupported boolean %v", v)
+}

@@ -1,0 +1,348 @@
+package lio
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// What the kernel (6.1) creates on mkdir, with the defaults it shows, for
+// the files Observe reads or the upstream reference records. Values come
+// from the reference trees in /work/shared/reference.
+
+const vpdPrefix = "T10 VPD Unit Serial Number: "
+const aluaAliasPrefix = "TG Port Alias: "
+
+func aluaGroupDefaults() map[string]string {
+	return map[string]string{
+		"alua_access_state":                "0",
+		"alua_access_status":               "None",
+		"alua_access_type":                 "Implicit and Explicit",
+		"alua_support_active_nonoptimized": "1",
+		"alua_support_active_optimized":    "1",
+		"alua_support_lba_dependent":       "0",
+		"alua_support_offline":             "1",
+		"alua_support_standby":             "1",
+		"alua_support_transitioning":       "1",
+		"alua_support_unavailable":         "1",
+		"alua_write_metadata":              "0",
+		"implicit_trans_secs":              "0",
+		"nonop_delay_msecs":                "100",
+		"preferred":                        "0",
+		"tg_pt_gp_id":                      "0",
+		"trans_delay_msecs":                "0",
+	}
+}
+
+func soDefaults() map[string]string {
+	return map[string]string{
+		"enable":                     "0",
+		"control":                    "",
+		"alias":                      "",
+		"udev_path":                  "",
+		"lba_map":                    "",
+		"wwn/vpd_unit_serial":        vpdPrefix,
+		"wwn/vendor_id":              "LIO-ORG",
+		"wwn/company_id":             "0x001405",
+		"wwn/product_id":             "",
+		"wwn/revision":               "",
+		"attrib/alua_support":        "1",
+		"attrib/pgr_support":         "1",
+		"attrib/emulate_pr":          "1",
+		"attrib/hw_block_size":       "512",
+		"attrib/emulate_write_cache": "0",
+		"attrib/enforce_pr_isids":    "1",
+		"attrib/force_pr_aptpl":      "0",
+		"attrib/hw_pi_prot_type":     "0",
+		"attrib/hw_queue_depth":      "128",
+	}
+}
+
+func soPluginDefaults() map[Plugin]map[string]string {
+	return map[Plugin]map[string]string{
+		PluginUser: {
+			"attrib/cmd_time_out":       "30",
+			"attrib/qfull_time_out":     "-1",
+			"attrib/dev_config":         "",
+			"attrib/dev_size":           "0",
+			"attrib/max_data_area_mb":   "1024",
+			"attrib/hw_max_sectors":     "128",
+			"attrib/nl_reply_supported": "1",
+			"attrib/tmr_notification":   "0",
+			"action/block_dev":          "unblocked",
+		},
+		PluginBlock: {
+			"attrib/block_size":     "512",
+			"attrib/hw_max_sectors": "1024",
+			"attrib/queue_depth":    "128",
+		},
+		PluginFileIO: {
+			"attrib/block_size":     "512",
+			"attrib/hw_max_sectors": "16384",
+			"attrib/queue_depth":    "128",
+		},
+	}
+}
+
+func tpgDefaults() map[string]string {
+	return map[string]string{
+		"enable":                         "0",
+		"dynamic_sessions":               "",
+		"attrib/authentication":          "1",
+		"attrib/cache_dynamic_acls":      "0",
+		"attrib/default_cmdsn_depth":     "64",
+		"attrib/default_erl":             "0",
+		"attrib/demo_mode_discovery":     "1",
+		"attrib/demo_mode_write_protect": "1",
+		"attrib/fabric_prot_type":        "0",
+		"attrib/generate_node_acls":      "0",
+		"attrib/login_keys_workaround":   "1",
+		"attrib/login_timeout":           "15",
+		"attrib/netif_timeout":           "2",
+		"attrib/prod_mode_write_protect": "0",
+		"attrib/t10_pi":                  "0",
+		"attrib/tpg_enabled_sendtargets": "1",
+		"auth/userid":                    "",
+		"auth/password":                  "",
+		"auth/userid_mutual":             "",
+		"auth/password_mutual":           "",
+		"auth/authenticate_target":       "0",
+		"param/AuthMethod":               "CHAP,None",
+		"param/DataDigest":               "CRC32C,None",
+		"param/DataPDUInOrder":           "Yes",
+		"param/DataSequenceInOrder":      "Yes",
+		"param/DefaultTime2Retain":       "20",
+		"param/DefaultTime2Wait":         "2",
+		"param/ErrorRecoveryLevel":       "0",
+		"param/FirstBurstLength":         "65536",
+		"param/HeaderDigest":             "CRC32C,None",
+		"param/IFMarkInt":                "Reject",
+		"param/IFMarker":                 "No",
+		"param/ImmediateData":            "Yes",
+		"param/InitialR2T":               "Yes",
+		"param/MaxBurstLength":           "262144",
+		"param/MaxConnections":           "1",
+		"param/MaxOutstandingR2T":        "1",
+		"param/MaxRecvDataSegmentLength": "8192",
+		"param/MaxXmitDataSegmentLength": "262144",
+		"param/OFMarkInt":                "Reject",
+		"param/OFMarker":                 "No",
+		"param/TargetAlias":              "LIO Target",
+	}
+}
+
+func aclDefaults() map[string]string {
+	return map[string]string{
+		"cmdsn_depth":                      "64",
+		"tag":                              "",
+		"attrib/authentication":            "-1",
+		"attrib/dataout_timeout":           "3",
+		"attrib/dataout_timeout_retries":   "5",
+		"attrib/default_erl":               "0",
+		"attrib/nopin_response_timeout":    "30",
+		"attrib/nopin_timeout":             "15",
+		"attrib/random_datain_pdu_offsets": "0",
+		"attrib/random_datain_seq_offsets": "0",
+		"attrib/random_r2t_offsets":        "0",
+		"auth/userid":                      "",
+		"auth/password":                    "",
+		"auth/userid_mutual":               "",
+		"auth/password_mutual":             "",
+		"auth/authenticate_target":         "0",
+	}
+}
+
+func fabricDefaults() map[string]string {
+	return map[string]string{
+		"discovery_auth/userid":                 "",
+		"discovery_auth/password":               "",
+		"discovery_auth/userid_mutual":          "",
+		"discovery_auth/password_mutual":        "",
+		"discovery_auth/enforce_discovery_auth": "0",
+		"discovery_auth/authenticate_target":    "0",
+	}
+}
+
+func targetDefaults() map[string]string {
+	return map[string]string{"param/cmd_completion_affinity": "-1"}
+}
+func portalDefaults() map[string]string { return map[string]string{"iser": "0", "cxgbit": "0"} }
+func mappedDefaults() map[string]string { return map[string]string{"write_protect": "0"} }
+func lunDefaults() map[string]string {
+	return map[string]string{
+		"alua_tg_pt_gp":       aluaAliasPrefix + defaultTPG,
+		"alua_tg_pt_offline":  "0",
+		"alua_tg_pt_status":   "0",
+		"alua_tg_pt_write_md": "0",
+	}
+}
+
+// seed creates the default groups and attribute files of a new object.
+func (f FS) seed(rel string) error {
+	var dirs []string
+	var files []map[string]string
+	switch classify(rel) {
+	case kindFabric:
+		dirs, files = []string{"discovery_auth"}, []map[string]string{fabricDefaults()}
+	case kindHBA:
+		files = []map[string]string{{"hba_mode": "0"}}
+	case kindSO:
+		plugin := Plugin(hbaRe.FindStringSubmatch(strings.Split(rel, "/")[2])[1])
+		dirs = []string{"action", "alua", "alua/" + defaultTPG, "attrib", "pr", "wwn"}
+		def := map[string]string{}
+		for k, v := range aluaGroupDefaults() {
+			def["alua/"+defaultTPG+"/"+k] = v
+		}
+		files = []map[string]string{soDefaults(), soPluginDefaults()[plugin], def}
+	case kindALUA:
+		files = []map[string]string{aluaGroupDefaults()}
+	case kindTarget:
+		dirs, files = []string{"param"}, []map[string]string{targetDefaults()}
+	case kindTPG:
+		dirs = []string{"acls", "attrib", "auth", "lun", "np", "param"}
+		files = []map[string]string{tpgDefaults()}
+	case kindPortal:
+		files = []map[string]string{portalDefaults()}
+	case kindLUN:
+		files = []map[string]string{lunDefaults()}
+	case kindACL:
+		dirs, files = []string{"attrib", "auth", "param"}, []map[string]string{aclDefaults()}
+	case kindMappedLUN:
+		files = []map[string]string{mappedDefaults()}
+	default:
+		return &fs.PathError{Op: "mkdir", Path: f.abs(rel), Err: syscall.EPERM}
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(f.abs(rel+"/"+d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, m := range files {
+		for k, v := range m {
+			if err := f.seedFile(rel+"/"+k, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (f FS) seedFile(rel, value string) error {
+	if err := os.MkdirAll(filepath.Dir(f.abs(rel)), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(f.abs(rel), []byte(value+"\n"), 0o644); err != nil {
+		return fmt.Errorf("lio: seed %s: %w", rel, err)
+	}
+	return nil
+}
+
+// emulatedWrite stores a value the way the kernel would show it.
+func (f FS) emulatedWrite(rel, value string) error {
+	st, err := os.Stat(f.abs(rel))
+	if err != nil {
+		return err // configfs cannot create attribute files either
+	}
+	if st.IsDir() {
+		return &fs.PathError{Op: "write", Path: f.abs(rel), Err: syscall.EISDIR}
+	}
+	dir, base := path2dir(rel), rel[strings.LastIndex(rel, "/")+1:]
+	stored := value
+	switch {
+	case base == "control":
+		// The control file is write-only; TCMU reflects its keys in attrib/.
+		if strings.HasPrefix(dir, coreDir+"/user_") {
+			for _, kv := range strings.Split(value, ",") {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return &fs.PathError{Op: "write", Path: f.abs(rel), Err: syscall.EINVAL}
+				}
+				if err := f.writeRaw(dir+"/attrib/"+k, v); err != nil {
+					return &fs.PathError{Op: "write", Path: f.abs(rel), Err: syscall.EINVAL}
+				}
+			}
+		}
+		stored = ""
+	case base == "vpd_unit_serial":
+		stored = vpdPrefix + value
+	case base == "alua_tg_pt_gp" && classify(dir) == kindLUN:
+		stored = aluaAliasPrefix + value
+	case base == "alua_access_type" && classify(dir) == kindALUA:
+		names := map[string]string{"0": "None", "1": "Implicit", "2": "Explicit", "3": "Implicit and Explicit"}
+		n, ok := names[value]
+		if !ok {
+			return &fs.PathError{Op: "write", Path: f.abs(rel), Err: syscall.EINVAL}
+		}
+		stored = n
+	case rel == path2dir(dir)+"/attrib/authentication" && classify(path2dir(dir)) == kindTPG:
+		method := "CHAP,None"
+		if value == "1" {
+			method = "CHAP"
+		}
+		if err := f.writeRaw(path2dir(dir)+"/param/AuthMethod", method); err != nil {
+			return err
+		}
+	}
+	return f.writeRaw(rel, stored)
+}
+
+func (f FS) writeRaw(rel, value string) error {
+	fh, err := os.OpenFile(f.abs(rel), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	_, werr := fh.Write([]byte(value + "\n"))
+	if cerr := fh.Close(); werr == nil {
+		werr = cerr
+	}
+	return werr
+}
+
+// emulatedRmdirCheck imitates configfs: a directory with user-created
+// children (objects or links) cannot be removed, nor can a storage object
+// that a LUN still links to.
+func (f FS) emulatedRmdirCheck(rel string) error {
+	busy := func() error { return &fs.PathError{Op: "rmdir", Path: f.abs(rel), Err: syscall.ENOTEMPTY} }
+	if classify(rel) == kindNone {
+		return &fs.PathError{Op: "rmdir", Path: f.abs(rel), Err: syscall.EPERM}
+	}
+	err := filepath.WalkDir(f.abs(rel), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		r, _ := filepath.Rel(f.root, p)
+		r = filepath.ToSlash(r)
+		if r == rel {
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 || (d.IsDir() && classify(r) != kindNone) {
+			return busy()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if classify(rel) != kindSO {
+		return nil
+	}
+	return filepath.WalkDir(f.abs(fabricDir), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if os.IsNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if d.Type()&fs.ModeSymlink == 0 {
+			return nil
+		}
+		r, _ := filepath.Rel(f.root, p)
+		if t, err := f.readlink(filepath.ToSlash(r)); err == nil && t == rel {
+			return &fs.PathError{Op: "rmdir", Path: f.abs(rel), Err: syscall.EBUSY}
+		}
+		return nil
+	})
+}

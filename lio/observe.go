@@ -1,0 +1,277 @@
+package lio
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+)
+
+// Observe reads the LIO tree under f into a State. A missing target
+// directory (target_core_mod not loaded) reads as an empty State. Objects
+// of every owner are returned; NewPlan decides what is managed.
+func Observe(f FS) (State, error) {
+	var st State
+	if !f.exists(targetDir) {
+		return st, nil
+	}
+	var errs []error
+	if err := observeCore(f, &st); err != nil {
+		errs = append(errs, err)
+	}
+	if f.exists(fabricDir) {
+		st.Fabric = true
+		if err := observeFabric(f, &st); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return st, fmt.Errorf("lio: observe %s: %w", f.root, err)
+	}
+	return st, nil
+}
+
+func observeCore(f FS, st *State) error {
+	hbas, _, _, err := f.entries(coreDir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	for _, h := range hbas {
+		m := hbaRe.FindStringSubmatch(h)
+		if m == nil || h == "alua" {
+			continue
+		}
+		st.HBAs = append(st.HBAs, h)
+		sos, _, _, err := f.entries(coreDir + "/" + h)
+		if err != nil {
+			return err
+		}
+		for _, name := range sos {
+			so, err := observeSO(f, Plugin(m[1]), coreDir+"/"+h+"/"+name)
+			if err != nil {
+				return err
+			}
+			st.StorageObjects = append(st.StorageObjects, so)
+		}
+	}
+	return nil
+}
+
+func observeSO(f FS, plugin Plugin, p string) (StorageObject, error) {
+	so := StorageObject{Plugin: plugin, Name: soName(p), Path: p}
+	so.Enabled = readOr(f, p+"/enable") == "1"
+	so.WWN = strings.TrimPrefix(readOr(f, p+"/wwn/vpd_unit_serial"), vpdPrefix)
+	so.WWN = strings.TrimPrefix(so.WWN, strings.TrimSpace(vpdPrefix))
+	so.Attrs = readAttrs(f, p+"/attrib", nil)
+	switch plugin {
+	case PluginUser:
+		so.Config = so.Attrs["dev_config"]
+		so.MaxDataAreaMB = atoi(so.Attrs["max_data_area_mb"])
+		so.HWMaxSectors = atoi(so.Attrs["hw_max_sectors"])
+		so.Size, _ = strconv.ParseInt(so.Attrs["dev_size"], 10, 64)
+	default:
+		so.Config = readOr(f, p+"/udev_path")
+	}
+	groups, _, _, err := f.entries(p + "/alua")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return so, err
+	}
+	skip := map[string]bool{"members": true, "alua_access_status": true, "tg_pt_gp_id": true,
+		"alua_access_type": true, "alua_access_state": true}
+	for _, g := range groups {
+		if g == defaultTPG {
+			continue
+		}
+		gp := aluaPath(p, g)
+		so.ALUA = append(so.ALUA, ALUAGroup{
+			Name:        g,
+			ID:          atoi(readOr(f, gp+"/tg_pt_gp_id")),
+			AccessType:  parseAccessType(readOr(f, gp+"/alua_access_type")),
+			AccessState: atoi(readOr(f, gp+"/alua_access_state")),
+			Attrs:       readAttrs(f, gp, skip),
+		})
+	}
+	return so, nil
+}
+
+// parseAccessType maps the kernel's text back to the number it accepts.
+func parseAccessType(s string) int {
+	switch s {
+	case "Implicit":
+		return 1
+	case "Explicit":
+		return 2
+	case "Implicit and Explicit":
+		return 3
+	}
+	return atoi(s)
+}
+
+func observeFabric(f FS, st *State) error {
+	da := &DiscoveryAuth{Auth: readAuth(f, discAuth)}
+	da.Enforce = readOr(f, discAuth+"/enforce_discovery_auth") == "1"
+	st.DiscoveryAuth = da
+	iqns, _, _, err := f.entries(fabricDir)
+	if err != nil {
+		return err
+	}
+	for _, iqn := range iqns {
+		if iqn == "discovery_auth" {
+			continue
+		}
+		t := Target{IQN: iqn}
+		tpgs, _, _, err := f.entries(targetPath(iqn))
+		if err != nil {
+			return err
+		}
+		for _, name := range tpgs {
+			m := tpgRe.FindStringSubmatch(name)
+			if m == nil {
+				continue
+			}
+			tpg, err := observeTPG(f, iqn, atoi(m[1]))
+			if err != nil {
+				return err
+			}
+			t.TPGs = append(t.TPGs, tpg)
+		}
+		sortTPGs(t.TPGs)
+		st.Targets = append(st.Targets, t)
+	}
+	return nil
+}
+
+func observeTPG(f FS, iqn string, tag int) (TPG, error) {
+	p := tpgPath(iqn, tag)
+	auth := readAuth(f, p+"/auth")
+	tpg := TPG{
+		Tag:     tag,
+		Enabled: readOr(f, p+"/enable") == "1",
+		Attrs:   readAttrs(f, p+"/attrib", nil),
+		Params:  readAttrs(f, p+"/param", nil),
+		Auth:    &auth,
+	}
+	var err error
+	if tpg.Portals, _, _, err = f.entries(p + "/np"); err != nil {
+		return tpg, err
+	}
+	luns, _, _, err := f.entries(p + "/lun")
+	if err != nil {
+		return tpg, err
+	}
+	for _, l := range luns {
+		m := lunRe.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		lp := p + "/lun/" + l
+		lun := LUN{Index: atoi(m[1])}
+		_, _, links, err := f.entries(lp)
+		if err != nil {
+			return tpg, err
+		}
+		if len(links) > 0 {
+			lun.LinkName = links[0]
+			if lun.Link, err = f.readlink(lp + "/" + links[0]); err != nil {
+				return tpg, err
+			}
+			lun.StorageObject = soName(lun.Link)
+		}
+		alias, _, _ := strings.Cut(readOr(f, lp+"/alua_tg_pt_gp"), "\n")
+		lun.ALUAGroup = strings.TrimPrefix(alias, aluaAliasPrefix)
+		tpg.LUNs = append(tpg.LUNs, lun)
+	}
+	sortLUNs(tpg.LUNs)
+	acls, _, _, err := f.entries(p + "/acls")
+	if err != nil {
+		return tpg, err
+	}
+	for _, ini := range acls {
+		acl, err := observeACL(f, aclPath(p, ini))
+		if err != nil {
+			return tpg, err
+		}
+		tpg.ACLs = append(tpg.ACLs, acl)
+	}
+	return tpg, nil
+}
+
+func observeACL(f FS, p string) (ACL, error) {
+	auth := readAuth(f, p+"/auth")
+	acl := ACL{
+		Initiator:  soName(p),
+		Attrs:      readAttrs(f, p+"/attrib", nil),
+		CmdSNDepth: atoi(readOr(f, p+"/cmdsn_depth")),
+		Auth:       &auth,
+	}
+	dirs, _, _, err := f.entries(p)
+	if err != nil {
+		return acl, err
+	}
+	for _, d := range dirs {
+		m := lunRe.FindStringSubmatch(d)
+		if m == nil {
+			continue
+		}
+		ml := MappedLUN{Index: atoi(m[1]), TPGLUN: -1}
+		_, _, links, err := f.entries(p + "/" + d)
+		if err != nil {
+			return acl, err
+		}
+		if len(links) > 0 {
+			ml.LinkName = links[0]
+			t, err := f.readlink(p + "/" + d + "/" + links[0])
+			if err != nil {
+				return acl, err
+			}
+			if lm := lunRe.FindStringSubmatch(soName(t)); lm != nil {
+				ml.TPGLUN = atoi(lm[1])
+			}
+		}
+		acl.MappedLUNs = append(acl.MappedLUNs, ml)
+	}
+	sortMapped(acl.MappedLUNs)
+	return acl, nil
+}
+
+func readAuth(f FS, dir string) Auth {
+	return Auth{
+		UserID:         readOr(f, dir+"/userid"),
+		Password:       Secret(readOr(f, dir+"/password")),
+		MutualUserID:   readOr(f, dir+"/userid_mutual"),
+		MutualPassword: Secret(readOr(f, dir+"/password_mutual")),
+	}
+}
+
+// readAttrs reads every regular file of dir. Unreadable files are skipped:
+// some kernel attributes are write-only or fail on read.
+func readAttrs(f FS, dir string, skip map[string]bool) map[string]string {
+	_, files, _, err := f.entries(dir)
+	if err != nil {
+		return nil
+	}
+	m := make(map[string]string, len(files))
+	for _, n := range files {
+		if skip[n] {
+			continue
+		}
+		if v, err := f.read(dir + "/" + n); err == nil {
+			m[n] = v
+		}
+	}
+	return m
+}
+
+func readOr(f FS, rel string) string {
+	v, _ := f.read(rel)
+	return v
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(strings.TrimSpace(s))
+	return n
+}

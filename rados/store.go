@@ -1,0 +1,378 @@
+package rados
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ceph/go-ceph/rados"
+
+	"ceph-iscsi/config"
+)
+
+// The legacy lock. Python gateways take it around every commit; holding it under the
+// same name, cookie and type keeps them excluded while we write, and keeps us out
+// while they do.
+const (
+	LockName   = "lock"
+	LockCookie = "config"
+	EpochXattr = "epoch"
+)
+
+// lockFlagMayRenew is librados' LIBRADOS_LOCK_FLAG_MAY_RENEW, which go-ceph does not
+// export.
+const lockFlagMayRenew = 1
+
+// Defaults of StoreOptions.
+const (
+	// DefaultLease bounds how long a lock survives its holder. Upstream's lock never
+	// expires, so a gateway killed mid-commit wedged every later change until someone
+	// ran `rados lock break`. Ten seconds is far longer than a commit (a read and a
+	// write of one object) takes, and short enough that nobody waits long on a dead
+	// holder. If a live holder ever overran it, the version assertion on the write
+	// still rejects any interleaved commit, so the lease can only cost a retry, never
+	// an update.
+	DefaultLease = 10 * time.Second
+	// DefaultLockWait is how long a commit waits for the lock: upstream's
+	// lock_time_limit, whose timeout message operators know.
+	DefaultLockWait = 30 * time.Second
+)
+
+// ErrConfigNotFound is returned when the config object does not exist.
+var ErrConfigNotFound = errors.New("config object not found")
+
+// ErrLockTimeout is returned when the legacy lock could not be had within LockWait.
+var ErrLockTimeout = errors.New("timed out waiting for the config lock")
+
+// Mutation changes the document in place. It must be a pure function of the document:
+// a commit that loses a race re-reads the object and runs it again on the new content.
+// An error aborts the commit and nothing is written.
+type Mutation func(*config.Doc) error
+
+// StoreOptions configure a Store.
+type StoreOptions struct {
+	Pool   string // default "rbd"
+	Object string // default "gateway.conf"
+	// Upgrade carries this gateway's identity and key material for the schema
+	// upgrades that run when an older document is read.
+	Upgrade config.UpgradeOptions
+	// Lease is the duration of the legacy lock (DefaultLease when zero).
+	Lease time.Duration
+	// LockWait bounds the wait for the legacy lock (DefaultLockWait when zero).
+	LockWait time.Duration
+	// PollInterval is how often watchers also read the epoch xattr, to notice
+	// commits of Python gateways, which never notify (default 1 s, upstream's poll).
+	PollInterval time.Duration
+	Logger       *slog.Logger
+	// Now is the clock for created/updated stamps (time.Now when nil).
+	Now func() time.Time
+}
+
+// Store is the gateway.conf object of one pool, shared by every goroutine of the
+// process.
+type Store struct {
+	conn *Conn
+	opts StoreOptions
+	log  *slog.Logger
+
+	// commitMu serialises this process's commits. Every goroutine shares one RADOS
+	// client and the one lock cookie, so they cannot exclude each other through the
+	// RADOS lock; without it they would only collide on the version assertion.
+	commitMu sync.Mutex
+	// readSize is the buffer size the last read needed; reads start there.
+	readSize atomic.Int64
+
+	watchMu sync.Mutex
+	subs    map[chan Event]struct{}
+	watch   *watchLoop
+
+	// bg tracks goroutines that use the connection (watch loop, notifies); Close
+	// waits for them, since librados crashes when a connection shuts down under a
+	// running call.
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+}
+
+// OpenStore makes sure the object exists, seeds it when empty and upgrades it to the
+// current schema, as upstream does at every start.
+func OpenStore(ctx context.Context, conn *Conn, opts StoreOptions) (*Store, error) {
+	if opts.Pool == "" {
+		opts.Pool = "rbd"
+	}
+	if opts.Object == "" {
+		opts.Object = "gateway.conf"
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = DefaultLease
+	}
+	if opts.LockWait <= 0 {
+		opts.LockWait = DefaultLockWait
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Store{conn: conn, opts: opts, log: logger.With("object", opts.Pool+"/"+opts.Object)}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	s.readSize.Store(64 << 10)
+	if err := s.open(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close ends the store's subscriptions and background work and waits for them. Call
+// it before closing the connection.
+func (s *Store) Close() {
+	s.bgCancel()
+	s.bg.Wait()
+}
+
+// Name is "pool/object".
+func (s *Store) Name() string { return s.opts.Pool + "/" + s.opts.Object }
+
+func (s *Store) ioctx() (*rados.IOContext, error) {
+	io, err := s.conn.rc.OpenIOContext(s.opts.Pool)
+	if err != nil {
+		return nil, fmt.Errorf("open pool %q: %w", s.opts.Pool, err)
+	}
+	return io, nil
+}
+
+func (s *Store) open(ctx context.Context) error {
+	io, err := s.ioctx()
+	if err != nil {
+		return err
+	}
+	defer io.Destroy()
+	if err := io.Create(s.opts.Object, rados.CreateExclusive); err != nil && !errors.Is(err, rados.ErrObjectExists) {
+		return fmt.Errorf("create %s: %w", s.Name(), err)
+	}
+	raw, _, err := s.read(io)
+	if err != nil {
+		return err
+	}
+	needsWrite := len(raw) == 0
+	if !needsWrite {
+		_, upgraded, err := config.Load(raw, s.upgradeOptions())
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Name(), err)
+		}
+		needsWrite = upgraded
+	}
+	if !needsWrite {
+		return nil
+	}
+	// Seeding and upgrading are commits like any other; the commit re-reads under the
+	// lock, so two gateways starting at once seed or upgrade only once.
+	_, err = s.commit(ctx, nil, true)
+	return err
+}
+
+func (s *Store) upgradeOptions() config.UpgradeOptions {
+	o := s.opts.Upgrade
+	o.Now = s.opts.Now()
+	return o
+}
+
+// read returns the object's bytes and the object version they belong to.
+func (s *Store) read(io *rados.IOContext) ([]byte, uint64, error) {
+	size := s.readSize.Load()
+	for {
+		buf := make([]byte, size)
+		op := rados.CreateReadOp()
+		step := op.Read(0, buf)
+		err := op.Operate(io, s.opts.Object, rados.OperationNoFlag)
+		n := step.BytesRead
+		op.Release()
+		if err != nil {
+			if errno(err) == errnoENOENT {
+				return nil, 0, fmt.Errorf("read %s: %w", s.Name(), ErrConfigNotFound)
+			}
+			return nil, 0, fmt.Errorf("read %s: %w", s.Name(), err)
+		}
+		if n < size {
+			ver, err := io.GetLastVersion()
+			if err != nil {
+				return nil, 0, fmt.Errorf("read %s: version: %w", s.Name(), err)
+			}
+			return buf[:n], ver, nil
+		}
+		size *= 4 // the buffer was filled: the object may be larger
+		s.readSize.Store(size)
+	}
+}
+
+// Load reads the current document. An older schema is upgraded in memory; OpenStore
+// and every commit write the upgrade back.
+func (s *Store) Load(ctx context.Context) (*config.Doc, error) {
+	io, err := s.ioctx()
+	if err != nil {
+		return nil, err
+	}
+	defer io.Destroy()
+	raw, _, err := s.read(io)
+	if err != nil {
+		return nil, err
+	}
+	doc, _, err := config.Load(raw, s.upgradeOptions())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Name(), err)
+	}
+	return doc, nil
+}
+
+// Epoch reads the epoch xattr, the change counter every gateway, Python ones
+// included, bumps on commit.
+func (s *Store) Epoch() (int64, error) {
+	io, err := s.ioctx()
+	if err != nil {
+		return 0, err
+	}
+	defer io.Destroy()
+	buf := make([]byte, 32)
+	n, err := io.GetXattr(s.opts.Object, EpochXattr, buf)
+	if err != nil {
+		return 0, fmt.Errorf("read %s xattr %s: %w", s.Name(), EpochXattr, err)
+	}
+	e, err := strconv.ParseInt(string(buf[:n]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s xattr %s: %q is not a number", s.Name(), EpochXattr, buf[:n])
+	}
+	return e, nil
+}
+
+// Commit applies mutate to the latest document and writes the result, bumping the
+// epoch by exactly one. It never loses an update: the write asserts the object
+// version it read, and a commit that lost a race re-reads and re-applies mutate.
+// It returns the document as written.
+func (s *Store) Commit(ctx context.Context, mutate Mutation) (*config.Doc, error) {
+	if mutate == nil {
+		return nil, errors.New("commit: nil mutation")
+	}
+	return s.commit(ctx, mutate, false)
+}
+
+func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) (*config.Doc, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+
+	io, err := s.ioctx()
+	if err != nil {
+		return nil, err
+	}
+	defer io.Destroy()
+
+	if err := s.lock(ctx, io); err != nil {
+		return nil, err
+	}
+	defer s.unlock(io)
+
+	for attempt := 1; ; attempt++ {
+		raw, ver, err := s.read(io)
+		if err != nil {
+			return nil, err
+		}
+		var doc *config.Doc
+		changed := false
+		if len(raw) == 0 {
+			doc, changed = config.NewDoc(s.opts.Now()), true
+		} else {
+			doc, changed, err = config.Load(raw, s.upgradeOptions())
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.Name(), err)
+			}
+		}
+		if onlyIfNeeded && !changed {
+			return doc, nil
+		}
+		seed := len(raw) == 0 && mutate == nil
+		if mutate != nil {
+			if err := mutate(doc); err != nil {
+				return nil, err
+			}
+		}
+		if !seed {
+			// A fresh seed keeps epoch 0 and no "updated" stamp, as upstream's does.
+			doc.Epoch++
+			doc.Updated = config.Timestamp(s.opts.Now())
+		}
+		if err := doc.Validate(); err != nil {
+			return nil, fmt.Errorf("commit to %s refused, the result would be invalid: %w", s.Name(), err)
+		}
+		out := doc.Marshal()
+
+		op := rados.CreateWriteOp()
+		op.AssertVersion(ver)
+		op.WriteFull(out)
+		op.SetXattr(EpochXattr, []byte(strconv.FormatInt(doc.Epoch, 10)))
+		err = op.Operate(io, s.opts.Object, rados.OperationNoFlag)
+		op.Release()
+		switch {
+		case err == nil:
+			s.notify(doc.Epoch)
+			return doc, nil
+		case errno(err) == errnoERANGE || errno(err) == errnoEOVERFLOW:
+			// Someone wrote without taking the lock, or our lease ran out under a
+			// slow commit: the version moved. Re-read and re-apply.
+			s.log.Debug("config object changed under the commit, retrying", "attempt", attempt)
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("commit to %s: %w", s.Name(), err)
+			}
+			continue
+		default:
+			return nil, fmt.Errorf("write %s: %w", s.Name(), err)
+		}
+	}
+}
+
+// lock takes the legacy lock with a lease. "May renew" makes a lock we still hold
+// from a commit whose unlock failed count as ours instead of blocking us until it
+// expires.
+func (s *Store) lock(ctx context.Context, io *rados.IOContext) error {
+	flags := byte(lockFlagMayRenew)
+	deadline := time.Now().Add(s.opts.LockWait)
+	backoff := 5 * time.Millisecond
+	for {
+		ret, err := io.LockExclusive(s.opts.Object, LockName, LockCookie, "", s.opts.Lease, &flags)
+		if err != nil {
+			return fmt.Errorf("lock %s: %w", s.Name(), err)
+		}
+		if ret == 0 {
+			return nil
+		}
+		// -EBUSY: another client holds it; wait for its unlock or its lease.
+		if time.Now().After(deadline) {
+			return fmt.Errorf("Timed out (%ds) waiting for excl lock on %s object: %w",
+				int(s.opts.LockWait.Seconds()), s.opts.Object, ErrLockTimeout)
+		}
+		sleep := backoff/2 + rand.N(backoff) // jitter, so waiters do not stampede
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lock %s: %w", s.Name(), ctx.Err())
+		case <-time.After(sleep):
+		}
+		backoff = min(backoff*2, 200*time.Millisecond)
+	}
+}
+
+func (s *Store) unlock(io *rados.IOContext) {
+	if _, err := io.Unlock(s.opts.Object, LockName, LockCookie); err != nil {
+		// Not fatal: the lease ends it, and our next lock renews it.
+		s.log.Warn("unlocking the config object failed; the lease will release it", "err", err)
+	}
+}

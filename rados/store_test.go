@@ -1,0 +1,420 @@
+package rados
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"ceph-iscsi/config"
+)
+
+const testTarget = "iqn.2003-01.com.example.iscsi-gw:store-test"
+
+func rawObject(t *testing.T, s *Store) ([]byte, string) {
+	t.Helper()
+	io, err := s.ioctx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
+	raw, _, err := s.read(io)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := io.GetXattr(s.opts.Object, EpochXattr, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, string(buf[:n])
+}
+
+func TestOpenSeedsEmptyObject(t *testing.T) {
+	conn := connect(t)
+	now := time.Date(2026, 11, 24, 1, 2, 3, 0, time.UTC)
+	s := openStore(t, conn, uniqueObject(t), func(o *StoreOptions) { o.Now = func() time.Time { return now } })
+	raw, epoch := rawObject(t, s)
+	if want := config.NewDoc(now).Marshal(); string(raw) != string(want) {
+		t.Errorf("seed =\n%s\nwant\n%s", raw, want)
+	}
+	if epoch != "0" {
+		t.Errorf("epoch xattr = %q, want \"0\"", epoch)
+	}
+	// a second open (another gateway starting) changes nothing
+	s2 := openStore(t, conn, s.opts.Object, nil)
+	raw2, _ := rawObject(t, s2)
+	if string(raw2) != string(raw) {
+		t.Errorf("second open rewrote the seed:\n%s", raw2)
+	}
+}
+
+func TestCommitWritesPythonCompatibleBytes(t *testing.T) {
+	conn := connect(t)
+	s := openStore(t, conn, uniqueObject(t), nil)
+	ctx := context.Background()
+	doc, err := s.Commit(ctx, func(d *config.Doc) error {
+		_, err := d.AddTarget(testTarget, time.Now())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Epoch != 1 {
+		t.Errorf("epoch after first commit = %d, want 1", doc.Epoch)
+	}
+	raw, epoch := rawObject(t, s)
+	if string(raw) != string(doc.Marshal()) {
+		t.Errorf("object bytes differ from the committed document")
+	}
+	if epoch != "1" {
+		t.Errorf("epoch xattr = %q, want 1", epoch)
+	}
+	if strings.HasSuffix(string(raw), "\n") || !strings.Contains(string(raw), "\n    \"targets\": {") {
+		t.Errorf("object is not in Python's indent=4 sorted form:\n%s", raw)
+	}
+	loaded, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := loaded.Targets[testTarget]; !ok {
+		t.Errorf("Load lost the target: %v", loaded.Targets)
+	}
+	if e, err := s.Epoch(); err != nil || e != 1 {
+		t.Errorf("Epoch() = %d, %v; want 1", e, err)
+	}
+}
+
+func TestFailedMutationWritesNothing(t *testing.T) {
+	conn := connect(t)
+	s := openStore(t, conn, uniqueObject(t), nil)
+	before, beforeEpoch := rawObject(t, s)
+	boom := errors.New("client mistake")
+	_, err := s.Commit(context.Background(), func(d *config.Doc) error {
+		d.Targets["half-done"] = config.NewTarget(time.Now())
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Commit error = %v, want the mutation's error", err)
+	}
+	// a mutation that would leave the document invalid is refused as a whole
+	_, err = s.Commit(context.Background(), func(d *config.Doc) error {
+		tgt, err := d.AddTarget(testTarget, time.Now())
+		if err != nil {
+			return err
+		}
+		tgt.Disks["rbd/missing"] = config.LunRef{LunID: 0}
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "invalid") {
+		t.Fatalf("Commit of an invalid document: err = %v, want a refusal", err)
+	}
+	after, afterEpoch := rawObject(t, s)
+	if string(after) != string(before) || afterEpoch != beforeEpoch {
+		t.Errorf("failed commits changed the object:\n%s\nepoch %s -> %s", after, beforeEpoch, afterEpoch)
+	}
+}
+
+func TestUpgradeOnOpen(t *testing.T) {
+	conn := connect(t)
+	object := uniqueObject(t)
+	io, err := conn.rc.OpenIOContext("rbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
+	v10 := `{"created": "2020/01/01 00:00:00", "discovery_auth": {"mutual_password": "", ` +
+		`"mutual_password_encryption_enabled": false, "mutual_username": "", "password": "", ` +
+		`"password_encryption_enabled": false, "username": ""}, "disks": {}, "epoch": 7, ` +
+		`"gateways": {}, "targets": {"iqn.2003-01.com.example:t1": {"acl_enabled": true, ` +
+		`"clients": {}, "controls": {}, "created": "2020/01/01 00:00:00", "disks": [], ` +
+		`"groups": {}, "portals": {}}}, "updated": "2020/01/01 00:00:00", "version": 10}`
+	if err := io.WriteFull(object, []byte(v10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := io.SetXattr(object, EpochXattr, []byte("7")); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, conn, object, nil)
+	doc, err := s.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Version != 11 || doc.Epoch != 8 {
+		t.Errorf("after open: version %d epoch %d, want 11 and 8", doc.Version, doc.Epoch)
+	}
+	if tgt := doc.Targets["iqn.2003-01.com.example:t1"]; tgt == nil || tgt.Disks == nil {
+		t.Errorf("target not upgraded: %+v", tgt)
+	}
+}
+
+func TestLegacyLockExcludes(t *testing.T) {
+	conn := connect(t)
+	s := openStore(t, conn, uniqueObject(t), func(o *StoreOptions) { o.LockWait = time.Second })
+	// A Python gateway takes the lock with no duration from its own client.
+	other := connect(t)
+	io, err := other.rc.OpenIOContext("rbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
+	if ret, err := io.LockExclusive(s.opts.Object, LockName, LockCookie, "", 0, nil); err != nil || ret != 0 {
+		t.Fatalf("peer lock: %d %v", ret, err)
+	}
+	_, err = s.Commit(context.Background(), func(*config.Doc) error { return nil })
+	if !errors.Is(err, ErrLockTimeout) || !strings.Contains(err.Error(), "Timed out (1s) waiting for excl lock on "+s.opts.Object+" object") {
+		t.Fatalf("commit while a peer holds the lock: %v", err)
+	}
+	if _, err := io.Unlock(s.opts.Object, LockName, LockCookie); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(context.Background(), func(*config.Doc) error { return nil }); err != nil {
+		t.Fatalf("commit after the peer unlocked: %v", err)
+	}
+}
+
+// A writer that ignores the lock (or whose lease ran out mid-commit) must not make a
+// commit overwrite its change: the version assertion sends the commit round again.
+func TestCommitRetriesOnVersionConflict(t *testing.T) {
+	conn := connect(t)
+	s := openStore(t, conn, uniqueObject(t), nil)
+	other := openStore(t, connect(t), s.opts.Object, nil)
+	ctx := context.Background()
+	var calls int
+	_, err := s.Commit(ctx, func(d *config.Doc) error {
+		calls++
+		if calls == 1 {
+			// Sneak a write in between our read and our write. The other store's
+			// commit takes the legacy lock, which we hold, so write raw as a
+			// lock-ignoring peer would.
+			peer, err := other.Load(ctx)
+			if err != nil {
+				return err
+			}
+			if _, err := peer.AddTarget("iqn.2003-01.com.example:peer", time.Now()); err != nil {
+				return err
+			}
+			peer.Epoch++
+			io, err := other.ioctx()
+			if err != nil {
+				return err
+			}
+			defer io.Destroy()
+			if err := io.WriteFull(other.opts.Object, peer.Marshal()); err != nil {
+				return err
+			}
+		}
+		_, err := d.AddTarget(testTarget, time.Now())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 {
+		t.Errorf("mutation ran %d times, want 2 (one retry)", calls)
+	}
+	doc, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, iqn := range []string{testTarget, "iqn.2003-01.com.example:peer"} {
+		if doc.Targets[iqn] == nil {
+			t.Errorf("target %s lost", iqn)
+		}
+	}
+	if doc.Epoch != 2 {
+		t.Errorf("epoch = %d, want 2", doc.Epoch)
+	}
+}
+
+// TestConcurrentCommitsLoseNothing: 2 processes x 8 goroutines x 100 mutations of the
+// same target, each adding its own client. Upstream loses updates here (#261).
+func TestConcurrentCommitsLoseNothing(t *testing.T) {
+	const procs, goroutines, perG = 2, 8, 100
+	if testing.Short() {
+		t.Skip("long: 1600 commits")
+	}
+	conn := connect(t)
+	s := openStore(t, conn, uniqueObject(t), nil)
+	ctx := context.Background()
+	if _, err := s.Commit(ctx, func(d *config.Doc) error {
+		_, err := d.AddTarget(testTarget, time.Now())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	start, err := s.Epoch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	var cmds []*exec.Cmd
+	for p := 0; p < procs; p++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), helperEnv+"=commit",
+			"HELPER_OBJECT="+s.opts.Object, "HELPER_PROC="+strconv.Itoa(p),
+			"HELPER_GOROUTINES="+strconv.Itoa(goroutines), "HELPER_PER_G="+strconv.Itoa(perG))
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("committer process: %v", err)
+		}
+	}
+	elapsed := time.Since(t0)
+	doc, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := procs * goroutines * perG
+	clients := doc.Targets[testTarget].Clients
+	if len(clients) != total {
+		t.Errorf("%d clients present, want %d", len(clients), total)
+	}
+	for p := 0; p < procs; p++ {
+		for g := 0; g < goroutines; g++ {
+			for i := 0; i < perG; i++ {
+				if clients[helperClient(p, g, i)] == nil {
+					t.Fatalf("client %s lost", helperClient(p, g, i))
+				}
+			}
+		}
+	}
+	if got := doc.Epoch - start; got != int64(total) {
+		t.Errorf("epoch advanced by %d, want exactly %d", got, total)
+	}
+	if err := doc.Validate(); err != nil {
+		t.Errorf("document invalid after the storm: %v", err)
+	}
+	t.Logf("%d commits from %d processes x %d goroutines in %v: %.0f commits/s, %v per commit",
+		total, procs, goroutines, elapsed.Round(time.Millisecond),
+		float64(total)/elapsed.Seconds(), (elapsed / time.Duration(total)).Round(time.Microsecond))
+}
+
+func helperClient(p, g, i int) string {
+	return fmt.Sprintf("iqn.1994-05.com.example:p%d-g%d-c%d", p, g, i)
+}
+
+func helperCommit() error {
+	conn, err := Connect(ConnOptions{ConfFile: os.Getenv("CEPH_CONF")})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	s, err := OpenStore(context.Background(), conn, StoreOptions{Object: os.Getenv("HELPER_OBJECT"), Upgrade: testIdentity()})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	p, _ := strconv.Atoi(os.Getenv("HELPER_PROC"))
+	goroutines, _ := strconv.Atoi(os.Getenv("HELPER_GOROUTINES"))
+	perG, _ := strconv.Atoi(os.Getenv("HELPER_PER_G"))
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perG; i++ {
+				iqn := helperClient(p, g, i)
+				if _, err := s.Commit(context.Background(), func(d *config.Doc) error {
+					_, err := d.AddClient(testTarget, iqn, time.Now())
+					return err
+				}); err != nil {
+					errs <- fmt.Errorf("add %s: %w", iqn, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// TestKilledLockHolderDoesNotWedge: a process SIGKILLed while holding the legacy lock
+// leaves it behind; the next commit succeeds once the lease runs out, by itself.
+func TestKilledLockHolderDoesNotWedge(t *testing.T) {
+	conn := connect(t)
+	const lease = 3 * time.Second
+	s := openStore(t, conn, uniqueObject(t), func(o *StoreOptions) { o.Lease = lease })
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=hold-lock", "HELPER_OBJECT="+s.opts.Object,
+		"HELPER_LEASE="+lease.String())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "locked" {
+		t.Fatalf("helper did not take the lock: %q %v", line, err)
+	}
+	io, err := s.ioctx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
+	info, err := io.ListLockers(s.opts.Object, LockName)
+	if err != nil || len(info.Clients) != 1 || info.Cookies[0] != LockCookie {
+		t.Fatalf("lockers while the helper holds it: %+v %v", info, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	killed := time.Now()
+	// The default LockWait (30 s) is far longer than the lease: the commit must get
+	// through on its own once the dead holder's lease has run out.
+	doc, err := s.Commit(context.Background(), func(d *config.Doc) error {
+		_, err := d.AddTarget(testTarget, time.Now())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("commit after the lock holder was killed: %v", err)
+	}
+	if doc.Targets[testTarget] == nil {
+		t.Error("commit lost its change")
+	}
+	t.Logf("commit went through %v after the holder was killed (lease %v)", time.Since(killed).Round(time.Millisecond), lease)
+}
+
+func helperHoldLock() error {
+	conn, err := Connect(ConnOptions{ConfFile: os.Getenv("CEPH_CONF")})
+	if err != nil {
+		return err
+	}
+	lease, err := time.ParseDuration(os.Getenv("HELPER_LEASE"))
+	if err != nil {
+		return err
+	}
+	s, err := OpenStore(context.Background(), conn, StoreOptions{Object: os.Getenv("HELPER_OBJECT"), Lease: lease, Upgrade: testIdentity()})
+	if err != nil {
+		return err
+	}
+	io, err := s.ioctx()
+	if err != nil {
+		return err
+	}
+	if err := s.lock(context.Background(), io); err != nil {
+		return err
+	}
+	fmt.Println("locked")
+	time.Sleep(time.Hour) // until killed
+	return nil
+}
