@@ -28,12 +28,3 @@ func cliCommand() *cli.Command {
 		Action: notImplemented("cli"),
 	}
 }
-
-func restoreCommand() *cli.Command {
-	return &cli.Command{
-		Name:   "restore",
-		Usage:  "restore LIO from the RADOS config object, once",
-		Flags:  []cli.Flag{configFlag()},
-		Action: notImplemented("restore"),
-	}
-}
