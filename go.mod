@@ -1,6 +1,6 @@
 module ceph-iscsi
 
-go 1.26.8
+go 1.26
 
 require (
 	github.com/ceph/go-ceph v0.40.0

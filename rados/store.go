@@ -357,6 +357,7 @@ func (s *Store) lock(ctx context.Context, io *rados.IOContext) error {
 		}
 		// -EBUSY: another client holds it; wait for its unlock or its lease.
 		if time.Now().After(deadline) {
+			//lint:ignore ST1005 upstream's message, verbatim: operators and clients know it
 			return fmt.Errorf("Timed out (%ds) waiting for excl lock on %s object: %w",
 				int(s.opts.LockWait.Seconds()), s.opts.Object, ErrLockTimeout)
 		}
