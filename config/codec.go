@@ -54,6 +54,7 @@ func ParseAny(raw []byte) (map[string]any, error) {
 // values; other types are an error.
 func MarshalAny(v any) ([]byte, error) {
 	var b bytes.Buffer
+	b.Grow(16 << 10) // a small document fits; large ones grow by doubling
 	if err := encodeValue(&b, v, 0); err != nil {
 		return nil, err
 	}
@@ -205,7 +206,15 @@ func encodeList(b *bytes.Buffer, n int, get func(int) any, depth int) error {
 	return nil
 }
 
+// indent is a newline followed by enough spaces for the deepest nesting the schema
+// has (with room to spare); deeper levels fall back to a loop.
+const indent = "\n                                                                "
+
 func newline(b *bytes.Buffer, depth int) {
+	if n := 1 + 4*depth; n <= len(indent) {
+		b.WriteString(indent[:n])
+		return
+	}
 	b.WriteByte('\n')
 	for range depth {
 		b.WriteString("    ")

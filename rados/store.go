@@ -311,10 +311,10 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 			doc.Epoch++
 			doc.Updated = config.Timestamp(s.opts.Now())
 		}
-		if err := doc.Validate(); err != nil {
+		out, err := doc.ValidateAndMarshal()
+		if err != nil {
 			return nil, fmt.Errorf("commit to %s refused, the result would be invalid: %w", s.Name(), err)
 		}
-		out := doc.Marshal()
 
 		op := rados.CreateWriteOp()
 		op.AssertVersion(ver)
