@@ -1,6 +1,7 @@
 package lio
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -495,6 +496,12 @@ func toBool(v any) (bool, error) {
 		return x != 0, nil
 	case int:
 		return x != 0, nil
+	case json.Number: // how package config decodes every number
+		f, err := strconv.ParseFloat(x.String(), 64)
+		if err != nil {
+			return false, fmt.Errorf("unsupported boolean %v", v)
+		}
+		return f != 0, nil
 	}
 	return false, fmt.Errorf("unsupported boolean %v", v)
 }

@@ -1,0 +1,469 @@
+package lio
+
+import (
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"ceph-iscsi/config"
+	"ceph-iscsi/settings"
+)
+
+// ErrImageNotFound is what FromConfigOptions.Size (or DevicePath) wraps when a
+// disk's RBD image does not exist. Such a disk is skipped, as upstream does
+// since 3.6, instead of failing the whole gateway.
+var ErrImageNotFound = errors.New("rbd image not found")
+
+// FromConfigOptions supplies what SpecFromConfig cannot learn from the
+// document and the settings: facts about RBD images, this host's addresses,
+// and names of objects that just left the configuration. Only disks exported
+// by a target of this gateway are looked up.
+type FromConfigOptions struct {
+	// Size returns an image's size in bytes, for user:rbd (dev_size) and
+	// fileio disks. nil leaves dev_size unmanaged, which only tests want: the
+	// kernel does not enable a TCMU device without it.
+	Size func(pool, image string) (int64, error)
+	// DevicePath returns where the image is mapped, for block disks (the
+	// file, for fileio). nil makes such disks an error.
+	DevicePath func(pool, image string) (string, error)
+	// LocalAddrs are this host's addresses. When set, a target's local TPGs
+	// are its ip_list entries among them, as upstream's define_target
+	// computes, and a target that lists this gateway but none of these
+	// addresses is an error. When nil, portal_ip_addresses is trusted.
+	LocalAddrs []netip.Addr
+	// Decrypt turns a stored encrypted CHAP password into plain text. nil
+	// uses the RSA private key at the settings' PrivKeyPath, read only if
+	// some password is encrypted.
+	Decrypt func(ciphertext string) (string, error)
+	// ManagedTargets and ManagedStorageObjects name objects that are no
+	// longer in the document (a DELETE just removed them) but whose local
+	// leftovers this gateway must remove.
+	ManagedTargets        []string
+	ManagedStorageObjects []string
+	// Logger reports skipped disks; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// SpecFromConfig turns the gateway.conf document into the Spec of gateway,
+// with the [config]/[target] settings as global defaults (s nil means the
+// built-in defaults), CHAP passwords decrypted and RBD facts resolved
+// through opts.
+//
+// As upstream's define() and shutdown, a gateway absent from doc.Gateways
+// manages nothing but opts' extra names: a host that resolved the wrong name
+// must not remove LIO objects that belong to the configuration.
+//
+// Every target and disk of the document is managed: targets that do not
+// list this gateway and disks that none of its targets export are in the
+// Spec but not built, which Build turns into "remove local leftovers".
+// Extra managed names are encoded the same way: a target entry without
+// portals, and a disk entry keyed by the storage-object name.
+//
+// Problems are reported together, each naming its disk, target or client
+// (never a secret). The Spec then leaves out what was wrong: a client whose
+// password does not decrypt has no ACL, a disk whose image cannot be
+// resolved is exported by no LUN, a target without a usable local address
+// or auth has no local TPG. Applying such a Spec removes those objects
+// locally, so callers should not apply it when err is not nil.
+func SpecFromConfig(doc *config.Doc, gateway string, s *settings.Settings, opts FromConfigOptions) (Spec, error) {
+	if s == nil {
+		s = settings.Defaults()
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	spec := Spec{
+		Gateway:  gateway,
+		Settings: settingsFrom(s),
+		Disks:    map[string]DiskSpec{},
+		Targets:  map[string]TargetSpec{},
+	}
+	if doc == nil {
+		return spec, errors.New("lio: no configuration document")
+	}
+	a := adapter{doc: doc, gateway: gateway, opts: opts, log: log, dec: opts.Decrypt}
+	if a.dec == nil {
+		a.dec = (&rsaDecrypter{path: s.PrivKeyPath()}).decrypt
+	}
+	if doc.Gateways[gateway] != nil {
+		a.build(&spec)
+	}
+	a.addExtras(&spec)
+	return spec, errors.Join(a.errs...)
+}
+
+type adapter struct {
+	doc     *config.Doc
+	gateway string
+	opts    FromConfigOptions
+	log     *slog.Logger
+	dec     func(string) (string, error)
+	errs    []error
+}
+
+func (a *adapter) fail(format string, args ...any) {
+	a.errs = append(a.errs, fmt.Errorf(format, args...))
+}
+
+func (a *adapter) build(spec *Spec) {
+	disc, err := a.auth(a.doc.DiscoveryAuth)
+	if err != nil {
+		a.fail("lio: discovery_auth: %w", err)
+	} else {
+		spec.DiscoveryAuth, spec.ManageDiscoveryAuth = disc, true
+	}
+
+	// Local TPG addresses first: they decide which disks need RBD facts.
+	localIPs := map[string][]string{}
+	for _, iqn := range sortedKeys(a.doc.Targets) {
+		t := a.doc.Targets[iqn]
+		if t == nil {
+			continue
+		}
+		p := t.Portals[a.gateway]
+		if p == nil {
+			continue
+		}
+		ips := p.PortalIPAddresses
+		if a.opts.LocalAddrs != nil {
+			ips = nil
+			for _, ip := range t.IPList {
+				if isLocal(a.opts.LocalAddrs, ip) {
+					ips = append(ips, ip)
+				}
+			}
+			if len(ips) == 0 {
+				// upstream's message, so operators can search for it
+				a.fail("lio: target %s: gateway IP addresses provided do not match any ip on this host (ip_list %v)", iqn, t.IPList)
+				continue
+			}
+		}
+		if ips == nil {
+			ips = []string{} // listed here without addresses: built, with no local TPG
+		}
+		localIPs[iqn] = ips
+	}
+	exported := map[string]bool{}
+	for iqn := range localIPs {
+		for id := range a.doc.Targets[iqn].Disks {
+			exported[id] = true
+		}
+	}
+
+	dropped := map[string]bool{}
+	backstores := map[string][]string{} // backstore -> exported disk ids
+	for _, id := range sortedKeys(a.doc.Disks) {
+		d := a.doc.Disks[id]
+		if d == nil {
+			continue
+		}
+		ds := DiskSpec{Pool: d.Pool, Image: d.Image, WWN: d.WWN, BackstoreObjectName: d.BackstoreObjectName, Controls: d.Controls}
+		if d.Owner != nil {
+			ds.Owner = *d.Owner
+		}
+		if exported[id] {
+			bs, err := a.resolveDisk(id, d, &ds)
+			switch {
+			case errors.Is(err, ErrImageNotFound):
+				a.log.Warn("skipping disk: its RBD image does not exist", "disk", id, "err", err)
+				dropped[id] = true
+			case err != nil:
+				a.errs = append(a.errs, err)
+				dropped[id] = true
+			default:
+				backstores[bs] = append(backstores[bs], id)
+			}
+		}
+		spec.Disks[id] = ds
+	}
+	spec.Backstore = BackstoreUserRBD
+	switch len(backstores) {
+	case 0:
+	case 1:
+		for bs := range backstores {
+			spec.Backstore = bs
+		}
+	default:
+		// Build takes one backstore per gateway; mixing would silently
+		// create some disks with the wrong plugin.
+		var parts []string
+		for _, bs := range sortedKeys(backstores) {
+			parts = append(parts, fmt.Sprintf("%s: %s", bs, strings.Join(backstores[bs], ", ")))
+		}
+		a.fail("lio: disks of this gateway use different backstores (%s); only one backstore per gateway is supported", strings.Join(parts, "; "))
+		for _, ids := range backstores {
+			for _, id := range ids {
+				dropped[id] = true
+			}
+		}
+	}
+
+	for _, iqn := range sortedKeys(a.doc.Targets) {
+		t := a.doc.Targets[iqn]
+		if t == nil {
+			continue
+		}
+		spec.Targets[iqn] = a.target(iqn, t, localIPs[iqn], dropped)
+	}
+}
+
+// resolveDisk checks a disk's backstore and fills in the RBD facts Build
+// needs for it.
+func (a *adapter) resolveDisk(id string, d *config.Disk, ds *DiskSpec) (string, error) {
+	bs := d.Backstore
+	if bs == "" {
+		bs = BackstoreUserRBD // documents from before the field existed
+	}
+	needSize, needPath := false, false
+	switch bs {
+	case BackstoreUserRBD:
+		needSize = true
+	case BackstoreBlock:
+		needPath = true
+	case BackstoreFileIO:
+		needSize, needPath = true, true
+	default:
+		return "", fmt.Errorf("lio: disk %s: unknown backstore %q (want %s or %s)", id, bs, BackstoreUserRBD, BackstoreBlock)
+	}
+	if needSize && a.opts.Size != nil {
+		n, err := a.opts.Size(d.Pool, d.Image)
+		if err != nil {
+			return "", fmt.Errorf("lio: disk %s: size: %w", id, err)
+		}
+		ds.Size = n
+	}
+	if needPath {
+		if a.opts.DevicePath == nil {
+			return "", fmt.Errorf("lio: disk %s: backstore %s needs a device path and none can be resolved", id, bs)
+		}
+		p, err := a.opts.DevicePath(d.Pool, d.Image)
+		if err != nil {
+			return "", fmt.Errorf("lio: disk %s: device path: %w", id, err)
+		}
+		ds.DevicePath = p
+	}
+	return bs, nil
+}
+
+func (a *adapter) target(iqn string, t *config.Target, local []string, dropped map[string]bool) TargetSpec {
+	ts := TargetSpec{
+		ACLEnabled: t.ACLEnabled,
+		Controls:   t.Controls,
+		IPList:     t.IPList,
+		Portals:    map[string][]string{},
+		Disks:      map[string]int{},
+		Clients:    map[string]ClientSpec{},
+	}
+	for gw, p := range t.Portals {
+		if p != nil && gw != a.gateway {
+			ts.Portals[gw] = p.PortalIPAddresses
+		}
+	}
+	for id, l := range t.Disks {
+		if !dropped[id] {
+			ts.Disks[id] = l.LunID
+		}
+	}
+	if local == nil {
+		return ts // not built here: managed only
+	}
+	auth, err := a.auth(t.Auth)
+	if err != nil {
+		// Without its CHAP the target would be open to anyone: leave it unbuilt.
+		a.fail("lio: target %s: auth: %w", iqn, err)
+		return ts
+	}
+	ts.Auth = auth
+	ts.Portals[a.gateway] = local
+	for _, ini := range sortedKeys(t.Clients) {
+		c := t.Clients[ini]
+		if c == nil {
+			continue
+		}
+		auth, err := a.auth(c.Auth)
+		if err != nil {
+			a.fail("lio: target %s client %s: %w", iqn, ini, err)
+			continue
+		}
+		cs := ClientSpec{Auth: auth, LUNs: map[string]int{}}
+		for id, l := range c.Luns {
+			if !dropped[id] {
+				cs.LUNs[id] = l.LunID
+			}
+		}
+		ts.Clients[ini] = cs
+	}
+	return ts
+}
+
+// auth decrypts an auth block. Errors name the field, never its value.
+func (a *adapter) auth(c config.Auth) (AuthSpec, error) {
+	pw, err := a.password(c.Password, c.PasswordEncryptionEnabled)
+	if err != nil {
+		return AuthSpec{}, fmt.Errorf("password: %w", err)
+	}
+	mpw, err := a.password(c.MutualPassword, c.MutualPasswordEncryptionEnabled)
+	if err != nil {
+		return AuthSpec{}, fmt.Errorf("mutual_password: %w", err)
+	}
+	return AuthSpec{Username: c.Username, Password: Secret(pw), MutualUsername: c.MutualUsername, MutualPassword: Secret(mpw)}, nil
+}
+
+func (a *adapter) password(stored string, encrypted bool) (string, error) {
+	if !encrypted || stored == "" {
+		return stored, nil
+	}
+	return a.dec(stored)
+}
+
+func (a *adapter) addExtras(spec *Spec) {
+	for _, iqn := range a.opts.ManagedTargets {
+		if _, ok := spec.Targets[iqn]; !ok {
+			spec.Targets[iqn] = TargetSpec{}
+		}
+	}
+	have := map[string]bool{}
+	for id, d := range spec.Disks {
+		have[d.objectName(id)] = true
+	}
+	for _, name := range a.opts.ManagedStorageObjects {
+		if !have[name] {
+			// Disk ids contain a slash and object names do not, so the
+			// key cannot collide with a real disk.
+			spec.Disks[name] = DiskSpec{BackstoreObjectName: name}
+			have[name] = true
+		}
+	}
+}
+
+func settingsFrom(s *settings.Settings) Settings {
+	return Settings{
+		ALUAFailover:      s.AluaFailoverType,
+		ClusterClientName: s.ClusterClientName,
+		CephConf:          s.CephConfPath(),
+
+		DataoutTimeout:           s.Target.DataoutTimeout,
+		NopinResponseTimeout:     s.Target.NopinResponseTimeout,
+		NopinTimeout:             s.Target.NopinTimeout,
+		CmdSNDepth:               s.Target.CmdsnDepth,
+		ImmediateData:            s.Target.ImmediateData,
+		InitialR2T:               s.Target.InitialR2T,
+		MaxOutstandingR2T:        s.Target.MaxOutstandingR2T,
+		FirstBurstLength:         s.Target.FirstBurstLength,
+		MaxBurstLength:           s.Target.MaxBurstLength,
+		MaxRecvDataSegmentLength: s.Target.MaxRecvDataSegmentLength,
+		MaxXmitDataSegmentLength: s.Target.MaxXmitDataSegmentLength,
+
+		MaxDataAreaMB: s.Disk.MaxDataAreaMB,
+		QFullTimeout:  s.Disk.QfullTimeout,
+		OSDOpTimeout:  s.Disk.OsdOpTimeout,
+		HWMaxSectors:  s.Disk.HwMaxSectors,
+	}
+}
+
+func isLocal(addrs []netip.Addr, ip string) bool {
+	a, err := netip.ParseAddr(trimBrackets(ip))
+	if err != nil {
+		return false
+	}
+	a = a.Unmap().WithZone("")
+	for _, x := range addrs {
+		if x.Unmap().WithZone("") == a {
+			return true
+		}
+	}
+	return false
+}
+
+// rsaDecrypter reads the private key once, on first use, so gateways without
+// encrypted passwords never need the key file.
+type rsaDecrypter struct {
+	path string
+	once sync.Once
+	key  *rsa.PrivateKey
+	err  error
+}
+
+func (d *rsaDecrypter) decrypt(ciphertext string) (string, error) {
+	d.once.Do(func() { d.key, d.err = readPrivateKey(d.path) })
+	if d.err != nil {
+		return "", fmt.Errorf("stored encrypted, but the private key cannot be used: %w", d.err)
+	}
+	return decryptPassword(d.key, ciphertext)
+}
+
+// readPrivateKey loads a PEM RSA private key, PKCS#1 or PKCS#8, as
+// python-cryptography's load_pem_private_key accepts for upstream.
+func readPrivateKey(path string) (*rsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err // *PathError names the file
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	switch blk.Type {
+	case "RSA PRIVATE KEY":
+		k, err := x509.ParsePKCS1PrivateKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return k, nil
+	case "PRIVATE KEY":
+		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		rk, ok := k.(*rsa.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("%s: not an RSA key", path)
+		}
+		return rk, nil
+	}
+	return nil, fmt.Errorf("%s: unsupported PEM block %q (want an unencrypted RSA private key)", path, blk.Type)
+}
+
+// decryptPassword undoes upstream's encryption (spec 3.3): base64 of
+// RSA-OAEP with SHA-256 and MGF1-SHA-256, or with SHA-1 for passwords written
+// by python-crypto. Errors never include the ciphertext or the result.
+func decryptPassword(key *rsa.PrivateKey, stored string) (string, error) {
+	// Python's b64decode skips characters outside the alphabet, such as the
+	// line breaks of wrapped output.
+	clean := strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\n' || r == '\r' || r == '\t' {
+			return -1
+		}
+		return r
+	}, stored)
+	ct, err := base64.StdEncoding.DecodeString(clean)
+	if err != nil {
+		return "", errors.New("stored encrypted, but not valid base64")
+	}
+	var plain []byte
+	for _, h := range []func() hash.Hash{sha256.New, sha1.New} {
+		if plain, err = rsa.DecryptOAEP(h(), nil, key, ct, nil); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return "", errors.New("stored encrypted, but it does not decrypt with this gateway's private key (RSA-OAEP SHA-256 or SHA-1)")
+	}
+	if !utf8.Valid(plain) {
+		return "", errors.New("decrypted value is not UTF-8")
+	}
+	return string(plain), nil
+}
