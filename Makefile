@@ -13,7 +13,8 @@ GOTESTFLAGS ?= -count=1 -timeout 20m
 # What the build, the tests and a gateway need: Ceph pacific client and daemons (the
 # tests start a real cluster), cgo's compiler, and the tools of the LIO VM tests.
 DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iproute2 \
-	librados-dev librbd-dev ceph-mon ceph-osd ceph-common rbd-nbd python3
+	librados-dev librbd-dev ceph-mon ceph-osd ceph-common rbd-nbd python3 \
+	qemu-system-x86 busybox-static kmod open-iscsi tcmu-runner
 
 .PHONY: all deps build install test unit lint vm-test dev-cluster dev-cluster-down clean
 
@@ -39,10 +40,15 @@ install: build
 # The whole suite: static checks, then every package's tests against one real Ceph
 # cluster started for the run (CEPH_CONF set by with-cluster.sh), then the real-kernel
 # LIO tests in the VM.
-test: lint unit
+test: lint unit vm-test
 
 unit: build
 	dist/dev/with-cluster.sh go test -tags pacific $(GOTESTFLAGS) ./...
+
+# Real LIO: a qemu guest boots Debian's kernel with this machine's / over 9p and runs
+# the vmtest-tagged tests against the real configfs, tcmu-runner and open-iscsi.
+vm-test:
+	vm/test.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# test.sh [go test flags...] - the real-kernel LIO tests (make vm-test): builds the vmtest
+# binary of this package, prepares a Ceph cluster with an RBD image on the host (unless
+# CEPH_ISCSI_VM_RBD=0 or Ceph/tcmu-runner are missing), and runs the binary inside a qemu
+# guest through vm/run.sh. Exits with the test binary's exit code (125: the guest hung or
+# died; see the console log in the out dir).
+#
+# env: CEPH_ISCSI_VM_RBD=0 skips Ceph and tcmu-runner (the user:rbd backstore is then only
+# created and compared, no I/O); CEPH_ISCSI_VM_OUT keeps the artefacts in a directory of
+# your choice (otherwise a temp dir, removed on success); see vm/run.sh for the others.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+T0=$EPOCHREALTIME
+log() { printf '[vm-test %6.1fs] %s\n' "$(awk "BEGIN{print $EPOCHREALTIME - $T0}")" "$*" >&2; }
+
+KEEP=${CEPH_ISCSI_VM_OUT:+1}
+OUT=${CEPH_ISCSI_VM_OUT:-$(mktemp -d /tmp/ceph-iscsi-vmtest.XXXXXX)}
+mkdir -p "$OUT"
+export CEPH_ISCSI_VM_OUT=$OUT
+
+(cd "$ROOT" && go test -c -tags pacific,vmtest -o "$OUT/vm.test" ./vm/)
+log "built $OUT/vm.test"
+
+RBD=${CEPH_ISCSI_VM_RBD:-1}
+if [[ $RBD != 0 ]]; then
+  for tool in ceph-mon ceph-osd rbd tcmu-runner; do
+    command -v "$tool" >/dev/null || { log "no $tool: skipping the user:rbd tests"; RBD=0; }
+  done
+fi
+ENV=()
+if [[ $RBD != 0 ]]; then
+  # Made on the host (fast), stopped cleanly (memstore saves on umount), restarted in the
+  # guest. Random ports: other clusters may run on this host; in the guest nothing else does.
+  C=$OUT/ceph
+  ok=0
+  for _ in 1 2 3 4 5; do
+    rm -rf "$C"
+    mon=$((20000 + RANDOM % 20000))
+    if CEPH_DEV_MON_PORT=$mon CEPH_DEV_OSD_PORTS=$((mon + 2))-$((mon + 101)) \
+      "$ROOT/dist/dev/ceph-cluster.sh" up "$C" >"$OUT/ceph-up.log" 2>&1; then
+      ok=1; break
+    fi
+    grep -q 'already in use' "$OUT/ceph-up.log" || break
+  done
+  if ((ok == 0)); then
+    cat "$OUT/ceph-up.log" >&2
+    "$ROOT/dist/dev/ceph-cluster.sh" down "$C" >/dev/null 2>&1 || true
+    log "host Ceph cluster failed"; exit 1
+  fi
+  # the image of lio/testdata/upstream-gateway.conf.json
+  rbd -c "$C/ceph.conf" -k "$C/ceph.client.admin.keyring" create rbd/disk2 --size 1G
+  "$ROOT/dist/dev/ceph-cluster.sh" down "$C" >>"$OUT/ceph-up.log" 2>&1
+  rm -rf "$C/log"/* "$C"/crash/*
+  log "Ceph cluster with rbd/disk2 prepared in $C ($(du -sh "$C" | cut -f1))"
+  ENV=("VMTEST_CEPH_SRC=/vm-out/ceph" "VMTEST_CEPH_HOSTDIR=$C")
+  export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-3072M}
+fi
+export CEPH_ISCSI_VM_ENV="${ENV[*]}"
+
+set +e
+"$HERE/run.sh" "$HERE/guest-vmtest.sh" /vm-out/vm.test -test.v -test.timeout=480s "$@"
+rc=$?
+set -e
+if ((rc == 0)) && [[ -z $KEEP ]]; then
+  rm -rf "$OUT"
+  log "PASS"
+else
+  log "done, rc=$rc (artefacts in $OUT: console.log, guest.log, configfs dumps)"
+fi
+exit $rc

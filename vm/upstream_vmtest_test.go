@@ -1,0 +1,408 @@
+//go:build vmtest
+
+package vm
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ceph/go-ceph/rados"
+	"github.com/ceph/go-ceph/rbd"
+
+	"ceph-iscsi/lio"
+)
+
+// The reference: what upstream ceph-iscsi 3.5 built on this kernel (6.1) for
+// upstream-gateway.conf.json, dumped with an initiator logged in.
+const (
+	upstreamDir     = "../lio/testdata"
+	upstreamConf    = upstreamDir + "/upstream-gateway.conf.json"
+	upstreamTree    = upstreamDir + "/upstream-configfs-tree.txt"
+	upstreamValues  = upstreamDir + "/upstream-configfs-values-loggedin.txt"
+	upstreamGateway = "igw1.fullstack.test"
+	upstreamDisk    = 1 << 30 // rbd/disk2, created by vm/test.sh
+)
+
+type confAuth struct {
+	Username       string `json:"username"`
+	Password       string `json:"password"`
+	MutualUsername string `json:"mutual_username"`
+	MutualPassword string `json:"mutual_password"`
+}
+
+func (a confAuth) spec() lio.AuthSpec {
+	return lio.AuthSpec{Username: a.Username, Password: lio.Secret(a.Password),
+		MutualUsername: a.MutualUsername, MutualPassword: lio.Secret(a.MutualPassword)}
+}
+
+// upstreamSpec maps the gateway.conf document to a Spec the way the daemon's
+// adapter does (the same subset as lio's specFromConfig).
+func upstreamSpec(t *testing.T) (lio.Spec, string, confAuth) {
+	t.Helper()
+	b, err := os.ReadFile(upstreamConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		DiscoveryAuth confAuth `json:"discovery_auth"`
+		Disks         map[string]struct {
+			Pool, Image, WWN, Owner string
+			BackstoreObjectName     string         `json:"backstore_object_name"`
+			Controls                map[string]any `json:"controls"`
+		} `json:"disks"`
+		Targets map[string]struct {
+			ACLEnabled bool           `json:"acl_enabled"`
+			Auth       confAuth       `json:"auth"`
+			Controls   map[string]any `json:"controls"`
+			IPList     []string       `json:"ip_list"`
+			Portals    map[string]struct {
+				PortalIPAddresses []string `json:"portal_ip_addresses"`
+			} `json:"portals"`
+			Disks map[string]struct {
+				LunID int `json:"lun_id"`
+			} `json:"disks"`
+			Clients map[string]struct {
+				Auth confAuth `json:"auth"`
+				LUNs map[string]struct {
+					LunID int `json:"lun_id"`
+				} `json:"luns"`
+			} `json:"clients"`
+		} `json:"targets"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	spec := lio.Spec{Gateway: upstreamGateway, Backstore: lio.BackstoreUserRBD, Settings: lio.DefaultSettings(),
+		Disks: map[string]lio.DiskSpec{}, Targets: map[string]lio.TargetSpec{},
+		DiscoveryAuth: doc.DiscoveryAuth.spec(), ManageDiscoveryAuth: true}
+	for id, d := range doc.Disks {
+		spec.Disks[id] = lio.DiskSpec{Pool: d.Pool, Image: d.Image, WWN: d.WWN, Owner: d.Owner,
+			BackstoreObjectName: d.BackstoreObjectName, Controls: d.Controls, Size: upstreamDisk}
+	}
+	var iqn string
+	var client confAuth
+	for tiqn, tc := range doc.Targets {
+		iqn = tiqn
+		ts := lio.TargetSpec{ACLEnabled: tc.ACLEnabled, Auth: tc.Auth.spec(), Controls: tc.Controls, IPList: tc.IPList,
+			Portals: map[string][]string{}, Disks: map[string]int{}, Clients: map[string]lio.ClientSpec{}}
+		for gw, p := range tc.Portals {
+			ts.Portals[gw] = p.PortalIPAddresses
+		}
+		for id, d := range tc.Disks {
+			ts.Disks[id] = d.LunID
+		}
+		for ini, c := range tc.Clients {
+			cs := lio.ClientSpec{Auth: c.Auth.spec(), LUNs: map[string]int{}}
+			for id, l := range c.LUNs {
+				cs.LUNs[id] = l.LunID
+			}
+			ts.Clients[ini] = cs
+			client = c.Auth
+		}
+		spec.Targets[tiqn] = ts
+	}
+	if len(doc.Targets) != 1 || len(spec.Targets[iqn].Clients) != 1 {
+		t.Fatalf("%s: expected one target with one client", upstreamConf)
+	}
+	return spec, iqn, client
+}
+
+// readUpstream parses the reference dumps into a tree keyed like dumpTree.
+func readUpstream(t *testing.T) tree {
+	t.Helper()
+	const prefix = configfs + "/"
+	tr := tree{dirs: map[string]bool{}, links: map[string]string{}, values: map[string]string{}}
+	b, err := os.ReadFile(upstreamTree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		p := strings.TrimPrefix(f[2], prefix)
+		switch f[0] {
+		case "d":
+			tr.dirs[p] = true
+		case "l":
+			abs := filepath.Clean(filepath.Join(filepath.Dir(f[2]), f[4]))
+			tr.links[filepath.Dir(p)] = strings.TrimPrefix(abs, prefix)
+		}
+	}
+	b, err = os.ReadFile(upstreamValues)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, " = ")
+		if !ok || strings.HasPrefix(l, "#") {
+			continue
+		}
+		tr.values["target/"+k] = v
+	}
+	return tr
+}
+
+// historyDependent matches values that differ between two boots that built
+// the same thing: counters and indexes of earlier objects, timestamps, the
+// CPU count, statistics.
+var historyDependent = regexp.MustCompile(`statistics/|/hba_info$|^target/iscsi/cpus_allowed_list$`)
+
+// sessionOnly matches what differs unless an initiator is logged in and a
+// tcmu-runner serves the device: session parameters, and the kernel's
+// nl_reply_supported, which drops to 0 when no runner answers the enable.
+var sessionOnly = regexp.MustCompile(`/acls/[^/]+/(param/|info$)|/attrib/nl_reply_supported$`)
+
+// compareTrees reports every difference between the real tree and upstream's.
+func compareTrees(t *testing.T, got, want tree, loggedIn bool) {
+	t.Helper()
+	var diffs []string
+	for d := range want.dirs {
+		if !got.dirs[d] {
+			diffs = append(diffs, "missing dir "+d)
+		}
+	}
+	for d := range got.dirs {
+		if !want.dirs[d] {
+			diffs = append(diffs, "extra dir "+d)
+		}
+	}
+	for d, l := range want.links {
+		if got.links[d] != l {
+			diffs = append(diffs, fmt.Sprintf("link in %s: got %q, upstream %q", d, got.links[d], l))
+		}
+	}
+	for d, l := range got.links {
+		if _, ok := want.links[d]; !ok {
+			diffs = append(diffs, fmt.Sprintf("extra link in %s -> %s", d, l))
+		}
+	}
+	compared := 0
+	for k, v := range want.values {
+		if historyDependent.MatchString(k) || (!loggedIn && sessionOnly.MatchString(k)) {
+			continue
+		}
+		g, ok := got.values[k]
+		switch {
+		case !ok:
+			diffs = append(diffs, fmt.Sprintf("missing %s (upstream %q)", k, v))
+		case g != v:
+			diffs = append(diffs, fmt.Sprintf("%s = %q, upstream %q", k, g, v))
+		default:
+			compared++
+		}
+	}
+	for k, v := range got.values {
+		if _, ok := want.values[k]; !ok && !historyDependent.MatchString(k) && !(!loggedIn && sessionOnly.MatchString(k)) {
+			diffs = append(diffs, fmt.Sprintf("extra %s = %q", k, v))
+		}
+	}
+	sort.Strings(diffs)
+	for _, d := range diffs {
+		t.Error(d)
+	}
+	if compared < 150 {
+		t.Errorf("only %d values compared: reference not parsed?", compared)
+	}
+	t.Logf("real kernel tree vs upstream: %d dirs, %d links, %d equal values, %d differences",
+		len(want.dirs), len(want.links), compared, len(diffs))
+}
+
+// tcmuRunner returns the pid of the live tcmu-runner the guest started, or 0
+// when the guest runs without Ceph. A user backstore must never be enabled
+// while a runner that once ran is gone: the write blocks forever.
+func tcmuRunner(t *testing.T) int {
+	t.Helper()
+	s := os.Getenv("VMTEST_TCMU_PID")
+	if s == "" {
+		return 0
+	}
+	pid, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if comm := strings.TrimSpace(readOr(fmt.Sprintf("/proc/%d/comm", pid))); comm != "tcmu-runner" {
+		t.Fatalf("tcmu-runner (pid %d) is not running (comm %q): refusing to enable user backstores", pid, comm)
+	}
+	return pid
+}
+
+// cephConn connects as client.admin once the restarted cluster serves I/O.
+func cephConn(t *testing.T, start time.Time) (*rados.Conn, *rados.IOContext) {
+	t.Helper()
+	deadline := time.Now().Add(180 * time.Second)
+	for attempt := 1; ; attempt++ {
+		conn, ioctx, err := tryConn(os.Getenv("VMTEST_CEPH_CONF"))
+		if err == nil {
+			step(t, start, "Ceph serves I/O (attempt %d)", attempt)
+			t.Cleanup(func() { ioctx.Destroy(); conn.Shutdown() })
+			return conn, ioctx
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Ceph not ready after 180s: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func tryConn(conf string) (*rados.Conn, *rados.IOContext, error) {
+	conn, err := rados.NewConnWithUser("admin")
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*rados.Conn, *rados.IOContext, error) { conn.Shutdown(); return nil, nil, err }
+	if err := conn.ReadConfigFile(conf); err != nil {
+		return fail(err)
+	}
+	for k, v := range map[string]string{"client_mount_timeout": "20", "rados_mon_op_timeout": "20", "rados_osd_op_timeout": "20"} {
+		if err := conn.SetConfigOption(k, v); err != nil {
+			return fail(err)
+		}
+	}
+	if err := conn.Connect(); err != nil {
+		return fail(err)
+	}
+	ioctx, err := conn.OpenIOContext("rbd")
+	if err != nil {
+		return fail(err)
+	}
+	ioctx.SetNamespace("vmtest")
+	if err := ioctx.WriteFull("ready", []byte("ok")); err != nil {
+		ioctx.Destroy()
+		return fail(err)
+	}
+	ioctx.SetNamespace("")
+	return conn, ioctx, nil
+}
+
+// TestUpstreamUserRBD applies upstream's reference configuration (a
+// user:rbd disk behind one CHAP client) to the real kernel and compares the
+// tree with what upstream built. With Ceph and tcmu-runner in the guest it
+// also logs in, does I/O through TCMU and checks the data in the RBD image
+// with librbd; without them it compares the tree without a session (an
+// enabled user backstore without a runner is safe only because no runner
+// ever ran in this boot).
+func TestUpstreamUserRBD(t *testing.T) {
+	start := time.Now()
+	spec, iqn, cauth := upstreamSpec(t)
+	pid := tcmuRunner(t)
+	var ioctx *rados.IOContext
+	if pid != 0 {
+		_, ioctx = cephConn(t, start)
+		img, err := rbd.OpenImageReadOnly(ioctx, "disk2", rbd.NoSnapshot)
+		if err != nil {
+			t.Fatalf("rbd/disk2: %v", err)
+		}
+		size, err := img.GetSize()
+		img.Close()
+		if err != nil || size != upstreamDisk {
+			t.Fatalf("rbd/disk2 size %d, %v; want %d", size, err, upstreamDisk)
+		}
+	} else {
+		t.Log("no Ceph/tcmu-runner in this guest: tree comparison only, no login")
+	}
+	f := realFS(t)
+	desired := build(t, spec)
+	tcmuRunner(t) // still alive right before the enable
+	plan := converge(t, f, desired)
+	step(t, start, "upstream config applied: %d ops, re-plan empty", len(plan.Ops))
+	defer func() {
+		tcmuRunner(t)
+		teardown(t, f, desired)
+		step(t, start, "teardown done")
+	}()
+
+	loggedIn := false
+	var ini initiator
+	var portal string
+	if pid != 0 {
+		var client string
+		for c := range spec.Targets[iqn].Clients {
+			client = c
+		}
+		portal = strings.TrimSuffix(lio.PortalName(spec.Targets[iqn].IPList[0]), ":3260")
+		ini = initiator{name: client, iface: "upstream",
+			auth: chap{cauth.Username, cauth.Password, cauth.MutualUsername, cauth.MutualPassword}}
+		ini.configure(t)
+		if _, err := ini.discover(t, portal); err != nil {
+			t.Fatal(err)
+		}
+		if err := ini.login(t, iqn, portal); err != nil {
+			t.Fatal(err)
+		}
+		loggedIn = true
+		defer ini.logout(t, iqn, portal)
+		step(t, start, "logged in as %s", client)
+		devs := ini.disks(t, iqn, 1)
+		step(t, start, "LUN 0 is %s", devs[0])
+		data := pattern(4)
+		const off = 5 << 20
+		writeReadDirect(t, devs[0], off, data)
+		step(t, start, "1 MiB written through TCMU and read back")
+		img, err := rbd.OpenImageReadOnly(ioctx, "disk2", rbd.NoSnapshot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(data))
+		_, err = img.ReadAt(got, off)
+		img.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Errorf("rbd/disk2 differs from what was written (first diff at %d)", firstDiff(got, data))
+		} else {
+			step(t, start, "data found in rbd/disk2 through librbd")
+		}
+	}
+
+	real := dumpTree(t)
+	real.write(t, filepath.Join(os.Getenv("VM_OUT"), "upstream-real-configfs.txt"))
+	compareTrees(t, real, readUpstream(t), loggedIn)
+	step(t, start, "tree compared with upstream's (logged in: %v)", loggedIn)
+
+	if loggedIn {
+		// Resize as upstream does: the image first (librbd forwards it to the
+		// lock owner, tcmu-runner), then dev_size of the live backstore.
+		const newSize = 2 << 30
+		img, err := rbd.OpenImage(ioctx, "disk2", rbd.NoSnapshot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = img.Resize(newSize)
+		img.Close()
+		if err != nil {
+			t.Fatalf("rbd resize: %v", err)
+		}
+		d := spec.Disks["rbd/disk2"]
+		d.Size = newSize
+		spec.Disks["rbd/disk2"] = d
+		desired = build(t, spec)
+		tcmuRunner(t)
+		plan := converge(t, f, desired)
+		if len(plan.Ops) != 1 || !strings.HasSuffix(plan.Ops[0].Path, "/attrib/dev_size") {
+			t.Errorf("resize plan is not a single dev_size write:\n%s", plan)
+		}
+		dev := ini.disks(t, iqn, 1)[0]
+		sys := "/sys/block/" + filepath.Base(dev)
+		if err := os.WriteFile(sys+"/device/rescan", []byte("1"), 0o200); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(readOr(sys + "/size")); got != strconv.Itoa(newSize/512) {
+			t.Errorf("initiator sees %s sectors after rescan, want %d", got, newSize/512)
+		}
+		data := pattern(5)
+		writeReadDirect(t, dev, newSize-ioSize, data) // the new end of the disk
+		step(t, start, "resized to 2 GiB live: initiator sees it and writes at the new end")
+	}
+}
