@@ -276,6 +276,11 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 		return printReport(stdout, rep, o.json)
 	}
 
+	if !f.Emulated() && plan.EnablesUserBackstores() {
+		if err := lio.CheckTCMURunner("/proc"); err != nil {
+			return failf("restore: nothing applied: %w", err)
+		}
+	}
 	res, applyErr := lio.Apply(ctx, f, plan)
 	rep.Applied = &appliedReport{Done: len(res.Done), Failed: len(res.Failed), Skipped: len(res.Skipped), Ops: res}
 	log.Info("applied LIO plan", "done", len(res.Done), "failed", len(res.Failed), "skipped", len(res.Skipped))
