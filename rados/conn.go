@@ -152,3 +152,10 @@ func (c *Conn) ConfigKeySet(key, value string) error {
 	}
 	return nil
 }
+
+// Raw is the underlying go-ceph connection, for packages (rbd) that call librbd on
+// the same session instead of opening their own.
+func (c *Conn) Raw() *rados.Conn { return c.rc }
+
+// Name is the cephx entity the connection authenticated as, e.g. "client.admin".
+func (c *Conn) Name() string { return c.name }

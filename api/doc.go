@@ -1,0 +1,13 @@
+// Package api owns the REST API of rbd-target-api: its routes (the 36 URL
+// rules and 57 method+path operations of upstream, public and internal "_"
+// ones), their form-encoded parameters and JSON responses, authentication
+// (HTTP Basic plus the source-IP allowlist), and the coordination of a change
+// across gateways: validate, commit the config document once through the
+// store, apply the change to the local LIO through the LocalLIO seam, then
+// ask the peer gateways to apply it through their internal routes.
+//
+// It is the only package that knows HTTP. It must not touch configfs (that is
+// the LocalLIO implementation's job) and changes the config document only
+// through pure mutations handed to Store.Commit, which never loses a
+// concurrent update.
+package api

@@ -1,0 +1,197 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+
+	"ceph-iscsi/config"
+)
+
+// peers talks to the other gateways' internal routes, as upstream's call_api
+// and target_ready do.
+type peers struct{ s *server }
+
+// call sends one form-encoded request to a gateway. A connection failure
+// becomes upstream's synthetic 500, so callers format it like any refusal.
+func (p *peers) call(ctx context.Context, method, gw, path string, vars map[string]string) (int, []byte, error) {
+	u := p.s.PeerURL(gw) + path
+	form := url.Values{}
+	for k, v := range vars {
+		form.Set(k, v)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, nil, fmt.Errorf("build request to %s: %w", gw, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.SetBasicAuth(p.s.Settings.APIUser, p.s.Settings.APIPassword.Reveal())
+	resp, err := p.s.HTTPClient.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			body, _ := json.Marshal(map[string]string{"message": "Unable to connect to api endpoint @ " + u})
+			return http.StatusInternalServerError, body, nil
+		}
+		return 0, nil, fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: read response: %w", method, u, err)
+	}
+	return resp.StatusCode, body, nil
+}
+
+// ready is upstream's target_ready pre-flight: every gateway must answer
+// _ping with 200, otherwise the summary names each one that did not.
+func (p *peers) ready(ctx context.Context, gws []string) (bool, string) {
+	var bad []string
+	for _, gw := range gws {
+		status, _, err := p.call(ctx, http.MethodGet, gw, "/api/_ping", nil)
+		switch {
+		case err != nil:
+			bad = append(bad, gw+"(iscsi Unknown, API down)")
+		case status == http.StatusOK:
+		case status == http.StatusServiceUnavailable:
+			bad = append(bad, gw+"(iscsi down, API up)")
+		default:
+			bad = append(bad, gw+"(UNKNOWN state)")
+		}
+	}
+	return len(bad) == 0, strings.Join(bad, ",")
+}
+
+// remoteMessage is the "message" of a peer's JSON reply, as call_api reads it.
+func remoteMessage(body []byte) string {
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err == nil {
+		if s, ok := m["message"].(string); ok {
+			return s
+		}
+		if v, ok := m["message"]; ok {
+			b, _ := json.Marshal(v)
+			return string(b)
+		}
+	}
+	return "unknown failure"
+}
+
+// plan is one coordinated change, upstream's call_api with the local gateway
+// handled in process. Simplified from upstream: the config is committed once,
+// by this gateway, instead of by whichever gateway's internal call happens to
+// commit; the lossless commit makes that safe, and the internal routes of
+// peers (Go or Python) then only converge their own LIO.
+type plan struct {
+	// before and after are the peers called before and after the local
+	// step: creates go local first, deletes local last, as upstream orders.
+	before, after []string
+	// label names the local step in "applied to" lists ("localhost" or this
+	// gateway's name, as upstream's recipient lists say).
+	label                     string
+	method, endpoint, element string
+	vars                      map[string]string
+	// commit writes the change and returns the document to apply locally.
+	// When nothing runs before it, its error is returned to the client as
+	// is (a validation that lost a race), since nothing was changed yet.
+	commit func(ctx context.Context) (*config.Doc, error)
+	// localFail prefixes a local apply failure, as the internal route would.
+	localFail string
+}
+
+// coordinate runs p and returns call_api's text and status.
+func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
+	all := append(append([]string{}, p.before...), p.after...)
+	if ok, summary := s.peers.ready(ctx, all); !ok {
+		return "failed, gateway(s) unavailable:" + summary, http.StatusServiceUnavailable, nil
+	}
+	order := append(append(append([]string{}, p.before...), p.label), p.after...)
+	var applied []string
+	fail := func(gw string, status int, msg string) (string, int, error) {
+		var text string
+		if len(applied) > 0 {
+			var aborted []string
+			for _, g := range order {
+				if !contains(applied, g) {
+					aborted = append(aborted, g)
+				}
+			}
+			text = fmt.Sprintf("failed on %s, applied to %s, aborted %s. ", gw, strings.Join(applied, ","), strings.Join(aborted, ","))
+		} else {
+			text = fmt.Sprintf("failed on %s. ", gw)
+		}
+		return text + msg, status, nil
+	}
+	path := "/api/" + p.endpoint + "/" + p.element
+	remote := func(gw string) (bool, string, int, error) {
+		status, body, err := s.peers.call(ctx, p.method, gw, path, p.vars)
+		if err != nil {
+			return false, "", 0, err
+		}
+		if status != http.StatusOK {
+			msg, st, _ := fail(gw, status, remoteMessage(body))
+			return false, msg, st, nil
+		}
+		applied = append(applied, gw)
+		return true, "", 0, nil
+	}
+	for _, gw := range p.before {
+		if ok, msg, st, err := remote(gw); !ok {
+			return msg, st, err
+		}
+	}
+	doc, err := p.commit(ctx)
+	if err != nil {
+		if len(applied) == 0 {
+			return "", 0, err
+		}
+		status, msg := s.classify(err)
+		return fail(s.Gateway, status, msg)
+	}
+	if doc != nil {
+		if err := s.LIO.Reconcile(ctx, doc); err != nil {
+			return fail(s.Gateway, http.StatusInternalServerError, fmt.Sprintf("%s - %v", p.localFail, err))
+		}
+	}
+	applied = append(applied, p.label)
+	for _, gw := range p.after {
+		if ok, msg, st, err := remote(gw); !ok {
+			return msg, st, err
+		}
+	}
+	return "successful", http.StatusOK, nil
+}
+
+// remotePortals is upstream's get_remote_gateways: the target's portal
+// gateways other than this one, in the document's (sorted) key order. The
+// local gateway must be one of them.
+func (s *server) remotePortals(t *config.Target) ([]string, error) {
+	if t.Portals[s.Gateway] == nil {
+		return nil, httpErr(http.StatusBadRequest, "%s cannot be used to perform this operation because it is not defined within the gateways configuration", s.Gateway)
+	}
+	var out []string
+	for gw, p := range t.Portals {
+		if p != nil && gw != s.Gateway {
+			out = append(out, gw)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

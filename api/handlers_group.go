@@ -1,0 +1,186 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"ceph-iscsi/config"
+	"ceph-iscsi/rados"
+)
+
+func (s *server) applyGroup(tIQN, name string, members, disks []string) rados.Mutation {
+	return func(d *config.Doc) error {
+		changed, err := d.ApplyGroup(tIQN, name, members, disks, s.now())
+		if err != nil {
+			var ge *config.GroupError
+			if errors.As(err, &ge) {
+				s.Logger.Info("host group request refused", "target", tIQN, "group", name, "reason", ge.Detail)
+			}
+			return err
+		}
+		if !changed {
+			return errNoChange
+		}
+		return nil
+	}
+}
+
+func (s *server) hostGroup() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		tIQN, err := iqnParam(c, "target_iqn")
+		if err != nil {
+			return err
+		}
+		name := param(c, "group_name")
+		f, err := params(c)
+		if err != nil {
+			return err
+		}
+		doc, err := s.load(ctx)
+		if err != nil {
+			return err
+		}
+		t, err := targetOf(doc, tIQN)
+		if err != nil {
+			return err
+		}
+		remote, err := s.remotePortals(t)
+		if err != nil {
+			return err
+		}
+		action := strings.ToLower(f.get("action", "add"))
+		if action != "add" && action != "remove" {
+			return httpErr(http.StatusMethodNotAllowed, "Invalid hostgroup action specified")
+		}
+		g := t.Groups[name]
+		switch c.Request().Method {
+		case http.MethodGet:
+			entry, ok := docPath(doc, "targets", tIQN, "groups", name)
+			if !ok {
+				return message(c, http.StatusNotFound, "Group name does not exist")
+			}
+			return writeJSON(c, http.StatusOK, entry)
+		case http.MethodDelete:
+			if g == nil {
+				return httpErr(http.StatusNotFound, "Group name '%s' not found", name)
+			}
+			// Upstream purges the config only; LIO mappings stay.
+			_, err := s.commit(ctx, func(d *config.Doc) error { return d.RemoveGroup(tIQN, name, s.now()) })
+			if err != nil {
+				_, msg := s.classify(err)
+				return httpErr(http.StatusBadRequest, "Delete of group '%s' failed : %s", name, msg)
+			}
+			return message(c, http.StatusOK, fmt.Sprintf("Group definition '%s' deleted", name))
+		}
+
+		var curMembers, curDisks []string
+		if g != nil {
+			curMembers = g.Members
+			curDisks = sortedNames(g.Disks)
+		}
+		members, disks := splitCSV(f.get("members", "")), splitCSV(f.get("disks", ""))
+		if action == "add" {
+			members = union(curMembers, members)
+			disks = union(curDisks, disks)
+		} else {
+			members = minus(curMembers, members)
+			disks = minus(curDisks, disks)
+		}
+		vars := map[string]string{"members": strings.Join(members, ","), "disks": strings.Join(disks, ",")}
+		text, status, err := s.coordinate(ctx, plan{
+			after: remote, label: "localhost",
+			method: http.MethodPut, endpoint: "_hostgroup", element: tIQN + "/" + name, vars: vars,
+			localFail: "Group request failed",
+			commit: func(ctx context.Context) (*config.Doc, error) {
+				return s.commit(ctx, s.applyGroup(tIQN, name, members, disks))
+			},
+		})
+		var ge *config.GroupError
+		if errors.As(err, &ge) {
+			// Upstream validates inside the local internal call, so the
+			// refusal comes back through call_api's wording.
+			return message(c, http.StatusBadRequest, fmt.Sprintf("hostgroup create/update failed on %s. %s", s.Gateway, ge.Msg))
+		}
+		if err != nil {
+			return err
+		}
+		return message(c, status, "hostgroup create/update "+text)
+	}
+}
+
+func (s *server) internalHostGroup() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		tIQN, name := param(c, "target_iqn"), param(c, "group_name")
+		f, err := params(c)
+		if err != nil {
+			return err
+		}
+		doc, err := s.load(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := targetOf(doc, tIQN); err != nil {
+			return err
+		}
+		switch c.Request().Method {
+		case http.MethodGet:
+			entry, ok := docPath(doc, "targets", tIQN, "groups", name)
+			if !ok {
+				return message(c, http.StatusNotFound, "Group name does not exist")
+			}
+			return writeJSON(c, http.StatusOK, entry)
+		case http.MethodPut:
+			members, disks := splitCSV(f.get("members", "")), splitCSV(f.get("disks", ""))
+			// Whichever gateway first finds the config differs commits, as
+			// upstream; the others only converge their LIO.
+			if err := s.applyHere(ctx, true, s.applyGroup(tIQN, name, members, disks)); err != nil {
+				var ge *config.GroupError
+				if errors.As(err, &ge) {
+					return httpErr(http.StatusBadRequest, "%s", ge.Msg)
+				}
+				return internalFailure(err, "Group request failed")
+			}
+			return message(c, http.StatusOK, "Group created/updated")
+		}
+		_, err = s.commit(ctx, func(d *config.Doc) error { return d.RemoveGroup(tIQN, name, s.now()) })
+		if err != nil {
+			var rej *config.Rejection
+			if errors.As(err, &rej) {
+				return httpErr(http.StatusBadRequest, "%s", rej.Msg)
+			}
+			return err
+		}
+		return message(c, http.StatusOK, fmt.Sprintf("Group '%s' removed", name))
+	}
+}
+
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, v := range b {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out
+}
+
+func minus(a, b []string) []string {
+	out := []string{}
+	for _, v := range a {
+		if !slices.Contains(b, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}

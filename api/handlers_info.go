@@ -1,0 +1,292 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"ceph-iscsi/config"
+	"ceph-iscsi/settings"
+)
+
+func (s *server) load(ctx context.Context) (*config.Doc, error) {
+	doc, err := s.Store.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	return doc, nil
+}
+
+// iqnParam normalises an IQN path parameter as upstream's normalize_wwn call
+// does; upstream answered a bad name with a 500, a client mistake is a 400.
+func iqnParam(c echo.Context, name string) (string, error) {
+	raw := param(c, name)
+	iqn, err := config.NormalizeIQN(raw)
+	if err != nil {
+		return "", httpErr(http.StatusBadRequest, "Invalid iqn %s - %v", raw, err)
+	}
+	return iqn, nil
+}
+
+// targetOf finds a target; upstream crashed with a KeyError (500) on most
+// routes, here it is the 404 its targetinfo route gives.
+func targetOf(doc *config.Doc, iqn string) (*config.Target, error) {
+	t := doc.Targets[iqn]
+	if t == nil {
+		return nil, httpErr(http.StatusNotFound, "Target %s does not exist", iqn)
+	}
+	return t, nil
+}
+
+func sortedNames[T any](m map[string]T) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s *server) sysinfo() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		switch param(c, "query_type") {
+		case "ip_addresses":
+			ips, err := s.ipAddresses()
+			if err != nil {
+				return err
+			}
+			return writeJSON(c, http.StatusOK, map[string]any{"data": ips})
+		case "hostname":
+			return writeJSON(c, http.StatusOK, map[string]any{"data": s.Gateway})
+		case "checkconf":
+			return writeJSON(c, http.StatusOK, map[string]any{"data": s.Settings.Hash()})
+		case "checkversions":
+			errs, err := osErrors(s.OSRelease)
+			if err != nil {
+				return err
+			}
+			if len(errs) > 0 {
+				return writeJSON(c, http.StatusInternalServerError, map[string]any{"data": errs})
+			}
+			return writeJSON(c, http.StatusOK, map[string]any{"data": "checks passed"})
+		}
+		return message(c, http.StatusNotFound, "Unknown /sysinfo query")
+	}
+}
+
+func (s *server) targets() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		doc, err := s.load(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		return writeJSON(c, http.StatusOK, map[string]any{"targets": sortedNames(doc.Targets)})
+	}
+}
+
+// getConfig returns the document as stored (the same bytes' content, so
+// unknown keys and transient ones such as gateways_upgraded are included).
+func (s *server) getConfig() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		f, err := params(c)
+		if err != nil {
+			return err
+		}
+		doc, err := s.load(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		if strings.EqualFold(f.get("decrypt_passwords", "false"), "true") {
+			doc = doc.Clone()
+			if doc.DiscoveryAuth, err = s.chap.decryptAuth(doc.DiscoveryAuth); err != nil {
+				return fmt.Errorf("discovery_auth: %w", err)
+			}
+			for iqn, t := range doc.Targets {
+				if t == nil {
+					continue
+				}
+				if t.Auth, err = s.chap.decryptAuth(t.Auth); err != nil {
+					return fmt.Errorf("target %s: %w", iqn, err)
+				}
+				for name, cl := range t.Clients {
+					if cl == nil {
+						continue
+					}
+					if cl.Auth, err = s.chap.decryptAuth(cl.Auth); err != nil {
+						return fmt.Errorf("client %s: %w", name, err)
+					}
+				}
+			}
+		}
+		// Marshal is the Python-compatible encoding; re-encoding it gives
+		// the compact form with every key the document holds.
+		m, err := config.ParseAny(doc.Marshal())
+		if err != nil {
+			return fmt.Errorf("re-read config: %w", err)
+		}
+		return writeJSON(c, http.StatusOK, m)
+	}
+}
+
+func (s *server) getSettings() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		st := s.Settings
+		tl := map[string]any{}
+		for _, l := range settings.TargetControlLimits() {
+			tl[l.Name] = l
+		}
+		dl := map[string]any{}
+		for _, l := range settings.DiskControlLimits() {
+			dl[l.Name] = l
+		}
+		const bs = "user:rbd"
+		return writeJSON(c, http.StatusOK, map[string]any{
+			"target_default_controls":  st.TargetDefaults(),
+			"target_controls_limits":   tl,
+			"disk_default_controls":    map[string]any{bs: st.DiskDefaults()},
+			"disk_controls_limits":     map[string]any{bs: dl},
+			"unsupported_rbd_features": map[string]any{bs: 0},
+			"required_rbd_features":    map[string]any{bs: 4}, // RBD_FEATURE_EXCLUSIVE_LOCK
+			"backstores":               []string{bs},
+			"default_backstore":        bs,
+			"config":                   map[string]any{"minimum_gateways": st.MinimumGateways},
+			"api_version":              2,
+		})
+	}
+}
+
+// ping answers 503 only for a registered gateway whose iSCSI port is down:
+// coordinators then refuse changes that would leave it behind.
+func (s *server) ping() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		doc, err := s.load(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		status := http.StatusOK
+		if doc.Gateways[s.Gateway] != nil && !s.ISCSIListening() {
+			status = http.StatusServiceUnavailable
+		}
+		return message(c, status, "pong")
+	}
+}
+
+func (s *server) clients() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		iqn, err := iqnParam(c, "target_iqn")
+		if err != nil {
+			return err
+		}
+		doc, err := s.load(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		t, err := targetOf(doc, iqn)
+		if err != nil {
+			return err
+		}
+		return writeJSON(c, http.StatusOK, map[string]any{"clients": sortedNames(t.Clients)})
+	}
+}
+
+func (s *server) hostGroups() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		iqn, err := iqnParam(c, "target_iqn")
+		if err != nil {
+			return err
+		}
+		doc, err := s.load(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		t, err := targetOf(doc, iqn)
+		if err != nil {
+			return err
+		}
+		return writeJSON(c, http.StatusOK, map[string]any{"groups": sortedNames(t.Groups)})
+	}
+}
+
+// targetInfo adds up the sessions of every portal gateway; a gateway whose
+// API is up but iSCSI down has none to count.
+func (s *server) targetInfo() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		iqn := param(c, "target_iqn")
+		doc, err := s.load(ctx)
+		if err != nil {
+			return err
+		}
+		t, err := targetOf(doc, iqn)
+		if err != nil {
+			return err
+		}
+		total := 0
+		for _, gw := range sortedNames(t.Portals) {
+			if gw == s.Gateway {
+				n, err := s.LIO.Sessions(ctx, iqn)
+				if err != nil {
+					return err
+				}
+				total += n
+				continue
+			}
+			status, _, err := s.peers.call(ctx, http.MethodGet, gw, "/api/_ping", nil)
+			if err == nil && status == http.StatusServiceUnavailable {
+				continue
+			}
+			status, body, err := s.peers.call(ctx, http.MethodGet, gw, "/api/_targetinfo/"+iqn, nil)
+			if err != nil {
+				return err
+			}
+			if status != http.StatusOK {
+				return message(c, status, "failed on "+gw+". "+remoteMessage(body))
+			}
+			var r struct {
+				NumSessions int `json:"num_sessions"`
+			}
+			if err := json.Unmarshal(body, &r); err != nil {
+				return fmt.Errorf("_targetinfo reply of %s: %w", gw, err)
+			}
+			total += r.NumSessions
+		}
+		return writeJSON(c, http.StatusOK, map[string]any{"num_sessions": total})
+	}
+}
+
+func (s *server) internalTargetInfo() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		iqn := param(c, "target_iqn")
+		doc, err := s.load(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := targetOf(doc, iqn); err != nil {
+			return err
+		}
+		n, err := s.LIO.Sessions(ctx, iqn)
+		if err != nil {
+			return err
+		}
+		return writeJSON(c, http.StatusOK, map[string]any{"num_sessions": n})
+	}
+}
+
+var errMissingField = errors.New("missing form field")
+
+// required is Flask's request.form[key]: absent is a client mistake (400;
+// upstream's generic handler turned it into a 500).
+func required(f form, key string) (string, error) {
+	v, ok := f.lookup(key)
+	if !ok {
+		return "", &httpError{Status: http.StatusBadRequest, Msg: fmt.Sprintf("%v: %s", errMissingField, key)}
+	}
+	return v, nil
+}
