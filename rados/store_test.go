@@ -78,6 +78,15 @@ func TestCommitWritesPythonCompatibleBytes(t *testing.T) {
 	if epoch != "1" {
 		t.Errorf("epoch xattr = %q, want 1", epoch)
 	}
+	// the unlock travels in the write op: nobody may hold the lock afterwards
+	io, err := s.ioctx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
+	if info, err := io.ListLockers(s.opts.Object, LockName); err != nil || len(info.Clients) != 0 {
+		t.Errorf("lockers after the commit: %+v %v; want none", info, err)
+	}
 	if strings.HasSuffix(string(raw), "\n") || !strings.Contains(string(raw), "\n    \"targets\": {") {
 		t.Errorf("object is not in Python's indent=4 sorted form:\n%s", raw)
 	}
