@@ -62,6 +62,15 @@ step "running $BIN $*"
 "$BIN" "$@"
 rc=$?
 step "test binary rc=$rc"
+if ((rc == 0)) && [[ -n ${VMTEST_RBD_TEST:-} ]]; then
+  # krbd and rbd-nbd against the guest's cluster: block-device mapping needs a kernel
+  modprobe -a rbd nbd || { echo "modprobe rbd nbd failed"; exit 1; }
+  step "running $VMTEST_RBD_TEST (krbd, rbd-nbd)"
+  (cd "$PKGDIR/../rbd" && CEPH_ISCSI_KERNEL_TESTS=1 CEPH_CONF=$C/ceph.conf CEPH_KEYRING=$C/ceph.client.admin.keyring \
+    "$VMTEST_RBD_TEST" -test.run 'Kernel' -test.v -test.count=1 -test.timeout=300s)
+  rc=$?
+  step "rbd test binary rc=$rc"
+fi
 if ((rc != 0)); then
   echo "--- dmesg (tail)"; dmesg | tail -40
   [[ -n $TCMU_PID ]] && { echo "--- tcmu-runner.log (tail)"; tail -40 /var/log/tcmu-runner.log; }

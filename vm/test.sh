@@ -53,7 +53,9 @@ if [[ $RBD != 0 ]]; then
   "$ROOT/dist/dev/ceph-cluster.sh" down "$C" >>"$OUT/ceph-up.log" 2>&1
   rm -rf "$C/log"/* "$C"/crash/*
   log "Ceph cluster with rbd/disk2 prepared in $C ($(du -sh "$C" | cut -f1))"
-  ENV=("VMTEST_CEPH_SRC=/vm-out/ceph" "VMTEST_CEPH_HOSTDIR=$C")
+  # package rbd's real krbd/rbd-nbd mapping tests run in the same guest, on the same cluster
+  (cd "$ROOT" && go test -c -tags pacific -o "$OUT/rbd.test" ./rbd/)
+  ENV=("VMTEST_CEPH_SRC=/vm-out/ceph" "VMTEST_CEPH_HOSTDIR=$C" "VMTEST_RBD_TEST=/vm-out/rbd.test")
   export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-3072M}
 fi
 export CEPH_ISCSI_VM_ENV="${ENV[*]}"
