@@ -44,7 +44,7 @@ func (c *Conn) Blocklist() ([]BlocklistEntry, error) {
 		out, err := c.MonCommand(map[string]any{"prefix": w.prefix + " ls", "format": "json"})
 		if err != nil {
 			lastErr = err
-			if errno(err) == errnoEINVAL || errno(err) == errnoENOENT {
+			if Errno(err) == errnoEINVAL || Errno(err) == errnoENOENT {
 				continue // unknown command on this release: try the older spelling
 			}
 			return nil, err
@@ -81,7 +81,7 @@ func (c *Conn) BlocklistRemove(addr string) error {
 			return nil
 		}
 		lastErr = err
-		if errno(err) != errnoEINVAL && errno(err) != errnoENOENT {
+		if Errno(err) != errnoEINVAL && Errno(err) != errnoENOENT {
 			break
 		}
 	}

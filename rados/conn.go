@@ -20,9 +20,10 @@ const (
 	errnoEOVERFLOW = 75
 )
 
-// errno extracts the Ceph errno (positive) from an error returned by go-ceph, looking
-// through the operation errors that wrap it; 0 means no errno was found.
-func errno(err error) int {
+// Errno extracts the Ceph errno (positive) from an error returned by go-ceph, looking
+// through the operation errors that wrap it; 0 means no errno was found. go-ceph
+// hides the code behind an unexported type, and every package that calls it needs it.
+func Errno(err error) int {
 	var coder interface{ ErrorCode() int }
 	if errors.As(err, &coder) {
 		c := coder.ErrorCode()

@@ -201,7 +201,7 @@ func (s *Store) read(io *rados.IOContext) ([]byte, uint64, error) {
 		n := step.BytesRead
 		op.Release()
 		if err != nil {
-			if errno(err) == errnoENOENT {
+			if Errno(err) == errnoENOENT {
 				return nil, 0, fmt.Errorf("read %s: %w", s.Name(), ErrConfigNotFound)
 			}
 			return nil, 0, fmt.Errorf("read %s: %w", s.Name(), err)
@@ -336,7 +336,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 			unlocked = true
 			s.notify(doc.Epoch)
 			return doc, nil
-		case errno(err) == errnoERANGE || errno(err) == errnoEOVERFLOW:
+		case Errno(err) == errnoERANGE || Errno(err) == errnoEOVERFLOW:
 			// Someone wrote without taking the lock, or our lease ran out under a
 			// slow commit: the version moved. Re-read and re-apply.
 			s.log.Debug("config object changed under the commit, retrying", "attempt", attempt)

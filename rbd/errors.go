@@ -1,6 +1,8 @@
 package rbd
 
 import (
+	cephrados "ceph-iscsi/rados"
+
 	"errors"
 	"fmt"
 )
@@ -56,17 +58,7 @@ const (
 
 // errno extracts the (positive) errno from an error returned by go-ceph; 0 when
 // there is none.
-func errno(err error) int {
-	var coder interface{ ErrorCode() int }
-	if errors.As(err, &coder) {
-		c := coder.ErrorCode()
-		if c < 0 {
-			c = -c
-		}
-		return c
-	}
-	return 0
-}
+func errno(err error) int { return cephrados.Errno(err) }
 
 // upstreamError carries one of upstream's user-facing messages verbatim (the API
 // returns them to clients, whose scripts match on them) while still answering
