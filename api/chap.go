@@ -1,28 +1,16 @@
 package api
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"hash"
 	"os"
-	"strings"
 
+	"ceph-iscsi/chap"
 	"ceph-iscsi/config"
 )
 
 // chapKeys encrypts and decrypts CHAP passwords stored in the config (spec
-// 3.3). Encryption is on only while both key files exist, checked on each use
-// as upstream does, so adding the keys needs no restart.
-//
-// TODO(lead): lio/fromconfig.go has the same decryption unexported; both
-// belong in one shared place.
+// 3.3) with package chap. Encryption is on only while both key files exist,
+// checked on each use as upstream does, so adding the keys needs no restart.
 type chapKeys struct{ pub, priv string }
 
 func (k chapKeys) enabled() bool {
@@ -32,73 +20,19 @@ func (k chapKeys) enabled() bool {
 }
 
 func (k chapKeys) encrypt(plain string) (string, error) {
-	b, err := os.ReadFile(k.pub)
+	pub, err := chap.ReadPublicKey(k.pub)
 	if err != nil {
-		return "", fmt.Errorf("read CHAP public key: %w", err)
+		return "", fmt.Errorf("CHAP public key: %w", err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return "", fmt.Errorf("%s: no PEM block", k.pub)
-	}
-	var pub *rsa.PublicKey
-	switch blk.Type {
-	case "RSA PUBLIC KEY":
-		pub, err = x509.ParsePKCS1PublicKey(blk.Bytes)
-	default:
-		var any any
-		if any, err = x509.ParsePKIXPublicKey(blk.Bytes); err == nil {
-			var ok bool
-			if pub, ok = any.(*rsa.PublicKey); !ok {
-				err = errors.New("not an RSA key")
-			}
-		}
-	}
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", k.pub, err)
-	}
-	ct, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, []byte(plain), nil)
-	if err != nil {
-		return "", fmt.Errorf("encrypt CHAP password: %w", err)
-	}
-	return base64.StdEncoding.EncodeToString(ct), nil
+	return chap.Encrypt(pub, plain)
 }
 
 func (k chapKeys) decrypt(stored string) (string, error) {
-	b, err := os.ReadFile(k.priv)
+	key, err := chap.ReadPrivateKey(k.priv)
 	if err != nil {
-		return "", fmt.Errorf("read CHAP private key: %w", err)
+		return "", fmt.Errorf("CHAP private key: %w", err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return "", fmt.Errorf("%s: no PEM block", k.priv)
-	}
-	var key *rsa.PrivateKey
-	switch blk.Type {
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
-	default:
-		var any any
-		if any, err = x509.ParsePKCS8PrivateKey(blk.Bytes); err == nil {
-			var ok bool
-			if key, ok = any.(*rsa.PrivateKey); !ok {
-				err = errors.New("not an RSA key")
-			}
-		}
-	}
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", k.priv, err)
-	}
-	ct, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(stored), ""))
-	if err != nil {
-		return "", errors.New("stored encrypted, but not valid base64")
-	}
-	// SHA-1 is the padding python-crypto used; upstream falls back to it.
-	for _, h := range []func() hash.Hash{sha256.New, sha1.New} {
-		if plain, err := rsa.DecryptOAEP(h(), nil, key, ct, nil); err == nil {
-			return string(plain), nil
-		}
-	}
-	return "", errors.New("problems decoding the encrypted password")
+	return chap.Decrypt(key, stored)
 }
 
 // plain returns a stored password in clear text.

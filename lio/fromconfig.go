@@ -2,21 +2,14 @@ package lio
 
 import (
 	"crypto/rsa"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"hash"
 	"log/slog"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
+	"ceph-iscsi/chap"
 	"ceph-iscsi/config"
 	"ceph-iscsi/settings"
 )
@@ -398,72 +391,9 @@ type rsaDecrypter struct {
 }
 
 func (d *rsaDecrypter) decrypt(ciphertext string) (string, error) {
-	d.once.Do(func() { d.key, d.err = readPrivateKey(d.path) })
+	d.once.Do(func() { d.key, d.err = chap.ReadPrivateKey(d.path) })
 	if d.err != nil {
 		return "", fmt.Errorf("stored encrypted, but the private key cannot be used: %w", d.err)
 	}
-	return decryptPassword(d.key, ciphertext)
-}
-
-// readPrivateKey loads a PEM RSA private key, PKCS#1 or PKCS#8, as
-// python-cryptography's load_pem_private_key accepts for upstream.
-func readPrivateKey(path string) (*rsa.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err // *PathError names the file
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
-	}
-	switch blk.Type {
-	case "RSA PRIVATE KEY":
-		k, err := x509.ParsePKCS1PrivateKey(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return k, nil
-	case "PRIVATE KEY":
-		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		rk, ok := k.(*rsa.PrivateKey)
-		if !ok {
-			return nil, fmt.Errorf("%s: not an RSA key", path)
-		}
-		return rk, nil
-	}
-	return nil, fmt.Errorf("%s: unsupported PEM block %q (want an unencrypted RSA private key)", path, blk.Type)
-}
-
-// decryptPassword undoes upstream's encryption (spec 3.3): base64 of
-// RSA-OAEP with SHA-256 and MGF1-SHA-256, or with SHA-1 for passwords written
-// by python-crypto. Errors never include the ciphertext or the result.
-func decryptPassword(key *rsa.PrivateKey, stored string) (string, error) {
-	// Python's b64decode skips characters outside the alphabet, such as the
-	// line breaks of wrapped output.
-	clean := strings.Map(func(r rune) rune {
-		if r == ' ' || r == '\n' || r == '\r' || r == '\t' {
-			return -1
-		}
-		return r
-	}, stored)
-	ct, err := base64.StdEncoding.DecodeString(clean)
-	if err != nil {
-		return "", errors.New("stored encrypted, but not valid base64")
-	}
-	var plain []byte
-	for _, h := range []func() hash.Hash{sha256.New, sha1.New} {
-		if plain, err = rsa.DecryptOAEP(h(), nil, key, ct, nil); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		return "", errors.New("stored encrypted, but it does not decrypt with this gateway's private key (RSA-OAEP SHA-256 or SHA-1)")
-	}
-	if !utf8.Valid(plain) {
-		return "", errors.New("decrypted value is not UTF-8")
-	}
-	return string(plain), nil
+	return chap.Decrypt(d.key, ciphertext)
 }

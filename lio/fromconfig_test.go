@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"ceph-iscsi/chap"
 	"ceph-iscsi/config"
 	"ceph-iscsi/settings"
 )
@@ -582,7 +583,7 @@ func TestSpecFromConfigEncryptedCHAPErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = SpecFromConfig(doc, "gw1.test", nil, FromConfigOptions{Logger: quiet, Decrypt: func(s string) (string, error) {
-		return decryptPassword(other, s)
+		return chap.Decrypt(other, s)
 	}})
 	if err == nil || !strings.Contains(err.Error(), "does not decrypt") || strings.Contains(err.Error(), ct) {
 		t.Errorf("wrong key: %v", err)
