@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# bench/api.sh - REST API figures: requests/s and p50/p99 of GET /api/config, and the
+# latency of PUT /api/targetlun on a target already holding 255 and 1023 LUNs.
+#
+# Everything runs in a private network and mount namespace (root): its own lo with the
+# portal address 192.0.2.10, a throw-away Ceph cluster on 127.0.0.1, our `ceph-iscsi api`
+# on an emulated configfs, and, side by side on the same config object, upstream's
+# Python rbd-target-api (Debian package ceph-iscsi, unpacked, never installed over ours)
+# for GET /api/config. Upstream cannot take the PUT measurements here: it needs the
+# kernel's LIO for every LUN it maps.
+#
+#   bench/api.sh [apiload flags...]        e.g. bench/api.sh -d 20s -c 32
+#
+# env: BENCH_UPSTREAM=0 skips the Python side; BENCH_KEEP=1 keeps the work dir.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+
+if [[ ${BENCH_IN_NS:-} != 1 ]]; then
+  [[ $(id -u) == 0 ]] || { echo "bench/api.sh: run as root (it makes a network namespace)" >&2; exit 1; }
+  export BENCH_IN_NS=1
+  exec unshare --net --mount --propagation private "$0" "$@"
+fi
+
+export PATH=$PATH:/usr/local/go/bin
+W=$(mktemp -d /tmp/ceph-iscsi-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  "$ROOT/dist/dev/ceph-cluster.sh" down "$W/ceph" >/dev/null 2>&1 || true
+  [[ ${BENCH_KEEP:-} == 1 ]] && echo "work dir kept: $W" || rm -rf "$W"
+}
+trap cleanup EXIT
+
+ip link set lo up
+ip addr add 192.0.2.10/32 dev lo
+
+echo "== building"
+(cd "$ROOT" && go build -tags pacific -o "$W/ceph-iscsi" . && go build -o "$W/apiload" ./bench/apiload)
+
+echo "== Ceph cluster"
+"$ROOT/dist/dev/ceph-cluster.sh" up "$W/ceph" >"$W/ceph-up.log" 2>&1 || { cat "$W/ceph-up.log"; exit 1; }
+
+IQN=iqn.2003-01.com.example.bench:target
+GW=bench-gw1
+cat >"$W/iscsi-gateway.cfg" <<EOF
+[config]
+cluster_name = ceph
+ceph_config_dir = $W/ceph
+cluster_client_name = client.admin
+pool = rbd
+api_secure = false
+api_host = 127.0.0.1
+api_port = 5000
+api_user = admin
+api_password = admin
+trusted_ip_list = 127.0.0.1,192.0.2.10
+minimum_gateways = 1
+EOF
+# upstream logs to /var/log/rbd-target-api/ unless told otherwise
+{ sed 's/^api_port = 5000/api_port = 5001/' "$W/iscsi-gateway.cfg"; printf 'log_to_file = false\nlog_to_stderr = true\n'; } >"$W/upstream.cfg"
+
+wait_http() { # url
+  for _ in $(seq 1 300); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "no answer from $1" >&2; return 1
+}
+
+echo "== ceph-iscsi api (ours) as $GW"
+mkdir -p "$W/configfs"
+CEPH_CONF=$W/ceph/ceph.conf "$W/ceph-iscsi" api --config "$W/iscsi-gateway.cfg" --gateway-name "$GW" \
+  --configfs-root "$W/configfs" >"$W/ours.log" 2>&1 &
+PIDS+=($!)
+wait_http http://127.0.0.1:5000/api
+
+put() { # path form...
+  local args=() out
+  for kv in "${@:2}"; do args+=(--data-urlencode "$kv"); done
+  out=$(curl -sS -u admin:admin -X PUT "${args[@]}" -w ' %{http_code}' "http://127.0.0.1:5000$1")
+  [[ $out == *' 200' ]] || { echo "PUT $1: $out" >&2; exit 1; }
+}
+put "/api/target/$IQN"
+put "/api/gateway/$IQN/$GW" ip_address=192.0.2.10 skipchecks=true
+
+echo "== ours"
+"$W/apiload" -url http://127.0.0.1:5000 -target "$IQN" "$@"
+
+if [[ ${BENCH_UPSTREAM:-1} != 0 ]]; then
+  echo "== upstream rbd-target-api (Python, Debian ceph-iscsi), same config object"
+  U=$W/upstream
+  mkdir -p "$U"
+  (cd "$U" && apt-get download ceph-iscsi >/dev/null 2>&1 && dpkg-deb -x ceph-iscsi_*.deb root) ||
+    { echo "cannot download the ceph-iscsi package" >&2; exit 1; }
+  # its settings path is fixed; the private mount namespace lets us point it elsewhere
+  mkdir -p /etc/ceph
+  [[ -e /etc/ceph/iscsi-gateway.cfg ]] || : >/etc/ceph/iscsi-gateway.cfg
+  mount --bind "$W/upstream.cfg" /etc/ceph/iscsi-gateway.cfg
+  PYTHONPATH=$U/root/usr/lib/python3/dist-packages /usr/bin/python3 "$U/root/usr/bin/rbd-target-api" >"$W/upstream.log" 2>&1 &
+  PIDS+=($!)
+  if wait_http http://127.0.0.1:5001/api; then
+    "$W/apiload" -url http://127.0.0.1:5001 -target "$IQN" -skip-setup "$@"
+    echo "== ours again (same document, same run)"
+    "$W/apiload" -url http://127.0.0.1:5000 -target "$IQN" -skip-setup "$@"
+  else
+    echo "upstream did not start:"; tail -30 "$W/upstream.log"
+  fi
+fi

@@ -1,0 +1,235 @@
+// Command apiload measures a running rbd-target-api (ours or upstream's, it only
+// speaks the public REST API): requests/s and latency percentiles of GET
+// /api/config under concurrent load, and the latency of PUT /api/targetlun on a
+// target that already holds a given number of LUNs.
+//
+// It builds what it measures through the API itself: a target, the disks
+// (PUT /api/disk, mode=create) and their target LUNs. The gateway the API runs
+// on must already be a portal of the target (bench/api.sh adds it).
+//
+//	go run -tags pacific ./bench/apiload -url http://127.0.0.1:5000 -user admin -pass admin \
+//	    -target iqn.2003-01.com.example:bench -lun-steps 255,1023
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+type client struct {
+	base, user, pass string
+	http             *http.Client
+}
+
+func (c *client) do(ctx context.Context, method, path string, form url.Values) (int, []byte, error) {
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.SetBasicAuth(c.user, c.pass)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// must runs a setup request; anything but 200 stops the benchmark.
+func (c *client) must(ctx context.Context, method, path string, form url.Values) {
+	st, b, err := c.do(ctx, method, path, form)
+	if err != nil || st != http.StatusOK {
+		fatalf("%s %s: %d %s %v", method, path, st, strings.TrimSpace(string(b)), err)
+	}
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "apiload: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+type stats struct{ d []time.Duration }
+
+func (s *stats) pct(p float64) time.Duration {
+	if len(s.d) == 0 {
+		return 0
+	}
+	slices.Sort(s.d)
+	i := int(p * float64(len(s.d)-1))
+	return s.d[i]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+func main() {
+	base := flag.String("url", "http://127.0.0.1:5000", "API base URL")
+	user := flag.String("user", "admin", "API user")
+	pass := flag.String("pass", "admin", "API password")
+	target := flag.String("target", "iqn.2003-01.com.example.bench:target", "target IQN to build and measure")
+	pool := flag.String("pool", "rbd", "pool of the benchmark images")
+	prefix := flag.String("prefix", "bench", "image name prefix")
+	conc := flag.Int("c", 16, "concurrent clients for GET /api/config")
+	dur := flag.Duration("d", 10*time.Second, "duration of the GET /api/config run")
+	steps := flag.String("lun-steps", "255,1023", "measure PUT /api/targetlun when the target already holds these many LUNs")
+	samples := flag.Int("samples", 20, "PUT /api/targetlun samples per step (each is undone by a DELETE)")
+	setupConc := flag.Int("setup-c", 4, "concurrent requests while building the LUNs")
+	skipSetup := flag.Bool("skip-setup", false, "only run GET /api/config")
+	flag.Parse()
+
+	c := &client{base: strings.TrimRight(*base, "/"), user: *user, pass: *pass, http: &http.Client{
+		Timeout:   2 * time.Minute,
+		Transport: &http.Transport{MaxIdleConnsPerHost: *conc * 2},
+	}}
+	ctx := context.Background()
+
+	if !*skipSetup {
+		var want []int
+		for _, s := range strings.Split(*steps, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 0 {
+				fatalf("-lun-steps: %q is not a count", s)
+			}
+			want = append(want, n)
+		}
+		slices.Sort(want)
+		lunSteps(ctx, c, *target, *pool, *prefix, want, *samples, *setupConc)
+	}
+	getConfig(ctx, c, *conc, *dur)
+}
+
+// lunSteps grows the target's LUN count through the API and, at each step,
+// times samples PUT /api/targetlun of one extra disk, each undone by a DELETE
+// so that every sample starts from exactly n LUNs.
+func lunSteps(ctx context.Context, c *client, target, pool, prefix string, steps []int, samples, conc int) {
+	st, b, err := c.do(ctx, http.MethodGet, "/api/config", nil)
+	if err != nil || st != http.StatusOK {
+		fatalf("GET /api/config: %d %v", st, err)
+	}
+	var doc struct {
+		Disks   map[string]json.RawMessage `json:"disks"`
+		Targets map[string]struct {
+			Disks map[string]json.RawMessage `json:"disks"`
+		} `json:"targets"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		fatalf("GET /api/config: %v", err)
+	}
+	if _, ok := doc.Targets[target]; !ok {
+		fatalf("target %s is not in the configuration (bench/api.sh creates it and adds the gateway)", target)
+	}
+	have := len(doc.Targets[target].Disks)
+	disk := func(i int) string { return fmt.Sprintf("%s/%s%05d", pool, prefix, i) }
+	ensureDisk := func(i int) {
+		if _, ok := doc.Disks[disk(i)]; ok {
+			return
+		}
+		c.must(ctx, http.MethodPut, "/api/disk/"+disk(i), url.Values{
+			"mode": {"create"}, "size": {"1M"}, "count": {"1"}, "pool": {pool},
+			"create_image": {"true"}, "backstore": {"user:rbd"},
+		})
+	}
+	grow := func(from, to int) {
+		if to <= from {
+			return
+		}
+		t0 := time.Now()
+		var next atomic.Int64
+		next.Store(int64(from))
+		var wg sync.WaitGroup
+		for range conc {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= to {
+						return
+					}
+					ensureDisk(i)
+					c.must(ctx, http.MethodPut, "/api/targetlun/"+target, url.Values{"disk": {disk(i)}})
+				}
+			})
+		}
+		wg.Wait()
+		n := to - from
+		fmt.Printf("setup: %d disks created and mapped (%d→%d LUNs) in %s, %.1f/s with %d concurrent\n",
+			n, from, to, time.Since(t0).Round(time.Millisecond), float64(n)/time.Since(t0).Seconds(), conc)
+	}
+	for _, n := range steps {
+		grow(have, n)
+		if n > have {
+			have = n
+		}
+		probe := 100000 + n // an image outside the 0..n range
+		ensureDisk(probe)
+		var put, del stats
+		for range samples {
+			t0 := time.Now()
+			c.must(ctx, http.MethodPut, "/api/targetlun/"+target, url.Values{"disk": {disk(probe)}})
+			put.d = append(put.d, time.Since(t0))
+			t0 = time.Now()
+			c.must(ctx, http.MethodDelete, "/api/targetlun/"+target, url.Values{"disk": {disk(probe)}})
+			del.d = append(del.d, time.Since(t0))
+		}
+		fmt.Printf("PUT /api/targetlun with %4d LUNs on the target: p50 %s  p99 %s  (%d samples; DELETE p50 %s)\n",
+			n, ms(put.pct(0.5)), ms(put.pct(0.99)), samples, ms(del.pct(0.5)))
+	}
+}
+
+func getConfig(ctx context.Context, c *client, conc int, dur time.Duration) {
+	st, b, err := c.do(ctx, http.MethodGet, "/api/config", nil)
+	if err != nil || st != http.StatusOK {
+		fatalf("GET /api/config: %d %v", st, err)
+	}
+	size := len(b)
+	deadline := time.Now().Add(dur)
+	var (
+		mu   sync.Mutex
+		all  stats
+		errs atomic.Int64
+	)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for range conc {
+		wg.Go(func() {
+			var local []time.Duration
+			for time.Now().Before(deadline) {
+				s := time.Now()
+				st, _, err := c.do(ctx, http.MethodGet, "/api/config", nil)
+				if err != nil || st != http.StatusOK {
+					if errs.Add(1) == 1 {
+						fmt.Fprintf(os.Stderr, "GET /api/config: %d %v\n", st, errors.Join(err))
+					}
+					continue
+				}
+				local = append(local, time.Since(s))
+			}
+			mu.Lock()
+			all.d = append(all.d, local...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	el := time.Since(t0)
+	fmt.Printf("GET /api/config (%d bytes), %d concurrent for %s: %.0f req/s  p50 %s  p99 %s  errors %d\n",
+		size, conc, dur, float64(len(all.d))/el.Seconds(), ms(all.pct(0.5)), ms(all.pct(0.99)), errs.Load())
+}
