@@ -14,13 +14,11 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-	"time"
 
-	gorados "github.com/ceph/go-ceph/rados"
-	gorbd "github.com/ceph/go-ceph/rbd"
 	"github.com/urfave/cli/v2"
 
 	"ceph-iscsi/config"
+	"ceph-iscsi/gateway"
 	"ceph-iscsi/host"
 	"ceph-iscsi/lio"
 	"ceph-iscsi/rados"
@@ -35,9 +33,6 @@ const (
 	// the settings' path: tcmu-runner does not see this process's environment.
 	envCephConf = "CEPH_CONF"
 )
-
-// errBlockNotWired is what block disks get until package rbd maps images.
-var errBlockNotWired = errors.New("block backstore needs package rbd mapping (not wired yet)")
 
 type restoreOptions struct {
 	configPath  string
@@ -60,12 +55,7 @@ func restoreCommand() *cli.Command {
 			configFlag(),
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan; change nothing in LIO or the OSD blocklist (an empty or old config object is still seeded or upgraded, as at every gateway start)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the plan and result as JSON"},
-			&cli.StringFlag{
-				Name:    "configfs-root",
-				Usage:   "configfs mount point; any other existing directory is an emulated configfs",
-				EnvVars: []string{envConfigfsRoot},
-				Value:   lio.DefaultRoot,
-			},
+			configfsRootFlag(),
 			gatewayNameFlag(),
 			&cli.BoolFlag{Name: "teardown", Usage: "remove this gateway's LIO objects instead of restoring them"},
 		},
@@ -122,7 +112,7 @@ func connOptions(s *settings.Settings) rados.ConnOptions {
 // loadSettings reads the settings file and returns a connection made with them. The
 // connection opened to resolve config:// values is reused when the resolved values
 // still point at the same cluster and user.
-func loadSettings(path string) (*settings.Settings, *rados.Conn, error) {
+func loadSettings(cmd, path string) (*settings.Settings, *rados.Conn, error) {
 	var conn *rados.Conn
 	var used rados.ConnOptions
 	s, err := settings.Load(path, func(partial *settings.Settings) (settings.KeyResolver, error) {
@@ -138,7 +128,7 @@ func loadSettings(path string) (*settings.Settings, *rados.Conn, error) {
 		if conn != nil {
 			conn.Close()
 		}
-		return nil, nil, fatalf("restore: settings: %w", err)
+		return nil, nil, fatalf("%s: settings: %w", cmd, err)
 	}
 	if conn != nil && used != connOptions(s) {
 		conn.Close()
@@ -146,7 +136,7 @@ func loadSettings(path string) (*settings.Settings, *rados.Conn, error) {
 	}
 	if conn == nil {
 		if conn, err = rados.Connect(connOptions(s)); err != nil {
-			return nil, nil, fatalf("restore: %w", err)
+			return nil, nil, fatalf("%s: %w", cmd, err)
 		}
 	}
 	return s, conn, nil
@@ -184,7 +174,7 @@ type appliedReport struct {
 func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	s, conn, err := loadSettings(o.configPath)
+	s, conn, err := loadSettings("restore", o.configPath)
 	if err != nil {
 		return err
 	}
@@ -240,29 +230,29 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 			"known", slices.Sorted(maps.Keys(doc.Gateways)))
 	}
 
-	images := &goCephImages{conf: cephConf(s), client: s.ClusterClientName}
-	defer images.Close()
-	desired, buildErr := desiredState(ctx, doc, id, s, images, o, log)
-	if buildErr != nil && o.teardown {
-		// Teardown needs only names, which survive these errors.
-		log.Warn("configuration problems (teardown goes on)", "err", buildErr)
-		buildErr = nil
-	}
-
 	f, err := lio.NewFS(o.root)
 	if err != nil {
 		return fatalf("restore: %w", err)
 	}
 	rep.Emulated = f.Emulated()
-	observed, err := lio.Observe(f)
-	if err != nil {
-		return fatalf("restore: reading LIO: %w", err)
+	rec := gateway.New(gateway.Options{
+		FS: f, Settings: s, Identity: id, Conn: conn, CephConf: cephConf(s), Logger: log,
+	})
+	res, runErr := rec.Run(ctx, doc, gateway.Mode{Teardown: o.teardown, DryRun: o.dryRun})
+	rep.Plan, rep.InSync = res.Plan, res.InSync
+	if res.Applied != nil {
+		a := *res.Applied
+		rep.Applied = &appliedReport{Done: len(a.Done), Failed: len(a.Failed), Skipped: len(a.Skipped), Ops: a}
+		log.Info("applied LIO plan", "done", len(a.Done), "failed", len(a.Failed), "skipped", len(a.Skipped))
 	}
-	plan := lio.NewPlan(observed, desired)
-	rep.Plan, rep.InSync = plan, plan.Empty()
-
-	if buildErr != nil {
-		rep.Errors = append(rep.Errors, buildErr.Error())
+	for _, img := range res.Unmapped {
+		log.Info("unmapped block image", "image", img)
+	}
+	switch {
+	case runErr == nil:
+		return printReport(stdout, rep, o.json)
+	case res.BuildErr != nil:
+		rep.Errors = append(rep.Errors, res.BuildErr.Error())
 		if err := printReport(stdout, rep, o.json); err != nil {
 			return err
 		}
@@ -270,63 +260,27 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 		if o.dryRun {
 			what = "the plan above is incomplete"
 		}
-		return failf("restore: the configuration cannot be fully built for gateway %s (%s):\n%w", id.Name, what, buildErr)
-	}
-	if o.dryRun || plan.Empty() {
-		return printReport(stdout, rep, o.json)
-	}
-
-	if !f.Emulated() && plan.EnablesUserBackstores() {
-		if err := lio.CheckTCMURunner("/proc"); err != nil {
-			return failf("restore: nothing applied: %w", err)
+		return failf("restore: the configuration cannot be fully built for gateway %s (%s):\n%w", id.Name, what, res.BuildErr)
+	case errors.Is(runErr, lio.ErrNoTCMURunner):
+		return failf("restore: nothing applied: %w", runErr)
+	case res.ApplyErr != nil:
+		rep.Errors = append(rep.Errors, res.ApplyErr.Error())
+		if err := printReport(stdout, rep, o.json); err != nil {
+			return err
 		}
-	}
-	res, applyErr := lio.Apply(ctx, f, plan)
-	rep.Applied = &appliedReport{Done: len(res.Done), Failed: len(res.Failed), Skipped: len(res.Skipped), Ops: res}
-	log.Info("applied LIO plan", "done", len(res.Done), "failed", len(res.Failed), "skipped", len(res.Skipped))
-	if applyErr != nil {
-		rep.Errors = append(rep.Errors, applyErr.Error())
-	}
-	if err := printReport(stdout, rep, o.json); err != nil {
-		return err
-	}
-	if applyErr != nil {
+		a := res.Applied
 		return failf("restore: %d of %d LIO operations failed and %d were skipped; running restore again completes them (it re-reads LIO and plans only what is missing):\n%w",
-			len(res.Failed), len(plan.Ops), len(res.Skipped), applyErr)
-	}
-	return nil
-}
-
-// desiredState is the LIO state this gateway should have: the configuration's, or
-// nothing but the same ownership for --teardown.
-func desiredState(ctx context.Context, doc *config.Doc, id host.Identity, s *settings.Settings, images imageSizer, o restoreOptions, log *slog.Logger) (lio.State, error) {
-	opts := lio.FromConfigOptions{
-		// non-nil even when empty: no address at all must fail every target, not
-		// fall back to trusting portal_ip_addresses
-		LocalAddrs: append([]netip.Addr{}, id.Addrs...),
-		Logger:     log,
-		DevicePath: func(pool, image string) (string, error) {
-			if o.dryRun || o.teardown {
-				// where krbd's udev rule links a mapped image; only shown
-				return "/dev/rbd/" + pool + "/" + image, nil
-			}
-			return "", errBlockNotWired
-		},
-	}
-	if !o.teardown {
-		opts.Size = func(pool, image string) (int64, error) {
-			if err := ctx.Err(); err != nil {
-				return 0, err
-			}
-			return images.Size(pool, image)
+			len(a.Failed), len(res.Plan.Ops), len(a.Skipped), res.ApplyErr)
+	case res.UnmapErr != nil:
+		// LIO converged; only unmapping block images it let go of failed
+		rep.Errors = append(rep.Errors, runErr.Error())
+		if err := printReport(stdout, rep, o.json); err != nil {
+			return err
 		}
+		return failf("restore: %w", runErr)
+	default:
+		return fatalf("restore: %w", runErr)
 	}
-	spec, specErr := lio.SpecFromConfig(doc, id.Name, s, opts)
-	st, buildErr := lio.Build(spec)
-	if o.teardown {
-		st = st.ForTeardown()
-	}
-	return st, errors.Join(specErr, buildErr)
 }
 
 // unblock removes (or on a dry run, lists) the blocklist entries of this host.
@@ -410,93 +364,4 @@ func printReport(w io.Writer, rep restoreReport, asJSON bool) error {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-// imageSizer is what restore needs from RBD. Package rbd will provide it; until then
-// goCephImages asks librbd directly.
-type imageSizer interface {
-	Size(pool, image string) (int64, error)
-}
-
-// goCephImages opens its own RADOS connection on first use, because package rados
-// does not hand out its go-ceph connection, and a gateway without disks should not pay
-// for one.
-type goCephImages struct {
-	conf, client string
-	conn         *gorados.Conn
-	ioctx        map[string]*gorados.IOContext
-}
-
-// Size reports an image's size. A missing pool or image wraps lio.ErrImageNotFound,
-// so the disk is skipped as upstream does.
-func (g *goCephImages) Size(pool, image string) (int64, error) {
-	if g.conn == nil {
-		if err := g.connect(); err != nil {
-			return 0, err
-		}
-	}
-	io, ok := g.ioctx[pool]
-	if !ok {
-		var err error
-		io, err = g.conn.OpenIOContext(pool)
-		if errors.Is(err, gorados.ErrNotFound) {
-			return 0, fmt.Errorf("pool %s: %w: %w", pool, lio.ErrImageNotFound, err)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("pool %s: %w", pool, err)
-		}
-		g.ioctx[pool] = io
-	}
-	img, err := gorbd.OpenImageReadOnly(io, image, gorbd.NoSnapshot)
-	if errors.Is(err, gorbd.ErrNotFound) {
-		return 0, fmt.Errorf("image %s/%s: %w: %w", pool, image, lio.ErrImageNotFound, err)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("open image %s/%s: %w", pool, image, err)
-	}
-	defer img.Close()
-	n, err := img.GetSize()
-	if err != nil {
-		return 0, fmt.Errorf("size of image %s/%s: %w", pool, image, err)
-	}
-	return int64(n), nil
-}
-
-func (g *goCephImages) connect() error {
-	user, ok := strings.CutPrefix(g.client, "client.")
-	if !ok {
-		return fmt.Errorf("rbd: cluster_client_name %q: expected client.<id>", g.client)
-	}
-	c, err := gorados.NewConnWithUser(user)
-	if err != nil {
-		return fmt.Errorf("rbd: new connection: %w", err)
-	}
-	if err := c.ReadConfigFile(g.conf); err != nil {
-		c.Shutdown()
-		return fmt.Errorf("rbd: read %s: %w", g.conf, err)
-	}
-	// Same bound as package rados: a dead cluster must not hang the restore.
-	secs := fmt.Sprint(int((30 * time.Second).Seconds()))
-	for _, opt := range []string{"rados_mon_op_timeout", "rados_osd_op_timeout", "client_mount_timeout"} {
-		if err := c.SetConfigOption(opt, secs); err != nil {
-			c.Shutdown()
-			return fmt.Errorf("rbd: set %s: %w", opt, err)
-		}
-	}
-	if err := c.Connect(); err != nil {
-		c.Shutdown()
-		return fmt.Errorf("rbd: connect as %s: %w", g.client, err)
-	}
-	g.conn, g.ioctx = c, map[string]*gorados.IOContext{}
-	return nil
-}
-
-// Close releases the connection, if one was made.
-func (g *goCephImages) Close() {
-	for _, io := range g.ioctx {
-		io.Destroy()
-	}
-	if g.conn != nil {
-		g.conn.Shutdown()
-	}
 }

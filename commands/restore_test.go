@@ -20,7 +20,17 @@ import (
 	"ceph-iscsi/rados"
 )
 
-func TestMain(m *testing.M) { devcluster.Main(m) }
+// envExecMain makes the test binary run the command line instead of the
+// tests: the daemon tests start it as rbd-target-api processes, which get
+// their own signals and exit codes.
+const envExecMain = "CEPH_ISCSI_TEST_EXEC_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envExecMain) == "1" {
+		os.Exit(Run(append([]string{"ceph-iscsi"}, os.Args[1:]...), os.Stdout, os.Stderr))
+	}
+	devcluster.Main(m)
+}
 
 const (
 	testGateway = "gw1.test"
@@ -353,15 +363,29 @@ func TestRestoreBlockBackstore(t *testing.T) {
 	expectCode(t, r, 0)
 	mustContain(t, "dry run", r.stdout, "mkdir target/core/iblock_0/rbd."+fx.image, "/dev/rbd/rbd/"+fx.image)
 
+	// On an emulated configfs nothing is mapped: the iblock device is the
+	// path udev would link.
+	r = fx.run()
+	expectCode(t, r, 0)
+	st := fx.observe()
+	if len(st.StorageObjects) != 1 || st.StorageObjects[0].Plugin != lio.PluginBlock || st.StorageObjects[0].Config != "/dev/rbd/rbd/"+fx.image {
+		t.Fatalf("block storage object: %+v", st.StorageObjects)
+	}
+
+	// A second gateway exporting the block disk is refused: krbd does not
+	// fail over safely.
+	fx.commit(func(doc *config.Doc) error {
+		tg := doc.Targets[testIQN]
+		tg.IPList = append(tg.IPList, "192.0.2.20")
+		tg.Portals["gw2.test"] = &config.Portal{PortalIPAddresses: []string{"192.0.2.20"}, GatewayIPList: tg.IPList, InactivePortalIPs: []string{}, TPGs: 1}
+		doc.Gateways["gw2.test"] = &config.Gateway{Created: doc.Created, Updated: doc.Updated}
+		return nil
+	})
 	r = fx.run()
 	expectCode(t, r, exitFailure)
-	mustContain(t, "stderr", r.stderr, "disk "+fx.diskID, "block backstore needs package rbd mapping (not wired yet)", "nothing applied")
-	mustContain(t, "stdout", r.stdout, "not applied: the desired state could not be fully built")
-	if strings.Contains(r.stdout, "mkdir ") {
-		t.Errorf("a plan that will not run was printed:\n%s", r.stdout)
-	}
-	if st := fx.observe(); len(st.StorageObjects) != 0 || len(st.Targets) != 0 {
-		t.Fatalf("a failed build changed LIO: %+v", st)
+	mustContain(t, "stderr", r.stderr, "disk "+fx.diskID, "export not failover safe", "can be exported by one gateway only, not 2", "nothing applied")
+	if after := fx.observe(); len(after.StorageObjects) != 1 || len(after.Targets) != 1 {
+		t.Fatalf("a refused build changed LIO: %+v", after)
 	}
 }
 

@@ -1,0 +1,479 @@
+package commands
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/urfave/cli/v2"
+
+	"ceph-iscsi/api"
+	"ceph-iscsi/config"
+	"ceph-iscsi/gateway"
+	"ceph-iscsi/host"
+	"ceph-iscsi/lio"
+	"ceph-iscsi/rados"
+	"ceph-iscsi/rbd"
+	"ceph-iscsi/settings"
+)
+
+// The TLS files upstream hard-codes (spec 4.3), and the config-key entries
+// cephadm stores them under when they are absent.
+const (
+	defaultTLSCert  = "/etc/ceph/iscsi-gateway.crt"
+	defaultTLSKey   = "/etc/ceph/iscsi-gateway.key"
+	configKeyTLSFmt = "iscsi/%s/iscsi-gateway.%s"
+)
+
+// exitTeardownFailed is upstream's exit status when a target could not be
+// removed at shutdown (spec 6.6).
+const exitTeardownFailed = 8
+
+// shutdownGrace bounds how long in-flight requests may finish on SIGTERM.
+const shutdownGrace = 30 * time.Second
+
+// Reconcile retry backoff after a failed reconcile of a new epoch.
+const (
+	retryMin = time.Second
+	retryMax = 30 * time.Second
+)
+
+type apiOptions struct {
+	configPath  string
+	root        string
+	gatewayName string
+	listen      string
+	peers       map[string]string
+	localAddrs  []netip.Addr
+	tlsCert     string
+	tlsKey      string
+}
+
+func configfsRootFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "configfs-root",
+		Usage:   "configfs mount point; any other existing directory is an emulated configfs",
+		EnvVars: []string{envConfigfsRoot},
+		Value:   lio.DefaultRoot,
+	}
+}
+
+func apiCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "api",
+		Usage: "run the rbd-target-api daemon (restores LIO and serves the REST API)",
+		Description: "Removes this host's OSD blocklist entries, opens the gateway configuration, " +
+			"restores LIO from it and serves the REST API on api_host:api_port (HTTPS when api_secure). " +
+			"Every new configuration epoch (a commit by any gateway) is reconciled into LIO; SIGHUP " +
+			"re-reads the configuration and reconciles; SIGTERM stops serving, removes this gateway's " +
+			"LIO objects and exits. With NOTIFY_SOCKET set it reports READY=1 to systemd once serving. " +
+			"Fatal start-up errors exit 16.",
+		Flags: []cli.Flag{
+			configFlag(),
+			configfsRootFlag(),
+			gatewayNameFlag(),
+			&cli.StringFlag{Name: "listen", Usage: "listen address host:port, instead of api_host:api_port"},
+			&cli.StringSliceFlag{
+				Name: "peer",
+				Usage: "NAME=URL: reach gateway NAME at URL (scheme://host:port) instead of " +
+					"<api scheme>://NAME:api_port; repeat for each gateway (several gateways on one host)",
+			},
+			&cli.StringSliceFlag{
+				Name:  "local-addr",
+				Usage: "an address this gateway owns for portals; repeat for several (default: every interface address)",
+			},
+			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate when api_secure; if it or the key is missing, both come from the mon config-key store", Value: defaultTLSCert},
+			&cli.StringFlag{Name: "tls-key", Usage: "TLS private key when api_secure", Value: defaultTLSKey},
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return cli.Exit(fmt.Sprintf("api: unexpected argument %q", c.Args().First()), exitUsage)
+			}
+			o := apiOptions{
+				configPath:  c.String("config"),
+				root:        c.String("configfs-root"),
+				gatewayName: c.String("gateway-name"),
+				listen:      c.String("listen"),
+				tlsCert:     c.String("tls-cert"),
+				tlsKey:      c.String("tls-key"),
+				peers:       map[string]string{},
+			}
+			for _, p := range c.StringSlice("peer") {
+				name, url, ok := strings.Cut(p, "=")
+				if !ok || name == "" || !strings.Contains(url, "://") {
+					return cli.Exit(fmt.Sprintf("api: --peer %q: want NAME=scheme://host:port", p), exitUsage)
+				}
+				o.peers[name] = strings.TrimSuffix(url, "/")
+			}
+			for _, a := range c.StringSlice("local-addr") {
+				ip, err := netip.ParseAddr(a)
+				if err != nil {
+					return cli.Exit(fmt.Sprintf("api: --local-addr %q: not an IP address", a), exitUsage)
+				}
+				o.localAddrs = append(o.localAddrs, ip.Unmap())
+			}
+			return runAPI(c.Context, o, c.App.ErrWriter)
+		},
+	}
+}
+
+// daemon is the running rbd-target-api.
+type daemon struct {
+	log   *slog.Logger
+	store *rados.Store
+	rec   *gateway.Reconciler
+}
+
+func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
+	// Signals are caught from the start: a SIGTERM during start-up must not
+	// leave half-restored LIO behind without the teardown.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	s, conn, err := loadSettings("api", o.configPath)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: s.LogLevel()}))
+	for _, w := range s.Warnings {
+		log.Warn(w)
+	}
+
+	id, err := host.Resolve(o.gatewayName)
+	if err != nil {
+		return fatalf("api: gateway identity: %w", err)
+	}
+	if o.localAddrs != nil {
+		id.Addrs = o.localAddrs
+	}
+	log = log.With("gateway", id.Name)
+
+	// Fenced tcmu-runner/librbd clients of this host must be let back in
+	// before LIO serves the images again (spec 6.1 step 5).
+	unblocked, err := conn.UnblockHost(id.Addrs)
+	if err != nil {
+		return fatalf("api: OSD blocklist cleanup: %w", err)
+	}
+	for _, a := range unblocked {
+		log.Info("removed OSD blocklist entry of this host", "addr", a)
+	}
+
+	store, err := rados.OpenStore(ctx, conn, rados.StoreOptions{
+		Pool:   s.Pool,
+		Object: s.GatewayConf,
+		Upgrade: config.UpgradeOptions{
+			Gateway:               config.Identity{FQDN: id.Name, ShortName: id.ShortName},
+			EncryptionKeysPresent: fileExists(s.PrivKeyPath()) && fileExists(s.PubKeyPath()),
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return fatalf("api: config object %s/%s: %w", s.Pool, s.GatewayConf, err)
+	}
+	defer store.Close()
+
+	var tlsConf *tls.Config
+	if s.APISecure {
+		if tlsConf, err = loadTLS(o.tlsCert, o.tlsKey, s, conn, log); err != nil {
+			return fatalf("api: TLS: %w", err)
+		}
+	}
+	addr := s.APIAddr()
+	if o.listen != "" {
+		addr = o.listen
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fatalf("api: listen: %w", err)
+	}
+	defer ln.Close()
+
+	f, err := lio.NewFS(o.root)
+	if err != nil {
+		return fatalf("api: %w", err)
+	}
+	rec := gateway.New(gateway.Options{
+		FS: f, Settings: s, Identity: id, Conn: conn, CephConf: cephConf(s), Logger: log,
+	})
+	d := &daemon{log: log, store: store, rec: rec}
+
+	// define() (spec 6.1 step 6): a gateway that cannot restore its LIO
+	// does not serve; what it half built is removed again.
+	doc, err := store.Load(ctx)
+	if err != nil {
+		return fatalf("api: %w", err)
+	}
+	if err := rec.Reconcile(ctx, doc); err != nil {
+		log.Error("Could not load gateway", "err", err)
+		if _, terr := rec.Teardown(context.WithoutCancel(ctx), doc); terr != nil {
+			log.Error("removing the partly restored LIO objects", "err", terr)
+		}
+		return fatalf("api: could not load gateway: %w", err)
+	}
+	log.Info("LIO restored", "epoch", doc.Epoch, "configfs", f.Root(), "emulated", f.Emulated())
+
+	deps := api.Deps{
+		Settings: s,
+		Store:    store,
+		Gateway:  id.Name,
+		LIO:      localLIO{rec},
+		Images: api.NewRBDImages(conn, rbd.RemoveOptions{
+			Timeout:  time.Duration(s.TimeOut) * time.Second,
+			Interval: time.Duration(s.LoopDelay) * time.Second,
+		}),
+		HTTPClient: peerClient(s),
+		PeerURL:    peerURL(s, o.peers),
+		Logger:     log,
+	}
+	if o.localAddrs != nil {
+		addrs := o.localAddrs
+		deps.LocalAddrs = func() ([]netip.Addr, error) { return addrs, nil }
+	}
+	if f.Emulated() {
+		// Nothing listens on 3260 for an emulated LIO: its portals stand
+		// for the listener, so /api/_ping answers as a real gateway would.
+		deps.ISCSIListening = func() bool { return emulatedListening(f) }
+	}
+	srv := &http.Server{
+		Handler:           api.NewServer(deps),
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	reload := make(chan struct{}, 1)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		d.watch(runCtx, doc.Epoch, reload)
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() {
+		if tlsConf != nil {
+			serveErr <- srv.ServeTLS(ln, "", "")
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
+	log.Info("serving the REST API", "addr", ln.Addr().String(), "scheme", s.APIScheme())
+	notify(log, sddaemon.SdNotifyReady)
+
+	var runErr error
+loop:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				log.Info("SIGHUP: re-applying the configuration")
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			log.Info("stopping", "signal", sig.String())
+			break loop
+		case <-ctx.Done():
+			log.Info("stopping", "reason", ctx.Err())
+			break loop
+		case err := <-serveErr:
+			runErr = fatalf("api: serve: %w", err)
+			break loop
+		}
+	}
+
+	notify(log, sddaemon.SdNotifyStopping)
+	shutCtx, stop := context.WithTimeout(context.Background(), shutdownGrace)
+	defer stop()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Warn("HTTP server shutdown", "err", err)
+	}
+	cancel()
+	<-watchDone
+	// no deadline: systemd's TimeoutStopSec bounds a teardown of many LUNs
+	if err := d.teardown(context.Background()); err != nil {
+		if runErr != nil {
+			return runErr
+		}
+		return cli.Exit(fmt.Errorf("api: teardown: %w", err), exitTeardownFailed)
+	}
+	return runErr
+}
+
+// localLIO adapts the reconciler to the API's LocalLIO seam; the session
+// type is the API's, so package gateway need not import it.
+type localLIO struct{ *gateway.Reconciler }
+
+func (l localLIO) ClientInfo(ctx context.Context, targetIQN, clientIQN string) (api.ClientSession, error) {
+	s, ok, err := l.ClientSession(ctx, targetIQN, clientIQN)
+	if err != nil || !ok {
+		return api.ClientSession{}, err
+	}
+	return api.ClientSession{Alias: s.Alias, State: strings.ToUpper(s.State), Addresses: s.Addresses}, nil
+}
+
+var _ api.LocalLIO = localLIO{}
+
+// teardown removes this gateway's LIO objects (spec 6.6), with the freshest
+// configuration.
+func (d *daemon) teardown(ctx context.Context) error {
+	doc, err := d.store.Load(ctx)
+	if err != nil {
+		// The reconciler remembers what earlier documents gave this
+		// gateway; with an empty one it removes exactly that.
+		d.log.Warn("cannot read the configuration; tearing down what this daemon restored", "err", err)
+		doc = config.NewDoc(time.Now())
+	}
+	rep, err := d.rec.Teardown(ctx, doc)
+	if err != nil {
+		return err
+	}
+	n := 0
+	if rep.Applied != nil {
+		n = len(rep.Applied.Done)
+	}
+	d.log.Info("LIO torn down", "epoch", doc.Epoch, "operations", n)
+	return nil
+}
+
+// watch reconciles LIO whenever the configuration changes, or on reload. It
+// is level-triggered: each pass reads the newest document, so a burst of
+// commits costs one reconcile, and a failed one is retried with backoff
+// until it succeeds or a newer epoch arrives.
+func (d *daemon) watch(ctx context.Context, applied int64, reload <-chan struct{}) {
+	events := d.store.Subscribe(ctx)
+	var retry <-chan time.Time
+	delay := retryMin
+	for {
+		force := false
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev.Epoch == applied && retry == nil {
+				continue
+			}
+		case <-reload:
+			force = true
+		case <-retry:
+		}
+		doc, err := d.store.Load(ctx)
+		if err == nil {
+			if !force && doc.Epoch == applied && retry == nil {
+				continue
+			}
+			err = d.rec.Reconcile(ctx, doc)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			d.log.Error("reconciling LIO with the configuration (will retry)", "err", err, "retry_in", delay)
+			retry = time.After(delay)
+			delay = min(2*delay, retryMax)
+			continue
+		}
+		applied, retry, delay = doc.Epoch, nil, retryMin
+		d.log.Debug("LIO in line with the configuration", "epoch", applied)
+	}
+}
+
+// notify tells systemd about a state change; without NOTIFY_SOCKET it does
+// nothing.
+func notify(log *slog.Logger, state string) {
+	if _, err := sddaemon.SdNotify(false, state); err != nil {
+		log.Warn("sd_notify", "state", state, "err", err)
+	}
+}
+
+// loadTLS reads the certificate and key from files or, when either file is
+// missing, from the mon config-key store where cephadm puts them (spec 4.3).
+// The key stays in memory: unlike upstream, it is never written to a temp
+// file.
+func loadTLS(certPath, keyPath string, s *settings.Settings, conn *rados.Conn, log *slog.Logger) (*tls.Config, error) {
+	var pair tls.Certificate
+	var err error
+	if fileExists(certPath) && fileExists(keyPath) {
+		if pair, err = tls.LoadX509KeyPair(certPath, keyPath); err != nil {
+			return nil, fmt.Errorf("%s, %s: %w", certPath, keyPath, err)
+		}
+	} else {
+		certKey := fmt.Sprintf(configKeyTLSFmt, s.ClusterClientName, "crt")
+		keyKey := fmt.Sprintf(configKeyTLSFmt, s.ClusterClientName, "key")
+		cert, cerr := conn.ConfigKeyGet(certKey)
+		key, kerr := conn.ConfigKeyGet(keyKey)
+		if cerr != nil || kerr != nil {
+			return nil, fmt.Errorf("api_secure is set, %s or %s is missing, and the config-key store has no %s and %s: %w",
+				certPath, keyPath, certKey, keyKey, errors.Join(cerr, kerr))
+		}
+		if pair, err = tls.X509KeyPair([]byte(cert), []byte(key)); err != nil {
+			return nil, fmt.Errorf("config-key %s, %s: %w", certKey, keyKey, err)
+		}
+		log.Info("TLS certificate and key read from the config-key store", "cert", certKey)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{pair},
+		// upstream serves TLS 1.2 only; newer clients may use 1.3
+		MinVersion: tls.VersionTLS12,
+	}, nil
+}
+
+// peerClient reaches the other gateways. As upstream, certificates are not
+// verified: gateways commonly use self-signed ones, and every gateway shares
+// the API credentials anyway.
+func peerClient(s *settings.Settings) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if s.APISecure {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // upstream's behaviour, see above
+	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: tr}
+}
+
+// peerURL is upstream's scheme://<gateway name>:api_port, unless --peer names
+// another address for the gateway.
+func peerURL(s *settings.Settings, peers map[string]string) func(string) string {
+	scheme, port := s.APIScheme(), fmt.Sprint(s.APIPort)
+	return func(gw string) string {
+		if u, ok := peers[gw]; ok {
+			return u
+		}
+		return scheme + "://" + net.JoinHostPort(gw, port)
+	}
+}
+
+// emulatedListening reports whether an emulated LIO has an enabled TPG with a
+// portal: what would make the kernel listen on 3260.
+func emulatedListening(f lio.FS) bool {
+	st, err := lio.Observe(f)
+	if err != nil {
+		return false
+	}
+	for _, t := range st.Targets {
+		for _, tpg := range t.TPGs {
+			if tpg.Enabled && len(tpg.Portals) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}

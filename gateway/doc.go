@@ -1,0 +1,12 @@
+// Package gateway owns this gateway's local reconcile: it turns the shared
+// configuration document, this gateway's identity and the settings into the
+// desired LIO state, resolves the RBD facts that needs (image sizes through
+// the daemon's one RADOS connection, block-device mappings for the `block`
+// backstore), and converges configfs through package lio, one reconcile at a
+// time. Both `ceph-iscsi restore` and the API daemon use it, so the two cannot
+// drift apart; it implements the API's LocalLIO seam.
+//
+// It must not write the configuration object, serve or call HTTP, or touch
+// configfs other than through package lio. It never logs or returns a CHAP
+// secret.
+package gateway

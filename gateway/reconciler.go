@@ -1,0 +1,422 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"ceph-iscsi/config"
+	"ceph-iscsi/host"
+	"ceph-iscsi/lio"
+	"ceph-iscsi/rados"
+	"ceph-iscsi/rbd"
+	"ceph-iscsi/settings"
+)
+
+// Mode says what a reconcile does.
+type Mode struct {
+	// Teardown removes every LIO object the configuration (or an earlier
+	// reconcile of this Reconciler) gave this gateway, as the daemon does on
+	// SIGTERM, and unmaps its block images; otherwise LIO converges on the
+	// configuration.
+	Teardown bool
+	// DryRun plans only: nothing in LIO is changed and no image is mapped.
+	DryRun bool
+}
+
+// BlockMapper maps RBD images to local block devices for the block
+// backstore; *rbd.Mapper implements it.
+type BlockMapper interface {
+	Map(ctx context.Context, pool, image string) (string, error)
+	Device(ctx context.Context, pool, image string) (string, error)
+	Unmap(ctx context.Context, pool, image string) error
+}
+
+var _ BlockMapper = (*rbd.Mapper)(nil)
+
+// Options configure a Reconciler.
+type Options struct {
+	// FS is the configfs (or emulated configfs) to converge.
+	FS lio.FS
+	// Settings are the iscsi-gateway.cfg values (nil: the defaults).
+	Settings *settings.Settings
+	// Identity names this gateway and lists the addresses its portals may
+	// use.
+	Identity host.Identity
+	// Conn is the daemon's RADOS connection: image sizes are read through it,
+	// and the block mapper takes its credentials from it.
+	Conn *rados.Conn
+	// CephConf is the ceph.conf the connection was made with, handed to
+	// rbd-nbd.
+	CephConf string
+	// Mapper maps block images. Nil means an rbd.Mapper made on first use
+	// from Conn when FS is the real configfs; on an emulated configfs
+	// nothing is mapped and the device path is the one udev would link.
+	Mapper BlockMapper
+	// Size overrides how image sizes are read (rbd.Size on Conn when nil).
+	Size func(pool, image string) (int64, error)
+	// ProcRoot is where /proc is mounted, for the tcmu-runner check ("/proc"
+	// when empty).
+	ProcRoot string
+	Logger   *slog.Logger
+}
+
+// Reconciler converges this gateway's LIO on configuration documents. Its
+// methods may be called from several goroutines: reconciles run one at a
+// time.
+type Reconciler struct {
+	opts Options
+	log  *slog.Logger
+
+	mu sync.Mutex
+	// managed accumulates what documents this gateway was a member of gave
+	// it, so a target or disk that a later document no longer names still
+	// has its leftovers removed (a DELETE, or this gateway leaving).
+	managedTargets, managedSOs map[string]bool
+	// blockImages are the "pool/image" of every block disk seen; an image
+	// the desired state no longer uses is unmapped after LIO let go of it.
+	blockImages map[string]bool
+	mapper      BlockMapper
+}
+
+// New returns a Reconciler.
+func New(opts Options) *Reconciler {
+	if opts.Settings == nil {
+		opts.Settings = settings.Defaults()
+	}
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Reconciler{
+		opts:           opts,
+		log:            opts.Logger,
+		managedTargets: map[string]bool{},
+		managedSOs:     map[string]bool{},
+		blockImages:    map[string]bool{},
+		mapper:         opts.Mapper,
+	}
+}
+
+// FS is the configfs this Reconciler converges.
+func (r *Reconciler) FS() lio.FS { return r.opts.FS }
+
+// Report is what one reconcile planned and did.
+type Report struct {
+	Gateway  string
+	Member   bool
+	Epoch    int64
+	Emulated bool
+	Mode     Mode
+	// Plan is the diff from the observed to the desired state. When BuildErr
+	// is set it is incomplete, and it was not applied.
+	Plan   lio.Plan
+	InSync bool
+	// Applied is nil when nothing was attempted.
+	Applied *lio.Result
+	// BuildErr: the desired state could not be fully built (nothing applied).
+	BuildErr error
+	// ApplyErr: some operations of the plan failed.
+	ApplyErr error
+	// Unmapped lists the block images unmapped after the apply; UnmapErr
+	// says which could not be (LIO itself converged).
+	Unmapped []string
+	UnmapErr error
+}
+
+// Run reconciles LIO with doc in mode. The error is the first problem that
+// stopped or spoiled the run; the Report says which stage it came from.
+func (r *Reconciler) Run(ctx context.Context, doc *config.Doc, mode Mode) (Report, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.run(ctx, doc, mode)
+}
+
+func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Report, error) {
+	if doc == nil {
+		return Report{}, errors.New("gateway: no configuration document")
+	}
+	name := r.opts.Identity.Name
+	rep := Report{Gateway: name, Mode: mode, Epoch: doc.Epoch, Emulated: r.opts.FS.Emulated()}
+	rep.Member = doc.Gateways[name] != nil
+
+	desired, buildErr := r.desired(ctx, doc, mode, rep.Member)
+	if buildErr != nil && mode.Teardown {
+		// Teardown needs only names, which survive these errors.
+		r.log.Warn("configuration problems (teardown goes on)", "err", buildErr)
+		buildErr = nil
+	}
+	observed, err := lio.Observe(r.opts.FS)
+	if err != nil {
+		return rep, fmt.Errorf("gateway: reading LIO: %w", err)
+	}
+	rep.Plan = lio.NewPlan(observed, desired)
+	rep.InSync = rep.Plan.Empty()
+	if buildErr != nil {
+		rep.BuildErr = buildErr
+		return rep, buildErr
+	}
+	if mode.DryRun {
+		return rep, nil
+	}
+	if !rep.Plan.Empty() {
+		if !r.opts.FS.Emulated() && rep.Plan.EnablesUserBackstores() {
+			if err := lio.CheckTCMURunner(r.opts.ProcRoot); err != nil {
+				return rep, err
+			}
+		}
+		res, applyErr := lio.Apply(ctx, r.opts.FS, rep.Plan)
+		rep.Applied = &res
+		if applyErr != nil {
+			rep.ApplyErr = applyErr
+			return rep, applyErr
+		}
+	}
+	unmapped, err := r.unmapUnused(ctx, desired)
+	rep.Unmapped, rep.UnmapErr = unmapped, err
+	if err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// desired is the LIO state this gateway should have in mode, and records the
+// names it manages.
+func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, member bool) (lio.State, error) {
+	exporters := blockExporters(doc)
+	if member {
+		for img := range exporters {
+			r.blockImages[img] = true
+		}
+	}
+	opts := lio.FromConfigOptions{
+		// non-nil even when empty: no address at all must fail every target,
+		// not fall back to trusting portal_ip_addresses
+		LocalAddrs: append([]netip.Addr{}, r.opts.Identity.Addrs...),
+		Logger:     r.log,
+		DevicePath: func(pool, image string) (string, error) {
+			return r.devicePath(ctx, mode, exporters, pool, image)
+		},
+	}
+	if !mode.Teardown {
+		opts.Size = func(pool, image string) (int64, error) {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			return r.size(pool, image)
+		}
+	}
+	for iqn := range r.managedTargets {
+		if doc.Targets[iqn] == nil {
+			opts.ManagedTargets = append(opts.ManagedTargets, iqn)
+		}
+	}
+	for so := range r.managedSOs {
+		opts.ManagedStorageObjects = append(opts.ManagedStorageObjects, so)
+	}
+	slices.Sort(opts.ManagedTargets)
+	slices.Sort(opts.ManagedStorageObjects)
+
+	spec, specErr := lio.SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
+	st, buildErr := lio.Build(spec)
+	if member {
+		names := st.ForTeardown().Managed
+		for _, iqn := range names.Targets {
+			r.managedTargets[iqn] = true
+		}
+		for _, so := range names.StorageObjects {
+			r.managedSOs[so] = true
+		}
+	}
+	if mode.Teardown {
+		st = st.ForTeardown()
+	}
+	return st, errors.Join(specErr, buildErr)
+}
+
+// blockExporters counts, for each block disk ("pool/image"), the gateways
+// whose targets export it.
+func blockExporters(doc *config.Doc) map[string]int {
+	out := map[string]int{}
+	for id, d := range doc.Disks {
+		if d == nil || d.Backstore != lio.BackstoreBlock {
+			continue
+		}
+		gws := map[string]bool{}
+		for _, t := range doc.Targets {
+			if t == nil {
+				continue
+			}
+			if _, ok := t.Disks[id]; !ok {
+				continue
+			}
+			for gw, p := range t.Portals {
+				if p != nil {
+					gws[gw] = true
+				}
+			}
+		}
+		out[d.Pool+"/"+d.Image] = len(gws)
+	}
+	return out
+}
+
+// wouldBePath is where krbd's udev rule links a mapped image: what a dry run
+// shows, and the device an emulated configfs gets.
+func wouldBePath(pool, image string) string { return "/dev/rbd/" + pool + "/" + image }
+
+func (r *Reconciler) devicePath(ctx context.Context, mode Mode, exporters map[string]int, pool, image string) (string, error) {
+	if err := rbd.CheckFailoverSafe(rbd.BackstoreBlock, exporters[pool+"/"+image]); err != nil {
+		return "", fmt.Errorf("refusing to export %s/%s: %w", pool, image, err)
+	}
+	if mode.Teardown {
+		return wouldBePath(pool, image), nil
+	}
+	m, err := r.blockMapper(ctx)
+	if err != nil {
+		return "", err
+	}
+	if m == nil {
+		return wouldBePath(pool, image), nil
+	}
+	if mode.DryRun {
+		dev, err := m.Device(ctx, pool, image)
+		if err != nil {
+			// not mapped yet (or unreadable): show where it would be, as
+			// a dry run maps nothing
+			return wouldBePath(pool, image), nil
+		}
+		return dev, nil
+	}
+	dev, err := m.Map(ctx, pool, image)
+	if errors.Is(err, rbd.ErrImageNotFound) || errors.Is(err, rbd.ErrPoolNotFound) {
+		return "", fmt.Errorf("%w: %w", lio.ErrImageNotFound, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("map: %w", err)
+	}
+	return dev, nil
+}
+
+// blockMapper returns the mapper, making the default one on first use; nil
+// means images are not mapped (emulated configfs).
+func (r *Reconciler) blockMapper(ctx context.Context) (BlockMapper, error) {
+	if r.mapper != nil || r.opts.FS.Emulated() {
+		return r.mapper, nil
+	}
+	if r.opts.Conn == nil {
+		return nil, errors.New("block backstore: no RADOS connection to map images with")
+	}
+	creds, err := rbd.CredentialsFromConn(ctx, r.opts.Conn.Raw(), r.opts.Settings.ClusterClientName, r.opts.CephConf)
+	if err != nil {
+		return nil, fmt.Errorf("block backstore: %w", err)
+	}
+	r.mapper = rbd.NewMapper(rbd.MapperOptions{Credentials: creds, Logger: r.log})
+	return r.mapper, nil
+}
+
+// size reads an image's size; a missing pool or image wraps
+// lio.ErrImageNotFound, so the disk is skipped as upstream does.
+func (r *Reconciler) size(pool, image string) (int64, error) {
+	if r.opts.Size != nil {
+		return r.opts.Size(pool, image)
+	}
+	if r.opts.Conn == nil {
+		return 0, errors.New("no RADOS connection to read image sizes with")
+	}
+	n, err := rbd.Size(r.opts.Conn.Raw(), pool, image)
+	if errors.Is(err, rbd.ErrImageNotFound) || errors.Is(err, rbd.ErrPoolNotFound) {
+		return 0, fmt.Errorf("%w: %w", lio.ErrImageNotFound, err)
+	}
+	return n, err
+}
+
+// unmapUnused unmaps the block images this gateway mapped that the desired
+// state no longer uses. It runs after the apply, once LIO let go of them; an
+// image LIO still holds fails with rbd.ErrDeviceBusy and is tried again next
+// time.
+func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State) ([]string, error) {
+	if len(r.blockImages) == 0 {
+		return nil, nil
+	}
+	m, err := r.blockMapper(ctx)
+	if err != nil || m == nil {
+		return nil, err
+	}
+	inUse := map[string]bool{}
+	for _, so := range desired.StorageObjects {
+		if so.Plugin == lio.PluginBlock {
+			inUse[so.Config] = true
+		}
+	}
+	var unmapped []string
+	var errs []error
+	for _, img := range slices.Sorted(maps.Keys(r.blockImages)) {
+		pool, image, _ := strings.Cut(img, "/")
+		dev, err := m.Device(ctx, pool, image)
+		if err != nil {
+			if !errors.Is(err, rbd.ErrNotMapped) {
+				errs = append(errs, fmt.Errorf("gateway: %s: %w", img, err))
+			}
+			continue
+		}
+		if inUse[dev] || inUse[wouldBePath(pool, image)] {
+			continue
+		}
+		if err := m.Unmap(ctx, pool, image); err != nil {
+			errs = append(errs, fmt.Errorf("gateway: unmap %s: %w", img, err))
+			continue
+		}
+		r.log.Info("unmapped block image LIO no longer uses", "image", img, "device", dev)
+		unmapped = append(unmapped, img)
+	}
+	return unmapped, errors.Join(errs...)
+}
+
+// Reconcile makes local LIO match doc (api.LocalLIO).
+func (r *Reconciler) Reconcile(ctx context.Context, doc *config.Doc) error {
+	rep, err := r.Run(ctx, doc, Mode{})
+	if rep.Applied != nil {
+		r.log.Info("applied LIO plan", "epoch", rep.Epoch, "done", len(rep.Applied.Done),
+			"failed", len(rep.Applied.Failed), "skipped", len(rep.Applied.Skipped))
+	}
+	if err != nil {
+		return fmt.Errorf("gateway %s: reconcile epoch %d: %w", rep.Gateway, rep.Epoch, err)
+	}
+	return nil
+}
+
+// Teardown removes this gateway's LIO objects (spec 6.6).
+func (r *Reconciler) Teardown(ctx context.Context, doc *config.Doc) (Report, error) {
+	return r.Run(ctx, doc, Mode{Teardown: true})
+}
+
+// Sessions counts the iSCSI sessions of a target on this gateway
+// (api.LocalLIO).
+func (r *Reconciler) Sessions(_ context.Context, targetIQN string) (int, error) {
+	return lio.TargetSessions(r.opts.FS, targetIQN)
+}
+
+// ClientState is the upper-case session state of an initiator on this
+// gateway, "" without a session (api.LocalLIO).
+func (r *Reconciler) ClientState(_ context.Context, targetIQN, clientIQN string) (string, error) {
+	s, ok, err := lio.ClientSession(r.opts.FS, targetIQN, clientIQN)
+	if err != nil || !ok {
+		return "", err
+	}
+	return strings.ToUpper(s.State), nil
+}
+
+// ClientSession is an initiator's session on this gateway: alias, state and
+// addresses, as upstream's _clientinfo reports them.
+func (r *Reconciler) ClientSession(_ context.Context, targetIQN, clientIQN string) (lio.Session, bool, error) {
+	return lio.ClientSession(r.opts.FS, targetIQN, clientIQN)
+}

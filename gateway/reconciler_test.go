@@ -1,0 +1,423 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"ceph-iscsi/config"
+	"ceph-iscsi/devcluster"
+	"ceph-iscsi/host"
+	"ceph-iscsi/lio"
+	"ceph-iscsi/rados"
+	"ceph-iscsi/rbd"
+)
+
+func TestMain(m *testing.M) { devcluster.Main(m) }
+
+const (
+	gw1       = "gw1.test"
+	gw2       = "gw2.test"
+	targetIQN = "iqn.2003-01.com.example.gateway:t1"
+	clientIQN = "iqn.1994-05.com.example:gateway-client"
+	imageSize = 32 << 20
+)
+
+var addr1 = netip.MustParseAddr("127.0.0.1")
+
+// fixture is a real RBD image and an empty emulated configfs.
+type fixture struct {
+	t     *testing.T
+	conn  *rados.Conn
+	image string
+	disk  string
+	fs    lio.FS
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	c := devcluster.Require(t)
+	conn, err := rados.Connect(rados.ConnOptions{ConfFile: c.Conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	fx := &fixture{t: t, conn: conn, image: fmt.Sprintf("gateway-%08x", rand.Uint32())}
+	fx.disk = "rbd/" + fx.image
+	if err := rbd.Create(conn.Raw(), "rbd", fx.image, imageSize, rbd.DefaultFeatures); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = rbd.Remove(context.Background(), conn.Raw(), "rbd", fx.image, rbd.RemoveOptions{})
+	})
+	if fx.fs, err = lio.NewFS(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	return fx
+}
+
+func (fx *fixture) reconciler(name string, addrs ...netip.Addr) *Reconciler {
+	return New(Options{FS: fx.fs, Identity: host.Identity{Name: name, Addrs: addrs}, Conn: fx.conn})
+}
+
+// doc is a target on gw1 (127.0.0.1) exporting the fixture's disk to one
+// CHAP client, with backstore bs.
+func (fx *fixture) doc(bs string) *config.Doc {
+	fx.t.Helper()
+	now := time.Now()
+	d := config.NewDoc(now)
+	d.Epoch = 3
+	if _, err := d.AddTarget(targetIQN, now); err != nil {
+		fx.t.Fatal(err)
+	}
+	if _, err := d.AddTargetGateway(targetIQN, gw1, []string{"127.0.0.1"}, []string{"127.0.0.1"}, now); err != nil {
+		fx.t.Fatal(err)
+	}
+	owner := gw1
+	d.Disks[fx.disk] = &config.Disk{Pool: "rbd", Image: fx.image, WWN: "1b4ed3b6-2a53-4f5a-9c1e-4f3b7a0c2d11",
+		Backstore: bs, BackstoreObjectName: "rbd." + fx.image, Owner: &owner, AllocatingHost: &owner, Controls: map[string]any{}}
+	d.Targets[targetIQN].Disks[fx.disk] = config.LunRef{LunID: 0}
+	c, err := d.AddClient(targetIQN, clientIQN, now)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	c.Auth = config.Auth{Username: "gwuser", Password: "Gateway-Secret-1"}
+	c.Luns[fx.disk] = config.LunRef{LunID: 0}
+	return d
+}
+
+// converged fails unless LIO holds exactly what the document builds for gw.
+func (fx *fixture) converged(doc *config.Doc, gw string, addrs ...netip.Addr) lio.State {
+	fx.t.Helper()
+	spec, err := lio.SpecFromConfig(doc, gw, nil, lio.FromConfigOptions{
+		LocalAddrs: addrs,
+		Size:       func(string, string) (int64, error) { return imageSize, nil },
+		DevicePath: func(pool, image string) (string, error) { return "/dev/fake/" + pool + "/" + image, nil },
+	})
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	want, err := lio.Build(spec)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	got, err := lio.Observe(fx.fs)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	if p := lio.NewPlan(got, want); !p.Empty() {
+		fx.t.Fatalf("LIO has not converged; still to do:\n%s", p)
+	}
+	return got
+}
+
+func TestReconcileSizesThroughRBD(t *testing.T) {
+	fx := newFixture(t)
+	r := fx.reconciler(gw1, addr1)
+	doc := fx.doc(lio.BackstoreUserRBD)
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	st := fx.converged(doc, gw1, addr1)
+	if len(st.StorageObjects) != 1 || st.StorageObjects[0].Size != imageSize {
+		t.Fatalf("storage objects: %+v", st.StorageObjects)
+	}
+
+	// Grown image: the next reconcile resizes the TCMU device.
+	if err := rbd.Resize(fx.conn.Raw(), "rbd", fx.image, 2*imageSize); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(t.Context(), doc, Mode{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rep.Plan.String(), fmt.Sprintf(`attrib/dev_size "%d"`, 2*imageSize)) {
+		t.Errorf("resize plan:\n%s", rep.Plan)
+	}
+
+	// A second run has nothing to do.
+	if rep, err = r.Run(t.Context(), doc, Mode{}); err != nil || !rep.InSync || rep.Applied != nil {
+		t.Fatalf("second run: in sync %v, applied %v, err %v", rep.InSync, rep.Applied, err)
+	}
+}
+
+func TestReconcileMissingImageSkipsDisk(t *testing.T) {
+	fx := newFixture(t)
+	r := fx.reconciler(gw1, addr1)
+	doc := fx.doc(lio.BackstoreUserRBD)
+	doc.Disks[fx.disk].Image = fx.image + "-gone"
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := lio.Observe(fx.fs)
+	if len(st.StorageObjects) != 0 || len(st.Targets) != 1 || len(st.Targets[0].TPGs[0].LUNs) != 0 {
+		t.Fatalf("LIO with the image missing: %+v", st)
+	}
+	// a missing pool is skipped the same way
+	doc.Disks[fx.disk].Pool = "no-such-pool"
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReconcileRemovesWhatLeftTheConfig: a target deleted from the
+// document is removed from LIO by a Reconciler that saw it before.
+func TestReconcileRemovesWhatLeftTheConfig(t *testing.T) {
+	fx := newFixture(t)
+	r := fx.reconciler(gw1, addr1)
+	doc := fx.doc(lio.BackstoreUserRBD)
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	next := doc.Clone()
+	delete(next.Targets, targetIQN)
+	delete(next.Disks, fx.disk)
+	if err := r.Reconcile(t.Context(), next); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := lio.Observe(fx.fs)
+	if len(st.Targets) != 0 || len(st.StorageObjects) != 0 {
+		t.Fatalf("leftovers after the target left the config: %+v", st)
+	}
+}
+
+func TestReconcileNotMemberTouchesNothing(t *testing.T) {
+	fx := newFixture(t)
+	doc := fx.doc(lio.BackstoreUserRBD)
+	if err := fx.reconciler(gw1, addr1).Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := lio.Observe(fx.fs)
+	other := fx.reconciler("stranger.test", addr1)
+	if _, err := other.Teardown(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := lio.Observe(fx.fs)
+	if len(after.Targets) != len(before.Targets) || len(after.StorageObjects) != 1 {
+		t.Fatalf("a gateway not in the config tore down LIO: %+v", after)
+	}
+}
+
+// TestReconcileSerialised: concurrent reconciles of one Reconciler never
+// interleave (two applies of one plan would fail with EEXIST).
+func TestReconcileSerialised(t *testing.T) {
+	fx := newFixture(t)
+	r := fx.reconciler(gw1, addr1)
+	doc := fx.doc(lio.BackstoreUserRBD)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() { errs <- r.Reconcile(context.Background(), doc) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	fx.converged(doc, gw1, addr1)
+}
+
+// fakeMapper plays krbd: it records mappings and refuses to unmap a device
+// the emulated LIO still uses, as the kernel does with EBUSY.
+type fakeMapper struct {
+	fs     lio.FS
+	mu     sync.Mutex
+	mapped map[string]string
+	calls  []string
+}
+
+func (m *fakeMapper) Map(_ context.Context, pool, image string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls = append(m.calls, "map "+pool+"/"+image)
+	if image == "missing" {
+		return "", fmt.Errorf("map: %w", rbd.ErrImageNotFound)
+	}
+	if d, ok := m.mapped[pool+"/"+image]; ok {
+		return d, nil
+	}
+	d := fmt.Sprintf("/dev/rbd%d", len(m.mapped))
+	m.mapped[pool+"/"+image] = d
+	return d, nil
+}
+
+func (m *fakeMapper) Device(_ context.Context, pool, image string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d, ok := m.mapped[pool+"/"+image]; ok {
+		return d, nil
+	}
+	return "", rbd.ErrNotMapped
+}
+
+func (m *fakeMapper) Unmap(_ context.Context, pool, image string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls = append(m.calls, "unmap "+pool+"/"+image)
+	d, ok := m.mapped[pool+"/"+image]
+	if !ok {
+		return nil
+	}
+	st, err := lio.Observe(m.fs)
+	if err != nil {
+		return err
+	}
+	for _, so := range st.StorageObjects {
+		if so.Config == d {
+			return fmt.Errorf("unmap %s: %w", d, rbd.ErrDeviceBusy)
+		}
+	}
+	delete(m.mapped, pool+"/"+image)
+	return nil
+}
+
+func TestBlockBackstoreMapsAndUnmaps(t *testing.T) {
+	fx := newFixture(t)
+	m := &fakeMapper{fs: fx.fs, mapped: map[string]string{}}
+	r := New(Options{FS: fx.fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Conn: fx.conn, Mapper: m})
+	doc := fx.doc(lio.BackstoreBlock)
+
+	// A dry run maps nothing and shows where the image would appear.
+	rep, err := r.Run(t.Context(), doc, Mode{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.calls) != 0 || !strings.Contains(rep.Plan.String(), "/dev/rbd/rbd/"+fx.image) {
+		t.Fatalf("dry run: calls %v, plan:\n%s", m.calls, rep.Plan)
+	}
+
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := lio.Observe(fx.fs)
+	if len(st.StorageObjects) != 1 || st.StorageObjects[0].Plugin != lio.PluginBlock || st.StorageObjects[0].Config != "/dev/rbd0" {
+		t.Fatalf("block storage object: %+v", st.StorageObjects)
+	}
+	// Idempotent: a second reconcile finds the existing mapping.
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.mapped) != 1 {
+		t.Fatalf("mapped twice: %v", m.mapped)
+	}
+
+	// Unexported: LIO lets go of the device first, then it is unmapped.
+	next := doc.Clone()
+	delete(next.Targets[targetIQN].Disks, fx.disk)
+	delete(next.Targets[targetIQN].Clients[clientIQN].Luns, fx.disk)
+	rep, err = r.Run(t.Context(), next, Mode{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Unmapped, []string{fx.disk}) || len(m.mapped) != 0 {
+		t.Fatalf("after unexport: unmapped %v, still mapped %v (calls %v)", rep.Unmapped, m.mapped, m.calls)
+	}
+
+	// Teardown unmaps too.
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = r.Teardown(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = lio.Observe(fx.fs)
+	if len(st.StorageObjects) != 0 || len(st.Targets) != 0 || len(m.mapped) != 0 {
+		t.Fatalf("teardown left %+v, mapped %v", st, m.mapped)
+	}
+
+	// A missing image is skipped like a user:rbd one.
+	missing := fx.doc(lio.BackstoreBlock)
+	missing.Disks[fx.disk].Image = "missing"
+	if err := r.Reconcile(t.Context(), missing); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBlockBackstoreSingleGatewayOnly(t *testing.T) {
+	fx := newFixture(t)
+	m := &fakeMapper{fs: fx.fs, mapped: map[string]string{}}
+	r := New(Options{FS: fx.fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Conn: fx.conn, Mapper: m})
+	doc := fx.doc(lio.BackstoreBlock)
+	if _, err := doc.AddTargetGateway(targetIQN, gw2, []string{"127.0.0.1", "127.0.0.2"}, []string{"127.0.0.2"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	err := r.Reconcile(t.Context(), doc)
+	if !errors.Is(err, rbd.ErrFailoverUnsafe) || !strings.Contains(err.Error(), "one gateway only, not 2") {
+		t.Fatalf("two gateways exporting a block disk: %v", err)
+	}
+	if len(m.calls) != 0 {
+		t.Errorf("mapped although refused: %v", m.calls)
+	}
+	if st, _ := lio.Observe(fx.fs); len(st.Targets) != 0 {
+		t.Errorf("a refused build changed LIO: %+v", st)
+	}
+}
+
+func TestSessionsAndClientState(t *testing.T) {
+	fx := newFixture(t)
+	r := fx.reconciler(gw1, addr1)
+	doc := fx.doc(lio.BackstoreUserRBD)
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Sessions(t.Context(), targetIQN); err != nil || n != 0 {
+		t.Fatalf("sessions = %d, %v", n, err)
+	}
+	if s, err := r.ClientState(t.Context(), targetIQN, clientIQN); err != nil || s != "" {
+		t.Fatalf("state = %q, %v", s, err)
+	}
+	// Play the kernel: a logged-in session.
+	info := filepath.Join(fx.fs.Root(), "target/iscsi", targetIQN, "tpgt_1/acls", clientIQN, "info")
+	text := "InitiatorName: " + clientIQN + "\nInitiatorAlias: host1\nLIO Session ID: 1   ISID: 0x00023d000001  TSIH: 1  SessionType: Normal\nSession State: TARG_SESS_STATE_LOGGED_IN\nCID: 0  Connection State: TARG_CONN_STATE_LOGGED_IN\n   Address 127.0.0.9 TCP  StatSN: 0x00000002\n"
+	if err := os.WriteFile(info, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stats := filepath.Join(fx.fs.Root(), "target/iscsi", targetIQN, "fabric_statistics/iscsi_instance")
+	if err := os.MkdirAll(stats, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stats, "sessions"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Sessions(t.Context(), targetIQN); err != nil || n != 1 {
+		t.Errorf("sessions = %d, %v; want 1", n, err)
+	}
+	if s, err := r.ClientState(t.Context(), targetIQN, clientIQN); err != nil || s != "LOGGED_IN" {
+		t.Errorf("state = %q, %v; want LOGGED_IN", s, err)
+	}
+	if s, ok, err := r.ClientSession(t.Context(), targetIQN, clientIQN); err != nil || !ok || s.Alias != "host1" || !slices.Equal(s.Addresses, []string{"127.0.0.9"}) {
+		t.Errorf("session = %+v, %v, %v", s, ok, err)
+	}
+}
+
+// TestTeardownWithoutConfig: when the configuration cannot be read at
+// shutdown, an empty document still removes what this Reconciler restored.
+func TestTeardownWithoutConfig(t *testing.T) {
+	fx := newFixture(t)
+	r := fx.reconciler(gw1, addr1)
+	if err := r.Reconcile(t.Context(), fx.doc(lio.BackstoreUserRBD)); err != nil {
+		t.Fatal(err)
+	}
+	// a fabric-wide object of no target, which teardown must leave alone
+	if err := os.MkdirAll(filepath.Join(fx.fs.Root(), "target/iscsi/iqn.2003-01.com.example:other"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Teardown(t.Context(), config.NewDoc(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := lio.Observe(fx.fs)
+	if len(st.StorageObjects) != 0 || len(st.Targets) != 1 || st.Targets[0].IQN != "iqn.2003-01.com.example:other" {
+		t.Fatalf("after teardown: %+v", st)
+	}
+}
