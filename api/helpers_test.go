@@ -98,6 +98,7 @@ type fakeLIO struct {
 	fail       error
 	states     map[string]string
 	sessions   int
+	infos      map[string]ClientSession
 }
 
 func (f *fakeLIO) Reconcile(_ context.Context, doc *config.Doc) error {
@@ -121,6 +122,12 @@ func (f *fakeLIO) ClientState(_ context.Context, _, c string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.states[c], nil
+}
+
+func (f *fakeLIO) ClientInfo(_ context.Context, _, c string) (ClientSession, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.infos[c], nil
 }
 
 func testSettings() *settings.Settings {

@@ -37,6 +37,24 @@ type LocalLIO interface {
 	// ClientState is the session state of an initiator on this gateway, in
 	// upper case ("LOGGED_IN", ...), or "" when it has no session.
 	ClientState(ctx context.Context, targetIQN, clientIQN string) (string, error)
+	// ClientInfo is the session of an initiator on this gateway, read from
+	// the info file of its ACL in the target's enabled TPG; the zero value
+	// when the target, the ACL or a session is missing.
+	ClientInfo(ctx context.Context, targetIQN, clientIQN string) (ClientSession, error)
+}
+
+// ClientSession is what configfs shows of an initiator's session in
+// .../iscsi/<target>/tpgt_N/acls/<initiator>/info (rtslib's NodeACL.session).
+// A file starting "No active iSCSI Session" means no session: the zero value.
+type ClientSession struct {
+	// Alias is the value of the "InitiatorAlias:" line ("" when absent).
+	Alias string
+	// State is the session state of the "TARG_SESS_STATE_<STATE>" line,
+	// upper-cased ("LOGGED_IN", "FAILED", ...).
+	State string
+	// Addresses are the first fields after "Address" of each connection's
+	// line, in file order, e.g. "192.0.2.7" from "Address 192.0.2.7 TCP".
+	Addresses []string
 }
 
 // Deps are what the server needs from the rest of the daemon.
@@ -70,6 +88,9 @@ type Deps struct {
 	// OSRelease is the os-release file of /api/sysinfo/checkversions
 	// (/etc/os-release when empty).
 	OSRelease string
+	// Images reaches RBD for the disk routes (NewRBDImages in the daemon);
+	// nil makes those routes fail with an error instead of touching RBD.
+	Images Images
 }
 
 type server struct {
@@ -87,6 +108,7 @@ func NewServer(deps Deps) *echo.Echo {
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	s.routes(e)
+	e.GET(OpenAPIPath, s.openAPI())
 	return e
 }
 
@@ -123,6 +145,9 @@ func newServer(d Deps) *server {
 	}
 	if d.OSRelease == "" {
 		d.OSRelease = "/etc/os-release"
+	}
+	if d.Images == nil {
+		d.Images = noImages{}
 	}
 	s := &server{Deps: d}
 	s.allow = newAllowlist(s)

@@ -6,8 +6,15 @@ import (
 	"slices"
 )
 
-// MaxLunID is the highest LUN id LIO accepts (256 LUNs per TPG/ACL).
+// MaxLunID is the highest mapped (ACL) LUN id: client and group LUN maps
+// keep upstream's 0-255.
 const MaxLunID = 255
+
+// MaxTargetLunID is the highest TPG LUN id a target's disks may use: the
+// top of SAM's flat-space LUN addressing, which LIO uses to report LUNs
+// above 255. Upstream sets no bound here, so a target may export thousands
+// of disks.
+const MaxTargetLunID = 16383
 
 // Validate checks the invariants that every committed document must satisfy.
 // It deliberately checks only cross-references that upstream itself
@@ -67,7 +74,7 @@ func (v *validator) add(path, rule string) {
 
 // luns checks the lun_id range and per-map uniqueness, and (when known is
 // non-nil) that every disk id is one of known's keys.
-func (v *validator) luns(path string, luns map[string]LunRef, known map[string]LunRef, knownWhat string) {
+func (v *validator) luns(path string, luns map[string]LunRef, known map[string]LunRef, knownWhat string, maxID int) {
 	seen := map[int]string{}
 	for _, id := range sortedKeys(luns) {
 		p := childPath(path, id)
@@ -77,8 +84,8 @@ func (v *validator) luns(path string, luns map[string]LunRef, known map[string]L
 			}
 		}
 		lun := luns[id].LunID
-		if lun < 0 || lun > MaxLunID {
-			v.add(keyPath(p, "lun_id"), fmt.Sprintf("must be between 0 and %d, got %d", MaxLunID, lun))
+		if lun < 0 || lun > maxID {
+			v.add(keyPath(p, "lun_id"), fmt.Sprintf("must be between 0 and %d, got %d", maxID, lun))
 			continue
 		}
 		if other, dup := seen[lun]; dup {
@@ -103,7 +110,7 @@ func (v *validator) target(d *Doc, iqn string) {
 			v.add(childPath(dp, id), "disk is not defined in disks")
 		}
 	}
-	v.luns(dp, t.Disks, nil, "")
+	v.luns(dp, t.Disks, nil, "", MaxTargetLunID)
 
 	cp := keyPath(tp, "clients")
 	for _, name := range sortedKeys(t.Clients) {
@@ -113,7 +120,7 @@ func (v *validator) target(d *Doc, iqn string) {
 			v.add(p, "is null")
 			continue
 		}
-		v.luns(keyPath(p, "luns"), c.Luns, t.Disks, "exported by the target")
+		v.luns(keyPath(p, "luns"), c.Luns, t.Disks, "exported by the target", MaxLunID)
 		if c.GroupName == "" {
 			continue
 		}
@@ -130,7 +137,7 @@ func (v *validator) target(d *Doc, iqn string) {
 			v.add(p, "is null")
 			continue
 		}
-		v.luns(keyPath(p, "disks"), g.Disks, t.Disks, "exported by the target")
+		v.luns(keyPath(p, "disks"), g.Disks, t.Disks, "exported by the target", MaxLunID)
 		for i, m := range g.Members {
 			mp := fmt.Sprintf("%s[%d]", keyPath(p, "members"), i)
 			c := t.Clients[m]

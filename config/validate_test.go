@@ -36,10 +36,10 @@ func TestValidateRejects(t *testing.T) {
 		{"null target", func(d *Doc) { d.Targets["t"] = nil }, `targets["t"]: is null`},
 		{"undefined target disk", func(d *Doc) { d.Targets[iqn].Disks["rbd/nope"] = LunRef{LunID: 9} },
 			tp + `.disks["rbd/nope"]: disk is not defined in disks`},
-		{"lun range", func(d *Doc) { d.Targets[iqn].Disks["ssd/fast"] = LunRef{LunID: 256} },
-			tp + `.disks["ssd/fast"].lun_id: must be between 0 and 255, got 256`},
+		{"lun range", func(d *Doc) { d.Targets[iqn].Disks["ssd/fast"] = LunRef{LunID: 16384} },
+			tp + `.disks["ssd/fast"].lun_id: must be between 0 and 16383, got 16384`},
 		{"negative lun", func(d *Doc) { d.Targets[iqn].Disks["ssd/fast"] = LunRef{LunID: -1} },
-			tp + `.disks["ssd/fast"].lun_id: must be between 0 and 255, got -1`},
+			tp + `.disks["ssd/fast"].lun_id: must be between 0 and 16383, got -1`},
 		{"duplicate lun", func(d *Doc) { d.Targets[iqn].Disks["ssd/fast"] = LunRef{LunID: 0} },
 			tp + `.disks["ssd/fast"].lun_id: 0 is also used by "rbd/disk_1"`},
 		{"client lun not in target", func(d *Doc) {
