@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -50,9 +49,10 @@ func (s *server) checkClientCreate(d *config.Doc, t *config.Target, clientIQN st
 }
 
 // updateClient is the config half of upstream's update_client (spec 5.4):
-// seed the client if missing, store its CHAP block, and switch the target to
-// ACL mode, which any client ACL forces. create re-checks the coordinator's
-// create rules on the fresh document.
+// seed the client if missing, make its LUN map hold exactly images (ids as
+// config.SetClientLuns picks them), store its CHAP block, and switch the
+// target to ACL mode, which any client ACL forces. create re-checks the
+// coordinator's create rules on the fresh document.
 func (s *server) updateClient(targetIQN, clientIQN string, images []string, cr credentials, create bool) rados.Mutation {
 	return func(d *config.Doc) error {
 		t, err := targetOf(d, targetIQN)
@@ -72,16 +72,15 @@ func (s *server) updateClient(targetIQN, clientIQN string, images []string, cr c
 			}
 			changed = true
 		}
-		cur := make([]string, 0, len(c.Luns))
-		for k := range c.Luns {
-			cur = append(cur, k)
+		lunsChanged, err := d.SetClientLuns(targetIQN, clientIQN, images, s.now())
+		if err != nil {
+			var rej *config.Rejection
+			if errors.As(err, &rej) {
+				return httpErr(http.StatusBadRequest, "Client update failed - %s", rej.Msg)
+			}
+			return err
 		}
-		slices.Sort(cur)
-		want := slices.Clone(images)
-		slices.Sort(want)
-		if !slices.Equal(cur, want) {
-			return httpErr(http.StatusNotImplemented, "not implemented yet: changing the LUNs of client %s (image_list)", clientIQN)
-		}
+		changed = changed || lunsChanged
 		a, err := s.chap.authBlock(cr, c.Auth)
 		if err != nil {
 			return err
