@@ -360,6 +360,15 @@ type allocation struct {
 // LIO part (a disk that no target exports has no storage object; mapping
 // it creates one from the config): create the image or grow it, then
 // register the disk with its WWN. It returns the committed document.
+// imageResized tells a LocalLIO that caches image sizes (the gateway
+// reconciler does, because reading one costs an image open) to read this one
+// again on its next reconcile.
+func (s *server) imageResized(pool, image string) {
+	if f, ok := s.LIO.(interface{ ForgetSizes(ids ...string) }); ok {
+		f.ForgetSizes(diskID(pool, image))
+	}
+}
+
 func (s *server) allocate(ctx context.Context, a allocation) (*config.Doc, error) {
 	id := diskID(a.pool, a.image)
 	fail := func(err error) error {
@@ -392,6 +401,7 @@ func (s *server) allocate(ctx context.Context, a allocation) (*config.Doc, error
 				return nil, fail(fmt.Errorf("rbd image resize failed for %s: %w", a.image, err))
 			}
 		}
+		s.imageResized(a.pool, a.image)
 	}
 	if a.resize {
 		return s.load(ctx)
@@ -637,6 +647,9 @@ func (s *server) internalAllocate(c echo.Context, f form, doc *config.Doc, pool,
 	}
 	// Another gateway allocated and committed before calling here; this
 	// one only converges its LIO (a resize reaches dev_size this way).
+	if mode == "resize" {
+		s.imageResized(pool, image)
+	}
 	if err := s.LIO.Reconcile(ctx, doc); err != nil {
 		return httpErr(http.StatusInternalServerError, "LUN allocation failure - %v", err)
 	}

@@ -375,6 +375,8 @@ func (d *daemon) watch(ctx context.Context, applied int64, reload <-chan struct{
 			}
 		case <-reload:
 			force = true
+			// an operator's reload must see images resized behind our back
+			d.rec.ForgetSizes()
 		case <-retry:
 		}
 		doc, err := d.store.Load(ctx)

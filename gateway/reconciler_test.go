@@ -132,11 +132,18 @@ func TestReconcileSizesThroughRBD(t *testing.T) {
 		t.Fatalf("storage objects: %+v", st.StorageObjects)
 	}
 
-	// Grown image: the next reconcile resizes the TCMU device.
+	// Grown image: sizes are cached between reconciles (an image open per
+	// disk per config change is what made big targets slow), so it takes
+	// ForgetSizes, which the API's resize paths call, to see it.
 	if err := rbd.Resize(fx.conn.Raw(), "rbd", fx.image, 2*imageSize); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := r.Run(t.Context(), doc, Mode{})
+	if err != nil || !rep.InSync {
+		t.Fatalf("cached size: in sync %v, err %v, plan:\n%s", rep.InSync, err, rep.Plan)
+	}
+	r.ForgetSizes(fx.disk)
+	rep, err = r.Run(t.Context(), doc, Mode{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +154,45 @@ func TestReconcileSizesThroughRBD(t *testing.T) {
 	// A second run has nothing to do.
 	if rep, err = r.Run(t.Context(), doc, Mode{}); err != nil || !rep.InSync || rep.Applied != nil {
 		t.Fatalf("second run: in sync %v, applied %v, err %v", rep.InSync, rep.Applied, err)
+	}
+}
+
+// A disk that leaves the desired state leaves the size cache, so when it
+// comes back (a snapshot rollback deactivates and re-activates it) its size
+// is read again.
+func TestSizeCacheReadsOncePerDisk(t *testing.T) {
+	fx := newFixture(t)
+	reads := 0
+	r := New(Options{FS: fx.fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Conn: fx.conn,
+		Size: func(pool, image string) (int64, error) { reads++; return rbd.Size(fx.conn.Raw(), pool, image) }})
+	doc := fx.doc(lio.BackstoreUserRBD)
+	for range 3 {
+		if err := r.Reconcile(t.Context(), doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reads != 1 {
+		t.Fatalf("3 reconciles read the size %d times, want 1", reads)
+	}
+	without := doc.Clone()
+	delete(without.Targets[targetIQN].Disks, fx.disk)
+	delete(without.Targets[targetIQN].Clients[clientIQN].Luns, fx.disk)
+	if err := r.Reconcile(t.Context(), without); err != nil {
+		t.Fatal(err)
+	}
+	if err := rbd.Resize(fx.conn.Raw(), "rbd", fx.image, 3*imageSize); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(t.Context(), doc, Mode{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reads != 2 || !strings.Contains(rep.Plan.String(), fmt.Sprint(3*imageSize)) {
+		t.Fatalf("re-added disk: %d reads, plan:\n%s", reads, rep.Plan)
+	}
+	r.ForgetSizes()
+	if _, err := r.Run(t.Context(), doc, Mode{}); err != nil || reads != 3 {
+		t.Fatalf("after ForgetSizes(): %d reads, %v", reads, err)
 	}
 }
 

@@ -69,3 +69,31 @@ func BenchmarkCodec(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoad is what every API request pays to read the document (1600
+// clients): the RADOS read plus, while the object version is unchanged, a
+// copy of the last parse instead of a new one.
+func BenchmarkLoad(b *testing.B) {
+	conn := connect(b)
+	s := openStore(b, conn, uniqueObject(b), nil)
+	ctx := context.Background()
+	if _, err := s.Commit(ctx, func(d *config.Doc) error {
+		if _, err := d.AddTarget(testTarget, time.Now()); err != nil {
+			return err
+		}
+		for i := 0; i < 1600; i++ {
+			if _, err := d.AddClient(testTarget, fmt.Sprintf("iqn.1994-05.com.example:seed%d", i), time.Now()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Load(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -88,6 +88,13 @@ type Store struct {
 	commitMu sync.Mutex
 	// readSize is the buffer size the last read needed; reads start there.
 	readSize atomic.Int64
+	// loaded is the last document Load parsed and the object version it had:
+	// every API request reads the object (peers write it behind our back),
+	// but while the version is unchanged a copy replaces the parse, which is
+	// most of the cost of a large document.
+	loadedMu  sync.Mutex
+	loadedVer uint64
+	loaded    *config.Doc
 
 	watchMu sync.Mutex
 	subs    map[chan Event]struct{}
@@ -226,14 +233,26 @@ func (s *Store) Load(ctx context.Context) (*config.Doc, error) {
 		return nil, err
 	}
 	defer io.Destroy()
-	raw, _, err := s.read(io)
+	raw, ver, err := s.read(io)
 	if err != nil {
 		return nil, err
 	}
+	s.loadedMu.Lock()
+	if s.loaded != nil && s.loadedVer == ver {
+		doc := s.loaded.Clone()
+		s.loadedMu.Unlock()
+		return doc, nil
+	}
+	s.loadedMu.Unlock()
 	doc, _, err := config.Load(raw, s.upgradeOptions())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.Name(), err)
 	}
+	s.loadedMu.Lock()
+	if ver >= s.loadedVer {
+		s.loaded, s.loadedVer = doc.Clone(), ver
+	}
+	s.loadedMu.Unlock()
 	return doc, nil
 }
 

@@ -427,3 +427,46 @@ func helperHoldLock() error {
 	time.Sleep(time.Hour) // until killed
 	return nil
 }
+
+// Load copies its last parse while the object is unchanged: what a caller
+// does to the copy must not leak into the next Load, and a write by anyone
+// (here a raw, lock-ignoring one) must be seen at once.
+func TestLoadReusesParseSafely(t *testing.T) {
+	conn := connect(t)
+	s := openStore(t, conn, uniqueObject(t), nil)
+	ctx := context.Background()
+	first, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := first.Marshal()
+	if _, err := first.AddTarget(testTarget, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := again.Marshal(); string(got) != string(want) {
+		t.Fatalf("a caller's change leaked into the next Load:\n%s", got)
+	}
+	peer := again.Clone()
+	if _, err := peer.AddTarget("iqn.2003-01.com.example:raw", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	io, err := s.ioctx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
+	if err := io.WriteFull(s.opts.Object, peer.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen.Targets["iqn.2003-01.com.example:raw"] == nil {
+		t.Fatal("a raw write was not seen by the next Load")
+	}
+}
