@@ -40,7 +40,7 @@ func (c *clusterStore) bytes() []byte {
 }
 
 // openClusterStore gives the test its own config object seeded with doc.
-func openClusterStore(t *testing.T, doc *config.Doc) *clusterStore {
+func openClusterStore(t testing.TB, doc *config.Doc) *clusterStore {
 	t.Helper()
 	c := devcluster.Require(t)
 	conn, err := rados.Connect(rados.ConnOptions{ConfFile: c.Conf, ClientName: "client.admin"})

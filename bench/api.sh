@@ -19,6 +19,20 @@ ROOT=$(cd "$HERE/.." && pwd)
 if [[ ${BENCH_IN_NS:-} != 1 ]]; then
   [[ $(id -u) == 0 ]] || { echo "bench/api.sh: run as root (it makes a network namespace)" >&2; exit 1; }
   export BENCH_IN_NS=1
+  # the namespace has no network: fetch upstream's package first
+  if [[ ${BENCH_UPSTREAM:-1} != 0 ]]; then
+    export BENCH_UPSTREAM_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/ceph-iscsi-bench/upstream
+    if [[ ! -x $BENCH_UPSTREAM_DIR/root/usr/bin/rbd-target-api ]]; then
+      mkdir -p "$BENCH_UPSTREAM_DIR"
+      (cd "$BENCH_UPSTREAM_DIR" && apt-get download ceph-iscsi >/dev/null && dpkg-deb -x ceph-iscsi_*.deb root) ||
+        { echo "bench/api.sh: cannot download Debian's ceph-iscsi (BENCH_UPSTREAM=0 skips it)" >&2; exit 1; }
+    fi
+    # what upstream imports; Debian packages, installed beside ours without replacing it
+    /usr/bin/python3 -c 'import flask, rados, rbd, rtslib_fb, netifaces, OpenSSL, cryptography, configshell_fb, requests' 2>/dev/null ||
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-flask python3-rados \
+        python3-rbd python3-rtslib-fb python3-netifaces python3-openssl python3-cryptography \
+        python3-configshell-fb python3-requests python3-distutils >/dev/null
+  fi
   exec unshare --net --mount --propagation private "$0" "$@"
 fi
 
@@ -90,10 +104,7 @@ echo "== ours"
 
 if [[ ${BENCH_UPSTREAM:-1} != 0 ]]; then
   echo "== upstream rbd-target-api (Python, Debian ceph-iscsi), same config object"
-  U=$W/upstream
-  mkdir -p "$U"
-  (cd "$U" && apt-get download ceph-iscsi >/dev/null 2>&1 && dpkg-deb -x ceph-iscsi_*.deb root) ||
-    { echo "cannot download the ceph-iscsi package" >&2; exit 1; }
+  U=$BENCH_UPSTREAM_DIR
   # its settings path is fixed; the private mount namespace lets us point it elsewhere
   mkdir -p /etc/ceph
   [[ -e /etc/ceph/iscsi-gateway.cfg ]] || : >/etc/ceph/iscsi-gateway.cfg
