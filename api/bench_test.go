@@ -45,4 +45,3 @@ func benchDoc() *config.Doc {
 	}
 	return d
 }
-
