@@ -248,7 +248,9 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 		}
 	}
 	for iqn := range r.managedTargets {
-		if doc.Targets[iqn] == nil {
+		// A gateway deleted from the config (DELETE /api/gateway) leaves the
+		// target in place for the others: what it built here must go too.
+		if doc.Targets[iqn] == nil || !member {
 			opts.ManagedTargets = append(opts.ManagedTargets, iqn)
 		}
 	}

@@ -236,6 +236,28 @@ func TestReconcileRemovesWhatLeftTheConfig(t *testing.T) {
 	}
 }
 
+// DELETE /api/gateway keeps the target for the other gateways but drops
+// this one from gateways and portals: its LIO objects must go.
+func TestReconcileRemovesWhatADeletedGatewayBuilt(t *testing.T) {
+	fx := newFixture(t)
+	r := fx.reconciler(gw1, addr1)
+	doc := fx.doc(lio.BackstoreUserRBD)
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	next := doc.Clone()
+	delete(next.Targets[targetIQN].Portals, gw1)
+	next.Targets[targetIQN].IPList = []string{}
+	delete(next.Gateways, gw1)
+	if err := r.Reconcile(t.Context(), next); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := lio.Observe(fx.fs)
+	if len(st.Targets) != 0 || len(st.StorageObjects) != 0 {
+		t.Fatalf("leftovers after this gateway was deleted: %+v", st)
+	}
+}
+
 func TestReconcileNotMemberTouchesNothing(t *testing.T) {
 	fx := newFixture(t)
 	doc := fx.doc(lio.BackstoreUserRBD)
