@@ -137,7 +137,7 @@ func (s *server) addGateway(c echo.Context, f form, t *config.Target, iqn, gw st
 		return err
 	}
 	if isTrue(f.get("skipchecks", "false")) {
-		s.Logger.Warn("gateway request received, with validity checks disabled", "target", iqn, "gateway", gw)
+		s.Logger.Warn("gateway request received, with validity checks disabled", "target", iqn, "new_gateway", gw)
 	} else if msg := s.validGateway(ctx, gw, ips); msg != "" {
 		return httpErr(http.StatusBadRequest, "%s", msg)
 	}
