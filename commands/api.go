@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -464,15 +465,26 @@ func peerURL(s *settings.Settings, peers map[string]string) func(string) string 
 }
 
 // emulatedListening reports whether an emulated LIO has an enabled TPG with a
-// portal: what would make the kernel listen on 3260.
+// portal: what would make the kernel listen on 3260. Every peer's _ping
+// pre-flight asks, also while a reconcile is changing the tree, so it reads
+// only the TPGs' enable files and portal directories: a full lio.Observe
+// costs ~0.2 s with 600 ACLs, and fails (a false 503) when a directory
+// vanishes under it.
 func emulatedListening(f lio.FS) bool {
-	st, err := lio.Observe(f)
-	if err != nil {
-		return false
-	}
-	for _, t := range st.Targets {
-		for _, tpg := range t.TPGs {
-			if tpg.Enabled && len(tpg.Portals) > 0 {
+	iscsi := filepath.Join(f.Root(), "target", "iscsi")
+	targets, _ := os.ReadDir(iscsi)
+	for _, t := range targets {
+		tpgs, _ := os.ReadDir(filepath.Join(iscsi, t.Name()))
+		for _, tpg := range tpgs {
+			if !strings.HasPrefix(tpg.Name(), "tpgt_") {
+				continue
+			}
+			dir := filepath.Join(iscsi, t.Name(), tpg.Name())
+			enable, err := os.ReadFile(filepath.Join(dir, "enable"))
+			if err != nil || strings.TrimSpace(string(enable)) != "1" {
+				continue
+			}
+			if portals, _ := os.ReadDir(filepath.Join(dir, "np")); len(portals) > 0 {
 				return true
 			}
 		}

@@ -304,15 +304,19 @@ func (cl *cluster) desired(doc *config.Doc, d *apiDaemon) lio.State {
 
 func observe(t *testing.T, root string) lio.State {
 	t.Helper()
-	f, err := lio.NewFS(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := lio.Observe(f)
+	st, err := tryObserve(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return st
+}
+
+func tryObserve(root string) (lio.State, error) {
+	f, err := lio.NewFS(root)
+	if err != nil {
+		return lio.State{}, err
+	}
+	return lio.Observe(f)
 }
 
 // converge waits until the configfs of every named daemon holds exactly what
@@ -328,7 +332,13 @@ func (cl *cluster) converge(what string, names ...string) *config.Doc {
 		var behind []string
 		for _, n := range names {
 			d := cl.daemons[n]
-			if p := lio.NewPlan(observe(cl.t, d.root), cl.desired(doc, d)); !p.Empty() {
+			// A daemon may be removing directories while they are read.
+			st, err := tryObserve(d.root)
+			if err != nil {
+				behind = append(behind, fmt.Sprintf("%s: %v", n, err))
+				continue
+			}
+			if p := lio.NewPlan(st, cl.desired(doc, d)); !p.Empty() {
 				behind = append(behind, fmt.Sprintf("%s still needs:\n%s", n, p))
 			}
 		}
