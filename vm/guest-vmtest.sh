@@ -13,6 +13,11 @@ PKGDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # loads modules itself). target/iscsi appears on the first mkdir, done by Apply.
 modprobe -a target_core_mod iscsi_target_mod target_core_file target_core_iblock target_core_user ||
   { echo "modprobe failed"; exit 1; }
+# krbd and rbd-nbd: restore's block disks and package rbd's mapping tests (no udev
+# here to load them on demand)
+if [[ -n ${VMTEST_CEPH_SRC:-} ]]; then
+  modprobe -a rbd nbd || { echo "modprobe rbd nbd failed"; exit 1; }
+fi
 mkdir -p /etc/target   # dbroot, silences "db_root: cannot open: /etc/target"
 # upstream refuses loopback portals: give the gateway a documentation address on lo
 ip addr add 192.0.2.10/32 dev lo
@@ -38,6 +43,11 @@ if [[ -n ${VMTEST_CEPH_SRC:-} ]]; then
   ceph-mon -c "$C/ceph.conf" -i a || { echo "ceph-mon failed"; exit 1; }
   ceph-osd -c "$C/ceph.conf" -i 0 || { echo "ceph-osd failed"; tail -20 "$C/log/osd.0.log"; exit 1; }
   step "ceph daemons started"
+  export VMTEST_CEPH_CONF=/etc/ceph/ceph.conf
+fi
+# VMTEST_TCMU=0 (bench/restore-vm.sh) keeps tcmu-runner off even with Ceph: the kernel
+# then enables user backstores without one, as long as none ran in this boot.
+if [[ -n ${VMTEST_CEPH_SRC:-} && ${VMTEST_TCMU:-1} != 0 ]]; then
   # tcmu-runner needs /etc/tcmu/tcmu.conf to exist; it is ready when its rbd handler is.
   mkdir -p /etc/tcmu /var/log
   : >/etc/tcmu/tcmu.conf
@@ -53,7 +63,7 @@ if [[ -n ${VMTEST_CEPH_SRC:-} ]]; then
     echo "tcmu-runner did not come up:"; cat /run/tcmu-runner.out /var/log/tcmu-runner.log
     exit 1
   fi
-  export VMTEST_CEPH_CONF=/etc/ceph/ceph.conf VMTEST_TCMU_PID=$TCMU_PID
+  export VMTEST_TCMU_PID=$TCMU_PID
   step "tcmu-runner $TCMU_PID ready"
 fi
 
@@ -64,7 +74,6 @@ rc=$?
 step "test binary rc=$rc"
 if ((rc == 0)) && [[ -n ${VMTEST_RBD_TEST:-} ]]; then
   # krbd and rbd-nbd against the guest's cluster: block-device mapping needs a kernel
-  modprobe -a rbd nbd || { echo "modprobe rbd nbd failed"; exit 1; }
   step "running $VMTEST_RBD_TEST (krbd, rbd-nbd)"
   (cd "$PKGDIR/../rbd" && CEPH_ISCSI_KERNEL_TESTS=1 CEPH_CONF=$C/ceph.conf CEPH_KEYRING=$C/ceph.client.admin.keyring \
     "$VMTEST_RBD_TEST" -test.run 'Kernel' -test.v -test.count=1 -test.timeout=300s)

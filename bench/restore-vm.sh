@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# bench/restore-vm.sh - restore benchmark on the real kernel: BENCH_DISKS user:rbd disks
+# (default 256) and BENCH_CLIENTS CHAP clients (default 64, BENCH_LUNS_PER_CLIENT=4 LUNs
+# each) restored from cold by `ceph-iscsi restore` in the vm/run.sh guest, with
+# tcmu-runner serving every disk. Prints the wall time of the cold, in-sync and teardown
+# runs, the configfs operations each performed (from the --json report), and the minimum
+# the layout needs (bench/restore-layout: the formula is in its source). Root.
+#
+# BENCH_TCMU=stub (default): no tcmu-runner in the guest, so the kernel enables the user
+# backstores without one (same LIO objects and configfs operations, no I/O path); a
+# process named tcmu-runner stands in for restore's safety check. BENCH_TCMU=real runs
+# the real tcmu-runner, which opens every image with its own RADOS connection: minutes
+# and gigabytes of guest RAM for 256 disks under TCG; try fewer disks.
+#
+# env: BENCH_DISKS, BENCH_CLIENTS, BENCH_LUNS_PER_CLIENT; CEPH_ISCSI_VM_OUT keeps the
+# artefacts (reports, guest log); CEPH_ISCSI_VM_MEM (default 4096M) and the other
+# vm/run.sh settings.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+export PATH=$PATH:/usr/local/go/bin
+T0=$EPOCHREALTIME
+log() { printf '[bench %6.1fs] %s\n' "$(awk "BEGIN{print $EPOCHREALTIME - $T0}")" "$*" >&2; }
+
+DISKS=${BENCH_DISKS:-256} CLIENTS=${BENCH_CLIENTS:-64} LPC=${BENCH_LUNS_PER_CLIENT:-4}
+GW=gw1.bench OBJ=bench-restore.conf
+LAYOUT=(-disks "$DISKS" -clients "$CLIENTS" -luns-per-client "$LPC" -gateway "$GW" -object "$OBJ")
+KEEP=${CEPH_ISCSI_VM_OUT:+1}
+OUT=${CEPH_ISCSI_VM_OUT:-$(mktemp -d /tmp/ceph-iscsi-bench-restore.XXXXXX)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+export CEPH_ISCSI_VM_OUT=$OUT
+
+(cd "$ROOT" && go build -tags pacific -o "$OUT/ceph-iscsi" . && go build -tags pacific -o "$OUT/restore-layout" ./bench/restore-layout)
+log "built"
+
+# The cluster is made and seeded on the host (fast), stopped cleanly and restarted in
+# the guest by vm/guest-vmtest.sh, as vm/test.sh does.
+C=$OUT/ceph
+ok=0
+for _ in 1 2 3 4 5; do
+  rm -rf "$C"
+  mon=$((20000 + RANDOM % 20000))
+  if CEPH_DEV_MON_PORT=$mon CEPH_DEV_OSD_PORTS=$((mon + 2))-$((mon + 101)) \
+    "$ROOT/dist/dev/ceph-cluster.sh" up "$C" >"$OUT/ceph-up.log" 2>&1; then
+    ok=1; break
+  fi
+  grep -q 'already in use' "$OUT/ceph-up.log" || break
+done
+((ok == 1)) || { cat "$OUT/ceph-up.log" >&2; "$ROOT/dist/dev/ceph-cluster.sh" down "$C" >/dev/null 2>&1 || true; exit 1; }
+seeded=0
+"$OUT/restore-layout" seed -conf "$C/ceph.conf" "${LAYOUT[@]}" && seeded=1
+"$ROOT/dist/dev/ceph-cluster.sh" down "$C" >>"$OUT/ceph-up.log" 2>&1
+((seeded == 1)) || exit 1
+rm -rf "$C/log"/* "$C"/crash/*
+log "cluster seeded in $C ($(du -sh "$C" | cut -f1))"
+
+export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-4096M}
+# four restores of 256 disks take 3-8 min under TCG, depending on the host's load
+export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-1500}
+TCMU=${BENCH_TCMU:-stub}
+VMTCMU=0
+[[ $TCMU == real ]] && VMTCMU=1
+export CEPH_ISCSI_VM_ENV="VMTEST_CEPH_SRC=/vm-out/ceph VMTEST_CEPH_HOSTDIR=$C VMTEST_TCMU=$VMTCMU BENCH_TCMU=$TCMU BENCH_RESTORE_BIN=/vm-out/ceph-iscsi BENCH_GATEWAY=$GW BENCH_OBJECT=$OBJ"
+set +e
+"$ROOT/vm/run.sh" "$ROOT/vm/guest-vmtest.sh" "$HERE/restore-guest.sh" >"$OUT/vm.log" 2>&1
+rc=$?
+set -e
+grep -E '^\[guest|^(cold|warm|teardown) |storage objects|targets left' "$OUT/vm.log" >&2 || true
+log "guest rc=$rc"
+
+echo "== restore benchmark (real kernel 6.1 under qemu TCG, user:rbd backstores, tcmu-runner: $TCMU)"
+echo "wall time (s), exit code:"
+awk '{printf "  %-13s %7s s  exit %s\n", $1, $3, $2}' "$OUT/restore-times.txt" 2>/dev/null || true
+reports=()
+for n in cold warm teardown-dry teardown; do [[ -s $OUT/restore-$n.json ]] && reports+=("$OUT/restore-$n.json"); done
+"$OUT/restore-layout" analyze "${LAYOUT[@]}" "${reports[@]}"
+if ((rc == 0)) && [[ -z $KEEP ]]; then rm -rf "$OUT"; else echo "artefacts in $OUT" >&2; fi
+exit $rc
