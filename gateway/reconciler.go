@@ -239,6 +239,9 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 			return r.devicePath(ctx, mode, exporters, pool, image)
 		},
 	}
+	if !mode.Teardown && member {
+		r.prefetchSizes(ctx, doc)
+	}
 	if !mode.Teardown {
 		opts.Size = func(pool, image string) (int64, error) {
 			if err := ctx.Err(); err != nil {
@@ -372,6 +375,62 @@ func (r *Reconciler) size(pool, image string) (int64, error) {
 		r.sizeUsed[id] = true
 	}
 	return n, err
+}
+
+// prefetchWorkers bounds the concurrent image opens of a cold start: each is
+// a few RADOS round trips, so a 256-disk restore spent most of its time
+// waiting on them one after the other.
+const prefetchWorkers = 8
+
+// prefetchSizes reads, concurrently, the sizes the build is about to ask for
+// one by one: the disks of the targets this gateway is a portal of that are
+// not cached yet. A failed read is left to the build, which reports it.
+func (r *Reconciler) prefetchSizes(ctx context.Context, doc *config.Doc) {
+	var ids []string
+	seen := map[string]bool{}
+	for _, t := range doc.Targets {
+		if t == nil || t.Portals[r.opts.Identity.Name] == nil {
+			continue
+		}
+		for id := range t.Disks {
+			if _, cached := r.sizes[id]; !cached && !seen[id] && doc.Disks[id] != nil {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) < 2 {
+		return
+	}
+	type result struct {
+		id string
+		n  int64
+	}
+	work := make(chan string)
+	results := make(chan result, len(ids))
+	var wg sync.WaitGroup
+	for range min(prefetchWorkers, len(ids)) {
+		wg.Go(func() {
+			for id := range work {
+				d := doc.Disks[id]
+				if n, err := r.readSize(d.Pool, d.Image); err == nil {
+					results <- result{id, n}
+				}
+			}
+		})
+	}
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	close(results)
+	for res := range results {
+		r.sizes[res.id] = res.n
+	}
 }
 
 func (r *Reconciler) readSize(pool, image string) (int64, error) {

@@ -489,3 +489,50 @@ func TestTeardownWithoutConfig(t *testing.T) {
 		t.Fatalf("after teardown: %+v", st)
 	}
 }
+
+// A cold start reads the sizes of a target's disks concurrently, once each.
+func TestPrefetchSizesConcurrently(t *testing.T) {
+	fx := newFixture(t)
+	var mu sync.Mutex
+	reads, inFlight, peak := map[string]int{}, 0, 0
+	r := New(Options{FS: fx.fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Conn: fx.conn,
+		Size: func(pool, image string) (int64, error) {
+			mu.Lock()
+			reads[pool+"/"+image]++
+			inFlight++
+			peak = max(peak, inFlight)
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+			return imageSize, nil
+		}})
+	doc := fx.doc(lio.BackstoreUserRBD)
+	owner := gw1
+	for i := 1; i <= 12; i++ {
+		img := fmt.Sprintf("%s-extra%d", fx.image, i)
+		id := "rbd/" + img
+		doc.Disks[id] = &config.Disk{Pool: "rbd", Image: img, WWN: fmt.Sprintf("1b4ed3b6-2a53-4f5a-9c1e-%012d", i),
+			Backstore: lio.BackstoreUserRBD, BackstoreObjectName: "rbd." + img, Owner: &owner, AllocatingHost: &owner, Controls: map[string]any{}}
+		doc.Targets[targetIQN].Disks[id] = config.LunRef{LunID: i}
+	}
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(reads) != 13 {
+		t.Fatalf("%d images read, want 13", len(reads))
+	}
+	for id, n := range reads {
+		if n != 1 {
+			t.Errorf("%s read %d times", id, n)
+		}
+	}
+	if peak < 2 {
+		t.Errorf("sizes were read one at a time (peak %d)", peak)
+	}
+	st, _ := lio.Observe(fx.fs)
+	if len(st.StorageObjects) != 13 {
+		t.Fatalf("%d storage objects, want 13", len(st.StorageObjects))
+	}
+}
