@@ -285,15 +285,7 @@ func (s *server) clientAuth() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		f, err := params(c)
-		if err != nil {
-			return err
-		}
-		doc, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		t, err := targetOf(doc, tIQN)
+		f, _, t, err := s.loadTarget(c, tIQN)
 		if err != nil {
 			return err
 		}

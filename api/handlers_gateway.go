@@ -55,15 +55,7 @@ func (s *server) gateway() echo.HandlerFunc {
 			return err
 		}
 		gw := param(c, "gateway_name")
-		f, err := params(c)
-		if err != nil {
-			return err
-		}
-		doc, err := s.load(c.Request().Context())
-		if err != nil {
-			return err
-		}
-		t, err := targetOf(doc, iqn)
+		f, doc, t, err := s.loadTarget(c, iqn)
 		if err != nil {
 			return err
 		}

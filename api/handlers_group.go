@@ -39,15 +39,7 @@ func (s *server) hostGroup() echo.HandlerFunc {
 			return err
 		}
 		name := param(c, "group_name")
-		f, err := params(c)
-		if err != nil {
-			return err
-		}
-		doc, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		t, err := targetOf(doc, tIQN)
+		f, doc, t, err := s.loadTarget(c, tIQN)
 		if err != nil {
 			return err
 		}

@@ -290,3 +290,22 @@ func required(f form, key string) (string, error) {
 	}
 	return v, nil
 }
+
+// loadTarget is the start of most target-scoped handlers, in upstream's
+// order of refusals: the request's parameters, the current document, and
+// the target named in the path.
+func (s *server) loadTarget(c echo.Context, iqn string) (form, *config.Doc, *config.Target, error) {
+	f, err := params(c)
+	if err != nil {
+		return form{}, nil, nil, err
+	}
+	doc, err := s.load(c.Request().Context())
+	if err != nil {
+		return form{}, nil, nil, err
+	}
+	t, err := targetOf(doc, iqn)
+	if err != nil {
+		return form{}, nil, nil, err
+	}
+	return f, doc, t, nil
+}

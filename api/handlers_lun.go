@@ -60,20 +60,11 @@ func lunIDField(f form) (*int, error) {
 // first, the local gateway last commits).
 func (s *server) targetLun() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx := c.Request().Context()
 		tIQN, err := iqnParam(c, "target_iqn")
 		if err != nil {
 			return err
 		}
-		f, err := params(c)
-		if err != nil {
-			return err
-		}
-		doc, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		t, err := targetOf(doc, tIQN)
+		f, doc, t, err := s.loadTarget(c, tIQN)
 		if err != nil {
 			return err
 		}
@@ -316,15 +307,7 @@ func (s *server) clientLun() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		f, err := params(c)
-		if err != nil {
-			return err
-		}
-		doc, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		t, err := targetOf(doc, tIQN)
+		f, doc, t, err := s.loadTarget(c, tIQN)
 		if err != nil {
 			return err
 		}
