@@ -192,14 +192,21 @@ func (p *planner) resolveStorageObjects() {
 			}
 		}
 	}
-	for _, d := range sortedSOs(p.des.StorageObjects) {
-		var match *StorageObject
-		for _, o := range sortedSOs(p.obs.StorageObjects) {
-			if o.Name == d.Name && o.Plugin == d.Plugin {
-				match = p.obsSO[o.Path]
-				break
-			}
+	// the first observed object of each name and plugin, in (name, path)
+	// order: what a desired object of that name reuses
+	type soKey struct {
+		name   string
+		plugin Plugin
+	}
+	firstObs := map[soKey]*StorageObject{}
+	for _, o := range sortedSOs(p.obs.StorageObjects) {
+		k := soKey{o.Name, o.Plugin}
+		if _, ok := firstObs[k]; !ok {
+			firstObs[k] = p.obsSO[o.Path]
 		}
+	}
+	for _, d := range sortedSOs(p.des.StorageObjects) {
+		match := firstObs[soKey{d.Name, d.Plugin}]
 		switch {
 		case match != nil && (soCompatible(*match, d) || foreignLinks[match.Path]):
 			p.desSOPath[d.Name] = match.Path
