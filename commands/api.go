@@ -385,6 +385,11 @@ func (d *daemon) watch(ctx context.Context, applied int64, reload <-chan struct{
 			if !force && doc.Epoch == applied && retry == nil {
 				continue
 			}
+			if !force && retry == nil && d.rec.Converged(doc) {
+				// an API call on this gateway already applied this epoch
+				applied = doc.Epoch
+				continue
+			}
 			err = d.rec.Reconcile(ctx, doc)
 		}
 		if ctx.Err() != nil {

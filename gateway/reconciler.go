@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -92,6 +93,10 @@ type Reconciler struct {
 	// current run read.
 	sizes    map[string]int64
 	sizeUsed map[string]bool
+	// applied is the encoding of the last document a full reconcile
+	// converged LIO to, so the config watch can skip the epoch an API call
+	// has just applied (observing LIO is the expensive part of a reconcile).
+	applied []byte
 }
 
 // New returns a Reconciler.
@@ -492,6 +497,12 @@ func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State) ([]stri
 // Reconcile makes local LIO match doc (api.LocalLIO).
 func (r *Reconciler) Reconcile(ctx context.Context, doc *config.Doc) error {
 	rep, err := r.Run(ctx, doc, Mode{})
+	r.mu.Lock()
+	r.applied = nil
+	if err == nil {
+		r.applied = doc.Marshal()
+	}
+	r.mu.Unlock()
 	if rep.Applied != nil {
 		r.log.Info("applied LIO plan", "epoch", rep.Epoch, "done", len(rep.Applied.Done),
 			"failed", len(rep.Applied.Failed), "skipped", len(rep.Applied.Skipped))
@@ -502,8 +513,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, doc *config.Doc) error {
 	return nil
 }
 
+// Converged reports whether the last Reconcile succeeded with exactly doc.
+// LIO may have drifted since (SIGHUP is the operator's way to re-check);
+// the config watch uses it not to reconcile twice what an API call just did.
+func (r *Reconciler) Converged(doc *config.Doc) bool {
+	b := doc.Marshal()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.applied != nil && bytes.Equal(r.applied, b)
+}
+
 // Teardown removes this gateway's LIO objects (spec 6.6).
 func (r *Reconciler) Teardown(ctx context.Context, doc *config.Doc) (Report, error) {
+	r.mu.Lock()
+	r.applied = nil
+	r.mu.Unlock()
 	return r.Run(ctx, doc, Mode{Teardown: true})
 }
 

@@ -536,3 +536,31 @@ func TestPrefetchSizesConcurrently(t *testing.T) {
 		t.Fatalf("%d storage objects, want 13", len(st.StorageObjects))
 	}
 }
+
+// Converged lets the config watch skip a document an API call has just
+// applied, and only that one.
+func TestConvergedOnlyForTheAppliedDocument(t *testing.T) {
+	fx := newFixture(t)
+	r := fx.reconciler(gw1, addr1)
+	doc := fx.doc(lio.BackstoreUserRBD)
+	if r.Converged(doc) {
+		t.Fatal("converged before any reconcile")
+	}
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Converged(doc.Clone()) {
+		t.Fatal("not converged on the document just applied")
+	}
+	next := doc.Clone()
+	next.Epoch++
+	if r.Converged(next) {
+		t.Fatal("converged on a newer epoch")
+	}
+	if _, err := r.Teardown(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	if r.Converged(doc) {
+		t.Fatal("still converged after a teardown")
+	}
+}
