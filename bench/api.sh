@@ -46,6 +46,7 @@ cleanup() {
   [[ ${BENCH_KEEP:-} == 1 ]] && echo "work dir kept: $W" || rm -rf "$W"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM   # so that the EXIT trap stops what was started
 
 ip link set lo up
 ip addr add 192.0.2.10/32 dev lo
