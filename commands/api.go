@@ -173,15 +173,7 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 		log.Info("removed OSD blocklist entry of this host", "addr", a)
 	}
 
-	store, err := rados.OpenStore(ctx, conn, rados.StoreOptions{
-		Pool:   s.Pool,
-		Object: s.GatewayConf,
-		Upgrade: config.UpgradeOptions{
-			Gateway:               config.Identity{FQDN: id.Name, ShortName: id.ShortName},
-			EncryptionKeysPresent: fileExists(s.PrivKeyPath()) && fileExists(s.PubKeyPath()),
-		},
-		Logger: log,
-	})
+	store, err := openConfigStore(ctx, conn, s, id, log)
 	if err != nil {
 		return fatalf("api: config object %s/%s: %w", s.Pool, s.GatewayConf, err)
 	}

@@ -206,15 +206,7 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 		}
 	}
 
-	store, err := rados.OpenStore(ctx, conn, rados.StoreOptions{
-		Pool:   s.Pool,
-		Object: s.GatewayConf,
-		Upgrade: config.UpgradeOptions{
-			Gateway:               config.Identity{FQDN: id.Name, ShortName: id.ShortName},
-			EncryptionKeysPresent: fileExists(s.PrivKeyPath()) && fileExists(s.PubKeyPath()),
-		},
-		Logger: log,
-	})
+	store, err := openConfigStore(ctx, conn, s, id, log)
 	if err != nil {
 		return fatalf("restore: config object %s/%s: %w", s.Pool, s.GatewayConf, err)
 	}
@@ -359,6 +351,20 @@ func printReport(w io.Writer, rep restoreReport, asJSON bool) error {
 		return failf("restore: writing the report: %w", err)
 	}
 	return nil
+}
+
+// openConfigStore opens the gateway.conf object of s as gateway id, seeding
+// or upgrading it as upstream does at every start.
+func openConfigStore(ctx context.Context, conn *rados.Conn, s *settings.Settings, id host.Identity, log *slog.Logger) (*rados.Store, error) {
+	return rados.OpenStore(ctx, conn, rados.StoreOptions{
+		Pool:   s.Pool,
+		Object: s.GatewayConf,
+		Upgrade: config.UpgradeOptions{
+			Gateway:               config.Identity{FQDN: id.Name, ShortName: id.ShortName},
+			EncryptionKeysPresent: fileExists(s.PrivKeyPath()) && fileExists(s.PubKeyPath()),
+		},
+		Logger: log,
+	})
 }
 
 func fileExists(p string) bool {
