@@ -107,11 +107,7 @@ func (s *server) updateClient(targetIQN, clientIQN string, images []string, cr c
 func (s *server) client() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		tIQN, err := iqnParam(c, "target_iqn")
-		if err != nil {
-			return err
-		}
-		cIQN, err := iqnParam(c, "client_iqn")
+		tIQN, cIQN, err := clientIQNs(c)
 		if err != nil {
 			return err
 		}
@@ -277,11 +273,7 @@ func hasDup(s []string) bool {
 func (s *server) clientAuth() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		tIQN, err := iqnParam(c, "target_iqn")
-		if err != nil {
-			return err
-		}
-		cIQN, err := iqnParam(c, "client_iqn")
+		tIQN, cIQN, err := clientIQNs(c)
 		if err != nil {
 			return err
 		}

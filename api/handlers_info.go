@@ -309,3 +309,17 @@ func (s *server) loadTarget(c echo.Context, iqn string) (form, *config.Doc, *con
 	}
 	return f, doc, t, nil
 }
+
+// clientIQNs normalises the target and client IQNs of a client-scoped path,
+// target first, as upstream refuses them.
+func clientIQNs(c echo.Context) (string, string, error) {
+	tIQN, err := iqnParam(c, "target_iqn")
+	if err != nil {
+		return "", "", err
+	}
+	cIQN, err := iqnParam(c, "client_iqn")
+	if err != nil {
+		return "", "", err
+	}
+	return tIQN, cIQN, nil
+}

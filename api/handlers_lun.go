@@ -299,11 +299,7 @@ func (s *server) gatewayInfo() echo.HandlerFunc {
 func (s *server) clientLun() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		tIQN, err := iqnParam(c, "target_iqn")
-		if err != nil {
-			return err
-		}
-		cIQN, err := iqnParam(c, "client_iqn")
+		tIQN, cIQN, err := clientIQNs(c)
 		if err != nil {
 			return err
 		}
