@@ -93,7 +93,7 @@ func credCases() []badCase {
 }
 
 func badCases() []badCase {
-	supported := "unknown control \"bogus\". Supported controls: " + strings.Join(settings.TargetControlNames(), ",")
+	supported := "Supported controls: " + strings.Join(settings.TargetControlNames(), ",")
 	_, jsonErr := settings.ParseTargetControls("{")
 	cases := []badCase{
 		{"no credentials", "GET", "/api/targets", nil, []reqOpt{noAuth()}, 401, "Missing credentials"},

@@ -181,8 +181,9 @@ func controlDef(g group, key string) (*setting, error) {
 	if d := lookup(key); d != nil && d.group == g {
 		return d, nil
 	}
-	return nil, &ControlError{Key: key, Msg: fmt.Sprintf("unknown control %q. Supported controls: %s",
-		key, strings.Join(controlNames(g), ","))}
+	// Upstream's text exactly (clients match on it): it does not name the
+	// key; ControlError.Key does, for callers that want it.
+	return nil, &ControlError{Key: key, Msg: "Supported controls: " + strings.Join(controlNames(g), ",")}
 }
 
 // normalizeControl mirrors upstream's Setting.normalize on a decoded JSON

@@ -71,6 +71,11 @@ type Settings struct {
 	LogToStderrPrefix  string   // log_to_stderr_prefix
 	LogToFile          bool     // log_to_file
 	AluaFailoverType   string   // alua_failover_type: AluaImplicit or AluaExplicit
+	// APIFailedLoginLimit is api_failed_login_limit (ours, not upstream's):
+	// how many failed basic-auth logins one source may make in a row before
+	// the API answers it 429; it regains one attempt every minute/limit.
+	// 0 turns the back-off off.
+	APIFailedLoginLimit int
 
 	// Target holds the [target] TPG/ACL settings: the global defaults of
 	// every target's controls.

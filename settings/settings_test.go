@@ -61,7 +61,7 @@ func TestDefaults(t *testing.T) {
 	for i := range table {
 		counts[table[i].group]++
 	}
-	if want := (map[group]int{groupSys: 27, groupTgt: 11, groupTCMU: 4, groupDevStatus: 3}); !equalMaps(counts, want) {
+	if want := (map[group]int{groupSys: 28, groupTgt: 11, groupTCMU: 4, groupDevStatus: 3}); !equalMaps(counts, want) {
 		t.Errorf("settings per group = %v, want %v", counts, want)
 	}
 	if s.APIPort != 5000 || !s.APISecure || s.APISSLVerify || s.MinimumGateways != 2 ||

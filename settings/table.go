@@ -88,6 +88,10 @@ var table = [...]setting{
 	{name: "log_to_stderr_prefix", kind: kindStr, def: "", field: func(s *Settings) any { return &s.LogToStderrPrefix }},
 	{name: "log_to_file", kind: kindBool, def: true, field: func(s *Settings) any { return &s.LogToFile }},
 	{name: "alua_failover_type", kind: kindEnum, values: []string{AluaImplicit, AluaExplicit}, def: AluaImplicit, field: func(s *Settings) any { return &s.AluaFailoverType }},
+	// Not upstream's: the per-source limit on failed API logins (0 turns
+	// it off). Left out of the checkconf hash so Python gateways, which do
+	// not know it, still agree with ours.
+	{name: "api_failed_login_limit", kind: kindInt, min: 0, max: 10000, def: 10, noHash: true, field: func(s *Settings) any { return &s.APIFailedLoginLimit }},
 
 	{name: "dataout_timeout", group: groupTgt, kind: kindInt, min: 2, max: 60, def: 20, client: true, field: func(s *Settings) any { return &s.Target.DataoutTimeout }},
 	{name: "nopin_response_timeout", group: groupTgt, kind: kindInt, min: 3, max: 60, def: 5, client: true, field: func(s *Settings) any { return &s.Target.NopinResponseTimeout }},
