@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
@@ -24,6 +27,8 @@ import (
 const maxFormBytes = 1 << 20
 
 const formKey = "ceph-iscsi.form"
+
+const msgClientGone = "request cancelled: the client closed its connection before the answer"
 
 // form is a request's parameters: the form-encoded body, for every method
 // (upstream's clients send bodies on GET and DELETE too), then the query
@@ -56,24 +61,128 @@ func params(c echo.Context) (form, error) {
 	r := c.Request()
 	f := form{query: r.URL.Query(), body: url.Values{}}
 	if r.Body != nil {
-		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if ct == "application/x-www-form-urlencoded" {
-			b, err := io.ReadAll(io.LimitReader(r.Body, maxFormBytes+1))
-			if err != nil {
-				return form{}, fmt.Errorf("read request body: %w", err)
-			}
-			if len(b) > maxFormBytes {
-				return form{}, httpErr(http.StatusRequestEntityTooLarge, "request body too large")
-			}
-			v, err := url.ParseQuery(string(b))
-			if err != nil {
-				return form{}, httpErr(http.StatusBadRequest, "malformed form body")
-			}
-			f.body = v
+		body, err := formBody(r)
+		if err != nil {
+			return form{}, err
 		}
+		f.body = body
 	}
 	c.Set(formKey, f)
 	return f, nil
+}
+
+// formBody parses the body as Flask fills request.form: URL-encoded or
+// multipart form fields (multipart files are not form fields); any other
+// type of body is no form at all. A body that cannot be read or parsed is
+// refused, never taken for an empty form: absent fields mean "clear" on
+// some routes (clientauth), so a garbled request must not read as one.
+func formBody(r *http.Request) (url.Values, error) {
+	ct, ctParams, ctErr := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch {
+	case ctErr == nil && ct == "application/x-www-form-urlencoded":
+		b, err := readBody(io.LimitReader(r.Body, maxFormBytes+1))
+		if err != nil {
+			return nil, err
+		}
+		if len(b) > maxFormBytes {
+			return nil, errBodyTooLarge
+		}
+		v, err := url.ParseQuery(string(b))
+		if err != nil {
+			// The offending escape is not quoted: it may be part of a
+			// password.
+			return nil, httpErr(http.StatusBadRequest, "malformed form body: invalid URL encoding (application/x-www-form-urlencoded expected)")
+		}
+		return v, nil
+	case ctErr == nil && ct == "multipart/form-data":
+		return multipartFields(r.Body, ctParams["boundary"])
+	case ctErr != nil && strings.HasPrefix(strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Type"))), "multipart/"):
+		return nil, httpErr(http.StatusBadRequest, "malformed multipart form body: invalid Content-Type header")
+	}
+	return url.Values{}, nil
+}
+
+var errBodyTooLarge = httpErr(http.StatusRequestEntityTooLarge, "request body too large (at most %d bytes)", maxFormBytes)
+
+// readBody reads all of rd, turning a transport failure into the client
+// error it is: a body shorter than its Content-Length, a malformed chunk,
+// a connection closed or stalled mid-body.
+func readBody(rd io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, bodyReadError(err)
+	}
+	return b, nil
+}
+
+func bodyReadError(err error) error {
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		return errBodyTooLarge
+	case errors.As(err, &ne) && ne.Timeout():
+		return httpErr(http.StatusRequestTimeout, "request body not received in time")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return httpErr(http.StatusBadRequest, "incomplete request body: the connection ended before Content-Length bytes (or the last chunk) arrived")
+	}
+	// Anything else the server's body reader reports is the client's
+	// framing: a bad chunk length, a malformed chunk or trailer.
+	return httpErr(http.StatusBadRequest, "malformed request body: %v", err)
+}
+
+// multipartFields reads the form fields of a multipart/form-data body,
+// bounded like a URL-encoded one.
+func multipartFields(body io.Reader, boundary string) (url.Values, error) {
+	const bad = "malformed multipart form body"
+	if boundary == "" {
+		return nil, httpErr(http.StatusBadRequest, "%s: no boundary in Content-Type", bad)
+	}
+	lr := &io.LimitedReader{R: body, N: maxFormBytes + 1}
+	mr := multipart.NewReader(lr, boundary)
+	out := url.Values{}
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, multipartError(lr, err, bad)
+		}
+		data, err := io.ReadAll(part)
+		if err != nil {
+			return nil, multipartError(lr, err, bad)
+		}
+		name := part.FormName()
+		if name == "" {
+			return nil, httpErr(http.StatusBadRequest, "%s: a part has no form-data name", bad)
+		}
+		if part.FileName() != "" {
+			continue // request.files, not request.form
+		}
+		if !utf8.Valid(data) {
+			return nil, httpErr(http.StatusBadRequest, "%s: field %q is not UTF-8", bad, name)
+		}
+		out.Add(name, string(data))
+	}
+	if lr.N <= 0 {
+		return nil, errBodyTooLarge
+	}
+	return out, nil
+}
+
+func multipartError(lr *io.LimitedReader, err error, bad string) error {
+	if lr.N <= 0 {
+		return errBodyTooLarge
+	}
+	var he *httpError
+	if e := bodyReadError(err); errors.As(e, &he) && he.Status != http.StatusBadRequest {
+		return e
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return httpErr(http.StatusBadRequest, "%s: it ends before its closing boundary", bad)
+	}
+	return httpErr(http.StatusBadRequest, "%s: %v", bad, err)
 }
 
 // param returns a path parameter decoded: echo matches on the raw path when
@@ -112,6 +221,11 @@ func (s *server) handleError(err error, c echo.Context) {
 		return
 	}
 	status, msg := s.classify(err)
+	if errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil {
+		// The client closed (or half-closed) its connection: its own doing,
+		// not the server's, even if it never reads this answer.
+		status, msg = http.StatusBadRequest, msgClientGone
+	}
 	if status >= 500 {
 		s.Logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 	}
