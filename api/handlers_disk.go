@@ -26,6 +26,30 @@ var supportedBackstores = []string{rbd.BackstoreUserRBD}
 // the terminator): a longer one would only fail later, in the kernel.
 const maxWWNLen = 253
 
+// maxDiskIDLen bounds "pool/image" of a new disk. The kernel takes a TCMU
+// dev_config ("rbd/<pool>/<image>;osd_op_timeout=N", plus ";conf=" and
+// ";id=" for a non-default cluster or user) of at most 255 bytes, and the
+// storage object's configfs name "<pool>.<image>[.N]" of at most 255: a
+// longer name used to pass here and fail in the allocation, as a 500.
+const maxDiskIDLen = 192
+
+var errZeroSize = httpErr(http.StatusBadRequest, "Size is invalid (a disk needs a size greater than 0)")
+
+// checkDiskName applies upstream's character rules to a new disk's names,
+// and the length LIO can carry.
+func checkDiskName(pool, image string) error {
+	if err := rbd.ValidatePoolName(pool); err != nil {
+		return httpErr(http.StatusBadRequest, "%s", err.Error())
+	}
+	if err := rbd.ValidateImageName(image); err != nil {
+		return httpErr(http.StatusBadRequest, "%s", err.Error())
+	}
+	if n := len(pool) + 1 + len(image); n > maxDiskIDLen {
+		return httpErr(http.StatusBadRequest, "Invalid image name (pool/image is %d characters, at most %d)", n, maxDiskIDLen)
+	}
+	return nil
+}
+
 func diskID(pool, image string) string { return config.DiskID(pool, image) }
 
 func diskNotFound(id string) *httpError {
@@ -206,13 +230,13 @@ func (s *server) validDisk(ctx context.Context, doc *config.Doc, f form, pool, i
 			if err != nil {
 				return nil, httpErr(http.StatusBadRequest, "Size is invalid")
 			}
+			if n == 0 {
+				return nil, errZeroSize
+			}
 			r.size = n
 		}
-		if err := rbd.ValidatePoolName(pool); err != nil {
-			return nil, httpErr(http.StatusBadRequest, "%s", err.Error())
-		}
-		if err := rbd.ValidateImageName(image); err != nil {
-			return nil, httpErr(http.StatusBadRequest, "%s", err.Error())
+		if err := checkDiskName(pool, image); err != nil {
+			return nil, err
 		}
 		r.wwn = f.get("wwn", "")
 		if r.wwn != "" {
@@ -233,6 +257,9 @@ func (s *server) validDisk(ctx context.Context, doc *config.Doc, f form, pool, i
 		}
 		r.count, r.suffixed = n, countText != "1"
 		for _, name := range r.names() {
+			if err := checkDiskName(pool, name); err != nil {
+				return nil, err
+			}
 			if doc.Disks[diskID(pool, name)] != nil {
 				return nil, httpErr(http.StatusBadRequest, "at least one rbd image(s) with that name/prefix is already defined")
 			}
@@ -631,6 +658,14 @@ func (s *server) internalAllocate(c echo.Context, f form, doc *config.Doc, pool,
 	size, err := parseBytes(sizeText)
 	if err != nil {
 		return httpErr(http.StatusBadRequest, "Size is invalid")
+	}
+	if size == 0 && mode == "create" {
+		return errZeroSize
+	}
+	if mode == "create" {
+		if err := checkDiskName(pool, image); err != nil {
+			return err
+		}
 	}
 	if formPool != pool {
 		return httpErr(http.StatusBadRequest, "Invalid Request - pool %s does not match the disk %s", formPool, id)
