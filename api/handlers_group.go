@@ -78,6 +78,9 @@ func (s *server) hostGroup() echo.HandlerFunc {
 			curDisks = sortedNames(g.Disks)
 		}
 		members, disks := splitCSV(f.get("members", "")), splitCSV(f.get("disks", ""))
+		if err := checkGroupChange(g, name, action, members, disks); err != nil {
+			return err
+		}
 		if action == "add" {
 			members = union(curMembers, members)
 			disks = union(curDisks, disks)
@@ -152,6 +155,49 @@ func (s *server) internalHostGroup() echo.HandlerFunc {
 		}
 		return message(c, http.StatusOK, fmt.Sprintf("Group '%s' removed", name))
 	}
+}
+
+// checkGroupChange refuses what upstream silently folded away: a member or
+// disk listed twice (upstream refused duplicates only on its internal
+// route, its coordinator de-duplicated them first), and a removal of what
+// the group does not hold, or from a group that does not exist, which
+// upstream answered 200 without changing anything. The texts are
+// upstream's group validation messages.
+func checkGroupChange(g *config.Group, name, action string, members, disks []string) error {
+	if dup := firstDuplicate(members); dup != "" {
+		return httpErr(http.StatusBadRequest, "Member must contain unique clients - no duplication")
+	}
+	if dup := firstDuplicate(disks); dup != "" {
+		return httpErr(http.StatusBadRequest, "Disks must be unique - no duplication ('%s' is listed twice)", dup)
+	}
+	if action != "remove" {
+		return nil
+	}
+	if g == nil {
+		return httpErr(http.StatusNotFound, "Group name '%s' not found", name)
+	}
+	for _, m := range members {
+		if !slices.Contains(g.Members, m) {
+			return httpErr(http.StatusBadRequest, "client '%s' is not a member of %s", m, name)
+		}
+	}
+	for _, d := range disks {
+		if _, ok := g.Disks[d]; !ok {
+			return httpErr(http.StatusBadRequest, "disk '%s' is not in the group", d)
+		}
+	}
+	return nil
+}
+
+func firstDuplicate(list []string) string {
+	seen := make(map[string]bool, len(list))
+	for _, v := range list {
+		if seen[v] {
+			return v
+		}
+		seen[v] = true
+	}
+	return ""
 }
 
 func union(a, b []string) []string {
