@@ -302,10 +302,10 @@ func TestGatewayDelete(t *testing.T) {
 		}
 	}
 	// The deleted gateway first, then the coordinator, then the rest.
-	if got := cl.nodes[gw2].recorded(); got[len(got)-1] != "DELETE /api/_gateway/"+tIQN+"/"+gw2+" " {
+	if got := cl.nodes[gw2].recorded(); got[len(got)-1] != "DELETE /api/_gateway/"+tIQN+"/"+gw2+" gateway_removed=true" {
 		t.Fatalf("gw2 calls %q", got)
 	}
-	if got := cl.nodes[gw3].recorded(); got[len(got)-1] != "DELETE /api/_gateway/"+tIQN+"/"+gw2+" " {
+	if got := cl.nodes[gw3].recorded(); got[len(got)-1] != "DELETE /api/_gateway/"+tIQN+"/"+gw2+" gateway_removed=true" {
 		t.Fatalf("gw3 calls %q", got)
 	}
 
@@ -491,7 +491,7 @@ func TestGatewayDeleteSelf(t *testing.T) {
 	expect(t, n1.env.do(t, "PUT", "/api/gateway/"+tIQN+"/"+gw2, v("ip_address", "198.51.100.2")), 200, "Gateway creation successful")
 	calls := len(n2.recorded())
 	expect(t, n2.env.do(t, "DELETE", "/api/gateway/"+tIQN+"/"+gw2, nil), 200, "Gateway deletion successful")
-	if got := n1.recorded(); len(got) != 1 || got[0] != "DELETE /api/_gateway/"+tIQN+"/"+gw2+" " {
+	if got := n1.recorded(); len(got) != 1 || got[0] != "DELETE /api/_gateway/"+tIQN+"/"+gw2+" gateway_removed=true" {
 		t.Fatalf("gw1 calls %q", got)
 	}
 	if len(n2.recorded()) != calls {

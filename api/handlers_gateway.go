@@ -27,6 +27,11 @@ const (
 	msgCreateTargetFailure = "Could not create target on gateway"
 )
 
+// formGatewayRemoved marks a coordinator's _gateway DELETE: the named
+// gateway may already have removed itself from the config (it is called
+// first). Python gateways ignore the field.
+const formGatewayRemoved = "gateway_removed"
+
 func (s *server) gateways() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		iqn, err := iqnParam(c, "target_iqn")
@@ -344,6 +349,7 @@ func (s *server) deleteGateway(c echo.Context, f form, doc *config.Doc, t *confi
 	}
 	p := plan{
 		label: s.Gateway, method: http.MethodDelete, endpoint: "_gateway", element: iqn + "/" + gw,
+		vars:      map[string]string{formGatewayRemoved: "true"},
 		localFail: "Gateway deletion failed", commit: remove,
 	}
 	if force && gw != s.Gateway {
@@ -427,7 +433,13 @@ func (s *server) internalGateway() echo.HandlerFunc {
 		}
 		// DELETE: the deleted gateway takes itself out of the config (upstream's
 		// remove_from_config); the others converge to the config it wrote,
-		// where upstream tore the target down and rebuilt it.
+		// where upstream tore the target down and rebuilt it. By then the
+		// gateway is gone from the config, so only a coordinator's call
+		// (marked) may name one that is not a portal of the target; upstream
+		// answered 200 for any name.
+		if doc.Targets[iqn].Portals[gw] == nil && !isTrue(f.get(formGatewayRemoved, "false")) {
+			return httpErr(http.StatusNotFound, msgInternalGWUnknown)
+		}
 		if gw == s.Gateway {
 			doc, err = s.commit(ctx, s.removeGateway(iqn, gw))
 			if err != nil {
