@@ -1,6 +1,6 @@
 module ceph-iscsi
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/ceph/go-ceph v0.40.0
@@ -8,6 +8,7 @@ require (
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/urfave/cli/v2 v2.27.7
+	golang.org/x/time v0.15.0
 )
 
 require (

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +20,7 @@ import (
 // that has not joined yet can still be probed through /api/sysinfo.
 func (s *server) basicAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if err := s.checkCredentials(c.Request()); err != nil {
+		if err := s.checkCredentials(c); err != nil {
 			return err
 		}
 		return next(c)
@@ -33,23 +35,36 @@ func (s *server) restrictedAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		if !s.allow.allowed(c.Request().Context(), addr) {
 			return httpErr(http.StatusForbidden, "API access not available to %s", addr)
 		}
-		if err := s.checkCredentials(c.Request()); err != nil {
+		if err := s.checkCredentials(c); err != nil {
 			return err
 		}
 		return next(c)
 	}
 }
 
-func (s *server) checkCredentials(r *http.Request) error {
+func (s *server) checkCredentials(c echo.Context) error {
+	r := c.Request()
 	user, pass, ok := r.BasicAuth()
 	if !ok {
 		return httpErr(http.StatusUnauthorized, "Missing credentials")
+	}
+	src := clientAddr(r.RemoteAddr)
+	if wait, blocked := s.logins.blocked(src); blocked {
+		secs := int(max(1, math.Ceil(wait.Seconds())))
+		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+		return httpErr(http.StatusTooManyRequests,
+			"Too many failed logins from %s (api_failed_login_limit is %d): retry in %d seconds", src, s.Settings.APIFailedLoginLimit, secs)
 	}
 	// Comparing fixed-size digests keeps the time independent of where
 	// (and whether) the strings differ, including their lengths.
 	u1, u2 := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(s.Settings.APIUser))
 	p1, p2 := sha256.Sum256([]byte(pass)), sha256.Sum256([]byte(s.Settings.APIPassword.Reveal()))
 	if subtle.ConstantTimeCompare(u1[:], u2[:])&subtle.ConstantTimeCompare(p1[:], p2[:]) != 1 {
+		if s.logins.failed(src) {
+			// Once per source running out, not per attempt: an attack
+			// must not flood the log. Never the credentials tried.
+			s.Logger.Warn("failed API logins: source backed off", "source", src, "limit", s.Settings.APIFailedLoginLimit)
+		}
 		return httpErr(http.StatusUnauthorized, "username/password mismatch with the configuration file")
 	}
 	return nil

@@ -95,9 +95,10 @@ type Deps struct {
 
 type server struct {
 	Deps
-	allow *allowlist
-	chap  chapKeys
-	peers *peers
+	allow  *allowlist
+	logins *loginLimiter
+	chap   chapKeys
+	peers  *peers
 }
 
 // NewServer builds the API with every upstream route registered.
@@ -151,6 +152,7 @@ func newServer(d Deps) *server {
 	}
 	s := &server{Deps: d}
 	s.allow = newAllowlist(s)
+	s.logins = newLoginLimiter(d.Settings.APIFailedLoginLimit, d.Now)
 	s.chap = chapKeys{pub: d.Settings.PubKeyPath(), priv: d.Settings.PrivKeyPath()}
 	s.peers = &peers{s: s}
 	return s
