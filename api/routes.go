@@ -102,9 +102,22 @@ func (s *server) routes(e *echo.Echo) {
 		case authRestricted:
 			mw = append(mw, s.restrictedAuth)
 		}
+		mw = append(mw, readForm)
 		for _, m := range rt.methods {
 			e.Add(m, echoPath(rt.rule), h, mw...)
 		}
+	}
+}
+
+// readForm parses the form of every request once authenticated, so a body
+// that cannot be read or parsed gets the same 4xx on every route, whether
+// or not its handler looks at the form.
+func readForm(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if _, err := params(c); err != nil {
+			return err
+		}
+		return next(c)
 	}
 }
 

@@ -143,7 +143,9 @@ func multipartFields(body io.Reader, boundary string) (url.Values, error) {
 	out := url.Values{}
 	for {
 		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
+		// Only a bare EOF is the closing boundary: NextPart wraps the EOF
+		// of a body that never had one.
+		if err == io.EOF {
 			break
 		}
 		if err != nil {
