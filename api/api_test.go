@@ -171,7 +171,7 @@ func badCases() []badCase {
 		{"wrong method", "POST", "/api/targets", nil, nil, 405, "Method Not Allowed"},
 		{"discovery auth trailing slash is internal only", "PUT", "/api/discoveryauth/", nil, nil, 404, "Not Found"},
 	}
-	return append(cases, credCases()...)
+	return append(append(cases, credCases()...), routeHostileCases()...)
 }
 
 // runBadCases sends every refused request and checks the exact upstream
@@ -197,8 +197,12 @@ func runBadCases(t *testing.T, env *testEnv) {
 }
 
 func TestBadRequestsChangeNothing(t *testing.T) {
-	runBadCases(t, newEnv(t, newMemStore(richDoc()), gw1, nil))
+	runBadCases(t, newEnv(t, newMemStore(richDoc()), gw1, manyWrongLogins))
 }
+
+// manyWrongLogins lifts the failed-login back-off for the bad-input table,
+// which sends hundreds of wrong credentials from one source on purpose.
+func manyWrongLogins(d *Deps) { d.Settings.APIFailedLoginLimit = 10000 }
 
 func TestClientNeedsMinimumGateways(t *testing.T) {
 	store := newMemStore(seedDoc(gw1))

@@ -181,7 +181,7 @@ func multipartError(lr *io.LimitedReader, err error, bad string) error {
 	if e := bodyReadError(err); errors.As(e, &he) && he.Status != http.StatusBadRequest {
 		return e
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return httpErr(http.StatusBadRequest, "%s: it ends before its closing boundary", bad)
 	}
 	return httpErr(http.StatusBadRequest, "%s: %v", bad, err)
