@@ -262,6 +262,56 @@ func TestIssue8HalfCloseAfterRequestIsNot5xx(t *testing.T) {
 	}
 }
 
+// TestIssue8HalfCloseWhileWorkingIs400: the server sees the client's
+// half-close while the handler still works (the store waits for exactly
+// that), so the work ends with the request's context: 400, not 500, and
+// nothing written.
+func TestIssue8HalfCloseWhileWorkingIs400(t *testing.T) {
+	mem := newMemStore(richDoc())
+	store := &waitStore{rawStore: mem, entered: make(chan struct{}, 1)}
+	env := newEnv(t, store, gw1, nil)
+	addr := listen(t, env)
+	before := mem.bytes()
+	req := "PUT /api/target/iqn.2003-01.com.example:half-closed HTTP/1.1\r\nHost: gw\r\n" + authHeader() +
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\n\r\n"
+	status, resp := rawExchange(t, addr, req, true)
+	if status != 400 || messageOf(t, resp) != msgClientGone {
+		t.Fatalf("%d %s", status, resp)
+	}
+	select {
+	case <-store.entered:
+	default:
+		t.Fatal("the handler never reached the store")
+	}
+	if !bytes.Equal(before, mem.bytes()) {
+		t.Fatal("object changed")
+	}
+}
+
+// waitStore's Load and Commit return only once the caller's context is
+// done.
+type waitStore struct {
+	rawStore
+	entered chan struct{}
+}
+
+func (w *waitStore) wait(ctx context.Context) error {
+	select {
+	case w.entered <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (w *waitStore) Load(ctx context.Context) (*config.Doc, error) {
+	return nil, fmt.Errorf("load config: %w", w.wait(ctx))
+}
+
+func (w *waitStore) Commit(ctx context.Context, _ rados.Mutation) (*config.Doc, error) {
+	return nil, fmt.Errorf("commit config: %w", w.wait(ctx))
+}
+
 // TestIssue8ClientGoneIs400: the request's context ends (the server saw the
 // client close) while the handler works: a 400, and no 500 logged as a
 // server failure.
