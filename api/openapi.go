@@ -349,6 +349,8 @@ func operation(rt route, method string, d opDesc) map[string]any {
 		"200": ok,
 		"400": messageResponse("invalid request, refused change or failure reported by a gateway"),
 		"404": messageResponse("unknown target, gateway, disk, client or group"),
+		"408": messageResponse("the request body was not received in time"),
+		"413": messageResponse("the request body is larger than 1 MiB"),
 		"500": messageResponse("unexpected failure (Unhandled exception: ...)"),
 		"503": messageResponse("a gateway the change needs is unavailable"),
 	}
@@ -356,16 +358,29 @@ func operation(rt route, method string, d opDesc) map[string]any {
 	case authBasic:
 		op["security"] = []any{map[string]any{"basicAuth": []string{}}}
 		responses["401"] = messageResponse("missing or wrong credentials")
+		responses["429"] = backedOff
 	case authRestricted:
 		op["security"] = []any{map[string]any{"basicAuth": []string{}}}
 		responses["401"] = messageResponse("missing or wrong credentials")
 		responses["403"] = messageResponse("the client address is not allowed")
+		responses["429"] = backedOff
 	default:
 		op["security"] = []any{}
 	}
 	op["responses"] = responses
 	return op
 }
+
+// backedOff is the answer to a source out of failed-login attempts
+// (api_failed_login_limit).
+var backedOff = func() map[string]any {
+	r := messageResponse("too many failed logins from this source; wait Retry-After seconds")
+	r["headers"] = map[string]any{"Retry-After": map[string]any{
+		"description": "seconds until this source may try again",
+		"schema":      map[string]any{"type": "integer", "minimum": 1},
+	}}
+	return r
+}()
 
 // openAPI serves the document without authentication, like GET /api: it
 // describes only the route table, which GET /api already discloses to
