@@ -86,7 +86,10 @@ func routeHostileCases() []badCase {
 			add("body too large", rawBody(form, big), 413, msgTooLarge)
 			add("multipart too large", rawBody(mp, bigPart), 413, msgTooLarge)
 			add("multipart without boundary", rawBody("multipart/form-data", "x"), 400, msgMultipart+": no boundary in Content-Type")
-			add("multipart bad content-type", rawBody("multipart/form-data; boundary", "x"), 400, msgMultipart+": invalid Content-Type header")
+			add("multipart bad content-type", rawBody("multipart/form-data; boundary", "x"), 400, "malformed Content-Type header: mime: invalid media parameter")
+			add("unparsable content-type", rawBody("form, urlencoded", "username=a"), 400, "malformed Content-Type header: mime: expected slash after first token")
+			add("JSON body", rawBody("application/json", `{"username": ""}`), 415, "unsupported Content-Type application/json: send the form as application/x-www-form-urlencoded or multipart/form-data")
+			add("body without type", rawBody("", "username=&password="), 415, "unsupported Content-Type none: send the form as application/x-www-form-urlencoded or multipart/form-data")
 			add("multipart not multipart", rawBody(mp, "username=admin&password=x"), 400, msgMultipart+": it ends before its closing boundary")
 			add("multipart unterminated", rawBody(mp, "--xyz\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nadmin"), 400, msgMultipart+": it ends before its closing boundary")
 			add("multipart unnamed part", rawBody(mp, "--xyz\r\nContent-Type: text/plain\r\n\r\nx\r\n--xyz--\r\n"), 400, msgMultipart+": a part has no form-data name")
@@ -489,6 +492,12 @@ func TestIssue8ClientAuthMultipart(t *testing.T) {
 		}
 	}
 	expect(t, env.do(t, "PUT", path, nil, rawBody("multipart/form-data", "")), 400, msgMultipart+": no boundary in Content-Type")
+	// not a form at all: refused too, where it used to read as no fields
+	expect(t, env.do(t, "PUT", path, nil, rawBody("application/json", `{"username": "", "password": ""}`)), 415,
+		"unsupported Content-Type application/json: send the form as application/x-www-form-urlencoded or multipart/form-data")
+	if !bytes.Equal(before, store.bytes()) {
+		t.Fatal("CHAP changed by a JSON body")
+	}
 	if got := loadDoc(t, store).Targets[tIQN].Clients[cIQN2].Auth; got.Username != "username1" || got.Password != "password1234" {
 		t.Fatalf("auth %+v", got)
 	}

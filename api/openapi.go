@@ -351,6 +351,7 @@ func operation(rt route, method string, d opDesc) map[string]any {
 		"404": messageResponse("unknown target, gateway, disk, client or group"),
 		"408": messageResponse("the request body was not received in time"),
 		"413": messageResponse("the request body is larger than 1 MiB"),
+		"415": messageResponse("the request body is not a form (URL-encoded or multipart)"),
 		"500": messageResponse("unexpected failure (Unhandled exception: ...)"),
 		"503": messageResponse("a gateway the change needs is unavailable"),
 	}

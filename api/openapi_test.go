@@ -136,7 +136,7 @@ func TestOpenAPIValidates(t *testing.T) {
 			t.Errorf("%s: template parameters %v, declared %v", path, inPath, declared)
 		}
 		for method, op := range item.Operations() {
-			codes := []string{"200", "400", "404", "408", "413", "500", "503"}
+			codes := []string{"200", "400", "404", "408", "413", "415", "500", "503"}
 			switch auth[path] {
 			case authBasic:
 				codes = append(codes, "401", "429")

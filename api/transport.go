@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
@@ -72,14 +71,18 @@ func params(c echo.Context) (form, error) {
 }
 
 // formBody parses the body as Flask fills request.form: URL-encoded or
-// multipart form fields (multipart files are not form fields); any other
-// type of body is no form at all. A body that cannot be read or parsed is
-// refused, never taken for an empty form: absent fields mean "clear" on
-// some routes (clientauth), so a garbled request must not read as one.
+// multipart form fields (multipart files are not form fields). A body that
+// cannot be read or parsed, or that is not a form at all, is refused, never
+// taken for an empty form: absent fields mean "clear" on some routes
+// (clientauth), so a garbled or JSON request must not read as one.
 func formBody(r *http.Request) (url.Values, error) {
-	ct, ctParams, ctErr := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch {
-	case ctErr == nil && ct == "application/x-www-form-urlencoded":
+	header := r.Header.Get("Content-Type")
+	ct, ctParams, ctErr := mime.ParseMediaType(header)
+	if header != "" && ctErr != nil {
+		return nil, httpErr(http.StatusBadRequest, "malformed Content-Type header: %v", ctErr)
+	}
+	switch ct {
+	case "application/x-www-form-urlencoded":
 		b, err := readBody(io.LimitReader(r.Body, maxFormBytes+1))
 		if err != nil {
 			return nil, err
@@ -94,10 +97,24 @@ func formBody(r *http.Request) (url.Values, error) {
 			return nil, httpErr(http.StatusBadRequest, "malformed form body: invalid URL encoding (application/x-www-form-urlencoded expected)")
 		}
 		return v, nil
-	case ctErr == nil && ct == "multipart/form-data":
+	case "multipart/form-data":
 		return multipartFields(r.Body, ctParams["boundary"])
-	case ctErr != nil && strings.HasPrefix(strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Type"))), "multipart/"):
-		return nil, httpErr(http.StatusBadRequest, "malformed multipart form body: invalid Content-Type header")
+	}
+	if r.ContentLength == 0 {
+		return url.Values{}, nil
+	}
+	// A body of unknown length may still be empty (a chunked request
+	// with no data): only content makes it a mistake.
+	b, err := readBody(io.LimitReader(r.Body, 1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 0 {
+		if ct == "" {
+			ct = "none"
+		}
+		return nil, httpErr(http.StatusUnsupportedMediaType,
+			"unsupported Content-Type %s: send the form as application/x-www-form-urlencoded or multipart/form-data", ct)
 	}
 	return url.Values{}, nil
 }
