@@ -16,8 +16,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -289,6 +292,64 @@ func TestIssue8HalfCloseWhileWorkingIs400(t *testing.T) {
 	if !bytes.Equal(before, mem.bytes()) {
 		t.Fatal("object changed")
 	}
+}
+
+// TestIssue8HalfCloseDuringReconcileIsNot5xx: the client half-closes while
+// the coordinator converges LIO. If that cancels the reconcile (it must
+// not, once committed: issue 8 item 6's other half), the answer the
+// fan-out composes is still a 4xx; if it does not, the change completes.
+// Never a 5xx.
+func TestIssue8HalfCloseDuringReconcileIsNot5xx(t *testing.T) {
+	var logBuf bytes.Buffer
+	store := openClusterStore(t, richDoc())
+	lio := &cancelLIO{reqCtx: make(chan context.Context, 1)}
+	env := newEnv(t, store, gw1, func(d *Deps) {
+		lio.fakeLIO = d.LIO.(*fakeLIO)
+		d.LIO = lio
+		d.Logger = slog.New(slog.NewTextHandler(&logBuf, nil))
+	})
+	env.e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			select {
+			case lio.reqCtx <- c.Request().Context():
+			default:
+			}
+			return next(c)
+		}
+	})
+	addr := listen(t, env)
+	body := "members=" + url.QueryEscape(cIQN2)
+	req := "PUT /api/hostgroup/" + tIQN + "/g2 HTTP/1.1\r\nHost: gw\r\n" + authHeader() +
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	status, resp := rawExchange(t, addr, req, true)
+	switch {
+	case lio.cancelled.Load() && status == 400:
+		if !strings.Contains(logBuf.String(), "request failed after the client closed its connection") {
+			t.Fatalf("the replaced 5xx was not logged: %s", logBuf.String())
+		}
+	case !lio.cancelled.Load() && status == 200:
+	default:
+		t.Fatalf("reconcile cancelled %v: %d %s", lio.cancelled.Load(), status, resp)
+	}
+}
+
+// cancelLIO converges only once the server has seen the client leave (the
+// request's own context is done), then reports whether that cancelled the
+// context it was given.
+type cancelLIO struct {
+	*fakeLIO
+	reqCtx    chan context.Context
+	cancelled atomic.Bool
+}
+
+func (l *cancelLIO) Reconcile(ctx context.Context, doc *config.Doc) error {
+	rc := <-l.reqCtx
+	<-rc.Done()
+	if err := ctx.Err(); err != nil {
+		l.cancelled.Store(true)
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	return l.fakeLIO.Reconcile(ctx, doc)
 }
 
 // waitStore's Load and Commit return only once the caller's context is

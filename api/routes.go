@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"sort"
 	"strings"
@@ -95,7 +97,7 @@ func (s *server) routes(e *echo.Echo) {
 		} else {
 			h = notImplemented
 		}
-		var mw []echo.MiddlewareFunc
+		mw := []echo.MiddlewareFunc{s.clientGone}
 		switch rt.auth {
 		case authBasic:
 			mw = append(mw, s.basicAuth)
@@ -106,6 +108,26 @@ func (s *server) routes(e *echo.Echo) {
 		for _, m := range rt.methods {
 			e.Add(m, echoPath(rt.rule), h, mw...)
 		}
+	}
+}
+
+// clientGone turns a 5xx into a 400 when the request's context was
+// cancelled, i.e. the client closed (or half-closed) its connection and the
+// work it asked for failed because of that: the client's doing, not the
+// server's. handleError words errors of that kind itself; this catches the
+// answers handlers compose from a failure's text (the fan-out's "failed on
+// <gw>. ... - context canceled"). The original status is logged.
+func (s *server) clientGone(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		res := c.Response()
+		res.Before(func() {
+			if res.Status >= 500 && errors.Is(c.Request().Context().Err(), context.Canceled) {
+				s.Logger.Warn("request failed after the client closed its connection",
+					"method", c.Request().Method, "path", c.Request().URL.Path, "status", res.Status)
+				res.Status = http.StatusBadRequest
+			}
+		})
+		return next(c)
 	}
 }
 
