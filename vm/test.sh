@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # test.sh [go test flags...] - the real-kernel LIO tests (make vm-test): builds the vmtest
 # binary of this package, prepares a Ceph cluster with an RBD image on the host (unless
-# CEPH_ISCSI_VM_RBD=0 or Ceph/tcmu-runner are missing), and runs the binary inside a qemu
-# guest through vm/run.sh. Exits with the test binary's exit code (125: the guest hung or
-# died; see the console log in the out dir).
+# CEPH_ISCSI_VM_RBD=0; a missing Ceph tool or tcmu-runner is an error), and runs the
+# binary inside a qemu guest through vm/run.sh. Exits with the test binary's exit code
+# (125: the guest hung or died; see the console log in the out dir).
 #
 # env: CEPH_ISCSI_VM_RBD=0 skips Ceph and tcmu-runner (the user:rbd backstore is then only
 # created and compared, no I/O); CEPH_ISCSI_VM_OUT keeps the artefacts in a directory of
@@ -23,18 +23,14 @@ export CEPH_ISCSI_VM_OUT=$OUT
 # the restore tests run the real command, as an operator would
 (cd "$ROOT" && go build -tags pacific -o "$OUT/ceph-iscsi" .)
 log "built $OUT/vm.test and $OUT/ceph-iscsi"
-# Until restore maps images, it refuses block disks with this message: the block
-# scenarios then stay off, and this log says so. CEPH_ISCSI_VM_RESTORE_BLOCK=0|1 forces.
-BLOCK=${CEPH_ISCSI_VM_RESTORE_BLOCK:-}
-if [[ -z $BLOCK ]]; then
-  if grep -q 'not wired yet' "$OUT/ceph-iscsi"; then BLOCK=0; else BLOCK=1; fi
-fi
-((BLOCK == 1)) || log "WARNING: restore does not map block disks yet: TestRestoreBlock (krbd and rbd-nbd) is NOT run"
 
+# Without Ceph the restore, block and api daemon tests cannot run: a missing tool is an
+# error, not a reason to leave them out; CEPH_ISCSI_VM_RBD=0 is the explicit way.
 RBD=${CEPH_ISCSI_VM_RBD:-1}
 if [[ $RBD != 0 ]]; then
   for tool in ceph-mon ceph-osd rbd tcmu-runner; do
-    command -v "$tool" >/dev/null || { log "no $tool: skipping the user:rbd tests"; RBD=0; }
+    command -v "$tool" >/dev/null ||
+      { log "no $tool: install it (make deps) or set CEPH_ISCSI_VM_RBD=0 to run without Ceph"; exit 1; }
   done
 fi
 ENV=()
@@ -65,7 +61,7 @@ if [[ $RBD != 0 ]]; then
   # package rbd's real krbd/rbd-nbd mapping tests run in the same guest, on the same cluster
   (cd "$ROOT" && go test -c -tags pacific -o "$OUT/rbd.test" ./rbd/)
   ENV=("VMTEST_CEPH_SRC=/vm-out/ceph" "VMTEST_CEPH_HOSTDIR=$C" "VMTEST_RBD_TEST=/vm-out/rbd.test"
-    "VMTEST_RESTORE_BIN=/vm-out/ceph-iscsi" "VMTEST_RESTORE_BLOCK=$BLOCK")
+    "VMTEST_RESTORE_BIN=/vm-out/ceph-iscsi")
   export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-3072M}
 fi
 export CEPH_ISCSI_VM_ENV="${ENV[*]}"
