@@ -41,8 +41,10 @@ if [[ $RBD != 0 ]]; then
   ok=0
   for _ in 1 2 3 4 5; do
     rm -rf "$C"
-    mon=$((20000 + RANDOM % 20000))
-    if CEPH_DEV_MON_PORT=$mon CEPH_DEV_OSD_PORTS=$((mon + 2))-$((mon + 101)) \
+    # the ranges of dist/dev/with-cluster.sh (see devcluster.freePorts)
+    mon=$((20000 + 2 * (RANDOM % 6000)))
+    osd=$((42000 + 100 * (RANDOM % 200)))
+    if CEPH_DEV_MON_PORT=$mon CEPH_DEV_OSD_PORTS=$osd-$((osd + 99)) \
       "$ROOT/dist/dev/ceph-cluster.sh" up "$C" >"$OUT/ceph-up.log" 2>&1; then
       ok=1; break
     fi
