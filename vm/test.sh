@@ -38,6 +38,8 @@ if [[ $RBD != 0 ]]; then
   # Made on the host (fast), stopped cleanly (memstore saves on umount), restarted in the
   # guest. Random ports: other clusters may run on this host; in the guest nothing else does.
   C=$OUT/ceph
+  # whatever fails or interrupts the preparation, no daemon outlives this script
+  trap '"$ROOT/dist/dev/ceph-cluster.sh" down "$C" >/dev/null 2>&1 || true' EXIT
   ok=0
   for _ in 1 2 3 4 5; do
     rm -rf "$C"
@@ -58,6 +60,7 @@ if [[ $RBD != 0 ]]; then
   # the image of lio/testdata/upstream-gateway.conf.json
   rbd -c "$C/ceph.conf" -k "$C/ceph.client.admin.keyring" create rbd/disk2 --size 1G
   "$ROOT/dist/dev/ceph-cluster.sh" down "$C" >>"$OUT/ceph-up.log" 2>&1
+  trap - EXIT
   rm -rf "$C/log"/* "$C"/crash/*
   log "Ceph cluster with rbd/disk2 prepared in $C ($(du -sh "$C" | cut -f1))"
   # package rbd's real krbd/rbd-nbd mapping tests run in the same guest, on the same cluster
