@@ -92,11 +92,13 @@ func newCluster(t *testing.T, extra string) *cluster {
 	return cl
 }
 
-// freePort finds a TCP port free on 127.0.0.1-3.
+// freePort finds a TCP port free on 127.0.0.1-3, in 10000-19999: below the
+// test clusters' mon and OSD ranges and the kernel's ephemeral ports (see
+// devcluster.freePorts), so nothing the suite starts later takes it.
 func freePort(t *testing.T) int {
 	t.Helper()
 	for range 50 {
-		p := 20000 + mrand.IntN(30000)
+		p := 10000 + mrand.IntN(10000)
 		ok := true
 		for i := 1; i <= 3; i++ {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.%d:%d", i, p))

@@ -146,10 +146,14 @@ func stop(script, dir string) error {
 
 // freePorts picks a mon port (it and the next one free) and the start of a free
 // 100-port OSD range. Another process may take them before the cluster binds; the
-// script then refuses and Start tries again.
+// script then refuses and Start tries again. The ports the tests pick: mons in
+// 20000-31999, below Linux's default ephemeral range (32768-60999), where an outgoing
+// connection may hold the exact port a mon needs; OSDs in 42000-61999 (an OSD binds
+// the first free port of its range); test API daemons in 10000-19999
+// (commands/api_test.go); dist/dev/with-cluster.sh and vm/test.sh do the same.
 func freePorts() (mon, osd int) {
 	for {
-		mon = 20000 + 2*rand.IntN(10000)
+		mon = 20000 + 2*rand.IntN(6000)
 		if portFree(mon) && portFree(mon+1) {
 			break
 		}

@@ -60,7 +60,8 @@ type Options struct {
 	// from Conn when FS is the real configfs; on an emulated configfs
 	// nothing is mapped and the device path is the one udev would link.
 	Mapper BlockMapper
-	// Size overrides how image sizes are read (rbd.Size on Conn when nil).
+	// Size overrides how image sizes are read (rbd.Size on Conn when nil);
+	// like rbd.Size it reports a missing image or pool with rbd's errors.
 	Size func(pool, image string) (int64, error)
 	// ProcRoot is where /proc is mounted, for the tcmu-runner check ("/proc"
 	// when empty).
@@ -438,14 +439,15 @@ func (r *Reconciler) prefetchSizes(ctx context.Context, doc *config.Doc) {
 	}
 }
 
-func (r *Reconciler) readSize(pool, image string) (int64, error) {
-	if r.opts.Size != nil {
-		return r.opts.Size(pool, image)
-	}
-	if r.opts.Conn == nil {
+func (r *Reconciler) readSize(pool, image string) (n int64, err error) {
+	switch {
+	case r.opts.Size != nil:
+		n, err = r.opts.Size(pool, image)
+	case r.opts.Conn == nil:
 		return 0, errors.New("no RADOS connection to read image sizes with")
+	default:
+		n, err = rbd.Size(r.opts.Conn.Raw(), pool, image)
 	}
-	n, err := rbd.Size(r.opts.Conn.Raw(), pool, image)
 	if errors.Is(err, rbd.ErrImageNotFound) || errors.Is(err, rbd.ErrPoolNotFound) {
 		return 0, fmt.Errorf("%w: %w", lio.ErrImageNotFound, err)
 	}

@@ -34,39 +34,102 @@ const (
 
 var addr1 = netip.MustParseAddr("127.0.0.1")
 
-// fixture is a real RBD image and an empty emulated configfs.
+// fixture is an image and an empty emulated configfs. The image's size
+// comes from images (Options.Size), so the reconciler's tests need no
+// cluster; newClusterFixture makes it a real RBD image read through Conn.
 type fixture struct {
-	t     *testing.T
-	conn  *rados.Conn
-	image string
-	disk  string
-	fs    lio.FS
+	t      *testing.T
+	conn   *rados.Conn // nil without a cluster
+	images *images
+	image  string
+	disk   string
+	fs     lio.FS
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	c := devcluster.Require(t)
-	conn, err := rados.Connect(rados.ConnOptions{ConfFile: c.Conf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
-	fx := &fixture{t: t, conn: conn, image: fmt.Sprintf("gateway-%08x", rand.Uint32())}
+	fx := &fixture{t: t, image: fmt.Sprintf("gateway-%08x", rand.Uint32())}
 	fx.disk = "rbd/" + fx.image
-	if err := rbd.Create(conn.Raw(), "rbd", fx.image, imageSize, rbd.DefaultFeatures); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = rbd.Remove(context.Background(), conn.Raw(), "rbd", fx.image, rbd.RemoveOptions{})
-	})
+	fx.images = &images{sizes: map[string]int64{fx.disk: imageSize}, reads: map[string]int{}}
+	var err error
 	if fx.fs, err = lio.NewFS(t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
 	return fx
 }
 
+// newClusterFixture backs the fixture's image with a real one in the
+// test binary's cluster.
+func newClusterFixture(t *testing.T) *fixture {
+	t.Helper()
+	fx := newFixture(t)
+	fx.images = nil
+	c := devcluster.Require(t)
+	conn, err := rados.Connect(rados.ConnOptions{ConfFile: c.Conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	fx.conn = conn
+	if err := rbd.Create(conn.Raw(), "rbd", fx.image, imageSize, rbd.DefaultFeatures); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = rbd.Remove(context.Background(), conn.Raw(), "rbd", fx.image, rbd.RemoveOptions{})
+	})
+	return fx
+}
+
+// images plays RBD for image sizes: "pool/image" -> bytes, in pool rbd
+// only, with what rbd.Size returns for a missing image or pool.
+type images struct {
+	mu    sync.Mutex
+	sizes map[string]int64
+	reads map[string]int
+}
+
+func (im *images) size(pool, image string) (int64, error) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if pool != "rbd" {
+		return 0, fmt.Errorf("size of %s/%s: %w", pool, image, rbd.ErrPoolNotFound)
+	}
+	n, ok := im.sizes[pool+"/"+image]
+	if !ok {
+		return 0, fmt.Errorf("size of %s/%s: %w", pool, image, rbd.ErrImageNotFound)
+	}
+	im.reads[pool+"/"+image]++
+	return n, nil
+}
+
+func (im *images) resize(id string, n int64) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	im.sizes[id] = n
+}
+
+func (im *images) readCount() int {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	n := 0
+	for _, r := range im.reads {
+		n += r
+	}
+	return n
+}
+
+// options are a Reconciler's for gateway name on the fixture's configfs,
+// reading sizes from its images (or its cluster).
+func (fx *fixture) options(name string, addrs ...netip.Addr) Options {
+	o := Options{FS: fx.fs, Identity: host.Identity{Name: name, Addrs: addrs}, Conn: fx.conn}
+	if fx.images != nil {
+		o.Size = fx.images.size
+	}
+	return o
+}
+
 func (fx *fixture) reconciler(name string, addrs ...netip.Addr) *Reconciler {
-	return New(Options{FS: fx.fs, Identity: host.Identity{Name: name, Addrs: addrs}, Conn: fx.conn})
+	return New(fx.options(name, addrs...))
 }
 
 // doc is a target on gw1 (127.0.0.1) exporting the fixture's disk to one
@@ -120,8 +183,10 @@ func (fx *fixture) converged(doc *config.Doc, gw string, addrs ...netip.Addr) li
 	return got
 }
 
+// TestReconcileSizesThroughRBD is the one test of the real size path: sizes
+// read through Conn from a real image, and a missing image or pool skipped.
 func TestReconcileSizesThroughRBD(t *testing.T) {
-	fx := newFixture(t)
+	fx := newClusterFixture(t)
 	r := fx.reconciler(gw1, addr1)
 	doc := fx.doc(lio.BackstoreUserRBD)
 	if err := r.Reconcile(t.Context(), doc); err != nil {
@@ -155,6 +220,19 @@ func TestReconcileSizesThroughRBD(t *testing.T) {
 	if rep, err = r.Run(t.Context(), doc, Mode{}); err != nil || !rep.InSync || rep.Applied != nil {
 		t.Fatalf("second run: in sync %v, applied %v, err %v", rep.InSync, rep.Applied, err)
 	}
+
+	// A missing image or pool skips the disk.
+	for _, missing := range []struct{ pool, image string }{{"rbd", fx.image + "-gone"}, {"no-such-pool", fx.image}} {
+		gone := doc.Clone()
+		gone.Disks[fx.disk].Pool, gone.Disks[fx.disk].Image = missing.pool, missing.image
+		if err := r.Reconcile(t.Context(), gone); err != nil {
+			t.Fatalf("%s/%s: %v", missing.pool, missing.image, err)
+		}
+		st, _ := lio.Observe(fx.fs)
+		if len(st.StorageObjects) != 0 || len(st.Targets) != 1 || len(st.Targets[0].TPGs[0].LUNs) != 0 {
+			t.Fatalf("LIO with %s/%s missing: %+v", missing.pool, missing.image, st)
+		}
+	}
 }
 
 // A disk that leaves the desired state leaves the size cache, so when it
@@ -162,16 +240,14 @@ func TestReconcileSizesThroughRBD(t *testing.T) {
 // is read again.
 func TestSizeCacheReadsOncePerDisk(t *testing.T) {
 	fx := newFixture(t)
-	reads := 0
-	r := New(Options{FS: fx.fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Conn: fx.conn,
-		Size: func(pool, image string) (int64, error) { reads++; return rbd.Size(fx.conn.Raw(), pool, image) }})
+	r := fx.reconciler(gw1, addr1)
 	doc := fx.doc(lio.BackstoreUserRBD)
 	for range 3 {
 		if err := r.Reconcile(t.Context(), doc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if reads != 1 {
+	if reads := fx.images.readCount(); reads != 1 {
 		t.Fatalf("3 reconciles read the size %d times, want 1", reads)
 	}
 	without := doc.Clone()
@@ -180,19 +256,17 @@ func TestSizeCacheReadsOncePerDisk(t *testing.T) {
 	if err := r.Reconcile(t.Context(), without); err != nil {
 		t.Fatal(err)
 	}
-	if err := rbd.Resize(fx.conn.Raw(), "rbd", fx.image, 3*imageSize); err != nil {
-		t.Fatal(err)
-	}
+	fx.images.resize(fx.disk, 3*imageSize)
 	rep, err := r.Run(t.Context(), doc, Mode{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reads != 2 || !strings.Contains(rep.Plan.String(), fmt.Sprint(3*imageSize)) {
+	if reads := fx.images.readCount(); reads != 2 || !strings.Contains(rep.Plan.String(), fmt.Sprint(3*imageSize)) {
 		t.Fatalf("re-added disk: %d reads, plan:\n%s", reads, rep.Plan)
 	}
 	r.ForgetSizes()
-	if _, err := r.Run(t.Context(), doc, Mode{}); err != nil || reads != 3 {
-		t.Fatalf("after ForgetSizes(): %d reads, %v", reads, err)
+	if _, err := r.Run(t.Context(), doc, Mode{}); err != nil || fx.images.readCount() != 3 {
+		t.Fatalf("after ForgetSizes(): %d reads, %v", fx.images.readCount(), err)
 	}
 }
 
@@ -212,6 +286,9 @@ func TestReconcileMissingImageSkipsDisk(t *testing.T) {
 	doc.Disks[fx.disk].Pool = "no-such-pool"
 	if err := r.Reconcile(t.Context(), doc); err != nil {
 		t.Fatal(err)
+	}
+	if st, _ := lio.Observe(fx.fs); len(st.StorageObjects) != 0 || len(st.Targets) != 1 {
+		t.Fatalf("LIO with the pool missing: %+v", st)
 	}
 }
 
@@ -353,7 +430,9 @@ func (m *fakeMapper) Unmap(_ context.Context, pool, image string) error {
 func TestBlockBackstoreMapsAndUnmaps(t *testing.T) {
 	fx := newFixture(t)
 	m := &fakeMapper{fs: fx.fs, mapped: map[string]string{}}
-	r := New(Options{FS: fx.fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Conn: fx.conn, Mapper: m})
+	opts := fx.options(gw1, addr1)
+	opts.Mapper = m
+	r := New(opts)
 	doc := fx.doc(lio.BackstoreBlock)
 
 	// A dry run maps nothing and shows where the image would appear.
@@ -415,7 +494,9 @@ func TestBlockBackstoreMapsAndUnmaps(t *testing.T) {
 func TestBlockBackstoreSingleGatewayOnly(t *testing.T) {
 	fx := newFixture(t)
 	m := &fakeMapper{fs: fx.fs, mapped: map[string]string{}}
-	r := New(Options{FS: fx.fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Conn: fx.conn, Mapper: m})
+	opts := fx.options(gw1, addr1)
+	opts.Mapper = m
+	r := New(opts)
 	doc := fx.doc(lio.BackstoreBlock)
 	if _, err := doc.AddTargetGateway(targetIQN, gw2, []string{"127.0.0.1", "127.0.0.2"}, []string{"127.0.0.2"}, time.Now()); err != nil {
 		t.Fatal(err)
@@ -490,29 +571,43 @@ func TestTeardownWithoutConfig(t *testing.T) {
 	}
 }
 
-// A cold start reads the sizes of a target's disks concurrently, once each.
+// A cold start reads the sizes of a target's disks concurrently, once each,
+// prefetchWorkers at a time: each read blocks until that many are in flight,
+// so a prefetch that reads one at a time (or with fewer workers) never gets
+// there and the test fails on its deadline instead.
 func TestPrefetchSizesConcurrently(t *testing.T) {
 	fx := newFixture(t)
 	var mu sync.Mutex
-	reads, inFlight, peak := map[string]int{}, 0, 0
-	r := New(Options{FS: fx.fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Conn: fx.conn,
-		Size: func(pool, image string) (int64, error) {
-			mu.Lock()
-			reads[pool+"/"+image]++
-			inFlight++
-			peak = max(peak, inFlight)
-			mu.Unlock()
-			time.Sleep(20 * time.Millisecond)
-			mu.Lock()
-			inFlight--
-			mu.Unlock()
-			return imageSize, nil
-		}})
+	inFlight, peak := 0, 0
+	all := make(chan struct{})
+	opts := fx.options(gw1, addr1)
+	opts.Size = func(pool, image string) (int64, error) {
+		mu.Lock()
+		inFlight++
+		if inFlight > peak {
+			peak = inFlight
+			if peak == prefetchWorkers {
+				close(all)
+			}
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+		case <-time.After(time.Minute):
+			t.Errorf("%s/%s: %d size reads in flight after a minute, want %d", pool, image, inFlight, prefetchWorkers)
+		}
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return fx.images.size(pool, image)
+	}
+	r := New(opts)
 	doc := fx.doc(lio.BackstoreUserRBD)
 	owner := gw1
 	for i := 1; i <= 12; i++ {
 		img := fmt.Sprintf("%s-extra%d", fx.image, i)
 		id := "rbd/" + img
+		fx.images.resize(id, imageSize)
 		doc.Disks[id] = &config.Disk{Pool: "rbd", Image: img, WWN: fmt.Sprintf("1b4ed3b6-2a53-4f5a-9c1e-%012d", i),
 			Backstore: lio.BackstoreUserRBD, BackstoreObjectName: "rbd." + img, Owner: &owner, AllocatingHost: &owner, Controls: map[string]any{}}
 		doc.Targets[targetIQN].Disks[id] = config.LunRef{LunID: i}
@@ -520,16 +615,16 @@ func TestPrefetchSizesConcurrently(t *testing.T) {
 	if err := r.Reconcile(t.Context(), doc); err != nil {
 		t.Fatal(err)
 	}
-	if len(reads) != 13 {
-		t.Fatalf("%d images read, want 13", len(reads))
+	if len(fx.images.reads) != 13 {
+		t.Fatalf("%d images read, want 13", len(fx.images.reads))
 	}
-	for id, n := range reads {
+	for id, n := range fx.images.reads {
 		if n != 1 {
 			t.Errorf("%s read %d times", id, n)
 		}
 	}
-	if peak < 2 {
-		t.Errorf("sizes were read one at a time (peak %d)", peak)
+	if peak != prefetchWorkers {
+		t.Errorf("at most %d sizes read at once, want %d", peak, prefetchWorkers)
 	}
 	st, _ := lio.Observe(fx.fs)
 	if len(st.StorageObjects) != 13 {

@@ -2,11 +2,16 @@ package host
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -128,25 +133,132 @@ func TestFQDNSemantics(t *testing.T) {
 	}
 }
 
-// TestFQDNMatchesPython checks the real resolver path against the implementation it
-// imitates, when python3 is around.
-func TestFQDNMatchesPython(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
+// hermeticEnv makes the test binary a child that reports this host's names
+// from inside the namespaces nameCase.run made; see TestMain.
+const hermeticEnv = "CEPH_ISCSI_HOST_TEST_NAMES"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(hermeticEnv) != "" {
+		os.Exit(reportNames())
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	os.Exit(m.Run())
+}
+
+// nameCase is a hostname and the hosts file it resolves through.
+type nameCase struct {
+	desc, hostname, hosts string
+	fqdn                  string // what getfqdn() returns there
+}
+
+// names is what the real resolver path gives inside a case's namespaces.
+type names struct {
+	FQDN, Python, Short, ResolvedName, ResolvedShort string
+}
+
+// run re-executes the test binary in new UTS and mount namespaces, where the
+// hostname is the case's and /etc/hosts, /etc/nsswitch.conf ("hosts: files")
+// and /etc/resolv.conf (no server) are the test's: the real resolver, glibc's
+// and Go's, then answers the same on every machine, whatever its name, its
+// hosts file or its DNS.
+func (c nameCase) run(t *testing.T) names {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{"hosts": c.hosts, "nsswitch.conf": "hosts: files\n", "resolv.conf": "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, py, "-c", "import socket; print(socket.getfqdn())").Output()
-	if err != nil {
-		t.Skipf("python3: %v", err)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), hermeticEnv+"="+dir, "HOSTNAME_FOR_TEST="+c.hostname)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUTS | syscall.CLONE_NEWNS}
+	if os.Geteuid() != 0 {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
 	}
-	got, err := FQDN()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: namespaced child: %v\n%s", c.desc, err, stderr.String())
 	}
-	if want := strings.TrimSpace(string(out)); got != want {
-		t.Errorf("FQDN() = %q, Python socket.getfqdn() = %q", got, want)
+	var n names
+	if err := json.Unmarshal(out, &n); err != nil {
+		t.Fatalf("%s: child printed %q: %v\n%s", c.desc, out, err, stderr.String())
+	}
+	return n
+}
+
+// reportNames is the child of nameCase.run: it sets the namespace up and
+// prints what FQDN, Python's socket.getfqdn(), ShortName and Resolve say.
+func reportNames() int {
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, err); return 1 }
+	dir := os.Getenv(hermeticEnv)
+	// private first: the bind mounts below must not reach the host's namespace
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+		return fail(fmt.Errorf("make / private: %w", err))
+	}
+	for _, name := range []string{"hosts", "nsswitch.conf", "resolv.conf"} {
+		if err := syscall.Mount(filepath.Join(dir, name), "/etc/"+name, "", syscall.MS_BIND, ""); err != nil {
+			return fail(fmt.Errorf("bind %s over /etc/%s: %w", name, name, err))
+		}
+	}
+	if err := syscall.Sethostname([]byte(os.Getenv("HOSTNAME_FOR_TEST"))); err != nil {
+		return fail(fmt.Errorf("sethostname: %w", err))
+	}
+	var n names
+	var err error
+	if n.FQDN, err = FQDN(); err != nil {
+		return fail(err)
+	}
+	if n.Short, err = ShortName(); err != nil {
+		return fail(err)
+	}
+	id, err := Resolve("")
+	if err != nil {
+		return fail(err)
+	}
+	n.ResolvedName, n.ResolvedShort = id.Name, id.ShortName
+	py, err := exec.Command("python3", "-c", "import socket; print(socket.getfqdn())").Output()
+	if err != nil {
+		return fail(fmt.Errorf("python3: %w", err))
+	}
+	n.Python = strings.TrimSpace(string(py))
+	if err := json.NewEncoder(os.Stdout).Encode(n); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+// TestFQDNMatchesPython checks the real resolver path against the implementation it
+// imitates, Python's socket.getfqdn(), and against the expected name, for hostnames
+// and hosts files the test sets up in namespaces of its own (see nameCase.run).
+func TestFQDNMatchesPython(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Fatal("python3 not installed (make deps installs it): it is what FQDN is checked against")
+	}
+	for _, c := range []nameCase{
+		{"dotted name first", "gw1", "192.0.2.5 gw1.example.test gw1\n", "gw1.example.test"},
+		{"dotted alias", "gw2", "192.0.2.6 gw2 gw2.example.test\n", "gw2.example.test"},
+		{"no dotted name", "gw3", "192.0.2.7 gw3\n", "gw3"},
+		{"not in the hosts file", "gw4", "192.0.2.8 other.example.test\n", "gw4"},
+		{"dotted hostname", "gw5.example.test", "192.0.2.9 gw5.example.test gw5\n", "gw5.example.test"},
+		{"loopback line", "vm", "127.0.0.1 localhost\n127.0.1.1 vm.example.test vm\n", "vm.example.test"},
+		{"localhost first (upstream #158)", "gw6", "127.0.0.1 localhost gw6\n", "localhost"},
+	} {
+		t.Run(c.desc, func(t *testing.T) {
+			n := c.run(t)
+			if n.FQDN != c.fqdn || n.Python != c.fqdn {
+				t.Errorf("hostname %q: FQDN() = %q, Python socket.getfqdn() = %q, want %q", c.hostname, n.FQDN, n.Python, c.fqdn)
+			}
+			short, _, _ := strings.Cut(c.hostname, ".")
+			if n.Short != short || n.ResolvedName != c.fqdn || n.ResolvedShort != short {
+				t.Errorf("hostname %q: ShortName() = %q, Resolve(\"\") = %q/%q; want %q/%q", c.hostname, n.Short, n.ResolvedName, n.ResolvedShort, c.fqdn, short)
+			}
+		})
 	}
 }
 
@@ -214,15 +326,7 @@ func TestResolve(t *testing.T) {
 	if id.Name != "gw1.test" || id.ShortName != "gw1" || !id.Overridden || len(id.Addrs) == 0 {
 		t.Errorf("Resolve(gw1.test) = %+v", id)
 	}
-	id, err = Resolve("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fq, _ := FQDN()
-	short, _ := ShortName()
-	if id.Name != fq || id.ShortName != short || id.Overridden {
-		t.Errorf("Resolve(\"\") = %+v, want name %q short %q", id, fq, short)
-	}
+	// Resolve("") is checked with TestFQDNMatchesPython's hostnames
 	for _, bad := range []string{"has space", "a/b", "tab\tname", "nl\n"} {
 		if _, err := Resolve(bad); err == nil {
 			t.Errorf("Resolve(%q): no error", bad)

@@ -393,9 +393,9 @@ func TestSpecFromConfigBackstores(t *testing.T) {
 		doc.Disks["rbd/a"].Backstore = BackstoreBlock
 		doc.Disks["rbd/b"].Backstore = BackstoreBlock
 		_, err := buildFrom(t, doc, "gw1.test", FromConfigOptions{DevicePath: func(pool, image string) (string, error) {
-			return "", errors.New("block backstore needs package rbd mapping (not wired yet)")
+			return "", errors.New("map: krbd refused the image")
 		}})
-		if err == nil || !strings.Contains(err.Error(), "disk rbd/a: device path: block backstore needs package rbd") {
+		if err == nil || !strings.Contains(err.Error(), "disk rbd/a: device path: map: krbd refused the image") {
 			t.Errorf("err = %v", err)
 		}
 	})

@@ -27,6 +27,32 @@ type RemoveOptions struct {
 	Timeout time.Duration
 	// Interval is upstream's loop_delay setting (2 s when zero).
 	Interval time.Duration
+
+	// clock drives the retries (the real time when nil); tests replace it to
+	// see each retry and move time on without waiting for it.
+	clock removeClock
+}
+
+// removeClock is the time Remove's retry loop reads and waits on.
+type removeClock interface {
+	Now() time.Time
+	// Wait returns after d, or with ctx's error when ctx ends first.
+	Wait(ctx context.Context, d time.Duration) error
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) Wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // ImageInfo is what Info reports about an image.
@@ -186,8 +212,12 @@ func Remove(ctx context.Context, conn *gorados.Conn, pool, image string, opts Re
 		return err
 	}
 	defer ioctx.Destroy()
+	clock := opts.clock
+	if clock == nil {
+		clock = realClock{}
+	}
 	msg := "Unable to delete the underlying rbd image " + image
-	deadline := time.Now().Add(timeout)
+	deadline := clock.Now().Add(timeout)
 	for {
 		err := gorbd.RemoveImage(ioctx, image)
 		switch errno(err) {
@@ -199,15 +229,11 @@ func Remove(ctx context.Context, conn *gorados.Conn, pool, image string, opts Re
 		default:
 			return imageErr("remove image", pool, image, err)
 		}
-		if !time.Now().Add(interval).Before(deadline) {
+		if !clock.Now().Add(interval).Before(deadline) {
 			return &upstreamError{msg: msg, sentinel: ErrImageBusy, cause: err}
 		}
-		t := time.NewTimer(interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return &upstreamError{msg: msg, sentinel: ErrImageBusy, cause: ctx.Err()}
-		case <-t.C:
+		if err := clock.Wait(ctx, interval); err != nil {
+			return &upstreamError{msg: msg, sentinel: ErrImageBusy, cause: err}
 		}
 	}
 }

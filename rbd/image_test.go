@@ -121,6 +121,14 @@ func TestImageLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closed := false
+	closeImage := func() {
+		if !closed {
+			closed = true
+			h.Close()
+		}
+	}
+	t.Cleanup(closeImage) // before uniqueImage's removal, whatever happens
 	if _, err := h.WriteAt([]byte("x"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -129,22 +137,41 @@ func TestImageLifecycle(t *testing.T) {
 		t.Errorf("Info with an open writer: watchers %v owners %v, %v", info.Watchers, info.LockOwners, err)
 	}
 
-	// remove: retried while watched, bounded, upstream's message
-	start := time.Now()
-	err = Remove(context.Background(), conn, testPool, img, RemoveOptions{Timeout: 600 * time.Millisecond, Interval: 200 * time.Millisecond})
+	// remove: retried every Interval while watched, given up at Timeout, with
+	// upstream's message. The clock moves only when Remove waits, so the
+	// attempts are counted, not timed.
+	clk := &stepClock{}
+	err = Remove(context.Background(), conn, testPool, img, RemoveOptions{Timeout: 600 * time.Millisecond, Interval: 200 * time.Millisecond, clock: clk})
 	if !errors.Is(err, ErrImageBusy) || err.Error() != "Unable to delete the underlying rbd image "+img {
 		t.Errorf("Remove while watched: %v", err)
 	}
-	if d := time.Since(start); d < 400*time.Millisecond || d > 5*time.Second {
-		t.Errorf("Remove gave up after %v, want about 600ms", d)
+	if want := []time.Duration{200 * time.Millisecond, 200 * time.Millisecond}; !slices.Equal(clk.waits, want) {
+		t.Errorf("Remove while watched waited %v, want %v (3 attempts in 600ms, then give up)", clk.waits, want)
 	}
-	// the watcher goes away while Remove retries: it succeeds
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		h.Close()
-	}()
-	if err := Remove(context.Background(), conn, testPool, img, RemoveOptions{Timeout: 10 * time.Second, Interval: 100 * time.Millisecond}); err != nil {
+	if ok, err := Exists(conn, testPool, img); err != nil || !ok {
+		t.Fatalf("Exists after a refused remove = %v, %v", ok, err)
+	}
+	// cancelled while waiting for the watcher: gives up at once
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk = &stepClock{onWait: func(int) { cancel() }}
+	err = Remove(ctx, conn, testPool, img, RemoveOptions{Timeout: time.Hour, Interval: time.Second, clock: clk})
+	if !errors.Is(err, ErrImageBusy) || !errors.Is(err, context.Canceled) || len(clk.waits) != 1 {
+		t.Errorf("Remove cancelled while watched: %v after %d waits", err, len(clk.waits))
+	}
+	// the watcher goes away while Remove retries (during its second wait):
+	// the next attempt succeeds
+	clk = &stepClock{onWait: func(n int) {
+		if n == 2 {
+			closeImage()
+			waitUnwatched(t, conn, img)
+		}
+	}}
+	if err := Remove(context.Background(), conn, testPool, img, RemoveOptions{Timeout: 10 * time.Second, Interval: 100 * time.Millisecond, clock: clk}); err != nil {
 		t.Fatalf("Remove after the watcher left: %v", err)
+	}
+	if len(clk.waits) != 2 {
+		t.Errorf("Remove waited %d times, want 2: refused twice while watched, then removed", len(clk.waits))
 	}
 	if ok, err := Exists(conn, testPool, img); err != nil || ok {
 		t.Errorf("Exists after remove = %v, %v", ok, err)
@@ -152,6 +179,48 @@ func TestImageLifecycle(t *testing.T) {
 	// removing again is success: a retried delete must not fail
 	if err := Remove(context.Background(), conn, testPool, img, RemoveOptions{}); err != nil {
 		t.Errorf("Remove of a removed image: %v", err)
+	}
+}
+
+// stepClock is a Remove clock whose time moves only when Remove waits. It
+// records the waits and calls onWait (with the wait's number, from 1) first.
+type stepClock struct {
+	now    time.Time
+	waits  []time.Duration
+	onWait func(n int)
+}
+
+func (c *stepClock) Now() time.Time { return c.now }
+
+func (c *stepClock) Wait(ctx context.Context, d time.Duration) error {
+	c.waits = append(c.waits, d)
+	if c.onWait != nil {
+		c.onWait(len(c.waits))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.now = c.now.Add(d)
+	return nil
+}
+
+// waitUnwatched returns once the OSD no longer lists a watcher of img: a
+// closed handle's unwatch is acknowledged before Close returns, so this is
+// normally the first look.
+func waitUnwatched(t *testing.T, conn *gorados.Conn, img string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		info, err := Info(conn, testPool, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(info.Watchers) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still has watchers %v after its only handle closed", img, info.Watchers)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -309,7 +378,7 @@ func TestCredentialsFromConn(t *testing.T) {
 
 	// without a usable keyring the mons are asked
 	if err := conn.SetConfigOption("keyring", t.TempDir()+"/missing"); err != nil {
-		t.Skipf("cannot change keyring after connect: %v", err)
+		t.Fatalf("cannot change keyring after connect, so the get-key fallback is untested: %v", err)
 	}
 	creds, err = CredentialsFromConn(ctx, conn, "admin", "")
 	if err != nil {

@@ -11,6 +11,10 @@ PKGDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # LIO: the core, the iSCSI fabric and the backstores package lio may create (it never
 # loads modules itself). target/iscsi appears on the first mkdir, done by Apply.
+# target_core_mod picks its dbroot when it loads: /etc/target if that directory exists,
+# else /var/target. The host may have one (targetcli, rtslib): hide it in the guest's
+# overlay so dbroot is the reference's /var/target on every machine.
+rm -rf /etc/target
 modprobe -a target_core_mod iscsi_target_mod target_core_file target_core_iblock target_core_user ||
   { echo "modprobe failed"; exit 1; }
 # krbd and rbd-nbd: restore's block disks and package rbd's mapping tests (no udev
@@ -18,7 +22,7 @@ modprobe -a target_core_mod iscsi_target_mod target_core_file target_core_iblock
 if [[ -n ${VMTEST_CEPH_SRC:-} ]]; then
   modprobe -a rbd nbd || { echo "modprobe rbd nbd failed"; exit 1; }
 fi
-mkdir -p /etc/target   # dbroot, silences "db_root: cannot open: /etc/target"
+mkdir -p /etc/target   # after the load: where rtslib-based tools save LIO state
 # upstream refuses loopback portals: give the gateway a documentation address on lo
 ip addr add 192.0.2.10/32 dev lo
 step "modules loaded"

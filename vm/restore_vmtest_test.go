@@ -33,10 +33,8 @@ const (
 	restoreImage = 64 << 20
 	restoreGrown = 128 << 20
 	cephConfPath = "/etc/ceph/ceph.conf"
-	// envRestoreBin is the binary vm/test.sh builds; envRestoreBlock is set by
-	// vm/test.sh when that binary maps images for the block backstore.
-	envRestoreBin   = "VMTEST_RESTORE_BIN"
-	envRestoreBlock = "VMTEST_RESTORE_BLOCK"
+	// envRestoreBin is the binary vm/test.sh builds.
+	envRestoreBin = "VMTEST_RESTORE_BIN"
 )
 
 // report is the part of restore's --json output the tests check.
@@ -295,16 +293,6 @@ func changeDoc(d *config.Doc, rc restoreCase, poolID int64) {
 	delete(tg.Groups, "grp")
 }
 
-// requireBlock gates the block scenarios on a binary that maps images: until
-// restore wires block mapping in, it refuses block disks outside --dry-run,
-// and vm/test.sh says so loudly instead of failing every run.
-func requireBlock(t *testing.T) {
-	t.Helper()
-	if os.Getenv(envRestoreBlock) != "1" {
-		t.Skipf("NOT RUN: %s != 1: vm/test.sh found no block mapping in the restore binary (it still says \"not wired yet\")", envRestoreBlock)
-	}
-}
-
 func TestRestoreUserRBD(t *testing.T) {
 	runRestoreCase(t, restoreCase{name: "user-rbd", backstore: "user:rbd"})
 }
@@ -316,7 +304,6 @@ func TestRestoreUserRBD(t *testing.T) {
 // and the LUN added later map through krbd. LUN 0 is the one resized: krbd
 // refuses a live resize (below).
 func TestRestoreBlock(t *testing.T) {
-	requireBlock(t)
 	runRestoreCase(t, restoreCase{name: "block", backstore: "block", single: true, nbd: map[int]bool{0: true}})
 }
 
@@ -644,7 +631,9 @@ func unmapAll(t *testing.T, gconn *gorados.Conn, imgs []string) {
 // it) from RADOS with the binary, logs in, and compares the whole LIO tree,
 // attribute by attribute, with what upstream built for it on this kernel.
 // The only values left out are the documented ones of compareTrees:
-// statistics, HBA indexes and the CPU list (historyDependent), nothing else.
+// statistics, HBA indexes and the CPU list (historyDependent), nothing else;
+// the kernel release in target/version is checked against the running kernel
+// (runSpecific), the rest of that value against upstream's.
 func TestRestoreUpstreamTree(t *testing.T) {
 	start := time.Now()
 	if tcmuRunner(t) == 0 {

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # test.sh [go test flags...] - the real-kernel LIO tests (make vm-test): builds the vmtest
 # binary of this package, prepares a Ceph cluster with an RBD image on the host (unless
-# CEPH_ISCSI_VM_RBD=0 or Ceph/tcmu-runner are missing), and runs the binary inside a qemu
-# guest through vm/run.sh. Exits with the test binary's exit code (125: the guest hung or
-# died; see the console log in the out dir).
+# CEPH_ISCSI_VM_RBD=0; a missing Ceph tool or tcmu-runner is an error), and runs the
+# binary inside a qemu guest through vm/run.sh. Exits with the test binary's exit code
+# (125: the guest hung or died; see the console log in the out dir).
 #
 # env: CEPH_ISCSI_VM_RBD=0 skips Ceph and tcmu-runner (the user:rbd backstore is then only
 # created and compared, no I/O); CEPH_ISCSI_VM_OUT keeps the artefacts in a directory of
@@ -23,18 +23,14 @@ export CEPH_ISCSI_VM_OUT=$OUT
 # the restore tests run the real command, as an operator would
 (cd "$ROOT" && go build -tags pacific -o "$OUT/ceph-iscsi" .)
 log "built $OUT/vm.test and $OUT/ceph-iscsi"
-# Until restore maps images, it refuses block disks with this message: the block
-# scenarios then stay off, and this log says so. CEPH_ISCSI_VM_RESTORE_BLOCK=0|1 forces.
-BLOCK=${CEPH_ISCSI_VM_RESTORE_BLOCK:-}
-if [[ -z $BLOCK ]]; then
-  if grep -q 'not wired yet' "$OUT/ceph-iscsi"; then BLOCK=0; else BLOCK=1; fi
-fi
-((BLOCK == 1)) || log "WARNING: restore does not map block disks yet: TestRestoreBlock (krbd and rbd-nbd) is NOT run"
 
+# Without Ceph the restore, block and api daemon tests cannot run: a missing tool is an
+# error, not a reason to leave them out; CEPH_ISCSI_VM_RBD=0 is the explicit way.
 RBD=${CEPH_ISCSI_VM_RBD:-1}
 if [[ $RBD != 0 ]]; then
   for tool in ceph-mon ceph-osd rbd tcmu-runner; do
-    command -v "$tool" >/dev/null || { log "no $tool: skipping the user:rbd tests"; RBD=0; }
+    command -v "$tool" >/dev/null ||
+      { log "no $tool: install it (make deps) or set CEPH_ISCSI_VM_RBD=0 to run without Ceph"; exit 1; }
   done
 fi
 ENV=()
@@ -42,11 +38,15 @@ if [[ $RBD != 0 ]]; then
   # Made on the host (fast), stopped cleanly (memstore saves on umount), restarted in the
   # guest. Random ports: other clusters may run on this host; in the guest nothing else does.
   C=$OUT/ceph
+  # whatever fails or interrupts the preparation, no daemon outlives this script
+  trap '"$ROOT/dist/dev/ceph-cluster.sh" down "$C" >/dev/null 2>&1 || true' EXIT
   ok=0
   for _ in 1 2 3 4 5; do
     rm -rf "$C"
-    mon=$((20000 + RANDOM % 20000))
-    if CEPH_DEV_MON_PORT=$mon CEPH_DEV_OSD_PORTS=$((mon + 2))-$((mon + 101)) \
+    # the ranges of dist/dev/with-cluster.sh (see devcluster.freePorts)
+    mon=$((20000 + 2 * (RANDOM % 6000)))
+    osd=$((42000 + 100 * (RANDOM % 200)))
+    if CEPH_DEV_MON_PORT=$mon CEPH_DEV_OSD_PORTS=$osd-$((osd + 99)) \
       "$ROOT/dist/dev/ceph-cluster.sh" up "$C" >"$OUT/ceph-up.log" 2>&1; then
       ok=1; break
     fi
@@ -60,12 +60,13 @@ if [[ $RBD != 0 ]]; then
   # the image of lio/testdata/upstream-gateway.conf.json
   rbd -c "$C/ceph.conf" -k "$C/ceph.client.admin.keyring" create rbd/disk2 --size 1G
   "$ROOT/dist/dev/ceph-cluster.sh" down "$C" >>"$OUT/ceph-up.log" 2>&1
+  trap - EXIT
   rm -rf "$C/log"/* "$C"/crash/*
   log "Ceph cluster with rbd/disk2 prepared in $C ($(du -sh "$C" | cut -f1))"
   # package rbd's real krbd/rbd-nbd mapping tests run in the same guest, on the same cluster
   (cd "$ROOT" && go test -c -tags pacific -o "$OUT/rbd.test" ./rbd/)
   ENV=("VMTEST_CEPH_SRC=/vm-out/ceph" "VMTEST_CEPH_HOSTDIR=$C" "VMTEST_RBD_TEST=/vm-out/rbd.test"
-    "VMTEST_RESTORE_BIN=/vm-out/ceph-iscsi" "VMTEST_RESTORE_BLOCK=$BLOCK")
+    "VMTEST_RESTORE_BIN=/vm-out/ceph-iscsi")
   export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-3072M}
 fi
 export CEPH_ISCSI_VM_ENV="${ENV[*]}"

@@ -10,7 +10,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 start=$EPOCHREALTIME
 for attempt in 1 2 3 4 5; do
-  port=$((20000 + 2 * (RANDOM % 10000)))
+  # mon below the ephemeral port range (see devcluster.freePorts)
+  port=$((20000 + 2 * (RANDOM % 6000)))
   osd=$((42000 + 100 * (RANDOM % 200)))
   if out=$(CEPH_DEV_MON_PORT=$port CEPH_DEV_OSD_PORTS=$osd-$((osd + 99)) \
       "$here/ceph-cluster.sh" up "$dir" 2>"$dir.log"); then
