@@ -96,9 +96,12 @@ type plan struct {
 	before, after []string
 	// label names the local step in "applied to" lists ("localhost" or this
 	// gateway's name, as upstream's recipient lists say).
-	label                     string
-	method, endpoint, element string
-	vars                      map[string]string
+	label            string
+	method, endpoint string
+	// element is the rest of the peer's path, already escaped: build it
+	// with pathSegments, never by joining raw names.
+	element string
+	vars    map[string]string
 	// commit writes the change and returns the document to apply locally.
 	// When nothing runs before it, its error is returned to the client as
 	// is (a validation that lost a race), since nothing was changed yet.

@@ -108,7 +108,7 @@ func (v *validator) name(path string, err error) {
 	if _, ok := v.tolerated[path]; ok {
 		return
 	}
-	v.errs = append(v.errs, &FieldError{Path: path, Msg: "invalid name: " + err.Error()})
+	v.errs = append(v.errs, &FieldError{Path: path, Msg: "invalid name: " + err.Error(), Err: err})
 }
 
 // names checks every name that becomes a configfs directory, a URL path
