@@ -38,7 +38,7 @@ var ErrInvalidName = errors.New("invalid name")
 // invisible characters are escaped, and a very long name is cut, with its
 // length, so one hostile name cannot flood a log.
 func QuoteName(s string) string {
-	const show = 64
+	const show = 256
 	if len(s) <= show {
 		return strconv.QuoteToASCII(s)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
-	"path/filepath"
 	"strings"
 
 	"ceph-iscsi/config"
@@ -23,7 +22,9 @@ const nameMax = 255
 // check refuses rel unless it is a clean path below the root.
 func (f FS) check(op, rel string) error {
 	bad := func(why string) error {
-		return &fs.PathError{Op: op, Path: filepath.Join(f.root, config.QuoteName(rel)), Err: fmt.Errorf("%w: %s", ErrUnsafePath, why)}
+		// Not joined: Join would clean the ".." away and show the escape's
+		// destination instead of the path that was refused.
+		return &fs.PathError{Op: op, Path: f.root + "/" + config.QuoteName(rel), Err: fmt.Errorf("%w: %s", ErrUnsafePath, why)}
 	}
 	if rel == "" {
 		return bad("empty")
