@@ -35,6 +35,10 @@ var ErrInvalidIQN = errors.New("WWN not valid as: iqn")
 // refuses later. rtslib's refusal is ErrInvalidIQN itself (upstream's
 // text); a ValidateIQN refusal is a *NameError wrapping it.
 func NormalizeIQN(raw string) (string, error) {
+	if !utf8.ValidString(raw) {
+		// ToLower would turn the bad bytes into U+FFFD and hide them.
+		return "", iqnErr(raw, "is not valid UTF-8 (RFC 3720 3.2.6.2)")
+	}
 	s := strings.ToLower(strings.TrimSpace(raw))
 	if !iqnPattern.MatchString(s) || strings.ContainsAny(s, " _") {
 		return "", ErrInvalidIQN
