@@ -56,3 +56,33 @@ func TestPathSegments(t *testing.T) {
 		t.Errorf("two segments: %q", got)
 	}
 }
+
+// A gateway name that is not a host name (an older version's or a hand
+// edit's) is never contacted: as a URL host it could send the internal call
+// and its credentials anywhere. It can still be removed with force.
+func TestPeerCallRefusesInvalidGatewayName(t *testing.T) {
+	bad := "evil.example/x?"
+	d := seedDoc(gw1)
+	d.Gateways[bad] = &config.Gateway{}
+	tg := d.Targets[tIQN]
+	tg.IPList = append(tg.IPList, "198.51.100.7")
+	tg.Portals[bad] = &config.Portal{PortalIPAddresses: []string{"198.51.100.7"}}
+	var contacted []string
+	env := newEnv(t, newMemStore(d), gw1, func(dp *Deps) {
+		dp.PeerURL = func(gw string) string {
+			contacted = append(contacted, gw)
+			return "http://127.0.0.1:1"
+		}
+	})
+	rec := env.do(t, "PUT", "/api/client/"+tIQN+"/"+cIQN2, nil)
+	if rec.Code != 503 || !strings.Contains(msgOf(t, rec), "gateway(s) unavailable") {
+		t.Fatalf("client create with an invalid peer: %d %s", rec.Code, rec.Body)
+	}
+	expect(t, env.do(t, "DELETE", "/api/gateway/"+tIQN+"/"+pathSegments(bad), v("force", "true")), 200, "Gateway deletion successful")
+	if len(contacted) != 0 {
+		t.Fatalf("contacted %q", contacted)
+	}
+	if doc := loadDoc(t, env.store); doc.Gateways[bad] != nil || doc.Targets[tIQN].Portals[bad] != nil {
+		t.Fatal("the invalid gateway is still in the document")
+	}
+}
