@@ -171,7 +171,7 @@ func badCases() []badCase {
 		{"wrong method", "POST", "/api/targets", nil, nil, 405, "Method Not Allowed"},
 		{"discovery auth trailing slash is internal only", "PUT", "/api/discoveryauth/", nil, nil, 404, "Not Found"},
 	}
-	return append(append(cases, credCases()...), routeHostileCases()...)
+	return append(append(append(cases, credCases()...), routeHostileCases()...), nameCases()...)
 }
 
 // runBadCases sends every refused request and checks the exact upstream

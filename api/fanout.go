@@ -22,6 +22,12 @@ type peers struct{ s *server }
 // call sends one form-encoded request to a gateway. A connection failure
 // becomes upstream's synthetic 500, so callers format it like any refusal.
 func (p *peers) call(ctx context.Context, method, gw, path string, vars map[string]string) (int, []byte, error) {
+	if err := config.ValidateGatewayName(gw); err != nil {
+		// A name left by an older version or a hand edit: as a URL host it
+		// could send the call, with our credentials, anywhere.
+		body, _ := json.Marshal(map[string]string{"message": "gateway name " + err.Error() + "; not contacted (remove it with force=true)"})
+		return http.StatusBadRequest, body, nil
+	}
 	u := p.s.PeerURL(gw) + path
 	form := url.Values{}
 	for k, v := range vars {
@@ -96,9 +102,12 @@ type plan struct {
 	before, after []string
 	// label names the local step in "applied to" lists ("localhost" or this
 	// gateway's name, as upstream's recipient lists say).
-	label                     string
-	method, endpoint, element string
-	vars                      map[string]string
+	label            string
+	method, endpoint string
+	// element is the rest of the peer's path, already escaped: build it
+	// with pathSegments, never by joining raw names.
+	element string
+	vars    map[string]string
 	// commit writes the change and returns the document to apply locally.
 	// When nothing runs before it, its error is returned to the client as
 	// is (a validation that lost a race), since nothing was changed yet.

@@ -107,7 +107,7 @@ func (s *server) updateClient(targetIQN, clientIQN string, images []string, cr c
 func (s *server) client() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		tIQN, cIQN, err := clientIQNs(c)
+		tIQN, cIQN, err := s.clientIQNs(c)
 		if err != nil {
 			return err
 		}
@@ -127,7 +127,7 @@ func (s *server) client() echo.HandlerFunc {
 			return err
 		}
 		vars := map[string]string{"committing_host": s.Gateway}
-		element := tIQN + "/" + cIQN
+		element := pathSegments(tIQN, cIQN)
 		if c.Request().Method == http.MethodPut {
 			if err := s.checkClientCreate(doc, t, cIQN); err != nil {
 				return err
@@ -273,7 +273,7 @@ func hasDup(s []string) bool {
 func (s *server) clientAuth() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		tIQN, cIQN, err := clientIQNs(c)
+		tIQN, cIQN, err := s.clientIQNs(c)
 		if err != nil {
 			return err
 		}
@@ -299,7 +299,7 @@ func (s *server) clientAuth() echo.HandlerFunc {
 		vars["image_list"] = strings.Join(images, ",")
 		text, status, err := s.coordinate(ctx, plan{
 			after: remote, label: "localhost",
-			method: http.MethodPut, endpoint: "_clientauth", element: tIQN + "/" + cIQN, vars: vars,
+			method: http.MethodPut, endpoint: "_clientauth", element: pathSegments(tIQN, cIQN), vars: vars,
 			localFail: "Client update failed",
 			commit: func(ctx context.Context) (*config.Doc, error) {
 				return s.commit(ctx, func(d *config.Doc) error {

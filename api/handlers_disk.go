@@ -358,7 +358,7 @@ func (s *server) putDisk(c echo.Context, f form, pool, image string) error {
 		a := allocation{pool: pool, image: name, size: r.size, backstore: r.backstore, wwn: r.wwn, controls: r.controls, resize: r.mode == "resize"}
 		text, status, err = s.fanout(ctx, plan{
 			after: remote, label: "localhost",
-			method: http.MethodPut, endpoint: "_disk", element: diskID(pool, name), vars: vars,
+			method: http.MethodPut, endpoint: "_disk", element: pathSegments(pool, name), vars: vars,
 			localFail: "LUN allocation failure",
 			commit:    func(ctx context.Context) (*config.Doc, error) { return s.allocate(ctx, a) },
 		})
@@ -497,7 +497,7 @@ func (s *server) deleteDisk(c echo.Context, f form, pool, image string) error {
 	}
 	text, status, err := s.fanout(ctx, plan{
 		before: remote, label: s.Gateway,
-		method: http.MethodDelete, endpoint: "_disk", element: id, vars: vars,
+		method: http.MethodDelete, endpoint: "_disk", element: pathSegments(pool, image), vars: vars,
 		localFail: "Failed to remove the LUN",
 		commit: func(ctx context.Context) (*config.Doc, error) {
 			return s.purgeDisk(ctx, pool, image, preserve == "true")
@@ -837,7 +837,7 @@ func (s *server) reactivate(ctx context.Context, id string, remote []string, loc
 	}
 	p := plan{
 		label:  s.Gateway,
-		method: http.MethodPut, endpoint: "_disk", element: id, vars: vars,
+		method: http.MethodPut, endpoint: "_disk", element: pathSegments(pool, image), vars: vars,
 		localFail: "activate failed",
 		commit: func(ctx context.Context) (*config.Doc, error) {
 			if !localToo {
@@ -874,7 +874,7 @@ func (s *server) reconfigureDisk(ctx context.Context, id string, controls settin
 	}
 	text, status, err := s.fanout(ctx, plan{
 		label: "localhost", after: remote,
-		method: http.MethodPut, endpoint: "_disk", element: id, vars: map[string]string{"mode": "deactivate"},
+		method: http.MethodPut, endpoint: "_disk", element: pathSegments(pool, image), vars: map[string]string{"mode": "deactivate"},
 		localFail: "deactivate failed",
 		commit: func(ctx context.Context) (*config.Doc, error) {
 			return s.activation(ctx, pool, image, "deactivate", nil)
@@ -1018,7 +1018,7 @@ func (s *server) rollback(ctx context.Context, doc *config.Doc, pool, image, nam
 	}
 	text, status, err := s.fanout(ctx, plan{
 		before: remote, label: s.Gateway,
-		method: http.MethodPut, endpoint: "_disk", element: id, vars: map[string]string{"mode": "deactivate"},
+		method: http.MethodPut, endpoint: "_disk", element: pathSegments(pool, image), vars: map[string]string{"mode": "deactivate"},
 		localFail: "deactivate failed",
 		commit: func(ctx context.Context) (*config.Doc, error) {
 			return s.activation(ctx, pool, image, "deactivate", nil)

@@ -34,7 +34,7 @@ const formGatewayRemoved = "gateway_removed"
 
 func (s *server) gateways() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		iqn, err := iqnParam(c, "target_iqn")
+		iqn, err := s.iqnParam(c, "target_iqn")
 		if err != nil {
 			return err
 		}
@@ -55,7 +55,7 @@ func (s *server) gateways() echo.HandlerFunc {
 
 func (s *server) gateway() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		iqn, err := iqnParam(c, "target_iqn")
+		iqn, err := s.iqnParam(c, "target_iqn")
 		if err != nil {
 			return err
 		}
@@ -66,6 +66,10 @@ func (s *server) gateway() echo.HandlerFunc {
 		}
 		if c.Request().Method == http.MethodDelete {
 			return s.deleteGateway(c, f, doc, t, iqn, gw)
+		}
+		// The name becomes the host of peer URLs.
+		if err := config.ValidateGatewayName(gw); err != nil && t.Portals[gw] == nil {
+			return httpErr(http.StatusBadRequest, "Invalid gateway name %s - gateway_name: %s", config.QuoteName(gw), err.(*config.NameError).Rule)
 		}
 		return s.addGateway(c, f, t, iqn, gw)
 	}
@@ -146,7 +150,7 @@ func (s *server) addGateway(c echo.Context, f form, t *config.Target, iqn, gw st
 
 	order := append([]string{gw}, existing...)
 	p := plan{
-		label: s.Gateway, method: http.MethodPut, endpoint: "_gateway", element: iqn + "/" + gw,
+		label: s.Gateway, method: http.MethodPut, endpoint: "_gateway", element: pathSegments(iqn, gw),
 		vars:      map[string]string{"gateway_ip_list": strings.Join(list, ","), "nosync": nosync},
 		localFail: msgCreateTargetFailure,
 	}
@@ -238,7 +242,7 @@ func (s *server) validGateway(ctx context.Context, gw string, ips []string) stri
 // sysinfoOf queries a gateway's /api/sysinfo; a gateway that cannot be
 // reached answers the synthetic 500 upstream's APIRequest makes up.
 func (s *server) sysinfoOf(ctx context.Context, gw, query string) (int, []byte) {
-	status, body, err := s.peers.call(ctx, http.MethodGet, gw, "/api/sysinfo/"+query, nil)
+	status, body, err := s.peers.call(ctx, http.MethodGet, gw, "/api/sysinfo/"+pathSegments(query), nil)
 	if err != nil {
 		s.Logger.Warn("sysinfo query failed", "gateway", gw, "query", query, "err", err)
 		return http.StatusInternalServerError, nil
@@ -348,7 +352,7 @@ func (s *server) deleteGateway(c echo.Context, f form, doc *config.Doc, t *confi
 		return s.commit(ctx, s.removeGateway(iqn, gw))
 	}
 	p := plan{
-		label: s.Gateway, method: http.MethodDelete, endpoint: "_gateway", element: iqn + "/" + gw,
+		label: s.Gateway, method: http.MethodDelete, endpoint: "_gateway", element: pathSegments(iqn, gw),
 		vars:      map[string]string{formGatewayRemoved: "true"},
 		localFail: "Gateway deletion failed", commit: remove,
 	}

@@ -34,7 +34,7 @@ func (s *server) applyGroup(tIQN, name string, members, disks []string) rados.Mu
 func (s *server) hostGroup() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		tIQN, err := iqnParam(c, "target_iqn")
+		tIQN, err := s.iqnParam(c, "target_iqn")
 		if err != nil {
 			return err
 		}
@@ -72,6 +72,11 @@ func (s *server) hostGroup() echo.HandlerFunc {
 			return message(c, http.StatusOK, fmt.Sprintf("Group definition '%s' deleted", name))
 		}
 
+		if g == nil {
+			if err := config.ValidateSafeName(name); err != nil {
+				return httpErr(http.StatusBadRequest, "Invalid group name %s - group_name: %s", config.QuoteName(name), err.(*config.NameError).Rule)
+			}
+		}
 		var curMembers, curDisks []string
 		if g != nil {
 			curMembers = g.Members
@@ -91,7 +96,7 @@ func (s *server) hostGroup() echo.HandlerFunc {
 		vars := map[string]string{"members": strings.Join(members, ","), "disks": strings.Join(disks, ",")}
 		text, status, err := s.coordinate(ctx, plan{
 			after: remote, label: "localhost",
-			method: http.MethodPut, endpoint: "_hostgroup", element: tIQN + "/" + name, vars: vars,
+			method: http.MethodPut, endpoint: "_hostgroup", element: pathSegments(tIQN, name), vars: vars,
 			localFail: "Group request failed",
 			commit: func(ctx context.Context) (*config.Doc, error) {
 				return s.commit(ctx, s.applyGroup(tIQN, name, members, disks))

@@ -24,14 +24,54 @@ func (s *server) load(ctx context.Context) (*config.Doc, error) {
 }
 
 // iqnParam normalises an IQN path parameter as upstream's normalize_wwn call
-// does; upstream answered a bad name with a 500, a client mistake is a 400.
-func iqnParam(c echo.Context, name string) (string, error) {
+// does, then applies the iSCSI name rules (config.ValidateIQN); upstream
+// answered a bad name with a 500, a client mistake is a 400. A GET or DELETE
+// may still address an object whose invalid name is already in the
+// document (committed by an older version or by hand): every object must
+// stay readable and deletable.
+func (s *server) iqnParam(c echo.Context, name string) (string, error) {
 	raw := param(c, name)
 	iqn, err := config.NormalizeIQN(raw)
-	if err != nil {
-		return "", httpErr(http.StatusBadRequest, "Invalid iqn %s - %v", raw, err)
+	if err == nil {
+		return iqn, nil
 	}
-	return iqn, nil
+	if m := c.Request().Method; m == http.MethodDelete || m == http.MethodGet {
+		if doc, lerr := s.load(c.Request().Context()); lerr == nil {
+			if stored, ok := storedIQN(doc, name, raw); ok {
+				return stored, nil
+			}
+		}
+	}
+	return "", invalidIQN(name, raw, err)
+}
+
+// invalidIQN is the refusal of an IQN: upstream's text for rtslib's test,
+// and for the iSCSI name rules upstream lacks, the field and the rule.
+func invalidIQN(field, raw string, err error) error {
+	var ne *config.NameError
+	if errors.As(err, &ne) {
+		return httpErr(http.StatusBadRequest, "Invalid iqn %s - %s: %s", config.QuoteName(raw), field, ne.Rule)
+	}
+	return httpErr(http.StatusBadRequest, "Invalid iqn %s - %v", raw, err)
+}
+
+// storedIQN finds raw (or its lower-cased, trimmed form) among the
+// document's target IQNs (field target_iqn) or client IQNs (client_iqn).
+func storedIQN(doc *config.Doc, field, raw string) (string, bool) {
+	for _, cand := range []string{raw, strings.ToLower(strings.TrimSpace(raw))} {
+		if field == "target_iqn" {
+			if doc.Targets[cand] != nil {
+				return cand, true
+			}
+			continue
+		}
+		for _, t := range doc.Targets {
+			if t != nil && t.Clients[cand] != nil {
+				return cand, true
+			}
+		}
+	}
+	return "", false
 }
 
 // targetOf finds a target; upstream crashed with a KeyError (500) on most
@@ -179,7 +219,7 @@ func (s *server) ping() echo.HandlerFunc {
 
 func (s *server) clients() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		iqn, err := iqnParam(c, "target_iqn")
+		iqn, err := s.iqnParam(c, "target_iqn")
 		if err != nil {
 			return err
 		}
@@ -197,7 +237,7 @@ func (s *server) clients() echo.HandlerFunc {
 
 func (s *server) hostGroups() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		iqn, err := iqnParam(c, "target_iqn")
+		iqn, err := s.iqnParam(c, "target_iqn")
 		if err != nil {
 			return err
 		}
@@ -241,7 +281,7 @@ func (s *server) targetInfo() echo.HandlerFunc {
 			if err == nil && status == http.StatusServiceUnavailable {
 				continue
 			}
-			status, body, err := s.peers.call(ctx, http.MethodGet, gw, "/api/_targetinfo/"+iqn, nil)
+			status, body, err := s.peers.call(ctx, http.MethodGet, gw, "/api/_targetinfo/"+pathSegments(iqn), nil)
 			if err != nil {
 				return err
 			}
@@ -312,12 +352,12 @@ func (s *server) loadTarget(c echo.Context, iqn string) (form, *config.Doc, *con
 
 // clientIQNs normalises the target and client IQNs of a client-scoped path,
 // target first, as upstream refuses them.
-func clientIQNs(c echo.Context) (string, string, error) {
-	tIQN, err := iqnParam(c, "target_iqn")
+func (s *server) clientIQNs(c echo.Context) (string, string, error) {
+	tIQN, err := s.iqnParam(c, "target_iqn")
 	if err != nil {
 		return "", "", err
 	}
-	cIQN, err := iqnParam(c, "client_iqn")
+	cIQN, err := s.iqnParam(c, "client_iqn")
 	if err != nil {
 		return "", "", err
 	}

@@ -60,7 +60,7 @@ func lunIDField(f form) (*int, error) {
 // first, the local gateway last commits).
 func (s *server) targetLun() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		tIQN, err := iqnParam(c, "target_iqn")
+		tIQN, err := s.iqnParam(c, "target_iqn")
 		if err != nil {
 			return err
 		}
@@ -108,7 +108,7 @@ func (s *server) addTargetLun(c echo.Context, doc *config.Doc, tIQN, disk string
 	vars := map[string]string{"disk": disk, "allocating_host": s.Gateway}
 	text, status, err := s.coordinate(c.Request().Context(), plan{
 		after: remote, label: s.Gateway,
-		method: http.MethodPut, endpoint: "_targetlun", element: tIQN, vars: vars,
+		method: http.MethodPut, endpoint: "_targetlun", element: pathSegments(tIQN), vars: vars,
 		localFail: "Failed to add the LUN",
 		commit: func(ctx context.Context) (*config.Doc, error) {
 			return s.commit(ctx, func(d *config.Doc) error {
@@ -155,7 +155,7 @@ func (s *server) removeTargetLun(c echo.Context, doc *config.Doc, tIQN, disk str
 	}
 	text, status, err := s.coordinate(c.Request().Context(), plan{
 		before: remote, label: s.Gateway,
-		method: http.MethodDelete, endpoint: "_targetlun", element: tIQN,
+		method: http.MethodDelete, endpoint: "_targetlun", element: pathSegments(tIQN),
 		vars:      map[string]string{"disk": disk, "purge_host": s.Gateway},
 		localFail: "Failed to remove the LUN",
 		commit: func(ctx context.Context) (*config.Doc, error) {
@@ -299,7 +299,7 @@ func (s *server) gatewayInfo() echo.HandlerFunc {
 func (s *server) clientLun() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		tIQN, cIQN, err := clientIQNs(c)
+		tIQN, cIQN, err := s.clientIQNs(c)
 		if err != nil {
 			return err
 		}
@@ -321,7 +321,7 @@ func (s *server) clientLun() echo.HandlerFunc {
 		}
 		text, status, err := s.coordinate(ctx, plan{
 			after: remote, label: "localhost",
-			method: http.MethodPut, endpoint: "_clientlun", element: tIQN + "/" + cIQN, vars: vars,
+			method: http.MethodPut, endpoint: "_clientlun", element: pathSegments(tIQN, cIQN), vars: vars,
 			localFail: "Client update failed",
 			commit: func(ctx context.Context) (*config.Doc, error) {
 				return s.commit(ctx, m)
@@ -539,7 +539,7 @@ func (s *server) clientInfo() echo.HandlerFunc {
 				if ok, summary := s.peers.ready(ctx, []string{gw}); !ok {
 					return message(c, http.StatusServiceUnavailable, "failed, gateway(s) unavailable:"+summary)
 				}
-				status, body, err := s.peers.call(ctx, http.MethodGet, gw, "/api/_clientinfo/"+tIQN+"/"+cIQN, nil)
+				status, body, err := s.peers.call(ctx, http.MethodGet, gw, "/api/_clientinfo/"+pathSegments(tIQN, cIQN), nil)
 				if err != nil {
 					return err
 				}

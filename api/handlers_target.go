@@ -74,7 +74,7 @@ func parseControls(f form) (settings.Controls, error) {
 
 func (s *server) target() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		iqn, err := iqnParam(c, "target_iqn")
+		iqn, err := s.iqnParam(c, "target_iqn")
 		if err != nil {
 			return err
 		}
@@ -133,7 +133,7 @@ func (s *server) target() echo.HandlerFunc {
 		}
 		text, status, err := s.coordinate(ctx, plan{
 			after: remote, label: s.Gateway,
-			method: http.MethodPut, endpoint: "_target", element: iqn, vars: vars,
+			method: http.MethodPut, endpoint: "_target", element: pathSegments(iqn), vars: vars,
 			localFail: "Target reconfigure failed",
 			commit: func(ctx context.Context) (*config.Doc, error) {
 				return s.commit(ctx, func(d *config.Doc) error {
@@ -191,7 +191,7 @@ func (s *server) deleteTarget(c echo.Context, iqn string) error {
 	// whatever is left, as upstream's last recipient does.
 	text, status, err := s.coordinate(ctx, plan{
 		before: others, label: s.Gateway,
-		method: http.MethodDelete, endpoint: "_target", element: iqn,
+		method: http.MethodDelete, endpoint: "_target", element: pathSegments(iqn),
 		localFail: "Failed to remove the target",
 		commit: func(ctx context.Context) (*config.Doc, error) {
 			return s.commit(ctx, func(d *config.Doc) error {
@@ -271,7 +271,7 @@ func internalFailure(err error, prefix string) error {
 	var he *httpError
 	var rej *config.Rejection
 	var ge *config.GroupError
-	if errors.As(err, &he) || errors.As(err, &rej) || errors.As(err, &ge) {
+	if errors.As(err, &he) || errors.As(err, &rej) || errors.As(err, &ge) || errors.As(err, new(*config.NameError)) {
 		return err
 	}
 	if prefix == "" {
@@ -379,7 +379,7 @@ func (s *server) targetAuth() echo.HandlerFunc {
 		}
 		text, status, err := s.coordinate(ctx, plan{
 			after: remote, label: s.Gateway,
-			method: http.MethodPut, endpoint: "_targetauth", element: iqn, vars: vars,
+			method: http.MethodPut, endpoint: "_targetauth", element: pathSegments(iqn), vars: vars,
 			localFail: "Target auth update failed",
 			commit: func(ctx context.Context) (*config.Doc, error) {
 				return s.commit(ctx, s.targetAuthMutation(iqn, action, cr, true))

@@ -65,11 +65,12 @@ func (m *memStore) Commit(_ context.Context, mutate rados.Mutation) (*config.Doc
 	if err != nil {
 		return nil, err
 	}
+	known := doc.InvalidNames() // as the rados store: tolerate what is already there
 	if err := mutate(doc); err != nil {
 		return nil, err
 	}
 	doc.Touch(t0)
-	b, err := doc.ValidateAndMarshal()
+	b, err := doc.ValidateAndMarshalSince(known)
 	if err != nil {
 		return nil, err
 	}

@@ -58,13 +58,13 @@ func chapFields(required bool) []field {
 // pathParamDescs documents every <name> segment of routeTable.
 var pathParamDescs = map[string]string{
 	"query_type":   "what to report: ip_addresses, hostname, checkconf or checkversions",
-	"target_iqn":   "iSCSI qualified name of the target (public routes lower-case it)",
-	"gateway_name": "gateway name: the host's FQDN, the key in the config's gateways and portals",
+	"target_iqn":   "iSCSI qualified name of the target (public routes lower-case it): iqn.yyyy-mm.<reversed domain>[:<suffix>], at most 223 bytes of a-z, 0-9, '-', '.', ':' and lower-case Unicode letters (RFC 3720/3722); escape it as one path segment",
+	"gateway_name": "gateway name: the host's FQDN (RFC 1123 host name or IP address), the key in the config's gateways and portals",
 	"pool":         "Ceph pool of the RBD image",
 	"image":        "RBD image name",
-	"name":         "snapshot name (no '/' or '@')",
-	"client_iqn":   "iSCSI qualified name of the initiator",
-	"group_name":   "host group name",
+	"name":         "snapshot name (no '/', '@' or control characters)",
+	"client_iqn":   "iSCSI qualified name of the initiator, same rules as target_iqn",
+	"group_name":   "host group name: 1-255 bytes, no '/', spaces or control characters",
 }
 
 // opDescs documents every operation of routeTable, keyed "METHOD rule".

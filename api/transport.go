@@ -267,6 +267,9 @@ func (s *server) classify(err error) (int, string) {
 		return statusOf(rej.Kind), rej.Msg
 	case errors.As(err, &ee):
 		return ee.Code, fmt.Sprint(ee.Message)
+	case errors.As(err, new(*config.NameError)):
+		// A commit refused for a new invalid name: the request's mistake.
+		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, config.ErrNotFound):
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, config.ErrExists), errors.Is(err, config.ErrConflict):

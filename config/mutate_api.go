@@ -30,12 +30,23 @@ var iqnPattern = regexp.MustCompile(`^iqn\.[0-9]{4}-[0-1][0-9]\..*\..*`)
 var ErrInvalidIQN = errors.New("WWN not valid as: iqn")
 
 // NormalizeIQN trims and lower-cases an initiator or target name and checks
-// it the way LIO's tooling (rtslib normalize_wwn(['iqn'])) does, so a name we
-// accept is never one the kernel side refuses later.
+// it the way LIO's tooling (rtslib normalize_wwn(['iqn'])) does, then
+// against ValidateIQN, so a name we accept is never one the kernel side
+// refuses later. rtslib's refusal is ErrInvalidIQN itself (upstream's
+// text); a ValidateIQN refusal is a *NameError wrapping it.
 func NormalizeIQN(raw string) (string, error) {
+	if !utf8.ValidString(raw) {
+		// ToLower would turn the bad bytes into U+FFFD and hide them.
+		return "", iqnErr(raw, "is not valid UTF-8 (RFC 3720 3.2.6.2)")
+	}
 	s := strings.ToLower(strings.TrimSpace(raw))
 	if !iqnPattern.MatchString(s) || strings.ContainsAny(s, " _") {
 		return "", ErrInvalidIQN
+	}
+	// rtslib's test leaves most of the name free; the iSCSI name rules
+	// close it, so nothing that cannot be an LIO directory gets stored.
+	if err := ValidateIQN(s); err != nil {
+		return "", err
 	}
 	return s, nil
 }

@@ -123,9 +123,12 @@ type LunRef struct {
 type FieldError struct {
 	Path string
 	Msg  string
+	// Err is the cause when there is one to test for (a *NameError).
+	Err error
 }
 
 func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+func (e *FieldError) Unwrap() error { return e.Err }
 
 // Parse decodes a version 11 (or newer) document. Older documents must go
 // through Load, which upgrades them first.

@@ -241,11 +241,11 @@ func TestUpgradeOldEdgeCases(t *testing.T) {
 	}
 
 	raw := `{"version": 3, "disks": {"rbd.a": {"pool": "rbd", "image": "a"}},
-		"gateways": {"iqn": "iqn.x:y", "ip_list": ["1.1.1.1"], "node1": {"iqn": "iqn.x:y", "active_luns": 0,
+		"gateways": {"iqn": "iqn.2003-01.com.example:y", "ip_list": ["1.1.1.1"], "node1": {"iqn": "iqn.2003-01.com.example:y", "active_luns": 0,
 		"portal_ip_address": "1.1.1.1", "gateway_ip_list": ["1.1.1.1"], "inactive_portal_ips": [], "tpgs": 1}},
 		"clients": {}, "groups": {}}`
 	doc = upgradeString(t, raw, UpgradeOptions{Gateway: node1, Now: t1})
-	tg := doc.Targets["iqn.x:y"]
+	tg := doc.Targets["iqn.2003-01.com.example:y"]
 	if tg == nil || len(tg.Controls) != 0 || tg.Disks["rbd/a"].LunID != 0 {
 		t.Fatalf("v3 without controls: %s", doc.Marshal())
 	}
@@ -296,17 +296,17 @@ func TestUpgradeChapSplit(t *testing.T) {
 func TestUpgradeDotToSlash(t *testing.T) {
 	raw := `{"version": 6, "gateways": {}, "discovery_auth": {"chap": "", "chap_mutual": ""},
 		"disks": {"rbd.my.img": {"pool": "rbd", "image": "my.img"}, "rbd.x": {"pool": "rbd", "image": "x"}},
-		"targets": {"t": {"disks": ["rbd.my.img", "rbd.x"], "portals": {},
-			"clients": {"c": {"auth": {"chap": "", "chap_mutual": ""}, "luns": {"rbd.my.img": {"lun_id": 3}}, "group_name": "g"}},
-			"groups": {"g": {"members": ["c"], "disks": {"rbd.my.img": {"lun_id": 3}}}}}}}`
+		"targets": {"iqn.2003-01.com.example:t": {"disks": ["rbd.my.img", "rbd.x"], "portals": {},
+			"clients": {"iqn.1994-05.com.example:c": {"auth": {"chap": "", "chap_mutual": ""}, "luns": {"rbd.my.img": {"lun_id": 3}}, "group_name": "g"}},
+			"groups": {"g": {"members": ["iqn.1994-05.com.example:c"], "disks": {"rbd.my.img": {"lun_id": 3}}}}}}}`
 	doc := upgradeString(t, raw, UpgradeOptions{Gateway: node1, Now: t1})
 	d := doc.Disks["rbd/my/img"]
 	if d == nil || d.BackstoreObjectName != "rbd.my.img" || d.Image != "my.img" {
 		t.Fatalf("disks: %s", doc.Marshal())
 	}
-	tg := doc.Targets["t"]
-	if _, ok := tg.Clients["c"].Luns["rbd/my/img"]; !ok {
-		t.Errorf("client luns not renamed: %v", tg.Clients["c"].Luns)
+	tg := doc.Targets["iqn.2003-01.com.example:t"]
+	if _, ok := tg.Clients["iqn.1994-05.com.example:c"].Luns["rbd/my/img"]; !ok {
+		t.Errorf("client luns not renamed: %v", tg.Clients["iqn.1994-05.com.example:c"].Luns)
 	}
 	if _, ok := tg.Groups["g"].Disks["rbd/my/img"]; !ok {
 		t.Errorf("group disks not renamed: %v", tg.Groups["g"].Disks)

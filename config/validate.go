@@ -21,7 +21,7 @@ const MaxTargetLunID = 16383
 // maintains, so it never rejects a document a Python gateway could write.
 // The result joins one *FieldError per violation.
 func (d *Doc) Validate() error {
-	_, err := d.validate(true)
+	_, err := d.validate(true, nil)
 	return err
 }
 
@@ -29,11 +29,39 @@ func (d *Doc) Validate() error {
 // instead of twice: the store's commit path, where a large document's encoding is
 // most of the CPU a commit costs.
 func (d *Doc) ValidateAndMarshal() ([]byte, error) {
-	return d.validate(false)
+	return d.validate(false, nil)
 }
 
-func (d *Doc) validate(discard bool) ([]byte, error) {
+// InvalidNames lists, by field path, the names in d that break their
+// grammar (see ValidateIQN, ValidateGatewayName, ValidateSafeName). Such
+// names can only come from an older gateway or a hand edit; the reconciler
+// skips their objects.
+func (d *Doc) InvalidNames() map[string]error {
 	var v validator
+	v.names(d)
+	out := map[string]error{}
+	for _, e := range v.errs {
+		var fe *FieldError
+		if errors.As(e, &fe) {
+			out[fe.Path] = e
+		}
+	}
+	return out
+}
+
+// ValidateAndMarshalSince is ValidateAndMarshal for a commit on top of a
+// document whose invalid names were known (prev.InvalidNames()): those
+// names are tolerated, so one bad object committed by an older version does
+// not wedge every later mutation, including its own DELETE, while a new
+// invalid name is still refused.
+func (d *Doc) ValidateAndMarshalSince(known map[string]error) ([]byte, error) {
+	return d.validate(false, known)
+}
+
+func (d *Doc) validate(discard bool, tolerated map[string]error) ([]byte, error) {
+	var v validator
+	v.tolerated = tolerated
+	v.names(d)
 	if d.Version < CurrentVersion {
 		v.add("version", fmt.Sprintf("must be at least %d", CurrentVersion))
 	}
@@ -66,7 +94,64 @@ func (d *Doc) validate(discard bool) ([]byte, error) {
 	return raw, nil
 }
 
-type validator struct{ errs []error }
+type validator struct {
+	errs      []error
+	tolerated map[string]error
+}
+
+// name records err (a *NameError or nil) for the name at path, unless the
+// path is tolerated.
+func (v *validator) name(path string, err error) {
+	if err == nil {
+		return
+	}
+	if _, ok := v.tolerated[path]; ok {
+		return
+	}
+	v.errs = append(v.errs, &FieldError{Path: path, Msg: "invalid name: " + err.Error(), Err: err})
+}
+
+// names checks every name that becomes a configfs directory, a URL path
+// segment or a command argument: target and client IQNs, host group names,
+// gateway names, disk pools, images and backstore object names.
+func (v *validator) names(d *Doc) {
+	for _, id := range sortedKeys(d.Disks) {
+		// The key is not checked: upstream's v3 upgrade turned every '.' of
+		// "pool.image" into '/', so only the fields name the image.
+		p := childPath("disks", id)
+		disk := d.Disks[id]
+		if disk == nil {
+			continue
+		}
+		for _, f := range []struct{ key, value string }{
+			{"pool", disk.Pool}, {"image", disk.Image}, {"backstore_object_name", disk.BackstoreObjectName},
+		} {
+			if f.value != "" {
+				v.name(keyPath(p, f.key), ValidateSafeName(f.value))
+			}
+		}
+	}
+	for _, name := range sortedKeys(d.Gateways) {
+		v.name(childPath("gateways", name), ValidateGatewayName(name))
+	}
+	for _, iqn := range sortedKeys(d.Targets) {
+		tp := childPath("targets", iqn)
+		v.name(tp, ValidateIQN(iqn))
+		t := d.Targets[iqn]
+		if t == nil {
+			continue
+		}
+		for _, c := range sortedKeys(t.Clients) {
+			v.name(childPath(keyPath(tp, "clients"), c), ValidateIQN(c))
+		}
+		for _, g := range sortedKeys(t.Groups) {
+			v.name(childPath(keyPath(tp, "groups"), g), ValidateSafeName(g))
+		}
+		for _, gw := range sortedKeys(t.Portals) {
+			v.name(childPath(keyPath(tp, "portals"), gw), ValidateGatewayName(gw))
+		}
+	}
+}
 
 func (v *validator) add(path, rule string) {
 	v.errs = append(v.errs, &FieldError{Path: path, Msg: rule})

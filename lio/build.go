@@ -122,11 +122,24 @@ func (a AuthSpec) auth() *Auth {
 func Build(spec Spec) (State, error) {
 	var errs []error
 	st := State{}
-	for id, d := range spec.Disks {
-		st.Managed.StorageObjects = append(st.Managed.StorageObjects, d.objectName(id))
+	// An object whose name could not be one configfs directory is neither
+	// built nor managed: the error names it and the rest converges.
+	for _, id := range sortedKeys(spec.Disks) {
+		name := spec.Disks[id].objectName(id)
+		if err := checkObjectName(id, name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		st.Managed.StorageObjects = append(st.Managed.StorageObjects, name)
 	}
 	sort.Strings(st.Managed.StorageObjects)
-	st.Managed.Targets = sortedKeys(spec.Targets)
+	for _, iqn := range sortedKeys(spec.Targets) {
+		if err := checkTargetName("target", iqn); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		st.Managed.Targets = append(st.Managed.Targets, iqn)
+	}
 	if spec.ManageDiscoveryAuth {
 		st.DiscoveryAuth = &DiscoveryAuth{Enforce: spec.DiscoveryAuth.Username != ""}
 		if st.DiscoveryAuth.Enforce {
@@ -199,6 +212,10 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 	for i, raw := range ts.IPList {
 		ip := trimBrackets(raw)
 		tag := i + 1
+		if err := checkPortalIP(iqn, ip); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		local := isLocal[ip]
 		tpg := TPG{
 			Tag:     tag,
@@ -245,6 +262,10 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 		sortLUNs(tpg.LUNs)
 		if local {
 			for _, ini := range sortedKeys(ts.Clients) {
+				if err := checkTargetName("target "+iqn+" client", ini); err != nil {
+					errs = append(errs, err)
+					continue
+				}
 				acl, err := buildACL(iqn, ini, ts.Clients[ini], tgt, lunByDisk)
 				if err != nil {
 					errs = append(errs, err)
@@ -303,6 +324,9 @@ func buildACL(iqn, ini string, c ClientSpec, tgt Settings, lunByDisk map[string]
 // it on first use.
 func storageObject(spec Spec, id string, d DiskSpec, sos map[string]*StorageObject) (*StorageObject, error) {
 	name := d.objectName(id)
+	if err := checkObjectName(id, name); err != nil {
+		return nil, err
+	}
 	if so, ok := sos[name]; ok {
 		return so, nil
 	}

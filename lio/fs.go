@@ -87,11 +87,17 @@ func (f FS) Emulated() bool { return f.emulated }
 func (f FS) abs(rel string) string { return filepath.Join(f.root, filepath.FromSlash(rel)) }
 
 func (f FS) exists(rel string) bool {
+	if err := f.check("stat", rel); err != nil {
+		return false
+	}
 	_, err := os.Lstat(f.abs(rel))
 	return err == nil
 }
 
 func (f FS) mkdir(rel string) error {
+	if err := f.check("mkdir", rel); err != nil {
+		return err
+	}
 	if err := os.Mkdir(f.abs(rel), 0o755); err != nil {
 		return err
 	}
@@ -105,6 +111,9 @@ func (f FS) mkdir(rel string) error {
 // configfs auth files keep the bytes verbatim, so a newline would become
 // part of a CHAP secret.
 func (f FS) write(rel, value string) error {
+	if err := f.check("write", rel); err != nil {
+		return err
+	}
 	if value == "" {
 		// configfs never calls store() for a zero-length write, so it would
 		// silently change nothing; the planner writes "NULL" to clear.
@@ -135,6 +144,9 @@ func unwrapErrno(err error) error {
 }
 
 func (f FS) read(rel string) (string, error) {
+	if err := f.check("read", rel); err != nil {
+		return "", err
+	}
 	b, err := os.ReadFile(f.abs(rel))
 	if err != nil {
 		return "", err
@@ -145,6 +157,9 @@ func (f FS) read(rel string) (string, error) {
 // symlink links rel to the object at target (both relative to the root).
 // The emulation stores the relative form the kernel reports on readlink.
 func (f FS) symlink(target, rel string) error {
+	if err := errors.Join(f.check("symlink", target), f.check("symlink", rel)); err != nil {
+		return err
+	}
 	if !f.emulated {
 		return os.Symlink(f.abs(target), f.abs(rel))
 	}
@@ -164,6 +179,9 @@ func path2dir(rel string) string {
 
 // readlink returns the target of the link at rel, relative to the root.
 func (f FS) readlink(rel string) (string, error) {
+	if err := f.check("readlink", rel); err != nil {
+		return "", err
+	}
 	t, err := os.Readlink(f.abs(rel))
 	if err != nil {
 		return "", err
@@ -178,9 +196,17 @@ func (f FS) readlink(rel string) (string, error) {
 	return filepath.ToSlash(r), nil
 }
 
-func (f FS) unlink(rel string) error { return os.Remove(f.abs(rel)) }
+func (f FS) unlink(rel string) error {
+	if err := f.check("unlink", rel); err != nil {
+		return err
+	}
+	return os.Remove(f.abs(rel))
+}
 
 func (f FS) rmdir(rel string) error {
+	if err := f.check("rmdir", rel); err != nil {
+		return err
+	}
 	if !f.emulated {
 		return syscall.Rmdir(f.abs(rel))
 	}
@@ -196,6 +222,9 @@ func (f FS) rmdir(rel string) error {
 // entries lists a directory: subdirectory names, file names and symlink
 // names, each sorted.
 func (f FS) entries(rel string) (dirs, files, links []string, err error) {
+	if err := f.check("readdir", rel); err != nil {
+		return nil, nil, nil, err
+	}
 	des, err := os.ReadDir(f.abs(rel))
 	if err != nil {
 		return nil, nil, nil, err

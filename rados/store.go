@@ -326,6 +326,9 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 			return doc, nil
 		}
 		seed := len(raw) == 0 && mutate == nil
+		// Names an older gateway or a hand edit left behind stay committable
+		// (so the object can still be deleted); new ones must be valid.
+		known := doc.InvalidNames()
 		if mutate != nil {
 			if err := mutate(doc); err != nil {
 				return nil, err
@@ -336,7 +339,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 			doc.Epoch++
 			doc.Updated = config.Timestamp(s.opts.Now())
 		}
-		out, err := doc.ValidateAndMarshal()
+		out, err := doc.ValidateAndMarshalSince(known)
 		if err != nil {
 			return nil, fmt.Errorf("commit to %s refused, the result would be invalid: %w", s.Name(), err)
 		}

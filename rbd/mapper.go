@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
 )
 
 // Defaults of MapperOptions.
@@ -206,6 +207,9 @@ func (m *Mapper) Map(ctx context.Context, pool, image string) (string, error) {
 }
 
 func (m *Mapper) mapImage(ctx context.Context, pool, image string) (string, error) {
+	if err := errors.Join(checkMapName("pool", pool), checkMapName("image", image)); err != nil {
+		return "", fmt.Errorf("map %q/%q: %w", pool, image, err)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	maps, err := m.mapped(ctx)
@@ -567,4 +571,21 @@ func (mp Mapping) String() string {
 		s += "@" + mp.Snap
 	}
 	return s + " -> " + mp.Device
+}
+
+// checkMapName refuses a pool or image name that would change the meaning of
+// the map request: krbd's add line is space-separated options, rbd-nbd's is
+// an argument list where a leading '-' is an option, and '/' or '@' would
+// name another image or a snapshot. The document may hold such a name (an
+// older version or a hand edit); it must never reach either.
+func checkMapName(what, name string) error {
+	if name == "" || name[0] == '-' || strings.ContainsAny(name, "/@") {
+		return fmt.Errorf("%w: %s %q: empty, a leading '-', '/' or '@'", ErrInvalidName, what, name)
+	}
+	for _, r := range name {
+		if r <= ' ' || r == 0x7f || !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: %s %q: space, control or unprintable character %U", ErrInvalidName, what, name, r)
+		}
+	}
+	return nil
 }

@@ -495,3 +495,19 @@ func TestMonitorsV2Only(t *testing.T) {
 		t.Errorf("add line %q: want v2 monitors with ms_mode=prefer-crc", h.adds)
 	}
 }
+
+// Issue 8: a name from the document never becomes an option or another
+// image in a map request.
+func TestMapRefusesHostileNames(t *testing.T) {
+	h := newFakeHost(t, true)
+	m := h.mapper(DriverAuto, nil)
+	for _, c := range [][2]string{{"-o", "x"}, {"rbd", "--conf=/tmp/x"}, {"rbd", "a b"}, {"rbd", "a/../b"},
+		{"rbd", "a@snap"}, {"rbd", "a\nb"}, {"", "x"}, {"rbd", "a\x00"}} {
+		if _, err := m.Map(context.Background(), c[0], c[1]); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("Map(%q, %q) = %v, want ErrInvalidName", c[0], c[1], err)
+		}
+	}
+	if len(h.calls) != 0 {
+		t.Errorf("commands run: %q", h.calls)
+	}
+}

@@ -115,7 +115,7 @@ func TestValidateNames(t *testing.T) {
 			t.Errorf("ValidateSnapshotName(%q): %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "a/b", "a@b", "@", "/"} {
+	for _, bad := range []string{"", "a/b", "a@b", "@", "/", "a\x00b", "a\x01", "a\nb", "a\x7f", "a\xffb"} {
 		err := ValidateSnapshotName(bad)
 		if err == nil || err.Error() != "snapshot name is invalid" {
 			t.Errorf("ValidateSnapshotName(%q) = %v", bad, err)

@@ -3,6 +3,8 @@ package rbd
 import (
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Upstream's messages for names refused on disk create and snapshot requests.
@@ -29,9 +31,12 @@ func ValidateImageName(image string) error {
 }
 
 // ValidateSnapshotName applies upstream's rule ^[^/@]+$: '/' and '@' would make the
-// name ambiguous in a pool/image@snap spec.
+// name ambiguous in a pool/image@snap spec. Control characters and invalid UTF-8
+// are refused too: librbd takes a C string, so a NUL would cut the name and act on
+// another snapshot.
 func ValidateSnapshotName(name string) error {
-	if name == "" || strings.ContainsAny(name, "/@") {
+	if name == "" || strings.ContainsAny(name, "/@") || !utf8.ValidString(name) ||
+		strings.ContainsFunc(name, unicode.IsControl) {
 		return &upstreamError{msg: msgInvalidSnapName, sentinel: ErrInvalidName}
 	}
 	return nil
