@@ -23,7 +23,6 @@ import (
 	"ceph-iscsi/api"
 	"ceph-iscsi/config"
 	"ceph-iscsi/gateway"
-	"ceph-iscsi/host"
 	"ceph-iscsi/lio"
 	"ceph-iscsi/rados"
 	"ceph-iscsi/rbd"
@@ -52,14 +51,13 @@ const (
 )
 
 type apiOptions struct {
-	configPath  string
-	root        string
-	gatewayName string
-	listen      string
-	peers       map[string]string
-	localAddrs  []netip.Addr
-	tlsCert     string
-	tlsKey      string
+	configPath string
+	root       string
+	identity   identityOptions
+	listen     string
+	peers      map[string]string
+	tlsCert    string
+	tlsKey     string
 }
 
 func configfsRootFlag() cli.Flag {
@@ -81,35 +79,34 @@ func apiCommand() *cli.Command {
 			"re-reads the configuration and reconciles; SIGTERM stops serving, removes this gateway's " +
 			"LIO objects and exits. With NOTIFY_SOCKET set it reports READY=1 to systemd once serving. " +
 			"Fatal start-up errors exit 16.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			configFlag(),
 			configfsRootFlag(),
-			gatewayNameFlag(),
 			&cli.StringFlag{Name: "listen", Usage: "listen address host:port, instead of api_host:api_port"},
 			&cli.StringSliceFlag{
 				Name: "peer",
 				Usage: "NAME=URL: reach gateway NAME at URL (scheme://host:port) instead of " +
 					"<api scheme>://NAME:api_port; repeat for each gateway (several gateways on one host)",
 			},
-			&cli.StringSliceFlag{
-				Name:  "local-addr",
-				Usage: "an address this gateway owns for portals; repeat for several (default: every interface address)",
-			},
 			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate when api_secure; if it or the key is missing, both come from the mon config-key store", Value: defaultTLSCert},
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS private key when api_secure", Value: defaultTLSKey},
-		},
+		}, identityFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return cli.Exit(fmt.Sprintf("api: unexpected argument %q", c.Args().First()), exitUsage)
 			}
+			ido, err := identityFromFlags(c, "api")
+			if err != nil {
+				return err
+			}
 			o := apiOptions{
-				configPath:  c.String("config"),
-				root:        c.String("configfs-root"),
-				gatewayName: c.String("gateway-name"),
-				listen:      c.String("listen"),
-				tlsCert:     c.String("tls-cert"),
-				tlsKey:      c.String("tls-key"),
-				peers:       map[string]string{},
+				configPath: c.String("config"),
+				root:       c.String("configfs-root"),
+				identity:   ido,
+				listen:     c.String("listen"),
+				tlsCert:    c.String("tls-cert"),
+				tlsKey:     c.String("tls-key"),
+				peers:      map[string]string{},
 			}
 			for _, p := range c.StringSlice("peer") {
 				name, url, ok := strings.Cut(p, "=")
@@ -117,13 +114,6 @@ func apiCommand() *cli.Command {
 					return cli.Exit(fmt.Sprintf("api: --peer %q: want NAME=scheme://host:port", p), exitUsage)
 				}
 				o.peers[name] = strings.TrimSuffix(url, "/")
-			}
-			for _, a := range c.StringSlice("local-addr") {
-				ip, err := netip.ParseAddr(a)
-				if err != nil {
-					return cli.Exit(fmt.Sprintf("api: --local-addr %q: not an IP address", a), exitUsage)
-				}
-				o.localAddrs = append(o.localAddrs, ip.Unmap())
 			}
 			return runAPI(c.Context, o, c.App.ErrWriter)
 		},
@@ -154,12 +144,9 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 		log.Warn(w)
 	}
 
-	id, err := host.Resolve(o.gatewayName)
+	id, err := o.identity.resolve("api")
 	if err != nil {
-		return fatalf("api: gateway identity: %w", err)
-	}
-	if o.localAddrs != nil {
-		id.Addrs = o.localAddrs
+		return err
 	}
 	log = log.With("gateway", id.Name)
 
@@ -232,8 +219,8 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 		PeerURL:    peerURL(s, o.peers),
 		Logger:     log,
 	}
-	if o.localAddrs != nil {
-		addrs := o.localAddrs
+	if o.identity.localAddrs != nil {
+		addrs := o.identity.localAddrs
 		deps.LocalAddrs = func() ([]netip.Addr, error) { return addrs, nil }
 	}
 	if f.Emulated() {

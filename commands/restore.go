@@ -35,12 +35,12 @@ const (
 )
 
 type restoreOptions struct {
-	configPath  string
-	root        string
-	gatewayName string
-	dryRun      bool
-	json        bool
-	teardown    bool
+	configPath string
+	root       string
+	identity   identityOptions
+	dryRun     bool
+	json       bool
+	teardown   bool
 }
 
 func restoreCommand() *cli.Command {
@@ -51,40 +51,33 @@ func restoreCommand() *cli.Command {
 			"and converges the local LIO state (configfs) on it, printing the plan. " +
 			"--teardown removes every LIO object the configuration names instead, as the API " +
 			"daemon does on SIGTERM.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			configFlag(),
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan; change nothing in LIO or the OSD blocklist (an empty or old config object is still seeded or upgraded, as at every gateway start)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the plan and result as JSON"},
 			configfsRootFlag(),
-			gatewayNameFlag(),
 			&cli.BoolFlag{Name: "teardown", Usage: "remove this gateway's LIO objects instead of restoring them"},
-		},
+		}, identityFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return cli.Exit(fmt.Sprintf("restore: unexpected argument %q", c.Args().First()), exitUsage)
 			}
+			ido, err := identityFromFlags(c, "restore")
+			if err != nil {
+				return err
+			}
 			opts := restoreOptions{
-				configPath:  c.String("config"),
-				root:        c.String("configfs-root"),
-				gatewayName: c.String("gateway-name"),
-				dryRun:      c.Bool("dry-run"),
-				json:        c.Bool("json"),
-				teardown:    c.Bool("teardown"),
+				configPath: c.String("config"),
+				root:       c.String("configfs-root"),
+				identity:   ido,
+				dryRun:     c.Bool("dry-run"),
+				json:       c.Bool("json"),
+				teardown:   c.Bool("teardown"),
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runRestore(ctx, opts, c.App.Writer, c.App.ErrWriter)
 		},
-	}
-}
-
-// gatewayNameFlag lets several gateway processes share one host; the api command
-// will want it too.
-func gatewayNameFlag() cli.Flag {
-	return &cli.StringFlag{
-		Name:    "gateway-name",
-		Usage:   "this gateway's name in the configuration (default: the FQDN, as upstream's socket.getfqdn())",
-		EnvVars: []string{host.EnvGatewayName},
 	}
 }
 
@@ -183,9 +176,9 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 		log.Warn(w)
 	}
 
-	id, err := host.Resolve(o.gatewayName)
+	id, err := o.identity.resolve("restore")
 	if err != nil {
-		return fatalf("restore: gateway identity: %w", err)
+		return err
 	}
 	log = log.With("gateway", id.Name)
 
