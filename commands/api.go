@@ -191,20 +191,24 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 	})
 	d := &daemon{log: log, store: store, rec: rec}
 
-	// define() (spec 6.1 step 6): a gateway that cannot restore its LIO
-	// does not serve; what it half built is removed again.
+	// define() (spec 6.1 step 6). Unlike upstream, a failed operation or an
+	// object that cannot be built neither stops the start nor tears LIO
+	// down: every other object is restored and served, the failure is
+	// logged and reported (GET /api/gatewayinfo), and the watch retries it
+	// with back-off. A crash half-way through an apply (kill -9) is
+	// repaired the same way, since each reconcile re-reads LIO.
 	doc, err := store.Load(ctx)
 	if err != nil {
 		return fatalf("api: %w", err)
 	}
+	pending := false
 	if err := rec.Reconcile(ctx, doc); err != nil {
-		log.Error("Could not load gateway", "err", err)
-		if _, terr := rec.Teardown(context.WithoutCancel(ctx), doc); terr != nil {
-			log.Error("removing the partly restored LIO objects", "err", terr)
-		}
-		return fatalf("api: could not load gateway: %w", err)
+		log.Error("restoring LIO: some operations failed; serving the rest and retrying", "err", err)
+		pending = true
+	} else if !rec.Status().Converged {
+		pending = true
 	}
-	log.Info("LIO restored", "epoch", doc.Epoch, "configfs", f.Root(), "emulated", f.Emulated())
+	log.Info("LIO restored", "epoch", doc.Epoch, "configfs", f.Root(), "emulated", f.Emulated(), "complete", !pending)
 
 	deps := api.Deps{
 		Settings: s,
@@ -241,7 +245,7 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		d.watch(runCtx, doc.Epoch, reload)
+		d.watch(runCtx, doc.Epoch, pending, reload)
 	}()
 
 	serveErr := make(chan error, 1)
@@ -335,12 +339,17 @@ func (d *daemon) teardown(ctx context.Context) error {
 
 // watch reconciles LIO whenever the configuration changes, or on reload. It
 // is level-triggered: each pass reads the newest document, so a burst of
-// commits costs one reconcile, and a failed one is retried with backoff
-// until it succeeds or a newer epoch arrives.
-func (d *daemon) watch(ctx context.Context, applied int64, reload <-chan struct{}) {
+// commits costs one reconcile, and one that failed or left objects held
+// (pending, for the start-up reconcile) is retried with backoff until LIO
+// holds the whole configuration, whatever the epoch.
+func (d *daemon) watch(ctx context.Context, applied int64, pending bool, reload <-chan struct{}) {
 	events := d.store.Subscribe(ctx)
 	var retry <-chan time.Time
 	delay := retryMin
+	if pending {
+		retry = time.After(delay)
+		delay = min(2*delay, retryMax)
+	}
 	for {
 		force := false
 		select {
@@ -373,6 +382,10 @@ func (d *daemon) watch(ctx context.Context, applied int64, reload <-chan struct{
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if err == nil && !d.rec.Status().Converged {
+			// logged object by object by the reconciler
+			err = errors.New("objects of the configuration are held")
 		}
 		if err != nil {
 			d.log.Error("reconciling LIO with the configuration (will retry)", "err", err, "retry_in", delay)

@@ -155,6 +155,11 @@ type restoreReport struct {
 	// Errors are the problems that stopped or spoiled the run; they never
 	// carry secrets.
 	Errors []string `json:"errors,omitempty"`
+	// ObjectErrors are the objects of the configuration whose desired state
+	// could not be built: LIO keeps them as they are (Held lists the
+	// operations left out of the plan) and the rest converges.
+	ObjectErrors []gateway.Problem `json:"object_errors,omitempty"`
+	Held         []lio.Op          `json:"held,omitempty"`
 }
 
 type appliedReport struct {
@@ -224,7 +229,10 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 		FS: f, Settings: s, Identity: id, Conn: conn, CephConf: cephConf(s), Logger: log,
 	})
 	res, runErr := rec.Run(ctx, doc, gateway.Mode{Teardown: o.teardown, DryRun: o.dryRun})
-	rep.Plan, rep.InSync = res.Plan, res.InSync
+	rep.Plan, rep.InSync, rep.Held = res.Plan, res.InSync, res.Held
+	for _, e := range res.ObjectErrs {
+		rep.ObjectErrors = append(rep.ObjectErrors, gateway.Problem{Object: e.Object(), Error: e.Error()})
+	}
 	if res.Applied != nil {
 		a := *res.Applied
 		rep.Applied = &appliedReport{Done: len(a.Done), Failed: len(a.Failed), Skipped: len(a.Skipped), Ops: a}
@@ -258,11 +266,21 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 			len(a.Failed), len(res.Plan.Ops), len(a.Skipped), res.ApplyErr)
 	case res.UnmapErr != nil:
 		// LIO converged; only unmapping block images it let go of failed
-		rep.Errors = append(rep.Errors, runErr.Error())
+		rep.Errors = append(rep.Errors, res.UnmapErr.Error())
 		if err := printReport(stdout, rep, o.json); err != nil {
 			return err
 		}
 		return failf("restore: %w", runErr)
+	case len(res.ObjectErrs) > 0:
+		if err := printReport(stdout, rep, o.json); err != nil {
+			return err
+		}
+		what := "LIO keeps them as they are and the rest converged"
+		if o.dryRun {
+			what = "they are left out of the plan above"
+		}
+		return failf("restore: %d object(s) of the configuration cannot be reconciled on gateway %s (%s):\n%w",
+			len(res.ObjectErrs), id.Name, what, runErr)
 	default:
 		return fatalf("restore: %w", runErr)
 	}
@@ -318,6 +336,8 @@ func printReport(w io.Writer, rep restoreReport, asJSON bool) error {
 		b.WriteString("not applied: the desired state could not be fully built\n")
 	case rep.InSync && rep.Teardown:
 		b.WriteString("nothing to tear down\n")
+	case rep.InSync && len(rep.ObjectErrors) > 0:
+		b.WriteString("in sync, but for the held objects below\n")
 	case rep.InSync:
 		b.WriteString("in sync: nothing to do\n")
 	default:
@@ -325,6 +345,9 @@ func printReport(w io.Writer, rep restoreReport, asJSON bool) error {
 		for _, op := range rep.Plan.Ops {
 			b.WriteString("  " + op.String() + "\n")
 		}
+	}
+	for _, p := range rep.ObjectErrors {
+		fmt.Fprintf(&b, "held: %s: %s\n", p.Object, p.Error)
 	}
 	switch a := rep.Applied; {
 	case a != nil:
