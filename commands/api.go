@@ -313,6 +313,17 @@ func (l localLIO) ClientInfo(ctx context.Context, targetIQN, clientIQN string) (
 	return api.ClientSession{Alias: s.Alias, State: strings.ToUpper(s.State), Addresses: s.Addresses}, nil
 }
 
+// ReconcileStatus reports what the last reconcile left undone, for GET
+// /api/gatewayinfo.
+func (l localLIO) ReconcileStatus() api.ReconcileStatus {
+	st := l.Status()
+	out := api.ReconcileStatus{Epoch: st.Epoch, Converged: st.Converged}
+	for _, p := range st.Problems {
+		out.Errors = append(out.Errors, api.ReconcileError{Object: p.Object, Error: p.Error})
+	}
+	return out
+}
+
 var _ api.LocalLIO = localLIO{}
 
 // teardown removes this gateway's LIO objects (spec 6.6), with the freshest
