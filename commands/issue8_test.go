@@ -1,10 +1,21 @@
 package commands
 
 import (
+	"context"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"ceph-iscsi/api"
 	"ceph-iscsi/config"
 	"ceph-iscsi/lio"
+	"ceph-iscsi/rbd"
 )
 
 // TestIssue8Item8RestoreLocalAddr: with two gateways on one host, restore
@@ -62,4 +73,174 @@ func hasOp(p lio.Plan, kind lio.OpKind, path string) bool {
 		}
 	}
 	return false
+}
+
+// convergeValid is converge for a document holding objects the gateways
+// cannot build: strip removes them before the desired state is computed.
+func (cl *cluster) convergeValid(what string, strip func(*config.Doc), names ...string) *config.Doc {
+	cl.t.Helper()
+	deadline := time.Now().Add(convergeTimeout)
+	for {
+		doc, err := cl.store.Load(cl.t.Context())
+		if err != nil {
+			cl.t.Fatal(err)
+		}
+		valid := doc.Clone()
+		strip(valid)
+		var behind []string
+		for _, n := range names {
+			d := cl.daemons[n]
+			st, err := tryObserve(d.root)
+			if err != nil {
+				behind = append(behind, fmt.Sprintf("%s: %v", n, err))
+				continue
+			}
+			if p := lio.NewPlan(st, cl.desired(valid, d)); !p.Empty() {
+				behind = append(behind, fmt.Sprintf("%s still needs:\n%s", n, p))
+			}
+		}
+		if len(behind) == 0 {
+			return doc
+		}
+		if time.Now().After(deadline) {
+			cl.t.Fatalf("%s: not converged on epoch %d after %s:\n%s", what, doc.Epoch, convergeTimeout, strings.Join(behind, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type gatewayInfo struct {
+	NumSessions int                 `json:"num_sessions"`
+	Reconcile   api.ReconcileStatus `json:"reconcile"`
+}
+
+// reconcileStatus waits until d reports a reconcile of epoch or later and
+// returns it.
+func (cl *cluster) reconcileStatus(d *apiDaemon, epoch int64, want func(api.ReconcileStatus) bool) api.ReconcileStatus {
+	cl.t.Helper()
+	deadline := time.Now().Add(convergeTimeout)
+	for {
+		var gi gatewayInfo
+		cl.fetch(d, "/api/gatewayinfo", &gi)
+		if gi.Reconcile.Epoch >= epoch && want(gi.Reconcile) {
+			return gi.Reconcile
+		}
+		if time.Now().After(deadline) {
+			cl.t.Fatalf("%s: reconcile status %+v", d.name, gi.Reconcile)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// setupTarget creates, through the API of gws[0], a target with every gws
+// as a portal, a 64 MiB disk exported by it, and a client mapped to the
+// disk; it returns the disk id.
+func (cl *cluster) setupTarget(gws []*apiDaemon, tgt, client string) string {
+	cl.t.Helper()
+	gw := gws[0]
+	img := fmt.Sprintf("issue8-%08x", mrand.Uint32())
+	cl.t.Cleanup(func() { _ = rbd.Remove(context.Background(), cl.conn.Raw(), "rbd", img, rbd.RemoveOptions{}) })
+	cl.mustCall(gw, http.MethodPut, "/api/target/"+tgt, nil)
+	for _, g := range gws {
+		cl.mustCall(gw, http.MethodPut, "/api/gateway/"+tgt+"/"+g.name, url.Values{"ip_address": {g.ip}, "skipchecks": {"true"}})
+	}
+	cl.mustCall(gw, http.MethodPut, "/api/disk/rbd/"+img,
+		url.Values{"mode": {"create"}, "size": {"64M"}, "pool": {"rbd"}, "count": {"1"}, "backstore": {"user:rbd"}})
+	cl.mustCall(gw, http.MethodPut, "/api/targetlun/"+tgt, url.Values{"disk": {"rbd/" + img}})
+	cl.mustCall(gw, http.MethodPut, "/api/client/"+tgt+"/"+client, nil)
+	cl.mustCall(gw, http.MethodPut, "/api/clientlun/"+tgt+"/"+client, url.Values{"disk": {"rbd/" + img}})
+	return "rbd/" + img
+}
+
+// TestIssue8Item3OneBadObject: objects the gateway cannot build (a client
+// IQN of 300 characters, a target IQN with a NUL and a portal here) are
+// committed behind the API's back. The gateway reports them, keeps serving
+// and applying every other change, restarts without exiting or tearing
+// down, refuses to commit a new such object, and converges once they are
+// deleted through the API.
+func TestIssue8Item3OneBadObject(t *testing.T) {
+	cl := newCluster(t, "")
+	gw1, gw2 := cl.daemon(1), cl.daemon(2)
+	cl.start(gw1)
+	cl.start(gw2)
+	tgt := "iqn.2003-01.com.example.issue8:t3"
+	good := "iqn.1994-05.com.example:issue8-good"
+	disk := cl.setupTarget([]*apiDaemon{gw1, gw2}, tgt, good)
+	cl.converge("setup", gw1.name, gw2.name)
+
+	longClient := "iqn.1994-05.com.example:" + strings.Repeat("x", 300-len("iqn.1994-05.com.example:"))
+	nulTarget := "iqn.2003-01.com.example.issue8:nul\x00t"
+	if _, err := cl.store.Commit(t.Context(), func(d *config.Doc) error {
+		now := time.Now()
+		c, err := d.AddClient(tgt, longClient, now)
+		if err != nil {
+			return err
+		}
+		c.Luns[disk] = config.LunRef{LunID: 1}
+		bad, err := d.AddTarget(nulTarget, now)
+		if err != nil {
+			return err
+		}
+		bad.IPList = []string{gw1.ip}
+		bad.Portals[gw1.name] = &config.Portal{PortalIPAddresses: []string{gw1.ip}, GatewayIPList: []string{gw1.ip}, InactivePortalIPs: []string{}, TPGs: 1}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	strip := func(d *config.Doc) {
+		delete(d.Targets, nulTarget)
+		if tg := d.Targets[tgt]; tg != nil {
+			delete(tg.Clients, longClient)
+		}
+	}
+	doc := cl.convergeValid("bad objects committed", strip, gw1.name, gw2.name)
+	st := cl.reconcileStatus(gw1, doc.Epoch, func(s api.ReconcileStatus) bool { return len(s.Errors) == 2 })
+	if st.Converged {
+		t.Errorf("status says converged with held objects: %+v", st)
+	}
+	objects := []string{st.Errors[0].Object, st.Errors[1].Object}
+	slices.Sort(objects)
+	if want := []string{"client " + longClient + " of target " + tgt, "target " + nulTarget}; !slices.Equal(objects, want) {
+		t.Errorf("reported objects %q, want %q", objects, want)
+	}
+
+	// Other changes are committed and applied.
+	other := "iqn.1994-05.com.example:issue8-other"
+	if status, msg := cl.call(gw1, http.MethodPut, "/api/client/"+tgt+"/"+other, nil); status != http.StatusOK || msg != "client create/update successful" {
+		t.Fatalf("a valid change with bad objects in the config: %d %q", status, msg)
+	}
+	cl.convergeValid("valid change", strip, gw1.name, gw2.name)
+
+	// A new object LIO cannot take is refused, and nothing is committed.
+	before, err := cl.store.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	worse := "iqn.1994-05.com.example:" + strings.Repeat("y", 300-len("iqn.1994-05.com.example:"))
+	if status, msg := cl.call(gw1, http.MethodPut, "/api/client/"+tgt+"/"+worse, nil); status != http.StatusBadRequest {
+		t.Errorf("new client that LIO cannot take: %d %q, want 400", status, msg)
+	}
+	if after, err := cl.store.Load(t.Context()); err != nil || after.Epoch != before.Epoch {
+		t.Errorf("a refused change was committed: epoch %d -> %d (%v)", before.Epoch, after.Epoch, err)
+	}
+
+	// A restart neither exits nor tears down.
+	gw1.signal(t, syscall.SIGTERM)
+	if code := gw1.wait(t); code != 0 {
+		t.Fatalf("SIGTERM: exit %d", code)
+	}
+	cl.start(gw1)
+	cl.convergeValid("restart", strip, gw1.name)
+	if !strings.Contains(gw1.out.String(), "cannot reconcile an object of the configuration") {
+		t.Errorf("the held objects are not logged:\n%s", gw1.out)
+	}
+
+	// Both are deletable through the API, and the gateway converges.
+	cl.mustCall(gw1, http.MethodDelete, "/api/client/"+tgt+"/"+longClient, nil)
+	cl.mustCall(gw1, http.MethodDelete, "/api/target/"+url.PathEscape(nulTarget), nil)
+	doc = cl.converge("bad objects deleted", gw1.name, gw2.name)
+	st = cl.reconcileStatus(gw1, doc.Epoch, func(s api.ReconcileStatus) bool { return s.Converged })
+	if len(st.Errors) != 0 {
+		t.Errorf("errors after the bad objects are gone: %+v", st)
+	}
 }

@@ -272,6 +272,7 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 				return rep, err
 			}
 		}
+		r.log.Info("applying LIO plan", "epoch", rep.Epoch, "ops", len(rep.Plan.Ops))
 		res, applyErr := lio.Apply(ctx, r.opts.FS, rep.Plan)
 		rep.Applied = &res
 		if applyErr != nil {
