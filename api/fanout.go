@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"syscall"
 
 	"ceph-iscsi/config"
 )
@@ -36,8 +37,10 @@ func (p *peers) call(ctx context.Context, method, gw, path string, vars map[stri
 	req.SetBasicAuth(p.s.Settings.APIUser, p.s.Settings.APIPassword.Reveal())
 	resp, err := p.s.HTTPClient.Do(req)
 	if err != nil {
+		// requests.ConnectionError in upstream's APIRequest: refused, and
+		// also a peer that dies with the request in flight
 		var op *net.OpError
-		if errors.As(err, &op) {
+		if errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
 			body, _ := json.Marshal(map[string]string{"message": "Unable to connect to api endpoint @ " + u})
 			return http.StatusInternalServerError, body, nil
 		}

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -243,4 +246,119 @@ func TestIssue8Item3OneBadObject(t *testing.T) {
 	if len(st.Errors) != 0 {
 		t.Errorf("errors after the bad objects are gone: %+v", st)
 	}
+}
+
+// dyingPeer stands between a coordinator and a peer gateway: it forwards
+// every request, except that once armed, the first internal call it sees
+// (a path under /api/_) kills the peer with SIGKILL and drops the
+// connection, as a peer dying between the coordinator's pre-flight ping and
+// its internal call does.
+type dyingPeer struct {
+	t     *testing.T
+	peer  *apiDaemon
+	proxy *httputil.ReverseProxy
+	mu    sync.Mutex
+	armed bool
+	hits  int
+}
+
+func (p *dyingPeer) arm() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.armed = true
+}
+
+func (p *dyingPeer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	kill := p.armed && strings.HasPrefix(r.URL.Path, "/api/_") && r.URL.Path != "/api/_ping"
+	if kill {
+		p.armed = false
+		p.hits++
+	}
+	p.mu.Unlock()
+	if !kill {
+		p.proxy.ServeHTTP(w, r)
+		return
+	}
+	_ = p.peer.cmd.Process.Kill()
+	<-p.peer.done
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		p.t.Errorf("hijack: %v", err)
+		return
+	}
+	conn.Close()
+}
+
+func newDyingPeer(t *testing.T, cl *cluster, peer *apiDaemon) (*dyingPeer, string) {
+	target, err := url.Parse(cl.url(peer, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dyingPeer{t: t, peer: peer, proxy: httputil.NewSingleHostReverseProxy(target)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return p, "http://" + ln.Addr().String()
+}
+
+// TestIssue8Item4PeerDiesAfterPreflight: a peer that dies between the
+// pre-flight ping and its internal call. After the commit, the answer is a
+// 200 that says the change is committed and where it is not applied yet;
+// the peer converges when it is back. Before the commit (a delete calls the
+// peers first), nothing is committed and the answer is upstream's failure.
+func TestIssue8Item4PeerDiesAfterPreflight(t *testing.T) {
+	cl := newCluster(t, "")
+	gw2 := cl.daemon(2)
+	dying, proxyURL := newDyingPeer(t, cl, gw2)
+	gw1 := cl.daemon(1, "--peer", "gw2="+proxyURL)
+	cl.start(gw1)
+	cl.start(gw2)
+	tgt := "iqn.2003-01.com.example.issue8:t4"
+	cl.setupTarget([]*apiDaemon{gw1, gw2}, tgt, "iqn.1994-05.com.example:issue8-c0")
+	cl.converge("setup", gw1.name, gw2.name)
+
+	// Create: local first, then gw2, which dies.
+	newClient := "iqn.1994-05.com.example:issue8-c1"
+	dying.arm()
+	status, msg := cl.call(gw1, http.MethodPut, "/api/client/"+tgt+"/"+newClient, nil)
+	if dying.hits != 1 {
+		t.Fatalf("the peer was not killed at its internal call (%d)", dying.hits)
+	}
+	if status != http.StatusOK || !strings.HasPrefix(msg, "client create/update committed (config epoch ") ||
+		!strings.Contains(msg, "applied to localhost; not applied yet on gw2 (") ||
+		!strings.Contains(msg, "do not repeat the request") {
+		t.Fatalf("create with the peer dying after the pre-flight: %d %q", status, msg)
+	}
+	doc, err := cl.store.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Targets[tgt].Clients[newClient] == nil {
+		t.Fatal("the answer says committed, the config does not have the client")
+	}
+	cl.converge("create, gw2 down", gw1.name)
+	cl.start(gw2)
+	cl.converge("create, gw2 back", gw1.name, gw2.name)
+
+	// Delete: gw2 first, which dies before anything is committed.
+	dying.arm()
+	status, msg = cl.call(gw1, http.MethodDelete, "/api/client/"+tgt+"/"+newClient, nil)
+	if dying.hits != 2 {
+		t.Fatalf("the peer was not killed at its internal call (%d)", dying.hits)
+	}
+	if status == http.StatusOK || !strings.HasPrefix(msg, "client delete failed on gw2. ") {
+		t.Fatalf("delete with the peer dying before the commit: %d %q", status, msg)
+	}
+	if after, err := cl.store.Load(t.Context()); err != nil || after.Epoch != doc.Epoch || after.Targets[tgt].Clients[newClient] == nil {
+		t.Fatalf("a delete that failed before the commit changed the config (%v)", err)
+	}
+	cl.start(gw2)
+	cl.converge("delete refused, gw2 back", gw1.name, gw2.name)
+	cl.mustCall(gw1, http.MethodDelete, "/api/client/"+tgt+"/"+newClient, nil)
+	cl.converge("delete", gw1.name, gw2.name)
 }
