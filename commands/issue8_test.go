@@ -2,12 +2,15 @@ package commands
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -361,4 +364,141 @@ func TestIssue8Item4PeerDiesAfterPreflight(t *testing.T) {
 	cl.converge("delete refused, gw2 back", gw1.name, gw2.name)
 	cl.mustCall(gw1, http.MethodDelete, "/api/client/"+tgt+"/"+newClient, nil)
 	cl.converge("delete", gw1.name, gw2.name)
+}
+
+// dirEvents reports every entry created in, removed from or moved into or
+// out of dir (inotify), until stop is called.
+func dirEvents(t *testing.T, dir string) (events <-chan string, stop func()) {
+	t.Helper()
+	fd, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := syscall.InotifyAddWatch(fd, dir, syscall.IN_CREATE|syscall.IN_DELETE|syscall.IN_MOVED_FROM|syscall.IN_MOVED_TO); err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	// non-blocking, so Close ends a pending Read
+	f := os.NewFile(uintptr(fd), "inotify")
+	ch := make(chan string, 4096)
+	go func() {
+		defer close(ch)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := f.Read(buf)
+			if err != nil {
+				return
+			}
+			// struct inotify_event: wd, mask, cookie, len (4 bytes each), name
+			for off := 0; off+16 <= n; {
+				l := int(binary.NativeEndian.Uint32(buf[off+12:]))
+				name := strings.TrimRight(string(buf[off+16:off+16+l]), "\x00")
+				off += 16 + l
+				ch <- name
+			}
+		}
+	}()
+	return ch, func() { f.Close() }
+}
+
+// TestIssue8Item5KillLoop kills the api daemon with SIGKILL while its
+// start-up reconcile applies a plan, at a random point of the apply chosen
+// by watching it progress (inotify on the ACL directory), at least 50 times
+// over two gateways; every start in between must go on serving rather than
+// exit or tear down, and at the end both gateways start and converge.
+func TestIssue8Item5KillLoop(t *testing.T) {
+	const (
+		clients  = 24  // ACLs replaced by each new configuration
+		minKills = 50  // kills during an apply
+		maxIter  = 150 // bounds the loop if applies keep finishing first
+	)
+	cl := newCluster(t, "")
+	gws := []*apiDaemon{cl.daemon(1), cl.daemon(2)}
+	for _, d := range gws {
+		cl.start(d)
+	}
+	tgt := "iqn.2003-01.com.example.issue8:t5"
+	disk := cl.setupTarget(gws, tgt, "iqn.1994-05.com.example:issue8-k0")
+	cl.converge("setup", gws[0].name, gws[1].name)
+	for _, d := range gws {
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
+	aclDir := func(i int) string {
+		return filepath.Join(gws[i].root, "target", "iscsi", tgt, fmt.Sprintf("tpgt_%d", i+1), "acls")
+	}
+
+	mid, late := 0, 0
+	for iter := 0; mid < minKills; iter++ {
+		if iter == maxIter {
+			t.Fatalf("only %d of %d kills landed during an apply (%d after it)", mid, iter, late)
+		}
+		// A new set of clients: the victim must create every one and
+		// remove every ACL it has.
+		if _, err := cl.store.Commit(t.Context(), func(d *config.Doc) error {
+			now := time.Now()
+			for name := range d.Targets[tgt].Clients {
+				if err := d.RemoveClient(tgt, name, now); err != nil {
+					return err
+				}
+			}
+			for j := range clients {
+				c, err := d.AddClient(tgt, fmt.Sprintf("iqn.1994-05.com.example:issue8-k%d-%d", iter+1, j), now)
+				if err != nil {
+					return err
+				}
+				c.Luns[disk] = config.LunRef{LunID: 0}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		i := iter % 2
+		victim := gws[i]
+		old, err := os.ReadDir(aclDir(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := clients + len(old) // one event per ACL created or removed
+		killAt := 1 + mrand.IntN(total-1)
+		events, stop := dirEvents(t, aclDir(i))
+		cl.launch(victim)
+		for seen := 0; seen < killAt; {
+			select {
+			case <-events:
+				seen++
+			case <-victim.done:
+				t.Fatalf("iteration %d: %s exited with %d during its start-up apply:\n%s", iter, victim.name, victim.code, victim.out)
+			case <-time.After(2 * convergeTimeout):
+				t.Fatalf("iteration %d: %s made no progress:\n%s", iter, victim.name, victim.out)
+			}
+		}
+		_ = victim.cmd.Process.Kill()
+		<-victim.done
+		stop()
+		out := victim.out.String()
+		switch {
+		case strings.Contains(out, "applied LIO plan"):
+			late++
+		case strings.Contains(out, "applying LIO plan"):
+			mid++
+		default:
+			t.Fatalf("iteration %d: ACLs changed, but no apply was logged:\n%s", iter, out)
+		}
+	}
+	t.Logf("%d kills during an apply, %d just after it", mid, late)
+
+	for _, d := range gws {
+		cl.start(d)
+	}
+	doc := cl.converge("after the kill loop", gws[0].name, gws[1].name)
+	for _, d := range gws {
+		st := cl.reconcileStatus(d, doc.Epoch, func(s api.ReconcileStatus) bool { return s.Converged })
+		if len(st.Errors) != 0 {
+			t.Errorf("%s: %+v", d.name, st)
+		}
+		if strings.Contains(d.out.String(), "level=ERROR") {
+			t.Errorf("%s logged errors at the start after the kills:\n%s", d.name, d.out)
+		}
+	}
 }
