@@ -93,6 +93,9 @@ type Reconciler struct {
 	// current run read.
 	sizes    map[string]int64
 	sizeUsed map[string]bool
+	// cacheMu guards sizes, sizeUsed and mapper, which Check uses too: it
+	// runs inside an API commit, which must not wait for a reconcile.
+	cacheMu sync.Mutex
 	// applied is the encoding of the last document a full reconcile
 	// converged LIO to, so the config watch can skip the epoch an API call
 	// has just applied (observing LIO is the expensive part of a reconcile).
@@ -182,8 +185,12 @@ type Report struct {
 func (r *Reconciler) Run(ctx context.Context, doc *config.Doc, mode Mode) (Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.cacheMu.Lock()
 	r.sizeUsed = map[string]bool{}
+	r.cacheMu.Unlock()
 	defer func() {
+		r.cacheMu.Lock()
+		defer r.cacheMu.Unlock()
 		for id := range r.sizes {
 			if !r.sizeUsed[id] {
 				delete(r.sizes, id)
@@ -197,13 +204,12 @@ func (r *Reconciler) Run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 // Check builds doc into this gateway's desired LIO state without touching
 // LIO or mapping anything, and returns the problems, one per object (see
 // lio.SplitObjectErrors): what an API commit checks first, so that a change
-// LIO cannot take is not committed.
+// LIO cannot take is not committed. It does not wait for a reconcile in
+// progress.
 func (r *Reconciler) Check(ctx context.Context, doc *config.Doc) error {
 	if doc == nil {
 		return errors.New("gateway: no configuration document")
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	valid, nameErrs := withValidNames(doc)
 	_, err := r.desired(ctx, valid, Mode{DryRun: true}, valid.Gateways[r.opts.Identity.Name] != nil, false)
 	return errors.Join(joinObjectErrors(nameErrs), err)
@@ -213,8 +219,8 @@ func (r *Reconciler) Check(ctx context.Context, doc *config.Doc) error {
 // them when none are given), so the next reconcile reads them again: after a
 // resize, or a SIGHUP that must pick up changes made behind the API's back.
 func (r *Reconciler) ForgetSizes(ids ...string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
 	if len(ids) == 0 {
 		clear(r.sizes)
 		return
@@ -314,15 +320,19 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 			return r.size(pool, image)
 		}
 	}
-	for iqn := range r.managedTargets {
-		// A gateway deleted from the config (DELETE /api/gateway) leaves the
-		// target in place for the others: what it built here must go too.
-		if doc.Targets[iqn] == nil || !member {
-			opts.ManagedTargets = append(opts.ManagedTargets, iqn)
+	// names of leftovers to remove: only a reconcile (under r.mu) uses them
+	if record {
+		for iqn := range r.managedTargets {
+			// A gateway deleted from the config (DELETE /api/gateway) leaves
+			// the target in place for the others: what it built here must go
+			// too.
+			if doc.Targets[iqn] == nil || !member {
+				opts.ManagedTargets = append(opts.ManagedTargets, iqn)
+			}
 		}
-	}
-	for so := range r.managedSOs {
-		opts.ManagedStorageObjects = append(opts.ManagedStorageObjects, so)
+		for so := range r.managedSOs {
+			opts.ManagedStorageObjects = append(opts.ManagedStorageObjects, so)
+		}
 	}
 	slices.Sort(opts.ManagedTargets)
 	slices.Sort(opts.ManagedStorageObjects)
@@ -411,6 +421,8 @@ func (r *Reconciler) devicePath(ctx context.Context, mode Mode, exporters map[st
 // blockMapper returns the mapper, making the default one on first use; nil
 // means images are not mapped (emulated configfs).
 func (r *Reconciler) blockMapper(ctx context.Context) (BlockMapper, error) {
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
 	if r.mapper != nil || r.opts.FS.Emulated() {
 		return r.mapper, nil
 	}
@@ -429,18 +441,23 @@ func (r *Reconciler) blockMapper(ctx context.Context) (BlockMapper, error) {
 // lio.ErrImageNotFound, so the disk is skipped as upstream does.
 func (r *Reconciler) size(pool, image string) (int64, error) {
 	id := pool + "/" + image
-	if n, ok := r.sizes[id]; ok {
-		if r.sizeUsed != nil {
-			r.sizeUsed[id] = true
-		}
+	r.cacheMu.Lock()
+	n, ok := r.sizes[id]
+	if ok && r.sizeUsed != nil {
+		r.sizeUsed[id] = true
+	}
+	r.cacheMu.Unlock()
+	if ok {
 		return n, nil
 	}
 	n, err := r.readSize(pool, image)
 	if err == nil {
+		r.cacheMu.Lock()
 		r.sizes[id] = n
 		if r.sizeUsed != nil {
 			r.sizeUsed[id] = true
 		}
+		r.cacheMu.Unlock()
 	}
 	return n, err
 }
@@ -456,6 +473,8 @@ const prefetchWorkers = 8
 func (r *Reconciler) prefetchSizes(ctx context.Context, doc *config.Doc) {
 	var ids []string
 	seen := map[string]bool{}
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
 	for _, t := range doc.Targets {
 		if t == nil || t.Portals[r.opts.Identity.Name] == nil {
 			continue

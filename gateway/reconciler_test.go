@@ -576,3 +576,33 @@ func TestConvergedOnlyForTheAppliedDocument(t *testing.T) {
 		t.Fatal("still converged after a teardown")
 	}
 }
+
+// TestCheckAlongsideReconcile: Check (inside an API commit) runs while
+// reconciles do, without waiting for them; -race checks the shared caches.
+func TestCheckAlongsideReconcile(t *testing.T) {
+	fx := newFixture(t)
+	r := fx.reconciler(gw1, addr1)
+	doc := fx.doc(lio.BackstoreUserRBD)
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for range 5 {
+			if err = r.Reconcile(t.Context(), doc); err != nil {
+				break
+			}
+			r.ForgetSizes()
+		}
+		done <- err
+	}()
+	for range 5 {
+		if err := r.Check(t.Context(), doc); err != nil {
+			t.Errorf("check: %v", err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Status(); !st.Converged || len(st.Problems) != 0 {
+		t.Errorf("status: %+v", st)
+	}
+}
