@@ -48,6 +48,9 @@ const shutdownGrace = 30 * time.Second
 const (
 	retryMin = time.Second
 	retryMax = 30 * time.Second
+	// driftCheck is how often the watch compares what LIO was last
+	// converged to with the committed document.
+	driftCheck = 30 * time.Second
 )
 
 type apiOptions struct {
@@ -352,9 +355,15 @@ func (d *daemon) teardown(ctx context.Context) error {
 // is level-triggered: each pass reads the newest document, so a burst of
 // commits costs one reconcile, and one that failed or left objects held
 // (pending, for the start-up reconcile) is retried with backoff until LIO
-// holds the whole configuration, whatever the epoch.
+// holds the whole configuration, whatever the epoch. Every driftCheck it
+// also makes sure the last document applied is the committed one: a
+// coordinator that asked this gateway to apply a change and then failed
+// before committing it leaves LIO ahead of the configuration, and no new
+// epoch says so.
 func (d *daemon) watch(ctx context.Context, applied int64, pending bool, reload <-chan struct{}) {
 	events := d.store.Subscribe(ctx)
+	drift := time.NewTicker(driftCheck)
+	defer drift.Stop()
 	var retry <-chan time.Time
 	delay := retryMin
 	if pending {
@@ -362,10 +371,15 @@ func (d *daemon) watch(ctx context.Context, applied int64, pending bool, reload 
 		delay = min(2*delay, retryMax)
 	}
 	for {
-		force := false
+		force, checkDrift := false, false
 		select {
 		case <-ctx.Done():
 			return
+		case <-drift.C:
+			if retry != nil {
+				continue // a retry is due anyway
+			}
+			checkDrift = true
 		case ev, ok := <-events:
 			if !ok {
 				return
@@ -381,10 +395,15 @@ func (d *daemon) watch(ctx context.Context, applied int64, pending bool, reload 
 		}
 		doc, err := d.store.Load(ctx)
 		if err == nil {
-			if !force && doc.Epoch == applied && retry == nil {
+			switch {
+			case checkDrift:
+				if d.rec.Converged(doc) {
+					continue
+				}
+				d.log.Info("LIO was last converged to another document than the committed one; converging", "epoch", doc.Epoch)
+			case !force && doc.Epoch == applied && retry == nil:
 				continue
-			}
-			if !force && retry == nil && d.rec.Converged(doc) {
+			case !force && retry == nil && d.rec.Converged(doc):
 				// an API call on this gateway already applied this epoch
 				applied = doc.Epoch
 				continue
