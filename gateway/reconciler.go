@@ -286,7 +286,14 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 			return rep, errors.Join(applyErr, heldErr)
 		}
 	}
-	unmapped, err := r.unmapUnused(ctx, desired)
+	// a held disk keeps its mapping as LIO keeps its storage object
+	held := map[string]bool{}
+	for _, e := range objErrs {
+		if d := doc.Disks[e.Disk]; d != nil && e.Target == "" {
+			held[d.Pool+"/"+d.Image] = true
+		}
+	}
+	unmapped, err := r.unmapUnused(ctx, desired, held)
 	rep.Unmapped, rep.UnmapErr = unmapped, err
 	return rep, errors.Join(err, heldErr)
 }
@@ -538,7 +545,7 @@ func (r *Reconciler) readSize(pool, image string) (int64, error) {
 // state no longer uses. It runs after the apply, once LIO let go of them; an
 // image LIO still holds fails with rbd.ErrDeviceBusy and is tried again next
 // time.
-func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State) ([]string, error) {
+func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State, held map[string]bool) ([]string, error) {
 	if len(r.blockImages) == 0 {
 		return nil, nil
 	}
@@ -563,7 +570,7 @@ func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State) ([]stri
 			}
 			continue
 		}
-		if inUse[dev] || inUse[wouldBePath(pool, image)] {
+		if held[img] || inUse[dev] || inUse[wouldBePath(pool, image)] {
 			continue
 		}
 		if err := m.Unmap(ctx, pool, image); err != nil {
