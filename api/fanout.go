@@ -23,7 +23,9 @@ type peers struct{ s *server }
 // call sends one form-encoded request to a gateway. A connection failure
 // becomes upstream's synthetic 500, so callers format it like any refusal.
 func (p *peers) call(ctx context.Context, method, gw, path string, vars map[string]string) (int, []byte, error) {
-	u := p.s.PeerURL(gw) + path
+	// names in the path are escaped for the wire (a space, a control
+	// character or a '%' in an IQN); the peer's router decodes them
+	u := p.s.PeerURL(gw) + (&url.URL{Path: path}).EscapedPath()
 	form := url.Values{}
 	for k, v := range vars {
 		form.Set(k, v)
