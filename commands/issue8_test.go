@@ -502,3 +502,33 @@ func TestIssue8Item5KillLoop(t *testing.T) {
 		}
 	}
 }
+
+// TestIssue8Item3RestoreReportsObjects: restore applies everything but an
+// object it cannot build, and --json names that object under object_errors.
+func TestIssue8Item3RestoreReportsObjects(t *testing.T) {
+	fx := newFixture(t)
+	long := "iqn.1994-05.com.example:" + strings.Repeat("z", 300-len("iqn.1994-05.com.example:"))
+	fx.commit(func(doc *config.Doc) error {
+		c, err := doc.AddClient(testIQN, long, time.Now())
+		if err != nil {
+			return err
+		}
+		c.Luns[fx.diskID] = config.LunRef{LunID: 0}
+		return nil
+	})
+	r := fx.run("--json")
+	expectCode(t, r, exitFailure)
+	mustContain(t, "stderr", r.stderr, "1 object(s) of the configuration cannot be reconciled on gateway "+testGateway, "LIO keeps them as they are and the rest converged")
+	rep := decodeReport(t, r)
+	if len(rep.ObjectErrors) != 1 || rep.ObjectErrors[0].Object != "client "+long+" of target "+testIQN ||
+		!strings.Contains(rep.ObjectErrors[0].Error, "300 bytes, at most 223 allowed") {
+		t.Fatalf("object_errors: %+v", rep.ObjectErrors)
+	}
+	if rep.Applied == nil || rep.Applied.Failed != 0 {
+		t.Fatalf("applied: %+v", rep.Applied)
+	}
+	st := fx.observe()
+	if len(st.Targets) != 1 || len(st.Targets[0].TPGs[0].ACLs) != 1 || st.Targets[0].TPGs[0].ACLs[0].Initiator != testClient {
+		t.Fatalf("LIO without the held client: %+v", st.Targets)
+	}
+}
