@@ -7,6 +7,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -263,6 +264,9 @@ type dyingPeer struct {
 	mu    sync.Mutex
 	armed bool
 	hits  int
+	// coordinator, when set, is killed instead, once the peer has
+	// answered the internal call and before the coordinator reads it.
+	coordinator *apiDaemon
 }
 
 func (p *dyingPeer) arm() {
@@ -283,8 +287,14 @@ func (p *dyingPeer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.proxy.ServeHTTP(w, r)
 		return
 	}
-	_ = p.peer.cmd.Process.Kill()
-	<-p.peer.done
+	if c := p.coordinator; c != nil {
+		p.proxy.ServeHTTP(httptest.NewRecorder(), r)
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	} else {
+		_ = p.peer.cmd.Process.Kill()
+		<-p.peer.done
+	}
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		p.t.Errorf("hijack: %v", err)
@@ -531,4 +541,48 @@ func TestIssue8Item3RestoreReportsObjects(t *testing.T) {
 	if len(st.Targets) != 1 || len(st.Targets[0].TPGs[0].ACLs) != 1 || st.Targets[0].TPGs[0].ACLs[0].Initiator != testClient {
 		t.Fatalf("LIO without the held client: %+v", st.Targets)
 	}
+}
+
+// TestIssue8Item4CoordinatorDiesBeforeCommit: a delete asks the peer first;
+// the coordinator dies once the peer has applied it, before committing.
+// The peer's LIO is then ahead of the configuration with no new epoch to
+// say so: its drift check converges it back.
+func TestIssue8Item4CoordinatorDiesBeforeCommit(t *testing.T) {
+	cl := newCluster(t, "")
+	gw2 := cl.daemon(2)
+	dying, proxyURL := newDyingPeer(t, cl, gw2)
+	gw1 := cl.daemon(1, "--peer", "gw2="+proxyURL)
+	cl.start(gw1)
+	cl.start(gw2)
+	tgt := "iqn.2003-01.com.example.issue8:t4d"
+	client := "iqn.1994-05.com.example:issue8-d0"
+	cl.setupTarget([]*apiDaemon{gw1, gw2}, tgt, client)
+	doc := cl.converge("setup", gw1.name, gw2.name)
+
+	dying.coordinator = gw1
+	dying.arm()
+	req, err := http.NewRequest(http.MethodDelete, cl.url(gw1, "/api/client/"+tgt+"/"+client), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(apiUser, apiPassword)
+	if resp, err := cl.client().Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the coordinator answered %d although it was killed", resp.StatusCode)
+	}
+	if after, err := cl.store.Load(t.Context()); err != nil || after.Epoch != doc.Epoch {
+		t.Fatalf("committed although the coordinator died first (%v)", err)
+	}
+	if acls := aclOf(observe(t, gw2.root), tgt, client); len(acls) != 0 {
+		t.Fatalf("the peer did not apply the delete it was asked for: %+v", acls)
+	}
+	deadline := time.Now().Add(2 * driftCheck)
+	for len(aclOf(observe(t, gw2.root), tgt, client)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("gw2 did not converge back to the configuration:\n%s", gw2.out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cl.start(gw1)
+	cl.converge("both back", gw1.name, gw2.name)
 }
