@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"syscall"
 
 	"ceph-iscsi/config"
 )
@@ -42,8 +43,10 @@ func (p *peers) call(ctx context.Context, method, gw, path string, vars map[stri
 	req.SetBasicAuth(p.s.Settings.APIUser, p.s.Settings.APIPassword.Reveal())
 	resp, err := p.s.HTTPClient.Do(req)
 	if err != nil {
+		// requests.ConnectionError in upstream's APIRequest: refused, and
+		// also a peer that dies with the request in flight
 		var op *net.OpError
-		if errors.As(err, &op) {
+		if errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
 			body, _ := json.Marshal(map[string]string{"message": "Unable to connect to api endpoint @ " + u})
 			return http.StatusInternalServerError, body, nil
 		}
@@ -117,6 +120,19 @@ type plan struct {
 }
 
 // coordinate runs p and returns call_api's text and status.
+//
+// Until the commit, a refusal answers as upstream does (nothing is
+// changed). Once the change is committed it is the truth the gateways
+// converge to, whatever happens next: the local apply and the calls to the
+// peers after it run on a context the client cannot cancel, every peer is
+// still called when one fails, and a gateway that could not apply the
+// change (down since the pre-flight, or its LIO refused an operation) does
+// not turn the answer into an error. The answer is then 200, as for a
+// complete success, so that upstream clients (which test for 200) neither
+// report a failure nor repeat a request that would now meet "already
+// defined"; its text says the change is committed and which gateways have
+// not applied it yet (they converge from the configuration: a daemon that
+// is back restores from it, a running one retries).
 func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 	all := append(append([]string{}, p.before...), p.after...)
 	if ok, summary := s.peers.ready(ctx, all); !ok {
@@ -140,21 +156,25 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 		return text + msg, status, nil
 	}
 	path := "/api/" + p.endpoint + "/" + p.element
-	remote := func(gw string) (bool, string, int, error) {
+	// remote calls gw and returns "" when it applied the change, else why not.
+	remote := func(ctx context.Context, gw string) (status int, why string, err error) {
 		status, body, err := s.peers.call(ctx, p.method, gw, path, p.vars)
 		if err != nil {
-			return false, "", 0, err
+			return 0, "", err
 		}
 		if status != http.StatusOK {
-			msg, st, _ := fail(gw, status, remoteMessage(body))
-			return false, msg, st, nil
+			return status, remoteMessage(body), nil
 		}
 		applied = append(applied, gw)
-		return true, "", 0, nil
+		return status, "", nil
 	}
 	for _, gw := range p.before {
-		if ok, msg, st, err := remote(gw); !ok {
-			return msg, st, err
+		status, why, err := remote(ctx, gw)
+		if err != nil {
+			return "", 0, err
+		}
+		if why != "" {
+			return fail(gw, status, why)
 		}
 	}
 	doc, err := p.commit(ctx)
@@ -165,18 +185,42 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 		status, msg := s.classify(err)
 		return fail(s.Gateway, status, msg)
 	}
+
+	// Committed: nothing below may undo or hide that.
+	ctx = context.WithoutCancel(ctx)
+	var pending []string
 	if doc != nil {
-		if err := s.LIO.Reconcile(ctx, doc); err != nil {
-			return fail(s.Gateway, http.StatusInternalServerError, fmt.Sprintf("%s - %v", p.localFail, err))
+		if err := s.reconcile(ctx, doc); err != nil {
+			s.Logger.Error("committed change not applied to local LIO (the daemon retries)", "endpoint", p.endpoint, "err", err)
+			pending = append(pending, fmt.Sprintf("%s (%s - %v)", p.label, p.localFail, err))
+		} else {
+			applied = append(applied, p.label)
 		}
+	} else {
+		applied = append(applied, p.label)
 	}
-	applied = append(applied, p.label)
 	for _, gw := range p.after {
-		if ok, msg, st, err := remote(gw); !ok {
-			return msg, st, err
+		_, why, err := remote(ctx, gw)
+		if err != nil {
+			why = err.Error()
+		}
+		if why != "" {
+			s.Logger.Warn("committed change not applied on a peer yet; it converges from the configuration", "gateway", gw, "endpoint", p.endpoint, "reason", why)
+			pending = append(pending, fmt.Sprintf("%s (%s)", gw, why))
 		}
 	}
-	return "successful", http.StatusOK, nil
+	if len(pending) == 0 {
+		return "successful", http.StatusOK, nil
+	}
+	text := "committed"
+	if doc != nil {
+		text += fmt.Sprintf(" (config epoch %d)", doc.Epoch)
+	}
+	if len(applied) > 0 {
+		text += " and applied to " + strings.Join(applied, ",")
+	}
+	return text + "; not applied yet on " + strings.Join(pending, ", ") +
+		". Those gateways converge from the committed configuration (a stopped one when it starts again): do not repeat the request", http.StatusOK, nil
 }
 
 // remotePortals is upstream's get_remote_gateways: the target's portal

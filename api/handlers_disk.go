@@ -591,7 +591,7 @@ func (s *server) internalDisk() echo.HandlerFunc {
 			} else if err := doc.Clone().RemoveDisk(id); err != nil {
 				return removeFailure(err)
 			}
-			if err := s.LIO.Reconcile(ctx, doc); err != nil {
+			if err := s.reconcile(ctx, doc); err != nil {
 				return httpErr(http.StatusInternalServerError, "Failed to remove the LUN - %v", err)
 			}
 			return message(c, http.StatusOK, "LUN removed")
@@ -685,7 +685,7 @@ func (s *server) internalAllocate(c echo.Context, f form, doc *config.Doc, pool,
 	if mode == "resize" {
 		s.imageResized(pool, image)
 	}
-	if err := s.LIO.Reconcile(ctx, doc); err != nil {
+	if err := s.reconcile(ctx, doc); err != nil {
 		return httpErr(http.StatusInternalServerError, "LUN allocation failure - %v", err)
 	}
 	if mode == "create" {
@@ -813,7 +813,7 @@ func (s *server) internalActivation(c echo.Context, f form, pool, image, mode st
 	if err != nil {
 		return err
 	}
-	if err := s.LIO.Reconcile(ctx, doc); err != nil {
+	if err := s.reconcile(ctx, doc); err != nil {
 		return httpErr(http.StatusInternalServerError, "%s failed - %v", mode, err)
 	}
 	if mode == "deactivate" {
@@ -890,7 +890,7 @@ func (s *server) reconfigureDisk(ctx context.Context, id string, controls settin
 	localErr := error(nil)
 	local, err := s.activation(ctx, pool, image, "activate", controls)
 	if err == nil {
-		err = s.LIO.Reconcile(ctx, local)
+		err = s.reconcile(ctx, local)
 	}
 	if err != nil {
 		localErr = err

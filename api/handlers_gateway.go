@@ -430,7 +430,7 @@ func (s *server) internalGateway() echo.HandlerFunc {
 			if err != nil {
 				return internalFailure(err, msgCreateTargetFailure)
 			}
-			if err := s.LIO.Reconcile(ctx, doc); err != nil {
+			if err := s.reconcile(ctx, doc); err != nil {
 				return httpErr(http.StatusInternalServerError, "%s: %v", msgCreateTargetFailure, err)
 			}
 			return message(c, http.StatusOK, "Gateway defined/mapped")
@@ -450,7 +450,7 @@ func (s *server) internalGateway() echo.HandlerFunc {
 				return httpErr(http.StatusBadRequest, "Gateway deletion failed: %s.", s.errText(err))
 			}
 		}
-		if err := s.LIO.Reconcile(ctx, doc); err != nil {
+		if err := s.reconcile(ctx, doc); err != nil {
 			// Upstream's status for any failure of this step.
 			return httpErr(http.StatusBadRequest, "Gateway deletion failed: %v.", err)
 		}

@@ -289,7 +289,17 @@ func (s *server) gatewayInfo() echo.HandlerFunc {
 			}
 			total += n
 		}
-		return writeJSON(c, http.StatusOK, map[string]any{"num_sessions": total})
+		out := map[string]any{"num_sessions": total}
+		if st, ok := s.LIO.(lioStatuser); ok {
+			// an addition to upstream's reply: what this gateway's LIO
+			// could not take (see ReconcileStatus)
+			rs := st.ReconcileStatus()
+			if rs.Errors == nil {
+				rs.Errors = []ReconcileError{}
+			}
+			out["reconcile"] = rs
+		}
+		return writeJSON(c, http.StatusOK, out)
 	}
 }
 

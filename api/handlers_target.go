@@ -17,9 +17,10 @@ import (
 // epoch is not bumped and peers see no spurious change.
 var errNoChange = errors.New("no change")
 
-// commit writes m and returns the resulting document.
+// commit writes m, unless the result cannot be applied to this gateway's
+// LIO (see checked), and returns the resulting document.
 func (s *server) commit(ctx context.Context, m rados.Mutation) (*config.Doc, error) {
-	doc, err := s.Store.Commit(ctx, m)
+	doc, err := s.Store.Commit(ctx, s.checked(ctx, m))
 	if errors.Is(err, errNoChange) {
 		return s.load(ctx)
 	}
@@ -57,7 +58,7 @@ func (s *server) applyHere(ctx context.Context, committing bool, m rados.Mutatio
 	if err != nil {
 		return err
 	}
-	return s.LIO.Reconcile(ctx, doc)
+	return s.reconcile(ctx, doc)
 }
 
 func parseControls(f form) (settings.Controls, error) {
@@ -107,8 +108,11 @@ func (s *server) target() echo.HandlerFunc {
 			if err != nil {
 				return err
 			}
-			if err := s.LIO.Reconcile(ctx, doc); err != nil {
-				return httpErr(http.StatusInternalServerError, "iscsi target 'init' process failed for %s - %v", iqn, err)
+			if err := s.reconcile(ctx, doc); err != nil {
+				// committed: the answer says so (see coordinate)
+				s.Logger.Error("committed target not applied to local LIO (the daemon retries)", "target", iqn, "err", err)
+				return message(c, http.StatusOK, fmt.Sprintf("Target defined successfully (committed); not applied to LIO on %s yet: iscsi target 'init' process failed for %s - %v. "+
+					"The gateway converges from the committed configuration: do not repeat the request", s.Gateway, iqn, err))
 			}
 			return message(c, http.StatusOK, "Target defined successfully")
 		}

@@ -148,9 +148,10 @@ func opDescs() map[string]opDesc {
 		"PUT /api/_targetauth/<target_iqn>": {summary: "Apply ACL mode or target CHAP on this gateway", fields: append([]field{
 			committing, opt("action", "ACL switch", "enable_acl", "disable_acl"),
 		}, chapFields(true)...)},
-		"GET /api/targetinfo/<target_iqn>":              {summary: "Count a target's sessions on every portal gateway", data: `{"num_sessions": n}`},
-		"GET /api/_targetinfo/<target_iqn>":             {summary: "Count a target's sessions on this gateway", data: `{"num_sessions": n}`},
-		"GET /api/gatewayinfo":                          {summary: "Count the sessions on this gateway", data: `{"num_sessions": n}`},
+		"GET /api/targetinfo/<target_iqn>":  {summary: "Count a target's sessions on every portal gateway", data: `{"num_sessions": n}`},
+		"GET /api/_targetinfo/<target_iqn>": {summary: "Count a target's sessions on this gateway", data: `{"num_sessions": n}`},
+		"GET /api/gatewayinfo": {summary: "Count the sessions on this gateway; \"reconcile\" (not upstream) says what its LIO could not take",
+			data: `{"num_sessions": n, "reconcile": {"epoch": n, "converged": bool, "errors": [{"object": "...", "error": "..."}]}}`},
 		"GET /api/clients/<target_iqn>":                 {summary: "List a target's clients", data: `{"clients": [iqn, ...]}`},
 		"PUT /api/clientauth/<target_iqn>/<client_iqn>": {summary: "Set a client's CHAP on every portal gateway", fields: chapFields(false)},
 		"PUT /api/_clientauth/<target_iqn>/<client_iqn>": {summary: "Apply a client's CHAP and LUNs on this gateway", fields: append([]field{

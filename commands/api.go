@@ -23,7 +23,6 @@ import (
 	"ceph-iscsi/api"
 	"ceph-iscsi/config"
 	"ceph-iscsi/gateway"
-	"ceph-iscsi/host"
 	"ceph-iscsi/lio"
 	"ceph-iscsi/rados"
 	"ceph-iscsi/rbd"
@@ -49,17 +48,19 @@ const shutdownGrace = 30 * time.Second
 const (
 	retryMin = time.Second
 	retryMax = 30 * time.Second
+	// driftCheck is how often the watch compares what LIO was last
+	// converged to with the committed document.
+	driftCheck = 30 * time.Second
 )
 
 type apiOptions struct {
-	configPath  string
-	root        string
-	gatewayName string
-	listen      string
-	peers       map[string]string
-	localAddrs  []netip.Addr
-	tlsCert     string
-	tlsKey      string
+	configPath string
+	root       string
+	identity   identityOptions
+	listen     string
+	peers      map[string]string
+	tlsCert    string
+	tlsKey     string
 }
 
 func configfsRootFlag() cli.Flag {
@@ -81,35 +82,34 @@ func apiCommand() *cli.Command {
 			"re-reads the configuration and reconciles; SIGTERM stops serving, removes this gateway's " +
 			"LIO objects and exits. With NOTIFY_SOCKET set it reports READY=1 to systemd once serving. " +
 			"Fatal start-up errors exit 16.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			configFlag(),
 			configfsRootFlag(),
-			gatewayNameFlag(),
 			&cli.StringFlag{Name: "listen", Usage: "listen address host:port, instead of api_host:api_port"},
 			&cli.StringSliceFlag{
 				Name: "peer",
 				Usage: "NAME=URL: reach gateway NAME at URL (scheme://host:port) instead of " +
 					"<api scheme>://NAME:api_port; repeat for each gateway (several gateways on one host)",
 			},
-			&cli.StringSliceFlag{
-				Name:  "local-addr",
-				Usage: "an address this gateway owns for portals; repeat for several (default: every interface address)",
-			},
 			&cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate when api_secure; if it or the key is missing, both come from the mon config-key store", Value: defaultTLSCert},
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS private key when api_secure", Value: defaultTLSKey},
-		},
+		}, identityFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return cli.Exit(fmt.Sprintf("api: unexpected argument %q", c.Args().First()), exitUsage)
 			}
+			ido, err := identityFromFlags(c, "api")
+			if err != nil {
+				return err
+			}
 			o := apiOptions{
-				configPath:  c.String("config"),
-				root:        c.String("configfs-root"),
-				gatewayName: c.String("gateway-name"),
-				listen:      c.String("listen"),
-				tlsCert:     c.String("tls-cert"),
-				tlsKey:      c.String("tls-key"),
-				peers:       map[string]string{},
+				configPath: c.String("config"),
+				root:       c.String("configfs-root"),
+				identity:   ido,
+				listen:     c.String("listen"),
+				tlsCert:    c.String("tls-cert"),
+				tlsKey:     c.String("tls-key"),
+				peers:      map[string]string{},
 			}
 			for _, p := range c.StringSlice("peer") {
 				name, url, ok := strings.Cut(p, "=")
@@ -117,13 +117,6 @@ func apiCommand() *cli.Command {
 					return cli.Exit(fmt.Sprintf("api: --peer %q: want NAME=scheme://host:port", p), exitUsage)
 				}
 				o.peers[name] = strings.TrimSuffix(url, "/")
-			}
-			for _, a := range c.StringSlice("local-addr") {
-				ip, err := netip.ParseAddr(a)
-				if err != nil {
-					return cli.Exit(fmt.Sprintf("api: --local-addr %q: not an IP address", a), exitUsage)
-				}
-				o.localAddrs = append(o.localAddrs, ip.Unmap())
 			}
 			return runAPI(c.Context, o, c.App.ErrWriter)
 		},
@@ -154,12 +147,9 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 		log.Warn(w)
 	}
 
-	id, err := host.Resolve(o.gatewayName)
+	id, err := o.identity.resolve("api")
 	if err != nil {
-		return fatalf("api: gateway identity: %w", err)
-	}
-	if o.localAddrs != nil {
-		id.Addrs = o.localAddrs
+		return err
 	}
 	log = log.With("gateway", id.Name)
 
@@ -204,20 +194,24 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 	})
 	d := &daemon{log: log, store: store, rec: rec}
 
-	// define() (spec 6.1 step 6): a gateway that cannot restore its LIO
-	// does not serve; what it half built is removed again.
+	// define() (spec 6.1 step 6). Unlike upstream, a failed operation or an
+	// object that cannot be built neither stops the start nor tears LIO
+	// down: every other object is restored and served, the failure is
+	// logged and reported (GET /api/gatewayinfo), and the watch retries it
+	// with back-off. A crash half-way through an apply (kill -9) is
+	// repaired the same way, since each reconcile re-reads LIO.
 	doc, err := store.Load(ctx)
 	if err != nil {
 		return fatalf("api: %w", err)
 	}
+	pending := false
 	if err := rec.Reconcile(ctx, doc); err != nil {
-		log.Error("Could not load gateway", "err", err)
-		if _, terr := rec.Teardown(context.WithoutCancel(ctx), doc); terr != nil {
-			log.Error("removing the partly restored LIO objects", "err", terr)
-		}
-		return fatalf("api: could not load gateway: %w", err)
+		log.Error("restoring LIO: some operations failed; serving the rest and retrying", "err", err)
+		pending = true
+	} else if !rec.Status().Converged {
+		pending = true
 	}
-	log.Info("LIO restored", "epoch", doc.Epoch, "configfs", f.Root(), "emulated", f.Emulated())
+	log.Info("LIO restored", "epoch", doc.Epoch, "configfs", f.Root(), "emulated", f.Emulated(), "complete", !pending)
 
 	deps := api.Deps{
 		Settings: s,
@@ -232,8 +226,8 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 		PeerURL:    peerURL(s, o.peers),
 		Logger:     log,
 	}
-	if o.localAddrs != nil {
-		addrs := o.localAddrs
+	if o.identity.localAddrs != nil {
+		addrs := o.identity.localAddrs
 		deps.LocalAddrs = func() ([]netip.Addr, error) { return addrs, nil }
 	}
 	if f.Emulated() {
@@ -254,7 +248,7 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		d.watch(runCtx, doc.Epoch, reload)
+		d.watch(runCtx, doc.Epoch, pending, reload)
 	}()
 
 	serveErr := make(chan error, 1)
@@ -322,6 +316,17 @@ func (l localLIO) ClientInfo(ctx context.Context, targetIQN, clientIQN string) (
 	return api.ClientSession{Alias: s.Alias, State: strings.ToUpper(s.State), Addresses: s.Addresses}, nil
 }
 
+// ReconcileStatus reports what the last reconcile left undone, for GET
+// /api/gatewayinfo.
+func (l localLIO) ReconcileStatus() api.ReconcileStatus {
+	st := l.Status()
+	out := api.ReconcileStatus{Epoch: st.Epoch, Converged: st.Converged}
+	for _, p := range st.Problems {
+		out.Errors = append(out.Errors, api.ReconcileError{Object: p.Object, Error: p.Error})
+	}
+	return out
+}
+
 var _ api.LocalLIO = localLIO{}
 
 // teardown removes this gateway's LIO objects (spec 6.6), with the freshest
@@ -348,17 +353,33 @@ func (d *daemon) teardown(ctx context.Context) error {
 
 // watch reconciles LIO whenever the configuration changes, or on reload. It
 // is level-triggered: each pass reads the newest document, so a burst of
-// commits costs one reconcile, and a failed one is retried with backoff
-// until it succeeds or a newer epoch arrives.
-func (d *daemon) watch(ctx context.Context, applied int64, reload <-chan struct{}) {
+// commits costs one reconcile, and one that failed or left objects held
+// (pending, for the start-up reconcile) is retried with backoff until LIO
+// holds the whole configuration, whatever the epoch. Every driftCheck it
+// also makes sure the last document applied is the committed one: a
+// coordinator that asked this gateway to apply a change and then failed
+// before committing it leaves LIO ahead of the configuration, and no new
+// epoch says so.
+func (d *daemon) watch(ctx context.Context, applied int64, pending bool, reload <-chan struct{}) {
 	events := d.store.Subscribe(ctx)
+	drift := time.NewTicker(driftCheck)
+	defer drift.Stop()
 	var retry <-chan time.Time
 	delay := retryMin
+	if pending {
+		retry = time.After(delay)
+		delay = min(2*delay, retryMax)
+	}
 	for {
-		force := false
+		force, checkDrift := false, false
 		select {
 		case <-ctx.Done():
 			return
+		case <-drift.C:
+			if retry != nil {
+				continue // a retry is due anyway
+			}
+			checkDrift = true
 		case ev, ok := <-events:
 			if !ok {
 				return
@@ -374,10 +395,15 @@ func (d *daemon) watch(ctx context.Context, applied int64, reload <-chan struct{
 		}
 		doc, err := d.store.Load(ctx)
 		if err == nil {
-			if !force && doc.Epoch == applied && retry == nil {
+			switch {
+			case checkDrift:
+				if d.rec.Converged(doc) {
+					continue
+				}
+				d.log.Info("LIO was last converged to another document than the committed one; converging", "epoch", doc.Epoch)
+			case !force && doc.Epoch == applied && retry == nil:
 				continue
-			}
-			if !force && retry == nil && d.rec.Converged(doc) {
+			case !force && retry == nil && d.rec.Converged(doc):
 				// an API call on this gateway already applied this epoch
 				applied = doc.Epoch
 				continue
@@ -386,6 +412,10 @@ func (d *daemon) watch(ctx context.Context, applied int64, reload <-chan struct{
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if err == nil && !d.rec.Status().Converged {
+			// logged object by object by the reconciler
+			err = errors.New("objects of the configuration are held")
 		}
 		if err != nil {
 			d.log.Error("reconciling LIO with the configuration (will retry)", "err", err, "retry_in", delay)

@@ -178,6 +178,13 @@ func (cl *cluster) daemon(n int, extraArgs ...string) *apiDaemon {
 
 func (cl *cluster) start(d *apiDaemon) {
 	cl.t.Helper()
+	cl.launch(d)
+	cl.waitServing(d)
+}
+
+// launch starts d without waiting for it to serve.
+func (cl *cluster) launch(d *apiDaemon) {
+	cl.t.Helper()
 	d.out = &syncBuffer{}
 	d.cmd = exec.Command(os.Args[0], d.args...)
 	d.cmd.Env = d.env
@@ -215,7 +222,6 @@ func (cl *cluster) start(d *apiDaemon) {
 			}
 		}
 	})
-	cl.waitServing(d)
 }
 
 func (cl *cluster) client() *http.Client {

@@ -35,12 +35,12 @@ const (
 )
 
 type restoreOptions struct {
-	configPath  string
-	root        string
-	gatewayName string
-	dryRun      bool
-	json        bool
-	teardown    bool
+	configPath string
+	root       string
+	identity   identityOptions
+	dryRun     bool
+	json       bool
+	teardown   bool
 }
 
 func restoreCommand() *cli.Command {
@@ -51,40 +51,33 @@ func restoreCommand() *cli.Command {
 			"and converges the local LIO state (configfs) on it, printing the plan. " +
 			"--teardown removes every LIO object the configuration names instead, as the API " +
 			"daemon does on SIGTERM.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			configFlag(),
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan; change nothing in LIO or the OSD blocklist (an empty or old config object is still seeded or upgraded, as at every gateway start)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the plan and result as JSON"},
 			configfsRootFlag(),
-			gatewayNameFlag(),
 			&cli.BoolFlag{Name: "teardown", Usage: "remove this gateway's LIO objects instead of restoring them"},
-		},
+		}, identityFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return cli.Exit(fmt.Sprintf("restore: unexpected argument %q", c.Args().First()), exitUsage)
 			}
+			ido, err := identityFromFlags(c, "restore")
+			if err != nil {
+				return err
+			}
 			opts := restoreOptions{
-				configPath:  c.String("config"),
-				root:        c.String("configfs-root"),
-				gatewayName: c.String("gateway-name"),
-				dryRun:      c.Bool("dry-run"),
-				json:        c.Bool("json"),
-				teardown:    c.Bool("teardown"),
+				configPath: c.String("config"),
+				root:       c.String("configfs-root"),
+				identity:   ido,
+				dryRun:     c.Bool("dry-run"),
+				json:       c.Bool("json"),
+				teardown:   c.Bool("teardown"),
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runRestore(ctx, opts, c.App.Writer, c.App.ErrWriter)
 		},
-	}
-}
-
-// gatewayNameFlag lets several gateway processes share one host; the api command
-// will want it too.
-func gatewayNameFlag() cli.Flag {
-	return &cli.StringFlag{
-		Name:    "gateway-name",
-		Usage:   "this gateway's name in the configuration (default: the FQDN, as upstream's socket.getfqdn())",
-		EnvVars: []string{host.EnvGatewayName},
 	}
 }
 
@@ -162,6 +155,11 @@ type restoreReport struct {
 	// Errors are the problems that stopped or spoiled the run; they never
 	// carry secrets.
 	Errors []string `json:"errors,omitempty"`
+	// ObjectErrors are the objects of the configuration whose desired state
+	// could not be built: LIO keeps them as they are (Held lists the
+	// operations left out of the plan) and the rest converges.
+	ObjectErrors []gateway.Problem `json:"object_errors,omitempty"`
+	Held         []lio.Op          `json:"held,omitempty"`
 }
 
 type appliedReport struct {
@@ -183,9 +181,9 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 		log.Warn(w)
 	}
 
-	id, err := host.Resolve(o.gatewayName)
+	id, err := o.identity.resolve("restore")
 	if err != nil {
-		return fatalf("restore: gateway identity: %w", err)
+		return err
 	}
 	log = log.With("gateway", id.Name)
 
@@ -231,7 +229,10 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 		FS: f, Settings: s, Identity: id, Conn: conn, CephConf: cephConf(s), Logger: log,
 	})
 	res, runErr := rec.Run(ctx, doc, gateway.Mode{Teardown: o.teardown, DryRun: o.dryRun})
-	rep.Plan, rep.InSync = res.Plan, res.InSync
+	rep.Plan, rep.InSync, rep.Held = res.Plan, res.InSync, res.Held
+	for _, e := range res.ObjectErrs {
+		rep.ObjectErrors = append(rep.ObjectErrors, gateway.Problem{Object: e.Object(), Error: e.Error()})
+	}
 	if res.Applied != nil {
 		a := *res.Applied
 		rep.Applied = &appliedReport{Done: len(a.Done), Failed: len(a.Failed), Skipped: len(a.Skipped), Ops: a}
@@ -265,11 +266,21 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 			len(a.Failed), len(res.Plan.Ops), len(a.Skipped), res.ApplyErr)
 	case res.UnmapErr != nil:
 		// LIO converged; only unmapping block images it let go of failed
-		rep.Errors = append(rep.Errors, runErr.Error())
+		rep.Errors = append(rep.Errors, res.UnmapErr.Error())
 		if err := printReport(stdout, rep, o.json); err != nil {
 			return err
 		}
 		return failf("restore: %w", runErr)
+	case len(res.ObjectErrs) > 0:
+		if err := printReport(stdout, rep, o.json); err != nil {
+			return err
+		}
+		what := "LIO keeps them as they are and the rest converged"
+		if o.dryRun {
+			what = "they are left out of the plan above"
+		}
+		return failf("restore: %d object(s) of the configuration cannot be reconciled on gateway %s (%s):\n%w",
+			len(res.ObjectErrs), id.Name, what, runErr)
 	default:
 		return fatalf("restore: %w", runErr)
 	}
@@ -325,6 +336,8 @@ func printReport(w io.Writer, rep restoreReport, asJSON bool) error {
 		b.WriteString("not applied: the desired state could not be fully built\n")
 	case rep.InSync && rep.Teardown:
 		b.WriteString("nothing to tear down\n")
+	case rep.InSync && len(rep.ObjectErrors) > 0:
+		b.WriteString("in sync, but for the held objects below\n")
 	case rep.InSync:
 		b.WriteString("in sync: nothing to do\n")
 	default:
@@ -332,6 +345,9 @@ func printReport(w io.Writer, rep restoreReport, asJSON bool) error {
 		for _, op := range rep.Plan.Ops {
 			b.WriteString("  " + op.String() + "\n")
 		}
+	}
+	for _, p := range rep.ObjectErrors {
+		fmt.Fprintf(&b, "held: %s: %s\n", p.Object, p.Error)
 	}
 	switch a := rep.Applied; {
 	case a != nil:

@@ -383,9 +383,10 @@ func TestRestoreBlockBackstore(t *testing.T) {
 	})
 	r = fx.run()
 	expectCode(t, r, exitFailure)
-	mustContain(t, "stderr", r.stderr, "disk "+fx.diskID, "export not failover safe", "can be exported by one gateway only, not 2", "nothing applied")
-	if after := fx.observe(); len(after.StorageObjects) != 1 || len(after.Targets) != 1 {
-		t.Fatalf("a refused build changed LIO: %+v", after)
+	mustContain(t, "stderr", r.stderr, "disk "+fx.diskID, "export not failover safe", "can be exported by one gateway only, not 2", "LIO keeps them as they are")
+	// the disk is held as it was: still exported here, not re-planned
+	if after := fx.observe(); len(after.StorageObjects) != 1 || len(after.Targets) != 1 || len(after.Targets[0].TPGs[0].LUNs) != 1 {
+		t.Fatalf("a held disk changed in LIO: %+v", after)
 	}
 }
 

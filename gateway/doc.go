@@ -4,7 +4,10 @@
 // the daemon's one RADOS connection, block-device mappings for the `block`
 // backstore), and converges configfs through package lio, one reconcile at a
 // time. Both `ceph-iscsi restore` and the API daemon use it, so the two cannot
-// drift apart; it implements the API's LocalLIO seam.
+// drift apart; it implements the API's LocalLIO seam. An object of the
+// document whose desired state cannot be built (a name that cannot be a
+// configfs path, an unreadable image, ...) is held as LIO has it while the
+// rest converges, and is reported (Status, Report.ObjectErrs).
 //
 // It must not write the configuration object, serve or call HTTP, or touch
 // configfs other than through package lio. It never logs or returns a CHAP

@@ -94,10 +94,33 @@ type Reconciler struct {
 	// current run read.
 	sizes    map[string]int64
 	sizeUsed map[string]bool
+	// cacheMu guards sizes, sizeUsed and mapper, which Check uses too: it
+	// runs inside an API commit, which must not wait for a reconcile.
+	cacheMu sync.Mutex
 	// applied is the encoding of the last document a full reconcile
 	// converged LIO to, so the config watch can skip the epoch an API call
 	// has just applied (observing LIO is the expensive part of a reconcile).
 	applied []byte
+	// status is what the last Reconcile left undone; smu guards it, so the
+	// API can read it while a reconcile runs.
+	smu    sync.Mutex
+	status Status
+}
+
+// Problem is one thing a reconcile could not do: an object of the
+// configuration left as LIO has it, or a failed LIO operation. It never
+// carries a secret.
+type Problem struct {
+	Object string `json:"object"`
+	Error  string `json:"error"`
+}
+
+// Status is the outcome of the last Reconcile of the daemon.
+type Status struct {
+	Epoch int64
+	// Converged: LIO holds everything the configuration gives this gateway.
+	Converged bool
+	Problems  []Problem
 }
 
 // New returns a Reconciler.
@@ -132,13 +155,20 @@ type Report struct {
 	Epoch    int64
 	Emulated bool
 	Mode     Mode
-	// Plan is the diff from the observed to the desired state. When BuildErr
-	// is set it is incomplete, and it was not applied.
+	// Plan is the diff from the observed to the desired state, without the
+	// operations on held objects. When BuildErr is set it is incomplete, and
+	// it was not applied.
 	Plan   lio.Plan
 	InSync bool
+	// ObjectErrs are the objects whose desired state could not be built:
+	// LIO keeps them as they are (Held lists the operations left out) while
+	// the rest converges.
+	ObjectErrs []*lio.ObjectError
+	Held       []lio.Op
 	// Applied is nil when nothing was attempted.
 	Applied *lio.Result
-	// BuildErr: the desired state could not be fully built (nothing applied).
+	// BuildErr: the desired state could not be built at all (nothing
+	// applied).
 	BuildErr error
 	// ApplyErr: some operations of the plan failed.
 	ApplyErr error
@@ -148,28 +178,50 @@ type Report struct {
 	UnmapErr error
 }
 
-// Run reconciles LIO with doc in mode. The error is the first problem that
-// stopped or spoiled the run; the Report says which stage it came from.
+// Run reconciles LIO with doc in mode. An object whose desired state cannot
+// be built (a name that cannot be a configfs path, an image whose size
+// cannot be read, a password that does not decrypt, ...) is left as LIO has
+// it and the rest converges. The error joins every problem of the run; the
+// Report says which stage each came from.
 func (r *Reconciler) Run(ctx context.Context, doc *config.Doc, mode Mode) (Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.cacheMu.Lock()
 	r.sizeUsed = map[string]bool{}
+	r.cacheMu.Unlock()
 	defer func() {
+		r.cacheMu.Lock()
+		defer r.cacheMu.Unlock()
 		for id := range r.sizes {
 			if !r.sizeUsed[id] {
 				delete(r.sizes, id)
 			}
 		}
+		r.sizeUsed = nil
 	}()
 	return r.run(ctx, doc, mode)
+}
+
+// Check builds doc into this gateway's desired LIO state without touching
+// LIO or mapping anything, and returns the problems, one per object (see
+// lio.SplitObjectErrors): what an API commit checks first, so that a change
+// LIO cannot take is not committed. It does not wait for a reconcile in
+// progress.
+func (r *Reconciler) Check(ctx context.Context, doc *config.Doc) error {
+	if doc == nil {
+		return errors.New("gateway: no configuration document")
+	}
+	valid, nameErrs := withValidNames(doc)
+	_, err := r.desired(ctx, valid, Mode{DryRun: true}, valid.Gateways[r.opts.Identity.Name] != nil, false)
+	return errors.Join(joinObjectErrors(nameErrs), err)
 }
 
 // ForgetSizes drops the cached sizes of the given "pool/image" disks (all of
 // them when none are given), so the next reconcile reads them again: after a
 // resize, or a SIGHUP that must pick up changes made behind the API's back.
 func (r *Reconciler) ForgetSizes(ids ...string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
 	if len(ids) == 0 {
 		clear(r.sizes)
 		return
@@ -187,24 +239,39 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	rep := Report{Gateway: name, Mode: mode, Epoch: doc.Epoch, Emulated: r.opts.FS.Emulated()}
 	rep.Member = doc.Gateways[name] != nil
 
-	desired, buildErr := r.desired(ctx, doc, mode, rep.Member)
-	if buildErr != nil && mode.Teardown {
-		// Teardown needs only names, which survive these errors.
-		r.log.Warn("configuration problems (teardown goes on)", "err", buildErr)
-		buildErr = nil
+	// A name that cannot be a configfs path never reaches package lio.
+	valid, nameErrs := withValidNames(doc)
+	desired, buildErr := r.desired(ctx, valid, mode, rep.Member, true)
+	objErrs, other := lio.SplitObjectErrors(buildErr)
+	objErrs = append(nameErrs, objErrs...)
+	if mode.Teardown {
+		if len(objErrs) > 0 || len(other) > 0 {
+			// Teardown needs only names, which survive these errors.
+			r.log.Warn("configuration problems (teardown goes on)", "err", errors.Join(joinObjectErrors(objErrs), errors.Join(other...)))
+		}
+		objErrs, other = nil, nil
 	}
 	observed, err := lio.Observe(r.opts.FS)
 	if err != nil {
 		return rep, fmt.Errorf("gateway: reading LIO: %w", err)
 	}
 	rep.Plan = lio.NewPlan(observed, desired)
+	if len(objErrs) > 0 {
+		rep.ObjectErrs = objErrs
+		rep.Plan, rep.Held = rep.Plan.Without(observed, holdOf(doc, objErrs))
+		for _, e := range objErrs {
+			r.log.Error("cannot reconcile an object of the configuration; LIO keeps it as it is, the rest converges",
+				"object", e.Object(), "err", e)
+		}
+	}
 	rep.InSync = rep.Plan.Empty()
-	if buildErr != nil {
-		rep.BuildErr = buildErr
-		return rep, buildErr
+	heldErr := joinObjectErrors(objErrs)
+	if len(other) > 0 {
+		rep.BuildErr = errors.Join(other...)
+		return rep, errors.Join(rep.BuildErr, heldErr)
 	}
 	if mode.DryRun {
-		return rep, nil
+		return rep, heldErr
 	}
 	if !rep.Plan.Empty() {
 		if !r.opts.FS.Emulated() && rep.Plan.EnablesUserBackstores() {
@@ -212,26 +279,31 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 				return rep, err
 			}
 		}
+		r.log.Info("applying LIO plan", "epoch", rep.Epoch, "ops", len(rep.Plan.Ops))
 		res, applyErr := lio.Apply(ctx, r.opts.FS, rep.Plan)
 		rep.Applied = &res
 		if applyErr != nil {
 			rep.ApplyErr = applyErr
-			return rep, applyErr
+			return rep, errors.Join(applyErr, heldErr)
 		}
 	}
-	unmapped, err := r.unmapUnused(ctx, desired)
-	rep.Unmapped, rep.UnmapErr = unmapped, err
-	if err != nil {
-		return rep, err
+	// a held disk keeps its mapping as LIO keeps its storage object
+	held := map[string]bool{}
+	for _, e := range objErrs {
+		if d := doc.Disks[e.Disk]; d != nil && e.Target == "" {
+			held[d.Pool+"/"+d.Image] = true
+		}
 	}
-	return rep, nil
+	unmapped, err := r.unmapUnused(ctx, desired, held)
+	rep.Unmapped, rep.UnmapErr = unmapped, err
+	return rep, errors.Join(err, heldErr)
 }
 
-// desired is the LIO state this gateway should have in mode, and records the
-// names it manages.
-func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, member bool) (lio.State, error) {
+// desired is the LIO state this gateway should have in mode; with record it
+// also records the names it manages.
+func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, member, record bool) (lio.State, error) {
 	exporters := blockExporters(doc)
-	if member {
+	if member && record {
 		for img := range exporters {
 			r.blockImages[img] = true
 		}
@@ -256,22 +328,26 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 			return r.size(pool, image)
 		}
 	}
-	for iqn := range r.managedTargets {
-		// A gateway deleted from the config (DELETE /api/gateway) leaves the
-		// target in place for the others: what it built here must go too.
-		if doc.Targets[iqn] == nil || !member {
-			opts.ManagedTargets = append(opts.ManagedTargets, iqn)
+	// names of leftovers to remove: only a reconcile (under r.mu) uses them
+	if record {
+		for iqn := range r.managedTargets {
+			// A gateway deleted from the config (DELETE /api/gateway) leaves
+			// the target in place for the others: what it built here must go
+			// too.
+			if doc.Targets[iqn] == nil || !member {
+				opts.ManagedTargets = append(opts.ManagedTargets, iqn)
+			}
 		}
-	}
-	for so := range r.managedSOs {
-		opts.ManagedStorageObjects = append(opts.ManagedStorageObjects, so)
+		for so := range r.managedSOs {
+			opts.ManagedStorageObjects = append(opts.ManagedStorageObjects, so)
+		}
 	}
 	slices.Sort(opts.ManagedTargets)
 	slices.Sort(opts.ManagedStorageObjects)
 
 	spec, specErr := lio.SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
 	st, buildErr := lio.Build(spec)
-	if member {
+	if member && record {
 		names := st.ForTeardown().Managed
 		for _, iqn := range names.Targets {
 			r.managedTargets[iqn] = true
@@ -353,6 +429,8 @@ func (r *Reconciler) devicePath(ctx context.Context, mode Mode, exporters map[st
 // blockMapper returns the mapper, making the default one on first use; nil
 // means images are not mapped (emulated configfs).
 func (r *Reconciler) blockMapper(ctx context.Context) (BlockMapper, error) {
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
 	if r.mapper != nil || r.opts.FS.Emulated() {
 		return r.mapper, nil
 	}
@@ -371,14 +449,23 @@ func (r *Reconciler) blockMapper(ctx context.Context) (BlockMapper, error) {
 // lio.ErrImageNotFound, so the disk is skipped as upstream does.
 func (r *Reconciler) size(pool, image string) (int64, error) {
 	id := pool + "/" + image
-	if n, ok := r.sizes[id]; ok {
+	r.cacheMu.Lock()
+	n, ok := r.sizes[id]
+	if ok && r.sizeUsed != nil {
 		r.sizeUsed[id] = true
+	}
+	r.cacheMu.Unlock()
+	if ok {
 		return n, nil
 	}
 	n, err := r.readSize(pool, image)
 	if err == nil {
+		r.cacheMu.Lock()
 		r.sizes[id] = n
-		r.sizeUsed[id] = true
+		if r.sizeUsed != nil {
+			r.sizeUsed[id] = true
+		}
+		r.cacheMu.Unlock()
 	}
 	return n, err
 }
@@ -394,6 +481,8 @@ const prefetchWorkers = 8
 func (r *Reconciler) prefetchSizes(ctx context.Context, doc *config.Doc) {
 	var ids []string
 	seen := map[string]bool{}
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
 	for _, t := range doc.Targets {
 		if t == nil || t.Portals[r.opts.Identity.Name] == nil {
 			continue
@@ -458,7 +547,7 @@ func (r *Reconciler) readSize(pool, image string) (n int64, err error) {
 // state no longer uses. It runs after the apply, once LIO let go of them; an
 // image LIO still holds fails with rbd.ErrDeviceBusy and is tried again next
 // time.
-func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State) ([]string, error) {
+func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State, held map[string]bool) ([]string, error) {
 	if len(r.blockImages) == 0 {
 		return nil, nil
 	}
@@ -483,7 +572,7 @@ func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State) ([]stri
 			}
 			continue
 		}
-		if inUse[dev] || inUse[wouldBePath(pool, image)] {
+		if held[img] || inUse[dev] || inUse[wouldBePath(pool, image)] {
 			continue
 		}
 		if err := m.Unmap(ctx, pool, image); err != nil {
@@ -496,23 +585,46 @@ func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State) ([]stri
 	return unmapped, errors.Join(errs...)
 }
 
-// Reconcile makes local LIO match doc (api.LocalLIO).
+// Reconcile makes local LIO match doc (api.LocalLIO). Objects that cannot
+// be built are left as they are, logged and reported by Status, and are
+// not an error here: one bad object must not fail every change of the
+// others. Status tells whether a retry is due.
 func (r *Reconciler) Reconcile(ctx context.Context, doc *config.Doc) error {
 	rep, err := r.Run(ctx, doc, Mode{})
+	st := Status{Epoch: rep.Epoch, Converged: err == nil}
+	for _, e := range rep.ObjectErrs {
+		st.Problems = append(st.Problems, Problem{Object: e.Object(), Error: e.Error()})
+	}
+	_, failed := lio.SplitObjectErrors(err)
+	for _, e := range failed {
+		st.Problems = append(st.Problems, Problem{Object: "LIO", Error: e.Error()})
+	}
 	r.mu.Lock()
 	r.applied = nil
 	if err == nil {
 		r.applied = doc.Marshal()
 	}
 	r.mu.Unlock()
+	r.smu.Lock()
+	r.status = st
+	r.smu.Unlock()
 	if rep.Applied != nil {
 		r.log.Info("applied LIO plan", "epoch", rep.Epoch, "done", len(rep.Applied.Done),
-			"failed", len(rep.Applied.Failed), "skipped", len(rep.Applied.Skipped))
+			"failed", len(rep.Applied.Failed), "skipped", len(rep.Applied.Skipped), "held", len(rep.Held))
 	}
-	if err != nil {
-		return fmt.Errorf("gateway %s: reconcile epoch %d: %w", rep.Gateway, rep.Epoch, err)
+	if len(failed) > 0 {
+		return fmt.Errorf("gateway %s: reconcile epoch %d: %w", rep.Gateway, rep.Epoch, errors.Join(failed...))
 	}
 	return nil
+}
+
+// Status is the outcome of the last Reconcile.
+func (r *Reconciler) Status() Status {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	st := r.status
+	st.Problems = slices.Clone(st.Problems)
+	return st
 }
 
 // Converged reports whether the last Reconcile succeeded with exactly doc.

@@ -501,15 +501,27 @@ func TestBlockBackstoreSingleGatewayOnly(t *testing.T) {
 	if _, err := doc.AddTargetGateway(targetIQN, gw2, []string{"127.0.0.1", "127.0.0.2"}, []string{"127.0.0.2"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	err := r.Reconcile(t.Context(), doc)
+	// Check (what an API commit runs first) refuses the document.
+	err := r.Check(t.Context(), doc)
 	if !errors.Is(err, rbd.ErrFailoverUnsafe) || !strings.Contains(err.Error(), "one gateway only, not 2") {
-		t.Fatalf("two gateways exporting a block disk: %v", err)
+		t.Fatalf("check of two gateways exporting a block disk: %v", err)
+	}
+	// A document holding it anyway: the disk is held (reported, not
+	// exported), the rest converges.
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatalf("reconcile with one bad disk: %v", err)
+	}
+	st := r.Status()
+	if st.Converged || len(st.Problems) != 1 || st.Problems[0].Object != "disk "+fx.disk ||
+		!strings.Contains(st.Problems[0].Error, "one gateway only, not 2") {
+		t.Fatalf("status: %+v", st)
 	}
 	if len(m.calls) != 0 {
 		t.Errorf("mapped although refused: %v", m.calls)
 	}
-	if st, _ := lio.Observe(fx.fs); len(st.Targets) != 0 {
-		t.Errorf("a refused build changed LIO: %+v", st)
+	obs, _ := lio.Observe(fx.fs)
+	if len(obs.Targets) != 1 || len(obs.StorageObjects) != 0 || len(obs.Targets[0].TPGs[0].LUNs) != 0 {
+		t.Errorf("LIO with the block disk refused: %+v", obs)
 	}
 }
 
@@ -657,5 +669,35 @@ func TestConvergedOnlyForTheAppliedDocument(t *testing.T) {
 	}
 	if r.Converged(doc) {
 		t.Fatal("still converged after a teardown")
+	}
+}
+
+// TestCheckAlongsideReconcile: Check (inside an API commit) runs while
+// reconciles do, without waiting for them; -race checks the shared caches.
+func TestCheckAlongsideReconcile(t *testing.T) {
+	fx := newFixture(t)
+	r := fx.reconciler(gw1, addr1)
+	doc := fx.doc(lio.BackstoreUserRBD)
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for range 5 {
+			if err = r.Reconcile(t.Context(), doc); err != nil {
+				break
+			}
+			r.ForgetSizes()
+		}
+		done <- err
+	}()
+	for range 5 {
+		if err := r.Check(t.Context(), doc); err != nil {
+			t.Errorf("check: %v", err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Status(); !st.Converged || len(st.Problems) != 0 {
+		t.Errorf("status: %+v", st)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -160,12 +161,48 @@ func Build(spec Spec) (State, error) {
 		}
 		st.Targets = append(st.Targets, t)
 	}
+	// A disk that failed in one TPG is left out of every one: its storage
+	// object is held as a whole (Plan.Without).
+	objs, _ := SplitObjectErrors(errors.Join(errs...))
+	failedSO := map[string]bool{}
+	for _, e := range objs {
+		if e.Disk != "" && e.Target == "" {
+			if d, ok := spec.Disks[e.Disk]; ok {
+				failedSO[d.objectName(e.Disk)] = true
+			}
+		}
+	}
+	if len(failedSO) > 0 {
+		dropLUNs(st.Targets, failedSO)
+	}
 	for _, name := range sortedKeys(sos) {
+		if failedSO[name] {
+			continue
+		}
 		so := sos[name]
 		sort.Slice(so.ALUA, func(i, j int) bool { return so.ALUA[i].ID < so.ALUA[j].ID })
 		st.StorageObjects = append(st.StorageObjects, *so)
 	}
 	return st, errors.Join(errs...)
+}
+
+// dropLUNs removes the LUNs of the named storage objects, and the mapped
+// LUNs that lead to them, from targets.
+func dropLUNs(targets []Target, names map[string]bool) {
+	for ti := range targets {
+		for gi := range targets[ti].TPGs {
+			tpg := &targets[ti].TPGs[gi]
+			gone := map[int]bool{}
+			tpg.LUNs = slices.DeleteFunc(tpg.LUNs, func(l LUN) bool {
+				gone[l.Index] = gone[l.Index] || names[l.StorageObject]
+				return names[l.StorageObject]
+			})
+			for ai := range tpg.ACLs {
+				acl := &tpg.ACLs[ai]
+				acl.MappedLUNs = slices.DeleteFunc(acl.MappedLUNs, func(m MappedLUN) bool { return gone[m.TPGLUN] })
+			}
+		}
+	}
 }
 
 func (d DiskSpec) objectName(id string) string {
@@ -183,7 +220,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 	var errs []error
 	tgt := spec.Settings
 	if err := applyTargetControls(&tgt, ts.Controls); err != nil {
-		errs = append(errs, fmt.Errorf("target %s: %w", iqn, err))
+		errs = append(errs, &ObjectError{Target: iqn, Err: fmt.Errorf("target %s: %w", iqn, err)})
 	}
 	isLocal := map[string]bool{}
 	for _, ip := range localIPs {
@@ -207,6 +244,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 		"MaxXmitDataSegmentLength": strconv.Itoa(tgt.MaxXmitDataSegmentLength),
 	}
 	diskIDs := sortedKeys(ts.Disks)
+	failed := map[string]bool{} // disks whose LUN cannot be built
 
 	t := Target{IQN: iqn}
 	for i, raw := range ts.IPList {
@@ -243,17 +281,20 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 		for _, id := range diskIDs {
 			d, ok := spec.Disks[id]
 			if !ok {
-				errs = append(errs, fmt.Errorf("target %s: disk %s is not in the config", iqn, id))
+				errs = append(errs, &ObjectError{Target: iqn, Disk: id, Err: fmt.Errorf("target %s: disk %s is not in the config", iqn, id)})
+				failed[id] = true
 				continue
 			}
 			so, err := storageObject(spec, id, d, sos)
 			if err != nil {
-				errs = append(errs, err)
+				errs = append(errs, &ObjectError{Disk: id, Err: err})
+				failed[id] = true
 				continue
 			}
 			g, err := aluaGroup(spec.Settings, d, so, ts, ip, tag)
 			if err != nil {
-				errs = append(errs, err)
+				errs = append(errs, &ObjectError{Disk: id, Err: err})
+				failed[id] = true
 				continue
 			}
 			tpg.LUNs = append(tpg.LUNs, LUN{Index: ts.Disks[id], StorageObject: so.Name, ALUAGroup: g})
@@ -266,7 +307,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 					errs = append(errs, err)
 					continue
 				}
-				acl, err := buildACL(iqn, ini, ts.Clients[ini], tgt, lunByDisk)
+				acl, err := buildACL(iqn, ini, ts.Clients[ini], tgt, lunByDisk, failed)
 				if err != nil {
 					errs = append(errs, err)
 				}
@@ -292,7 +333,9 @@ func joinUnique(errs []error) error {
 	return errors.Join(out...)
 }
 
-func buildACL(iqn, ini string, c ClientSpec, tgt Settings, lunByDisk map[string]int) (ACL, error) {
+// buildACL builds an initiator's ACL; a failed disk is left out silently
+// (its own error says why).
+func buildACL(iqn, ini string, c ClientSpec, tgt Settings, lunByDisk map[string]int, failed map[string]bool) (ACL, error) {
 	var errs []error
 	acl := ACL{
 		Initiator: ini,
@@ -308,10 +351,11 @@ func buildACL(iqn, ini string, c ClientSpec, tgt Settings, lunByDisk map[string]
 		tpgLUN, ok := lunByDisk[id]
 		m := c.LUNs[id]
 		switch {
+		case failed[id]:
 		case !ok:
-			errs = append(errs, fmt.Errorf("target %s client %s: disk %s is not a LUN of the target", iqn, ini, id))
+			errs = append(errs, &ObjectError{Target: iqn, Client: ini, Err: fmt.Errorf("target %s client %s: disk %s is not a LUN of the target", iqn, ini, id)})
 		case m < 0 || m > 255:
-			errs = append(errs, fmt.Errorf("target %s client %s: mapped LUN %d out of range 0-255", iqn, ini, m))
+			errs = append(errs, &ObjectError{Target: iqn, Client: ini, Err: fmt.Errorf("target %s client %s: mapped LUN %d out of range 0-255", iqn, ini, m)})
 		default:
 			acl.MappedLUNs = append(acl.MappedLUNs, MappedLUN{Index: m, TPGLUN: tpgLUN})
 		}

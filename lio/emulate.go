@@ -180,8 +180,74 @@ func lunDefaults() map[string]string {
 	}
 }
 
-// seed creates the default groups and attribute files of a new object.
-func (f FS) seed(rel string) error {
+// stagingPrefix names the directories an emulated mkdir fills before it
+// moves them into place; a crash can leave one behind in the root.
+const stagingPrefix = ".mkdir-"
+
+// emulatedMkdir creates the object at rel with its default groups and
+// attribute files in one step, as the kernel's mkdir does: the object is
+// seeded in a staging directory of the root and renamed into place, so a
+// process killed half-way leaves no object without its attribute files.
+func (f FS) emulatedMkdir(rel string) error {
+	dst := f.abs(rel)
+	if _, err := os.Lstat(dst); err == nil {
+		return &fs.PathError{Op: "mkdir", Path: dst, Err: syscall.EEXIST}
+	}
+	if _, err := os.Stat(filepath.Dir(dst)); err != nil {
+		return &fs.PathError{Op: "mkdir", Path: dst, Err: syscall.ENOENT}
+	}
+	tmp, err := os.MkdirTemp(f.root, stagingPrefix)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		_ = os.RemoveAll(tmp)
+		return err
+	}
+	if err := f.seed(rel, tmp); err != nil {
+		_ = os.RemoveAll(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		_ = os.RemoveAll(tmp)
+		return err
+	}
+	return nil
+}
+
+// emulatedRemove removes the object at rel in one step, as the kernel's
+// rmdir does: it is moved out of the tree before its files are deleted.
+func (f FS) emulatedRemove(rel string) error {
+	tmp, err := os.MkdirTemp(f.root, stagingPrefix)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(f.abs(rel), filepath.Join(tmp, "object")); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return os.RemoveAll(tmp)
+}
+
+// removeStaging deletes what emulatedMkdir calls of a killed process left.
+func (f FS) removeStaging() error {
+	des, err := os.ReadDir(f.root)
+	if err != nil {
+		return err
+	}
+	for _, de := range des {
+		if de.IsDir() && strings.HasPrefix(de.Name(), stagingPrefix) {
+			if err := os.RemoveAll(filepath.Join(f.root, de.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// seed creates the default groups and attribute files of a new object rel
+// in the directory at.
+func (f FS) seed(rel, at string) error {
 	var dirs []string
 	var files []map[string]string
 	switch classify(rel) {
@@ -216,28 +282,25 @@ func (f FS) seed(rel string) error {
 		return &fs.PathError{Op: "mkdir", Path: f.abs(rel), Err: syscall.EPERM}
 	}
 	for _, d := range dirs {
-		if err := os.MkdirAll(f.abs(rel+"/"+d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(at, filepath.FromSlash(d)), 0o755); err != nil {
 			return err
 		}
 	}
 	for _, m := range files {
 		for k, v := range m {
-			if err := f.seedFile(rel+"/"+k, v); err != nil {
-				return err
+			if err := seedFile(filepath.Join(at, filepath.FromSlash(k)), v); err != nil {
+				return fmt.Errorf("lio: seed %s/%s: %w", rel, k, err)
 			}
 		}
 	}
 	return nil
 }
 
-func (f FS) seedFile(rel, value string) error {
-	if err := os.MkdirAll(filepath.Dir(f.abs(rel)), 0o755); err != nil {
+func seedFile(p, value string) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(f.abs(rel), []byte(value+"\n"), 0o644); err != nil {
-		return fmt.Errorf("lio: seed %s: %w", rel, err)
-	}
-	return nil
+	return os.WriteFile(p, []byte(value+"\n"), 0o644)
 }
 
 // emulatedWrite stores a value the way the kernel would show it.

@@ -64,12 +64,12 @@ type FromConfigOptions struct {
 // Extra managed names are encoded the same way: a target entry without
 // portals, and a disk entry keyed by the storage-object name.
 //
-// Problems are reported together, each naming its disk, target or client
-// (never a secret). The Spec then leaves out what was wrong: a client whose
-// password does not decrypt has no ACL, a disk whose image cannot be
-// resolved is exported by no LUN, a target without a usable local address
-// or auth has no local TPG. Applying such a Spec removes those objects
-// locally, so callers should not apply it when err is not nil.
+// Problems are reported together, each an *ObjectError naming its disk,
+// target or client (never a secret). The Spec then leaves out what was
+// wrong: a client whose password does not decrypt has no ACL, a disk whose
+// image cannot be resolved is exported by no LUN, a target without a usable
+// local address or auth has no local TPG. Applying such a Spec as is would
+// remove those objects locally: callers hold them (Plan.Without) instead.
 func SpecFromConfig(doc *config.Doc, gateway string, s *settings.Settings, opts FromConfigOptions) (Spec, error) {
 	if s == nil {
 		s = settings.Defaults()
@@ -107,14 +107,16 @@ type adapter struct {
 	errs    []error
 }
 
-func (a *adapter) fail(format string, args ...any) {
-	a.errs = append(a.errs, fmt.Errorf(format, args...))
+// fail records a problem confined to the object o names.
+func (a *adapter) fail(o ObjectError, format string, args ...any) {
+	o.Err = fmt.Errorf(format, args...)
+	a.errs = append(a.errs, &o)
 }
 
 func (a *adapter) build(spec *Spec) {
 	disc, err := a.auth(a.doc.DiscoveryAuth)
 	if err != nil {
-		a.fail("lio: discovery_auth: %w", err)
+		a.fail(ObjectError{DiscoveryAuth: true}, "lio: discovery_auth: %w", err)
 	} else {
 		spec.DiscoveryAuth, spec.ManageDiscoveryAuth = disc, true
 	}
@@ -140,7 +142,7 @@ func (a *adapter) build(spec *Spec) {
 			}
 			if len(ips) == 0 {
 				// upstream's message, so operators can search for it
-				a.fail("lio: target %s: gateway IP addresses provided do not match any ip on this host (ip_list %v)", iqn, t.IPList)
+				a.fail(ObjectError{Target: iqn}, "lio: target %s: gateway IP addresses provided do not match any ip on this host (ip_list %v)", iqn, t.IPList)
 				continue
 			}
 		}
@@ -174,7 +176,7 @@ func (a *adapter) build(spec *Spec) {
 				a.log.Warn("skipping disk: its RBD image does not exist", "disk", id, "err", err)
 				dropped[id] = true
 			case err != nil:
-				a.errs = append(a.errs, err)
+				a.errs = append(a.errs, &ObjectError{Disk: id, Err: err})
 				dropped[id] = true
 			default:
 				backstores[bs] = append(backstores[bs], id)
@@ -196,9 +198,10 @@ func (a *adapter) build(spec *Spec) {
 		for _, bs := range sortedKeys(backstores) {
 			parts = append(parts, fmt.Sprintf("%s: %s", bs, strings.Join(backstores[bs], ", ")))
 		}
-		a.fail("lio: disks of this gateway use different backstores (%s); only one backstore per gateway is supported", strings.Join(parts, "; "))
-		for _, ids := range backstores {
-			for _, id := range ids {
+		mixed := strings.Join(parts, "; ")
+		for _, bs := range sortedKeys(backstores) {
+			for _, id := range backstores[bs] {
+				a.fail(ObjectError{Disk: id}, "lio: disk %s: the disks of this gateway use different backstores (%s); only one backstore per gateway is supported", id, mixed)
 				dropped[id] = true
 			}
 		}
@@ -276,7 +279,7 @@ func (a *adapter) target(iqn string, t *config.Target, local []string, dropped m
 	auth, err := a.auth(t.Auth)
 	if err != nil {
 		// Without its CHAP the target would be open to anyone: leave it unbuilt.
-		a.fail("lio: target %s: auth: %w", iqn, err)
+		a.fail(ObjectError{Target: iqn}, "lio: target %s: auth: %w", iqn, err)
 		return ts
 	}
 	ts.Auth = auth
@@ -288,7 +291,7 @@ func (a *adapter) target(iqn string, t *config.Target, local []string, dropped m
 		}
 		auth, err := a.auth(c.Auth)
 		if err != nil {
-			a.fail("lio: target %s client %s: %w", iqn, ini, err)
+			a.fail(ObjectError{Target: iqn, Client: ini}, "lio: target %s client %s: %w", iqn, ini, err)
 			continue
 		}
 		cs := ClientSpec{Auth: auth, LUNs: map[string]int{}}

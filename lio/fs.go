@@ -72,8 +72,11 @@ func NewEmulatedFS(root string) (FS, error) {
 			return FS{}, fmt.Errorf("lio: seed emulated root: %w", err)
 		}
 	}
-	if err := f.seedFile(coreDir+"/alua/lu_gps/default_lu_gp/lu_gp_id", "0"); err != nil {
-		return FS{}, err
+	if err := seedFile(f.abs(coreDir+"/alua/lu_gps/default_lu_gp/lu_gp_id"), "0"); err != nil {
+		return FS{}, fmt.Errorf("lio: seed emulated root: %w", err)
+	}
+	if err := f.removeStaging(); err != nil {
+		return FS{}, fmt.Errorf("lio: emulated root: %w", err)
 	}
 	return f, nil
 }
@@ -98,13 +101,10 @@ func (f FS) mkdir(rel string) error {
 	if err := f.check("mkdir", rel); err != nil {
 		return err
 	}
-	if err := os.Mkdir(f.abs(rel), 0o755); err != nil {
-		return err
-	}
 	if f.emulated {
-		return f.seed(rel)
+		return f.emulatedMkdir(rel)
 	}
-	return nil
+	return os.Mkdir(f.abs(rel), 0o755)
 }
 
 // write stores value with a single write(2) and no trailing newline:
@@ -216,7 +216,7 @@ func (f FS) rmdir(rel string) error {
 	if err := f.emulatedRmdirCheck(rel); err != nil {
 		return err
 	}
-	return os.RemoveAll(f.abs(rel))
+	return f.emulatedRemove(rel)
 }
 
 // entries lists a directory: subdirectory names, file names and symlink

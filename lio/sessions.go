@@ -69,6 +69,15 @@ func ClientSession(f FS, iqn, client string) (Session, bool, error) {
 		if readOr(f, tp+"/enable") != "1" {
 			continue
 		}
+		// Only a listed ACL is read: a client name that cannot be a
+		// directory name (too long, a slash) has no ACL, not an error.
+		acls, _, _, err := f.entries(tp + "/acls")
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return out, false, fmt.Errorf("lio: session of %s on %s: %w", client, iqn, err)
+		}
+		if !slices.Contains(acls, client) {
+			continue
+		}
 		info, err := f.read(tp + "/acls/" + client + "/info")
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
