@@ -698,22 +698,7 @@ func (s *server) internalAllocate(c echo.Context, f form, doc *config.Doc, pool,
 // target, client or group maps it, so its LUNs and storage object go.
 func withoutDisk(doc *config.Doc, id string) *config.Doc {
 	d := doc.Clone()
-	for _, t := range d.Targets {
-		if t == nil {
-			continue
-		}
-		delete(t.Disks, id)
-		for _, cl := range t.Clients {
-			if cl != nil {
-				delete(cl.Luns, id)
-			}
-		}
-		for _, g := range t.Groups {
-			if g != nil {
-				delete(g.Disks, id)
-			}
-		}
-	}
+	d.DetachDisk(id)
 	return d
 }
 

@@ -182,3 +182,25 @@ func (d *Doc) RemoveDisk(id string) error {
 	delete(d.Disks, id)
 	return nil
 }
+
+// DetachDisk removes every reference to the disk id from the targets, their
+// clients and host groups, leaving the disk itself defined: the document as
+// LIO should see it while the disk is deactivated or cannot be built.
+func (d *Doc) DetachDisk(id string) {
+	for _, t := range d.Targets {
+		if t == nil {
+			continue
+		}
+		delete(t.Disks, id)
+		for _, cl := range t.Clients {
+			if cl != nil {
+				delete(cl.Luns, id)
+			}
+		}
+		for _, g := range t.Groups {
+			if g != nil {
+				delete(g.Disks, id)
+			}
+		}
+	}
+}

@@ -189,3 +189,29 @@ func TestManyTargetLuns(t *testing.T) {
 		t.Fatalf("mapped LUN 300 accepted: %v", err)
 	}
 }
+
+func TestDetachDisk(t *testing.T) {
+	d := diskTestDoc(t)
+	t1 := d.Targets["iqn.2003-01.com.example:t1"]
+	t1.Groups = map[string]*Group{"g": {Members: []string{}, Disks: map[string]LunRef{"rbd/shared": {LunID: 0}, "rbd/mapped": {LunID: 1}}}}
+	d.DetachDisk("rbd/shared")
+	if d.Disks["rbd/shared"] == nil {
+		t.Fatal("the disk itself was removed")
+	}
+	for iqn, tg := range d.Targets {
+		if _, ok := tg.Disks["rbd/shared"]; ok {
+			t.Errorf("%s still maps the disk", iqn)
+		}
+		if _, ok := tg.Disks["rbd/mapped"]; !ok {
+			t.Errorf("%s lost another disk", iqn)
+		}
+		for c, cl := range tg.Clients {
+			if len(cl.Luns) != 0 {
+				t.Errorf("%s client %s still has %v", iqn, c, cl.Luns)
+			}
+		}
+	}
+	if g := t1.Groups["g"]; len(g.Disks) != 1 || g.Disks["rbd/mapped"].LunID != 1 {
+		t.Errorf("group disks %v", g.Disks)
+	}
+}

@@ -10,17 +10,9 @@ import (
 	"ceph-iscsi/lio"
 )
 
-// soName is the storage-object name of a disk (lio's rule: the
-// backstore_object_name, else "<pool>.<image>").
+// soName is the storage-object name of a disk.
 func soName(id string, d *config.Disk) string {
-	if d.BackstoreObjectName != "" {
-		return d.BackstoreObjectName
-	}
-	pool, image, _ := strings.Cut(id, "/")
-	if d.Pool != "" {
-		pool, image = d.Pool, d.Image
-	}
-	return pool + "." + image
+	return lio.ObjectName(id, d.Pool, d.Image, d.BackstoreObjectName)
 }
 
 // withValidNames returns doc without the targets, clients and disks whose
@@ -70,17 +62,7 @@ func withValidNames(doc *config.Doc) (*config.Doc, []*lio.ObjectError) {
 	}
 	for id := range badDisks {
 		delete(c.Disks, id)
-		for _, t := range c.Targets {
-			if t == nil {
-				continue
-			}
-			delete(t.Disks, id)
-			for _, cl := range t.Clients {
-				if cl != nil {
-					delete(cl.Luns, id)
-				}
-			}
-		}
+		c.DetachDisk(id)
 	}
 	slices.SortFunc(errs, func(a, b *lio.ObjectError) int { return strings.Compare(a.Error(), b.Error()) })
 	return c, errs

@@ -206,12 +206,19 @@ func dropLUNs(targets []Target, names map[string]bool) {
 }
 
 func (d DiskSpec) objectName(id string) string {
-	if d.BackstoreObjectName != "" {
-		return d.BackstoreObjectName
+	return ObjectName(id, d.Pool, d.Image, d.BackstoreObjectName)
+}
+
+// ObjectName is the storage object name of the disk id ("pool/image"):
+// backstoreObjectName when set (upstream names long-standing disks that
+// way), else "<pool>.<image>", the pool and image taken from the id when
+// pool is empty.
+func ObjectName(id, pool, image, backstoreObjectName string) string {
+	if backstoreObjectName != "" {
+		return backstoreObjectName
 	}
-	pool, image, _ := strings.Cut(id, "/")
-	if d.Pool != "" {
-		pool, image = d.Pool, d.Image
+	if pool == "" {
+		pool, image, _ = strings.Cut(id, "/")
 	}
 	return pool + "." + image
 }
