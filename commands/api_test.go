@@ -331,11 +331,24 @@ func tryObserve(root string) (lio.State, error) {
 // lio builds from the committed configuration for it.
 func (cl *cluster) converge(what string, names ...string) *config.Doc {
 	cl.t.Helper()
+	return cl.convergeValid(what, nil, names...)
+}
+
+// convergeValid is converge against the document with strip applied (nil:
+// as committed): the objects it removes are those the gateways must hold
+// as they are.
+func (cl *cluster) convergeValid(what string, strip func(*config.Doc), names ...string) *config.Doc {
+	cl.t.Helper()
 	deadline := time.Now().Add(convergeTimeout)
 	for {
 		doc, err := cl.store.Load(cl.t.Context())
 		if err != nil {
 			cl.t.Fatal(err)
+		}
+		valid := doc
+		if strip != nil {
+			valid = doc.Clone()
+			strip(valid)
 		}
 		var behind []string
 		for _, n := range names {
@@ -346,7 +359,7 @@ func (cl *cluster) converge(what string, names ...string) *config.Doc {
 				behind = append(behind, fmt.Sprintf("%s: %v", n, err))
 				continue
 			}
-			if p := lio.NewPlan(st, cl.desired(doc, d)); !p.Empty() {
+			if p := lio.NewPlan(st, cl.desired(valid, d)); !p.Empty() {
 				behind = append(behind, fmt.Sprintf("%s still needs:\n%s", n, p))
 			}
 		}

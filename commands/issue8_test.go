@@ -82,40 +82,6 @@ func hasOp(p lio.Plan, kind lio.OpKind, path string) bool {
 	return false
 }
 
-// convergeValid is converge for a document holding objects the gateways
-// cannot build: strip removes them before the desired state is computed.
-func (cl *cluster) convergeValid(what string, strip func(*config.Doc), names ...string) *config.Doc {
-	cl.t.Helper()
-	deadline := time.Now().Add(convergeTimeout)
-	for {
-		doc, err := cl.store.Load(cl.t.Context())
-		if err != nil {
-			cl.t.Fatal(err)
-		}
-		valid := doc.Clone()
-		strip(valid)
-		var behind []string
-		for _, n := range names {
-			d := cl.daemons[n]
-			st, err := tryObserve(d.root)
-			if err != nil {
-				behind = append(behind, fmt.Sprintf("%s: %v", n, err))
-				continue
-			}
-			if p := lio.NewPlan(st, cl.desired(valid, d)); !p.Empty() {
-				behind = append(behind, fmt.Sprintf("%s still needs:\n%s", n, p))
-			}
-		}
-		if len(behind) == 0 {
-			return doc
-		}
-		if time.Now().After(deadline) {
-			cl.t.Fatalf("%s: not converged on epoch %d after %s:\n%s", what, doc.Epoch, convergeTimeout, strings.Join(behind, "\n"))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 type gatewayInfo struct {
 	NumSessions int                 `json:"num_sessions"`
 	Reconcile   api.ReconcileStatus `json:"reconcile"`
