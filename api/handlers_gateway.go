@@ -69,7 +69,7 @@ func (s *server) gateway() echo.HandlerFunc {
 		}
 		// The name becomes the host of peer URLs.
 		if err := config.ValidateGatewayName(gw); err != nil && t.Portals[gw] == nil {
-			return httpErr(http.StatusBadRequest, "Invalid gateway name %s - gateway_name: %s", config.QuoteName(gw), err.(*config.NameError).Rule)
+			return invalidName("gateway", "gateway_name", gw, err)
 		}
 		return s.addGateway(c, f, t, iqn, gw)
 	}

@@ -74,7 +74,7 @@ func (s *server) hostGroup() echo.HandlerFunc {
 
 		if g == nil {
 			if err := config.ValidateSafeName(name); err != nil {
-				return httpErr(http.StatusBadRequest, "Invalid group name %s - group_name: %s", config.QuoteName(name), err.(*config.NameError).Rule)
+				return invalidName("group", "group_name", name, err)
 			}
 		}
 		var curMembers, curDisks []string

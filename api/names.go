@@ -1,8 +1,12 @@
 package api
 
 import (
+	"errors"
+	"net/http"
 	"net/url"
 	"strings"
+
+	"ceph-iscsi/config"
 )
 
 // pathSegments joins names into URL path segments, each escaped: a name may
@@ -15,4 +19,15 @@ func pathSegments(names ...string) string {
 		esc[i] = url.PathEscape(n)
 	}
 	return strings.Join(esc, "/")
+}
+
+// invalidName is the 400 for a new name that breaks its rule: the name
+// (quoted, so control characters show), the field and the rule.
+func invalidName(what, field, name string, err error) error {
+	rule := err.Error()
+	var ne *config.NameError
+	if errors.As(err, &ne) {
+		rule = ne.Rule
+	}
+	return httpErr(http.StatusBadRequest, "Invalid %s name %s - %s: %s", what, config.QuoteName(name), field, rule)
 }
