@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,7 +23,10 @@ import (
 	"ceph-iscsi/api"
 	"ceph-iscsi/config"
 	"ceph-iscsi/lio"
+	"ceph-iscsi/rados"
 	"ceph-iscsi/rbd"
+
+	gorados "github.com/ceph/go-ceph/rados"
 )
 
 // TestIssue8Item8RestoreLocalAddr: with two gateways on one host, restore
@@ -143,7 +147,7 @@ func TestIssue8Item3OneBadObject(t *testing.T) {
 
 	longClient := "iqn.1994-05.com.example:" + strings.Repeat("x", 300-len("iqn.1994-05.com.example:"))
 	nulTarget := "iqn.2003-01.com.example.issue8:nul\x00t"
-	if _, err := cl.store.Commit(t.Context(), func(d *config.Doc) error {
+	if err := handEdit(t, cl.conn, cl.store, "rbd", cl.object, func(d *config.Doc) error {
 		now := time.Now()
 		c, err := d.AddClient(tgt, longClient, now)
 		if err != nil {
@@ -484,20 +488,22 @@ func TestIssue8Item5KillLoop(t *testing.T) {
 func TestIssue8Item3RestoreReportsObjects(t *testing.T) {
 	fx := newFixture(t)
 	long := "iqn.1994-05.com.example:" + strings.Repeat("z", 300-len("iqn.1994-05.com.example:"))
-	fx.commit(func(doc *config.Doc) error {
+	if err := handEdit(t, fx.conn, fx.store, "rbd", fx.object, func(doc *config.Doc) error {
 		c, err := doc.AddClient(testIQN, long, time.Now())
 		if err != nil {
 			return err
 		}
 		c.Luns[fx.diskID] = config.LunRef{LunID: 0}
 		return nil
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	r := fx.run("--json")
 	expectCode(t, r, exitFailure)
 	mustContain(t, "stderr", r.stderr, "1 object(s) of the configuration cannot be reconciled on gateway "+testGateway, "LIO keeps them as they are and the rest converged")
 	rep := decodeReport(t, r)
 	if len(rep.ObjectErrors) != 1 || rep.ObjectErrors[0].Object != "client "+long+" of target "+testIQN ||
-		!strings.Contains(rep.ObjectErrors[0].Error, "300 bytes, at most 223 allowed") {
+		!strings.Contains(rep.ObjectErrors[0].Error, "is 300 bytes long; an iSCSI name is at most 223 bytes") {
 		t.Fatalf("object_errors: %+v", rep.ObjectErrors)
 	}
 	if rep.Applied == nil || rep.Applied.Failed != 0 {
@@ -551,4 +557,33 @@ func TestIssue8Item4CoordinatorDiesBeforeCommit(t *testing.T) {
 	}
 	cl.start(gw1)
 	cl.converge("both back", gw1.name, gw2.name)
+}
+
+// handEdit changes the config object as an older gateway or a hand edit
+// would: no lock and none of this version's validation, only the epoch
+// bumped (object and xattr) so that the daemons notice.
+func handEdit(t *testing.T, conn *rados.Conn, store *rados.Store, pool, object string, m rados.Mutation) error {
+	t.Helper()
+	doc, err := store.Load(t.Context())
+	if err != nil {
+		return err
+	}
+	doc = doc.Clone()
+	if err := m(doc); err != nil {
+		return err
+	}
+	doc.Epoch++
+	io, err := conn.Raw().OpenIOContext(pool)
+	if err != nil {
+		return err
+	}
+	defer io.Destroy()
+	op := gorados.CreateWriteOp()
+	defer op.Release()
+	op.WriteFull(doc.Marshal())
+	op.SetXattr(rados.EpochXattr, []byte(strconv.FormatInt(doc.Epoch, 10)))
+	if err := op.Operate(io, object, gorados.OperationNoFlag); err != nil {
+		return fmt.Errorf("hand edit of %s: %w", object, err)
+	}
+	return nil
 }

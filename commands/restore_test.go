@@ -52,6 +52,7 @@ type fixture struct {
 	diskID   string
 	root     string
 	store    *rados.Store
+	conn     *rados.Conn
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -97,6 +98,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(conn.Close)
+	fx.conn = conn
 	fx.store, err = rados.OpenStore(t.Context(), conn, rados.StoreOptions{
 		Pool: "rbd", Object: fx.object,
 		Upgrade: config.UpgradeOptions{Gateway: config.Identity{FQDN: testGateway, ShortName: "gw1"}},

@@ -27,7 +27,7 @@ func withValidNames(doc *config.Doc) (*config.Doc, []*lio.ObjectError) {
 			continue
 		}
 		if err := config.ValidateSafeName(soName(id, d)); err != nil {
-			errs = append(errs, &lio.ObjectError{Disk: id, Err: fmt.Errorf("disk %s: invalid storage object name: %w", config.QuoteName(id), err)})
+			errs = append(errs, &lio.ObjectError{Disk: id, Err: fmt.Errorf("disk %s: storage object name %w", config.QuoteName(id), err)})
 			badDisks[id] = true
 		}
 	}
@@ -36,7 +36,7 @@ func withValidNames(doc *config.Doc) (*config.Doc, []*lio.ObjectError) {
 	var badTargets []string
 	for iqn, t := range doc.Targets {
 		if err := config.ValidateIQN(iqn); err != nil {
-			errs = append(errs, &lio.ObjectError{Target: iqn, Err: fmt.Errorf("target %s: invalid name: %w", config.QuoteName(iqn), err)})
+			errs = append(errs, &lio.ObjectError{Target: iqn, Err: fmt.Errorf("target %w", err)})
 			badTargets = append(badTargets, iqn)
 			continue
 		}
@@ -45,7 +45,7 @@ func withValidNames(doc *config.Doc) (*config.Doc, []*lio.ObjectError) {
 		}
 		for ini := range t.Clients {
 			if err := config.ValidateIQN(ini); err != nil {
-				errs = append(errs, &lio.ObjectError{Target: iqn, Client: ini, Err: fmt.Errorf("target %s client %s: invalid name: %w", config.QuoteName(iqn), config.QuoteName(ini), err)})
+				errs = append(errs, &lio.ObjectError{Target: iqn, Client: ini, Err: fmt.Errorf("target %s client %w", config.QuoteName(iqn), err)})
 				badClients = append(badClients, clientRef{iqn, ini})
 			}
 		}
