@@ -5,9 +5,17 @@ DESTDIR ?=
 BINDIR := $(DESTDIR)$(PREFIX)/bin
 UNITDIR := $(DESTDIR)/lib/systemd/system
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-GOFLAGS_BUILD := -tags pacific -trimpath -ldflags "-X ceph-iscsi/commands.version=$(VERSION)"
+# netgo, osusergo: pure-Go resolver and user lookup, so that the binary's only dynamic
+# libraries are librados/librbd (no static archives in Debian) and libc (see README).
+GOFLAGS_BUILD := -tags pacific,netgo,osusergo -trimpath -ldflags "-X ceph-iscsi/commands.version=$(VERSION)"
 DEV_CLUSTER_DIR ?= $(CURDIR)/out/dev-cluster
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
+NFPM := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+# Above upstream's 3.x, so that installing the package upgrades upstream's ceph-iscsi.
+DEB_VERSION ?= 4.0.0~git$(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y%m%d%H%M%S 2>/dev/null).$(shell git rev-parse --short=8 HEAD 2>/dev/null)
+# The Ceph client version the build links (upstream part, e.g. 16.2.15): the package's floor.
+CEPH_LIB_VERSION ?= $(shell dpkg-query -W -f='$${Version}' librados-dev 2>/dev/null | sed 's/[+~-].*//')
+DEB := out/ceph-iscsi_$(DEB_VERSION)_amd64.deb
 GOTESTFLAGS ?= -count=1 -timeout 20m
 
 # What the build, the tests and a gateway need: Ceph pacific client and daemons (the
@@ -16,7 +24,7 @@ DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iprout
 	librados-dev librbd-dev ceph-mon ceph-osd ceph-common rbd-nbd python3 \
 	qemu-system-x86 busybox-static kmod open-iscsi tcmu-runner
 
-.PHONY: all deps build install test unit lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
+.PHONY: all deps build install deb test unit deb-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
 
 all: build
 
@@ -37,13 +45,29 @@ install: build
 	for n in rbd-target-api rbd-target-gw gwcli; do ln -sf ceph-iscsi $(BINDIR)/$$n; done
 	install -D -m 0644 -t $(UNITDIR) dist/systemd/*.service
 
+# The Debian package (dist/deb/nfpm.yaml): binary, upstream names, units, sample
+# settings file, man page and shell completion rendered by the binary itself.
+deb: build
+	@if [ -z "$(CEPH_LIB_VERSION)" ]; then echo "librados-dev is not installed: run make deps" >&2; exit 1; fi
+	rm -rf out/deb && mkdir -p out/deb
+	cp bin/ceph-iscsi out/deb/ceph-iscsi
+	bin/ceph-iscsi gen-docs out/deb
+	gzip -9n out/deb/ceph-iscsi.8
+	rm -f out/ceph-iscsi_*_amd64.deb
+	DEB_VERSION='$(DEB_VERSION)' CEPH_LIB_VERSION='$(CEPH_LIB_VERSION)' \
+	  go run $(NFPM) package -f dist/deb/nfpm.yaml -p deb -t $(DEB)
+
 # The whole suite: static checks, then every package's tests against one real Ceph
-# cluster started for the run (CEPH_CONF set by with-cluster.sh), then the real-kernel
-# LIO tests in the VM.
-test: lint unit vm-test
+# cluster started for the run (CEPH_CONF set by with-cluster.sh), then the package
+# installed, run and purged on this machine, then the real-kernel LIO tests in the VM.
+test: lint unit deb-test vm-test
 
 unit: build
 	dist/dev/with-cluster.sh go test -tags pacific $(GOTESTFLAGS) ./...
+
+# Root: installs out/ceph-iscsi_*.deb, checks it, removes and purges it.
+deb-test:
+	dist/deb/test.sh
 
 # Real LIO: a qemu guest boots Debian's kernel with this machine's / over 9p and runs
 # the vmtest-tagged tests against the real configfs, tcmu-runner and open-iscsi.

@@ -66,11 +66,13 @@ func Run(args []string, stdout, stderr io.Writer) int {
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
-		Name:      "ceph-iscsi",
-		Usage:     "Ceph iSCSI gateway manager (rbd-target-api, rbd-target-gw, gwcli)",
-		Version:   version,
-		Writer:    stdout,
-		ErrWriter: stderr,
+		Name:    "ceph-iscsi",
+		Usage:   "Ceph iSCSI gateway manager (rbd-target-api, rbd-target-gw, gwcli)",
+		Version: version,
+		// The packaged shell completion scripts ask the program for candidates.
+		EnableBashCompletion: true,
+		Writer:               stdout,
+		ErrWriter:            stderr,
 		// Errors are printed once, by Run, with the exit code they carry.
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
@@ -79,6 +81,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			cliCommand(),
 			restoreCommand(),
 			versionCommand(),
+			genDocsCommand(),
 		},
 		CommandNotFound: func(c *cli.Context, name string) {
 			fmt.Fprintf(c.App.ErrWriter, "ceph-iscsi: unknown command %q (try --help)\n", name)
