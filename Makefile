@@ -19,10 +19,12 @@ DEB := out/ceph-iscsi_$(DEB_VERSION)_amd64.deb
 GOTESTFLAGS ?= -count=1 -timeout 20m
 
 # What the build, the tests and a gateway need: Ceph pacific client and daemons (the
-# tests start a real cluster), cgo's compiler, and the tools of the LIO VM tests.
+# tests start a real cluster), cgo's compiler, the tools of the LIO VM tests, and
+# what the package test runs (readelf, systemd-analyze, man, deb-systemd-helper).
 DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iproute2 \
 	librados-dev librbd-dev ceph-mon ceph-osd ceph-common rbd-nbd python3 \
-	qemu-system-x86 busybox-static kmod open-iscsi tcmu-runner
+	qemu-system-x86 busybox-static kmod open-iscsi tcmu-runner \
+	binutils systemd man-db init-system-helpers
 
 .PHONY: all deps build install deb test unit deb-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
 
