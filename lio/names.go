@@ -67,7 +67,8 @@ func checkObjectName(disk, name string) error {
 // np directory is named after it.
 func checkPortalIP(iqn, ip string) error {
 	if _, err := netip.ParseAddr(ip); err != nil {
-		return fmt.Errorf("target %s: portal %s skipped: not an IP address", config.QuoteName(iqn), config.QuoteName(ip))
+		// One target's problem: the target is held, the others converge.
+		return &ObjectError{Target: iqn, Err: fmt.Errorf("target %s: portal %s skipped: not an IP address", config.QuoteName(iqn), config.QuoteName(ip))}
 	}
 	return nil
 }

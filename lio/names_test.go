@@ -180,3 +180,17 @@ func TestApplyRefusesTraversalInState(t *testing.T) {
 		}
 	}
 }
+
+// A portal address that is not an IP address is one target's problem: the
+// error is an ObjectError naming that target, so the reconciler holds it and
+// converges the rest instead of stopping.
+func TestPortalNotIPIsTargetError(t *testing.T) {
+	err := checkPortalIP("iqn.2003-01.com.example:t1", "not-an-ip")
+	objs, other := SplitObjectErrors(err)
+	if len(other) != 0 || len(objs) != 1 || objs[0].Target != "iqn.2003-01.com.example:t1" || objs[0].Client != "" {
+		t.Fatalf("objects %+v, other %v", objs, other)
+	}
+	if checkPortalIP("iqn.2003-01.com.example:t1", "192.0.2.10") != nil || checkPortalIP("iqn.2003-01.com.example:t1", "fd00::1") != nil {
+		t.Fatal("valid addresses refused")
+	}
+}
