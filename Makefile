@@ -22,7 +22,7 @@ GOTESTFLAGS ?= -count=1 -timeout 20m
 # tests start a real cluster), cgo's compiler, the tools of the LIO VM tests, and
 # what the package test runs (readelf, systemd-analyze, man, deb-systemd-helper).
 DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iproute2 \
-	librados-dev librbd-dev ceph-mon ceph-osd ceph-common rbd-nbd python3 \
+	librados-dev librbd-dev ceph-mon ceph-mgr ceph-osd ceph-common rbd-nbd python3 \
 	qemu-system-x86 busybox-static kmod open-iscsi tcmu-runner \
 	binutils systemd man-db init-system-helpers
 

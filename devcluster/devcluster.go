@@ -1,5 +1,5 @@
 // Package devcluster starts and stops the project's real single-node Ceph cluster
-// (dist/dev/ceph-cluster.sh: 1 mon + 1 OSD on 127.0.0.1, cephx on, pool rbd) for tests
+// (dist/dev/ceph-cluster.sh: 1 mon + 1 mgr + 1 OSD on 127.0.0.1, cephx on, pool rbd) for tests
 // and development. It owns only the cluster's life cycle; it must not be imported by
 // anything the product ships.
 package devcluster

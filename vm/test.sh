@@ -28,7 +28,7 @@ log "built $OUT/vm.test and $OUT/ceph-iscsi"
 # error, not a reason to leave them out; CEPH_ISCSI_VM_RBD=0 is the explicit way.
 RBD=${CEPH_ISCSI_VM_RBD:-1}
 if [[ $RBD != 0 ]]; then
-  for tool in ceph-mon ceph-osd rbd tcmu-runner; do
+  for tool in ceph-mon ceph-mgr ceph-osd rbd tcmu-runner; do
     command -v "$tool" >/dev/null ||
       { log "no $tool: install it (make deps) or set CEPH_ISCSI_VM_RBD=0 to run without Ceph"; exit 1; }
   done

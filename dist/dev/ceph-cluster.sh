@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # ceph-cluster.sh up|down|status DIR — a real single-node Ceph cluster for development and
-# tests: 1 mon + 1 OSD on 127.0.0.1, cephx on, pool `rbd` initialised, no mgr, no systemd.
+# tests: 1 mon + 1 mgr + 1 OSD on 127.0.0.1, cephx on, pool `rbd` initialised, no systemd.
+# The mgr runs no Python modules (mgr_module_path is an empty dir): the commands the
+# gateway sends it (`service status`, `df`, `osd pool stats`) are the mgr's own C++ ones,
+# and the modules would cost seconds of start-up and pull Python packages.
 #
 # Everything lives in DIR (ceph.conf, keyrings, data, logs, sockets, pid files), so several
 # clusters can run side by side when each gets its own ports:
@@ -40,7 +43,7 @@ down() {
   [[ -d $DIR/run ]] || { log "no cluster in $DIR"; return 0; }
   local pids=() f pid
   # OSD first: a clean memstore/bluestore umount needs the mon less than it needs the time
-  for f in "$DIR"/run/osd.*.pid "$DIR"/run/mon.*.pid; do
+  for f in "$DIR"/run/osd.*.pid "$DIR"/run/mgr.*.pid "$DIR"/run/mon.*.pid; do
     [[ -s $f ]] || continue
     pid=$(cat "$f")
     if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$CONF"; then
@@ -122,6 +125,13 @@ mon_data = $DIR/mon/\$cluster-\$id
 paxos_propose_interval = 0.05
 paxos_min_wait = 0.01
 
+[mgr]
+mgr_data = $DIR/mgr/\$cluster-\$id
+# no Python modules (see the header); an empty dir, not a missing one
+mgr_module_path = $DIR/mgr/modules
+mgr_initial_modules =
+mgr_tick_period = 1
+
 [osd]
 osd_data = $DIR/osd/\$cluster-\$id
 $store_conf
@@ -131,7 +141,7 @@ CONF
 }
 
 up() {
-  mkdir -p "$DIR"/{run,log,mon,osd,crash}
+  mkdir -p "$DIR"/{run,log,mon,mgr/modules,osd,crash}
   [[ -s $CONF ]] || write_conf
   local monhost v2 v1
   monhost=$(awk -F' = ' '$1=="mon_host"{print $2}' "$CONF")
@@ -143,6 +153,11 @@ up() {
     ceph-authtool --create-keyring "$KEYRING" --gen-key -n client.admin \
       --cap mon 'allow *' --cap osd 'allow *' --cap mds 'allow *' --cap mgr 'allow *' >/dev/null
     ceph-authtool "$DIR/mon.keyring" --import-keyring "$KEYRING" >/dev/null
+    # the mgr's key goes in with the mon's mkfs: no CLI round trip at start-up
+    mkdir -p "$DIR/mgr/ceph-x"
+    ceph-authtool --create-keyring "$DIR/mgr/ceph-x/keyring" --gen-key -n mgr.x \
+      --cap mon 'allow profile mgr' --cap osd 'allow *' --cap mds 'allow *' >/dev/null
+    ceph-authtool "$DIR/mon.keyring" --import-keyring "$DIR/mgr/ceph-x/keyring" >/dev/null
     chmod 600 "$DIR/mon.keyring" "$KEYRING"
   fi
 
@@ -164,6 +179,17 @@ up() {
     log "mon started on 127.0.0.1:$v2"
   fi
   retry 60 "${CEPH[@]}" mon stat
+
+  if [[ ! -s $DIR/mgr/ceph-x/keyring ]]; then # a DIR made before the cluster had a mgr
+    mkdir -p "$DIR/mgr/ceph-x"
+    "${CEPH[@]}" auth get-or-create mgr.x mon 'allow profile mgr' osd 'allow *' mds 'allow *' \
+      >"$DIR/mgr/ceph-x/keyring.new"
+    mv "$DIR/mgr/ceph-x/keyring.new" "$DIR/mgr/ceph-x/keyring"
+  fi
+  if ! running "$DIR/run/mgr.x.pid"; then
+    ceph-mgr -c "$CONF" -i x 2>>"$DIR/log/mgr.x.stderr"
+    log "mgr started"
+  fi
 
   if [[ ! -e $DIR/osd/ceph-0/done ]]; then
     rm -rf "$DIR/osd/ceph-0"; mkdir -p "$DIR/osd/ceph-0"
@@ -195,13 +221,17 @@ up() {
     "${CEPH[@]}" osd pool create "$pool" 8 8 replicated >/dev/null 2>&1 || true
     # application enable + librbd's one-time pool check, so the first `rbd create` is fast
     rbd -c "$CONF" -k "$KEYRING" pool init "$pool"
-    # no mgr: nothing the gateway needs requires one; keep health quiet about it
+    # the mgr's always-on Python modules are not loaded on purpose (see the header); the
+    # VM guest restarts this cluster's mon and OSD without the mgr
+    "${CEPH[@]}" health mute MGR_MODULE_ERROR --sticky >/dev/null 2>&1 || true
     "${CEPH[@]}" health mute MGR_DOWN --sticky >/dev/null 2>&1 || true
     touch "$DIR/pool.done"
     log "pool $pool initialised"
   fi
   # usable once the pool's PGs are active: a write in a private namespace proves it
   retry 120 timeout 20 rados -c "$CONF" -k "$KEYRING" -p "$pool" -N ceph-cluster put ready /dev/null
+  # the mgr answers its commands once the mon map names it active
+  retry 60 bash -c "${CEPH[*]} mgr stat -f json | grep -q '\"available\": *true'"
   log "ready"
   echo "CEPH_CONF=$CONF"
   echo "CEPH_KEYRING=$KEYRING"
@@ -210,6 +240,6 @@ up() {
 case $CMD in
   up) up ;;
   down) down; [[ ${3:-} == --purge ]] && rm -rf "$DIR"; exit 0 ;;
-  status) running "$DIR/run/mon.a.pid" && running "$DIR/run/osd.0.pid" && echo running || { echo stopped; exit 1; } ;;
+  status) running "$DIR/run/mon.a.pid" && running "$DIR/run/mgr.x.pid" && running "$DIR/run/osd.0.pid" && echo running || { echo stopped; exit 1; } ;;
   *) usage ;;
 esac
