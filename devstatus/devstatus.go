@@ -288,6 +288,9 @@ func (t *Tracker) Run(ctx context.Context, src Source, interval time.Duration, l
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			if ctx.Err() != nil { // both were ready: stopping wins
+				return
+			}
 		}
 	}
 }
