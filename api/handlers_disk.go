@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"ceph-iscsi/config"
+	"ceph-iscsi/devstatus"
 	"ceph-iscsi/rbd"
 	"ceph-iscsi/settings"
 )
@@ -140,9 +141,7 @@ func (s *server) disk() echo.HandlerFunc {
 			if !ok || !isMap {
 				return diskNotFound(id)
 			}
-			// No device-status tracker feeds this gateway yet; "Unknown" is
-			// upstream's answer before its first poll.
-			m["status"] = map[string]any{"state": "Unknown"}
+			m["status"] = s.diskStatus(id)
 			return writeJSON(c, http.StatusOK, m)
 		case http.MethodDelete:
 			return s.deleteDisk(c, f, pool, image)
@@ -1033,4 +1032,16 @@ func (s *server) rollback(ctx context.Context, doc *config.Doc, pool, image, nam
 		return aText, aStatus, nil
 	}
 	return text, status, nil
+}
+
+// diskStatus is the `status` of GET /api/disk: the tracker's view, or upstream's
+// {"state": "Unknown"} when tcmu-runner reports nothing about the image (no mgr,
+// no tcmu-runner, or before the first poll).
+func (s *server) diskStatus(id string) any {
+	if s.DeviceStatus != nil {
+		if st, ok := s.DeviceStatus.Status(id); ok {
+			return st
+		}
+	}
+	return map[string]any{"state": devstatus.StateUnknown}
 }

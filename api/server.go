@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"ceph-iscsi/config"
+	"ceph-iscsi/devstatus"
 	"ceph-iscsi/rados"
 	"ceph-iscsi/settings"
 )
@@ -91,6 +92,15 @@ type Deps struct {
 	// Images reaches RBD for the disk routes (NewRBDImages in the daemon);
 	// nil makes those routes fail with an error instead of touching RBD.
 	Images Images
+	// DeviceStatus is the device-status tracker behind GET /api/disk's
+	// `status` (a *devstatus.Tracker); nil answers "Unknown" for every disk.
+	DeviceStatus DeviceStatus
+}
+
+// DeviceStatus reports tcmu-runner's view of an image ("pool/image"), false when
+// it has none.
+type DeviceStatus interface {
+	Status(imageID string) (devstatus.Status, bool)
 }
 
 type server struct {
