@@ -22,6 +22,7 @@ import (
 
 	"ceph-iscsi/api"
 	"ceph-iscsi/config"
+	"ceph-iscsi/devstatus"
 	"ceph-iscsi/gateway"
 	"ceph-iscsi/lio"
 	"ceph-iscsi/rados"
@@ -213,6 +214,11 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 	}
 	log.Info("LIO restored", "epoch", doc.Epoch, "configfs", f.Root(), "emulated", f.Emulated(), "complete", !pending)
 
+	// spec 9: tcmu-runner's per-image health from the mgr's service map
+	tracker := devstatus.New(devstatus.Options{
+		StableStateResetCount: s.DeviceStatus.StableStateResetCount,
+		LockLostThreshold:     s.DeviceStatus.LockLostCntThreshhold,
+	})
 	deps := api.Deps{
 		Settings: s,
 		Store:    store,
@@ -226,6 +232,7 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 		PeerURL:    peerURL(s, o.peers),
 		Logger:     log,
 	}
+	deps.DeviceStatus = tracker
 	if o.identity.localAddrs != nil {
 		addrs := o.identity.localAddrs
 		deps.LocalAddrs = func() ([]netip.Addr, error) { return addrs, nil }
@@ -249,6 +256,12 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 	go func() {
 		defer close(watchDone)
 		d.watch(runCtx, doc.Epoch, pending, reload)
+	}()
+
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		tracker.Run(runCtx, conn, time.Duration(s.DeviceStatus.StatusCheckInterval)*time.Second, log)
 	}()
 
 	serveErr := make(chan error, 1)
@@ -294,6 +307,7 @@ loop:
 	}
 	cancel()
 	<-watchDone
+	<-statusDone // before conn.Close: a poll may be in librados
 	// no deadline: systemd's TimeoutStopSec bounds a teardown of many LUNs
 	if err := d.teardown(context.Background()); err != nil {
 		if runErr != nil {
