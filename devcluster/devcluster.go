@@ -185,7 +185,7 @@ func tail(s string, n int) string {
 
 // Available reports whether the Ceph daemons the script needs are installed.
 func Available() error {
-	for _, bin := range []string{"ceph-mon", "ceph-osd", "ceph", "ceph-authtool", "monmaptool", "rados", "rbd"} {
+	for _, bin := range []string{"ceph-mon", "ceph-mgr", "ceph-osd", "ceph", "ceph-authtool", "monmaptool", "rados", "rbd"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Errorf("%s not installed (run `make deps`)", bin)
 		}

@@ -131,6 +131,8 @@ mgr_data = $DIR/mgr/\$cluster-\$id
 mgr_module_path = $DIR/mgr/modules
 mgr_initial_modules =
 mgr_tick_period = 1
+# clients (tcmu-runner's service status among them) report every second, not 5
+mgr_stats_period = 1
 
 [osd]
 osd_data = $DIR/osd/\$cluster-\$id
