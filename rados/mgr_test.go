@@ -50,9 +50,11 @@ func TestServiceRegistrationShowsInServiceStatus(t *testing.T) {
 	if err := reg.UpdateStatus(map[string]string{"lock_owner": "true", "cmd_timed_out_cnt": "0"}); err != nil {
 		t.Fatal(err)
 	}
+	t0 := time.Now()
 	got := waitService(t, conn, service, func(d map[string]ServiceDaemon) bool {
 		return d[name].Status["lock_owner"] == "true"
 	})
+	t.Logf("registered after %v", time.Since(t0))
 	stamp1, err := ParseServiceStamp(got[name].StatusStamp)
 	if err != nil {
 		t.Fatal(err)
@@ -67,8 +69,10 @@ func TestServiceRegistrationShowsInServiceStatus(t *testing.T) {
 	if err != nil || stamp2.Before(stamp1) {
 		t.Fatalf("second stamp %v (%v) before the first %v", stamp2, err, stamp1)
 	}
+	t.Logf("updated after %v", time.Since(t0))
 	reg.Close()
 	closed = true
+	defer func() { t.Logf("gone after %v", time.Since(t0)) }()
 	waitService(t, conn, service, func(d map[string]ServiceDaemon) bool {
 		_, ok := d[name]
 		return !ok
