@@ -114,7 +114,7 @@ func opDescs() map[string]opDesc {
 		"GET /api/disks": {summary: "List the disks", data: `{"disks": [id, ...]} or, with config=yes, {"disks": {id: entry}}`, fields: []field{
 			opt("config", "yes: return the full disk entries", "yes"),
 		}},
-		"GET /api/disk/<pool>/<image>": {summary: "Return a disk's entry and its status", data: "the disk entry with a status object"},
+		"GET /api/disk/<pool>/<image>": {summary: "Return a disk's entry and its status", data: `the disk entry with "status": {"state": "Online"|"Degraded - ...", "lock_owner": gw, "gateways": {gw: {counter: n}}} from tcmu-runner's reports in the mgr's service map, or {"state": "Unknown"} when there are none`},
 		"PUT /api/disk/<pool>/<image>": {summary: "Create, resize or reconfigure a disk", fields: []field{
 			req("mode", "what to do", "create", "resize", "reconfigure"),
 			opt("size", "size with unit M, G or T, e.g. 10G"), opt("count", "number of images to create (1-10)"),
