@@ -70,6 +70,9 @@ api_user = %s
 api_password = %s
 trusted_ip_list = 127.0.0.1
 minimum_gateways = 1
+
+[device_status]
+status_check_interval = 1
 `, apiPool, apiObject, apiUser, apiPassword)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -398,6 +401,34 @@ func TestAPIDaemon(t *testing.T) {
 	writeReadDirect(t, dev, off, data)
 	checkImage(t, ioctx, apiImage, off, data)
 	step(t, start, "logged in with CHAP: 1 MiB written through %s, read back, found in rbd/%s", dev, apiImage)
+
+	// The real tcmu-runner reports the image to the guest cluster's mgr; the
+	// daemon's device-status tracker serves it (spec 9).
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disk struct {
+		Status struct {
+			State     string                      `json:"state"`
+			LockOwner string                      `json:"lock_owner"`
+			Gateways  map[string]map[string]int64 `json:"gateways"`
+		} `json:"status"`
+	}
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		status, body := d.curl(t, apiUser, apiPassword, http.MethodGet, "/api/disk/"+apiDisk)
+		if err := json.Unmarshal([]byte(body), &disk); status != http.StatusOK || err != nil {
+			t.Fatalf("GET disk: %d %s", status, body)
+		}
+		if disk.Status.LockOwner != "" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if st := disk.Status; st.State != "Online" || st.LockOwner != host || len(st.Gateways) != 1 ||
+		len(st.Gateways[host]) != 3 {
+		t.Errorf("disk status %+v: want Online, tcmu-runner of %s as the lock owner with its 3 counters", st, host)
+	}
+	step(t, start, "device status from tcmu-runner through the mgr: %+v", disk.Status)
 
 	// The daemon reads the session from the kernel.
 	status, body = d.curl(t, apiUser, apiPassword, http.MethodGet, "/api/clientinfo/"+apiIQN+"/"+apiClient)

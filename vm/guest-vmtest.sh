@@ -1,7 +1,7 @@
 #!/bin/bash
 # guest-vmtest.sh TESTBIN [go test flags...] - runs inside the vm/run.sh guest: loads LIO,
 # sets up open-iscsi (and, when VMTEST_CEPH_SRC names a cluster prepared on the host, a
-# Ceph mon+osd and tcmu-runner), then runs the vmtest binary from the vm package directory.
+# Ceph mon+mgr+osd and tcmu-runner), then runs the vmtest binary from the vm package directory.
 # Every fork+exec costs ~50 ms under TCG: the work happens in the test binary.
 set -uo pipefail
 T0=$EPOCHREALTIME
@@ -46,6 +46,8 @@ if [[ -n ${VMTEST_CEPH_SRC:-} ]]; then
   cp "$C/ceph.client.admin.keyring" /etc/ceph/ceph.client.admin.keyring
   ceph-mon -c "$C/ceph.conf" -i a || { echo "ceph-mon failed"; exit 1; }
   ceph-osd -c "$C/ceph.conf" -i 0 || { echo "ceph-osd failed"; tail -20 "$C/log/osd.0.log"; exit 1; }
+  # tcmu-runner reports its images to the mgr, the api daemon's device status reads them
+  ceph-mgr -c "$C/ceph.conf" -i x || { echo "ceph-mgr failed"; exit 1; }
   step "ceph daemons started"
   export VMTEST_CEPH_CONF=/etc/ceph/ceph.conf
 fi
