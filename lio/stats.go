@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -162,29 +161,13 @@ func (r *statsReader) list(dir string) (dirs []string, link string) {
 // read returns the file's content without the trailing newline; the slice
 // is valid until the next read. A missing file reads as empty.
 func (r *statsReader) read(p string) []byte {
-	fh, err := os.Open(p)
+	b, err := readInto(p, r.buf[:cap(r.buf)])
+	r.buf = b
 	if err != nil {
-		r.fail(err)
+		r.fail(&fs.PathError{Op: "read", Path: p, Err: err})
 		return nil
 	}
-	n := 0
-	for {
-		if n == len(r.buf) {
-			r.buf = append(r.buf, make([]byte, len(r.buf))...)
-		}
-		m, err := fh.Read(r.buf[n:])
-		n += m
-		if err == io.EOF || (err == nil && m == 0) {
-			break
-		}
-		if err != nil {
-			fh.Close()
-			r.fail(fmt.Errorf("read %s: %w", p, err))
-			return nil
-		}
-	}
-	fh.Close()
-	return bytes.TrimRight(r.buf[:n], "\n\x00")
+	return bytes.TrimRight(b, "\n\x00")
 }
 
 func (r *statsReader) uint(p string) uint64 {

@@ -21,7 +21,6 @@ var everyFamily = []string{
 	MetricPortCommands, MetricPortReadBytes, MetricPortWriteBytes, MetricClientSessions, MetricLUNSessions,
 }
 
-
 func TestCollectorMetrics(t *testing.T) {
 	// 3 LUNs; client0 has img0 (LUN 0) and img1 (LUN 1), client1 has img2
 	// (LUN 0) and img0 (LUN 1); gw1 owns img0 and img2, gw2 owns img1.
