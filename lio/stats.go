@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -105,7 +104,7 @@ type MappedLUNStats struct {
 // are read (a concurrent reconcile) are left out without error; any other
 // failure is returned, joined, with everything that could be read.
 func ReadStatistics(f FS) (Statistics, error) {
-	r := statsReader{f: f, buf: make([]byte, 4096)}
+	r := statsReader{buf: make([]byte, 4096), dents: make([]byte, 8192)}
 	var st Statistics
 	if _, err := os.Stat(f.abs(targetDir)); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -113,21 +112,28 @@ func ReadStatistics(f FS) (Statistics, error) {
 		}
 		return st, fmt.Errorf("lio: statistics: %w", err)
 	}
-	st.StorageObjects = r.storageObjects()
-	st.Targets = r.targets()
+	root, ok := r.open(dirHandle{fd: -1}, f.abs(targetDir))
+	if ok {
+		st.StorageObjects = r.storageObjects(root)
+		st.Targets = r.targets(root)
+		r.close(root)
+	}
 	if err := errors.Join(r.errs...); err != nil {
 		return st, fmt.Errorf("lio: statistics of %s: %w", f.root, err)
 	}
 	return st, nil
 }
 
-// statsReader reads with one reused buffer. Names come from readdir of
-// the kernel's own directories, so they need none of FS.check's escaping
-// checks; paths are absolute to spare the joins.
+// statsReader walks the tree with one reused buffer, through directory
+// handles: on Linux each object's files are opened relative to its
+// directory (openat), which spares the kernel the walk of a long path per
+// file, and directories are listed with getdents (see stats_linux.go).
+// Names come from the kernel's own directory listings, so they need none
+// of FS.check's escaping checks.
 type statsReader struct {
-	f    FS
-	buf  []byte
-	errs []error
+	buf   []byte
+	dents []byte
+	errs  []error
 }
 
 // fail records err unless it says the object vanished.
@@ -137,71 +143,44 @@ func (r *statsReader) fail(err error) {
 	}
 }
 
-// list returns the subdirectories and the first symlink of dir; nil when
-// it cannot be read.
-func (r *statsReader) list(dir string) (dirs []string, link string) {
-	des, err := os.ReadDir(dir)
-	if err != nil {
-		r.fail(err)
-		return nil, ""
-	}
-	for _, de := range des {
-		switch {
-		case de.Type()&fs.ModeSymlink != 0:
-			if link == "" {
-				link = de.Name()
-			}
-		case de.IsDir():
-			dirs = append(dirs, de.Name())
-		}
-	}
-	return dirs, link
+// text is the file's content without the trailing newline; the slice is
+// valid until the next read. A missing file reads as empty.
+func (r *statsReader) text(d dirHandle, name string) []byte {
+	return bytes.TrimRight(r.read(d, name), "\n\x00")
 }
 
-// read returns the file's content without the trailing newline; the slice
-// is valid until the next read. A missing file reads as empty.
-func (r *statsReader) read(p string) []byte {
-	b, err := readInto(p, r.buf[:cap(r.buf)])
-	r.buf = b
-	if err != nil {
-		r.fail(&fs.PathError{Op: "read", Path: p, Err: err})
-		return nil
-	}
-	return bytes.TrimRight(b, "\n\x00")
-}
-
-func (r *statsReader) uint(p string) uint64 {
-	b := bytes.TrimSpace(r.read(p))
+func (r *statsReader) uint(d dirHandle, name string) uint64 {
+	b := bytes.TrimSpace(r.read(d, name))
 	if len(b) == 0 {
 		return 0
 	}
 	n, err := strconv.ParseUint(string(b), 10, 64)
 	if err != nil {
-		r.fail(fmt.Errorf("%s: not a counter: %q", p, b))
+		r.fail(fmt.Errorf("%s/%s: not a counter: %q", d.path, name, b))
 	}
 	return n
 }
 
-func (r *statsReader) counters(dir, cmds string) IOCounters {
+// counters reads a statistics group: cmds, read_mbytes and write_mbytes.
+func (r *statsReader) counters(parent dirHandle, group, cmds string) IOCounters {
+	d, ok := r.open(parent, group)
+	if !ok {
+		return IOCounters{}
+	}
+	defer r.close(d)
 	return IOCounters{
-		Commands: r.uint(dir + "/" + cmds),
-		ReadMiB:  r.uint(dir + "/read_mbytes"),
-		WriteMiB: r.uint(dir + "/write_mbytes"),
+		Commands: r.uint(d, cmds),
+		ReadMiB:  r.uint(d, "read_mbytes"),
+		WriteMiB: r.uint(d, "write_mbytes"),
 	}
 }
 
-// linkTarget is the last element of the symlink's target.
-func (r *statsReader) linkTarget(p string) string {
-	t, err := os.Readlink(p)
-	if err != nil {
-		r.fail(err)
-		return ""
+func (r *statsReader) storageObjects(root dirHandle) []StorageObjectStats {
+	core, ok := r.open(root, "core")
+	if !ok {
+		return nil
 	}
-	return filepath.Base(t)
-}
-
-func (r *statsReader) storageObjects() []StorageObjectStats {
-	core := r.f.abs(coreDir)
+	defer r.close(core)
 	hbas, _ := r.list(core)
 	var out []StorageObjectStats
 	for _, h := range hbas {
@@ -210,18 +189,22 @@ func (r *statsReader) storageObjects() []StorageObjectStats {
 			continue
 		}
 		plugin := Plugin(m[1])
-		sos, _ := r.list(core + "/" + h)
+		hba, ok := r.open(core, h)
+		if !ok {
+			continue
+		}
+		sos, _ := r.list(hba)
 		for _, name := range sos {
-			p := core + "/" + h + "/" + name
 			so := StorageObjectStats{Name: name, Plugin: plugin}
 			switch plugin {
 			case PluginUser:
-				so.Size = int64(r.uint(p + "/attrib/dev_size"))
+				so.Size = int64(r.uint(hba, name+"/attrib/dev_size"))
 			case PluginFileIO:
-				so.Size = fileioSize(r.read(p + "/info"))
+				so.Size = fileioSize(r.read(hba, name+"/info"))
 			}
 			out = append(out, so)
 		}
+		r.close(hba)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -240,77 +223,108 @@ func fileioSize(info []byte) int64 {
 	return 0
 }
 
-func (r *statsReader) targets() []TargetStats {
-	fabric := r.f.abs(fabricDir)
+func (r *statsReader) targets(root dirHandle) []TargetStats {
+	fabric, ok := r.open(root, "iscsi")
+	if !ok {
+		return nil
+	}
+	defer r.close(fabric)
 	iqns, _ := r.list(fabric)
 	var out []TargetStats
 	for _, iqn := range iqns {
 		if iqn == "discovery_auth" {
 			continue
 		}
-		tp := fabric + "/" + iqn
-		t := TargetStats{IQN: iqn, Sessions: int(r.uint(tp + "/fabric_statistics/iscsi_instance/sessions"))}
-		dirs, _ := r.list(tp)
+		td, ok := r.open(fabric, iqn)
+		if !ok {
+			continue
+		}
+		t := TargetStats{IQN: iqn, Sessions: int(r.uint(td, "fabric_statistics/iscsi_instance/sessions"))}
+		dirs, _ := r.list(td)
 		for _, d := range dirs {
 			if m := tpgRe.FindStringSubmatch(d); m != nil {
-				t.TPGs = append(t.TPGs, r.tpg(tp+"/"+d, atoi(m[1])))
+				if tp, ok := r.open(td, d); ok {
+					t.TPGs = append(t.TPGs, r.tpg(tp, atoi(m[1])))
+					r.close(tp)
+				}
 			}
 		}
+		r.close(td)
 		sort.Slice(t.TPGs, func(i, j int) bool { return t.TPGs[i].Tag < t.TPGs[j].Tag })
 		out = append(out, t)
 	}
 	return out
 }
 
-func (r *statsReader) tpg(p string, tag int) TPGStats {
-	tpg := TPGStats{Tag: tag, Enabled: string(r.read(p+"/enable")) == "1"}
-	tpg.Portals, _ = r.list(p + "/np")
-	luns, _ := r.list(p + "/lun")
+func (r *statsReader) tpg(tp dirHandle, tag int) TPGStats {
+	tpg := TPGStats{Tag: tag, Enabled: string(r.text(tp, "enable")) == "1"}
+	if np, ok := r.open(tp, "np"); ok {
+		tpg.Portals, _ = r.list(np)
+		r.close(np)
+	}
 	soByLUN := map[int]string{}
-	for _, l := range luns {
-		m := lunRe.FindStringSubmatch(l)
-		if m == nil {
-			continue
+	if ld, ok := r.open(tp, "lun"); ok {
+		luns, _ := r.list(ld)
+		for _, l := range luns {
+			m := lunRe.FindStringSubmatch(l)
+			if m == nil {
+				continue
+			}
+			lp, ok := r.open(ld, l)
+			if !ok {
+				continue
+			}
+			lun := LUNStats{Index: atoi(m[1])}
+			if _, link := r.list(lp); link != "" {
+				lun.StorageObject = r.linkTarget(lp, link)
+			}
+			alias, _, _ := bytes.Cut(r.text(lp, "alua_tg_pt_gp"), []byte("\n"))
+			lun.ALUAGroup = strings.TrimPrefix(string(alias), aluaAliasPrefix)
+			lun.Port = r.counters(lp, "statistics/scsi_tgt_port", "in_cmds")
+			r.close(lp)
+			soByLUN[lun.Index] = lun.StorageObject
+			tpg.LUNs = append(tpg.LUNs, lun)
 		}
-		lp := p + "/lun/" + l
-		lun := LUNStats{Index: atoi(m[1])}
-		if _, link := r.list(lp); link != "" {
-			lun.StorageObject = r.linkTarget(lp + "/" + link)
-		}
-		alias, _, _ := bytes.Cut(r.read(lp+"/alua_tg_pt_gp"), []byte("\n"))
-		lun.ALUAGroup = strings.TrimPrefix(string(alias), aluaAliasPrefix)
-		lun.Port = r.counters(lp+"/statistics/scsi_tgt_port", "in_cmds")
-		soByLUN[lun.Index] = lun.StorageObject
-		tpg.LUNs = append(tpg.LUNs, lun)
+		r.close(ld)
 	}
 	sort.Slice(tpg.LUNs, func(i, j int) bool { return tpg.LUNs[i].Index < tpg.LUNs[j].Index })
-	acls, _ := r.list(p + "/acls")
-	for _, ini := range acls {
-		tpg.ACLs = append(tpg.ACLs, r.acl(p+"/acls/"+ini, ini, soByLUN))
+	if ad, ok := r.open(tp, "acls"); ok {
+		acls, _ := r.list(ad)
+		for _, ini := range acls {
+			if a, ok := r.open(ad, ini); ok {
+				tpg.ACLs = append(tpg.ACLs, r.acl(a, ini, soByLUN))
+				r.close(a)
+			}
+		}
+		r.close(ad)
 	}
 	return tpg
 }
 
-func (r *statsReader) acl(p, initiator string, soByLUN map[int]string) ACLStats {
+func (r *statsReader) acl(a dirHandle, initiator string, soByLUN map[int]string) ACLStats {
 	acl := ACLStats{Initiator: initiator}
-	if info := r.read(p + "/info"); len(info) > 0 {
+	if info := r.text(a, "info"); len(info) > 0 {
 		acl.Session, acl.HasSession = ParseACLInfo(string(info))
 	}
-	dirs, _ := r.list(p)
+	dirs, _ := r.list(a)
 	for _, d := range dirs {
 		m := lunRe.FindStringSubmatch(d)
 		if m == nil {
 			continue
 		}
-		mp := p + "/" + d
+		mp, ok := r.open(a, d)
+		if !ok {
+			continue
+		}
 		ml := MappedLUNStats{Index: atoi(m[1]), TPGLUN: -1}
 		if _, link := r.list(mp); link != "" {
-			if lm := lunRe.FindStringSubmatch(r.linkTarget(mp + "/" + link)); lm != nil {
+			if lm := lunRe.FindStringSubmatch(r.linkTarget(mp, link)); lm != nil {
 				ml.TPGLUN = atoi(lm[1])
 				ml.StorageObject = soByLUN[ml.TPGLUN]
 			}
 		}
-		ml.IO = r.counters(mp+"/statistics/scsi_auth_intr", "num_cmds")
+		ml.IO = r.counters(mp, "statistics/scsi_auth_intr", "num_cmds")
+		r.close(mp)
 		acl.MappedLUNs = append(acl.MappedLUNs, ml)
 	}
 	sort.Slice(acl.MappedLUNs, func(i, j int) bool { return acl.MappedLUNs[i].Index < acl.MappedLUNs[j].Index })
