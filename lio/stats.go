@@ -49,7 +49,9 @@ type TPGStats struct {
 }
 
 // LUNStats is a TPG LUN with the counters of its target port
-// (statistics/scsi_tgt_port: every initiator's commands through this TPG).
+// (statistics/scsi_tgt_port: every initiator's commands through this TPG),
+// which are read only when the TPG is enabled: a disabled TPG passes no
+// I/O.
 type LUNStats struct {
 	Index         int    `json:"index"`
 	StorageObject string `json:"storage_object"`
@@ -280,7 +282,11 @@ func (r *statsReader) tpg(tp dirHandle, tag int) TPGStats {
 			}
 			alias, _, _ := bytes.Cut(r.text(lp, "alua_tg_pt_gp"), []byte("\n"))
 			lun.ALUAGroup = strings.TrimPrefix(string(alias), aluaAliasPrefix)
-			lun.Port = r.counters(lp, "statistics/scsi_tgt_port", "in_cmds")
+			if tpg.Enabled {
+				// A disabled TPG passes no I/O: its counters are not
+				// read (half the LUNs of a two-gateway target).
+				lun.Port = r.counters(lp, "statistics/scsi_tgt_port", "in_cmds")
+			}
 			r.close(lp)
 			soByLUN[lun.Index] = lun.StorageObject
 			tpg.LUNs = append(tpg.LUNs, lun)

@@ -77,6 +77,9 @@ func (r *statsReader) read(d dirHandle, name string) []byte {
 	}
 }
 
+// maxDirent is the size of a linux_dirent64 with a 255-byte name.
+const maxDirent = 19 + 256 + 5
+
 // list returns the sorted subdirectory names and the first symlink of d.
 func (r *statsReader) list(d dirHandle) (dirs []string, link string) {
 	for {
@@ -91,6 +94,10 @@ func (r *statsReader) list(d dirHandle) (dirs []string, link string) {
 		if n == 0 {
 			break
 		}
+		// configfs, tmpfs and ext4 fill the buffer while entries remain:
+		// room left for a longest record means the end, and spares the
+		// call that would return 0.
+		last := n <= len(r.dents)-maxDirent
 		for b := r.dents[:n]; len(b) > 0; {
 			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name
 			reclen := int(*(*uint16)(unsafe.Pointer(&b[16])))
@@ -122,6 +129,9 @@ func (r *statsReader) list(d dirHandle) (dirs []string, link string) {
 					link = string(name)
 				}
 			}
+		}
+		if last {
+			break
 		}
 	}
 	sort.Strings(dirs)
