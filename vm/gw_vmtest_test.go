@@ -54,6 +54,8 @@ func TestGWExporter(t *testing.T) {
 			Disks:   map[string]int{"rbd/gwimg": 0},
 			Clients: map[string]lio.ClientSpec{gwStatsClient: {Auth: gwStatsCHAP.spec(), LUNs: map[string]int{"rbd/gwimg": 0}}},
 		}},
+		// no discovery CHAP, whatever an earlier test left
+		ManageDiscoveryAuth: true,
 	}
 	desired := build(t, spec)
 	converge(t, f, desired)
