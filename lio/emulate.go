@@ -281,6 +281,7 @@ func (f FS) seed(rel, at string) error {
 	default:
 		return &fs.PathError{Op: "mkdir", Path: f.abs(rel), Err: syscall.EPERM}
 	}
+	files = append(files, statsDefaults(rel))
 	for _, d := range dirs {
 		if err := os.MkdirAll(filepath.Join(at, filepath.FromSlash(d)), 0o755); err != nil {
 			return err
