@@ -51,6 +51,8 @@ type ImageFacts struct {
 	Size      uint64
 	Features  []string
 	Snapshots []string
+	// SnapshotSizes holds each snapshot's size by name (disk info prints "name (size)").
+	SnapshotSizes map[string]uint64
 }
 
 // GatewayState is a gateway's state word of spec §10.2.
