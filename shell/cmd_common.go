@@ -305,17 +305,13 @@ func pyBool(b bool) string {
 // authDict is the auth attribute of target and client info: the stored CHAP block with the
 // passwords decrypted, as upstream's CHAP class shows them.
 func authDict(e *Env, a config.Auth) infoDict {
-	d := infoDict{
+	return infoDict{
 		"username": a.Username, "password": decrypt(e, a.Password, a.PasswordEncryptionEnabled),
-		"mutual_username": a.MutualUsername, "mutual_password": decrypt(e, a.MutualPassword, a.MutualPasswordEncryptionEnabled),
+		"password_encryption_enabled":        pyBool(a.PasswordEncryptionEnabled),
+		"mutual_username":                    a.MutualUsername,
+		"mutual_password":                    decrypt(e, a.MutualPassword, a.MutualPasswordEncryptionEnabled),
+		"mutual_password_encryption_enabled": pyBool(a.MutualPasswordEncryptionEnabled),
 	}
-	if a.Username != "" || a.Password != "" {
-		d["password_encryption_enabled"] = pyBool(a.PasswordEncryptionEnabled)
-	}
-	if a.MutualUsername != "" || a.MutualPassword != "" {
-		d["mutual_password_encryption_enabled"] = pyBool(a.MutualPasswordEncryptionEnabled)
-	}
-	return d
 }
 
 func decrypt(e *Env, stored string, encrypted bool) string {
