@@ -447,12 +447,34 @@ func diskInfo(ctx context.Context, e *Env, s *Snapshot, id string) error {
 	}
 	printInfo(e.Out, infoText([]infoField{
 		{"image", d.Image}, {"ceph_cluster", cluster}, {"pool", d.Pool}, {"wwn", d.WWN},
-		{"size_h", sizeH}, {"feature_list", slices.Clone(img.Features)}, {"snapshots", snaps},
+		{"size_h", sizeH}, {"feature_list", featureList(img.Features)}, {"snapshots", snaps},
 		{"owner", owner}, {"lock_owner", lockOwner}, {"state", state}, {"backstore", d.Backstore},
 		{"backstore_object_name", d.BackstoreObjectName},
 		{"control_values", controlDict(e, d.Controls, true)},
 	}))
 	return nil
+}
+
+// rbdFeatures are librbd's feature names in bit order, and the names of the Python rbd
+// module's constants that upstream's info prints for them.
+var rbdFeatures = [][2]string{
+	{"layering", "RBD_FEATURE_LAYERING"}, {"striping", "RBD_FEATURE_STRIPINGV2"},
+	{"exclusive-lock", "RBD_FEATURE_EXCLUSIVE_LOCK"}, {"object-map", "RBD_FEATURE_OBJECT_MAP"},
+	{"fast-diff", "RBD_FEATURE_FAST_DIFF"}, {"deep-flatten", "RBD_FEATURE_DEEP_FLATTEN"},
+	{"journaling", "RBD_FEATURE_JOURNALING"}, {"data-pool", "RBD_FEATURE_DATA_POOL"},
+	{"operations", "RBD_FEATURE_OPERATIONS"}, {"migrating", "RBD_FEATURE_MIGRATING"},
+	{"non-primary", "RBD_FEATURE_NON_PRIMARY"},
+}
+
+// featureList is the feature_list attribute: upstream's constant names in bit order.
+func featureList(names []string) []string {
+	var out []string
+	for _, f := range rbdFeatures {
+		if slices.Contains(names, f[0]) || slices.Contains(names, f[1]) {
+			out = append(out, f[1])
+		}
+	}
+	return out
 }
 
 // snapshotName is upstream's valid_snapshot_name.
