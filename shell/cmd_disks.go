@@ -360,7 +360,7 @@ func resizeDisk(ctx context.Context, e *Env, id, size string) error {
 	}
 	pool, _ := splitShort(id)
 	form := url.Values{"pool": {pool}, "size": {size}, "owner": {e.LocalName}, "mode": {"resize"}}
-	if err := put(ctx, e, local(e, "disk", id), form); err != nil {
+	if err := put(ctx, e, local(e, diskRoute(id)...), form); err != nil {
 		return fail("Failed to resize : ", err)
 	}
 	e.Refresh()
@@ -378,7 +378,7 @@ func reconfigureDisk(ctx context.Context, e *Env, s *Snapshot, id, attribute, va
 	pool, _ := splitShort(id)
 	form := url.Values{"pool": {pool}, "owner": {e.LocalName}, "controls": {controlsJSON(attribute, value)},
 		"mode": {"reconfigure"}}
-	if err := put(ctx, e, local(e, "disk", id), form); err != nil {
+	if err := put(ctx, e, local(e, diskRoute(id)...), form); err != nil {
 		return fail("Failed to reconfigure : ", err)
 	}
 	e.Refresh()
@@ -398,7 +398,7 @@ func deleteDisk(ctx context.Context, e *Env, id string, preserve bool) error {
 	if preserve {
 		form.Set("preserve_image", "true")
 	}
-	if err := del(ctx, e, e.API.URL(e.LocalName, "disk", id), form); err != nil {
+	if err := del(ctx, e, e.API.URL(e.LocalName, diskRoute(id)...), form); err != nil {
 		return fail("", err)
 	}
 	e.Refresh()
@@ -420,7 +420,7 @@ func diskInfo(ctx context.Context, e *Env, s *Snapshot, id string) error {
 	}
 	state, lockOwner := "Unknown", "Unknown"
 	var st diskStatus
-	if err := e.API.Do(ctx, "GET", local(e, "disk", id), nil, &st); err == nil && st.Status != nil {
+	if err := e.API.Do(ctx, "GET", local(e, diskRoute(id)...), nil, &st); err == nil && st.Status != nil {
 		if st.Status.State != "" {
 			state = st.Status.State
 		}
@@ -514,4 +514,11 @@ func runSnapshot(ctx context.Context, e *Env, n *Node, a Args) error {
 	}
 	e.Refresh()
 	return ok(e)
+}
+
+// diskRoute is the route of /api/disk/<pool>/<image>: the id split on its first '/' so
+// that each part is one escaped path segment.
+func diskRoute(id string) []string {
+	pool, image := splitShort(id)
+	return []string{"disk", pool, image}
 }

@@ -107,7 +107,6 @@ func TestCommandsAgainstAPI(t *testing.T) {
 		t.Fatalf("image %s after resizes: %d %v", img("a"), sz, err)
 	}
 	s.must(diskNode, "snapshot", "ok\n", "create", "s1")
-	s.must(diskNode, "snapshot", "Please be patient, rollback might take time\nok\n", "rollback", "s1")
 	if snaps, err := rbd.ListSnapshots(conn, "rbd", img("a")); err != nil || len(snaps) != 1 || snaps[0].Name != "s1" {
 		t.Fatalf("snapshots: %v %v", snaps, err)
 	}
@@ -127,10 +126,6 @@ func TestCommandsAgainstAPI(t *testing.T) {
 			t.Fatalf("disk info lacks %q:\n%s", line, out)
 		}
 	}
-	s.must(diskNode, "snapshot", "ok\n", "delete", "s1")
-	if snaps, err := rbd.ListSnapshots(conn, "rbd", img("a")); err != nil || len(snaps) != 0 {
-		t.Fatalf("snapshots after delete: %v %v", snaps, err)
-	}
 	out2, err := s.run(disks, "info", diskA)
 	if err != nil || !strings.HasPrefix(out2, "Image                 .. "+img("a")+"\n") {
 		t.Fatalf("/disks info: %v\n%s", err, out2)
@@ -143,6 +138,12 @@ func TestCommandsAgainstAPI(t *testing.T) {
 		t.Fatalf("target disks %v, owner %v", d.Targets[tgt].Disks, d.Disks[diskA].Owner)
 	}
 	owner := *d.Disks[diskA].Owner
+	// a rollback needs the disk in a target
+	s.must(diskNode, "snapshot", "Please be patient, rollback might take time\nok\n", "rollback", "s1")
+	s.must(diskNode, "snapshot", "ok\n", "delete", "s1")
+	if snaps, err := rbd.ListSnapshots(conn, "rbd", img("a")); err != nil || len(snaps) != 0 {
+		t.Fatalf("snapshots after delete: %v %v", snaps, err)
+	}
 	tdisk := node(shell.KindTargetDisk, shell.Node{Target: tgt, Pool: "rbd", Image: img("a")}, "iscsi-targets", tgt, "disks", diskA)
 	s.must(tdisk, "info", "Name  .. "+diskA+"\nOwner .. "+owner+"\n\n")
 	s.must(disks, "reconfigure", "ok\n", diskA, "qfull_timeout", "20")
@@ -159,6 +160,10 @@ func TestCommandsAgainstAPI(t *testing.T) {
 	s.must(tnode, "reconfigure", "ok\n", "cmdsn_depth", "64")
 	if c := g.doc().Targets[tgt].Controls; fmt.Sprint(c["cmdsn_depth"]) != "64" {
 		t.Fatalf("target controls: %v", c)
+	}
+	s.must(hosts, "auth", "ok\n", "disable_acl") // target CHAP needs the ACLs off
+	if g.doc().Targets[tgt].ACLEnabled {
+		t.Fatal("acl still enabled")
 	}
 	s.must(tnode, "auth", "ok\n", "username="+user, "password="+pass)
 	if a := g.doc().Targets[tgt].Auth; a.Username != user {
@@ -180,6 +185,10 @@ func TestCommandsAgainstAPI(t *testing.T) {
 	s.must(tnode, "auth", "ok\n", "nochap")
 	if a := g.doc().Targets[tgt].Auth; a.Username != "" || a.Password != "" {
 		t.Fatalf("target auth after nochap: %+v", a)
+	}
+	s.must(hosts, "auth", "ok\n", "enable_acl")
+	if !g.doc().Targets[tgt].ACLEnabled {
+		t.Fatal("acl not enabled")
 	}
 	s.must(targets, "discovery_auth", "ok\n", "username="+user, "password="+pass, "mutual_username="+muser, "mutual_password="+mpass)
 	if a := g.doc().DiscoveryAuth; a.Username != user || a.MutualUsername != muser {
@@ -261,14 +270,6 @@ func TestCommandsAgainstAPI(t *testing.T) {
 	}
 
 	// target-wide client auth
-	s.must(hosts, "auth", "ok\n", "disable_acl")
-	if g.doc().Targets[tgt].ACLEnabled {
-		t.Fatal("acl still enabled")
-	}
-	s.must(hosts, "auth", "ok\n", "enable_acl")
-	if !g.doc().Targets[tgt].ACLEnabled {
-		t.Fatal("acl not enabled")
-	}
 	s.must(hosts, "auth", "ok\nok\n", "nochap") // one "ok" per client
 	if a := g.doc().Targets[tgt].Clients[cli1].Auth; a.Username != "" || a.MutualUsername != "" {
 		t.Fatalf("client auth after nochap: %+v", a)
