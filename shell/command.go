@@ -57,6 +57,8 @@ type Env struct {
 	// LocalName is this host's gateway name (upstream's local FQDN), the default owner of new
 	// disks and the first gateway a target must get.
 	LocalName string
+	// JSON asks for machine-readable output (`--json` on info and export).
+	JSON bool
 }
 
 // registry holds every Command; commands register themselves from init functions of the
