@@ -10,12 +10,3 @@ func gwCommand() *cli.Command {
 		Action: notImplemented("gw"),
 	}
 }
-
-func cliCommand() *cli.Command {
-	return &cli.Command{
-		Name:   "cli",
-		Usage:  "gwcli: the interactive shell and one-shot command runner",
-		Flags:  []cli.Flag{configFlag()},
-		Action: notImplemented("cli"),
-	}
-}

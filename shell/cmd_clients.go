@@ -137,9 +137,8 @@ at the client level will fail.`,
 			if img, found := s.Images[n.Disk()]; found {
 				size, sizeH = img.Size, humanSize(img.Size)
 			}
-			printInfo(e.Out, infoText([]infoField{{"rbd_name", n.Disk()}, {"owner", owner}, {"size", size},
-				{"size_h", sizeH}, {"lun_id", n.LunID}}))
-			return nil
+			return showInfo(e, []infoField{{"rbd_name", n.Disk()}, {"owner", owner}, {"size", size},
+				{"size_h", sizeH}, {"lun_id", n.LunID}})
 		}})
 }
 
@@ -217,11 +216,10 @@ func runClientInfo(ctx context.Context, e *Env, n *Node, _ Args) error {
 	for id, l := range c.Luns {
 		luns[id] = infoInner{{"lun_id", itoa(l.LunID)}}
 	}
-	printInfo(e.Out, infoText([]infoField{
+	return showInfo(e, []infoField{
 		{"client_iqn", n.Client}, {"ip_address", strings.Join(ci.IPAddress, ",")}, {"alias", ci.Alias},
 		{"logged_in", ci.State}, {"auth", authDict(e, c.Auth)}, {"group_name", c.GroupName}, {"luns", luns},
-	}))
-	return nil
+	})
 }
 
 func runClientDisk(ctx context.Context, e *Env, n *Node, a Args) error {
@@ -258,7 +256,7 @@ func runClientDisk(ctx context.Context, e *Env, n *Node, a Args) error {
 			err := createDisk(ctx, e, s, diskRequest{pool: parts[0], image: parts[1], size: a.Get("size"), count: "1", create: true})
 			if err != nil {
 				code := 8
-				var u *usageError
+				var u *UserError
 				if errors.As(err, &u) {
 					code = 0 // upstream's create_disk returns None for a refused pool
 				}

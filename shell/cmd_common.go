@@ -18,7 +18,6 @@ import (
 
 	"ceph-iscsi/chap"
 	"ceph-iscsi/config"
-	"ceph-iscsi/rbd"
 )
 
 // This file holds what the ceph-iscsi commands (cmd_*.go) share: upstream's message
@@ -34,14 +33,8 @@ func ok(e *Env) error {
 	return nil
 }
 
-// usageError is a client-side refusal: the command made no API call.
-type usageError struct{ msg string }
-
-func (u *usageError) Error() string { return u.msg }
-
-func refuse(format string, args ...any) error {
-	return &usageError{msg: fmt.Sprintf(format, args...)}
-}
+// refuse is a client-side refusal (the command made no API call), in upstream's words.
+func refuse(format string, args ...any) error { return userErrorf(format, args...) }
 
 // failed is an API call's failure shown the way upstream shows it: its prefix, then the
 // API's own message. The cause stays reachable (errors.As *APIError).
@@ -329,9 +322,6 @@ func decrypt(e *Env, stored string, encrypted bool) string {
 	return plain
 }
 
-// humanSize is upstream's human_size (spec §10.4).
-func humanSize(n uint64) string { return rbd.HumanSize(int64(n)) }
-
 // controlDict is the control_values attribute: every control's effective value, with
 // " (override)" where it differs from the global setting.
 func controlDict(e *Env, stored map[string]any, disk bool) infoDict {
@@ -359,17 +349,6 @@ func normalizeIP(s string) string {
 		return a.String()
 	}
 	return s
-}
-
-// sortedKeys returns a map's keys in order: Python's dicts keep the order of the sorted
-// JSON they were read from.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // Completion of live values from the snapshot.
@@ -457,3 +436,36 @@ var (
 
 // itoa is strconv.Itoa, short.
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// showInfo prints an item's info: upstream's text, or with --json an object of the same
+// attributes under their attribute names.
+func showInfo(e *Env, fields []infoField) error {
+	if !e.JSON {
+		printInfo(e.Out, infoText(fields))
+		return nil
+	}
+	obj := map[string]any{}
+	for _, f := range fields {
+		switch v := f.Value.(type) {
+		case infoDict:
+			m := map[string]any{}
+			for k, x := range v {
+				if inner, isDict := x.(infoInner); isDict {
+					im := map[string]string{}
+					for _, kv := range inner {
+						im[kv[0]] = kv[1]
+					}
+					m[k] = im
+				} else {
+					m[k] = x
+				}
+			}
+			obj[f.Name] = m
+		case []string:
+			obj[f.Name] = append([]string{}, v...)
+		default:
+			obj[f.Name] = v
+		}
+	}
+	return writeJSON(e.Out, obj)
+}

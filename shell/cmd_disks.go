@@ -434,8 +434,12 @@ func diskInfo(ctx context.Context, e *Env, s *Snapshot, id string) error {
 		sizeH = humanSize(img.Size)
 	}
 	snaps := make([]string, 0, len(img.Snapshots))
-	for _, name := range img.Snapshots {
-		snaps = append(snaps, fmt.Sprintf("%s (%s)", name, humanSize(img.SnapshotSizes[name])))
+	for i, name := range img.Snapshots {
+		var size uint64
+		if i < len(img.SnapSizes) {
+			size = img.SnapSizes[i]
+		}
+		snaps = append(snaps, fmt.Sprintf("%s (%s)", name, humanSize(size)))
 	}
 	owner := ""
 	if d.Owner != nil {
@@ -445,14 +449,13 @@ func diskInfo(ctx context.Context, e *Env, s *Snapshot, id string) error {
 	if cluster == "" && e.Settings != nil {
 		cluster = e.Settings.ClusterName
 	}
-	printInfo(e.Out, infoText([]infoField{
+	return showInfo(e, []infoField{
 		{"image", d.Image}, {"ceph_cluster", cluster}, {"pool", d.Pool}, {"wwn", d.WWN},
 		{"size_h", sizeH}, {"feature_list", featureList(img.Features)}, {"snapshots", snaps},
 		{"owner", owner}, {"lock_owner", lockOwner}, {"state", state}, {"backstore", d.Backstore},
 		{"backstore_object_name", d.BackstoreObjectName},
 		{"control_values", controlDict(e, d.Controls, true)},
-	}))
-	return nil
+	})
 }
 
 // rbdFeatures are librbd's feature names in bit order, and the names of the Python rbd

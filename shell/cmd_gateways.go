@@ -53,6 +53,9 @@ to it will be removed, and confirm=True is required.`,
 			if err != nil {
 				return err
 			}
+			if e.JSON {
+				return writeJSON(e.Out, sortedKeys(t.Portals))
+			}
 			for _, gw := range sortedKeys(t.Portals) {
 				printInfo(e.Out, gw)
 			}
@@ -211,10 +214,9 @@ func runGatewayInfo(ctx context.Context, e *Env, n *Node, _ Args) error {
 		st = GatewayDown
 	}
 	iscsi, api := serviceState(st)
-	printInfo(e.Out, infoText([]infoField{
+	return showInfo(e, []infoField{
 		{"name", n.Gateway}, {"gateway_ip_list", p.GatewayIPList}, {"portal_ip_addresses", p.PortalIPAddresses},
 		{"inactive_portal_ips", p.InactivePortalIPs}, {"tpgs", p.TPGs},
 		{"service_state", infoDict{"iscsi": iscsi, "api": api}},
-	}))
-	return nil
+	})
 }

@@ -44,6 +44,9 @@ meta data shown within the interface`
 }
 
 func runNoInfo(_ context.Context, e *Env, _ *Node, _ Args) error {
+	if e.JSON {
+		return writeJSON(e.Out, map[string]any{})
+	}
 	printInfo(e.Out, infoNotAvailable)
 	return nil
 }
@@ -79,6 +82,11 @@ func runRootInfo(_ context.Context, e *Env, _ *Node, _ Args) error {
 		}
 		cluster = s.ClusterName
 	}
+	if e.JSON {
+		return writeJSON(e.Out, map[string]any{"http_mode": e.API.Scheme, "api_port": e.API.Port,
+			"local_endpoint": fmt.Sprintf("%s://localhost:%d/api", e.API.Scheme, e.API.Port),
+			"cluster_name": cluster, "trusted_ips": ips})
+	}
 	say(e, "HTTP mode          : %s", e.API.Scheme)
 	say(e, "Rest API port      : %d", e.API.Port)
 	say(e, "Local endpoint     : %s://localhost:%d/api", e.API.Scheme, e.API.Port)
@@ -94,6 +102,11 @@ func runClusterInfo(ctx context.Context, e *Env, _ *Node, _ Args) error {
 		return err
 	}
 	c := s.Cluster
+	if e.JSON {
+		return writeJSON(e.Out, map[string]any{"name": c.Name, "version": c.Version, "health": c.Health,
+			"checks": c.Checks, "mons": c.MONs, "quorum": c.Quorum, "osds": c.OSDs, "osds_up": c.OSDsUp,
+			"osds_in": c.OSDsIn, "pools": len(s.Pools), "raw_size": c.RawSize, "conf": c.Conf, "client": c.Client})
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Cluster name: %s\n", c.Name)
 	fmt.Fprintf(&b, "Ceph version: %s\n", c.Version)
@@ -139,9 +152,8 @@ func runPoolInfo(ctx context.Context, e *Env, n *Node, _ Args) error {
 	if !p.Replicated {
 		kind, desc = "erasure", fmt.Sprintf("%d+%d", p.K, p.M)
 	}
-	printInfo(e.Out, infoText([]infoField{
+	return showInfo(e, []infoField{
 		{"name", p.Name}, {"commit", commit}, {"overcommit_PCT", pct}, {"max_bytes", p.MaxAvail},
 		{"used_bytes", p.Used}, {"type", kind}, {"desc", desc},
-	}))
-	return nil
+	})
 }

@@ -104,9 +104,8 @@ auth username=<user> password=<pass> mutual_username=<m_user> mutual_password=<m
 			if err != nil {
 				return err
 			}
-			printInfo(e.Out, infoText([]infoField{{"target_iqn", n.Target}, {"auth", authDict(e, t.Auth)},
-				{"control_values", controlDict(e, t.Controls, false)}}))
-			return nil
+			return showInfo(e, []infoField{{"target_iqn", n.Target}, {"auth", authDict(e, t.Auth)},
+				{"control_values", controlDict(e, t.Controls, false)}})
 		}})
 	register(&Command{Kind: KindTarget, Name: "reconfigure",
 		Params: []Param{{Name: "attribute", Required: true, Complete: fixed(settings.TargetControlNames()...)},
@@ -206,8 +205,7 @@ auth username=<user> password=<pass> mutual_username=<m_user> mutual_password=<m
 			if d := s.Config.Disks[n.Disk()]; d != nil && d.Owner != nil {
 				owner = *d.Owner
 			}
-			printInfo(e.Out, infoText([]infoField{{"name", n.Disk()}, {"owner", owner}}))
-			return nil
+			return showInfo(e, []infoField{{"name", n.Disk()}, {"owner", owner}})
 		}})
 }
 

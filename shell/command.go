@@ -62,6 +62,8 @@ type Env struct {
 	// Settings is iscsi-gateway.cfg: the API port and mode root's info prints, the global
 	// control values info compares overrides with, the key that decrypts CHAP passwords.
 	Settings *settings.Settings
+	// JSON asks for machine-readable output (`--json` on info and export).
+	JSON bool
 }
 
 // registry holds every Command; commands register themselves from init functions of the

@@ -51,8 +51,7 @@ type ImageFacts struct {
 	Size      uint64
 	Features  []string
 	Snapshots []string
-	// SnapshotSizes holds each snapshot's size by name (disk info prints "name (size)").
-	SnapshotSizes map[string]uint64
+	SnapSizes []uint64 // the size of each of Snapshots, in the same order
 }
 
 // GatewayState is a gateway's state word of spec §10.2.
