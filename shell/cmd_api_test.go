@@ -3,7 +3,6 @@ package shell_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
@@ -20,7 +19,6 @@ import (
 	"ceph-iscsi/config"
 	"ceph-iscsi/devcluster"
 	"ceph-iscsi/rados"
-	"ceph-iscsi/rbd"
 	"ceph-iscsi/settings"
 	"ceph-iscsi/shell"
 )
@@ -182,13 +180,12 @@ func (g *gwGroup) doc() *config.Doc {
 	return d
 }
 
-// session is what a gwcli run gives commands: the client of the local API (127.0.0.1),
-// the output, a snapshot loaded once per command and the current path.
+// session is one gwcli: the shell (the frame's tree, binding and Load) over the client
+// of the local API, 127.0.0.1, with its output captured per command line.
 type session struct {
 	g   *gwGroup
-	env *shell.Env
+	sh  *shell.Shell
 	out *bytes.Buffer
-	cwd string
 }
 
 func (g *gwGroup) session() *session {
@@ -197,147 +194,51 @@ func (g *gwGroup) session() *session {
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	s := &session{g: g, out: &bytes.Buffer{}}
 	client := shell.NewClient(false, g.port, apiUser, apiPassword, 60*time.Second)
-	var cached *shell.Snapshot
-	s.env = &shell.Env{API: client, Out: s.out, LocalName: "127.0.0.1", Settings: st,
-		Refresh: func() { cached = nil },
-		Cd:      func(p string) { s.cwd = p },
-		Snapshot: func(ctx context.Context) (*shell.Snapshot, error) {
-			if cached == nil {
-				snap, err := g.loadSnapshot(ctx, client)
-				if err != nil {
-					return nil, err
-				}
-				cached = snap
-			}
-			return cached, nil
-		}}
+	client.Peers = map[string]string{"localhost": "http://" + net.JoinHostPort("127.0.0.1", fmt.Sprint(g.port))}
+	s := &session{g: g, out: &bytes.Buffer{}}
+	conf := os.Getenv("CEPH_CONF")
+	s.sh = shell.New(shell.Options{API: client, Out: s.out, LocalName: "127.0.0.1", Interactive: true, Settings: st,
+		Load: func(ctx context.Context) (*shell.Snapshot, error) {
+			return shell.Load(ctx, shell.LoadOptions{API: client, Conn: g.conn, ClusterName: "ceph", Conf: conf,
+				ClientName: "client.admin", LocalName: "127.0.0.1"})
+		}})
 	return s
 }
 
-// loadSnapshot reads what the commands check against: the config from the local API, the
-// pools from the cluster's OSD map, each disk's image from RBD.
-func (g *gwGroup) loadSnapshot(ctx context.Context, c *shell.Client) (*shell.Snapshot, error) {
-	var raw []byte
-	if err := c.Do(ctx, http.MethodGet, c.URL("localhost", "config"), nil, &raw); err != nil {
-		return nil, err
+// line is a command line as an operator types it: path, command, then the words, each
+// quoted when it holds a space.
+func line(path, name string, words ...string) string {
+	parts := []string{quoteWord(path), name}
+	for _, w := range words {
+		parts = append(parts, quoteWord(w))
 	}
-	doc, err := config.Parse(raw)
-	if err != nil {
-		return nil, err
-	}
-	s := &shell.Snapshot{Raw: raw, Config: doc, Pools: map[string]shell.PoolFacts{}, Images: map[string]shell.ImageFacts{},
-		Gateways: map[string]shell.GatewayState{},
-		Cluster:  shell.ClusterFacts{Name: "ceph", Conf: os.Getenv("CEPH_CONF"), Client: "client.admin"}}
-	out, err := g.conn.MonCommand(map[string]any{"prefix": "osd dump", "format": "json"})
-	if err != nil {
-		return nil, err
-	}
-	var dump struct {
-		Pools []struct {
-			Name string `json:"pool_name"`
-			Type int    `json:"type"`
-			Size int    `json:"size"`
-		} `json:"pools"`
-	}
-	if err := json.Unmarshal(out, &dump); err != nil {
-		return nil, err
-	}
-	for _, p := range dump.Pools {
-		s.Pools[p.Name] = shell.PoolFacts{Name: p.Name, Replicated: p.Type == 1, Size: p.Size}
-	}
-	for id, d := range doc.Disks {
-		info, err := rbd.Info(g.conn.Raw(), d.Pool, d.Image)
-		if err != nil {
-			continue // NOT FOUND
-		}
-		im := shell.ImageFacts{Size: uint64(info.Size), Features: info.FeatureNames, SnapshotSizes: map[string]uint64{}}
-		snaps, err := rbd.ListSnapshots(g.conn.Raw(), d.Pool, d.Image)
-		if err != nil {
-			return nil, err
-		}
-		for _, sn := range snaps {
-			im.Snapshots = append(im.Snapshots, sn.Name)
-			im.SnapshotSizes[sn.Name] = uint64(sn.Size)
-		}
-		s.Images[id] = im
-	}
-	return s, nil
+	return strings.Join(parts, " ")
 }
 
-// run runs one command on node and returns what it printed; the snapshot is loaded afresh
-// for each command, as one gwcli one-shot does.
-func (s *session) run(n *shell.Node, name string, words ...string) (string, error) {
-	s.g.t.Helper()
-	cmd := shell.Lookup(n.Kind, name)
-	if cmd == nil {
-		s.g.t.Fatalf("no command %s on %s", name, n.Kind)
+func quoteWord(w string) string {
+	if strings.ContainsAny(w, " \t'") {
+		return `"` + w + `"`
 	}
-	s.env.Refresh()
+	return w
+}
+
+// run runs one command line and returns what it printed.
+func (s *session) run(path, name string, words ...string) (string, error) {
+	s.g.t.Helper()
 	s.out.Reset()
-	err := cmd.Run(s.g.t.Context(), s.env, n, bindWords(s.g.t, cmd, words))
+	err := s.sh.Exec(s.g.t.Context(), line(path, name, words...))
 	return s.out.String(), err
 }
 
-// must runs a command that has to succeed and print want.
-func (s *session) must(n *shell.Node, name string, want string, words ...string) {
+// must runs a command line that has to succeed and print want.
+func (s *session) must(path, name string, want string, words ...string) {
 	s.g.t.Helper()
-	out, err := s.run(n, name, words...)
+	out, err := s.run(path, name, words...)
 	if err != nil {
-		s.g.t.Fatalf("%s %s %v: %v (printed %q)", n.Path(), name, words, err, out)
+		s.g.t.Fatalf("%s: %v (printed %q)", line(path, name, words...), err, out)
 	}
 	if out != want {
-		s.g.t.Fatalf("%s %s %v printed\n%q\nwant\n%q", n.Path(), name, words, out, want)
+		s.g.t.Fatalf("%s printed\n%q\nwant\n%q", line(path, name, words...), out, want)
 	}
-}
-
-// bindWords binds like configshell: positional words in order, name=value anywhere, extra
-// words into a variadic last parameter.
-func bindWords(t *testing.T, c *shell.Command, words []string) shell.Args {
-	t.Helper()
-	a := shell.Args{Values: map[string]string{}, Given: map[string]bool{}}
-	pos := 0
-	for _, w := range words {
-		if k, v, isKV := strings.Cut(w, "="); isKV {
-			a.Values[k], a.Given[k] = v, true
-			continue
-		}
-		switch {
-		case pos < len(c.Params):
-			a.Values[c.Params[pos].Name], a.Given[c.Params[pos].Name] = w, true
-			pos++
-		case c.Variadic:
-			a.Values[c.Params[len(c.Params)-1].Name] += " " + w
-		default:
-			t.Fatalf("%s: too many arguments", c.Name)
-		}
-	}
-	for _, p := range c.Params {
-		if !a.Given[p.Name] {
-			if p.Required {
-				t.Fatalf("%s: %s is required", c.Name, p.Name)
-			}
-			a.Values[p.Name] = p.Default
-		}
-	}
-	return a
-}
-
-// node builds a tree node by hand: parents named by path (their kinds do not matter to
-// the commands), the node itself with its kind and identity fields.
-func node(kind shell.Kind, id shell.Node, path ...string) *shell.Node {
-	parent := &shell.Node{Name: "/", Kind: shell.KindRoot}
-	if len(path) == 0 {
-		return parent
-	}
-	for _, p := range path[:len(path)-1] {
-		c := &shell.Node{Name: p, Parent: parent}
-		parent.Children = append(parent.Children, c)
-		parent = c
-	}
-	id.Name, id.Kind, id.Parent = path[len(path)-1], kind, parent
-	n := &id
-	parent.Children = append(parent.Children, n)
-	return n
 }

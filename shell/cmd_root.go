@@ -85,7 +85,7 @@ func runRootInfo(_ context.Context, e *Env, _ *Node, _ Args) error {
 	if e.JSON {
 		return writeJSON(e.Out, map[string]any{"http_mode": e.API.Scheme, "api_port": e.API.Port,
 			"local_endpoint": fmt.Sprintf("%s://localhost:%d/api", e.API.Scheme, e.API.Port),
-			"cluster_name": cluster, "trusted_ips": ips})
+			"cluster_name":   cluster, "trusted_ips": ips})
 	}
 	say(e, "HTTP mode          : %s", e.API.Scheme)
 	say(e, "Rest API port      : %d", e.API.Port)

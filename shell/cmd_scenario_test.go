@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"ceph-iscsi/config"
 	"ceph-iscsi/rbd"
@@ -41,16 +42,11 @@ func TestCommandsAgainstAPI(t *testing.T) {
 	)
 	diskA, diskM1, diskM2, diskAtt, diskAuto := "rbd/"+img("a"), "rbd/"+img("m1"), "rbd/"+img("m2"), "rbd/"+img("att"), "rbd/"+img("auto")
 
-	root := node(shell.KindRoot, shell.Node{})
-	targets := node(shell.KindTargets, shell.Node{}, "iscsi-targets")
-	disks := node(shell.KindDisks, shell.Node{}, "disks")
-	tnode := node(shell.KindTarget, shell.Node{Target: tgt}, "iscsi-targets", tgt)
-	gws := node(shell.KindGateways, shell.Node{Target: tgt}, "iscsi-targets", tgt, "gateways")
-	tdisks := node(shell.KindTargetDisks, shell.Node{Target: tgt}, "iscsi-targets", tgt, "disks")
-	hgs := node(shell.KindHostGroups, shell.Node{Target: tgt}, "iscsi-targets", tgt, "host-groups")
-	hosts := node(shell.KindClients, shell.Node{Target: tgt}, "iscsi-targets", tgt, "hosts")
-	client1 := node(shell.KindClient, shell.Node{Target: tgt, Client: cli1}, "iscsi-targets", tgt, "hosts", cli1)
-	diskNode := node(shell.KindDisk, shell.Node{Pool: "rbd", Image: img("a")}, "disks", "rbd", img("a"))
+	root, targets, disks := "/", "/iscsi-targets", "/disks"
+	tnode := targets + "/" + tgt
+	gws, tdisks, hgs, hosts := tnode+"/gateways", tnode+"/disks", tnode+"/host-groups", tnode+"/hosts"
+	client1 := hosts + "/" + cli1
+	diskNode := "/disks/rbd/" + img("a")
 
 	// root
 	s.must(root, "info", fmt.Sprintf("HTTP mode          : http\nRest API port      : %d\n"+
@@ -70,7 +66,7 @@ func TestCommandsAgainstAPI(t *testing.T) {
 	}
 	s.must(gws, "info", "127.0.0.1\n127.0.0.2\n")
 	s.must(gws, "refresh", "")
-	gw1 := node(shell.KindGateway, shell.Node{Target: tgt, Gateway: "127.0.0.1"}, "iscsi-targets", tgt, "gateways", "127.0.0.1")
+	gw1 := gws + "/127.0.0.1"
 	s.must(gw1, "refresh", "")
 	out, err := s.run(gw1, "info")
 	if err != nil {
@@ -144,7 +140,7 @@ func TestCommandsAgainstAPI(t *testing.T) {
 	if snaps, err := rbd.ListSnapshots(conn, "rbd", img("a")); err != nil || len(snaps) != 0 {
 		t.Fatalf("snapshots after delete: %v %v", snaps, err)
 	}
-	tdisk := node(shell.KindTargetDisk, shell.Node{Target: tgt, Pool: "rbd", Image: img("a")}, "iscsi-targets", tgt, "disks", diskA)
+	tdisk := tdisks + "/" + diskA
 	s.must(tdisk, "info", "Name  .. "+diskA+"\nOwner .. "+owner+"\n\n")
 	s.must(disks, "reconfigure", "ok\n", diskA, "qfull_timeout", "20")
 	s.must(diskNode, "reconfigure", "ok\n", "attribute=max_data_area_mb", "value=16")
@@ -201,8 +197,8 @@ func TestCommandsAgainstAPI(t *testing.T) {
 
 	// clients
 	s.must(hosts, "create", "ok\n", cli1)
-	if s.cwd != hosts.Path()+"/"+cli1 {
-		t.Fatalf("after create the shell is in %q", s.cwd)
+	if s.sh.Cwd() != client1 {
+		t.Fatalf("after create the shell is in %q", s.sh.Cwd())
 	}
 	s.must(client1, "auth", "ok\n", "username="+user, "password="+pass, "mutual_username="+muser, "mutual_password="+mpass)
 	if a := g.doc().Targets[tgt].Clients[cli1].Auth; a.Username != user || a.MutualUsername != muser {
@@ -235,8 +231,7 @@ func TestCommandsAgainstAPI(t *testing.T) {
 		t.Fatalf("client info:\n%s\nwant\n%s", out, wantInfo)
 	}
 	lun := c1.Luns[diskAuto].LunID
-	lunNode := node(shell.KindMappedLun, shell.Node{Target: tgt, Client: cli1, Pool: "rbd", Image: img("auto"), LunID: lun},
-		"iscsi-targets", tgt, "hosts", cli1, fmt.Sprintf("lun %d", lun))
+	lunNode := fmt.Sprintf("%s/lun %d", client1, lun)
 	s.must(lunNode, "info", fmt.Sprintf("Rbd Name .. %s\nOwner    .. %s\nSize     .. %d\nSize H   .. 48M\nLun Id   .. %d\n\n",
 		diskAuto, *d.Disks[diskAuto].Owner, 48<<20, lun))
 	s.must(client1, "disk", "ok\n", "remove", diskAuto)
@@ -247,10 +242,10 @@ func TestCommandsAgainstAPI(t *testing.T) {
 	// host groups
 	s.must(hosts, "create", "ok\n", cli2)
 	s.must(hgs, "create", "ok\n", "grp1")
-	if s.cwd != hgs.Path()+"/grp1" {
-		t.Fatalf("after create the shell is in %q", s.cwd)
+	if s.sh.Cwd() != hgs+"/grp1" {
+		t.Fatalf("after create the shell is in %q", s.sh.Cwd())
 	}
-	grp := node(shell.KindHostGroup, shell.Node{Target: tgt, Group: "grp1"}, "iscsi-targets", tgt, "host-groups", "grp1")
+	grp := hgs + "/grp1"
 	s.must(grp, "host", "ok\n", "add", cli2)
 	s.must(grp, "disk", "ok\n", "add", diskM2) // auto-maps to the target
 	d = g.doc()
@@ -260,7 +255,7 @@ func TestCommandsAgainstAPI(t *testing.T) {
 	if c := d.Targets[tgt].Clients[cli2]; c.GroupName != "grp1" || len(c.Luns) != 1 {
 		t.Fatalf("client in the group: %+v", c)
 	}
-	member := node(shell.KindHostGroupMember, shell.Node{Target: tgt, Group: "grp1", Client: cli2}, "iscsi-targets", tgt, "host-groups", "grp1", cli2)
+	member := grp + "/" + cli2
 	s.must(member, "info", "'info' not available for this item\n")
 	s.must(grp, "disk", "ok\n", "remove", diskM2)
 	s.must(grp, "host", "ok\n", "remove", cli2)
@@ -280,7 +275,7 @@ func TestCommandsAgainstAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := shellGetConfig(s)
+	raw, err := getConfig(g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,18 +289,18 @@ func TestCommandsAgainstAPI(t *testing.T) {
 	}
 
 	// the cluster nodes
-	s.must(node(shell.KindClusters, shell.Node{}, "cluster"), "refresh", "ok\n")
-	clusterNode := node(shell.KindCluster, shell.Node{}, "cluster", "ceph")
+	s.must("/cluster", "refresh", "ok\n")
+	clusterNode := "/cluster/ceph"
 	s.must(clusterNode, "refresh", "ok\n")
 	out, err = s.run(clusterNode, "info")
 	if err != nil || !strings.HasPrefix(out, "Cluster name: ceph\n") || !strings.Contains(out, "\nConfig : ") {
 		t.Fatalf("cluster info: %v\n%s", err, out)
 	}
-	out, err = s.run(node(shell.KindPool, shell.Node{Pool: "rbd"}, "cluster", "ceph", "pools", "rbd"), "info")
+	out, err = s.run("/cluster/ceph/pools/rbd", "info")
 	if err != nil || !strings.HasPrefix(out, "Name           .. rbd\nCommit         .. ") || !strings.Contains(out, "\nType           .. replicated\n") {
 		t.Fatalf("pool info: %v\n%s", err, out)
 	}
-	s.must(node(shell.KindTopology, shell.Node{}, "cluster", "ceph", "topology"), "info", "'info' not available for this item\n")
+	s.must("/cluster/ceph/topology", "info", "'info' not available for this item\n")
 
 	// teardown: clients, LUNs, disks, a gateway, then clearconfig
 	s.must(hosts, "delete", "ok\n", cli2)
@@ -365,8 +360,9 @@ func lunLines(luns map[string]config.LunRef) string {
 	return b.String()
 }
 
-func shellGetConfig(s *session) ([]byte, error) {
+func getConfig(g *gwGroup) ([]byte, error) {
+	c := shell.NewClient(false, g.port, apiUser, apiPassword, 60*time.Second)
 	var raw []byte
-	err := s.env.API.Do(s.g.t.Context(), "GET", s.env.API.URL("localhost", "config"), nil, &raw)
+	err := c.Do(g.t.Context(), "GET", c.URL("127.0.0.1", "config"), nil, &raw)
 	return raw, err
 }
