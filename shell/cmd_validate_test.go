@@ -79,39 +79,6 @@ func validationTree() map[Kind]*Node {
 	}
 }
 
-// testBind binds words the way configshell does: positional words in parameter order,
-// name=value anywhere, the rest of the line into a variadic last parameter.
-func testBind(t *testing.T, c *Command, words []string) Args {
-	t.Helper()
-	a := Args{Values: map[string]string{}, Given: map[string]bool{}}
-	pos := 0
-	for _, w := range words {
-		if k, v, isKV := strings.Cut(w, "="); isKV {
-			a.Values[k], a.Given[k] = v, true
-			continue
-		}
-		switch {
-		case pos < len(c.Params):
-			a.Values[c.Params[pos].Name], a.Given[c.Params[pos].Name] = w, true
-			pos++
-		case c.Variadic:
-			last := c.Params[len(c.Params)-1].Name
-			a.Values[last] += " " + w
-		default:
-			t.Fatalf("%s: too many arguments", c.Name)
-		}
-	}
-	for _, p := range c.Params {
-		if !a.Given[p.Name] {
-			if p.Required {
-				t.Fatalf("%s: %s is required", c.Name, p.Name)
-			}
-			a.Values[p.Name] = p.Default
-		}
-	}
-	return a
-}
-
 func TestCommandRefusals(t *testing.T) {
 	doc := validationDoc()
 	snapshot := &Snapshot{Config: doc,
@@ -201,7 +168,11 @@ func TestCommandRefusals(t *testing.T) {
 				Refresh:   func() { t.Error("a refused command refreshed the snapshot") },
 				Cd:        func(p string) { t.Errorf("a refused command moved to %s", p) },
 				LocalName: "gw1", Settings: settings.Defaults()}
-			err := cmd.Run(context.Background(), e, tree[c.kind], testBind(t, cmd, c.words))
+			a, err := Bind(cmd, c.words)
+			if err != nil {
+				t.Fatalf("bind: %v", err)
+			}
+			err = cmd.Run(context.Background(), e, tree[c.kind], a)
 			if err == nil || err.Error() != c.want {
 				t.Fatalf("got %v\nwant %s", err, c.want)
 			}
