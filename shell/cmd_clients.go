@@ -292,7 +292,7 @@ func runClientDisk(ctx context.Context, e *Env, n *Node, a Args) error {
 			return withMsg(err, "Query for disk '%s' meta data failed", disk)
 		}
 		if _, found := luns.Message[disk]; !found {
-			return fmt.Errorf("Query for disk '%s' meta data failed", disk)
+			return userErrorf("Query for disk '%s' meta data failed", disk)
 		}
 		var others []string
 		for iqn, other := range t.Clients {

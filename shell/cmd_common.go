@@ -95,7 +95,7 @@ func snap(ctx context.Context, e *Env) (*Snapshot, error) {
 		return nil, err
 	}
 	if s == nil || s.Config == nil {
-		return nil, errors.New("Unable to refresh local config")
+		return nil, userErrorf("Unable to refresh local config")
 	}
 	return s, nil
 }
@@ -425,12 +425,6 @@ var (
 	})
 	completeSnapshots = completeWith(func(s *Snapshot, n *Node) []string {
 		return slices.Clone(s.Images[n.Disk()].Snapshots)
-	})
-	completeClientLuns = completeWith(func(s *Snapshot, n *Node) []string {
-		if t := s.Config.Targets[n.Target]; t != nil && t.Clients[n.Client] != nil {
-			return sortedKeys(t.Clients[n.Client].Luns)
-		}
-		return nil
 	})
 )
 

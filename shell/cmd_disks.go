@@ -347,7 +347,7 @@ func createDisk(ctx context.Context, e *Env, s *Snapshot, r diskRequest) error {
 			image = fmt.Sprintf("%s%d", r.image, i)
 		}
 		if err := e.API.Do(ctx, "GET", local(e, "disk", r.pool, image), nil, nil); err != nil {
-			return fmt.Errorf("Unable to retrieve disk details for '%s/%s' from the API: %s", r.pool, image, apiMessage(err))
+			return withMsg(err, "Unable to retrieve disk details for '%s/%s' from the API: %s", r.pool, image, apiMessage(err))
 		}
 	}
 	return nil

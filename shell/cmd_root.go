@@ -63,7 +63,7 @@ func runExport(ctx context.Context, e *Env, _ *Node, a Args) error {
 	}
 	m, err := config.ParseAny(raw)
 	if err != nil {
-		return fmt.Errorf("Unable to refresh local config: %w", err)
+		return withMsg(err, "Unable to refresh local config: %v", err)
 	}
 	out, err := config.MarshalAny(m)
 	if err != nil {
