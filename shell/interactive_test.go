@@ -56,16 +56,16 @@ func interactiveMain(prefsDir string) int {
 
 // term is a shell running on a pseudo-terminal.
 type ptyShell struct {
-	t    *testing.T
-	ptm  *os.File
-	tty  *os.File
+	t   *testing.T
+	ptm *os.File
+	tty *os.File
 	// before is the terminal's settings before the shell started.
 	before string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-	code int
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	out    bytes.Buffer
+	done   chan struct{}
+	code   int
 }
 
 func sttyG(t *testing.T, tty *os.File) string {
