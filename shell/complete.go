@@ -13,6 +13,10 @@ import (
 // argument values (Param.Complete). It uses the last tree, loading one only if there is
 // none.
 func (sh *Shell) Complete(ctx context.Context, line string) []string {
+	if strings.TrimSpace(line) == "" {
+		// no menu over an empty prompt
+		return nil
+	}
 	root := sh.Cached()
 	if root == nil {
 		var err error

@@ -10,13 +10,18 @@ import (
 // that is not a terminal uses it.
 const MaxWidth = 132
 
-// Render draws the subtree at path (absolute, or relative to root) as configshell's `ls`
+// Render draws the subtree at path (absolute from the top of root's tree, or relative to
+// root) as configshell's `ls`
 // does with gwcli's preferences: `o- name ..... [summary]` lines padded with dots to width
 // (clamped to MaxWidth; 0 means MaxWidth), children sorted by name with trailing numbers
 // compared as numbers, depth levels below the node (0: all). Every line ends in a newline.
 // An unknown path yields "".
 func Render(root *Node, path string, depth int, width int) string {
-	n, err := Resolve(root, root, path)
+	top := root
+	for top.Parent != nil {
+		top = top.Parent
+	}
+	n, err := Resolve(top, root, path)
 	if err != nil {
 		return ""
 	}
