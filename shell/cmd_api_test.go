@@ -28,6 +28,9 @@ import (
 const envExecMain = "CEPH_ISCSI_SHELL_TEST_EXEC_MAIN"
 
 func TestMain(m *testing.M) {
+	if code, ran := shell.RunTestChild(); ran {
+		os.Exit(code)
+	}
 	if os.Getenv(envExecMain) == "1" {
 		os.Exit(commands.Run(append([]string{"ceph-iscsi"}, os.Args[1:]...), os.Stdout, os.Stderr))
 	}
