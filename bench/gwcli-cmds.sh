@@ -95,6 +95,23 @@ done
 for i in $(seq 1 "$N"); do
   ms "/iscsi-targets/$IQN/hosts/$CLIENT" disk add "rbd/bench$i" >>"$W/add.ms"
 done
+# the same work straight over the API, for the share of the CLI (process, settings, RADOS
+# connection, snapshot load) in the figures above
+: >"$W/api-create.ms"
+: >"$W/ls.ms"
+for i in $(seq 1 "$N"); do
+  t0=$EPOCHREALTIME
+  out=$(curl -sS -u admin:admin -X PUT --data-urlencode mode=create --data-urlencode pool=rbd --data-urlencode size=64M \
+    --data-urlencode count=1 --data-urlencode create_image=true --data-urlencode "owner=$GW" \
+    -w ' %{http_code}' "http://127.0.0.1:5000/api/disk/rbd/api$i")
+  [[ $out == *' 200' ]] || { echo "PUT /api/disk/rbd/api$i: $out" >&2; exit 1; }
+  awk "BEGIN{printf \"%.1f\n\", ($EPOCHREALTIME - $t0) * 1000}" >>"$W/api-create.ms"
+done
+for i in $(seq 1 "$N"); do
+  ms ls / >>"$W/ls.ms"
+done
 stats "gwcli /disks create" "$W/create.ms"
 stats "gwcli <client> disk add" "$W/add.ms"
+stats "curl PUT /api/disk (create)" "$W/api-create.ms"
+stats "gwcli ls ($((2 * N)) disks)" "$W/ls.ms"
 echo "load: $(uptime)"

@@ -3,10 +3,12 @@ package shell
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 
+	"ceph-iscsi/config"
 	"ceph-iscsi/settings"
 )
 
@@ -239,12 +241,21 @@ func mapDisk(ctx context.Context, e *Env, iqn, disk string, lunID *string) error
 		return fail("Failed - ", err)
 	}
 	e.Refresh()
-	s, err := snap(ctx, e)
-	if err != nil {
-		return err
+	// upstream reads the owner and LUN id back from /api/config: the config alone, not a
+	// whole snapshot
+	var raw []byte
+	if err := e.API.Do(ctx, http.MethodGet, local(e, "config"), nil, &raw); err != nil {
+		return fail("Unable to refresh local config: ", err)
 	}
-	if t := s.Config.Targets[iqn]; t == nil || s.Config.Disks[disk] == nil {
+	doc, err := config.Parse(raw)
+	if err != nil {
+		return withMsg(err, "Unable to refresh local config: %v", err)
+	}
+	if t := doc.Targets[iqn]; t == nil || doc.Disks[disk] == nil {
 		return fmt.Errorf("disk %s mapped to %s is not in the configuration read back", disk, iqn)
+	}
+	if _, mapped := doc.Targets[iqn].Disks[disk]; !mapped {
+		return fmt.Errorf("disk %s is not mapped to %s in the configuration read back", disk, iqn)
 	}
 	return nil
 }
