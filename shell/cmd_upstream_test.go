@@ -15,6 +15,7 @@ import (
 
 	"ceph-iscsi/devcluster"
 	"ceph-iscsi/rados"
+	"ceph-iscsi/rbd"
 	"ceph-iscsi/settings"
 	"ceph-iscsi/shell"
 )
@@ -38,7 +39,7 @@ func requireUpstream(t *testing.T) string {
 	if _, err := os.Stat(filepath.Join(root, "usr", "bin", "rbd-target-api")); err != nil {
 		missing = append(missing, "the ceph-iscsi package unpacked in "+root+" (apt-get download ceph-iscsi; dpkg-deb -x)")
 	}
-	if err := exec.Command("python3", "-c", "import flask, rados, rbd, rtslib_fb, netifaces, OpenSSL, cryptography, requests").Run(); err != nil {
+	if err := exec.Command("/usr/bin/python3", "-c", "import flask, rados, rbd, rtslib_fb, netifaces, OpenSSL, cryptography, requests").Run(); err != nil {
 		missing = append(missing, "upstream's Python modules (python3-flask python3-rados python3-rbd python3-rtslib-fb python3-netifaces python3-openssl python3-cryptography python3-requests)")
 	}
 	if os.Geteuid() != 0 {
@@ -54,14 +55,33 @@ func requireUpstream(t *testing.T) string {
 }
 
 // TestCommandsAgainstUpstreamAPI drives the shell against upstream's Python rbd-target-api
-// (a rolling upgrade has both): the read paths (ls, info, export) and target creation.
-// Gateways, disks and clients need the kernel's LIO on upstream's side, which this host
-// lacks; those run against ours in TestCommandsAgainstAPI.
+// serving a group that our gateway built with the shell (a rolling upgrade has both): the
+// read paths ls, info and export. Every write of upstream's API (even a target create)
+// needs the kernel's LIO on upstream's side, which this host lacks.
 func TestCommandsAgainstUpstreamAPI(t *testing.T) {
 	up := requireUpstream(t)
 	c := devcluster.Require(t)
+
+	// the group, built by our API through the shell
+	g := startGateways(t, 1)
+	ours := g.session()
+	const tgt = "iqn.2003-01.com.example.shell:upstream"
+	const cli = "iqn.1994-05.com.example:shell-upstream"
+	disk := fmt.Sprintf("rbd/shup%d", g.port)
+	t.Cleanup(func() { _ = rbdRemove(g, disk) })
+	ours.must("/iscsi-targets", "create", "ok\n", tgt)
+	ours.must("/iscsi-targets/"+tgt+"/gateways", "create", "OS version/package checks have been bypassed\n"+
+		"Adding gateway, sync'ing 0 disk(s) and 0 client(s)\nok\n", "127.0.0.1", "127.0.0.1", "skipchecks=true")
+	ours.must("/disks", "create", "ok\n", disk, "32M")
+	ours.must("/iscsi-targets/"+tgt+"/hosts", "create", "ok\n", cli)
+	ours.must("/iscsi-targets/"+tgt+"/hosts/"+cli, "disk", "ok\n", "add", disk)
+	oursExport, err := ours.run("/", "export")
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	port := freePort(t, 1)
-	object := fmt.Sprintf("gateway.conf.shell-upstream.%d", port)
+	object := g.object
 	etc := t.TempDir()
 	cfgText := fmt.Sprintf("[config]\ncluster_name = ceph\nceph_config_dir = %s\ncluster_client_name = client.admin\n"+
 		"pool = rbd\ngateway_conf = %s\napi_secure = false\napi_host = 127.0.0.1\napi_port = %d\n"+
@@ -75,7 +95,7 @@ func TestCommandsAgainstUpstreamAPI(t *testing.T) {
 		t.Fatalf("upstream finds ceph.conf as <ceph_config_dir>/<cluster_name>.conf; the dev cluster's is %s", c.Conf)
 	}
 	// /etc/ceph of the upstream process only is the test's directory.
-	script := fmt.Sprintf("mount --bind %q /etc/ceph && exec python3 %q", etc, filepath.Join(up, "usr", "bin", "rbd-target-api"))
+	script := fmt.Sprintf("mount --bind %q /etc/ceph && exec /usr/bin/python3 %q", etc, filepath.Join(up, "usr", "bin", "rbd-target-api"))
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "bash", "-c", script)
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(up, "usr", "lib", "python3", "dist-packages"))
 	var out lockedBuffer
@@ -90,13 +110,6 @@ func TestCommandsAgainstUpstreamAPI(t *testing.T) {
 		<-done
 		if t.Failed() {
 			t.Logf("upstream rbd-target-api output:\n%s", out.String())
-		}
-		if conn, err := devclusterConn(c.Conf); err == nil {
-			if io, err := conn.Raw().OpenIOContext("rbd"); err == nil {
-				_ = io.Delete(object)
-				io.Destroy()
-			}
-			conn.Close()
 		}
 	})
 	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
@@ -144,14 +157,11 @@ func TestCommandsAgainstUpstreamAPI(t *testing.T) {
 		return buf.String()
 	}
 
-	const tgt = "iqn.2003-01.com.example.shell:upstream"
-	if got := run("/iscsi-targets create " + tgt); got != "ok\n" {
-		t.Fatalf("create printed %q", got)
-	}
 	ls := run("ls /")
-	for _, want := range []string{"o- / ", "o- disks ", "[0.00Y, Disks: 0]", "o- iscsi-targets ",
-		"[DiscoveryAuth: None, Targets: 1]", "o- " + tgt + " ", "[Auth: None, Gateways: 0]",
-		"o- gateways ", "[Up: 0/0, Portals: 0]", "o- hosts ", "[Auth: ACL_ENABLED, Hosts: 0]"} {
+	for _, want := range []string{"o- / ", "o- disks ", "[32M, Disks: 1]", "o- iscsi-targets ",
+		"[DiscoveryAuth: None, Targets: 1]", "o- " + tgt + " ", "[Auth: None, Gateways: 1]",
+		"o- gateways ", "Portals: 1]", "o- hosts ", "[Auth: ACL_ENABLED, Hosts: 1]",
+		"o- " + cli + " ", "Auth: None, Disks: 1(32M)]", "o- lun 0 ", "[" + disk + "(32M), Owner: 127.0.0.1]"} {
 		if !strings.Contains(ls, want) {
 			t.Fatalf("ls lacks %q:\n%s", want, ls)
 		}
@@ -170,7 +180,7 @@ func TestCommandsAgainstUpstreamAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	py := exec.Command("python3", "-c", "import json,sys; print(json.dumps(json.load(sys.stdin), sort_keys=True, indent=4, separators=(',', ': ')))")
+	py := exec.Command("/usr/bin/python3", "-c", "import json,sys; print(json.dumps(json.load(sys.stdin), sort_keys=True, indent=4, separators=(',', ': ')))")
 	py.Stdin = bytes.NewReader(raw)
 	want, err := py.Output()
 	if err != nil {
@@ -182,9 +192,21 @@ func TestCommandsAgainstUpstreamAPI(t *testing.T) {
 	if !strings.Contains(export, `"`+tgt+`": {`) {
 		t.Fatalf("export lacks the target:\n%s", export)
 	}
-	if got := run("/iscsi-targets delete " + tgt); got != "ok\n" {
-		t.Fatalf("delete printed %q", got)
+	if export != oursExport {
+		t.Fatalf("export through upstream's API differs from ours:\n%s\nours\n%s", export, oursExport)
 	}
+	dinfo := run("/disks/" + disk + " info")
+	if !strings.Contains(dinfo, "Size H                .. 32M\n") || !strings.Contains(dinfo, "Owner                 .. 127.0.0.1\n") {
+		t.Fatalf("disk info:\n%s", dinfo)
+	}
+	if got := run("/iscsi-targets/" + tgt + "/disks/" + disk + " info"); got != "Name  .. "+disk+"\nOwner .. 127.0.0.1\n\n" {
+		t.Fatalf("target disk info:\n%s", got)
+	}
+}
+
+func rbdRemove(g *gwGroup, disk string) error {
+	pool, image, _ := strings.Cut(disk, "/")
+	return rbd.Remove(context.Background(), g.conn.Raw(), pool, image, rbd.RemoveOptions{})
 }
 
 func devclusterConn(conf string) (*rados.Conn, error) {
