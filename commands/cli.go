@@ -140,6 +140,7 @@ func runCLI(c *cli.Context) error {
 		LocalName:   local,
 		Interactive: interactive,
 		JSON:        c.Bool("json"),
+		Settings:    s,
 	})
 
 	ctx := c.Context

@@ -183,7 +183,7 @@ func (sh *Shell) paramValues(ctx context.Context, root, n *Node, c *Command, p P
 		return nil
 	}
 	env := &Env{
-		API: sh.o.API, Out: sh.o.Out, LocalName: sh.o.LocalName,
+		API: sh.o.API, Out: sh.o.Out, LocalName: sh.o.LocalName, Settings: sh.o.Settings,
 		Snapshot: func(ctx context.Context) (*Snapshot, error) {
 			if sh.snap == nil {
 				if _, err := sh.Tree(ctx); err != nil {

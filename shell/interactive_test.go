@@ -22,11 +22,14 @@ import (
 // pools.
 const envInteractive = "GWCLI_TEST_INTERACTIVE"
 
-func TestMain(m *testing.M) {
+// RunTestChild runs what a child of the test binary is started for (the interactive
+// shell on its terminal) and reports whether it did; the package's one TestMain (in
+// cmd_api_test.go, package shell_test, which may import commands) calls it first.
+func RunTestChild() (code int, ran bool) {
 	if dir := os.Getenv(envInteractive); dir != "" {
-		os.Exit(interactiveMain(dir))
+		return interactiveMain(dir), true
 	}
-	os.Exit(m.Run())
+	return 0, false
 }
 
 func interactiveMain(prefsDir string) int {

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"ceph-iscsi/settings"
 )
 
 // Options configure a Shell.
@@ -33,6 +35,8 @@ type Options struct {
 	Interactive bool
 	// JSON makes ls, info and export print JSON.
 	JSON bool
+	// Settings is iscsi-gateway.cfg (Env.Settings).
+	Settings *settings.Settings
 }
 
 // Prefs are the configshell preferences gwcli keeps between sessions: bookmarks and the
@@ -322,7 +326,7 @@ func (sh *Shell) run(ctx context.Context, c *Command, n *Node, words []string, j
 	var cdTo string
 	loaded := true // the snapshot taken for this command is current until Refresh
 	env := &Env{
-		API: sh.o.API, Out: sh.o.Out, LocalName: sh.o.LocalName, JSON: json,
+		API: sh.o.API, Out: sh.o.Out, LocalName: sh.o.LocalName, JSON: json, Settings: sh.o.Settings,
 		Snapshot: func(ctx context.Context) (*Snapshot, error) {
 			if !loaded {
 				if err := sh.reload(ctx); err != nil {
