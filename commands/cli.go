@@ -44,7 +44,7 @@ func cliCommand() *cli.Command {
 			configFlag(),
 			&cli.StringFlag{Name: "config-object", Aliases: []string{"c"}, Usage: "pool/object of the configuration (accepted for compatibility; the API decides)"},
 			&cli.BoolFlag{Name: "debug", Aliases: []string{"d"}, Usage: "debug logging on stderr"},
-			&cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Value: 8, Usage: "RBD images read at once"},
+			&cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Value: 16, Usage: "RBD image reads in flight per pool"},
 			&cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version and exit"},
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "run the commands of FILE (- for standard input), one per line"},
 			&cli.BoolFlag{Name: "json", Usage: "machine-readable output for ls, info and export"},

@@ -57,7 +57,7 @@ func interactiveMain(prefsDir string) int {
 	return 0
 }
 
-// term is a shell running on a pseudo-terminal.
+// ptyShell is the interactive shell running on a pseudo-terminal.
 type ptyShell struct {
 	t   *testing.T
 	ptm *os.File

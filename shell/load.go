@@ -27,7 +27,7 @@ type LoadOptions struct {
 	LocalName string
 	// Requests bounds the API requests in flight (disk states, sessions); 0 means 16.
 	Requests int
-	// Images bounds the RBD images opened at once; 0 means 8.
+	// Images bounds the RBD image reads in flight per pool; 0 means 16.
 	Images int
 	// PingTimeout bounds each gateway's _ping; 0 means 5 s.
 	PingTimeout time.Duration
@@ -45,7 +45,7 @@ func Load(ctx context.Context, o LoadOptions) (*Snapshot, error) {
 		o.Requests = 16
 	}
 	if o.Images <= 0 {
-		o.Images = 8
+		o.Images = 16
 	}
 	if o.PingTimeout <= 0 {
 		o.PingTimeout = 5 * time.Second
@@ -137,7 +137,7 @@ func Load(ctx context.Context, o LoadOptions) (*Snapshot, error) {
 		}
 	}
 	if o.Conn != nil {
-		loadCluster(o, doc, s, &wg, &mu, bounded, log)
+		loadCluster(o, doc, s, &wg, &mu, log)
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -146,8 +146,7 @@ func Load(ctx context.Context, o LoadOptions) (*Snapshot, error) {
 	return s, nil
 }
 
-func loadCluster(o LoadOptions, doc *config.Doc, s *Snapshot, wg *sync.WaitGroup, mu *sync.Mutex,
-	bounded func(chan struct{}, func()), log *slog.Logger) {
+func loadCluster(o LoadOptions, doc *config.Doc, s *Snapshot, wg *sync.WaitGroup, mu *sync.Mutex, log *slog.Logger) {
 	conn := o.Conn
 	run := func(what string, fn func() error) {
 		wg.Add(1)
@@ -210,25 +209,34 @@ func loadCluster(o LoadOptions, doc *config.Doc, s *Snapshot, wg *sync.WaitGroup
 				MaxAvail: u.MaxAvail, Used: u.BytesUsed, MaxBytes: p.MaxBytes}
 		}
 	}()
-	images := make(chan struct{}, o.Images)
+	byPool := map[string][]string{}
 	for id, d := range doc.Disks {
 		pool, image := splitDisk(id, d)
-		bounded(images, func() {
-			f, err := rbd.ReadFacts(conn.Raw(), pool, image)
+		byPool[pool] = append(byPool[pool], image)
+	}
+	for pool, images := range byPool {
+		run("rbd images of "+pool, func() error {
+			facts, errs, err := rbd.BulkFacts(conn.Raw(), pool, images, o.Images)
 			if err != nil {
-				if !errors.Is(err, rbd.ErrImageNotFound) && !errors.Is(err, rbd.ErrPoolNotFound) {
-					log.Warn("image facts", "disk", id, "err", err)
+				if errors.Is(err, rbd.ErrPoolNotFound) {
+					return nil
 				}
-				return
+				return err
 			}
-			fi := ImageFacts{Size: uint64(f.Size), Features: f.FeatureNames}
-			for _, sn := range f.Snapshots {
-				fi.Snapshots = append(fi.Snapshots, sn.Name)
-				fi.SnapSizes = append(fi.SnapSizes, uint64(sn.Size))
+			for img, err := range errs {
+				log.Warn("image facts", "disk", pool+"/"+img, "err", err)
 			}
 			mu.Lock()
-			s.Images[id] = fi
-			mu.Unlock()
+			defer mu.Unlock()
+			for img, f := range facts {
+				fi := ImageFacts{Size: uint64(f.Size), Features: f.FeatureNames}
+				for _, sn := range f.Snapshots {
+					fi.Snapshots = append(fi.Snapshots, sn.Name)
+					fi.SnapSizes = append(fi.SnapSizes, uint64(sn.Size))
+				}
+				s.Images[pool+"/"+img] = fi
+			}
+			return nil
 		})
 	}
 }
