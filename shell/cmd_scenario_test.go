@@ -2,6 +2,7 @@ package shell_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	mrand "math/rand/v2"
@@ -177,6 +178,16 @@ func TestCommandsAgainstAPI(t *testing.T) {
 		"- nopin_response_timeout .. 5\n- nopin_timeout .. 5\n\n"
 	if out != wantInfo {
 		t.Fatalf("target info:\n%s\nwant\n%s", out, wantInfo)
+	}
+	out, err = s.run(tnode, "info", "--json")
+	var info struct {
+		TargetIQN     string            `json:"target_iqn"`
+		Auth          map[string]string `json:"auth"`
+		ControlValues map[string]string `json:"control_values"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &info) != nil || info.TargetIQN != tgt || info.Auth["username"] != user ||
+		info.ControlValues["cmdsn_depth"] != "64 (override)" {
+		t.Fatalf("target info --json: %v\n%s", err, out)
 	}
 	s.must(tnode, "auth", "ok\n", "nochap")
 	if a := g.doc().Targets[tgt].Auth; a.Username != "" || a.Password != "" {
