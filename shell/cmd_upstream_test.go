@@ -26,8 +26,12 @@ func upstreamRoot() string {
 	if d := os.Getenv("CEPH_ISCSI_UPSTREAM"); d != "" {
 		return d
 	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "ceph-iscsi-bench", "upstream", "root")
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(cache, "ceph-iscsi-bench", "upstream", "root")
 }
 
 // requireUpstream returns the unpacked package, or skips (fails under CI=true) when it or
@@ -37,7 +41,7 @@ func requireUpstream(t *testing.T) string {
 	root := upstreamRoot()
 	var missing []string
 	if _, err := os.Stat(filepath.Join(root, "usr", "bin", "rbd-target-api")); err != nil {
-		missing = append(missing, "the ceph-iscsi package unpacked in "+root+" (apt-get download ceph-iscsi; dpkg-deb -x)")
+		missing = append(missing, "the ceph-iscsi package unpacked in "+root+" (make deps, or dist/dev/fetch-upstream.sh)")
 	}
 	if err := exec.Command("/usr/bin/python3", "-c", "import flask, rados, rbd, rtslib_fb, netifaces, OpenSSL, cryptography, requests").Run(); err != nil {
 		missing = append(missing, "upstream's Python modules (python3-flask python3-rados python3-rbd python3-rtslib-fb python3-netifaces python3-openssl python3-cryptography python3-requests)")
