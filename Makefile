@@ -20,11 +20,15 @@ GOTESTFLAGS ?= -count=1 -timeout 20m
 
 # What the build, the tests and a gateway need: Ceph pacific client and daemons (the
 # tests start a real cluster), cgo's compiler, the tools of the LIO VM tests, and
-# what the package test runs (readelf, systemd-analyze, man, deb-systemd-helper).
+# what the package test runs (readelf, systemd-analyze, man, deb-systemd-helper), and the
+# Python modules upstream's rbd-target-api imports (dist/dev/fetch-upstream.sh unpacks it
+# beside ours, for bench/api.sh and the shell's tests against it).
 DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iproute2 \
 	librados-dev librbd-dev ceph-mon ceph-mgr ceph-osd ceph-common rbd-nbd python3 \
 	qemu-system-x86 busybox-static kmod open-iscsi tcmu-runner \
-	binutils systemd man-db init-system-helpers
+	binutils systemd man-db init-system-helpers \
+	python3-flask python3-rados python3-rbd python3-rtslib-fb python3-netifaces \
+	python3-openssl python3-cryptography python3-requests
 
 .PHONY: all deps build install deb test unit deb-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
 
@@ -35,6 +39,7 @@ deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES)
 	dist/dev/install-go.sh
+	dist/dev/fetch-upstream.sh
 	go mod download
 
 build:

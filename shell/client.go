@@ -21,6 +21,10 @@ type Client struct {
 	User     string
 	Password string
 	HTTP     *http.Client
+	// Peers maps a host name (a gateway name, or "localhost" for the local API) to the base
+	// URL (scheme://host:port) that reaches it instead of <Scheme>://<name>:<Port>, for
+	// several gateways on one host (tests, the dev setup) as the api daemon's --peer does.
+	Peers map[string]string
 }
 
 // NewClient returns a client for the API on port, https when secure; like upstream's gwcli it
@@ -57,8 +61,14 @@ func (c *Client) URL(host string, route ...string) string {
 	for i, s := range route {
 		segs[i] = url.PathEscape(s)
 	}
-	return (&url.URL{Scheme: c.Scheme, Host: net.JoinHostPort(host, strconv.Itoa(c.Port)),
-		Path: "/api/" + strings.Join(route, "/"), RawPath: "/api/" + strings.Join(segs, "/")}).String()
+	u := &url.URL{Scheme: c.Scheme, Host: net.JoinHostPort(host, strconv.Itoa(c.Port)),
+		Path: "/api/" + strings.Join(route, "/"), RawPath: "/api/" + strings.Join(segs, "/")}
+	if base, ok := c.Peers[host]; ok {
+		if b, err := url.Parse(base); err == nil {
+			u.Scheme, u.Host = b.Scheme, b.Host
+		}
+	}
+	return u.String()
 }
 
 // Do sends a request with the form as a urlencoded body (query string for GET and DELETE

@@ -3,6 +3,8 @@ package shell
 import (
 	"context"
 	"io"
+
+	"ceph-iscsi/settings"
 )
 
 // Param is one argument of a command, in upstream's positional order. An argument may also be
@@ -57,6 +59,11 @@ type Env struct {
 	// LocalName is this host's gateway name (upstream's local FQDN), the default owner of new
 	// disks and the first gateway a target must get.
 	LocalName string
+	// Settings is iscsi-gateway.cfg: the API port and mode root's info prints, the global
+	// control values info compares overrides with, the key that decrypts CHAP passwords.
+	Settings *settings.Settings
+	// JSON asks for machine-readable output (`--json` on info and export).
+	JSON bool
 }
 
 // registry holds every Command; commands register themselves from init functions of the

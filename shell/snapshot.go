@@ -51,6 +51,7 @@ type ImageFacts struct {
 	Size      uint64
 	Features  []string
 	Snapshots []string
+	SnapSizes []uint64 // the size of each of Snapshots, in the same order
 }
 
 // GatewayState is a gateway's state word of spec §10.2.

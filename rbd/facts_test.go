@@ -1,0 +1,45 @@
+package rbd
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestBulkFacts checks the header reads against librbd's own answers (ReadFacts opens the
+// image): sizes and features of images with and without snapshots, and a missing image.
+func TestBulkFacts(t *testing.T) {
+	conn, _ := connect(t)
+	plain, snapped, missing := uniqueImage(t, conn), uniqueImage(t, conn), uniqueImage(t, conn)
+	if err := Create(conn, testPool, plain, 96<<20, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := Create(conn, testPool, snapped, 32<<20, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateSnapshot(conn, testPool, snapped, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	facts, errs, err := BulkFacts(conn, testPool, []string{plain, snapped, missing}, 4)
+	if err != nil || len(errs) != 0 {
+		t.Fatalf("BulkFacts: %v %v", err, errs)
+	}
+	if _, ok := facts[missing]; ok || len(facts) != 2 {
+		t.Fatalf("facts of %d images, missing one present: %v", len(facts), facts)
+	}
+	for _, img := range []string{plain, snapped} {
+		want, err := ReadFacts(conn, testPool, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := facts[img]
+		if got.Size != want.Size || !slices.Equal(got.FeatureNames, want.FeatureNames) || len(got.Snapshots) != len(want.Snapshots) {
+			t.Errorf("%s: bulk %+v, librbd %+v", img, got, want)
+		}
+	}
+	if f := facts[plain]; f.Size != 96<<20 || len(f.FeatureNames) == 0 {
+		t.Errorf("plain image: %+v", f)
+	}
+	if f := facts[snapped]; len(f.Snapshots) != 1 || f.Snapshots[0].Name != "s1" {
+		t.Errorf("snapshots: %+v", f)
+	}
+}
