@@ -123,3 +123,31 @@ func TestResolve(t *testing.T) {
 		t.Errorf("unknown path at root error %v", err)
 	}
 }
+
+func TestSplit(t *testing.T) {
+	cases := map[string][]string{
+		"":                              nil,
+		"  ls   / 2 ":                   {"ls", "/", "2"},
+		"ls 'lun 0'":                    {"ls", "lun 0"},
+		`cd "a b"/c`:                    {"cd", "a b/c"},
+		`auth username=x password=a\ b`: {"auth", "username=x", "password=a b"},
+		`x ''`:                          {"x", ""},
+		"a\tb":                          {"a", "b"},
+		`'it'\''s'`:                     {"it's"},
+	}
+	for line, want := range cases {
+		got, err := Split(line)
+		if err != nil || len(got) != len(want) {
+			t.Errorf("Split(%q) = %q, %v; want %q", line, got, err, want)
+			continue
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Errorf("Split(%q) = %q, want %q", line, got, want)
+			}
+		}
+	}
+	if _, err := Split("ls 'open"); err == nil {
+		t.Error("an open quote was accepted")
+	}
+}

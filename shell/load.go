@@ -35,8 +35,9 @@ type LoadOptions struct {
 }
 
 // Load gathers a snapshot: GET /api/config from the local API (an error here is fatal to
-// the command), then at once: every gateway's _ping, every disk's state and the local
-// sessions of every client (bounded by Requests), the cluster status, OSD map, df and
+// the command), then at once: every gateway's _ping, every disk's state, and for the
+// targets this host is a portal of the local session count and, if there are sessions, the
+// local session of every client (bounded by Requests), the cluster status, OSD map, df and
 // version (one mon command each), and every image's size, features and snapshots (bounded
 // by Images). Only the config is required: a gateway that does not answer is UNKNOWN, a
 // failed cluster query leaves its facts empty.
@@ -115,26 +116,38 @@ func Load(ctx context.Context, o LoadOptions) (*Snapshot, error) {
 			mu.Unlock()
 		})
 	}
+	clientInfo := func(tiqn, ciqn string) {
+		var ans struct {
+			State string `json:"state"`
+		}
+		if err := o.API.Do(ctx, http.MethodGet, o.API.URL("localhost", "_clientinfo", tiqn, ciqn), nil, &ans); err != nil {
+			log.Debug("client session", "target", tiqn, "client", ciqn, "err", err)
+			return
+		}
+		if ans.State != "" {
+			mu.Lock()
+			s.LoggedIn[tiqn+"/"+ciqn] = true
+			mu.Unlock()
+		}
+	}
 	for tiqn, t := range doc.Targets {
-		if _, local := t.Portals[o.LocalName]; !local {
+		if _, local := t.Portals[o.LocalName]; !local || len(t.Clients) == 0 {
 			continue
 		}
-		for ciqn := range t.Clients {
-			bounded(reqs, func() {
-				var ans struct {
-					State string `json:"state"`
-				}
-				if err := o.API.Do(ctx, http.MethodGet, o.API.URL("localhost", "_clientinfo", tiqn, ciqn), nil, &ans); err != nil {
-					log.Debug("client session", "target", tiqn, "client", ciqn, "err", err)
-					return
-				}
-				if ans.State != "" {
-					mu.Lock()
-					s.LoggedIn[tiqn+"/"+ciqn] = true
-					mu.Unlock()
-				}
-			})
-		}
+		// The local session count first: with none, no client is logged in here and its
+		// clients need no request each.
+		bounded(reqs, func() {
+			var ans struct {
+				Sessions *int `json:"num_sessions"`
+			}
+			err := o.API.Do(ctx, http.MethodGet, o.API.URL("localhost", "_targetinfo", tiqn), nil, &ans)
+			if err == nil && ans.Sessions != nil && *ans.Sessions == 0 {
+				return
+			}
+			for ciqn := range t.Clients {
+				bounded(reqs, func() { clientInfo(tiqn, ciqn) })
+			}
+		})
 	}
 	if o.Conn != nil {
 		loadCluster(o, doc, s, &wg, &mu, log)

@@ -707,7 +707,3 @@ func IsUserError(err error) bool {
 	var ue *UserError
 	return errors.As(err, &ue)
 }
-
-// register is how the cmd_*.go files add their Commands; this keeps it referenced on a
-// branch that has none of them yet.
-var _ = register
