@@ -43,4 +43,23 @@ func TestDiskStatusFromTracker(t *testing.T) {
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"status":{"state":"Unknown"}`) {
 		t.Fatalf("untracked disk: %d %s", rec.Code, rec.Body)
 	}
+
+	// status=yes gives every disk the status its own GET /api/disk gives, in one answer.
+	rec = env.do(t, "GET", "/api/disks", v("config", "yes", "status", "yes"))
+	var all struct {
+		Disks map[string]struct {
+			Status json.RawMessage `json:"status"`
+		} `json:"disks"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &all); err != nil || rec.Code != 200 {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if len(all.Disks) == 0 || string(all.Disks["rbd/disk1"].Status) != want || string(all.Disks["rbd/vol1"].Status) != `{"state":"Unknown"}` {
+		t.Fatalf("disks with status: %s", rec.Body)
+	}
+	// Without status=yes the entries stay as upstream's (no status key).
+	rec = env.do(t, "GET", "/api/disks", v("config", "yes"))
+	if strings.Contains(rec.Body.String(), `"status"`) {
+		t.Fatalf("status without status=yes: %s", rec.Body)
+	}
 }

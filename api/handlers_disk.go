@@ -116,6 +116,16 @@ func (s *server) disks() echo.HandlerFunc {
 			if !ok {
 				all = map[string]any{}
 			}
+			// status=yes (ours) adds each disk's status as GET /api/disk gives it, so that
+			// gwcli needs one request for every disk's state instead of one per disk; an
+			// upstream API ignores the field and gwcli falls back to the per-disk route.
+			if strings.ToLower(f.get("status", "no")) == "yes" {
+				for id, entry := range all.(map[string]any) {
+					if m, isMap := entry.(map[string]any); isMap {
+						m["status"] = s.diskStatus(id)
+					}
+				}
+			}
 			return writeJSON(c, http.StatusOK, map[string]any{"disks": all})
 		}
 		return writeJSON(c, http.StatusOK, map[string]any{"disks": sortedNames(doc.Disks)})

@@ -113,6 +113,7 @@ func opDescs() map[string]opDesc {
 		}},
 		"GET /api/disks": {summary: "List the disks", data: `{"disks": [id, ...]} or, with config=yes, {"disks": {id: entry}}`, fields: []field{
 			opt("config", "yes: return the full disk entries", "yes"),
+			opt("status", "yes, with config=yes: add each disk's status as GET /api/disk/<pool>/<image> gives it (ours; upstream ignores it)", "yes"),
 		}},
 		"GET /api/disk/<pool>/<image>": {summary: "Return a disk's entry and its status", data: `the disk entry with "status": {"state": "Online"|"Degraded - ...", "lock_owner": gw, "gateways": {gw: {counter: n}}} from tcmu-runner's reports in the mgr's service map, or {"state": "Unknown"} when there are none`},
 		"PUT /api/disk/<pool>/<image>": {summary: "Create, resize or reconfigure a disk", fields: []field{

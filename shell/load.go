@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -99,7 +100,12 @@ func Load(ctx context.Context, o LoadOptions) (*Snapshot, error) {
 			mu.Unlock()
 		}()
 	}
+	bulk := bulkDiskStatus(ctx, o.API, len(doc.Disks))
 	for id, d := range doc.Disks {
+		if st, ok := bulk[id]; ok {
+			s.DiskStatus[id] = st
+			continue
+		}
 		pool, image := splitDisk(id, d)
 		bounded(reqs, func() {
 			var ans struct {
@@ -157,6 +163,33 @@ func Load(ctx context.Context, o LoadOptions) (*Snapshot, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// bulkDiskStatus asks for every disk's state in one request (our API's status=yes on
+// GET /api/disks). An upstream API ignores the field and answers without statuses; the
+// disks missing from the answer are then asked for one by one, as upstream's gwcli does.
+func bulkDiskStatus(ctx context.Context, api *Client, disks int) map[string]string {
+	if disks == 0 {
+		return nil
+	}
+	var ans struct {
+		Disks map[string]struct {
+			Status *struct {
+				State string `json:"state"`
+			} `json:"status"`
+		} `json:"disks"`
+	}
+	form := url.Values{"config": {"yes"}, "status": {"yes"}}
+	if err := api.Do(ctx, http.MethodGet, api.URL("localhost", "disks")+"?"+form.Encode(), nil, &ans); err != nil {
+		return nil
+	}
+	out := make(map[string]string, len(ans.Disks))
+	for id, d := range ans.Disks {
+		if d.Status != nil {
+			out[id] = d.Status.State
+		}
+	}
+	return out
 }
 
 func loadCluster(o LoadOptions, doc *config.Doc, s *Snapshot, wg *sync.WaitGroup, mu *sync.Mutex, log *slog.Logger) {
