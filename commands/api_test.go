@@ -31,6 +31,7 @@ import (
 
 	"ceph-iscsi/config"
 	"ceph-iscsi/devcluster"
+	"ceph-iscsi/gateway"
 	"ceph-iscsi/lio"
 	"ceph-iscsi/rados"
 	"ceph-iscsi/rbd"
@@ -297,7 +298,7 @@ func (cl *cluster) desired(doc *config.Doc, d *apiDaemon) lio.State {
 	if err != nil {
 		cl.t.Fatal(err)
 	}
-	spec, err := lio.SpecFromConfig(doc, d.name, s, lio.FromConfigOptions{
+	spec, err := gateway.SpecFromConfig(doc, d.name, s, gateway.FromConfigOptions{
 		LocalAddrs: []netip.Addr{netip.MustParseAddr(d.ip)},
 	})
 	if err != nil {

@@ -308,7 +308,7 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 			r.blockImages[img] = true
 		}
 	}
-	opts := lio.FromConfigOptions{
+	opts := FromConfigOptions{
 		// non-nil even when empty: no address at all must fail every target,
 		// not fall back to trusting portal_ip_addresses
 		LocalAddrs: append([]netip.Addr{}, r.opts.Identity.Addrs...),
@@ -345,7 +345,7 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 	slices.Sort(opts.ManagedTargets)
 	slices.Sort(opts.ManagedStorageObjects)
 
-	spec, specErr := lio.SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
+	spec, specErr := SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
 	st, buildErr := lio.Build(spec)
 	if member && record {
 		names := st.ForTeardown().Managed
@@ -418,7 +418,7 @@ func (r *Reconciler) devicePath(ctx context.Context, mode Mode, exporters map[st
 	}
 	dev, err := m.Map(ctx, pool, image)
 	if errors.Is(err, rbd.ErrImageNotFound) || errors.Is(err, rbd.ErrPoolNotFound) {
-		return "", fmt.Errorf("%w: %w", lio.ErrImageNotFound, err)
+		return "", fmt.Errorf("%w: %w", ErrImageNotFound, err)
 	}
 	if err != nil {
 		return "", fmt.Errorf("map: %w", err)
@@ -446,7 +446,7 @@ func (r *Reconciler) blockMapper(ctx context.Context) (BlockMapper, error) {
 }
 
 // size reads an image's size; a missing pool or image wraps
-// lio.ErrImageNotFound, so the disk is skipped as upstream does.
+// ErrImageNotFound, so the disk is skipped as upstream does.
 func (r *Reconciler) size(pool, image string) (int64, error) {
 	id := pool + "/" + image
 	r.cacheMu.Lock()
@@ -538,7 +538,7 @@ func (r *Reconciler) readSize(pool, image string) (n int64, err error) {
 		n, err = rbd.Size(r.opts.Conn.Raw(), pool, image)
 	}
 	if errors.Is(err, rbd.ErrImageNotFound) || errors.Is(err, rbd.ErrPoolNotFound) {
-		return 0, fmt.Errorf("%w: %w", lio.ErrImageNotFound, err)
+		return 0, fmt.Errorf("%w: %w", ErrImageNotFound, err)
 	}
 	return n, err
 }
