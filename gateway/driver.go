@@ -30,6 +30,28 @@ type DriverOptions struct {
 	// and 30 s when zero).
 	RetryMin, RetryMax time.Duration
 	Logger             *slog.Logger
+	// OnPass, when set, is called by Run after every reconcile it made,
+	// with what started it and how it ended.
+	OnPass func(Pass)
+}
+
+// Cause is what started a pass of Driver.Run.
+type Cause string
+
+// The causes of a pass.
+const (
+	CauseChange Cause = "change" // a new epoch
+	CauseReload Cause = "reload" // Reload (SIGHUP)
+	CauseRetry  Cause = "retry"  // back-off after a failed or incomplete pass
+	CauseDrift  Cause = "drift"  // the periodic drift check
+)
+
+// Pass is one reconcile made by Driver.Run.
+type Pass struct {
+	Cause Cause
+	Epoch int64
+	// Err is why the pass did not converge (nil when it did).
+	Err error
 }
 
 // Driver keeps this gateway's LIO on the committed configuration: the
@@ -104,10 +126,13 @@ func (d *Driver) Reload() {
 // until ctx ends. It is level-triggered: each pass reads the newest
 // document, so a burst of commits costs one reconcile, and one that failed
 // or left objects held is retried with back-off until LIO holds the whole
-// configuration, whatever the epoch. Every DriftCheck it also makes sure
-// the last document applied is the committed one: a coordinator that
-// asked this gateway to apply a change and then failed before committing
-// it leaves LIO ahead of the configuration, and no new epoch says so.
+// configuration, whatever the epoch; a retry re-reads the whole LIO tree.
+// Every DriftCheck it re-reads the whole tree and reconciles it with the
+// committed document (Reconciler.CheckDrift): between those, the
+// Reconciler trusts what it remembers of LIO, so this is when a change
+// made behind its back is found and repaired, as is LIO left ahead of the
+// configuration by a coordinator that had this gateway apply a change and
+// then failed before committing it.
 func (d *Driver) Run(ctx context.Context) {
 	events := d.src.Subscribe(ctx)
 	drift := time.NewTicker(d.opts.DriftCheck)
@@ -119,15 +144,15 @@ func (d *Driver) Run(ctx context.Context) {
 		delay = min(2*delay, d.opts.RetryMax)
 	}
 	for {
-		force, checkDrift := false, false
+		var cause Cause
 		select {
 		case <-ctx.Done():
 			return
 		case <-drift.C:
 			if retry != nil {
-				continue // a retry is due anyway
+				continue // a retry is due anyway, and it re-reads LIO
 			}
-			checkDrift = true
+			cause = CauseDrift
 		case ev, ok := <-events:
 			if !ok {
 				return
@@ -135,28 +160,30 @@ func (d *Driver) Run(ctx context.Context) {
 			if ev.Epoch == d.applied && retry == nil {
 				continue
 			}
+			cause = CauseChange
 		case <-d.reload:
-			force = true
-			// an operator's reload must see images resized behind our back
+			cause = CauseReload
+			// an operator's reload must see images resized and LIO changed
+			// behind our back
 			d.rec.ForgetSizes()
+			d.rec.Resync()
 		case <-retry:
+			cause = CauseRetry
 		}
 		doc, err := d.src.Load(ctx)
 		if err == nil {
 			switch {
-			case checkDrift:
-				if d.rec.Converged(doc) {
-					continue
-				}
-				d.log.Info("LIO was last converged to another document than the committed one; converging", "epoch", doc.Epoch)
-			case !force && doc.Epoch == d.applied && retry == nil:
+			case cause == CauseDrift:
+				err = d.rec.CheckDrift(ctx, doc)
+			case cause == CauseChange && retry == nil && doc.Epoch == d.applied:
 				continue
-			case !force && retry == nil && d.rec.Converged(doc):
+			case cause == CauseChange && retry == nil && d.rec.Converged(doc):
 				// an API call on this gateway already applied this epoch
 				d.applied = doc.Epoch
 				continue
+			default:
+				err = d.rec.Reconcile(ctx, doc)
 			}
-			err = d.rec.Reconcile(ctx, doc)
 		}
 		if ctx.Err() != nil {
 			return
@@ -164,6 +191,13 @@ func (d *Driver) Run(ctx context.Context) {
 		if err == nil && !d.rec.Status().Converged {
 			// logged object by object by the reconciler
 			err = errors.New("objects of the configuration are held")
+		}
+		if d.opts.OnPass != nil {
+			p := Pass{Cause: cause, Err: err}
+			if doc != nil {
+				p.Epoch = doc.Epoch
+			}
+			d.opts.OnPass(p)
 		}
 		if err != nil {
 			d.pending = true
