@@ -120,3 +120,26 @@ func BenchmarkReconcileStep(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkModelObserve splits an in-sync reconcile through a Model on a
+// 256-LUN target into its observe and plan.
+func BenchmarkModelObserve(b *testing.B) {
+	desired := mustBuild(b, benchSpec(256))
+	f := newEmu(b)
+	reconcile(b, f, desired)
+	mf := f.WithModel(NewModel())
+	mustObserve(b, mf)
+	b.Run("observe", func(b *testing.B) {
+		for b.Loop() {
+			mustObserve(b, mf)
+		}
+	})
+	observed := mustObserve(b, mf)
+	b.Run("plan", func(b *testing.B) {
+		for b.Loop() {
+			if p := NewPlan(observed, desired); !p.Empty() {
+				b.Fatal("not in sync")
+			}
+		}
+	})
+}
