@@ -27,6 +27,10 @@ import (
 type Model struct {
 	mu   sync.Mutex
 	root *mnode
+	// objs are the storage objects and ACLs Observe parsed, by path,
+	// dropped with any change at or under their directory: an Observe
+	// then costs a map lookup for each object nothing touched.
+	objs map[string]any
 	// misses counts reads that went to the kernel, hits those answered
 	// from memory.
 	misses, hits int64
@@ -52,6 +56,45 @@ func (m *Model) Forget() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.root = &mnode{}
+	m.objs = nil
+}
+
+// object returns the parsed object at p, if nothing changed it since.
+func (m *Model) object(p string) (any, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.objs[p]
+	return v, ok
+}
+
+func (m *Model) putObject(p string, v any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.objs == nil {
+		m.objs = map[string]any{}
+	}
+	m.objs[p] = v
+}
+
+// dropObjects forgets the parsed objects at rel or above it, and with
+// under those below it.
+func (m *Model) dropObjects(rel string, under bool) {
+	if len(m.objs) == 0 {
+		return
+	}
+	for i := range len(rel) {
+		if rel[i] == '/' {
+			delete(m.objs, rel[:i])
+		}
+	}
+	delete(m.objs, rel)
+	if under {
+		for k := range m.objs {
+			if strings.HasPrefix(k, rel+"/") {
+				delete(m.objs, k)
+			}
+		}
+	}
 }
 
 // Reads reports how many reads the Model answered from memory and how many
@@ -197,6 +240,7 @@ func (m *Model) changed(rel string, write bool) {
 	defer m.mu.Unlock()
 	parent, name := path2dir(rel), rel[strings.LastIndex(rel, "/")+1:]
 	if !write {
+		m.dropObjects(rel, true)
 		if p := m.node(parent, false); p != nil {
 			delete(p.kids, name)
 			p.listed = false
@@ -208,6 +252,8 @@ func (m *Model) changed(rel string, write bool) {
 	if groupDirs[base[strings.LastIndex(base, "/")+1:]] {
 		base = path2dir(base)
 	}
+	m.dropObjects(rel, false)
+	m.dropObjects(base, true)
 	if b := m.node(base, false); b != nil {
 		forgetValues(b, 2)
 	}
