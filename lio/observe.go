@@ -51,7 +51,7 @@ func observeCore(f FS, st *State) error {
 			return err
 		}
 		for _, name := range sos {
-			so, err := observeSO(f, Plugin(m[1]), coreDir+"/"+h+"/"+name)
+			so, err := cached(f, coreDir+"/"+h+"/"+name, func(p string) (StorageObject, error) { return observeSO(f, Plugin(m[1]), p) })
 			if err != nil {
 				return err
 			}
@@ -59,6 +59,23 @@ func observeCore(f FS, st *State) error {
 		}
 	}
 	return nil
+}
+
+// cached returns the object at p as f's Model last parsed it, when it has
+// not changed since, or parses it with observe. Callers must not modify
+// what it returns: NewPlan and Plan.Without only read.
+func cached[T any](f FS, p string, observe func(string) (T, error)) (T, error) {
+	if f.model == nil {
+		return observe(p)
+	}
+	if v, ok := f.model.object(p); ok {
+		return v.(T), nil
+	}
+	o, err := observe(p)
+	if err == nil {
+		f.model.putObject(p, o)
+	}
+	return o, err
 }
 
 func observeSO(f FS, plugin Plugin, p string) (StorageObject, error) {
@@ -191,7 +208,7 @@ func observeTPG(f FS, iqn string, tag int) (TPG, error) {
 		return tpg, err
 	}
 	for _, ini := range acls {
-		acl, err := observeACL(f, aclPath(p, ini))
+		acl, err := cached(f, aclPath(p, ini), func(p string) (ACL, error) { return observeACL(f, p) })
 		if err != nil {
 			return tpg, err
 		}
