@@ -99,6 +99,8 @@ type server struct {
 	logins *loginLimiter
 	chap   chapKeys
 	peers  *peers
+	// configBody is GET /api/config's answer for the current object version.
+	configBody bodyCache
 }
 
 // NewServer builds the API with every upstream route registered.
