@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"ceph-iscsi/config"
+	"ceph-iscsi/gateway"
 	"ceph-iscsi/lio"
 )
 
@@ -41,12 +42,12 @@ func newEmuLIO(t testing.TB, root, gateway string) *emuLIO {
 func (e *emuLIO) Reconcile(ctx context.Context, doc *config.Doc) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	opts := lio.FromConfigOptions{
+	opts := gateway.FromConfigOptions{
 		Size:                  func(string, string) (int64, error) { return 1 << 30, nil },
 		ManagedTargets:        sortedNames(e.targets),
 		ManagedStorageObjects: sortedNames(e.stores),
 	}
-	spec, err := lio.SpecFromConfig(doc, e.gateway, testSettings(), opts)
+	spec, err := gateway.SpecFromConfig(doc, e.gateway, testSettings(), opts)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"ceph-iscsi/config"
+	"ceph-iscsi/gateway"
 	"ceph-iscsi/lio"
 	"ceph-iscsi/rados"
 )
@@ -69,7 +70,7 @@ type clusterGW struct {
 // model and returns target tIQN's TPGs.
 func tpgsOf(t *testing.T, doc *config.Doc, gw, ip string) []lio.TPG {
 	t.Helper()
-	spec, err := lio.SpecFromConfig(doc, gw, testSettings(), lio.FromConfigOptions{LocalAddrs: []netip.Addr{netip.MustParseAddr(ip)}})
+	spec, err := gateway.SpecFromConfig(doc, gw, testSettings(), gateway.FromConfigOptions{LocalAddrs: []netip.Addr{netip.MustParseAddr(ip)}})
 	if err != nil {
 		t.Fatalf("%s: spec: %v", gw, err)
 	}

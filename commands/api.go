@@ -44,15 +44,6 @@ const exitTeardownFailed = 8
 // shutdownGrace bounds how long in-flight requests may finish on SIGTERM.
 const shutdownGrace = 30 * time.Second
 
-// Reconcile retry backoff after a failed reconcile of a new epoch.
-const (
-	retryMin = time.Second
-	retryMax = 30 * time.Second
-	// driftCheck is how often the watch compares what LIO was last
-	// converged to with the committed document.
-	driftCheck = 30 * time.Second
-)
-
 type apiOptions struct {
 	configPath string
 	root       string
@@ -193,25 +184,17 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 		FS: f, Settings: s, Identity: id, Conn: conn, CephConf: cephConf(s), Logger: log,
 	})
 	d := &daemon{log: log, store: store, rec: rec}
+	drv := gateway.NewDriver(rec, store, gateway.DriverOptions{
+		DriftCheck: time.Duration(s.DriftCheckInterval) * time.Second, Logger: log,
+	})
 
-	// define() (spec 6.1 step 6). Unlike upstream, a failed operation or an
-	// object that cannot be built neither stops the start nor tears LIO
-	// down: every other object is restored and served, the failure is
-	// logged and reported (GET /api/gatewayinfo), and the watch retries it
-	// with back-off. A crash half-way through an apply (kill -9) is
-	// repaired the same way, since each reconcile re-reads LIO.
-	doc, err := store.Load(ctx)
+	// define() (spec 6.1 step 6): what fails is served without, reported
+	// (GET /api/gatewayinfo) and retried by drv.Run.
+	doc, err := drv.Restore(ctx)
 	if err != nil {
 		return fatalf("api: %w", err)
 	}
-	pending := false
-	if err := rec.Reconcile(ctx, doc); err != nil {
-		log.Error("restoring LIO: some operations failed; serving the rest and retrying", "err", err)
-		pending = true
-	} else if !rec.Status().Converged {
-		pending = true
-	}
-	log.Info("LIO restored", "epoch", doc.Epoch, "configfs", f.Root(), "emulated", f.Emulated(), "complete", !pending)
+	log.Info("LIO restored", "epoch", doc.Epoch, "configfs", f.Root(), "emulated", f.Emulated(), "complete", !drv.Pending())
 
 	deps := api.Deps{
 		Settings: s,
@@ -244,11 +227,10 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	reload := make(chan struct{}, 1)
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		d.watch(runCtx, doc.Epoch, pending, reload)
+		drv.Run(runCtx)
 	}()
 
 	serveErr := make(chan error, 1)
@@ -269,10 +251,7 @@ loop:
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				log.Info("SIGHUP: re-applying the configuration")
-				select {
-				case reload <- struct{}{}:
-				default:
-				}
+				drv.Reload()
 				continue
 			}
 			log.Info("stopping", "signal", sig.String())
@@ -349,83 +328,6 @@ func (d *daemon) teardown(ctx context.Context) error {
 	}
 	d.log.Info("LIO torn down", "epoch", doc.Epoch, "operations", n)
 	return nil
-}
-
-// watch reconciles LIO whenever the configuration changes, or on reload. It
-// is level-triggered: each pass reads the newest document, so a burst of
-// commits costs one reconcile, and one that failed or left objects held
-// (pending, for the start-up reconcile) is retried with backoff until LIO
-// holds the whole configuration, whatever the epoch. Every driftCheck it
-// also makes sure the last document applied is the committed one: a
-// coordinator that asked this gateway to apply a change and then failed
-// before committing it leaves LIO ahead of the configuration, and no new
-// epoch says so.
-func (d *daemon) watch(ctx context.Context, applied int64, pending bool, reload <-chan struct{}) {
-	events := d.store.Subscribe(ctx)
-	drift := time.NewTicker(driftCheck)
-	defer drift.Stop()
-	var retry <-chan time.Time
-	delay := retryMin
-	if pending {
-		retry = time.After(delay)
-		delay = min(2*delay, retryMax)
-	}
-	for {
-		force, checkDrift := false, false
-		select {
-		case <-ctx.Done():
-			return
-		case <-drift.C:
-			if retry != nil {
-				continue // a retry is due anyway
-			}
-			checkDrift = true
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if ev.Epoch == applied && retry == nil {
-				continue
-			}
-		case <-reload:
-			force = true
-			// an operator's reload must see images resized behind our back
-			d.rec.ForgetSizes()
-		case <-retry:
-		}
-		doc, err := d.store.Load(ctx)
-		if err == nil {
-			switch {
-			case checkDrift:
-				if d.rec.Converged(doc) {
-					continue
-				}
-				d.log.Info("LIO was last converged to another document than the committed one; converging", "epoch", doc.Epoch)
-			case !force && doc.Epoch == applied && retry == nil:
-				continue
-			case !force && retry == nil && d.rec.Converged(doc):
-				// an API call on this gateway already applied this epoch
-				applied = doc.Epoch
-				continue
-			}
-			err = d.rec.Reconcile(ctx, doc)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil && !d.rec.Status().Converged {
-			// logged object by object by the reconciler
-			err = errors.New("objects of the configuration are held")
-		}
-		if err != nil {
-			d.log.Error("reconciling LIO with the configuration (will retry)", "err", err, "retry_in", delay)
-			retry = time.After(delay)
-			delay = min(2*delay, retryMax)
-			continue
-		}
-		applied, retry, delay = doc.Epoch, nil, retryMin
-		d.log.Debug("LIO in line with the configuration", "epoch", applied)
-	}
 }
 
 // notify tells systemd about a state change; without NOTIFY_SOCKET it does

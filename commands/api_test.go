@@ -31,6 +31,7 @@ import (
 
 	"ceph-iscsi/config"
 	"ceph-iscsi/devcluster"
+	"ceph-iscsi/gateway"
 	"ceph-iscsi/lio"
 	"ceph-iscsi/rados"
 	"ceph-iscsi/rbd"
@@ -119,9 +120,12 @@ func freePort(t *testing.T) int {
 func (cl *cluster) settingsText() string {
 	return fmt.Sprintf("[config]\npool = rbd\ngateway_conf = %s\ncluster_client_name = client.admin\n"+
 		"api_user = %s\napi_password = %s\napi_port = %d\napi_secure = %v\n"+
-		"trusted_ip_list = 127.0.0.1,127.0.0.2,127.0.0.3\n%s",
-		cl.object, apiUser, apiPassword, cl.port, cl.secure, cl.extra)
+		"trusted_ip_list = 127.0.0.1,127.0.0.2,127.0.0.3\ndrift_check_interval = %d\n%s",
+		cl.object, apiUser, apiPassword, cl.port, cl.secure, int(testDriftCheck/time.Second), cl.extra)
 }
+
+// testDriftCheck is the daemons' drift_check_interval in these tests.
+const testDriftCheck = 5 * time.Second
 
 // apiDaemon is one rbd-target-api process: the test binary run as the
 // command line (see envExecMain).
@@ -297,7 +301,7 @@ func (cl *cluster) desired(doc *config.Doc, d *apiDaemon) lio.State {
 	if err != nil {
 		cl.t.Fatal(err)
 	}
-	spec, err := lio.SpecFromConfig(doc, d.name, s, lio.FromConfigOptions{
+	spec, err := gateway.SpecFromConfig(doc, d.name, s, gateway.FromConfigOptions{
 		LocalAddrs: []netip.Addr{netip.MustParseAddr(d.ip)},
 	})
 	if err != nil {

@@ -548,7 +548,7 @@ func TestIssue8Item4CoordinatorDiesBeforeCommit(t *testing.T) {
 	if acls := aclOf(observe(t, gw2.root), tgt, client); len(acls) != 0 {
 		t.Fatalf("the peer did not apply the delete it was asked for: %+v", acls)
 	}
-	deadline := time.Now().Add(2 * driftCheck)
+	deadline := time.Now().Add(2 * testDriftCheck)
 	for len(aclOf(observe(t, gw2.root), tgt, client)) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("gw2 did not converge back to the configuration:\n%s", gw2.out)

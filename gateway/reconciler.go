@@ -114,6 +114,26 @@ type Reconciler struct {
 	// API can read it while a reconcile runs.
 	smu    sync.Mutex
 	status Status
+
+	// model is what LIO holds as far as this Reconciler knows: it is the
+	// only writer of the objects it manages, so after the first Observe it
+	// plans against model and reads back only what it changed. mfs reads
+	// through it. resync (under mu) makes the next run forget it and
+	// re-read the whole tree: at start-up, after a failed operation, on
+	// Resync (SIGHUP, the drift check) and before a teardown.
+	model  *lio.Model
+	mfs    lio.FS
+	resync bool
+	// counters, under smu
+	counters Counters
+}
+
+// Counters count what a Reconciler did since it was made.
+type Counters struct {
+	// Runs counts reconciles (Run, Reconcile, Teardown), dry runs too.
+	Runs int64
+	// FullObserves counts the runs that re-read the whole LIO tree.
+	FullObserves int64
 }
 
 // Problem is one thing a reconcile could not do: an object of the
@@ -145,6 +165,7 @@ func New(opts Options) *Reconciler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	m := lio.NewModel()
 	return &Reconciler{
 		opts:           opts,
 		log:            opts.Logger,
@@ -153,7 +174,26 @@ func New(opts Options) *Reconciler {
 		blockImages:    map[string]bool{},
 		mapper:         opts.Mapper,
 		sizes:          map[string]int64{},
+		model:          m,
+		mfs:            opts.FS.WithModel(m),
+		resync:         true,
 	}
+}
+
+// Resync makes the next reconcile re-read the whole LIO tree instead of
+// trusting what this Reconciler remembers: a change made behind its back
+// is then found and repaired (SIGHUP, the periodic drift check).
+func (r *Reconciler) Resync() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resync = true
+}
+
+// Counters reports what this Reconciler did so far.
+func (r *Reconciler) Counters() Counters {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	return r.counters
 }
 
 // FS is the configfs this Reconciler converges.
@@ -171,6 +211,9 @@ type Report struct {
 	// it was not applied.
 	Plan   lio.Plan
 	InSync bool
+	// FullObserve: the whole LIO tree was read, not only what this
+	// Reconciler changed since.
+	FullObserve bool
 	// ObjectErrs are the objects whose desired state could not be built:
 	// LIO keeps them as they are (Held lists the operations left out) while
 	// the rest converges.
@@ -268,10 +311,23 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 		}
 		objErrs, other = nil, nil
 	}
-	observed, err := lio.Observe(r.opts.FS)
+	full := r.resync || mode.Teardown
+	if full {
+		r.model.Forget()
+	}
+	r.smu.Lock()
+	r.counters.Runs++
+	if full {
+		r.counters.FullObserves++
+	}
+	r.smu.Unlock()
+	r.resync = false
+	observed, err := lio.Observe(r.mfs)
 	if err != nil {
+		r.resync = true
 		return rep, fmt.Errorf("gateway: reading LIO: %w", err)
 	}
+	rep.FullObserve = full
 	rep.Plan = lio.NewPlan(observed, desired)
 	if len(objErrs) > 0 {
 		rep.ObjectErrs = objErrs
@@ -297,9 +353,11 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 			}
 		}
 		r.log.Info("applying LIO plan", "epoch", rep.Epoch, "ops", len(rep.Plan.Ops))
-		res, applyErr := lio.Apply(ctx, r.opts.FS, rep.Plan)
+		res, applyErr := lio.Apply(ctx, r.mfs, rep.Plan)
 		rep.Applied = &res
 		if applyErr != nil {
+			// what failed may have half happened: read it all again
+			r.resync = true
 			rep.ApplyErr = applyErr
 			return rep, errors.Join(applyErr, heldErr)
 		}
@@ -325,7 +383,7 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 			r.blockImages[img] = true
 		}
 	}
-	opts := lio.FromConfigOptions{
+	opts := FromConfigOptions{
 		// non-nil even when empty: no address at all must fail every target,
 		// not fall back to trusting portal_ip_addresses
 		LocalAddrs: append([]netip.Addr{}, r.opts.Identity.Addrs...),
@@ -362,7 +420,7 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 	slices.Sort(opts.ManagedTargets)
 	slices.Sort(opts.ManagedStorageObjects)
 
-	spec, specErr := lio.SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
+	spec, specErr := SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
 	st, buildErr := lio.Build(spec)
 	if member && record {
 		names := st.ForTeardown().Managed
@@ -435,7 +493,7 @@ func (r *Reconciler) devicePath(ctx context.Context, mode Mode, exporters map[st
 	}
 	dev, err := m.Map(ctx, pool, image)
 	if errors.Is(err, rbd.ErrImageNotFound) || errors.Is(err, rbd.ErrPoolNotFound) {
-		return "", fmt.Errorf("%w: %w", lio.ErrImageNotFound, err)
+		return "", fmt.Errorf("%w: %w", ErrImageNotFound, err)
 	}
 	if err != nil {
 		return "", fmt.Errorf("map: %w", err)
@@ -463,7 +521,7 @@ func (r *Reconciler) blockMapper(ctx context.Context) (BlockMapper, error) {
 }
 
 // size reads an image's size; a missing pool or image wraps
-// lio.ErrImageNotFound, so the disk is skipped as upstream does.
+// ErrImageNotFound, so the disk is skipped as upstream does.
 func (r *Reconciler) size(pool, image string) (int64, error) {
 	id := pool + "/" + image
 	r.cacheMu.Lock()
@@ -555,7 +613,7 @@ func (r *Reconciler) readSize(pool, image string) (n int64, err error) {
 		n, err = rbd.Size(r.opts.Conn.Raw(), pool, image)
 	}
 	if errors.Is(err, rbd.ErrImageNotFound) || errors.Is(err, rbd.ErrPoolNotFound) {
-		return 0, fmt.Errorf("%w: %w", lio.ErrImageNotFound, err)
+		return 0, fmt.Errorf("%w: %w", ErrImageNotFound, err)
 	}
 	return n, err
 }
@@ -613,14 +671,38 @@ func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State, held ma
 // lioContent). The check and the reconcile are one step, so an API call
 // and the watch that both bring a change make one reconcile between them.
 func (r *Reconciler) Reconcile(ctx context.Context, doc *config.Doc) error {
+	return r.reconcile(ctx, doc, false)
+}
+
+// CheckDrift re-reads the whole LIO tree and reconciles it with doc, the
+// committed document, logging what it finds changed: by someone behind
+// this gateway's back, or by a coordinator that had this gateway apply a
+// change it then failed to commit. It is Reconcile otherwise.
+func (r *Reconciler) CheckDrift(ctx context.Context, doc *config.Doc) error {
+	r.Resync()
+	return r.reconcile(ctx, doc, true)
+}
+
+// maxDriftOps bounds the operations a drift log line lists.
+const maxDriftOps = 20
+
+func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool) error {
 	b := lioContent(doc)
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.applied != nil && r.appliedGen == gen && bytes.Equal(r.applied, b) {
+	if !drift && !r.resync && r.applied != nil && r.appliedGen == gen && bytes.Equal(r.applied, b) {
 		return nil
 	}
 	rep, err := r.runLocked(ctx, doc, Mode{})
+	if drift && !rep.Plan.Empty() {
+		ops := make([]string, 0, min(len(rep.Plan.Ops), maxDriftOps))
+		for _, op := range rep.Plan.Ops[:min(len(rep.Plan.Ops), maxDriftOps)] {
+			ops = append(ops, op.String())
+		}
+		r.log.Warn("drift check: LIO differs from the configuration; repairing",
+			"epoch", rep.Epoch, "ops", len(rep.Plan.Ops), "first", ops)
+	}
 	st := Status{Epoch: rep.Epoch, Converged: err == nil}
 	for _, e := range rep.ObjectErrs {
 		st.Problems = append(st.Problems, Problem{Object: e.Object(), Error: e.Error()})

@@ -161,7 +161,7 @@ func (fx *fixture) doc(bs string) *config.Doc {
 // converged fails unless LIO holds exactly what the document builds for gw.
 func (fx *fixture) converged(doc *config.Doc, gw string, addrs ...netip.Addr) lio.State {
 	fx.t.Helper()
-	spec, err := lio.SpecFromConfig(doc, gw, nil, lio.FromConfigOptions{
+	spec, err := SpecFromConfig(doc, gw, nil, FromConfigOptions{
 		LocalAddrs: addrs,
 		Size:       func(string, string) (int64, error) { return imageSize, nil },
 		DevicePath: func(pool, image string) (string, error) { return "/dev/fake/" + pool + "/" + image, nil },

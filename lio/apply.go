@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 )
 
 // Result is what Apply really did.
@@ -20,38 +21,227 @@ type Result struct {
 	Skipped []Op `json:"skipped,omitempty"`
 }
 
-// Apply runs plan against f. It does not stop at the first error: the
+// DefaultApplyWorkers bounds the configfs operations Apply runs at once.
+// Creating or removing a user:rbd storage object waits for tcmu-runner to
+// open or close its image, so a restore of many disks spent most of its
+// time waiting on them one after the other.
+const DefaultApplyWorkers = 8
+
+// ApplyOptions tune ApplyWith.
+type ApplyOptions struct {
+	// Workers is how many independent objects are worked on at once; 1
+	// applies the plan strictly in order. 0 means DefaultApplyWorkers.
+	Workers int
+	// trace, in tests, is told when the op at index i starts and ends.
+	trace func(i int, start bool)
+}
+
+// Apply runs plan against f with DefaultApplyWorkers (see ApplyWith).
+func Apply(ctx context.Context, f FS, plan Plan) (Result, error) {
+	return ApplyWith(ctx, f, plan, ApplyOptions{})
+}
+
+// ApplyWith runs plan against f. It does not stop at the first error: the
 // remaining independent ops still run, ops inside a directory whose mkdir
 // failed are skipped, and the errors are joined. Removing something that
 // is already gone counts as success. Because Observe+NewPlan is level
 // triggered, re-running after a partial failure completes the work (a
 // half-created storage object is seen as incompatible and re-created).
 // Error texts carry op paths only, never written values.
-func Apply(ctx context.Context, f FS, plan Plan) (Result, error) {
-	var res Result
-	var errs []error
-	var failedDirs []string
-	for i, op := range plan.Ops {
-		if err := ctx.Err(); err != nil {
-			res.Skipped = append(res.Skipped, plan.Ops[i:]...)
-			errs = append(errs, fmt.Errorf("lio: apply stopped before %s: %w", op, err))
-			break
-		}
-		if under(op.Path, failedDirs) {
-			res.Skipped = append(res.Skipped, op)
-			continue
-		}
-		if err := run(f, op); err != nil {
-			res.Failed = append(res.Failed, op)
-			errs = append(errs, fmt.Errorf("lio: %s: %w", op, err))
-			if op.Kind == OpMkdir {
-				failedDirs = append(failedDirs, op.Path)
+//
+// Independent work runs concurrently, within the order LIO needs: the plan
+// is cut into runs of consecutive ops on storage objects, on TPG LUNs or
+// on ACLs; inside a run, the ops of one object (a storage object and its
+// HBA, also another object of the same name; one LUN; one ACL and its
+// mapped LUNs) stay in plan order on one worker, and different objects
+// are spread over opts.Workers workers. A run ends before the next op
+// starts, and every other op (targets, TPGs, their attributes, enables
+// and portals, discovery auth) runs alone, in order.
+func ApplyWith(ctx context.Context, f FS, plan Plan, opts ApplyOptions) (Result, error) {
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = DefaultApplyWorkers
+	}
+	a := &applier{f: f, trace: opts.trace, ops: plan.Ops, state: make([]opState, len(plan.Ops)), errs: make([]error, len(plan.Ops))}
+	for _, seg := range segments(plan.Ops) {
+		groups := groupsOf(plan.Ops, seg)
+		if len(groups) == 1 || workers == 1 {
+			for _, g := range groups {
+				a.runGroup(ctx, g)
 			}
 			continue
 		}
-		res.Done = append(res.Done, op)
+		work := make(chan []int)
+		var wg sync.WaitGroup
+		for range min(workers, len(groups)) {
+			wg.Go(func() {
+				for g := range work {
+					a.runGroup(ctx, g)
+				}
+			})
+		}
+		for _, g := range groups {
+			work <- g
+		}
+		close(work)
+		wg.Wait()
 	}
-	return res, errors.Join(errs...)
+	var res Result
+	for i, op := range plan.Ops {
+		switch a.state[i] {
+		case opDone:
+			res.Done = append(res.Done, op)
+		case opFailed:
+			res.Failed = append(res.Failed, op)
+		default:
+			res.Skipped = append(res.Skipped, op)
+		}
+	}
+	return res, errors.Join(a.errs...)
+}
+
+type opState int8
+
+const (
+	opSkipped opState = iota
+	opDone
+	opFailed
+)
+
+type applier struct {
+	f     FS
+	trace func(int, bool)
+	ops   []Op
+	state []opState // by op index; each written by one worker only
+	errs  []error
+
+	mu         sync.Mutex
+	failedDirs []string
+	stopped    bool
+}
+
+// runGroup runs the ops at the indexes g, in order.
+func (a *applier) runGroup(ctx context.Context, g []int) {
+	for _, i := range g {
+		op := a.ops[i]
+		a.mu.Lock()
+		skip := under(op.Path, a.failedDirs)
+		if err := ctx.Err(); err != nil && !a.stopped {
+			a.stopped = true
+			a.errs[i] = fmt.Errorf("lio: apply stopped before %s: %w", op, err)
+		}
+		stopped := a.stopped
+		a.mu.Unlock()
+		if skip || stopped {
+			continue
+		}
+		if a.trace != nil {
+			a.trace(i, true)
+		}
+		err := run(a.f, op)
+		if a.trace != nil {
+			a.trace(i, false)
+		}
+		if err != nil {
+			a.state[i] = opFailed
+			a.errs[i] = fmt.Errorf("lio: %s: %w", op, err)
+			if op.Kind == OpMkdir {
+				a.mu.Lock()
+				a.failedDirs = append(a.failedDirs, op.Path)
+				a.mu.Unlock()
+			}
+			continue
+		}
+		a.state[i] = opDone
+	}
+}
+
+// opClass says which kind of concurrent run an op can be part of: "so",
+// "lun", "acl", or "" for an op that runs alone. keys name the objects it
+// works on: ops sharing a key run in order on one worker.
+func opClass(op Op) (class string, keys []string) {
+	p := strings.Split(op.Path, "/")
+	if len(p) < 3 || p[0] != "target" {
+		return "", nil
+	}
+	switch {
+	case p[1] == "core" && hbaRe.MatchString(p[2]):
+		// One HBA per storage object; the name too, so that an object
+		// re-created in another HBA waits for the old one to go.
+		keys = []string{"hba:" + p[2]}
+		if len(p) >= 4 {
+			keys = append(keys, "so:"+p[3])
+		}
+		return "so", keys
+	case p[1] == "iscsi" && len(p) >= 6 && tpgRe.MatchString(p[3]) && (p[4] == "lun" || p[4] == "acls"):
+		class = "lun"
+		if p[4] == "acls" {
+			class = "acl"
+		}
+		return class, []string{strings.Join(p[:6], "/")}
+	}
+	return "", nil
+}
+
+// segments cuts ops into runs of consecutive indexes that may run
+// concurrently: ops of one class in a row, or a single op.
+func segments(ops []Op) [][]int {
+	var out [][]int
+	prev := ""
+	for i, op := range ops {
+		class, _ := opClass(op)
+		if class != "" && class == prev {
+			out[len(out)-1] = append(out[len(out)-1], i)
+			continue
+		}
+		out = append(out, []int{i})
+		prev = class
+	}
+	return out
+}
+
+// groupsOf splits a segment into groups of ops that share an object key
+// (transitively), each in plan order; groups are ordered by their first op.
+func groupsOf(ops []Op, seg []int) [][]int {
+	if len(seg) == 1 {
+		return [][]int{seg}
+	}
+	parent := make([]int, len(seg))
+	for i := range parent {
+		parent[i] = i
+	}
+	var find func(int) int
+	find = func(i int) int {
+		for parent[i] != i {
+			parent[i] = parent[parent[i]]
+			i = parent[i]
+		}
+		return i
+	}
+	owner := map[string]int{}
+	for j, i := range seg {
+		_, keys := opClass(ops[i])
+		for _, k := range keys {
+			if o, ok := owner[k]; ok {
+				parent[find(j)] = find(o)
+			} else {
+				owner[k] = j
+			}
+		}
+	}
+	idx := map[int]int{}
+	var groups [][]int
+	for j, i := range seg {
+		r := find(j)
+		g, ok := idx[r]
+		if !ok {
+			g = len(groups)
+			idx[r] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
 }
 
 func under(p string, dirs []string) bool {

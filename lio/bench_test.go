@@ -43,3 +43,80 @@ func BenchmarkReconcileInSync(b *testing.B) {
 		}
 	})
 }
+
+// benchSpec is one target with n user:rbd LUNs and n/4 CHAP clients of 4
+// LUNs each, the shape of the scale issue's call sequence.
+func benchSpec(n int) Spec {
+	spec := Spec{
+		Gateway: "gw1", Backstore: BackstoreUserRBD, Settings: DefaultSettings(),
+		Disks: map[string]DiskSpec{}, Targets: map[string]TargetSpec{},
+	}
+	ts := TargetSpec{ACLEnabled: true, IPList: []string{"192.0.2.10"}, Portals: map[string][]string{"gw1": {"192.0.2.10"}},
+		Disks: map[string]int{}, Clients: map[string]ClientSpec{}}
+	for i := range n {
+		id := fmt.Sprintf("rbd/img%05d", i)
+		spec.Disks[id] = DiskSpec{Pool: "rbd", Image: fmt.Sprintf("img%05d", i), WWN: fmt.Sprintf("wwn-%05d", i), Owner: "gw1", Size: 1 << 30}
+		ts.Disks[id] = i
+	}
+	for c := range n / 4 {
+		cs := ClientSpec{Auth: AuthSpec{Username: "user", Password: "Secret-Pass-12"}, LUNs: map[string]int{}}
+		for l := range 4 {
+			cs.LUNs[fmt.Sprintf("rbd/img%05d", 4*c+l)] = l
+		}
+		ts.Clients[fmt.Sprintf("iqn.1994-05.com.example:c%05d", c)] = cs
+	}
+	spec.Targets["iqn.2003-01.com.example:bench"] = ts
+	return spec
+}
+
+// BenchmarkReconcileStep is one reconcile of an API change on a target
+// of 16 to 4096 LUNs on the emulated configfs: observe, plan and apply the
+// change (build is the same either way and left out). "targetlun" adds or
+// removes a disk and its LUN, "clientlun" maps or unmaps a LUN of a client.
+// "reread" observes the whole tree each time, as every reconcile did
+// before lio.Model; "model" plans against what the Model remembers.
+// Run: go test -run '^$' -bench ReconcileStep -benchtime 20x ./lio/
+func BenchmarkReconcileStep(b *testing.B) {
+	for _, n := range []int{16, 256, 1024, 4096} {
+		base := benchSpec(n)
+		withLUN := benchSpec(n)
+		extra := fmt.Sprintf("rbd/img%05d", n)
+		withLUN.Disks[extra] = DiskSpec{Pool: "rbd", Image: fmt.Sprintf("img%05d", n), WWN: "wwn-extra", Owner: "gw1", Size: 1 << 30}
+		withLUN.Targets["iqn.2003-01.com.example:bench"].Disks[extra] = n
+		mapped := benchSpec(n)
+		mapped.Targets["iqn.2003-01.com.example:bench"].Clients["iqn.1994-05.com.example:c00000"].LUNs["rbd/img00004"] = 4
+		steps := map[string][2]State{
+			"targetlun": {mustBuild(b, base), mustBuild(b, withLUN)},
+			"clientlun": {mustBuild(b, base), mustBuild(b, mapped)},
+		}
+		f := newEmu(b)
+		reconcile(b, f, steps["targetlun"][0])
+		for _, step := range []string{"targetlun", "clientlun"} {
+			for _, mode := range []string{"reread", "model"} {
+				b.Run(fmt.Sprintf("luns=%d/%s/%s", n, step, mode), func(b *testing.B) {
+					ff := f
+					if mode == "model" {
+						ff = f.WithModel(NewModel())
+						mustObserve(b, ff) // the first observe reads everything
+					}
+					i := 0
+					for b.Loop() {
+						i++
+						plan := NewPlan(mustObserve(b, ff), steps[step][i%2])
+						if plan.Empty() {
+							b.Fatal("nothing to do")
+						}
+						if _, err := Apply(b.Context(), ff, plan); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if i%2 == 1 { // back to the base state
+						if _, err := Apply(b.Context(), ff, NewPlan(mustObserve(b, ff), steps[step][0])); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		}
+	}
+}

@@ -31,6 +31,9 @@ type Spec struct {
 	// gateway absent from the config must not reset fabric-wide auth.
 	DiscoveryAuth       AuthSpec
 	ManageDiscoveryAuth bool
+	// Names are the grammars names are checked against before they become
+	// configfs paths (see NameRules).
+	Names NameRules
 }
 
 // Settings are the iscsi-gateway.cfg values Build uses, as global
@@ -127,7 +130,7 @@ func Build(spec Spec) (State, error) {
 	// built nor managed: the error names it and the rest converges.
 	for _, id := range sortedKeys(spec.Disks) {
 		name := spec.Disks[id].objectName(id)
-		if err := checkObjectName(id, name); err != nil {
+		if err := checkObjectName(spec.Names, id, name); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -135,7 +138,7 @@ func Build(spec Spec) (State, error) {
 	}
 	sort.Strings(st.Managed.StorageObjects)
 	for _, iqn := range sortedKeys(spec.Targets) {
-		if err := checkTargetName("target", iqn); err != nil {
+		if err := checkTargetName(spec.Names, "target", iqn); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -310,7 +313,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 		sortLUNs(tpg.LUNs)
 		if local {
 			for _, ini := range sortedKeys(ts.Clients) {
-				if err := checkTargetName("target "+iqn+" client", ini); err != nil {
+				if err := checkTargetName(spec.Names, "target "+iqn+" client", ini); err != nil {
 					errs = append(errs, err)
 					continue
 				}
@@ -375,7 +378,7 @@ func buildACL(iqn, ini string, c ClientSpec, tgt Settings, lunByDisk map[string]
 // it on first use.
 func storageObject(spec Spec, id string, d DiskSpec, sos map[string]*StorageObject) (*StorageObject, error) {
 	name := d.objectName(id)
-	if err := checkObjectName(id, name); err != nil {
+	if err := checkObjectName(spec.Names, id, name); err != nil {
 		return nil, err
 	}
 	if so, ok := sos[name]; ok {

@@ -13,10 +13,12 @@
 //   - Apply, which executes a Plan against an FS and reports what it really
 //     did, even on failure.
 //
-// Build turns a Spec (the parts of the RADOS config document, the settings
-// and the backstore choice that concern this gateway) into the desired
-// State. The caller resolves everything that needs RADOS or RBD (disk sizes,
-// WWNs, mapped device paths, decrypted CHAP secrets) before calling Build.
+// Build turns a Spec (LIO's view of what this gateway serves: disks,
+// targets, clients, tuning and the backstore choice) into the desired
+// State. Package gateway makes the Spec from the configuration document
+// and the settings and resolves everything that needs RADOS or RBD (disk
+// sizes, mapped device paths, decrypted CHAP secrets); this package does
+// not know the document, the settings file or CHAP encryption.
 //
 // Managed objects: a storage object is managed when its name is a
 // backstore_object_name of the config (Managed.StorageObjects) or it is in

@@ -35,6 +35,8 @@ var errEmptyWrite = errors.New("empty value: configfs ignores zero-length writes
 type FS struct {
 	root     string
 	emulated bool
+	// model, when set, answers Observe's reads from memory (see Model).
+	model *Model
 }
 
 // NewFS opens root. A mounted configfs (statfs magic) is used as the real
@@ -93,6 +95,9 @@ func (f FS) exists(rel string) bool {
 	if err := f.check("stat", rel); err != nil {
 		return false
 	}
+	if f.model != nil {
+		return f.model.exists(f, rel)
+	}
 	_, err := os.Lstat(f.abs(rel))
 	return err == nil
 }
@@ -101,8 +106,11 @@ func (f FS) mkdir(rel string) error {
 	if err := f.check("mkdir", rel); err != nil {
 		return err
 	}
+	if f.model != nil {
+		defer f.model.changed(rel, false)
+	}
 	if f.emulated {
-		return f.emulatedMkdir(rel)
+		return f.Live().emulatedMkdir(rel)
 	}
 	return os.Mkdir(f.abs(rel), 0o755)
 }
@@ -119,8 +127,11 @@ func (f FS) write(rel, value string) error {
 		// silently change nothing; the planner writes "NULL" to clear.
 		return &fs.PathError{Op: "write", Path: f.abs(rel), Err: errEmptyWrite}
 	}
+	if f.model != nil {
+		defer f.model.changed(rel, true)
+	}
 	if f.emulated {
-		return f.emulatedWrite(rel, value)
+		return f.Live().emulatedWrite(rel, value)
 	}
 	fh, err := os.OpenFile(f.abs(rel), os.O_WRONLY, 0)
 	if err != nil {
@@ -147,6 +158,9 @@ func (f FS) read(rel string) (string, error) {
 	if err := f.check("read", rel); err != nil {
 		return "", err
 	}
+	if f.model != nil {
+		return f.model.read(f, rel)
+	}
 	b, err := os.ReadFile(f.abs(rel))
 	if err != nil {
 		return "", err
@@ -160,10 +174,13 @@ func (f FS) symlink(target, rel string) error {
 	if err := errors.Join(f.check("symlink", target), f.check("symlink", rel)); err != nil {
 		return err
 	}
+	if f.model != nil {
+		defer f.model.changed(rel, false)
+	}
 	if !f.emulated {
 		return os.Symlink(f.abs(target), f.abs(rel))
 	}
-	if !f.exists(target) {
+	if !f.Live().exists(target) {
 		return &fs.PathError{Op: "symlink", Path: f.abs(target), Err: syscall.ENOENT}
 	}
 	depth := strings.Count(path2dir(rel), "/") + 1
@@ -181,6 +198,9 @@ func path2dir(rel string) string {
 func (f FS) readlink(rel string) (string, error) {
 	if err := f.check("readlink", rel); err != nil {
 		return "", err
+	}
+	if f.model != nil {
+		return f.model.readlink(f, rel)
 	}
 	t, err := os.Readlink(f.abs(rel))
 	if err != nil {
@@ -200,6 +220,9 @@ func (f FS) unlink(rel string) error {
 	if err := f.check("unlink", rel); err != nil {
 		return err
 	}
+	if f.model != nil {
+		defer f.model.changed(rel, false)
+	}
 	return os.Remove(f.abs(rel))
 }
 
@@ -207,16 +230,19 @@ func (f FS) rmdir(rel string) error {
 	if err := f.check("rmdir", rel); err != nil {
 		return err
 	}
+	if f.model != nil {
+		defer f.model.changed(rel, false)
+	}
 	if !f.emulated {
 		return syscall.Rmdir(f.abs(rel))
 	}
 	if _, err := os.Lstat(f.abs(rel)); err != nil {
 		return err
 	}
-	if err := f.emulatedRmdirCheck(rel); err != nil {
+	if err := f.Live().emulatedRmdirCheck(rel); err != nil {
 		return err
 	}
-	return f.emulatedRemove(rel)
+	return f.Live().emulatedRemove(rel)
 }
 
 // entries lists a directory: subdirectory names, file names and symlink
@@ -224,6 +250,9 @@ func (f FS) rmdir(rel string) error {
 func (f FS) entries(rel string) (dirs, files, links []string, err error) {
 	if err := f.check("readdir", rel); err != nil {
 		return nil, nil, nil, err
+	}
+	if f.model != nil {
+		return f.model.entries(f, rel)
 	}
 	des, err := os.ReadDir(f.abs(rel))
 	if err != nil {

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"strconv"
 	"strings"
-
-	"ceph-iscsi/config"
+	"unicode/utf8"
 )
 
 // ErrUnsafePath is what every FS operation returns for a path that could
@@ -24,7 +24,7 @@ func (f FS) check(op, rel string) error {
 	bad := func(why string) error {
 		// Not joined: Join would clean the ".." away and show the escape's
 		// destination instead of the path that was refused.
-		return &fs.PathError{Op: op, Path: f.root + "/" + config.QuoteName(rel), Err: fmt.Errorf("%w: %s", ErrUnsafePath, why)}
+		return &fs.PathError{Op: op, Path: f.root + "/" + quoteName(rel), Err: fmt.Errorf("%w: %s", ErrUnsafePath, why)}
 	}
 	if rel == "" {
 		return bad("empty")
@@ -44,23 +44,77 @@ func (f FS) check(op, rel string) error {
 	return nil
 }
 
+// NameRules are the grammars Build checks names against before they
+// become configfs directory names. The gateway passes the configuration's
+// (RFC 3720 iSCSI names, safe object names), which lio need not know; a nil
+// rule checks only that the name is one path component configfs can hold.
+type NameRules struct {
+	IQN    func(name string) error // target IQNs and initiator names
+	Object func(name string) error // storage object names
+}
+
+// maxIQNBytes is RFC 3720's limit, what LIO's ISCSI_IQN_LEN holds.
+const maxIQNBytes = 223
+
+func (r NameRules) iqn(name string) error {
+	if r.IQN != nil {
+		return r.IQN(name)
+	}
+	return componentRule(name, maxIQNBytes)
+}
+
+func (r NameRules) object(name string) error {
+	if r.Object != nil {
+		return r.Object(name)
+	}
+	return componentRule(name, nameMax)
+}
+
+// componentRule refuses a name that cannot be one configfs path component.
+func componentRule(name string, maxLen int) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("%s: %w: not a name", quoteName(name), ErrUnsafePath)
+	case len(name) > maxLen:
+		return fmt.Errorf("%s: %w: %d bytes long, at most %d are allowed", quoteName(name), ErrUnsafePath, len(name), maxLen)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("%s: %w: has '/' or NUL", quoteName(name), ErrUnsafePath)
+	}
+	return nil
+}
+
 // checkTargetName refuses a target IQN or an initiator name that is not a
 // valid iSCSI name: it becomes one configfs directory, so '/', NUL, "..",
 // control characters or an overlong name must never reach the FS.
-func checkTargetName(what, name string) error {
-	if err := config.ValidateIQN(name); err != nil {
-		return fmt.Errorf("%s %s: skipped, invalid name: %w", what, config.QuoteName(name), err)
+func checkTargetName(rules NameRules, what, name string) error {
+	if err := rules.iqn(name); err != nil {
+		return fmt.Errorf("%s %s: skipped, invalid name: %w", what, quoteName(name), err)
 	}
 	return nil
 }
 
 // checkObjectName refuses a storage object name that cannot be one
 // configfs directory name.
-func checkObjectName(disk, name string) error {
-	if err := config.ValidateSafeName(name); err != nil {
-		return fmt.Errorf("disk %s: skipped, invalid storage object name: %w", config.QuoteName(disk), err)
+func checkObjectName(rules NameRules, disk, name string) error {
+	if err := rules.object(name); err != nil {
+		return fmt.Errorf("disk %s: skipped, invalid storage object name: %w", quoteName(disk), err)
 	}
 	return nil
+}
+
+// quoteName quotes a name for a message as package config's QuoteName
+// does (a gateway test holds them equal): control and invisible characters
+// escaped, a very long name cut, with its length.
+func quoteName(s string) string {
+	const show = 256
+	if len(s) <= show {
+		return strconv.QuoteToASCII(s)
+	}
+	cut := show
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.QuoteToASCII(s[:cut]) + fmt.Sprintf("... (%d bytes)", len(s))
 }
 
 // checkPortalIP refuses a portal address that is not an IP address: the
@@ -68,7 +122,7 @@ func checkObjectName(disk, name string) error {
 func checkPortalIP(iqn, ip string) error {
 	if _, err := netip.ParseAddr(ip); err != nil {
 		// One target's problem: the target is held, the others converge.
-		return &ObjectError{Target: iqn, Err: fmt.Errorf("target %s: portal %s skipped: not an IP address", config.QuoteName(iqn), config.QuoteName(ip))}
+		return &ObjectError{Target: iqn, Err: fmt.Errorf("target %s: portal %s skipped: not an IP address", quoteName(iqn), quoteName(ip))}
 	}
 	return nil
 }

@@ -8,8 +8,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-
-	"ceph-iscsi/config"
 )
 
 // snapshotDir lists every path under dir (relative), for "nothing changed
@@ -117,12 +115,12 @@ func TestBuildSkipsInvalidNames(t *testing.T) {
 		t.Fatal("Build reported no error")
 	}
 	for _, name := range append([]string{badTarget, "../../pwned-so"}, badClients...) {
-		if !strings.Contains(err.Error(), config.QuoteName(name)) {
+		if !strings.Contains(err.Error(), quoteName(name)) {
 			t.Errorf("error does not name %q:\n%v", name, err)
 		}
 	}
-	if !errors.Is(err, config.ErrInvalidIQN) || !errors.Is(err, config.ErrInvalidName) {
-		t.Errorf("error does not wrap the name sentinels: %v", err)
+	if !errors.Is(err, ErrUnsafePath) {
+		t.Errorf("error does not wrap ErrUnsafePath: %v", err)
 	}
 	for _, tg := range st.Targets {
 		if tg.IQN == badTarget {
@@ -130,7 +128,7 @@ func TestBuildSkipsInvalidNames(t *testing.T) {
 		}
 		for _, tpg := range tg.TPGs {
 			for _, a := range tpg.ACLs {
-				if config.ValidateIQN(a.Initiator) != nil {
+				if componentRule(a.Initiator, maxIQNBytes) != nil {
 					t.Errorf("ACL %q built", a.Initiator)
 				}
 			}

@@ -25,6 +25,7 @@ type Session struct {
 // fabric statistics, as upstream's get_num_sessions does; a target that is
 // not in LIO has none. The emulated configfs has no statistics: 0.
 func TargetSessions(f FS, iqn string) (int, error) {
+	f = f.Live() // sessions come and go behind any Model's back
 	p := targetPath(iqn)
 	if !f.exists(p) {
 		return 0, nil
@@ -48,6 +49,7 @@ func TargetSessions(f FS, iqn string) (int, error) {
 // count, and the connection addresses are reported only for a logged-in
 // session; with several TPGs, the highest tag with a session wins.
 func ClientSession(f FS, iqn, client string) (Session, bool, error) {
+	f = f.Live() // sessions come and go behind any Model's back
 	var out Session
 	found := false
 	if !f.exists(targetPath(iqn)) {

@@ -76,6 +76,10 @@ type Settings struct {
 	// the API answers it 429; it regains one attempt every minute/limit.
 	// 0 turns the back-off off.
 	APIFailedLoginLimit int
+	// DriftCheckInterval is drift_check_interval (ours, not upstream's):
+	// seconds between the API daemon's full re-reads of LIO, which find and
+	// repair changes made behind its back.
+	DriftCheckInterval int
 
 	// Target holds the [target] TPG/ACL settings: the global defaults of
 	// every target's controls.

@@ -61,13 +61,13 @@ func TestDefaults(t *testing.T) {
 	for i := range table {
 		counts[table[i].group]++
 	}
-	if want := (map[group]int{groupSys: 28, groupTgt: 11, groupTCMU: 4, groupDevStatus: 3}); !equalMaps(counts, want) {
+	if want := (map[group]int{groupSys: 29, groupTgt: 11, groupTCMU: 4, groupDevStatus: 3}); !equalMaps(counts, want) {
 		t.Errorf("settings per group = %v, want %v", counts, want)
 	}
 	if s.APIPort != 5000 || !s.APISecure || s.APISSLVerify || s.MinimumGateways != 2 ||
 		s.APIPassword.Reveal() != "admin" || s.Target.CmdsnDepth != 128 || !s.Target.ImmediateData ||
 		s.Disk.OsdOpTimeout != 30 || s.DeviceStatus.LockLostCntThreshhold != 12 ||
-		s.TrustedIPList == nil || len(s.TrustedIPList) != 0 || s.AluaFailoverType != AluaImplicit {
+		s.TrustedIPList == nil || len(s.TrustedIPList) != 0 || s.AluaFailoverType != AluaImplicit || s.DriftCheckInterval != 60 {
 		t.Errorf("unexpected defaults: %+v", s)
 	}
 }

@@ -92,6 +92,10 @@ var table = [...]setting{
 	// it off). Left out of the checkconf hash so Python gateways, which do
 	// not know it, still agree with ours.
 	{name: "api_failed_login_limit", kind: kindInt, min: 0, max: 10000, def: 10, noHash: true, field: func(s *Settings) any { return &s.APIFailedLoginLimit }},
+	// Not upstream's: seconds between the API daemon's full re-reads of
+	// LIO, which find and repair what changed behind its back (between
+	// them it plans against what it holds in memory). Out of the hash too.
+	{name: "drift_check_interval", kind: kindInt, min: 1, max: 86400, def: 60, noHash: true, field: func(s *Settings) any { return &s.DriftCheckInterval }},
 
 	{name: "dataout_timeout", group: groupTgt, kind: kindInt, min: 2, max: 60, def: 20, client: true, field: func(s *Settings) any { return &s.Target.DataoutTimeout }},
 	{name: "nopin_response_timeout", group: groupTgt, kind: kindInt, min: 3, max: 60, def: 5, client: true, field: func(s *Settings) any { return &s.Target.NopinResponseTimeout }},

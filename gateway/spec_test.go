@@ -1,4 +1,4 @@
-package lio
+package gateway
 
 import (
 	"bytes"
@@ -15,10 +15,10 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +27,7 @@ import (
 
 	"ceph-iscsi/chap"
 	"ceph-iscsi/config"
+	"ceph-iscsi/lio"
 	"ceph-iscsi/settings"
 )
 
@@ -37,7 +38,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // gateways always write, so those are filled in.
 func loadTestdata(t testing.TB, file string, gateways ...string) *config.Doc {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", file))
+	raw, err := os.ReadFile(filepath.Join(lioTestdata, file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,16 +66,36 @@ func loadTestdata(t testing.TB, file string, gateways ...string) *config.Doc {
 	return doc
 }
 
-// helperOptions reproduces specFromConfig's RBD facts: every image has
-// testDiskSize bytes and disk i (in sorted id order) is /dev/rbd<i>.
-func helperOptions(doc *config.Doc) FromConfigOptions {
+// lioTestdata holds the documents package lio's golden plans were
+// reviewed with.
+const lioTestdata = "../lio/testdata"
+
+// goldenCases are package lio's golden cases: the document, the gateway
+// and what the golden plan was built with.
+var goldenCases = []struct {
+	name, file, gateway, backstore string
+	explicit                       bool
+}{
+	{"upstream", "upstream-gateway.conf.json", "igw1.fullstack.test", lio.BackstoreUserRBD, false},
+	{"upstream-block", "upstream-gateway.conf.json", "igw1.fullstack.test", lio.BackstoreBlock, false},
+	{"two-gw-node1", "two-gw.json", "node1.ceph.local", lio.BackstoreUserRBD, false},
+	{"two-gw-node2-explicit", "two-gw.json", "node2.ceph.local", lio.BackstoreUserRBD, true},
+	{"demo", "demo.json", "gw-a.example", lio.BackstoreUserRBD, false},
+}
+
+// goldenDiskSize is the size every image has in the golden plans.
+const goldenDiskSize = 1 << 30
+
+// goldenOptions are the RBD facts of the golden plans: every image has
+// goldenDiskSize bytes and disk i (in sorted id order) is /dev/rbd<i>.
+func goldenOptions(doc *config.Doc) FromConfigOptions {
 	index := map[string]int{}
-	for i, id := range sortedKeys(doc.Disks) {
+	for i, id := range slices.Sorted(maps.Keys(doc.Disks)) {
 		d := doc.Disks[id]
 		index[d.Pool+"/"+d.Image] = i
 	}
 	return FromConfigOptions{
-		Size: func(pool, image string) (int64, error) { return testDiskSize, nil },
+		Size: func(pool, image string) (int64, error) { return goldenDiskSize, nil },
 		DevicePath: func(pool, image string) (string, error) {
 			return fmt.Sprintf("/dev/rbd%d", index[pool+"/"+image]), nil
 		},
@@ -82,12 +103,11 @@ func helperOptions(doc *config.Doc) FromConfigOptions {
 	}
 }
 
-// TestSpecFromConfigMatchesHelper is the adapter's golden test: for every
-// golden case of this package, the State built from SpecFromConfig must be
-// the one the hand-mapped test Spec builds, whose plans and trees are the
-// reviewed testdata/*.golden files (and, for "upstream", the dump of what
-// upstream ceph-iscsi built on a real kernel).
-func TestSpecFromConfigMatchesHelper(t *testing.T) {
+// TestSpecFromConfigGolden is the translation's golden test: for every
+// golden case of package lio, the plan from an empty tree to what
+// SpecFromConfig builds must be the reviewed testdata/<name>.plan.golden
+// (for "upstream", what upstream ceph-iscsi built on a real kernel).
+func TestSpecFromConfigGolden(t *testing.T) {
 	for _, c := range goldenCases {
 		t.Run(c.name, func(t *testing.T) {
 			doc := loadTestdata(t, c.file, c.gateway)
@@ -99,26 +119,52 @@ func TestSpecFromConfigMatchesHelper(t *testing.T) {
 			if c.explicit {
 				s.AluaFailoverType = settings.AluaExplicit
 			}
-			spec, err := SpecFromConfig(doc, c.gateway, s, helperOptions(doc))
+			spec, err := SpecFromConfig(doc, c.gateway, s, goldenOptions(doc))
 			if err != nil {
 				t.Fatalf("SpecFromConfig: %v", err)
 			}
-			got, want := mustBuild(t, spec), mustBuild(t, c.spec(t))
-			if len(got.Targets) == 0 || len(got.StorageObjects) == 0 {
-				t.Fatalf("nothing built: %+v", got)
+			got := lio.NewPlan(lio.State{}, mustBuild(t, spec)).String()
+			want, err := os.ReadFile(filepath.Join(lioTestdata, c.name+".plan.golden"))
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, want) {
-				gj, _ := json.MarshalIndent(got, "", " ")
-				wj, _ := json.MarshalIndent(want, "", " ")
-				t.Errorf("state differs from the golden Spec's (-want +got):\n%s", lineDiff(string(wj), string(gj)))
+			if got != string(want) {
+				t.Errorf("plan differs from %s.plan.golden:\n%s\nwant:\n%s", c.name, got, want)
 			}
 		})
 	}
 }
 
+func observe(t testing.TB, f lio.FS) lio.State {
+	t.Helper()
+	st, err := lio.Observe(f)
+	if err != nil {
+		t.Fatalf("Observe: %v", err)
+	}
+	return st
+}
+
+// applyState converges f on desired in one plan.
+func applyState(t testing.TB, f lio.FS, desired lio.State) {
+	t.Helper()
+	plan := lio.NewPlan(observe(t, f), desired)
+	if _, err := lio.Apply(t.Context(), f, plan); err != nil {
+		t.Fatalf("Apply: %v\nplan:\n%s", err, plan)
+	}
+}
+
+func mustBuild(t testing.TB, spec lio.Spec) lio.State {
+	t.Helper()
+	st, err := lio.Build(spec)
+	if err != nil {
+		t.Fatalf("lio.Build: %v", err)
+	}
+	return st
+}
+
 func TestSettingsFrom(t *testing.T) {
-	if got := settingsFrom(settings.Defaults()); got != DefaultSettings() {
-		t.Errorf("settings.Defaults() maps to\n%+v\nwant lio.DefaultSettings()\n%+v", got, DefaultSettings())
+	if got := settingsFrom(settings.Defaults()); got != lio.DefaultSettings() {
+		t.Errorf("settings.Defaults() maps to\n%+v\nwant lio.DefaultSettings()\n%+v", got, lio.DefaultSettings())
 	}
 	s, err := settings.Parse("test.cfg", []byte(`[config]
 cluster_name = site2
@@ -135,14 +181,14 @@ osd_op_timeout = 45
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := DefaultSettings()
+	want := lio.DefaultSettings()
 	want.ALUAFailover, want.ClusterClientName, want.CephConf = "explicit", "client.igw", "/etc/ceph-site2/site2.conf"
 	want.NopinTimeout, want.ImmediateData, want.MaxBurstLength = 9, false, 1048576
 	want.MaxDataAreaMB, want.OSDOpTimeout = 32, 45
 	if got := settingsFrom(s); got != want {
 		t.Errorf("settingsFrom =\n%+v\nwant\n%+v", got, want)
 	}
-	if got, w := CfgString("rbd", "img", settingsFrom(s)), "rbd/rbd/img;osd_op_timeout=45;conf=/etc/ceph-site2/site2.conf;id=igw"; got != w {
+	if got, w := lio.CfgString("rbd", "img", settingsFrom(s)), "rbd/rbd/img;osd_op_timeout=45;conf=/etc/ceph-site2/site2.conf;id=igw"; got != w {
 		t.Errorf("cfgstring %q, want %q", got, w)
 	}
 }
@@ -162,7 +208,7 @@ func testDoc(t testing.TB) *config.Doc {
 		owner, alloc := d.owner, d.owner
 		doc.Disks["rbd/"+d.image] = &config.Disk{
 			Pool: "rbd", Image: d.image, PoolID: 1, WWN: "00000000-0000-4000-8000-00000000000" + d.image,
-			Backstore: BackstoreUserRBD, BackstoreObjectName: "rbd." + d.image,
+			Backstore: lio.BackstoreUserRBD, BackstoreObjectName: "rbd." + d.image,
 			AllocatingHost: &alloc, Owner: &owner, Controls: map[string]any{},
 		}
 	}
@@ -215,22 +261,22 @@ func (s *sizes) lookup(pool, image string) (int64, error) {
 	return s.size[id], nil
 }
 
-func buildFrom(t *testing.T, doc *config.Doc, gw string, opts FromConfigOptions) (State, error) {
+func buildFrom(t *testing.T, doc *config.Doc, gw string, opts FromConfigOptions) (lio.State, error) {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = quiet
 	}
 	spec, err := SpecFromConfig(doc, gw, nil, opts)
-	st, berr := Build(spec)
+	st, berr := lio.Build(spec)
 	if berr != nil {
-		t.Fatalf("Build: %v", berr)
+		t.Fatalf("lio.Build: %v", berr)
 	}
 	return st, err
 }
 
 // summary renders what a gateway serves in one line per object, enough to
 // compare states in the tests below.
-func summary(st State) string {
+func summary(st lio.State) string {
 	var b strings.Builder
 	for _, so := range st.StorageObjects {
 		fmt.Fprintf(&b, "so %s %s %s size=%d\n", so.Plugin, so.Name, so.Config, so.Size)
@@ -318,14 +364,17 @@ func TestSpecFromConfigExtraManaged(t *testing.T) {
 	}
 
 	// A leftover of the deleted disk is removed; a foreign object stays.
-	f := newEmu(t)
-	reconcile(t, f, State{StorageObjects: []StorageObject{
-		{Plugin: PluginUser, Name: "rbd.deleted", Config: "rbd/rbd/deleted;osd_op_timeout=30", Size: 1 << 20},
-		{Plugin: PluginUser, Name: "other.disk", Config: "rbd/other/disk;osd_op_timeout=30", Size: 1 << 20},
-	}, Managed: Managed{StorageObjects: []string{"rbd.deleted", "other.disk"}}})
-	reconcile(t, f, st)
+	f, err := lio.NewEmulatedFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyState(t, f, lio.State{StorageObjects: []lio.StorageObject{
+		{Plugin: lio.PluginUser, Name: "rbd.deleted", Config: "rbd/rbd/deleted;osd_op_timeout=30", Size: 1 << 20},
+		{Plugin: lio.PluginUser, Name: "other.disk", Config: "rbd/other/disk;osd_op_timeout=30", Size: 1 << 20},
+	}, Managed: lio.Managed{StorageObjects: []string{"rbd.deleted", "other.disk"}}})
+	applyState(t, f, st)
 	var names []string
-	for _, so := range mustObserve(t, f).StorageObjects {
+	for _, so := range observe(t, f).StorageObjects {
 		names = append(names, so.Name)
 	}
 	if !slices.Equal(names, []string{"other.disk", "rbd.a", "rbd.b"}) {
@@ -370,19 +419,19 @@ func TestSpecFromConfigBackstores(t *testing.T) {
 	t.Run("block", func(t *testing.T) {
 		doc := testDoc(t)
 		for _, d := range doc.Disks {
-			d.Backstore = BackstoreBlock
+			d.Backstore = lio.BackstoreBlock
 		}
 		st, err := buildFrom(t, doc, "gw1.test", FromConfigOptions{DevicePath: paths})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if so := st.StorageObjects[0]; so.Plugin != PluginBlock || so.Config != "/dev/rbd/rbd/a" {
+		if so := st.StorageObjects[0]; so.Plugin != lio.PluginBlock || so.Config != "/dev/rbd/rbd/a" {
 			t.Errorf("block storage object %+v", so)
 		}
 	})
 	t.Run("block without device paths", func(t *testing.T) {
 		doc := testDoc(t)
-		doc.Disks["rbd/b"].Backstore = BackstoreBlock
+		doc.Disks["rbd/b"].Backstore = lio.BackstoreBlock
 		_, err := buildFrom(t, doc, "gw1.test", FromConfigOptions{})
 		if err == nil || !strings.Contains(err.Error(), "disk rbd/b: backstore block needs a device path") {
 			t.Errorf("err = %v", err)
@@ -390,8 +439,8 @@ func TestSpecFromConfigBackstores(t *testing.T) {
 	})
 	t.Run("device path failure", func(t *testing.T) {
 		doc := testDoc(t)
-		doc.Disks["rbd/a"].Backstore = BackstoreBlock
-		doc.Disks["rbd/b"].Backstore = BackstoreBlock
+		doc.Disks["rbd/a"].Backstore = lio.BackstoreBlock
+		doc.Disks["rbd/b"].Backstore = lio.BackstoreBlock
 		_, err := buildFrom(t, doc, "gw1.test", FromConfigOptions{DevicePath: func(pool, image string) (string, error) {
 			return "", errors.New("map: krbd refused the image")
 		}})
@@ -409,7 +458,7 @@ func TestSpecFromConfigBackstores(t *testing.T) {
 	})
 	t.Run("mixed", func(t *testing.T) {
 		doc := testDoc(t)
-		doc.Disks["rbd/b"].Backstore = BackstoreBlock
+		doc.Disks["rbd/b"].Backstore = lio.BackstoreBlock
 		st, err := buildFrom(t, doc, "gw1.test", FromConfigOptions{DevicePath: paths})
 		if err == nil || !strings.Contains(err.Error(), "block: rbd/b; user:rbd: rbd/a") {
 			t.Errorf("err = %v", err)
@@ -422,7 +471,7 @@ func TestSpecFromConfigBackstores(t *testing.T) {
 		doc := testDoc(t)
 		doc.Disks["rbd/a"].Backstore = ""
 		st, err := buildFrom(t, doc, "gw1.test", FromConfigOptions{})
-		if err != nil || st.StorageObjects[0].Plugin != PluginUser {
+		if err != nil || st.StorageObjects[0].Plugin != lio.PluginUser {
 			t.Errorf("err = %v, objects %+v", err, st.StorageObjects)
 		}
 	})
@@ -535,7 +584,7 @@ func TestSpecFromConfigEncryptedCHAP(t *testing.T) {
 				t.Errorf("decrypted %q/%q/%q", got.Password.Reveal(), got.MutualPassword.Reveal(), spec.DiscoveryAuth.Password.Reveal())
 			}
 			// The plan carries the secrets to Apply, but never shows them.
-			plan := NewPlan(State{}, mustBuild(t, spec))
+			plan := lio.NewPlan(lio.State{}, mustBuild(t, spec))
 			j, _ := json.Marshal(plan)
 			for _, out := range []string{plan.String(), string(j)} {
 				for _, secret := range []string{"chapsecret123", "mutualsecret12", "discsecret123"} {
@@ -600,5 +649,34 @@ func TestSpecFromConfigEncryptedCHAPErrors(t *testing.T) {
 	}
 	if len(st.Targets) != 0 {
 		t.Errorf("target built without its CHAP: %+v", st.Targets)
+	}
+}
+
+// TestSpecFromConfigNameRules: the Spec carries the configuration's name
+// grammars, so Build skips a name config refuses even when it is a safe
+// path component, and lio's messages quote names as config does.
+func TestSpecFromConfigNameRules(t *testing.T) {
+	const iqn = "iqn.2003-01.com.example:t1"
+	spec, err := SpecFromConfig(testDoc(t), "gw1.test", nil, FromConfigOptions{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upper := "iqn.1994-05.com.example:UPPER"
+	long := "iqn.1994-05.com.example:" + strings.Repeat("é", 200)
+	ts := spec.Targets[iqn]
+	ts.Clients[upper] = lio.ClientSpec{LUNs: map[string]int{}}
+	ts.Clients[long] = lio.ClientSpec{LUNs: map[string]int{}}
+	_, err = lio.Build(spec)
+	if !errors.Is(err, config.ErrInvalidIQN) {
+		t.Fatalf("Build with config's rules: %v, want ErrInvalidIQN", err)
+	}
+	for _, n := range []string{upper, long} {
+		if !strings.Contains(err.Error(), config.QuoteName(n)) {
+			t.Errorf("error does not quote %s as config does:\n%v", n, err)
+		}
+	}
+	spec.Names = lio.NameRules{}
+	if _, err := lio.Build(spec); err == nil || strings.Contains(err.Error(), config.QuoteName(upper)) || !strings.Contains(err.Error(), config.QuoteName(long)) {
+		t.Errorf("without rules only the overlong name is refused: %v", err)
 	}
 }

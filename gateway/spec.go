@@ -1,16 +1,19 @@
-package lio
+package gateway
 
 import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
 	"ceph-iscsi/chap"
 	"ceph-iscsi/config"
+	"ceph-iscsi/lio"
 	"ceph-iscsi/settings"
 )
 
@@ -49,7 +52,7 @@ type FromConfigOptions struct {
 	Logger *slog.Logger
 }
 
-// SpecFromConfig turns the gateway.conf document into the Spec of gateway,
+// SpecFromConfig turns the gateway.conf document into the lio.Spec of gateway,
 // with the [config]/[target] settings as global defaults (s nil means the
 // built-in defaults), CHAP passwords decrypted and RBD facts resolved
 // through opts.
@@ -60,17 +63,17 @@ type FromConfigOptions struct {
 //
 // Every target and disk of the document is managed: targets that do not
 // list this gateway and disks that none of its targets export are in the
-// Spec but not built, which Build turns into "remove local leftovers".
+// lio.Spec but not built, which lio.Build turns into "remove local leftovers".
 // Extra managed names are encoded the same way: a target entry without
 // portals, and a disk entry keyed by the storage-object name.
 //
-// Problems are reported together, each an *ObjectError naming its disk,
-// target or client (never a secret). The Spec then leaves out what was
+// Problems are reported together, each an *lio.ObjectError naming its disk,
+// target or client (never a secret). The lio.Spec then leaves out what was
 // wrong: a client whose password does not decrypt has no ACL, a disk whose
 // image cannot be resolved is exported by no LUN, a target without a usable
-// local address or auth has no local TPG. Applying such a Spec as is would
+// local address or auth has no local TPG. Applying such a lio.Spec as is would
 // remove those objects locally: callers hold them (Plan.Without) instead.
-func SpecFromConfig(doc *config.Doc, gateway string, s *settings.Settings, opts FromConfigOptions) (Spec, error) {
+func SpecFromConfig(doc *config.Doc, gateway string, s *settings.Settings, opts FromConfigOptions) (lio.Spec, error) {
 	if s == nil {
 		s = settings.Defaults()
 	}
@@ -78,11 +81,12 @@ func SpecFromConfig(doc *config.Doc, gateway string, s *settings.Settings, opts 
 	if log == nil {
 		log = slog.Default()
 	}
-	spec := Spec{
+	spec := lio.Spec{
 		Gateway:  gateway,
 		Settings: settingsFrom(s),
-		Disks:    map[string]DiskSpec{},
-		Targets:  map[string]TargetSpec{},
+		Disks:    map[string]lio.DiskSpec{},
+		Targets:  map[string]lio.TargetSpec{},
+		Names:    lio.NameRules{IQN: config.ValidateIQN, Object: config.ValidateSafeName},
 	}
 	if doc == nil {
 		return spec, errors.New("lio: no configuration document")
@@ -108,22 +112,22 @@ type adapter struct {
 }
 
 // fail records a problem confined to the object o names.
-func (a *adapter) fail(o ObjectError, format string, args ...any) {
+func (a *adapter) fail(o lio.ObjectError, format string, args ...any) {
 	o.Err = fmt.Errorf(format, args...)
 	a.errs = append(a.errs, &o)
 }
 
-func (a *adapter) build(spec *Spec) {
+func (a *adapter) build(spec *lio.Spec) {
 	disc, err := a.auth(a.doc.DiscoveryAuth)
 	if err != nil {
-		a.fail(ObjectError{DiscoveryAuth: true}, "lio: discovery_auth: %w", err)
+		a.fail(lio.ObjectError{DiscoveryAuth: true}, "lio: discovery_auth: %w", err)
 	} else {
 		spec.DiscoveryAuth, spec.ManageDiscoveryAuth = disc, true
 	}
 
 	// Local TPG addresses first: they decide which disks need RBD facts.
 	localIPs := map[string][]string{}
-	for _, iqn := range sortedKeys(a.doc.Targets) {
+	for _, iqn := range slices.Sorted(maps.Keys(a.doc.Targets)) {
 		t := a.doc.Targets[iqn]
 		if t == nil {
 			continue
@@ -142,7 +146,7 @@ func (a *adapter) build(spec *Spec) {
 			}
 			if len(ips) == 0 {
 				// upstream's message, so operators can search for it
-				a.fail(ObjectError{Target: iqn}, "lio: target %s: gateway IP addresses provided do not match any ip on this host (ip_list %v)", iqn, t.IPList)
+				a.fail(lio.ObjectError{Target: iqn}, "lio: target %s: gateway IP addresses provided do not match any ip on this host (ip_list %v)", iqn, t.IPList)
 				continue
 			}
 		}
@@ -160,12 +164,12 @@ func (a *adapter) build(spec *Spec) {
 
 	dropped := map[string]bool{}
 	backstores := map[string][]string{} // backstore -> exported disk ids
-	for _, id := range sortedKeys(a.doc.Disks) {
+	for _, id := range slices.Sorted(maps.Keys(a.doc.Disks)) {
 		d := a.doc.Disks[id]
 		if d == nil {
 			continue
 		}
-		ds := DiskSpec{Pool: d.Pool, Image: d.Image, WWN: d.WWN, BackstoreObjectName: d.BackstoreObjectName, Controls: d.Controls}
+		ds := lio.DiskSpec{Pool: d.Pool, Image: d.Image, WWN: d.WWN, BackstoreObjectName: d.BackstoreObjectName, Controls: d.Controls}
 		if d.Owner != nil {
 			ds.Owner = *d.Owner
 		}
@@ -176,7 +180,7 @@ func (a *adapter) build(spec *Spec) {
 				a.log.Warn("skipping disk: its RBD image does not exist", "disk", id, "err", err)
 				dropped[id] = true
 			case err != nil:
-				a.errs = append(a.errs, &ObjectError{Disk: id, Err: err})
+				a.errs = append(a.errs, &lio.ObjectError{Disk: id, Err: err})
 				dropped[id] = true
 			default:
 				backstores[bs] = append(backstores[bs], id)
@@ -184,7 +188,7 @@ func (a *adapter) build(spec *Spec) {
 		}
 		spec.Disks[id] = ds
 	}
-	spec.Backstore = BackstoreUserRBD
+	spec.Backstore = lio.BackstoreUserRBD
 	switch len(backstores) {
 	case 0:
 	case 1:
@@ -195,19 +199,19 @@ func (a *adapter) build(spec *Spec) {
 		// Build takes one backstore per gateway; mixing would silently
 		// create some disks with the wrong plugin.
 		var parts []string
-		for _, bs := range sortedKeys(backstores) {
+		for _, bs := range slices.Sorted(maps.Keys(backstores)) {
 			parts = append(parts, fmt.Sprintf("%s: %s", bs, strings.Join(backstores[bs], ", ")))
 		}
 		mixed := strings.Join(parts, "; ")
-		for _, bs := range sortedKeys(backstores) {
+		for _, bs := range slices.Sorted(maps.Keys(backstores)) {
 			for _, id := range backstores[bs] {
-				a.fail(ObjectError{Disk: id}, "lio: disk %s: the disks of this gateway use different backstores (%s); only one backstore per gateway is supported", id, mixed)
+				a.fail(lio.ObjectError{Disk: id}, "lio: disk %s: the disks of this gateway use different backstores (%s); only one backstore per gateway is supported", id, mixed)
 				dropped[id] = true
 			}
 		}
 	}
 
-	for _, iqn := range sortedKeys(a.doc.Targets) {
+	for _, iqn := range slices.Sorted(maps.Keys(a.doc.Targets)) {
 		t := a.doc.Targets[iqn]
 		if t == nil {
 			continue
@@ -218,21 +222,21 @@ func (a *adapter) build(spec *Spec) {
 
 // resolveDisk checks a disk's backstore and fills in the RBD facts Build
 // needs for it.
-func (a *adapter) resolveDisk(id string, d *config.Disk, ds *DiskSpec) (string, error) {
+func (a *adapter) resolveDisk(id string, d *config.Disk, ds *lio.DiskSpec) (string, error) {
 	bs := d.Backstore
 	if bs == "" {
-		bs = BackstoreUserRBD // documents from before the field existed
+		bs = lio.BackstoreUserRBD // documents from before the field existed
 	}
 	needSize, needPath := false, false
 	switch bs {
-	case BackstoreUserRBD:
+	case lio.BackstoreUserRBD:
 		needSize = true
-	case BackstoreBlock:
+	case lio.BackstoreBlock:
 		needPath = true
-	case BackstoreFileIO:
+	case lio.BackstoreFileIO:
 		needSize, needPath = true, true
 	default:
-		return "", fmt.Errorf("lio: disk %s: unknown backstore %q (want %s or %s)", id, bs, BackstoreUserRBD, BackstoreBlock)
+		return "", fmt.Errorf("lio: disk %s: unknown backstore %q (want %s or %s)", id, bs, lio.BackstoreUserRBD, lio.BackstoreBlock)
 	}
 	if needSize && a.opts.Size != nil {
 		n, err := a.opts.Size(d.Pool, d.Image)
@@ -254,14 +258,14 @@ func (a *adapter) resolveDisk(id string, d *config.Disk, ds *DiskSpec) (string, 
 	return bs, nil
 }
 
-func (a *adapter) target(iqn string, t *config.Target, local []string, dropped map[string]bool) TargetSpec {
-	ts := TargetSpec{
+func (a *adapter) target(iqn string, t *config.Target, local []string, dropped map[string]bool) lio.TargetSpec {
+	ts := lio.TargetSpec{
 		ACLEnabled: t.ACLEnabled,
 		Controls:   t.Controls,
 		IPList:     t.IPList,
 		Portals:    map[string][]string{},
 		Disks:      map[string]int{},
-		Clients:    map[string]ClientSpec{},
+		Clients:    map[string]lio.ClientSpec{},
 	}
 	for gw, p := range t.Portals {
 		if p != nil && gw != a.gateway {
@@ -279,22 +283,22 @@ func (a *adapter) target(iqn string, t *config.Target, local []string, dropped m
 	auth, err := a.auth(t.Auth)
 	if err != nil {
 		// Without its CHAP the target would be open to anyone: leave it unbuilt.
-		a.fail(ObjectError{Target: iqn}, "lio: target %s: auth: %w", iqn, err)
+		a.fail(lio.ObjectError{Target: iqn}, "lio: target %s: auth: %w", iqn, err)
 		return ts
 	}
 	ts.Auth = auth
 	ts.Portals[a.gateway] = local
-	for _, ini := range sortedKeys(t.Clients) {
+	for _, ini := range slices.Sorted(maps.Keys(t.Clients)) {
 		c := t.Clients[ini]
 		if c == nil {
 			continue
 		}
 		auth, err := a.auth(c.Auth)
 		if err != nil {
-			a.fail(ObjectError{Target: iqn, Client: ini}, "lio: target %s client %s: %w", iqn, ini, err)
+			a.fail(lio.ObjectError{Target: iqn, Client: ini}, "lio: target %s client %s: %w", iqn, ini, err)
 			continue
 		}
-		cs := ClientSpec{Auth: auth, LUNs: map[string]int{}}
+		cs := lio.ClientSpec{Auth: auth, LUNs: map[string]int{}}
 		for id, l := range c.Luns {
 			if !dropped[id] {
 				cs.LUNs[id] = l.LunID
@@ -306,16 +310,16 @@ func (a *adapter) target(iqn string, t *config.Target, local []string, dropped m
 }
 
 // auth decrypts an auth block. Errors name the field, never its value.
-func (a *adapter) auth(c config.Auth) (AuthSpec, error) {
+func (a *adapter) auth(c config.Auth) (lio.AuthSpec, error) {
 	pw, err := a.password(c.Password, c.PasswordEncryptionEnabled)
 	if err != nil {
-		return AuthSpec{}, fmt.Errorf("password: %w", err)
+		return lio.AuthSpec{}, fmt.Errorf("password: %w", err)
 	}
 	mpw, err := a.password(c.MutualPassword, c.MutualPasswordEncryptionEnabled)
 	if err != nil {
-		return AuthSpec{}, fmt.Errorf("mutual_password: %w", err)
+		return lio.AuthSpec{}, fmt.Errorf("mutual_password: %w", err)
 	}
-	return AuthSpec{Username: c.Username, Password: Secret(pw), MutualUsername: c.MutualUsername, MutualPassword: Secret(mpw)}, nil
+	return lio.AuthSpec{Username: c.Username, Password: lio.Secret(pw), MutualUsername: c.MutualUsername, MutualPassword: lio.Secret(mpw)}, nil
 }
 
 func (a *adapter) password(stored string, encrypted bool) (string, error) {
@@ -325,28 +329,28 @@ func (a *adapter) password(stored string, encrypted bool) (string, error) {
 	return a.dec(stored)
 }
 
-func (a *adapter) addExtras(spec *Spec) {
+func (a *adapter) addExtras(spec *lio.Spec) {
 	for _, iqn := range a.opts.ManagedTargets {
 		if _, ok := spec.Targets[iqn]; !ok {
-			spec.Targets[iqn] = TargetSpec{}
+			spec.Targets[iqn] = lio.TargetSpec{}
 		}
 	}
 	have := map[string]bool{}
 	for id, d := range spec.Disks {
-		have[d.objectName(id)] = true
+		have[lio.ObjectName(id, d.Pool, d.Image, d.BackstoreObjectName)] = true
 	}
 	for _, name := range a.opts.ManagedStorageObjects {
 		if !have[name] {
 			// Disk ids contain a slash and object names do not, so the
 			// key cannot collide with a real disk.
-			spec.Disks[name] = DiskSpec{BackstoreObjectName: name}
+			spec.Disks[name] = lio.DiskSpec{BackstoreObjectName: name}
 			have[name] = true
 		}
 	}
 }
 
-func settingsFrom(s *settings.Settings) Settings {
-	return Settings{
+func settingsFrom(s *settings.Settings) lio.Settings {
+	return lio.Settings{
 		ALUAFailover:      s.AluaFailoverType,
 		ClusterClientName: s.ClusterClientName,
 		CephConf:          s.CephConfPath(),
@@ -399,4 +403,13 @@ func (d *rsaDecrypter) decrypt(ciphertext string) (string, error) {
 		return "", fmt.Errorf("stored encrypted, but the private key cannot be used: %w", d.err)
 	}
 	return chap.Decrypt(d.key, ciphertext)
+}
+
+// trimBrackets strips the brackets of an IPv6 address as ip_list may hold
+// it ("[fd00::1]").
+func trimBrackets(ip string) string {
+	if len(ip) >= 2 && ip[0] == '[' && ip[len(ip)-1] == ']' {
+		return ip[1 : len(ip)-1]
+	}
+	return ip
 }

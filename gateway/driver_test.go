@@ -1,0 +1,323 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"ceph-iscsi/config"
+	"ceph-iscsi/lio"
+	"ceph-iscsi/rados"
+)
+
+// memSource is the committed document in memory, with rados.Store's event
+// semantics (one pending event per subscriber, the latest epoch wins), so
+// the driver runs without a cluster or a process. onLoad, when set, runs
+// at the start of every Load.
+type memSource struct {
+	mu     sync.Mutex
+	doc    *config.Doc
+	subs   []chan rados.Event
+	onLoad func()
+	// subscribed is closed by the first Subscribe
+	subscribed chan struct{}
+}
+
+func (s *memSource) Load(context.Context) (*config.Doc, error) {
+	if s.onLoad != nil {
+		s.onLoad()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.doc.Clone(), nil
+}
+
+func (s *memSource) Subscribe(context.Context) <-chan rados.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan rados.Event, 1)
+	s.subs = append(s.subs, ch)
+	if len(s.subs) == 1 {
+		close(s.subscribed)
+	}
+	return ch
+}
+
+// commit applies mutate to the document, bumps the epoch and notifies.
+func (s *memSource) commit(t *testing.T, mutate func(*config.Doc) error) int64 {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.doc.Clone()
+	if err := mutate(d); err != nil {
+		t.Fatal(err)
+	}
+	d.Epoch++
+	s.doc = d
+	for _, ch := range s.subs {
+		select {
+		case <-ch: // a slow reader sees the latest epoch only
+		default:
+		}
+		ch <- rados.Event{Epoch: d.Epoch}
+	}
+	return d.Epoch
+}
+
+func addClient(n int) func(*config.Doc) error {
+	return func(d *config.Doc) error {
+		c, err := d.AddClient(targetIQN, fmt.Sprintf("iqn.1994-05.com.example:burst-%d", n), time.Now())
+		if err != nil {
+			return err
+		}
+		c.Auth = config.Auth{Username: "burstuser", Password: "Burst-Secret-12"}
+		return nil
+	}
+}
+
+// driverFixture is a restored gateway on an emulated configfs, a driver
+// over a memSource, and its passes.
+type driverFixture struct {
+	*fixture
+	rec    *Reconciler
+	src    *memSource
+	drv    *Driver
+	passes chan Pass
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newDriverFixture(t *testing.T, opts DriverOptions) *driverFixture {
+	t.Helper()
+	fx := newFixture(t)
+	dx := &driverFixture{fixture: fx, rec: fx.reconciler(gw1, addr1), passes: make(chan Pass, 100)}
+	dx.src = &memSource{doc: fx.doc(lio.BackstoreUserRBD), subscribed: make(chan struct{})}
+	opts.OnPass = func(p Pass) { dx.passes <- p }
+	if opts.RetryMin == 0 {
+		opts.RetryMin, opts.RetryMax = time.Millisecond, 10*time.Millisecond
+	}
+	if opts.DriftCheck == 0 {
+		opts.DriftCheck = time.Hour
+	}
+	dx.drv = NewDriver(dx.rec, dx.src, opts)
+	doc, err := dx.drv.Restore(t.Context())
+	if err != nil || dx.drv.Pending() {
+		t.Fatalf("restore: %v (pending %v)", err, dx.drv.Pending())
+	}
+	fx.converged(doc, gw1, addr1)
+	return dx
+}
+
+func (dx *driverFixture) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	dx.cancel, dx.done = cancel, make(chan struct{})
+	go func() {
+		defer close(dx.done)
+		dx.drv.Run(ctx)
+	}()
+	dx.t.Cleanup(dx.stop)
+}
+
+func (dx *driverFixture) stop() {
+	if dx.cancel != nil {
+		dx.cancel()
+		<-dx.done
+		dx.cancel = nil
+	}
+}
+
+// next waits for the driver's next pass.
+func (dx *driverFixture) next() Pass {
+	dx.t.Helper()
+	select {
+	case p := <-dx.passes:
+		return p
+	case <-time.After(time.Minute):
+		dx.t.Fatal("no reconcile pass within a minute")
+		return Pass{}
+	}
+}
+
+// waitSubscribed returns once Run listens for events.
+func (dx *driverFixture) waitSubscribed() {
+	dx.t.Helper()
+	select {
+	case <-dx.src.subscribed:
+	case <-time.After(time.Minute):
+		dx.t.Fatal("Run never subscribed")
+	}
+}
+
+func (dx *driverFixture) doc() *config.Doc {
+	d, _ := dx.src.Load(dx.t.Context())
+	return d
+}
+
+// TestDriverBurstReconcilesOnce: ten commits that land while the driver
+// reads the document cost one reconcile, of the newest epoch, which reads
+// back only what it changed; its leftover event does not reconcile again.
+func TestDriverBurstReconcilesOnce(t *testing.T) {
+	dx := newDriverFixture(t, DriverOptions{})
+	before := dx.rec.Counters()
+	first := true
+	var last int64
+	dx.src.onLoad = func() {
+		if first {
+			first = false
+			for i := 1; i < 10; i++ {
+				last = dx.src.commit(t, addClient(i))
+			}
+		}
+	}
+	dx.run()
+	dx.waitSubscribed()
+	dx.src.commit(t, addClient(0))
+	p := dx.next()
+	if p.Cause != CauseChange || p.Err != nil || p.Epoch != last {
+		t.Fatalf("pass %+v, want a change to epoch %d", p, last)
+	}
+	dx.stop()
+	after := dx.rec.Counters()
+	if runs := after.Runs - before.Runs; runs != 1 {
+		t.Errorf("%d reconciles for a burst of 10 epochs, want 1", runs)
+	}
+	if after.FullObserves != before.FullObserves {
+		t.Errorf("the burst re-read the whole LIO tree")
+	}
+	dx.converged(dx.doc(), gw1, addr1)
+}
+
+// TestDriverRetryReobserves: an operation that fails (a file where the
+// new client's ACL directory goes) makes the pass fail; the retry re-reads
+// the whole tree and converges once the obstacle is gone.
+func TestDriverRetryReobserves(t *testing.T) {
+	dx := newDriverFixture(t, DriverOptions{})
+	client := "iqn.1994-05.com.example:burst-1"
+	obstacle := filepath.Join(dx.fs.Root(), "target/iscsi", targetIQN, "tpgt_1/acls", client)
+	if err := os.WriteFile(obstacle, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := dx.rec.Counters()
+	dx.run()
+	dx.waitSubscribed()
+	epoch := dx.src.commit(t, addClient(1))
+	p := dx.next()
+	if p.Cause != CauseChange || p.Err == nil || p.Epoch != epoch {
+		t.Fatalf("first pass %+v, want a failed change", p)
+	}
+	if st := dx.rec.Status(); st.Converged || len(st.Problems) == 0 {
+		t.Errorf("status after the failure %+v", st)
+	}
+	if err := os.Remove(obstacle); err != nil {
+		t.Fatal(err)
+	}
+	for p = dx.next(); p.Err != nil; p = dx.next() {
+		if p.Cause != CauseRetry {
+			t.Fatalf("pass %+v, want retries", p)
+		}
+	}
+	if p.Cause != CauseRetry || p.Epoch != epoch {
+		t.Fatalf("pass %+v, want the retry of epoch %d", p, epoch)
+	}
+	dx.stop()
+	c := dx.rec.Counters()
+	if c.FullObserves-before.FullObserves != c.Runs-before.Runs-1 {
+		t.Errorf("counters %+v -> %+v: every retry must re-read the whole tree, the first pass not", before, c)
+	}
+	dx.converged(dx.doc(), gw1, addr1)
+	if !dx.rec.Status().Converged {
+		t.Errorf("status %+v", dx.rec.Status())
+	}
+}
+
+// soAttr is the path of an attribute of the fixture's storage object.
+func (dx *driverFixture) soAttr(attr string) string {
+	dx.t.Helper()
+	st, err := lio.Observe(dx.fs)
+	if err != nil || len(st.StorageObjects) != 1 {
+		dx.t.Fatalf("observe: %v %+v", err, st.StorageObjects)
+	}
+	return filepath.Join(dx.fs.Root(), st.StorageObjects[0].Path, "attrib", attr)
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestDriverDriftCheckRepairs: a change made behind the daemon's back is
+// not seen by the reconciles of new epochs (they trust what the reconciler
+// remembers), and the periodic drift check finds and repairs it.
+func TestDriverDriftCheckRepairs(t *testing.T) {
+	dx := newDriverFixture(t, DriverOptions{DriftCheck: 20 * time.Millisecond})
+	// an in-sync run: the reconciler now remembers the whole tree (Run,
+	// since Reconcile skips the content it has just applied)
+	if _, err := dx.rec.Run(t.Context(), dx.doc(), Mode{}); err != nil {
+		t.Fatal(err)
+	}
+	attr := dx.soAttr("cmd_time_out")
+	want := readFile(t, attr)
+	if err := os.WriteFile(attr, []byte("7"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A new epoch, reconciled as an API call does: the drifted value stays.
+	dx.src.commit(t, addClient(1))
+	if err := dx.rec.Reconcile(t.Context(), dx.doc()); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, attr); got != "7" {
+		t.Fatalf("a change reconcile re-read LIO: %s = %q", attr, got)
+	}
+	dx.run()
+	p := dx.next()
+	if p.Cause != CauseDrift || p.Err != nil {
+		t.Fatalf("pass %+v, want a drift check", p)
+	}
+	dx.stop()
+	if got := readFile(t, attr); got != want {
+		t.Errorf("drift check left %s = %q, want %q", attr, got, want)
+	}
+	dx.converged(dx.doc(), gw1, addr1)
+}
+
+// TestDriverReloadRereadsEverything: a reload re-reads the whole LIO tree
+// and every image size: a change behind the daemon's back is repaired and
+// a resized image reaches dev_size.
+func TestDriverReloadRereadsEverything(t *testing.T) {
+	dx := newDriverFixture(t, DriverOptions{})
+	attr := dx.soAttr("cmd_time_out")
+	want := readFile(t, attr)
+	if err := os.WriteFile(attr, []byte("7"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dx.images.resize(dx.disk, 2*imageSize)
+	reads, before := dx.images.readCount(), dx.rec.Counters()
+	dx.drv.Reload()
+	dx.run()
+	p := dx.next()
+	if p.Cause != CauseReload || p.Err != nil {
+		t.Fatalf("pass %+v, want a reload", p)
+	}
+	dx.stop()
+	if got := readFile(t, attr); got != want {
+		t.Errorf("reload left %s = %q, want %q", attr, got, want)
+	}
+	if c := dx.rec.Counters(); c.FullObserves != before.FullObserves+1 {
+		t.Errorf("counters %+v -> %+v, want one full observe", before, c)
+	}
+	if dx.images.readCount() == reads {
+		t.Error("reload did not read the image size again")
+	}
+	st, err := lio.Observe(dx.fs)
+	if err != nil || st.StorageObjects[0].Size != 2*imageSize {
+		t.Errorf("dev_size after reload: %v %+v", err, st.StorageObjects)
+	}
+}
