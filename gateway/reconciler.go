@@ -108,7 +108,8 @@ type Reconciler struct {
 	// worth reconciling again.
 	appliedGen uint64
 	forgets    atomic.Uint64
-	// runs counts the reconciles that observed and planned LIO.
+	// runs counts the reconciles that observed and planned LIO for a
+	// document (drift checks aside).
 	runs int64
 	// status is what the last Reconcile left undone; smu guards it, so the
 	// API can read it while a reconcile runs.
@@ -150,7 +151,8 @@ type Status struct {
 	// Converged: LIO holds everything the configuration gives this gateway.
 	Converged bool
 	Problems  []Problem
-	// Runs counts the reconciles since start.
+	// Runs counts the reconciles of a document since start (Reconcile;
+	// the periodic drift checks are not counted).
 	Runs int64
 }
 
@@ -716,7 +718,9 @@ func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool)
 		r.applied, r.appliedGen = b, gen
 	}
 	r.smu.Lock()
-	r.runs++
+	if !drift {
+		r.runs++
+	}
 	st.Runs = r.runs
 	r.status = st
 	r.smu.Unlock()
