@@ -13,7 +13,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/labstack/echo/v4"
+
 	"ceph-iscsi/config"
+	"ceph-iscsi/rados"
 )
 
 // peers talks to the other gateways' internal routes, as upstream's call_api
@@ -111,9 +114,15 @@ type plan struct {
 	// with pathSegments, never by joining raw names.
 	element string
 	vars    map[string]string
-	// commit writes the change and returns the document to apply locally.
-	// When nothing runs before it, its error is returned to the client as
-	// is (a validation that lost a race), since nothing was changed yet.
+	// mutation is the change, committed with s.commit: validated once on
+	// the fresh document inside the commit, together with what this
+	// gateway's LIO can take (see checked).
+	mutation rados.Mutation
+	// commit, for the changes that are more than one mutation (disks:
+	// RBD work around the commit), replaces mutation: it writes the change
+	// and returns the document to apply locally. Either way, when nothing
+	// runs before it, its error is returned to the client as is (a
+	// validation that lost a race), since nothing was changed yet.
 	commit func(ctx context.Context) (*config.Doc, error)
 	// localFail prefixes a local apply failure, as the internal route would.
 	localFail string
@@ -177,7 +186,11 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 			return fail(gw, status, why)
 		}
 	}
-	doc, err := p.commit(ctx)
+	commit := p.commit
+	if commit == nil {
+		commit = func(ctx context.Context) (*config.Doc, error) { return s.commit(ctx, p.mutation) }
+	}
+	doc, err := commit(ctx)
 	if err != nil {
 		if len(applied) == 0 {
 			return "", 0, err
@@ -221,6 +234,34 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 	}
 	return text + "; not applied yet on " + strings.Join(pending, ", ") +
 		". Those gateways converge from the committed configuration (a stopped one when it starts again): do not repeat the request", http.StatusOK, nil
+}
+
+// answer is the end of every coordinated public handler: it runs p and
+// replies with call_api's text after prefix, or with done, when done is
+// set and the change went through.
+func (s *server) answer(c echo.Context, p plan, prefix, done string) error {
+	text, status, err := s.coordinate(c.Request().Context(), p)
+	if err != nil {
+		return err
+	}
+	if done != "" && status == http.StatusOK {
+		return message(c, status, done)
+	}
+	return message(c, status, prefix+text)
+}
+
+// targetPeers is the start of the coordinated handlers of one target: the
+// form, the document, the target, and its other portal gateways.
+func (s *server) targetPeers(c echo.Context, iqn string) (form, *config.Doc, *config.Target, []string, error) {
+	f, doc, t, err := s.loadTarget(c, iqn)
+	if err != nil {
+		return form{}, nil, nil, nil, err
+	}
+	remote, err := s.remotePortals(t)
+	if err != nil {
+		return form{}, nil, nil, nil, err
+	}
+	return f, doc, t, remote, nil
 }
 
 // remotePortals is upstream's get_remote_gateways: the target's portal

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -132,18 +131,12 @@ func (s *server) client() echo.HandlerFunc {
 			if err := s.checkClientCreate(doc, t, cIQN); err != nil {
 				return err
 			}
-			text, status, err := s.coordinate(ctx, plan{
+			return s.answer(c, plan{
 				after: remote, label: "localhost",
 				method: http.MethodPut, endpoint: "_client", element: element, vars: vars,
 				localFail: "Client update failed",
-				commit: func(ctx context.Context) (*config.Doc, error) {
-					return s.commit(ctx, s.updateClient(tIQN, cIQN, nil, credentials{}, true))
-				},
-			})
-			if err != nil {
-				return err
-			}
-			return message(c, status, "client create/update "+text)
+				mutation:  s.updateClient(tIQN, cIQN, nil, credentials{}, true),
+			}, "client create/update ", "")
 		}
 
 		cl := t.Clients[cIQN]
@@ -160,18 +153,12 @@ func (s *server) client() echo.HandlerFunc {
 		if state == "LOGGED_IN" {
 			return httpErr(http.StatusBadRequest, "Client '%s' is logged in to %s- unable to delete until it's logged out", cIQN, tIQN)
 		}
-		text, status, err := s.coordinate(ctx, plan{
+		return s.answer(c, plan{
 			before: remote, label: "localhost",
 			method: http.MethodDelete, endpoint: "_client", element: element, vars: vars,
 			localFail: "Failed to remove client",
-			commit: func(ctx context.Context) (*config.Doc, error) {
-				return s.commit(ctx, removeClient(tIQN, cIQN, s.now))
-			},
-		})
-		if err != nil {
-			return err
-		}
-		return message(c, status, "client delete "+text)
+			mutation:  removeClient(tIQN, cIQN, s.now),
+		}, "client delete ", "")
 	}
 }
 
@@ -272,16 +259,11 @@ func hasDup(s []string) bool {
 
 func (s *server) clientAuth() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx := c.Request().Context()
 		tIQN, cIQN, err := s.clientIQNs(c)
 		if err != nil {
 			return err
 		}
-		f, _, t, err := s.loadTarget(c, tIQN)
-		if err != nil {
-			return err
-		}
-		remote, err := s.remotePortals(t)
+		f, _, t, remote, err := s.targetPeers(c, tIQN)
 		if err != nil {
 			return err
 		}
@@ -297,30 +279,24 @@ func (s *server) clientAuth() echo.HandlerFunc {
 		vars := cr.vars()
 		vars["committing_host"] = s.Gateway
 		vars["image_list"] = strings.Join(images, ",")
-		text, status, err := s.coordinate(ctx, plan{
+		return s.answer(c, plan{
 			after: remote, label: "localhost",
 			method: http.MethodPut, endpoint: "_clientauth", element: pathSegments(tIQN, cIQN), vars: vars,
 			localFail: "Client update failed",
-			commit: func(ctx context.Context) (*config.Doc, error) {
-				return s.commit(ctx, func(d *config.Doc) error {
-					t, err := targetOf(d, tIQN)
-					if err != nil {
-						return err
-					}
-					cl := t.Clients[cIQN]
-					if cl == nil {
-						return httpErr(http.StatusNotFound, "Client '%s' does not exist", cIQN)
-					}
-					// The LUNs are whatever they are now: a concurrent
-					// clientlun change must not be undone by an auth change.
-					return s.updateClient(tIQN, cIQN, sortedNames(cl.Luns), cr, false)(d)
-				})
+			mutation: func(d *config.Doc) error {
+				t, err := targetOf(d, tIQN)
+				if err != nil {
+					return err
+				}
+				cl := t.Clients[cIQN]
+				if cl == nil {
+					return httpErr(http.StatusNotFound, "Client '%s' does not exist", cIQN)
+				}
+				// The LUNs are whatever they are now: a concurrent
+				// clientlun change must not be undone by an auth change.
+				return s.updateClient(tIQN, cIQN, sortedNames(cl.Luns), cr, false)(d)
 			},
-		})
-		if err != nil {
-			return err
-		}
-		return message(c, status, "client auth "+text)
+		}, "client auth ", "")
 	}
 }
 

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -39,11 +38,7 @@ func (s *server) hostGroup() echo.HandlerFunc {
 			return err
 		}
 		name := param(c, "group_name")
-		f, doc, t, err := s.loadTarget(c, tIQN)
-		if err != nil {
-			return err
-		}
-		remote, err := s.remotePortals(t)
+		f, doc, t, remote, err := s.targetPeers(c, tIQN)
 		if err != nil {
 			return err
 		}
@@ -98,9 +93,7 @@ func (s *server) hostGroup() echo.HandlerFunc {
 			after: remote, label: "localhost",
 			method: http.MethodPut, endpoint: "_hostgroup", element: pathSegments(tIQN, name), vars: vars,
 			localFail: "Group request failed",
-			commit: func(ctx context.Context) (*config.Doc, error) {
-				return s.commit(ctx, s.applyGroup(tIQN, name, members, disks))
-			},
+			mutation:  s.applyGroup(tIQN, name, members, disks),
 		})
 		var ge *config.GroupError
 		if errors.As(err, &ge) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 
@@ -138,12 +139,15 @@ func (s *server) getConfig() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		decrypt := strings.EqualFold(f.get("decrypt_passwords", "false"), "true")
+		if sn, ok := s.Store.(snapshotter); ok && !decrypt {
+			return s.configBody.serve(c, sn)
+		}
 		doc, err := s.load(c.Request().Context())
 		if err != nil {
 			return err
 		}
-		if strings.EqualFold(f.get("decrypt_passwords", "false"), "true") {
-			doc = doc.Clone()
+		if decrypt {
 			if doc.DiscoveryAuth, err = s.chap.decryptAuth(doc.DiscoveryAuth); err != nil {
 				return fmt.Errorf("discovery_auth: %w", err)
 			}
@@ -164,14 +168,63 @@ func (s *server) getConfig() echo.HandlerFunc {
 				}
 			}
 		}
-		// Marshal is the Python-compatible encoding; re-encoding it gives
-		// the compact form with every key the document holds.
-		m, err := config.ParseAny(doc.Marshal())
+		b, err := configJSON(doc)
 		if err != nil {
-			return fmt.Errorf("re-read config: %w", err)
+			return err
 		}
-		return writeJSON(c, http.StatusOK, m)
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
 	}
+}
+
+// configJSON is the body of GET /api/config. Marshal is the
+// Python-compatible encoding; re-encoding it gives the compact form with
+// every key the document holds.
+func configJSON(doc *config.Doc) ([]byte, error) {
+	m, err := config.ParseAny(doc.Marshal())
+	if err != nil {
+		return nil, fmt.Errorf("re-read config: %w", err)
+	}
+	return encodeJSON(m)
+}
+
+// snapshotter is a Store that says which version of the object a document
+// is, for a check that costs no read (*rados.Store's Snapshot).
+type snapshotter interface {
+	Snapshot(ctx context.Context) (*config.Doc, uint64, error)
+}
+
+// bodyCache is GET /api/config served from memory: the encoded body of the
+// last object version asked for. Each request still asks the store which
+// version is current (a stat), so the committing gateway answers with its
+// own write and any gateway with another's on the next request.
+type bodyCache struct {
+	mu   sync.Mutex
+	ver  uint64
+	body []byte
+}
+
+func (bc *bodyCache) serve(c echo.Context, sn snapshotter) error {
+	doc, ver, err := sn.Snapshot(c.Request().Context())
+	if err != nil {
+		return fmt.Errorf("load config: %w", err)
+	}
+	bc.mu.Lock()
+	body := bc.body
+	if bc.ver != ver {
+		body = nil
+	}
+	bc.mu.Unlock()
+	if body == nil {
+		if body, err = configJSON(doc); err != nil {
+			return err
+		}
+		bc.mu.Lock()
+		if ver >= bc.ver {
+			bc.ver, bc.body = ver, body
+		}
+		bc.mu.Unlock()
+	}
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
 }
 
 func (s *server) getSettings() echo.HandlerFunc {

@@ -106,36 +106,27 @@ func (s *server) addTargetLun(c echo.Context, doc *config.Doc, tIQN, disk string
 	// concurrent adds spread ownership and never share an id; the peers,
 	// called after it, get what was committed.
 	vars := map[string]string{"disk": disk, "allocating_host": s.Gateway}
-	text, status, err := s.coordinate(c.Request().Context(), plan{
+	return s.answer(c, plan{
 		after: remote, label: s.Gateway,
 		method: http.MethodPut, endpoint: "_targetlun", element: pathSegments(tIQN), vars: vars,
 		localFail: "Failed to add the LUN",
-		commit: func(ctx context.Context) (*config.Doc, error) {
-			return s.commit(ctx, func(d *config.Doc) error {
-				if err := d.CheckTargetLunAdd(tIQN, disk, lunID); err != nil {
-					return err
-				}
-				owner, err := d.LunOwner(tIQN)
-				if err != nil {
-					return err
-				}
-				_, id, err := d.MapTargetLun(tIQN, disk, lunID, owner, s.now())
-				if err != nil {
-					return err
-				}
-				vars["owner"] = owner
-				vars["lun_id"] = strconv.Itoa(id)
-				return nil
-			})
+		mutation: func(d *config.Doc) error {
+			if err := d.CheckTargetLunAdd(tIQN, disk, lunID); err != nil {
+				return err
+			}
+			owner, err := d.LunOwner(tIQN)
+			if err != nil {
+				return err
+			}
+			_, id, err := d.MapTargetLun(tIQN, disk, lunID, owner, s.now())
+			if err != nil {
+				return err
+			}
+			vars["owner"] = owner
+			vars["lun_id"] = strconv.Itoa(id)
+			return nil
 		},
-	})
-	if err != nil {
-		return err
-	}
-	if status != http.StatusOK {
-		return message(c, status, "Add target LUN mapping failed - "+text)
-	}
-	return message(c, http.StatusOK, "Target LUN mapping updated successfully")
+	}, "Add target LUN mapping failed - ", "Target LUN mapping updated successfully")
 }
 
 func (s *server) removeTargetLun(c echo.Context, doc *config.Doc, tIQN, disk string, remote []string) error {
@@ -153,22 +144,13 @@ func (s *server) removeTargetLun(c echo.Context, doc *config.Doc, tIQN, disk str
 		_, msg := s.classify(err)
 		return httpErr(http.StatusBadRequest, "Delete target LUN mapping failed - failed on %s. Failed to remove the LUN - %s", first, msg)
 	}
-	text, status, err := s.coordinate(c.Request().Context(), plan{
+	return s.answer(c, plan{
 		before: remote, label: s.Gateway,
 		method: http.MethodDelete, endpoint: "_targetlun", element: pathSegments(tIQN),
 		vars:      map[string]string{"disk": disk, "purge_host": s.Gateway},
 		localFail: "Failed to remove the LUN",
-		commit: func(ctx context.Context) (*config.Doc, error) {
-			return s.commit(ctx, s.unmapTargetLun(tIQN, disk))
-		},
-	})
-	if err != nil {
-		return err
-	}
-	if status != http.StatusOK {
-		return message(c, status, "Delete target LUN mapping failed - "+text)
-	}
-	return message(c, http.StatusOK, "Target LUN mapping updated successfully")
+		mutation:  s.unmapTargetLun(tIQN, disk),
+	}, "Delete target LUN mapping failed - ", "Target LUN mapping updated successfully")
 }
 
 func (s *server) unmapTargetLun(tIQN, disk string) rados.Mutation {
@@ -308,16 +290,11 @@ func (s *server) gatewayInfo() echo.HandlerFunc {
 // portal, this gateway first and committing.
 func (s *server) clientLun() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx := c.Request().Context()
 		tIQN, cIQN, err := s.clientIQNs(c)
 		if err != nil {
 			return err
 		}
-		f, doc, t, err := s.loadTarget(c, tIQN)
-		if err != nil {
-			return err
-		}
-		remote, err := s.remotePortals(t)
+		f, doc, _, remote, err := s.targetPeers(c, tIQN)
 		if err != nil {
 			return err
 		}
@@ -329,18 +306,12 @@ func (s *server) clientLun() echo.HandlerFunc {
 		if err := m(doc.Clone()); err != nil && !errors.Is(err, errNoChange) {
 			return err
 		}
-		text, status, err := s.coordinate(ctx, plan{
+		return s.answer(c, plan{
 			after: remote, label: "localhost",
 			method: http.MethodPut, endpoint: "_clientlun", element: pathSegments(tIQN, cIQN), vars: vars,
 			localFail: "Client update failed",
-			commit: func(ctx context.Context) (*config.Doc, error) {
-				return s.commit(ctx, m)
-			},
-		})
-		if err != nil {
-			return err
-		}
-		return message(c, status, "client masking update "+text)
+			mutation:  m,
+		}, "client masking update ", "")
 	}
 }
 

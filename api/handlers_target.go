@@ -135,31 +135,22 @@ func (s *server) target() echo.HandlerFunc {
 		if v, ok := f.lookup("controls"); ok {
 			vars["controls"] = v
 		}
-		text, status, err := s.coordinate(ctx, plan{
+		return s.answer(c, plan{
 			after: remote, label: s.Gateway,
 			method: http.MethodPut, endpoint: "_target", element: pathSegments(iqn), vars: vars,
 			localFail: "Target reconfigure failed",
-			commit: func(ctx context.Context) (*config.Doc, error) {
-				return s.commit(ctx, func(d *config.Doc) error {
-					t := d.Targets[iqn]
-					if t == nil {
-						return httpErr(http.StatusBadRequest, "Target: %s is not defined.", iqn)
-					}
-					merged, err := s.Settings.MergeTargetControls(t.Controls, controls)
-					if err != nil {
-						return httpErr(http.StatusBadRequest, "Unexpected or invalid controls - %v", err)
-					}
-					return d.SetTargetControls(iqn, merged, s.now())
-				})
+			mutation: func(d *config.Doc) error {
+				t := d.Targets[iqn]
+				if t == nil {
+					return httpErr(http.StatusBadRequest, "Target: %s is not defined.", iqn)
+				}
+				merged, err := s.Settings.MergeTargetControls(t.Controls, controls)
+				if err != nil {
+					return httpErr(http.StatusBadRequest, "Unexpected or invalid controls - %v", err)
+				}
+				return d.SetTargetControls(iqn, merged, s.now())
 			},
-		})
-		if err != nil {
-			return err
-		}
-		if status != http.StatusOK {
-			return message(c, status, text)
-		}
-		return message(c, http.StatusOK, "Target reconfigured.")
+		}, "", "Target reconfigured.")
 	}
 }
 
@@ -193,30 +184,21 @@ func (s *server) deleteTarget(c echo.Context, iqn string) error {
 	}
 	// Each peer removes its own portal; this gateway goes last and removes
 	// whatever is left, as upstream's last recipient does.
-	text, status, err := s.coordinate(ctx, plan{
+	return s.answer(c, plan{
 		before: others, label: s.Gateway,
 		method: http.MethodDelete, endpoint: "_target", element: pathSegments(iqn),
 		localFail: "Failed to remove the target",
-		commit: func(ctx context.Context) (*config.Doc, error) {
-			return s.commit(ctx, func(d *config.Doc) error {
-				t := d.Targets[iqn]
-				if t == nil {
-					return errNoChange
-				}
-				if err := checkTargetEmpty(t); err != nil {
-					return err
-				}
-				return d.RemoveTargetGateway(iqn, s.Gateway, s.now())
-			})
+		mutation: func(d *config.Doc) error {
+			t := d.Targets[iqn]
+			if t == nil {
+				return errNoChange
+			}
+			if err := checkTargetEmpty(t); err != nil {
+				return err
+			}
+			return d.RemoveTargetGateway(iqn, s.Gateway, s.now())
 		},
-	})
-	if err != nil {
-		return err
-	}
-	if status != http.StatusOK {
-		return message(c, status, text)
-	}
-	return message(c, http.StatusOK, "Target deleted.")
+	}, "", "Target deleted.")
 }
 
 func (s *server) internalTarget() echo.HandlerFunc {
@@ -314,16 +296,12 @@ func (s *server) discoveryAuth() echo.HandlerFunc {
 				others = append(others, gw)
 			}
 		}
-		text, status, err := s.coordinate(ctx, plan{
+		return s.answer(c, plan{
 			after: others, label: s.Gateway,
 			method: http.MethodPut, endpoint: "_discoveryauth", element: "", vars: cr.vars(),
 			localFail: "Discovery auth update failed",
 			commit:    func(context.Context) (*config.Doc, error) { return doc, nil },
-		})
-		if err != nil {
-			return err
-		}
-		return message(c, status, "discovery auth "+text)
+		}, "discovery auth ", "")
 	}
 }
 
@@ -385,9 +363,7 @@ func (s *server) targetAuth() echo.HandlerFunc {
 			after: remote, label: s.Gateway,
 			method: http.MethodPut, endpoint: "_targetauth", element: pathSegments(iqn), vars: vars,
 			localFail: "Target auth update failed",
-			commit: func(ctx context.Context) (*config.Doc, error) {
-				return s.commit(ctx, s.targetAuthMutation(iqn, action, cr, true))
-			},
+			mutation:  s.targetAuthMutation(iqn, action, cr, true),
 		})
 		if err != nil {
 			return err

@@ -3,8 +3,10 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -112,4 +114,85 @@ func TestClusterBadRequestsChangeNothing(t *testing.T) {
 func TestClusterConcurrentClientCreates(t *testing.T) {
 	store := openClusterStore(t, seedDoc(gw1))
 	concurrentClients(t, newEnv(t, store, gw1, nil), 200)
+}
+
+// TestClusterGetConfigFollowsEveryWriter: GET /api/config is answered from
+// memory but always with the object's current content: the gateway's own
+// commit, another daemon's commit, and a direct write of the object (a
+// Python gateway's commit, a hand edit) each show on the next GET, exactly
+// as a fresh read of the object encodes.
+func TestClusterGetConfigFollowsEveryWriter(t *testing.T) {
+	store := openClusterStore(t, seedDoc(gw1))
+	env := newEnv(t, store, gw1, nil)
+	ctx := t.Context()
+	fresh := func() []byte {
+		t.Helper()
+		doc, _, err := config.Load(store.bytes(), config.UpgradeOptions{Gateway: config.NewIdentity("gw1", gw1), Now: t0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := configJSON(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	get := func(what string) map[string]any {
+		t.Helper()
+		rec := env.do(t, http.MethodGet, "/api/config", nil)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: GET /api/config: %d %s", what, rec.Code, rec.Body)
+		}
+		if want := fresh(); !bytes.Equal(rec.Body.Bytes(), want) {
+			t.Fatalf("%s: GET /api/config is not the object's content:\n%s\nwant\n%s", what, rec.Body, want)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	clients := func(m map[string]any) map[string]any {
+		return m["targets"].(map[string]any)[tIQN].(map[string]any)["clients"].(map[string]any)
+	}
+	get("before")
+
+	cA := "iqn.1994-05.com.example:getconfig-a"
+	if rec := env.do(t, http.MethodPut, "/api/client/"+tIQN+"/"+cA, nil); rec.Code != http.StatusOK {
+		t.Fatalf("PUT client: %d %s", rec.Code, rec.Body)
+	}
+	if clients(get("own commit"))[cA] == nil {
+		t.Fatalf("the committing gateway does not read its own write")
+	}
+
+	other, err := rados.OpenStore(ctx, store.conn, rados.StoreOptions{Object: store.object, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	cB := "iqn.1994-05.com.example:getconfig-b"
+	if _, err := other.Commit(ctx, func(d *config.Doc) error { _, err := d.AddClient(tIQN, cB, t0); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if m := get("another daemon's commit"); clients(m)[cB] == nil || m["epoch"] != float64(3) {
+		t.Fatalf("another daemon's commit is not seen: epoch %v", m["epoch"])
+	}
+
+	edited, err := store.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(edited.Targets[tIQN].Clients, cA)
+	edited.Epoch = 10
+	ioctx, err := store.conn.Raw().OpenIOContext("rbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ioctx.Destroy()
+	if err := ioctx.WriteFull(store.object, edited.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	if m := get("a direct write"); clients(m)[cA] != nil || m["epoch"] != float64(10) {
+		t.Fatalf("a direct write of the object is not seen: epoch %v", m["epoch"])
+	}
 }

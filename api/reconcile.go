@@ -35,6 +35,10 @@ type ReconcileStatus struct {
 	// Errors name each object left as LIO has it, or each failed LIO
 	// operation ("object": "LIO"); never a secret.
 	Errors []ReconcileError `json:"errors"`
+	// Runs counts this daemon's reconciles. A change reaches a gateway
+	// both through its coordinator's call and through the config watch,
+	// and is reconciled once.
+	Runs int64 `json:"runs"`
 }
 
 // ReconcileError is one object a reconcile could not converge.

@@ -30,7 +30,10 @@ type Store interface {
 type LocalLIO interface {
 	// Reconcile makes local LIO match doc for this gateway. doc is the
 	// committed document or, on a gateway that does not commit, the
-	// document with the requested change applied in memory.
+	// document with the requested change applied in memory. A document
+	// whose content LIO already holds (the config watch applied it, or
+	// this is the commit of a preview applied before) costs nothing: one
+	// reconcile per change per gateway.
 	Reconcile(ctx context.Context, doc *config.Doc) error
 	// Sessions counts the iSCSI sessions of a target on this gateway (0
 	// when the target is not in LIO).
@@ -109,6 +112,8 @@ type server struct {
 	logins *loginLimiter
 	chap   chapKeys
 	peers  *peers
+	// configBody is GET /api/config's answer for the current object version.
+	configBody bodyCache
 }
 
 // NewServer builds the API with every upstream route registered.

@@ -313,7 +313,7 @@ func (l localLIO) ClientInfo(ctx context.Context, targetIQN, clientIQN string) (
 // /api/gatewayinfo.
 func (l localLIO) ReconcileStatus() api.ReconcileStatus {
 	st := l.Status()
-	out := api.ReconcileStatus{Epoch: st.Epoch, Converged: st.Converged}
+	out := api.ReconcileStatus{Epoch: st.Epoch, Converged: st.Converged, Runs: st.Runs}
 	for _, p := range st.Problems {
 		out.Errors = append(out.Errors, api.ReconcileError{Object: p.Object, Error: p.Error})
 	}

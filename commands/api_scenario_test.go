@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"ceph-iscsi/api"
 	"ceph-iscsi/config"
 	"ceph-iscsi/lio"
 	"ceph-iscsi/rbd"
@@ -405,6 +406,19 @@ func TestAPIScenarioFull(t *testing.T) {
 		step("disk delete " + disks[i])
 		if ok, err := rbd.Exists(conn, "rbd", images[i]); err != nil || ok {
 			t.Fatalf("image %s after delete: exists %v, %v", images[i], ok, err)
+		}
+	}
+	// One reconcile per epoch per gateway: every change reached each
+	// gateway twice (its coordinator's internal call and the config watch;
+	// for removals, the call before the commit), and was reconciled once.
+	// Besides: the start-up reconcile, and the resize's (the size is not
+	// in the document).
+	cur := step("all disks deleted")
+	for _, d := range gws {
+		rs := cl.reconcileStatus(d, cur.Epoch, func(rs api.ReconcileStatus) bool { return rs.Converged })
+		t.Logf("%s: %d reconciles for %d epochs", d.name, rs.Runs, cur.Epoch)
+		if rs.Runs > cur.Epoch+2 {
+			t.Errorf("%s made %d reconciles for epochs 0 to %d and a resize", d.name, rs.Runs, cur.Epoch)
 		}
 	}
 	// gw3 goes through gw1; gw2 removes itself; gw3, no portal any more,

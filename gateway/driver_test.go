@@ -258,8 +258,9 @@ func readFile(t *testing.T, p string) string {
 // remembers), and the periodic drift check finds and repairs it.
 func TestDriverDriftCheckRepairs(t *testing.T) {
 	dx := newDriverFixture(t, DriverOptions{DriftCheck: 20 * time.Millisecond})
-	// an in-sync reconcile: the reconciler now remembers the whole tree
-	if err := dx.rec.Reconcile(t.Context(), dx.doc()); err != nil {
+	// an in-sync run: the reconciler now remembers the whole tree (Run,
+	// since Reconcile skips the content it has just applied)
+	if _, err := dx.rec.Run(t.Context(), dx.doc(), Mode{}); err != nil {
 		t.Fatal(err)
 	}
 	attr := dx.soAttr("cmd_time_out")

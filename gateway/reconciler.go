@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"ceph-iscsi/config"
 	"ceph-iscsi/host"
@@ -97,10 +98,19 @@ type Reconciler struct {
 	// cacheMu guards sizes, sizeUsed and mapper, which Check uses too: it
 	// runs inside an API commit, which must not wait for a reconcile.
 	cacheMu sync.Mutex
-	// applied is the encoding of the last document a full reconcile
-	// converged LIO to, so the config watch can skip the epoch an API call
-	// has just applied (observing LIO is the expensive part of a reconcile).
+	// applied is lioContent of the last document a full reconcile
+	// converged LIO to, so that the config watch and the API's calls skip
+	// what one of them has just applied (observing LIO is the expensive
+	// part of a reconcile).
 	applied []byte
+	// appliedGen is forgets as it was when applied was converged: a
+	// ForgetSizes since (a resize, a reload) makes the same document
+	// worth reconciling again.
+	appliedGen uint64
+	forgets    atomic.Uint64
+	// runs counts the reconciles that observed and planned LIO for a
+	// document (drift checks aside).
+	runs int64
 	// status is what the last Reconcile left undone; smu guards it, so the
 	// API can read it while a reconcile runs.
 	smu    sync.Mutex
@@ -141,6 +151,9 @@ type Status struct {
 	// Converged: LIO holds everything the configuration gives this gateway.
 	Converged bool
 	Problems  []Problem
+	// Runs counts the reconciles of a document since start (Reconcile;
+	// the periodic drift checks are not counted).
+	Runs int64
 }
 
 // New returns a Reconciler.
@@ -229,6 +242,11 @@ type Report struct {
 func (r *Reconciler) Run(ctx context.Context, doc *config.Doc, mode Mode) (Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.runLocked(ctx, doc, mode)
+}
+
+// runLocked is Run with r.mu held.
+func (r *Reconciler) runLocked(ctx context.Context, doc *config.Doc, mode Mode) (Report, error) {
 	r.cacheMu.Lock()
 	r.sizeUsed = map[string]bool{}
 	r.cacheMu.Unlock()
@@ -263,6 +281,7 @@ func (r *Reconciler) Check(ctx context.Context, doc *config.Doc) error {
 // them when none are given), so the next reconcile reads them again: after a
 // resize, or a SIGHUP that must pick up changes made behind the API's back.
 func (r *Reconciler) ForgetSizes(ids ...string) {
+	r.forgets.Add(1)
 	r.cacheMu.Lock()
 	defer r.cacheMu.Unlock()
 	if len(ids) == 0 {
@@ -647,6 +666,12 @@ func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State, held ma
 // be built are left as they are, logged and reported by Status, and are
 // not an error here: one bad object must not fail every change of the
 // others. Status tells whether a retry is due.
+//
+// A document LIO was last converged to, by this call from the API or from
+// the config watch, is not reconciled again unless ForgetSizes was called
+// since; the epoch and the created/updated stamps do not count (see
+// lioContent). The check and the reconcile are one step, so an API call
+// and the watch that both bring a change make one reconcile between them.
 func (r *Reconciler) Reconcile(ctx context.Context, doc *config.Doc) error {
 	return r.reconcile(ctx, doc, false)
 }
@@ -664,7 +689,14 @@ func (r *Reconciler) CheckDrift(ctx context.Context, doc *config.Doc) error {
 const maxDriftOps = 20
 
 func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool) error {
-	rep, err := r.Run(ctx, doc, Mode{})
+	b := lioContent(doc)
+	gen := r.forgets.Load()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !drift && !r.resync && r.applied != nil && r.appliedGen == gen && bytes.Equal(r.applied, b) {
+		return nil
+	}
+	rep, err := r.runLocked(ctx, doc, Mode{})
 	if drift && !rep.Plan.Empty() {
 		ops := make([]string, 0, min(len(rep.Plan.Ops), maxDriftOps))
 		for _, op := range rep.Plan.Ops[:min(len(rep.Plan.Ops), maxDriftOps)] {
@@ -681,13 +713,15 @@ func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool)
 	for _, e := range failed {
 		st.Problems = append(st.Problems, Problem{Object: "LIO", Error: e.Error()})
 	}
-	r.mu.Lock()
 	r.applied = nil
 	if err == nil {
-		r.applied = doc.Marshal()
+		r.applied, r.appliedGen = b, gen
 	}
-	r.mu.Unlock()
 	r.smu.Lock()
+	if !drift {
+		r.runs++
+	}
+	st.Runs = r.runs
 	r.status = st
 	r.smu.Unlock()
 	if rep.Applied != nil {
@@ -713,10 +747,32 @@ func (r *Reconciler) Status() Status {
 // LIO may have drifted since (SIGHUP is the operator's way to re-check);
 // the config watch uses it not to reconcile twice what an API call just did.
 func (r *Reconciler) Converged(doc *config.Doc) bool {
-	b := doc.Marshal()
+	b := lioContent(doc)
+	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.applied != nil && bytes.Equal(r.applied, b)
+	return r.applied != nil && r.appliedGen == gen && bytes.Equal(r.applied, b)
+}
+
+// lioContent is doc's encoding without what never reaches LIO: the epoch
+// and the created/updated stamps, each one line of the indented encoding.
+// A gateway asked to apply a change before its coordinator commits it
+// (upstream's order for removals) reconciles a preview, whose epoch and
+// stamps are not those of the commit that follows; its content is, and the
+// config watch then has nothing left to do.
+func lioContent(doc *config.Doc) []byte {
+	raw := doc.Marshal()
+	out := make([]byte, 0, len(raw))
+	for len(raw) > 0 {
+		var line []byte
+		line, raw, _ = bytes.Cut(raw, []byte("\n"))
+		key := bytes.TrimLeft(line, " ")
+		if bytes.HasPrefix(key, []byte(`"epoch": `)) || bytes.HasPrefix(key, []byte(`"created": `)) || bytes.HasPrefix(key, []byte(`"updated": `)) {
+			continue
+		}
+		out = append(append(out, line...), '\n')
+	}
+	return out
 }
 
 // Teardown removes this gateway's LIO objects (spec 6.6).

@@ -659,10 +659,39 @@ func TestConvergedOnlyForTheAppliedDocument(t *testing.T) {
 	if !r.Converged(doc.Clone()) {
 		t.Fatal("not converged on the document just applied")
 	}
+	// a newer epoch with the same content (what a preview reconciled
+	// before its coordinator committed it): nothing to do
+	same := doc.Clone()
+	same.Epoch++
+	same.Updated = "2030-01-01 00:00:00"
+	if !r.Converged(same) {
+		t.Fatal("not converged on the same content at a newer epoch")
+	}
+	if err := r.Reconcile(t.Context(), same); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Status().Runs; n != 1 {
+		t.Fatalf("%d reconciles for one content, want 1", n)
+	}
 	next := doc.Clone()
 	next.Epoch++
+	if _, err := next.AddTarget("iqn.2003-01.com.example:converged-other", time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	if r.Converged(next) {
-		t.Fatal("converged on a newer epoch")
+		t.Fatal("converged on a newer epoch with another target")
+	}
+	// a forgotten size (a resize, a reload) makes the same document worth
+	// a reconcile again
+	r.ForgetSizes()
+	if r.Converged(doc) {
+		t.Fatal("converged after ForgetSizes")
+	}
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Status().Runs; n != 2 {
+		t.Fatalf("%d reconciles after ForgetSizes, want 2", n)
 	}
 	if _, err := r.Teardown(t.Context(), doc); err != nil {
 		t.Fatal(err)

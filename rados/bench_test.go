@@ -97,3 +97,68 @@ func BenchmarkLoad(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCommitLuns is the config object's own share of a LUN change: one
+// commit (stat, copy of the remembered document, mutation, validation,
+// encoding, version-asserted write) on a target holding n LUNs and n/4
+// clients of 4 LUNs each, the shape of the issue 10 figures.
+// Run: go test -tags pacific -run '^$' -bench CommitLuns ./rados/
+func BenchmarkCommitLuns(b *testing.B) {
+	for _, n := range []int{16, 256, 1024, 4096} {
+		b.Run(fmt.Sprintf("luns=%d", n), func(b *testing.B) {
+			s := openStore(b, connect(b), uniqueObject(b), nil)
+			ctx := context.Background()
+			if _, err := s.Commit(ctx, func(d *config.Doc) error { return lunDoc(d, n) }); err != nil {
+				b.Fatal(err)
+			}
+			enc := time.Duration(0)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				// a client gains and loses its fifth LUN, as PUT/DELETE clientlun
+				client := fmt.Sprintf("iqn.1994-05.com.example:c%05d", 0)
+				disk := fmt.Sprintf("rbd/img%05d", 4)
+				doc, err := s.Commit(ctx, func(d *config.Doc) error {
+					cl := d.Targets[testTarget].Clients[client]
+					if _, ok := cl.Luns[disk]; ok {
+						delete(cl.Luns, disk)
+					} else {
+						cl.Luns[disk] = config.LunRef{LunID: 4}
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if i == 0 {
+					t0 := time.Now()
+					_ = doc.Marshal()
+					enc = time.Since(t0)
+				}
+			}
+			b.ReportMetric(float64(enc.Microseconds())/1000, "encode-ms")
+		})
+	}
+}
+
+// lunDoc fills d with one target holding n LUNs and n/4 clients of 4 LUNs.
+func lunDoc(d *config.Doc, n int) error {
+	t, err := d.AddTarget(testTarget, time.Now())
+	if err != nil {
+		return err
+	}
+	owner := "gw1"
+	for i := range n {
+		id := fmt.Sprintf("rbd/img%05d", i)
+		d.Disks[id] = &config.Disk{Pool: "rbd", Image: fmt.Sprintf("img%05d", i), WWN: fmt.Sprintf("wwn-%d", i),
+			Backstore: "user:rbd", BackstoreObjectName: fmt.Sprintf("rbd.img%05d", i), Owner: &owner, AllocatingHost: &owner, Controls: map[string]any{}}
+		t.Disks[id] = config.LunRef{LunID: i}
+	}
+	for c := range n / 4 {
+		cl := config.NewClient()
+		for j := range 4 {
+			cl.Luns[fmt.Sprintf("rbd/img%05d", c*4+j)] = config.LunRef{LunID: j}
+		}
+		t.Clients[fmt.Sprintf("iqn.1994-05.com.example:c%05d", c)] = cl
+	}
+	return nil
+}

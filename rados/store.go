@@ -88,10 +88,11 @@ type Store struct {
 	commitMu sync.Mutex
 	// readSize is the buffer size the last read needed; reads start there.
 	readSize atomic.Int64
-	// loaded is the last document Load parsed and the object version it had:
-	// every API request reads the object (peers write it behind our back),
-	// but while the version is unchanged a copy replaces the parse, which is
-	// most of the cost of a large document.
+	// loaded is the last document read or committed and the object version it
+	// is: every API request checks the version (peers write the object behind
+	// our back), but while it is unchanged the object is neither read nor
+	// parsed, which is most of the cost of a large document. It is shared
+	// read-only (Snapshot).
 	loadedMu  sync.Mutex
 	loadedVer uint64
 	loaded    *config.Doc
@@ -226,34 +227,83 @@ func (s *Store) read(io *rados.IOContext) ([]byte, uint64, error) {
 }
 
 // Load reads the current document. An older schema is upgraded in memory; OpenStore
-// and every commit write the upgrade back.
+// and every commit write the upgrade back. The caller owns the copy it gets.
 func (s *Store) Load(ctx context.Context) (*config.Doc, error) {
+	doc, _, err := s.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return doc.Clone(), nil
+}
+
+// Snapshot returns the current document and the object version it is, shared with
+// every other caller: it must not be modified (Load gives a copy). Each call costs
+// one stat of the object, which says whether the document this process last read
+// or committed is still the current one; only when another writer (a peer, a
+// Python gateway, a hand edit) changed the object is it read and parsed again. So a
+// gateway reads its own commits (the commit leaves its document here) and sees
+// anybody else's on the next call.
+func (s *Store) Snapshot(_ context.Context) (*config.Doc, uint64, error) {
 	io, err := s.ioctx()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer io.Destroy()
+	ver, err := s.version(io)
+	if err != nil {
+		return nil, 0, err
+	}
+	if doc := s.cached(ver); doc != nil {
+		return doc, ver, nil
+	}
 	raw, ver, err := s.read(io)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	s.loadedMu.Lock()
-	if s.loaded != nil && s.loadedVer == ver {
-		doc := s.loaded.Clone()
-		s.loadedMu.Unlock()
-		return doc, nil
+	if doc := s.cached(ver); doc != nil {
+		return doc, ver, nil
 	}
-	s.loadedMu.Unlock()
 	doc, _, err := config.Load(raw, s.upgradeOptions())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.Name(), err)
+		return nil, 0, fmt.Errorf("%s: %w", s.Name(), err)
 	}
+	s.remember(doc, ver)
+	return doc, ver, nil
+}
+
+// version is the object's current version, from a stat: no data is read.
+func (s *Store) version(io *rados.IOContext) (uint64, error) {
+	if _, err := io.Stat(s.opts.Object); err != nil {
+		if Errno(err) == errnoENOENT {
+			return 0, fmt.Errorf("stat %s: %w", s.Name(), ErrConfigNotFound)
+		}
+		return 0, fmt.Errorf("stat %s: %w", s.Name(), err)
+	}
+	ver, err := io.GetLastVersion()
+	if err != nil {
+		return 0, fmt.Errorf("stat %s: version: %w", s.Name(), err)
+	}
+	return ver, nil
+}
+
+// cached is the remembered document when it is version ver, else nil.
+func (s *Store) cached(ver uint64) *config.Doc {
 	s.loadedMu.Lock()
-	if ver >= s.loadedVer {
-		s.loaded, s.loadedVer = doc.Clone(), ver
+	defer s.loadedMu.Unlock()
+	if s.loaded != nil && s.loadedVer == ver {
+		return s.loaded
 	}
-	s.loadedMu.Unlock()
-	return doc, nil
+	return nil
+}
+
+// remember keeps doc as the document of object version ver, unless a newer one is
+// already known. doc is never modified afterwards: callers share it.
+func (s *Store) remember(doc *config.Doc, ver uint64) {
+	s.loadedMu.Lock()
+	defer s.loadedMu.Unlock()
+	if ver >= s.loadedVer {
+		s.loaded, s.loadedVer = doc, ver
+	}
 }
 
 // Epoch reads the epoch xattr, the change counter every gateway, Python ones
@@ -308,13 +358,20 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 	}()
 
 	for attempt := 1; ; attempt++ {
-		raw, ver, err := s.read(io)
+		var doc *config.Doc
+		changed := false
+		var raw []byte
+		ver, err := s.version(io)
 		if err != nil {
 			return nil, err
 		}
-		var doc *config.Doc
-		changed := false
-		if len(raw) == 0 {
+		if cur := s.cached(ver); cur != nil && !onlyIfNeeded {
+			// The write asserts ver, so the remembered document is the one
+			// the mutation must see; a stat replaces the read and the parse.
+			doc = cur.Clone()
+		} else if raw, ver, err = s.read(io); err != nil {
+			return nil, err
+		} else if len(raw) == 0 {
 			doc, changed = config.NewDoc(s.opts.Now()), true
 		} else {
 			doc, changed, err = config.Load(raw, s.upgradeOptions())
@@ -356,6 +413,10 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		switch {
 		case err == nil:
 			unlocked = true
+			if written, verr := io.GetLastVersion(); verr == nil {
+				// the committing gateway reads its own write without a read
+				s.remember(doc.Clone(), written)
+			}
 			s.notify(doc.Epoch)
 			return doc, nil
 		case Errno(err) == errnoERANGE || Errno(err) == errnoEOVERFLOW:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -469,4 +470,111 @@ func TestLoadReusesParseSafely(t *testing.T) {
 	if seen.Targets["iqn.2003-01.com.example:raw"] == nil {
 		t.Fatal("a raw write was not seen by the next Load")
 	}
+}
+
+// TestSnapshotReadsYourWritesAndSeesOthers: the committing store answers
+// from what it wrote, at the object's real version, and a change by another
+// store (another gateway) or a direct write of the object (a Python gateway,
+// a hand edit) is seen on the very next call.
+func TestSnapshotReadsYourWritesAndSeesOthers(t *testing.T) {
+	conn := connect(t)
+	ctx := context.Background()
+	a := openStore(t, conn, uniqueObject(t), nil)
+	b := openStore(t, connect(t), a.opts.Object, nil)
+	objectVersion := func() uint64 {
+		t.Helper()
+		io, err := a.ioctx()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer io.Destroy()
+		_, ver, err := a.read(io)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ver
+	}
+
+	committed, err := a.Commit(ctx, func(d *config.Doc) error {
+		_, err := d.AddTarget(testTarget, time.Now())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, ver, err := a.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := objectVersion(); ver != want {
+		t.Errorf("snapshot version after the commit = %d, the object is at %d", ver, want)
+	}
+	if string(doc.Marshal()) != string(committed.Marshal()) || doc.Targets[testTarget] == nil {
+		t.Errorf("snapshot after the commit is not the committed document:\n%s", doc.Marshal())
+	}
+	again, ver2, err := a.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != doc || ver2 != ver {
+		t.Errorf("an unchanged object was read again (version %d then %d)", ver, ver2)
+	}
+
+	// another gateway commits
+	const other = "iqn.2003-01.com.example.iscsi-gw:store-test-b"
+	if _, err := b.Commit(ctx, func(d *config.Doc) error {
+		_, err := d.AddTarget(other, time.Now())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	doc, ver, err = a.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Targets[other] == nil || doc.Epoch != 2 || ver != objectVersion() {
+		t.Errorf("a peer's commit is not seen: epoch %d, targets %v", doc.Epoch, sortedKeys(doc.Targets))
+	}
+
+	// a direct write of the object, as a Python gateway's commit or a hand edit
+	edited := doc.Clone()
+	delete(edited.Targets, testTarget)
+	edited.Epoch = 7
+	io, err := b.ioctx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
+	if err := io.WriteFull(b.opts.Object, edited.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := a.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.Targets[testTarget] != nil || loaded.Epoch != 7 {
+		t.Errorf("a direct write of the object is not seen: epoch %d, targets %v", loaded.Epoch, sortedKeys(loaded.Targets))
+	}
+	// Load hands out a copy: changing it does not change the next answer
+	delete(loaded.Targets, other)
+	if doc, _, err := a.Snapshot(ctx); err != nil || doc.Targets[other] == nil {
+		t.Errorf("a Load copy changed the shared document (err %v)", err)
+	}
+	// and the commit that follows starts from the edited document
+	c, err := a.Commit(ctx, func(d *config.Doc) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Epoch != 8 || c.Targets[testTarget] != nil {
+		t.Errorf("commit after a direct write: epoch %d, targets %v", c.Epoch, sortedKeys(c.Targets))
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

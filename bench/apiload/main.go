@@ -1,7 +1,7 @@
 // Command apiload measures a running rbd-target-api (ours or upstream's, it only
 // speaks the public REST API): requests/s and latency percentiles of GET
-// /api/config under concurrent load, and the latency of PUT /api/targetlun on a
-// target that already holds a given number of LUNs.
+// /api/config under concurrent load, and the latency of PUT /api/targetlun and
+// PUT /api/clientlun on a target that already holds a given number of LUNs.
 //
 // It builds what it measures through the API itself: a target, the disks
 // (PUT /api/disk, mode=create) and their target LUNs. The gateway the API runs
@@ -192,6 +192,26 @@ func lunSteps(ctx context.Context, c *client, target, pool, prefix string, steps
 		}
 		fmt.Printf("PUT /api/targetlun with %4d LUNs on the target: p50 %s  p99 %s  (%d samples; DELETE p50 %s)\n",
 			n, ms(put.pct(0.5)), ms(put.pct(0.99)), samples, ms(del.pct(0.5)))
+
+		// PUT /api/clientlun: the probe disk, now a LUN of the target, in
+		// and out of one client's LUNs
+		c.must(ctx, http.MethodPut, "/api/targetlun/"+target, url.Values{"disk": {disk(probe)}})
+		client := "iqn.1994-05.com.example:" + prefix + "-probe"
+		if st, _, err := c.do(ctx, http.MethodGet, "/api/_client/"+target+"/"+client, nil); err != nil || st != http.StatusOK {
+			c.must(ctx, http.MethodPut, "/api/client/"+target+"/"+client, url.Values{})
+		}
+		var cput, cdel stats
+		for range samples {
+			t0 := time.Now()
+			c.must(ctx, http.MethodPut, "/api/clientlun/"+target+"/"+client, url.Values{"disk": {disk(probe)}})
+			cput.d = append(cput.d, time.Since(t0))
+			t0 = time.Now()
+			c.must(ctx, http.MethodDelete, "/api/clientlun/"+target+"/"+client, url.Values{"disk": {disk(probe)}})
+			cdel.d = append(cdel.d, time.Since(t0))
+		}
+		c.must(ctx, http.MethodDelete, "/api/targetlun/"+target, url.Values{"disk": {disk(probe)}})
+		fmt.Printf("PUT /api/clientlun with %4d LUNs on the target: p50 %s  p99 %s  (%d samples; DELETE p50 %s)\n",
+			n+1, ms(cput.pct(0.5)), ms(cput.pct(0.99)), samples, ms(cdel.pct(0.5)))
 	}
 }
 
