@@ -24,9 +24,9 @@ GOTESTFLAGS ?= -count=1 -timeout 20m
 DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iproute2 \
 	librados-dev librbd-dev ceph-mon ceph-osd ceph-common rbd-nbd python3 \
 	qemu-system-x86 busybox-static kmod open-iscsi tcmu-runner \
-	binutils systemd man-db init-system-helpers
+	binutils systemd man-db init-system-helpers e2fsprogs
 
-.PHONY: all deps build install deb test unit deb-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
+.PHONY: all deps build install deb demo test unit deb-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
 
 all: build
 
@@ -58,6 +58,13 @@ deb: build
 	rm -f out/ceph-iscsi_*_amd64.deb
 	DEB_VERSION='$(DEB_VERSION)' CEPH_LIB_VERSION='$(CEPH_LIB_VERSION)' \
 	  go run $(NFPM) package -f dist/deb/nfpm.yaml -p deb -t $(DEB)
+
+# The main job end to end (root when something is missing: it runs make deps): a Ceph
+# cluster, the VM with the real kernel, the package installed in it, rbd-target-api run
+# as its unit, an export configured through the REST API, an open-iscsi CHAP login that
+# writes a file system, and the file found in the RBD image through librbd. ~3-5 min.
+demo:
+	dist/demo/demo.sh
 
 # The whole suite: static checks, then every package's tests against one real Ceph
 # cluster started for the run (CEPH_CONF set by with-cluster.sh), then the package

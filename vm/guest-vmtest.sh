@@ -47,7 +47,7 @@ if [[ -n ${VMTEST_CEPH_SRC:-} ]]; then
   ceph-mon -c "$C/ceph.conf" -i a || { echo "ceph-mon failed"; exit 1; }
   ceph-osd -c "$C/ceph.conf" -i 0 || { echo "ceph-osd failed"; tail -20 "$C/log/osd.0.log"; exit 1; }
   step "ceph daemons started"
-  export VMTEST_CEPH_CONF=/etc/ceph/ceph.conf
+  export VMTEST_CEPH_CONF=/etc/ceph/ceph.conf VMTEST_CEPH_DIR=$C
 fi
 # VMTEST_TCMU=0 (bench/restore-vm.sh) keeps tcmu-runner off even with Ceph: the kernel
 # then enables user backstores without one, as long as none ran in this boot.
