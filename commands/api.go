@@ -80,7 +80,8 @@ func apiCommand() *cli.Command {
 			"restores LIO from it and serves the REST API on api_host:api_port (HTTPS when api_secure). " +
 			"Every new configuration epoch (a commit by any gateway) is reconciled into LIO; SIGHUP " +
 			"re-reads the configuration and reconciles; SIGTERM stops serving, removes this gateway's " +
-			"LIO objects and exits. With NOTIFY_SOCKET set it reports READY=1 to systemd once serving. " +
+			"LIO objects and exits. With NOTIFY_SOCKET set it reports READY=1 to systemd once LIO is restored and the API " +
+			"serves, RELOADING=1 then READY=1 around a SIGHUP's reconcile, and STOPPING=1 on SIGTERM. " +
 			"Fatal start-up errors exit 16.",
 		Flags: append([]cli.Flag{
 			configFlag(),
@@ -244,7 +245,9 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	reload := make(chan struct{}, 1)
+	// A reload carries a channel the watch closes once the reload's
+	// reconcile is over, so READY=1 follows RELOADING=1 only then.
+	reload := make(chan chan struct{}, 1)
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
@@ -263,15 +266,25 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 	notify(log, sddaemon.SdNotifyReady)
 
 	var runErr error
+	// reloading is the reload in progress; a SIGHUP during one queues
+	// another (again), which starts when it ends.
+	var reloading chan struct{}
+	again := false
+	startReload := func() {
+		reloading = make(chan struct{})
+		notify(log, sddaemon.SdNotifyReloading)
+		reload <- reloading
+	}
 loop:
 	for {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				log.Info("SIGHUP: re-applying the configuration")
-				select {
-				case reload <- struct{}{}:
-				default:
+				if reloading != nil {
+					again = true
+				} else {
+					startReload()
 				}
 				continue
 			}
@@ -280,6 +293,14 @@ loop:
 		case <-ctx.Done():
 			log.Info("stopping", "reason", ctx.Err())
 			break loop
+		case <-reloading:
+			reloading = nil
+			if again {
+				again = false
+				startReload()
+				continue
+			}
+			notify(log, sddaemon.SdNotifyReady)
 		case err := <-serveErr:
 			runErr = fatalf("api: serve: %w", err)
 			break loop
@@ -360,7 +381,7 @@ func (d *daemon) teardown(ctx context.Context) error {
 // coordinator that asked this gateway to apply a change and then failed
 // before committing it leaves LIO ahead of the configuration, and no new
 // epoch says so.
-func (d *daemon) watch(ctx context.Context, applied int64, pending bool, reload <-chan struct{}) {
+func (d *daemon) watch(ctx context.Context, applied int64, pending bool, reload <-chan chan struct{}) {
 	events := d.store.Subscribe(ctx)
 	drift := time.NewTicker(driftCheck)
 	defer drift.Stop()
@@ -372,6 +393,7 @@ func (d *daemon) watch(ctx context.Context, applied int64, pending bool, reload 
 	}
 	for {
 		force, checkDrift := false, false
+		var reloaded chan struct{} // closed once this pass is over
 		select {
 		case <-ctx.Done():
 			return
@@ -387,7 +409,7 @@ func (d *daemon) watch(ctx context.Context, applied int64, pending bool, reload 
 			if ev.Epoch == applied && retry == nil {
 				continue
 			}
-		case <-reload:
+		case reloaded = <-reload:
 			force = true
 			// an operator's reload must see images resized behind our back
 			d.rec.ForgetSizes()
@@ -409,6 +431,9 @@ func (d *daemon) watch(ctx context.Context, applied int64, pending bool, reload 
 				continue
 			}
 			err = d.rec.Reconcile(ctx, doc)
+		}
+		if reloaded != nil {
+			close(reloaded)
 		}
 		if ctx.Err() != nil {
 			return
