@@ -54,6 +54,7 @@ const (
 type cluster struct {
 	t       *testing.T
 	conf    string // ceph.conf
+	pool    string
 	object  string
 	port    int
 	secure  bool
@@ -65,10 +66,15 @@ type cluster struct {
 
 func newCluster(t *testing.T, extra string) *cluster {
 	t.Helper()
+	return newClusterAt(t, "rbd", fmt.Sprintf("gateway.conf.api.%s.%08x", strings.NewReplacer("/", "_").Replace(t.Name()), mrand.Uint32()), extra)
+}
+
+// newClusterAt is newCluster with the config object pool/object.
+func newClusterAt(t *testing.T, pool, object, extra string) *cluster {
+	t.Helper()
 	c := devcluster.Require(t)
 	cl := &cluster{
-		t: t, conf: c.Conf, extra: extra,
-		object:  fmt.Sprintf("gateway.conf.api.%s.%08x", strings.NewReplacer("/", "_").Replace(t.Name()), mrand.Uint32()),
+		t: t, conf: c.Conf, extra: extra, pool: pool, object: object,
 		port:    freePort(t),
 		daemons: map[string]*apiDaemon{},
 	}
@@ -77,13 +83,13 @@ func newCluster(t *testing.T, extra string) *cluster {
 		t.Fatal(err)
 	}
 	cl.conn = conn
-	cl.store, err = rados.OpenStore(t.Context(), conn, rados.StoreOptions{Pool: "rbd", Object: cl.object})
+	cl.store, err = rados.OpenStore(t.Context(), conn, rados.StoreOptions{Pool: cl.pool, Object: cl.object})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		cl.store.Close()
-		if io, err := conn.Raw().OpenIOContext("rbd"); err == nil {
+		if io, err := conn.Raw().OpenIOContext(cl.pool); err == nil {
 			_ = io.Delete(cl.object)
 			io.Destroy()
 		}
@@ -117,10 +123,10 @@ func freePort(t *testing.T) int {
 }
 
 func (cl *cluster) settingsText() string {
-	return fmt.Sprintf("[config]\npool = rbd\ngateway_conf = %s\ncluster_client_name = client.admin\n"+
+	return fmt.Sprintf("[config]\npool = %s\ngateway_conf = %s\ncluster_client_name = client.admin\n"+
 		"api_user = %s\napi_password = %s\napi_port = %d\napi_secure = %v\n"+
 		"trusted_ip_list = 127.0.0.1,127.0.0.2,127.0.0.3\n%s",
-		cl.object, apiUser, apiPassword, cl.port, cl.secure, cl.extra)
+		cl.pool, cl.object, apiUser, apiPassword, cl.port, cl.secure, cl.extra)
 }
 
 // apiDaemon is one rbd-target-api process: the test binary run as the
