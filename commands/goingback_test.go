@@ -264,14 +264,14 @@ func TestGoingBackToUpstream(t *testing.T) {
 	cl.requireObject("upstream's start, GET /api/config and stop", oursLast)
 
 	// --- upstream writes, ours reads ---
-	v10 := version10(t, oursLast.data)
-	v10Epoch := fmt.Sprint(ours["epoch"].(float64) + 1)
-	cl.writeObject(v10, v10Epoch)
+	epoch := int64(ours["epoch"].(float64))
+	v10 := version10(t, oursLast.data, epoch+1)
+	cl.writeObject(v10, fmt.Sprint(epoch+1))
 	up = cl.startUpstream(dir)
 	upstreamJSON := getConfig(t, up.url("/api/config"))
 	up.stop(t)
 	upLast := cl.objectState()
-	if bytes.Equal(upLast.data, v10) || upLast.epoch != fmt.Sprint(ours["epoch"].(float64)+2) {
+	if bytes.Equal(upLast.data, v10) || upLast.epoch != fmt.Sprint(epoch+2) {
 		t.Fatalf("upstream did not upgrade the version-10 object (epoch %s):\n%s", upLast.epoch, upLast.data)
 	}
 	// Upstream's upgrade gives back what ours wrote, but for the commit's
@@ -314,19 +314,21 @@ func newClusterAtPool(t *testing.T, pool, object string) *cluster {
 			"yes_i_really_really_mean_it": true})
 		conn.Close()
 	})
-	return newClusterAt(t, pool, object, "")
+	return newClusterAt(t, pool, object, "minimum_gateways = 1\n")
 }
 
 // version10 is doc in the layout upstream wrote before 3.4 (config
 // version 10): a target's disks as a sorted list, no target auth; keys
-// sorted and indented as upstream's json.dumps(sort_keys=True, indent=4).
-func version10(t *testing.T, doc []byte) []byte {
+// sorted and indented as upstream's json.dumps(sort_keys=True, indent=4);
+// epoch is the one it was committed at.
+func version10(t *testing.T, doc []byte, epoch int64) []byte {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(doc, &m); err != nil {
 		t.Fatal(err)
 	}
 	m["version"] = 10
+	m["epoch"] = epoch
 	for _, tg := range m["targets"].(map[string]any) {
 		tg := tg.(map[string]any)
 		var disks []string

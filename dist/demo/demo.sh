@@ -93,7 +93,8 @@ make_cluster() {
 in_vm() {
   local debs=("$OUT"/ceph-iscsi_*_amd64.deb)
   export CEPH_ISCSI_VM_OUT=$OUT CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-3072M}
-  export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-420}
+  # ~3 min on an idle 2-core machine; a loaded one (other VMs under TCG) can triple it
+  export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-900}
   export CEPH_ISCSI_VM_ENV="VMTEST_CEPH_SRC=/vm-out/ceph VMTEST_CEPH_HOSTDIR=$C DEMO_DEB=/vm-out/$(basename "${debs[0]}") DEMO_N=$DEMO_N DEMO_GW=${DEMO_GW:-0}"
   local rc=0 t0=$EPOCHREALTIME
   echo "[demo] booting the VM (Debian's kernel under qemu; the guest's steps follow)"
@@ -106,8 +107,15 @@ in_vm() {
   rc=${st[0]}
   DEMO_N=$(wc -l <"$DEMO_SUMMARY")
   if ((rc != 0)); then
-    echo "[demo] FAIL: the guest exited $rc; last lines of $OUT/vm.log:"
-    grep -v '^\[demo\]' "$OUT/vm.log" | tail -n 25 | sed 's/^/[demo] | /'
+    echo "[demo] FAIL: the guest exited $rc (125: it hung or died); last lines of $OUT/vm.log:"
+    grep -v '^\[demo\]' "$OUT/vm.log" | tail -n 15 | sed 's/^/[demo] | /'
+    # a step cut short by the time limit printed no FAIL line of its own
+    local last
+    last=$(ls -t "$DEMO_LOGS"/*.log | head -1)
+    if ! grep -q "FAIL" <(tail -n 1 "$DEMO_SUMMARY"); then
+      echo "[demo] --- the step running then, last lines of $last:"
+      tail -n 15 "$last" | sed 's/^/[demo] | /'
+    fi
     exit 1
   fi
   # the VM's own time: its wall time less the guest's steps
