@@ -30,11 +30,10 @@ mkdir -p "$RUN"
 # The guest's / is an overlay (tmpfs upper) on the host's read-only /: dpkg writes its
 # database and files there, the host stays untouched.
 install_package() {
-  [[ ! -e /usr/bin/ceph-iscsi ]] || { echo "/usr/bin/ceph-iscsi already exists before the install"; return 1; }
   # man-db's trigger re-indexes every man page: a minute under TCG, for nothing here
   rm -f /var/lib/man-db/auto-update
   dpkg -i "$DEMO_DEB"
-  [[ $(dpkg-query -W -f='${db:Status-Status}' ceph-iscsi) == installed ]]
+  [[ $(dpkg-query -W -f='${db:Status-Status} ${Version}' ceph-iscsi) == "installed $(dpkg-deb -f "$DEMO_DEB" Version)" ]]
   [[ $(readlink /usr/bin/rbd-target-api) == ceph-iscsi ]]
   show "$(dpkg-query -W -f='${Package} ${Version}' ceph-iscsi), $(/usr/bin/ceph-iscsi version)"
 }
