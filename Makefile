@@ -29,7 +29,7 @@ DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iprout
 	python3-flask python3-rados python3-rbd python3-rtslib-fb python3-netifaces \
 	python3-openssl python3-cryptography python3-requests python3-distutils
 
-.PHONY: all deps build install deb demo test unit deb-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
+.PHONY: all deps build install deb demo test unit deb-test deb-upgrade-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
 
 all: build
 
@@ -81,6 +81,11 @@ unit: build
 # Root: installs out/ceph-iscsi_*.deb, checks it, removes and purges it.
 deb-test:
 	dist/deb/test.sh
+
+# The README's in-place replacement of upstream's package and the way back, with apt and
+# dpkg in the VM (nothing changes on this machine; ~2-4 min): see dist/deb/upgrade-test.sh.
+deb-upgrade-test: deb
+	dist/deb/upgrade-test.sh
 
 # Real LIO: a qemu guest boots Debian's kernel with this machine's / over 9p and runs
 # the vmtest-tagged tests against the real configfs, tcmu-runner and open-iscsi.
