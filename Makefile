@@ -21,13 +21,14 @@ GOTESTFLAGS ?= -count=1 -timeout 20m
 # What the build, the tests and a gateway need: Ceph pacific client and daemons (the
 # tests start a real cluster), cgo's compiler, the tools of the LIO VM tests, and
 # what the package test runs (readelf, systemd-analyze, man, deb-systemd-helper), and
-# what upstream's Python rbd-target-api imports (the going-back test runs it).
+# what upstream's Python package depends on (the going-back test runs its rbd-target-api,
+# deb-upgrade-test installs it in the VM).
 DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iproute2 \
 	librados-dev librbd-dev ceph-mon ceph-osd ceph-common rbd-nbd python3 \
 	qemu-system-x86 busybox-static kmod open-iscsi tcmu-runner \
 	binutils systemd man-db init-system-helpers e2fsprogs \
 	python3-flask python3-rados python3-rbd python3-rtslib-fb python3-netifaces \
-	python3-openssl python3-cryptography python3-requests python3-distutils
+	python3-openssl python3-cryptography python3-requests python3-distutils python3-configshell-fb
 
 .PHONY: all deps build install deb demo test unit deb-test deb-upgrade-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
 

@@ -15,6 +15,12 @@ if [[ ${1:-} != --guest ]]; then
   [[ -f ${debs[0]} ]] || { echo "upgrade-test: no out/ceph-iscsi_*_amd64.deb: run make deb" >&2; exit 1; }
   up=$("$ROOT/dist/dev/upstream.sh")
   ups=("$up"/ceph-iscsi_*_all.deb)
+  # the guest installs from this machine's packages: both packages' dependencies must be here
+  for dep in $(dpkg-deb -f "${ups[0]}" Depends | sed 's/([^)]*)//g; s/,/ /g; s/:any//g') \
+    $(dpkg-deb -f "${debs[0]}" Depends | sed 's/([^)]*)//g; s/,/ /g'); do
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$dep" 2>/dev/null) == installed ]] ||
+      { echo "upgrade-test: $dep is not installed: run make deps" >&2; exit 1; }
+  done
   OUT=$(mktemp -d /tmp/ceph-iscsi-upgrade.XXXXXX)
   cp "${debs[0]}" "${ups[0]}" "$OUT/"
   export CEPH_ISCSI_VM_OUT=$OUT CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-900}
