@@ -84,7 +84,7 @@ deb-test:
 	dist/deb/test.sh
 
 # The README's in-place replacement of upstream's package and the way back, with apt and
-# dpkg in the VM (nothing changes on this machine; ~2-4 min): see dist/deb/upgrade-test.sh.
+# dpkg in the VM (nothing changes on this machine; 5-10 min): see dist/deb/upgrade-test.sh.
 deb-upgrade-test: deb
 	dist/deb/upgrade-test.sh
 

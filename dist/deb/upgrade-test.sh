@@ -5,7 +5,8 @@
 # operator's /etc/ceph/iscsi-gateway.cfg written, ours installed over it with
 # `apt-get install ./ceph-iscsi_*.deb` (an upgrade in place), then upstream's package
 # installed again (going back), then purged. Needs out/ceph-iscsi_*.deb (make deb) and
-# upstream's package (make deps: dist/dev/upstream.sh). ~2-4 min under TCG.
+# upstream's package (make deps: dist/dev/upstream.sh). 5-10 min under TCG (dpkg and
+# upstream's Python byte-compilation are slow there).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -57,7 +58,8 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o 
 [[ $(version) == "installed $ourv" ]] || fail "after apt-get install ours: $(version)"
 grep -q 'Unpacking ceph-iscsi .*over (' /tmp/ours.log || { cat /tmp/ours.log; fail "apt did not upgrade the package in place"; }
 [[ $(readlink /usr/bin/rbd-target-api) == ceph-iscsi ]] || fail "/usr/bin/rbd-target-api is not our symlink"
-rbd-target-api --help 2>&1 | grep -q '^   ceph-iscsi api - ' || fail "rbd-target-api does not run ceph-iscsi api"
+help=$(rbd-target-api --help 2>&1) || fail "rbd-target-api --help: $help"
+grep -q '^   ceph-iscsi api - ' <<<"$help" || fail "rbd-target-api does not run ceph-iscsi api: $help"
 [[ ! -e /usr/lib/python3/dist-packages/ceph_iscsi_config ]] || fail "upstream's Python modules are left"
 grep -qx 'Type=notify' /lib/systemd/system/rbd-target-api.service || fail "the api unit is not ours"
 cmp -s "$CFG" /tmp/cfg.operator || fail "the upgrade changed the operator's $CFG"
