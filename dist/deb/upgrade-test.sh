@@ -24,7 +24,7 @@ if [[ ${1:-} != --guest ]]; then
   done
   OUT=$(mktemp -d /tmp/ceph-iscsi-upgrade.XXXXXX)
   cp "${debs[0]}" "${ups[0]}" "$OUT/"
-  export CEPH_ISCSI_VM_OUT=$OUT CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-900}
+  export CEPH_ISCSI_VM_OUT=$OUT CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-1800}
   export CEPH_ISCSI_VM_ENV="OURS=/vm-out/$(basename "${debs[0]}") UPSTREAM=/vm-out/$(basename "${ups[0]}")"
   rc=0
   "$ROOT/vm/run.sh" "$0" --guest >"$OUT/vm.log" 2>&1 || rc=$?
