@@ -39,6 +39,10 @@ start=$SECONDS
 step() { printf 'upgrade-test: %-70s (%ds)\n' "$1" $((SECONDS - start)); }
 CFG=/etc/ceph/iscsi-gateway.cfg
 version() { dpkg-query -W -f='${db:Status-Status} ${Version}' ceph-iscsi 2>/dev/null || true; }
+# apt reads local packages as its sandbox user (_apt): not from the private out share
+install -d -m 0755 /run/debs
+install -m 0644 "$OURS" "$UPSTREAM" /run/debs/
+OURS=/run/debs/$(basename "$OURS") UPSTREAM=/run/debs/$(basename "$UPSTREAM")
 upv=$(dpkg-deb -f "$UPSTREAM" Version)
 ourv=$(dpkg-deb -f "$OURS" Version)
 rm -f /var/lib/man-db/auto-update   # man-db's re-index: minutes under TCG, for nothing here
