@@ -20,17 +20,17 @@ GOTESTFLAGS ?= -count=1 -timeout 20m
 
 # What the build, the tests and a gateway need: Ceph pacific client and daemons (the
 # tests start a real cluster), cgo's compiler, the tools of the LIO VM tests, and
-# what the package test runs (readelf, systemd-analyze, man, deb-systemd-helper), and the
-# Python modules upstream's rbd-target-api imports (dist/dev/fetch-upstream.sh unpacks it
-# beside ours, for bench/api.sh and the shell's tests against it).
+# what the package test runs (readelf, systemd-analyze, man, deb-systemd-helper), and
+# what upstream's Python package depends on (the going-back test runs its rbd-target-api,
+# deb-upgrade-test installs it in the VM).
 DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iproute2 \
 	librados-dev librbd-dev ceph-mon ceph-mgr ceph-osd ceph-common rbd-nbd python3 \
 	qemu-system-x86 busybox-static kmod open-iscsi tcmu-runner \
-	binutils systemd man-db init-system-helpers \
+	binutils systemd man-db init-system-helpers e2fsprogs \
 	python3-flask python3-rados python3-rbd python3-rtslib-fb python3-netifaces \
-	python3-openssl python3-cryptography python3-requests
+	python3-openssl python3-cryptography python3-requests python3-distutils python3-configshell-fb
 
-.PHONY: all deps build install deb test unit deb-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
+.PHONY: all deps build install deb demo test unit deb-test deb-upgrade-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
 
 all: build
 
@@ -39,8 +39,8 @@ deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES)
 	dist/dev/install-go.sh
-	dist/dev/fetch-upstream.sh
 	go mod download
+	dist/dev/upstream.sh
 
 build:
 	mkdir -p bin
@@ -64,6 +64,13 @@ deb: build
 	DEB_VERSION='$(DEB_VERSION)' CEPH_LIB_VERSION='$(CEPH_LIB_VERSION)' \
 	  go run $(NFPM) package -f dist/deb/nfpm.yaml -p deb -t $(DEB)
 
+# The main job end to end (root when something is missing: it runs make deps): a Ceph
+# cluster, the VM with the real kernel, the package installed in it, rbd-target-api run
+# as its unit, an export configured through the REST API, an open-iscsi CHAP login that
+# writes a file system, and the file found in the RBD image through librbd. ~3-5 min.
+demo:
+	dist/demo/demo.sh
+
 # The whole suite: static checks, then every package's tests against one real Ceph
 # cluster started for the run (CEPH_CONF set by with-cluster.sh), then the package
 # installed, run and purged on this machine, then the real-kernel LIO tests in the VM.
@@ -75,6 +82,11 @@ unit: build
 # Root: installs out/ceph-iscsi_*.deb, checks it, removes and purges it.
 deb-test:
 	dist/deb/test.sh
+
+# The README's in-place replacement of upstream's package and the way back, with apt and
+# dpkg in the VM (nothing changes on this machine; 5-10 min): see dist/deb/upgrade-test.sh.
+deb-upgrade-test: deb
+	dist/deb/upgrade-test.sh
 
 # Real LIO: a qemu guest boots Debian's kernel with this machine's / over 9p and runs
 # the vmtest-tagged tests against the real configfs, tcmu-runner and open-iscsi.

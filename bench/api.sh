@@ -21,12 +21,10 @@ if [[ ${BENCH_IN_NS:-} != 1 ]]; then
   export BENCH_IN_NS=1
   # the namespace has no network: fetch upstream's package first
   if [[ ${BENCH_UPSTREAM:-1} != 0 ]]; then
-    export BENCH_UPSTREAM_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/ceph-iscsi-bench/upstream
-    if [[ ! -x $BENCH_UPSTREAM_DIR/root/usr/bin/rbd-target-api ]]; then
-      mkdir -p "$BENCH_UPSTREAM_DIR"
-      (cd "$BENCH_UPSTREAM_DIR" && apt-get download ceph-iscsi >/dev/null && dpkg-deb -x ceph-iscsi_*.deb root) ||
-        { echo "bench/api.sh: cannot download Debian's ceph-iscsi (BENCH_UPSTREAM=0 skips it)" >&2; exit 1; }
-    fi
+    # the copy the going-back test uses (make deps unpacks it)
+    BENCH_UPSTREAM_DIR=$("$ROOT/dist/dev/upstream.sh") ||
+      { echo "bench/api.sh: cannot download Debian's ceph-iscsi (BENCH_UPSTREAM=0 skips it)" >&2; exit 1; }
+    export BENCH_UPSTREAM_DIR
     # what upstream imports; Debian packages, installed beside ours without replacing it
     /usr/bin/python3 -c 'import flask, rados, rbd, rtslib_fb, netifaces, OpenSSL, cryptography, configshell_fb, requests' 2>/dev/null ||
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-flask python3-rados \

@@ -72,7 +72,8 @@ func apiCommand() *cli.Command {
 			"restores LIO from it and serves the REST API on api_host:api_port (HTTPS when api_secure). " +
 			"Every new configuration epoch (a commit by any gateway) is reconciled into LIO; SIGHUP " +
 			"re-reads the configuration and reconciles; SIGTERM stops serving, removes this gateway's " +
-			"LIO objects and exits. With NOTIFY_SOCKET set it reports READY=1 to systemd once serving. " +
+			"LIO objects and exits. With NOTIFY_SOCKET set it reports READY=1 to systemd once LIO is restored and the API " +
+			"serves, RELOADING=1 then READY=1 around a SIGHUP's reconcile, and STOPPING=1 on SIGTERM. " +
 			"Fatal start-up errors exit 16.",
 		Flags: append([]cli.Flag{
 			configFlag(),
@@ -258,13 +259,26 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 	notify(log, sddaemon.SdNotifyReady)
 
 	var runErr error
+	// reloading is the reload in progress; a SIGHUP during one queues
+	// another (again), which starts when it ends.
+	var reloading <-chan struct{}
+	again := false
+	startReload := func() {
+		notify(log, sddaemon.SdNotifyReloading)
+		// READY=1 follows RELOADING=1 only once the reload's reconcile is over.
+		reloading = drv.Reload()
+	}
 loop:
 	for {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				log.Info("SIGHUP: re-applying the configuration")
-				drv.Reload()
+				if reloading != nil {
+					again = true
+				} else {
+					startReload()
+				}
 				continue
 			}
 			log.Info("stopping", "signal", sig.String())
@@ -272,6 +286,14 @@ loop:
 		case <-ctx.Done():
 			log.Info("stopping", "reason", ctx.Err())
 			break loop
+		case <-reloading:
+			reloading = nil
+			if again {
+				again = false
+				startReload()
+				continue
+			}
+			notify(log, sddaemon.SdNotifyReady)
 		case err := <-serveErr:
 			runErr = fatalf("api: serve: %w", err)
 			break loop

@@ -55,6 +55,7 @@ const (
 type cluster struct {
 	t       *testing.T
 	conf    string // ceph.conf
+	pool    string
 	object  string
 	port    int
 	secure  bool
@@ -66,10 +67,15 @@ type cluster struct {
 
 func newCluster(t *testing.T, extra string) *cluster {
 	t.Helper()
+	return newClusterAt(t, "rbd", fmt.Sprintf("gateway.conf.api.%s.%08x", strings.NewReplacer("/", "_").Replace(t.Name()), mrand.Uint32()), extra)
+}
+
+// newClusterAt is newCluster with the config object pool/object.
+func newClusterAt(t *testing.T, pool, object, extra string) *cluster {
+	t.Helper()
 	c := devcluster.Require(t)
 	cl := &cluster{
-		t: t, conf: c.Conf, extra: extra,
-		object:  fmt.Sprintf("gateway.conf.api.%s.%08x", strings.NewReplacer("/", "_").Replace(t.Name()), mrand.Uint32()),
+		t: t, conf: c.Conf, extra: extra, pool: pool, object: object,
 		port:    freePort(t),
 		daemons: map[string]*apiDaemon{},
 	}
@@ -78,13 +84,13 @@ func newCluster(t *testing.T, extra string) *cluster {
 		t.Fatal(err)
 	}
 	cl.conn = conn
-	cl.store, err = rados.OpenStore(t.Context(), conn, rados.StoreOptions{Pool: "rbd", Object: cl.object})
+	cl.store, err = rados.OpenStore(t.Context(), conn, rados.StoreOptions{Pool: cl.pool, Object: cl.object})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		cl.store.Close()
-		if io, err := conn.Raw().OpenIOContext("rbd"); err == nil {
+		if io, err := conn.Raw().OpenIOContext(cl.pool); err == nil {
 			_ = io.Delete(cl.object)
 			io.Destroy()
 		}
@@ -118,10 +124,10 @@ func freePort(t *testing.T) int {
 }
 
 func (cl *cluster) settingsText() string {
-	return fmt.Sprintf("[config]\npool = rbd\ngateway_conf = %s\ncluster_client_name = client.admin\n"+
+	return fmt.Sprintf("[config]\npool = %s\ngateway_conf = %s\ncluster_client_name = client.admin\n"+
 		"api_user = %s\napi_password = %s\napi_port = %d\napi_secure = %v\n"+
 		"trusted_ip_list = 127.0.0.1,127.0.0.2,127.0.0.3\ndrift_check_interval = %d\n%s",
-		cl.object, apiUser, apiPassword, cl.port, cl.secure, int(testDriftCheck/time.Second), cl.extra)
+		cl.pool, cl.object, apiUser, apiPassword, cl.port, cl.secure, int(testDriftCheck/time.Second), cl.extra)
 }
 
 // testDriftCheck is the daemons' drift_check_interval in these tests.
@@ -546,8 +552,30 @@ func TestAPIDaemonsConverge(t *testing.T) {
 	}
 }
 
+// TestAPIReadinessNotify is the Type=notify contract of rbd-target-api.service:
+// READY=1 only once LIO holds the configuration committed before the start
+// and the API answers; RELOADING=1 on SIGHUP and READY=1 only once the
+// reload's reconcile has repaired LIO; STOPPING=1 on SIGTERM, then exit 0.
 func TestAPIReadinessNotify(t *testing.T) {
 	cl := newCluster(t, "")
+	if _, err := cl.store.Commit(t.Context(), func(d *config.Doc) error {
+		now := time.Now()
+		if _, err := d.AddTarget(apiTarget, now); err != nil {
+			return err
+		}
+		if _, err := d.AddTargetGateway(apiTarget, "gw1", []string{"127.0.0.1"}, []string{"127.0.0.1"}, now); err != nil {
+			return err
+		}
+		_, err := d.AddClient(apiTarget, apiClient, now)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := cl.store.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	sock := filepath.Join(t.TempDir(), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
@@ -556,21 +584,53 @@ func TestAPIReadinessNotify(t *testing.T) {
 	defer conn.Close()
 	d := cl.daemon(1)
 	d.env = append(d.env, "NOTIFY_SOCKET="+sock)
-	cl.start(d)
+	cl.launch(d)
 
 	read := func(want string) {
 		t.Helper()
 		buf := make([]byte, 512)
-		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
 		n, _, err := conn.ReadFromUnix(buf)
 		if err != nil {
-			t.Fatalf("waiting for %s: %v", want, err)
+			t.Fatalf("waiting for %s: %v\n%s", want, err, d.out)
 		}
 		if got := string(buf[:n]); got != want {
-			t.Fatalf("sd_notify got %q, want %q", got, want)
+			t.Fatalf("sd_notify got %q, want %q\n%s", got, want, d.out)
+		}
+	}
+	// What READY=1 promises, checked the moment it arrives: LIO holds the
+	// whole configuration, and the API answers.
+	ready := func(what string) {
+		t.Helper()
+		if p := lio.NewPlan(observe(t, d.root), cl.desired(doc, d)); !p.Empty() {
+			t.Fatalf("%s: READY=1 before LIO holds the configuration; still needed:\n%s", what, p)
+		}
+		resp, err := cl.client().Get(cl.url(d, "/api"))
+		if err != nil {
+			t.Fatalf("%s: READY=1 but the API does not answer: %v", what, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: READY=1 but GET /api answers %d", what, resp.StatusCode)
 		}
 	}
 	read("READY=1")
+	ready("start")
+	if len(aclOf(observe(t, d.root), apiTarget, apiClient)) != 1 {
+		t.Fatalf("the restored LIO has no ACL for %s", apiClient)
+	}
+
+	// LIO loses the ACL behind the daemon's back; the reload puts it back
+	// before READY=1.
+	acl := filepath.Join(d.root, "target/iscsi", apiTarget, "tpgt_1/acls", apiClient)
+	if err := os.RemoveAll(acl); err != nil {
+		t.Fatal(err)
+	}
+	d.signal(t, syscall.SIGHUP)
+	read("RELOADING=1")
+	read("READY=1")
+	ready("SIGHUP")
+
 	d.signal(t, syscall.SIGTERM)
 	read("STOPPING=1")
 	if code := d.wait(t); code != 0 {

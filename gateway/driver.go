@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"ceph-iscsi/config"
@@ -65,6 +66,9 @@ type Driver struct {
 	log    *slog.Logger
 	reload chan struct{}
 
+	reloadMu      sync.Mutex
+	reloadWaiters []chan struct{}
+
 	// applied is the epoch LIO was last converged to; pending means the
 	// last reconcile left work undone.
 	applied int64
@@ -115,11 +119,30 @@ func (d *Driver) Pending() bool { return d.pending }
 
 // Reload asks Run to re-read the configuration and image sizes and
 // reconcile even if nothing changed (SIGHUP). It does not wait.
-func (d *Driver) Reload() {
+//
+// The channel it returns is closed once a pass that started after the call
+// is over, so that a caller (the daemon's RELOADING=1/READY=1 to systemd)
+// knows when the reload has taken effect; reloads asked for before a pass
+// starts share it.
+func (d *Driver) Reload() <-chan struct{} {
+	done := make(chan struct{})
+	d.reloadMu.Lock()
+	d.reloadWaiters = append(d.reloadWaiters, done)
+	d.reloadMu.Unlock()
 	select {
 	case d.reload <- struct{}{}:
 	default:
 	}
+	return done
+}
+
+// takeReloadWaiters returns the callers of Reload a pass starting now answers.
+func (d *Driver) takeReloadWaiters() []chan struct{} {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	w := d.reloadWaiters
+	d.reloadWaiters = nil
+	return w
 }
 
 // Run reconciles LIO whenever the configuration changes, or on Reload,
@@ -145,6 +168,7 @@ func (d *Driver) Run(ctx context.Context) {
 	}
 	for {
 		var cause Cause
+		var reloaded []chan struct{} // closed once this pass is over
 		select {
 		case <-ctx.Done():
 			return
@@ -163,6 +187,7 @@ func (d *Driver) Run(ctx context.Context) {
 			cause = CauseChange
 		case <-d.reload:
 			cause = CauseReload
+			reloaded = d.takeReloadWaiters()
 			// an operator's reload must see images resized and LIO changed
 			// behind our back
 			d.rec.ForgetSizes()
@@ -184,6 +209,9 @@ func (d *Driver) Run(ctx context.Context) {
 			default:
 				err = d.rec.Reconcile(ctx, doc)
 			}
+		}
+		for _, done := range reloaded {
+			close(done)
 		}
 		if ctx.Err() != nil {
 			return

@@ -300,12 +300,18 @@ func TestDriverReloadRereadsEverything(t *testing.T) {
 	}
 	dx.images.resize(dx.disk, 2*imageSize)
 	reads, before := dx.images.readCount(), dx.rec.Counters()
-	dx.drv.Reload()
+	done := dx.drv.Reload()
+	select {
+	case <-done:
+		t.Fatal("a reload answered before its pass ran")
+	default:
+	}
 	dx.run()
 	p := dx.next()
 	if p.Cause != CauseReload || p.Err != nil {
 		t.Fatalf("pass %+v, want a reload", p)
 	}
+	<-done // closed once the reload's pass is over (the daemon's READY=1 after RELOADING=1)
 	dx.stop()
 	if got := readFile(t, attr); got != want {
 		t.Errorf("reload left %s = %q, want %q", attr, got, want)

@@ -51,7 +51,7 @@ if [[ -n ${VMTEST_CEPH_SRC:-} ]]; then
   ceph-mgr -c "$C/ceph.conf" -i x --mgr_tick_period 2 --mgr_stats_period 5 ||
     { echo "ceph-mgr failed"; exit 1; }
   step "ceph daemons started"
-  export VMTEST_CEPH_CONF=/etc/ceph/ceph.conf
+  export VMTEST_CEPH_CONF=/etc/ceph/ceph.conf VMTEST_CEPH_DIR=$C
 fi
 # VMTEST_TCMU=0 (bench/restore-vm.sh) keeps tcmu-runner off even with Ceph: the kernel
 # then enables user backstores without one, as long as none ran in this boot.

@@ -151,7 +151,7 @@ timeout --foreground -k 10 "$TIMEOUT" qemu-system-x86_64 \
   -append "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off vmtest.stage2=$HERE/guest-init.sh" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs "local,path=$OUT,mount_tag=vmout,security_model=none,multidevs=remap" \
-  </dev/null 2>&1 | tr -d '\r' | tee "$OUT/console.log"
+  </dev/null 2>&1 | stdbuf -oL tr -d '\r' | tee "$OUT/console.log"
 qrc=${PIPESTATUS[0]}
 set -e
 if [[ -s $OUT/rc ]]; then
