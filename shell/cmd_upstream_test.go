@@ -24,14 +24,14 @@ import (
 // ours), as bench/api.sh does; CEPH_ISCSI_UPSTREAM overrides it.
 func upstreamRoot() string {
 	if d := os.Getenv("CEPH_ISCSI_UPSTREAM"); d != "" {
-		return d
+		return filepath.Join(d, "root")
 	}
 	cache := os.Getenv("XDG_CACHE_HOME")
 	if cache == "" {
 		home, _ := os.UserHomeDir()
 		cache = filepath.Join(home, ".cache")
 	}
-	return filepath.Join(cache, "ceph-iscsi-bench", "upstream", "root")
+	return filepath.Join(cache, "ceph-iscsi-upstream", "root")
 }
 
 // requireUpstream returns the unpacked package, or skips (fails under CI=true) when it or
@@ -41,7 +41,7 @@ func requireUpstream(t *testing.T) string {
 	root := upstreamRoot()
 	var missing []string
 	if _, err := os.Stat(filepath.Join(root, "usr", "bin", "rbd-target-api")); err != nil {
-		missing = append(missing, "the ceph-iscsi package unpacked in "+root+" (make deps, or dist/dev/fetch-upstream.sh)")
+		missing = append(missing, "the ceph-iscsi package unpacked in "+root+" (make deps, or dist/dev/upstream.sh)")
 	}
 	if err := exec.Command("/usr/bin/python3", "-c", "import flask, rados, rbd, rtslib_fb, netifaces, OpenSSL, cryptography, requests").Run(); err != nil {
 		missing = append(missing, "upstream's Python modules (python3-flask python3-rados python3-rbd python3-rtslib-fb python3-netifaces python3-openssl python3-cryptography python3-requests)")
