@@ -113,13 +113,6 @@ func configFlag() cli.Flag {
 	}
 }
 
-// notImplemented is the honest answer of a subcommand whose issue has not landed yet.
-func notImplemented(name string) cli.ActionFunc {
-	return func(*cli.Context) error {
-		return cli.Exit(name+": not implemented yet", exitFailure)
-	}
-}
-
 func versionCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "version",
