@@ -223,6 +223,14 @@ func newline(b *bytes.Buffer, depth int) {
 
 const hexDigits = "0123456789abcdef"
 
+// PyString is s as a JSON string the way Python's json.dumps writes it
+// (ensure_ascii=True), for the form fields upstream's clients build with it.
+func PyString(s string) string {
+	var b bytes.Buffer
+	writeString(&b, s)
+	return b.String()
+}
+
 // writeString mirrors CPython's ensure_ascii string encoder: only printable
 // ASCII is written as is; everything else becomes an escape, astral code
 // points as a UTF-16 surrogate pair.

@@ -144,42 +144,9 @@ func opt(form url.Values, a Args, name string) {
 	}
 }
 
-// pyJSONString is a string as Python's json.dumps writes it (ensure_ascii).
-func pyJSONString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"':
-			b.WriteString(`\"`)
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r == '\b':
-			b.WriteString(`\b`)
-		case r == '\f':
-			b.WriteString(`\f`)
-		case r < 0x20 || (r >= 0x7f && r < 0x10000):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		case r >= 0x10000:
-			r -= 0x10000
-			fmt.Fprintf(&b, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
-}
-
 // controlsJSON is json.dumps({attribute: value}), the controls form field of reconfigure.
 func controlsJSON(attribute, value string) string {
-	return "{" + pyJSONString(attribute) + ": " + pyJSONString(value) + "}"
+	return "{" + config.PyString(attribute) + ": " + config.PyString(value) + "}"
 }
 
 // pyTitle is Python's str.title(): a letter after a non-letter is upper-cased, every
