@@ -301,11 +301,7 @@ loop:
 	}
 
 	notify(log, sddaemon.SdNotifyStopping)
-	shutCtx, stop := context.WithTimeout(context.Background(), shutdownGrace)
-	defer stop()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		log.Warn("HTTP server shutdown", "err", err)
-	}
+	shutdownHTTP(log, srv)
 	cancel()
 	<-watchDone
 	<-statusDone // before conn.Close: a poll may be in librados
@@ -364,6 +360,16 @@ func (d *daemon) teardown(ctx context.Context) error {
 	}
 	d.log.Info("LIO torn down", "epoch", doc.Epoch, "operations", n)
 	return nil
+}
+
+// shutdownHTTP stops a daemon's HTTP server, giving requests in flight
+// shutdownGrace to finish.
+func shutdownHTTP(log *slog.Logger, srv *http.Server) {
+	ctx, stop := context.WithTimeout(context.Background(), shutdownGrace)
+	defer stop()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("HTTP server shutdown", "err", err)
+	}
 }
 
 // notify tells systemd about a state change; without NOTIFY_SOCKET it does

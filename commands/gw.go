@@ -185,10 +185,6 @@ loop:
 		}
 	}
 	notify(log, sddaemon.SdNotifyStopping)
-	shutCtx, stop := context.WithTimeout(context.Background(), shutdownGrace)
-	defer stop()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		log.Warn("HTTP server shutdown", "err", err)
-	}
+	shutdownHTTP(log, srv)
 	return runErr
 }
