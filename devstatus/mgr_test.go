@@ -55,6 +55,9 @@ func TestTrackerWithoutMgrThenWithOne(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	// librados lets CEPH_KEYRING (set for the shared cluster when one runs) override the
+	// keyring named in ceph.conf: point it at this cluster's.
+	t.Setenv("CEPH_KEYRING", c.Keyring)
 	conn, err := rados.Connect(rados.ConnOptions{ConfFile: c.Conf})
 	if err != nil {
 		t.Fatal(err)

@@ -206,6 +206,10 @@ func (d *Driver) Run(ctx context.Context) {
 				// an API call on this gateway already applied this epoch
 				d.applied = doc.Epoch
 				continue
+			case cause == CauseChange && retry == nil && d.rec.AheadOf(doc):
+				// a late event: an API call already applied the next
+				// change, whose commit is on its way
+				continue
 			default:
 				err = d.rec.Reconcile(ctx, doc)
 			}

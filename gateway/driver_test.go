@@ -23,6 +23,8 @@ type memSource struct {
 	doc    *config.Doc
 	subs   []chan rados.Event
 	onLoad func()
+	// afterLoad sees the document Load returns
+	afterLoad func(*config.Doc)
 	// subscribed is closed by the first Subscribe
 	subscribed chan struct{}
 }
@@ -32,8 +34,12 @@ func (s *memSource) Load(context.Context) (*config.Doc, error) {
 		s.onLoad()
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.doc.Clone(), nil
+	d := s.doc.Clone()
+	s.mu.Unlock()
+	if s.afterLoad != nil {
+		s.afterLoad(d)
+	}
+	return d, nil
 }
 
 func (s *memSource) Subscribe(context.Context) <-chan rados.Event {
@@ -326,4 +332,48 @@ func TestDriverReloadRereadsEverything(t *testing.T) {
 	if err != nil || st.StorageObjects[0].Size != 2*imageSize {
 		t.Errorf("dev_size after reload: %v %+v", err, st.StorageObjects)
 	}
+}
+
+// TestDriverLateEventKeepsPreview: a coordinator's internal call applies its
+// change (a preview made from the current epoch) before the config watch has
+// handled that epoch's event. The late event must not undo the preview, and
+// the commit that follows costs no reconcile.
+func TestDriverLateEventKeepsPreview(t *testing.T) {
+	dx := newDriverFixture(t, DriverOptions{})
+	var once sync.Once
+	var previewErr error
+	dx.src.onLoad = func() {
+		once.Do(func() {
+			dx.src.mu.Lock()
+			preview := dx.src.doc.Clone()
+			dx.src.mu.Unlock()
+			if previewErr = addClient(2)(preview); previewErr == nil {
+				previewErr = dx.rec.Reconcile(t.Context(), preview)
+			}
+		})
+	}
+	loaded := make(chan int64, 1)
+	var loadOnce sync.Once
+	dx.src.afterLoad = func(d *config.Doc) { loadOnce.Do(func() { loaded <- d.Epoch }) }
+	dx.run()
+	dx.waitSubscribed()
+	before := dx.rec.Counters()
+	epoch := dx.src.commit(t, addClient(1)) // its event is handled after the preview
+	if got := <-loaded; got != epoch {
+		t.Fatalf("the driver loaded epoch %d, want %d", got, epoch)
+	}
+	dx.src.commit(t, addClient(2)) // the preview's commit
+	last := dx.src.commit(t, addClient(3))
+	p := dx.next()
+	if previewErr != nil {
+		t.Fatal(previewErr)
+	}
+	if p.Cause != CauseChange || p.Err != nil || p.Epoch != last {
+		t.Fatalf("pass %+v, want only the change to epoch %d", p, last)
+	}
+	dx.stop()
+	if runs := dx.rec.Counters().Runs - before.Runs; runs != 2 {
+		t.Errorf("%d reconciles, want 2 (the preview and the last change)", runs)
+	}
+	dx.converged(dx.doc(), gw1, addr1)
 }

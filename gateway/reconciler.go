@@ -107,7 +107,11 @@ type Reconciler struct {
 	// ForgetSizes since (a resize, a reload) makes the same document
 	// worth reconciling again.
 	appliedGen uint64
-	forgets    atomic.Uint64
+	// appliedEpoch is the epoch of the document applied was converged to;
+	// for a preview (a change applied before its commit) the epoch it was
+	// made from.
+	appliedEpoch int64
+	forgets      atomic.Uint64
 	// runs counts the reconciles that observed and planned LIO for a
 	// document (drift checks aside).
 	runs int64
@@ -715,7 +719,7 @@ func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool)
 	}
 	r.applied = nil
 	if err == nil {
-		r.applied, r.appliedGen = b, gen
+		r.applied, r.appliedGen, r.appliedEpoch = b, gen, doc.Epoch
 	}
 	r.smu.Lock()
 	if !drift {
@@ -752,6 +756,19 @@ func (r *Reconciler) Converged(doc *config.Doc) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.applied != nil && r.appliedGen == gen && bytes.Equal(r.applied, b)
+}
+
+// AheadOf reports whether LIO was last converged to a change made from doc's
+// epoch but not doc itself: a preview an internal call applied before its
+// coordinator commits. The config watch's late event for that epoch must
+// not undo it; the commit that follows, or the drift check if none does,
+// brings LIO and the configuration together again.
+func (r *Reconciler) AheadOf(doc *config.Doc) bool {
+	b := lioContent(doc)
+	gen := r.forgets.Load()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.applied != nil && r.appliedGen == gen && !r.resync && r.appliedEpoch == doc.Epoch && !bytes.Equal(r.applied, b)
 }
 
 // lioContent is doc's encoding without what never reaches LIO: the epoch
