@@ -225,6 +225,9 @@ save_cluster() {
   kill -TERM "$VMTEST_TCMU_PID"
   while kill -0 "$VMTEST_TCMU_PID" 2>/dev/null; do sleep 0.1; done
   "$HERE/../dev/ceph-cluster.sh" down "$VMTEST_CEPH_DIR"
+  # the daemons are gone, but one stopped by SIGTERM may leave its admin socket, which
+  # cp cannot copy to the 9p share (the host clears run/ anyway)
+  find "$VMTEST_CEPH_DIR/run" -type s -delete
   rm -rf /vm-out/ceph-after
   cp -a "$VMTEST_CEPH_DIR" /vm-out/ceph-after
   echo "$VMTEST_CEPH_DIR" >/vm-out/ceph-after/guest-dir
