@@ -65,9 +65,10 @@ deb: build
 	  go run $(NFPM) package -f dist/deb/nfpm.yaml -p deb -t $(DEB)
 
 # The main job end to end (root when something is missing: it runs make deps): a Ceph
-# cluster, the VM with the real kernel, the package installed in it, rbd-target-api run
-# as its unit, an export configured through the REST API, an open-iscsi CHAP login that
-# writes a file system, and the file found in the RBD image through librbd. ~3-5 min.
+# cluster, the VM with the real kernel, the package installed in it, rbd-target-api and
+# rbd-target-gw run as their units, an export configured with gwcli, an open-iscsi CHAP
+# login that writes a file system, a /metrics scrape, and the file found in the RBD image
+# through librbd. ~4-8 min.
 demo:
 	dist/demo/demo.sh
 

@@ -3,18 +3,18 @@
 #
 # A Ceph cluster is made here (dist/dev/ceph-cluster.sh), then the vm/ guest boots
 # Debian's kernel (real LIO, TCMU, open-iscsi) and restarts a copy of it. In the guest
-# (dist/demo/guest.sh) the freshly built .deb is installed, rbd-target-api runs as its
-# systemd unit would, a target, gateway, 1 GiB disk and a CHAP + mutual-CHAP client
-# are configured through the REST API, open-iscsi logs in, makes an ext4 file system
-# and writes a file, and everything is stopped cleanly. Back here the cluster is
+# (dist/demo/guest.sh) the freshly built .deb is installed, rbd-target-api and
+# rbd-target-gw run as their systemd units would, a target, gateway, 1 GiB disk and a
+# CHAP + mutual-CHAP client are configured with gwcli one-shot commands, open-iscsi logs
+# in, makes an ext4 file system and writes a file, /metrics shows the client's writes,
+# and everything is stopped cleanly. Back here the cluster is
 # restarted and the image read through librbd (rbd export): the file, found in it
 # with debugfs, must have the checksum the guest computed. Then it all goes away.
 #
 # Each step prints its duration; a failing one stops the demo with its log's tail and
 # exit 1. Root is needed only when something is missing (it runs `make deps`).
 #
-# env: DEMO_KEEP=1 keeps the work dir; DEMO_GW=1 adds the rbd-target-gw /metrics step
-# (once `ceph-iscsi gw` is implemented); the vm/run.sh settings (CEPH_ISCSI_VM_*).
+# env: DEMO_KEEP=1 keeps the work dir; the vm/run.sh settings (CEPH_ISCSI_VM_*).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -95,7 +95,7 @@ in_vm() {
   export CEPH_ISCSI_VM_OUT=$OUT CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-3072M}
   # ~3 min on an idle 2-core machine; a loaded one (other VMs under TCG) can triple it
   export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-900}
-  export CEPH_ISCSI_VM_ENV="VMTEST_CEPH_SRC=/vm-out/ceph VMTEST_CEPH_HOSTDIR=$C DEMO_DEB=/vm-out/$(basename "${debs[0]}") DEMO_N=$DEMO_N DEMO_GW=${DEMO_GW:-0}"
+  export CEPH_ISCSI_VM_ENV="VMTEST_CEPH_SRC=/vm-out/ceph VMTEST_CEPH_HOSTDIR=$C DEMO_DEB=/vm-out/$(basename "${debs[0]}") DEMO_N=$DEMO_N"
   local rc=0 t0=$EPOCHREALTIME
   echo "[demo] booting the VM (Debian's kernel under qemu; the guest's steps follow)"
   # the guest's own step lines, live; everything else goes to vm.log

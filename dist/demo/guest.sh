@@ -1,13 +1,12 @@
 #!/bin/bash
 # guest.sh - the part of `make demo` that runs in the vm/run.sh guest, started by
 # vm/guest-vmtest.sh once LIO is loaded, iscsid runs, the host-made Ceph cluster is
-# restarted and tcmu-runner is up. It installs the package, runs rbd-target-api as its
-# systemd unit would, configures an export through the REST API, writes a file system
-# through open-iscsi with CHAP, and stops everything cleanly so the host can read the
-# image back. Each step is one function: the curl ones become `gwcli` one-shot commands
-# when gwcli lands (the command is in the comment above each).
+# restarted and tcmu-runner is up. It installs the package, runs rbd-target-api and
+# rbd-target-gw as their systemd units would, configures an export with the package's
+# gwcli (one-shot commands), writes a file system through open-iscsi with CHAP, scrapes
+# /metrics, and stops everything cleanly so the host can read the image back.
 #
-# env (from demo.sh): DEMO_DEB, DEMO_N, DEMO_GW (1: also run rbd-target-gw and scrape it)
+# env (from demo.sh): DEMO_DEB, DEMO_N
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export DEMO_LOGS=/vm-out/logs DEMO_SUMMARY=/vm-out/summary.txt
@@ -107,57 +106,60 @@ stop_unit() {
   [[ $(cat "$RUN/$name.rc") == 0 ]] || { echo "$name exited $(cat "$RUN/$name.rc")"; tail -20 "/vm-out/$name.log"; return 1; }
 }
 
-# --- REST calls (what gwcli sends) -----------------------------------------------------
-# api METHOD PATH [form...]: credentials and form travel on stdin (curl -K -), never in
-# the process list. Fails unless the answer is 200.
-api() {
-  local method=$1 path=$2 kv out code
-  shift 2
-  out=$({
-    printf 'silent\nshow-error\nmax-time = 300\nuser = "demo:demo-api-password"\n'
-    printf 'request = "%s"\nurl = "%s%s"\nwrite-out = "\\n%%{http_code}"\n' "$method" "$API" "$path"
-    for kv in "$@"; do printf 'data-urlencode = "%s"\n' "$kv"; done
-  } | curl -K -)
-  code=${out##*$'\n'}
-  echo "$method $path -> $code ${out%$'\n'*}"
-  [[ $code == 200 ]]
+# --- gwcli one-shot commands ----------------------------------------------------------
+# gw WORDS...: the installed gwcli as root, reading $CFG like upstream's; this host's
+# gateway name is the units' (the guest's FQDN is not $GW), and $GW's API is reached at
+# $API (upstream dials the gateway's name, which nothing resolves in the guest).
+gw() {
+  echo "# gwcli $*"
+  CEPH_ISCSI_GATEWAY_NAME=$GW gwcli --peer "$GW=$API" "$@"
 }
 
-# gwcli /iscsi-targets create $IQN
-create_target() { api PUT "/api/target/$IQN"; }
-# gwcli /iscsi-targets/$IQN/gateways create $GW $PORTAL skipchecks=true
-create_gateway() { api PUT "/api/gateway/$IQN/$GW" "ip_address=$PORTAL" skipchecks=true; }
-# gwcli /disks create pool=rbd image=demo size=1G
-create_disk() { api PUT "/api/disk/$DISK" mode=create size=$SIZE backstore=user:rbd; }
-# gwcli /iscsi-targets/$IQN/disks add rbd/demo
-add_lun() { api PUT "/api/targetlun/$IQN" "disk=$DISK"; }
-# gwcli /iscsi-targets/$IQN/hosts create $CLIENT
-create_client() { api PUT "/api/client/$IQN/$CLIENT"; }
-# gwcli /iscsi-targets/$IQN/hosts/$CLIENT auth username=... password=... mutual_username=... mutual_password=...
+create_target() { gw /iscsi-targets create "$IQN"; }
+create_gateway() { gw "/iscsi-targets/$IQN/gateways" create "$GW" "$PORTAL" skipchecks=true; }
+create_disk() { gw /disks create pool=rbd "image=$IMAGE" "size=$SIZE"; }
+add_lun() { gw "/iscsi-targets/$IQN/disks" add "$DISK"; }
+create_client() { gw "/iscsi-targets/$IQN/hosts" create "$CLIENT"; }
+# The same one-shot command, read from standard input (gwcli's batch mode): the CHAP
+# secrets stay out of the process list.
 client_auth() {
-  api PUT "/api/clientauth/$IQN/$CLIENT" "username=$CHAP_USER" "password=$CHAP_PASS" \
-    "mutual_username=$MUTUAL_USER" "mutual_password=$MUTUAL_PASS"
+  echo "# gwcli /iscsi-targets/$IQN/hosts/$CLIENT auth username=$CHAP_USER password=... mutual_username=$MUTUAL_USER mutual_password=..."
+  printf '/iscsi-targets/%s/hosts/%s auth username=%s password=%s mutual_username=%s mutual_password=%s\n' \
+    "$IQN" "$CLIENT" "$CHAP_USER" "$CHAP_PASS" "$MUTUAL_USER" "$MUTUAL_PASS" |
+    CEPH_ISCSI_GATEWAY_NAME=$GW gwcli --peer "$GW=$API"
 }
-# gwcli /iscsi-targets/$IQN/hosts/$CLIENT disk add rbd/demo
-map_lun() { api PUT "/api/clientlun/$IQN/$CLIENT" "disk=$DISK"; }
-# gwcli ls
+map_lun() { gw "/iscsi-targets/$IQN/hosts/$CLIENT" disk add "$DISK"; }
+
+# gwcli ls, shown in the demo's output; WANT: a pattern the tree must have.
+show_ls() {
+  local want=$1
+  gw ls | tee "$RUN/ls.txt"
+  grep -q -- "$want" "$RUN/ls.txt" || { echo "gwcli ls lacks $want"; return 1; }
+  cp "$RUN/ls.txt" "$DEMO_SHOW"
+}
+
 show_config() {
-  api GET /api/config
+  show_ls "$CLIENT .*Auth: CHAP"
   local acl=/sys/kernel/config/target/iscsi/$IQN/tpgt_1/acls/$CLIENT
   [[ -d $acl/lun_0 && $(cat "$acl/auth/userid_mutual") == "$MUTUAL_USER" ]]
   show "LIO: $IQN tpgt_1 enabled=$(cat "/sys/kernel/config/target/iscsi/$IQN/tpgt_1/enable")," \
     "portal $(ls "/sys/kernel/config/target/iscsi/$IQN/tpgt_1/np"), $(basename "$(dirname "$(readlink -f "$acl/lun_0/"*)")") -> $CLIENT (CHAP + mutual CHAP)"
 }
 
-# --- rbd-target-gw (statistics): off until gw lands (DEMO_GW=1) -------------------------
+# --- rbd-target-gw (statistics) --------------------------------------------------------
+# One scrape while the client is logged in, after its writes: the lines naming this LUN
+# or client; LIO's per-client write counter (MiB resolution) must have moved.
 scrape_metrics() {
-  start_unit rbd-target-gw
-  local m
-  m=$(curl -sS --max-time 30 http://127.0.0.1:9287/metrics)
+  local m port
+  port=$(sed -n 's/^prometheus_port *= *//p' "$CFG")
+  m=$(curl -sS --max-time 30 "http://127.0.0.1:${port:-9287}/metrics")
   grep -E "$IMAGE|$CLIENT" <<<"$m" | grep -v '^#' | tee "$RUN/metrics.txt"
   [[ -s $RUN/metrics.txt ]] || { echo "no line of /metrics names $IMAGE or $CLIENT"; return 1; }
-  show "$(wc -l <"$RUN/metrics.txt") /metrics lines for $DISK and $CLIENT"
-  stop_unit rbd-target-gw
+  local w
+  w=$(grep -F "ceph_iscsi_lun_write_bytes{client_iqn=\"$CLIENT\"" "$RUN/metrics.txt" | grep -F 'lun_name="rbd.demo"' | awk '{print $2}')
+  echo "ceph_iscsi_lun_write_bytes of $CLIENT on rbd.demo: ${w:-none}"
+  [[ -n $w ]] && awk -v w="$w" 'BEGIN{exit !(w + 0 > 0)}' || { echo "the client's write counter did not move"; return 1; }
+  cp "$RUN/metrics.txt" "$DEMO_SHOW"
 }
 
 # --- the initiator ---------------------------------------------------------------------
@@ -223,6 +225,9 @@ save_cluster() {
   kill -TERM "$VMTEST_TCMU_PID"
   while kill -0 "$VMTEST_TCMU_PID" 2>/dev/null; do sleep 0.1; done
   "$HERE/../dev/ceph-cluster.sh" down "$VMTEST_CEPH_DIR"
+  # the daemons are gone, but one stopped by SIGTERM may leave its admin socket, which
+  # cp cannot copy to the 9p share (the host clears run/ anyway)
+  find "$VMTEST_CEPH_DIR/run" -type s -delete
   rm -rf /vm-out/ceph-after
   cp -a "$VMTEST_CEPH_DIR" /vm-out/ceph-after
   echo "$VMTEST_CEPH_DIR" >/vm-out/ceph-after/guest-dir
@@ -232,6 +237,7 @@ save_cluster() {
 step "install the package in the guest (dpkg -i)" install_package
 step "configure $CFG and /etc/default/rbd-target-api" configure
 step "start rbd-target-api as its unit does" start_unit rbd-target-api
+step "start rbd-target-gw as its unit does" start_unit rbd-target-gw
 step "create target $IQN" create_target
 step "create gateway $GW ($PORTAL)" create_gateway
 step "create disk $DISK ($SIZE)" create_disk
@@ -239,15 +245,13 @@ step "add the disk to the target (LUN 0)" add_lun
 step "create client $CLIENT" create_client
 step "client CHAP + mutual CHAP" client_auth
 step "map LUN 0 to the client" map_lun
-step "show the configuration and LIO" show_config
-if [[ ${DEMO_GW:-0} == 1 ]]; then
-  step "rbd-target-gw: scrape /metrics" scrape_metrics
-else
-  echo "[demo] skip            rbd-target-gw /metrics (DEMO_GW=1 runs it once ceph-iscsi gw is implemented)"
-fi
+step "gwcli ls, and LIO" show_config
 step "open-iscsi discovery and CHAP login" login
 step "mkfs.ext4, write a file, unmount" write_file
+step "rbd-target-gw: one /metrics scrape (this LUN and client)" scrape_metrics
+step "gwcli ls while logged in" show_ls "$CLIENT .*LOGGED-IN"
 step "iSCSI logout" logout
 step "ceph-iscsi restore --dry-run (empty plan)" restore_dry_run
+step "stop rbd-target-gw" stop_unit rbd-target-gw
 step "stop rbd-target-api (LIO torn down)" stop_api
 step "stop tcmu-runner and Ceph, save the cluster" save_cluster
