@@ -2,17 +2,20 @@
 # bench/gw-vm.sh - exporter benchmark on the real kernel (issue 12): BENCH_DISKS user:rbd
 # disks (default 64) and BENCH_CLIENTS CHAP clients (default 16, BENCH_LUNS_PER_CLIENT=4
 # LUNs each) restored by our `ceph-iscsi restore` in the vm/run.sh guest, then, in the same
-# boot, BENCH_SCRAPES (default 20) scrapes of /metrics from ours (`ceph-iscsi gw`) and then
+# boot, BENCH_SCRAPES (default 20) scrapes of /metrics from ours (`ceph-iscsi gw`) and
 # from upstream's Python rbd-target-gw (Debian's package as dist/dev/upstream.sh unpacks
-# it; its Python deps come from make deps), one exporter at a time on the same
-# iscsi-gateway.cfg and port. Prints p50/p90/max wall time per scrape (curl's
-# time_total: connect to last byte), the lines and ceph_iscsi_* samples each returned,
-# and the ratio upstream/ours. Figures are printed, never asserted. Root.
+# it; its Python deps come from make deps), both running on the same iscsi-gateway.cfg
+# and scraped alternately so that the host's load (TCG hands it straight to the guest)
+# falls on both alike. Prints p50/p90/max wall time per scrape (curl's time_total:
+# connect to last byte), the warm-up scrape apart, each exporter's own collection time
+# and CPU seconds per scrape, the lines and ceph_iscsi_* samples each returned, and the
+# ratio upstream/ours. Figures are printed, never asserted. Root.
 #
-# Every scrape is counted, the first included. The samples differ by design: ours adds
-# per-port totals, sessions, gateway info and the Go/process collectors and writes
-# standard "# HELP"/"# TYPE" lines; upstream writes "#HELP:"/"#TYPE:" lines and answers
-# 404 without a target (the layout has one, so it answers 200 here).
+# The samples differ by design: ours adds per-port totals, sessions, gateway info and
+# the Go/process collectors and writes standard "# HELP"/"# TYPE" lines; upstream writes
+# "#HELP:"/"#TYPE:" lines and answers 404 without a target (the layout has one). Upstream
+# needs /etc/rtslib-fb-target to exist (Debian's rtslib-fb dbroot; nothing creates it,
+# targetcli would): without it every upstream scrape is a 500, so the guest makes it.
 #
 # BENCH_TCMU=stub (default) or real, as bench/restore-vm.sh: the exporters read the same
 # configfs statistics either way (no I/O runs during the scrapes).
@@ -78,22 +81,28 @@ grep -E '^\[guest|^restore |^storage objects|answers after|exited before|does no
 log "guest rc=$rc; host load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== /metrics scrape benchmark (real kernel under qemu TCG, $DISKS user:rbd LUNs, $CLIENTS clients x $LPC LUNs, tcmu-runner: $TCMU)"
-printf '  %-9s %6s %8s %8s %8s %7s %9s %s\n' exporter scrapes p50_s p90_s max_s lines ceph_iscsi http
+echo "wall time per scrape (curl time_total, s) over scrapes 1..N; first = the warm-up scrape 0;"
+echo "collect = the exporter's own ceph_iscsi_scrape_duration_seconds (p50); cpu = exporter CPU s per scrape"
+printf '  %-9s %4s %8s %8s %8s %8s %8s %6s %6s %5s %s\n' exporter n p50 p90 max first collect cpu lines ceph_ http
 declare -A P50
 for e in ours upstream; do
-  row=$(grep "^$e " "$OUT/gw-times.txt" 2>/dev/null | sort -g -k4 | awk -v e="$e" '
+  cpu=$(awk -v e="$e" '$1 == "cpu" && $2 == e { print $3 }' "$OUT/gw-times.txt" 2>/dev/null)
+  first=$(awk -v e="$e" '$1 == e && $2 == 0 { print $4 }' "$OUT/gw-times.txt" 2>/dev/null)
+  collect=$(awk -v e="$e" '$1 == e && $2 > 0 { print $7 }' "$OUT/gw-times.txt" 2>/dev/null | sort -g | awk '{ t[NR] = $1 } END { print NR ? t[int((NR + 1) / 2)] : "-" }')
+  row=$(awk -v e="$e" '$1 == e && $2 > 0' "$OUT/gw-times.txt" 2>/dev/null | sort -g -k4 |
+    awk -v e="$e" -v cpu="${cpu:--}" -v first="${first:--}" -v collect="$collect" '
     { t[NR] = $4; lines = $5; samples = $6; codes[$3]++ }
     END {
       if (NR == 0) { printf "  %-9s no scrapes\n", e; exit }
-      p50 = t[int((NR + 1) / 2)]; i = int(0.9 * NR + 0.999); p90 = t[i]
+      p50 = t[int((NR + 1) / 2)]; p90 = t[int(0.9 * NR + 0.999)]
       c = ""; for (k in codes) c = c k "x" codes[k] " "
-      printf "  %-9s %6d %8.4f %8.4f %8.4f %7d %9d %s\n", e, NR, p50, p90, t[NR], lines, samples, c
+      printf "  %-9s %4d %8.4f %8.4f %8.4f %8s %8s %6s %6d %5d %s\n", e, NR, p50, p90, t[NR], first, collect, cpu, lines, samples, c
     }') || true
   echo "$row"
-  P50[$e]=$(awk '{print $3}' <<<"$row")
+  P50[$e]=$(awk '{ print $3 }' <<<"$row")
 done
 if [[ ${P50[ours]} =~ ^[0-9.]+$ && ${P50[upstream]} =~ ^[0-9.]+$ ]]; then
-  awk -v o="${P50[ours]}" -v u="${P50[upstream]}" 'BEGIN { if (o > 0) printf "  ratio upstream/ours at p50: %.1fx\n", u / o }'
+  awk -v o="${P50[ours]}" -v u="${P50[upstream]}" 'BEGIN { if (o > 0) printf "  ratio upstream/ours, wall p50: %.1fx\n", u / o }'
 fi
 if ((rc == 0)) && [[ -z $KEEP ]]; then rm -rf "$OUT"; else echo "artefacts in $OUT" >&2; fi
 exit $rc
