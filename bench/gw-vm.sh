@@ -84,25 +84,31 @@ echo "== /metrics scrape benchmark (real kernel under qemu TCG, $DISKS user:rbd 
 echo "wall time per scrape (curl time_total, s) over scrapes 1..N; first = the warm-up scrape 0;"
 echo "collect = the exporter's own ceph_iscsi_scrape_duration_seconds (p50); cpu = exporter CPU s per scrape"
 printf '  %-9s %4s %8s %8s %8s %8s %8s %6s %6s %5s %s\n' exporter n p50 p90 max first collect cpu lines ceph_ http
-declare -A P50
+declare -A P50 COL CPU
 for e in ours upstream; do
   cpu=$(awk -v e="$e" '$1 == "cpu" && $2 == e { print $3 }' "$OUT/gw-times.txt" 2>/dev/null)
   first=$(awk -v e="$e" '$1 == e && $2 == 0 { print $4 }' "$OUT/gw-times.txt" 2>/dev/null)
   collect=$(awk -v e="$e" '$1 == e && $2 > 0 { print $7 }' "$OUT/gw-times.txt" 2>/dev/null | sort -g | awk '{ t[NR] = $1 } END { print NR ? t[int((NR + 1) / 2)] : "-" }')
   row=$(awk -v e="$e" '$1 == e && $2 > 0' "$OUT/gw-times.txt" 2>/dev/null | sort -g -k4 |
     awk -v e="$e" -v cpu="${cpu:--}" -v first="${first:--}" -v collect="$collect" '
+    function f(x) { return x ~ /^[0-9.]+$/ ? sprintf("%.4f", x) : "-" }
     { t[NR] = $4; lines = $5; samples = $6; codes[$3]++ }
     END {
       if (NR == 0) { printf "  %-9s no scrapes\n", e; exit }
       p50 = t[int((NR + 1) / 2)]; p90 = t[int(0.9 * NR + 0.999)]
       c = ""; for (k in codes) c = c k "x" codes[k] " "
-      printf "  %-9s %4d %8.4f %8.4f %8.4f %8s %8s %6s %6d %5d %s\n", e, NR, p50, p90, t[NR], first, collect, cpu, lines, samples, c
+      printf "  %-9s %4d %8.4f %8.4f %8.4f %8s %8s %6s %6d %5d %s\n", e, NR, p50, p90, t[NR], f(first), f(collect), f(cpu), lines, samples, c
     }') || true
   echo "$row"
-  P50[$e]=$(awk '{ print $3 }' <<<"$row")
+  P50[$e]=$(awk '{ print $3 }' <<<"$row") COL[$e]=$collect CPU[$e]=${cpu:--}
 done
-if [[ ${P50[ours]} =~ ^[0-9.]+$ && ${P50[upstream]} =~ ^[0-9.]+$ ]]; then
-  awk -v o="${P50[ours]}" -v u="${P50[upstream]}" 'BEGIN { if (o > 0) printf "  ratio upstream/ours, wall p50: %.1fx\n", u / o }'
-fi
+ratio() { # WHAT OURS UPSTREAM
+  [[ $2 =~ ^[0-9.]+$ && $3 =~ ^[0-9.]+$ ]] &&
+    awk -v w="$1" -v o="$2" -v u="$3" 'BEGIN { if (o > 0) printf "  ratio upstream/ours, %s: %.1fx\n", w, u / o }'
+  return 0
+}
+ratio "wall p50" "${P50[ours]}" "${P50[upstream]}"
+ratio "collect p50" "${COL[ours]}" "${COL[upstream]}"
+ratio "cpu per scrape" "${CPU[ours]}" "${CPU[upstream]}"
 if ((rc == 0)) && [[ -z $KEEP ]]; then rm -rf "$OUT"; else echo "artefacts in $OUT" >&2; fi
 exit $rc
