@@ -32,6 +32,11 @@ if [[ $RBD != 0 ]]; then
     command -v "$tool" >/dev/null ||
       { log "no $tool: install it (make deps) or set CEPH_ISCSI_VM_RBD=0 to run without Ceph"; exit 1; }
   done
+  # TestGwcliUpstreamAPI runs upstream's rbd-target-api (unpacked, never installed) in
+  # the guest, which sees this machine's / and so its Python modules
+  UPSTREAM=$("$ROOT/dist/dev/upstream.sh") || { log "cannot unpack upstream's ceph-iscsi (make deps)"; exit 1; }
+  /usr/bin/python3 -c 'import flask, rados, rbd, rtslib_fb, netifaces, OpenSSL, cryptography, requests' ||
+    { log "upstream's Python modules are missing: make deps"; exit 1; }
 fi
 ENV=()
 if [[ $RBD != 0 ]]; then
@@ -66,7 +71,7 @@ if [[ $RBD != 0 ]]; then
   # package rbd's real krbd/rbd-nbd mapping tests run in the same guest, on the same cluster
   (cd "$ROOT" && go test -c -tags pacific -o "$OUT/rbd.test" ./rbd/)
   ENV=("VMTEST_CEPH_SRC=/vm-out/ceph" "VMTEST_CEPH_HOSTDIR=$C" "VMTEST_RBD_TEST=/vm-out/rbd.test"
-    "VMTEST_RESTORE_BIN=/vm-out/ceph-iscsi")
+    "VMTEST_RESTORE_BIN=/vm-out/ceph-iscsi" "VMTEST_UPSTREAM=$UPSTREAM/root")
   export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-3072M}
 fi
 export CEPH_ISCSI_VM_ENV="${ENV[*]}"
