@@ -115,11 +115,23 @@ func TestGwcliUpstreamAPI(t *testing.T) {
 	}
 	step(t, start, "gateway %s: TPG 1 enabled on %s:3260", u.gateway, localIP)
 
-	// disk: upstream creates the image and its user:rbd storage object
+	// disk: upstream creates the image, and a storage object only long enough to get
+	// its WWN (lun.allocate(keep_dev_in_lio=False)): LIO holds it once a target maps it
 	u.must(t, "ok\n", "/disks", "create", "pool=rbd", "image="+upAPIImage, "size=64M")
 	if size, err := rbd.Size(gconn, "rbd", upAPIImage); err != nil || size != upAPISize {
 		t.Fatalf("%s after disk create: size %d, %v; want %d", upAPIDisk, size, err, upAPISize)
 	}
+	if m, _ := filepath.Glob(filepath.Join(targetDir, "core", "*", upAPISO)); len(m) > 0 {
+		t.Errorf("storage object in LIO before any target maps the disk: %v", m)
+	}
+	doc = readUpstreamConf(t, ioctx)
+	if d, ok := doc.Disks[upAPIDisk]; !ok || d.Pool != "rbd" || d.Image != upAPIImage || d.Backstore != "user:rbd" || d.WWN == "" {
+		t.Fatalf("config after disk create: disks %+v", doc.Disks)
+	}
+	step(t, start, "disk %s created: 64 MiB image, WWN %s", upAPIDisk, doc.Disks[upAPIDisk].WWN)
+
+	// the disk becomes LUN 0 of the target, owned by this gateway, on its user:rbd object
+	u.must(t, "ok\n", "/iscsi-targets/"+upAPIIQN+"/disks", "add", upAPIDisk)
 	so := soDir(t, upAPISO)
 	if hba := filepath.Base(filepath.Dir(so)); !strings.HasPrefix(hba, "user_") {
 		t.Errorf("%s: not a user backstore", so)
@@ -127,14 +139,9 @@ func TestGwcliUpstreamAPI(t *testing.T) {
 	if info := readTrim(t, so+"/info"); !strings.Contains(info, "rbd/"+upAPIDisk) {
 		t.Errorf("%s/info = %q, want the rbd/%s cfgstring", so, info, upAPIDisk)
 	}
-	doc = readUpstreamConf(t, ioctx)
-	if d, ok := doc.Disks[upAPIDisk]; !ok || d.Pool != "rbd" || d.Image != upAPIImage || d.Backstore != "user:rbd" {
-		t.Fatalf("config after disk create: disks %+v", doc.Disks)
+	if got := readTrim(t, so+"/wwn/vpd_unit_serial"); !strings.HasSuffix(got, doc.Disks[upAPIDisk].WWN) {
+		t.Errorf("%s serial %q, want the config's WWN %s", so, got, doc.Disks[upAPIDisk].WWN)
 	}
-	step(t, start, "disk %s created: 64 MiB image, storage object %s", upAPIDisk, so)
-
-	// the disk becomes LUN 0 of the target, owned by this gateway
-	u.must(t, "ok\n", "/iscsi-targets/"+upAPIIQN+"/disks", "add", upAPIDisk)
 	lun := tpg + "/lun/lun_0"
 	requireDir(t, lun)
 	if links, _ := filepath.Glob(filepath.Join(targetDir, lun, "*")); !hasLinkTo(links, so) {
@@ -144,7 +151,7 @@ func TestGwcliUpstreamAPI(t *testing.T) {
 	if l, ok := doc.Targets[upAPIIQN].Disks[upAPIDisk]; !ok || l.LunID != 0 || doc.Disks[upAPIDisk].Owner != u.gateway {
 		t.Fatalf("config after disk add: target disks %+v, owner %q", doc.Targets[upAPIIQN].Disks, doc.Disks[upAPIDisk].Owner)
 	}
-	step(t, start, "%s is LUN 0 of %s", upAPIDisk, upAPIIQN)
+	step(t, start, "%s is LUN 0 of %s on %s", upAPIDisk, upAPIIQN, so)
 
 	// client: an ACL, then its CHAP and its LUN
 	hosts := "/iscsi-targets/" + upAPIIQN + "/hosts"
@@ -381,6 +388,7 @@ type upstreamDoc struct {
 		Image     string `json:"image"`
 		Owner     string `json:"owner"`
 		Backstore string `json:"backstore"`
+		WWN       string `json:"wwn"`
 	} `json:"disks"`
 	Gateways map[string]json.RawMessage `json:"gateways"`
 	Targets  map[string]struct {
