@@ -188,18 +188,18 @@ func TestGwcliUpstreamAPI(t *testing.T) {
 
 	ls := u.must(t, "", "ls")
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^o- / \.+ \[\.\.\.\]$`),
-		regexp.MustCompile(`(?m)^  o- disks \.+ \[64M, Disks: 1\]$`),
-		regexp.MustCompile(`(?m)^  \| o- rbd \.+ \[rbd \(64M\)\]$`),
-		regexp.MustCompile(`(?m)^  \|   o- ` + upAPIImage + ` \.+ \[rbd/` + upAPIImage + ` \(\w+, 64M\)\]$`),
-		regexp.MustCompile(`(?m)^  o- iscsi-targets \.+ \[DiscoveryAuth: None, Targets: 1\]$`),
-		regexp.MustCompile(`(?m)^    o- ` + regexp.QuoteMeta(upAPIIQN) + ` \.+ \[Auth: None, Gateways: 1\]$`),
-		regexp.MustCompile(`(?m)^      \| o- ` + regexp.QuoteMeta(upAPIDisk) + ` \.+ \[Owner: ` + regexp.QuoteMeta(u.gateway) + `, Lun: 0\]$`),
-		regexp.MustCompile(`(?m)^      o- gateways \.+ \[Up: 1/1, Portals: 1\]$`),
-		regexp.MustCompile(`(?m)^      \| o- ` + regexp.QuoteMeta(u.gateway) + ` \.+ \[` + regexp.QuoteMeta(localIP) + ` \(UP\)\]$`),
-		regexp.MustCompile(`(?m)^      o- hosts \.+ \[Auth: ACL_ENABLED, Hosts: 1\]$`),
-		regexp.MustCompile(`(?m)^        o- ` + regexp.QuoteMeta(upAPIClient) + ` \.+ \[Auth: CHAP, Disks: 1\(64M\)\]$`),
-		regexp.MustCompile(`(?m)^          o- lun 0 \.+ \[` + regexp.QuoteMeta(upAPIDisk) + `\(64M\), Owner: ` + regexp.QuoteMeta(u.gateway) + `\]$`),
+		regexp.MustCompile(`(?m)^o- / [. ]*\[\.\.\.\]$`),
+		regexp.MustCompile(`(?m)^  o- disks [. ]*\[64M, Disks: 1\]$`),
+		regexp.MustCompile(`(?m)^  \| o- rbd [. ]*\[rbd \(64M\)\]$`),
+		regexp.MustCompile(`(?m)^  \|   o- ` + upAPIImage + ` [. ]*\[rbd/` + upAPIImage + ` \(\w+, 64M\)\]$`),
+		regexp.MustCompile(`(?m)^  o- iscsi-targets [. ]*\[DiscoveryAuth: None, Targets: 1\]$`),
+		regexp.MustCompile(`(?m)^    o- ` + regexp.QuoteMeta(upAPIIQN) + ` [. ]*\[Auth: None, Gateways: 1\]$`),
+		regexp.MustCompile(`(?m)^      \| o- ` + regexp.QuoteMeta(upAPIDisk) + ` [. ]*\[Owner: ` + regexp.QuoteMeta(u.gateway) + `, Lun: 0\]$`),
+		regexp.MustCompile(`(?m)^      o- gateways [. ]*\[Up: 1/1, Portals: 1\]$`),
+		regexp.MustCompile(`(?m)^      \| o- ` + regexp.QuoteMeta(u.gateway) + ` [. ]*\[` + regexp.QuoteMeta(localIP) + ` \(UP\)\]$`),
+		regexp.MustCompile(`(?m)^      o- hosts [. ]*\[Auth: ACL_ENABLED, Hosts: 1\]$`),
+		regexp.MustCompile(`(?m)^        o- ` + regexp.QuoteMeta(upAPIClient) + ` [. ]*\[Auth: CHAP, Disks: 1\(64M\)\]$`),
+		regexp.MustCompile(`(?m)^          o- lun 0 [. ]*\[` + regexp.QuoteMeta(upAPIDisk) + `\(64M\), Owner: ` + regexp.QuoteMeta(u.gateway) + `\]$`),
 	} {
 		if !want.MatchString(ls) {
 			t.Errorf("ls lacks a line matching %s:\n%s", want, ls)
