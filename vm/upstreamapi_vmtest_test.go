@@ -237,15 +237,15 @@ ceph_config_dir = %s
 pool = rbd
 gateway_conf = %s
 api_secure = false
-api_host = 127.0.0.1
+api_host = 0.0.0.0
 api_port = %d
 api_user = %s
 api_password = %s
-trusted_ip_list = 127.0.0.1
+trusted_ip_list = 127.0.0.1,%s
 minimum_gateways = 1
 log_to_file = false
 log_to_stderr = true
-`, cephDir, upAPIObject, upAPIPort, upAPIUser, upAPIPass)
+`, cephDir, upAPIObject, upAPIPort, upAPIUser, upAPIPass, localIP)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -255,8 +255,19 @@ log_to_stderr = true
 		t.Fatal(err)
 	}
 	defer lf.Close()
+	// Upstream calls its own API by its name (targetlun: call_api([this_host()] ...)), as
+	// a gateway's name resolves in a real group: in upstream's namespace only, the name is
+	// the portal address, where the API listens too (and on 127.0.0.1, for 'localhost').
+	hosts, err := os.ReadFile("/etc/hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostsFile := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(hostsFile, append([]byte(localIP+" "+gateway+"\n"), hosts...), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "bash", "-c",
-		fmt.Sprintf("mount --bind %q /etc/ceph && exec /usr/bin/python3 %q", etc, script))
+		fmt.Sprintf("mount --bind %q /etc/ceph && mount --bind %q /etc/hosts && exec /usr/bin/python3 %q", etc, hostsFile, script))
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(root, "usr", "lib", "python3", "dist-packages"))
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
