@@ -77,7 +77,7 @@ fi
 export CEPH_ISCSI_VM_ENV="${ENV[*]}"
 
 set +e
-# the suite takes ~7-9 min under TCG (upstream's Python API alone ~4); a busy 2-core host can double that
+# the suite takes ~5-8 min under TCG (TestGwcliUpstreamAPI alone 1.5-4.5); a busy 2-core host can double that
 export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-1800}
 "$HERE/run.sh" "$HERE/guest-vmtest.sh" /vm-out/vm.test -test.v -test.timeout=1680s "$@"
 rc=$?
