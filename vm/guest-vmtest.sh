@@ -23,6 +23,10 @@ if [[ -n ${VMTEST_CEPH_SRC:-} ]]; then
   modprobe -a rbd nbd || { echo "modprobe rbd nbd failed"; exit 1; }
 fi
 mkdir -p /etc/target   # after the load: where rtslib-based tools save LIO state
+# Debian's rtslib-fb (upstream's rbd-target-api) writes its preferred dbroot on every
+# storage object; the kernel refuses once a fabric is registered (iscsi above), which
+# rtslib accepts only if the directory exists. dbroot stays /var/target.
+mkdir -p /etc/rtslib-fb-target
 # upstream refuses loopback portals: give the gateway a documentation address on lo
 ip addr add 192.0.2.10/32 dev lo
 step "modules loaded"

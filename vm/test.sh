@@ -32,6 +32,11 @@ if [[ $RBD != 0 ]]; then
     command -v "$tool" >/dev/null ||
       { log "no $tool: install it (make deps) or set CEPH_ISCSI_VM_RBD=0 to run without Ceph"; exit 1; }
   done
+  # TestGwcliUpstreamAPI runs upstream's rbd-target-api (unpacked, never installed) in
+  # the guest, which sees this machine's / and so its Python modules
+  UPSTREAM=$("$ROOT/dist/dev/upstream.sh") || { log "cannot unpack upstream's ceph-iscsi (make deps)"; exit 1; }
+  /usr/bin/python3 -c 'import flask, rados, rbd, rtslib_fb, netifaces, OpenSSL, cryptography, requests' ||
+    { log "upstream's Python modules are missing: make deps"; exit 1; }
 fi
 ENV=()
 if [[ $RBD != 0 ]]; then
@@ -66,15 +71,15 @@ if [[ $RBD != 0 ]]; then
   # package rbd's real krbd/rbd-nbd mapping tests run in the same guest, on the same cluster
   (cd "$ROOT" && go test -c -tags pacific -o "$OUT/rbd.test" ./rbd/)
   ENV=("VMTEST_CEPH_SRC=/vm-out/ceph" "VMTEST_CEPH_HOSTDIR=$C" "VMTEST_RBD_TEST=/vm-out/rbd.test"
-    "VMTEST_RESTORE_BIN=/vm-out/ceph-iscsi")
+    "VMTEST_RESTORE_BIN=/vm-out/ceph-iscsi" "VMTEST_UPSTREAM=$UPSTREAM/root")
   export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-3072M}
 fi
 export CEPH_ISCSI_VM_ENV="${ENV[*]}"
 
 set +e
-# the suite takes ~3-4 min under TCG; a busy 2-core host can double that
-export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-1200}
-"$HERE/run.sh" "$HERE/guest-vmtest.sh" /vm-out/vm.test -test.v -test.timeout=1080s "$@"
+# the suite takes ~5-8 min under TCG (TestGwcliUpstreamAPI alone 1.5-4.5); a busy 2-core host can double that
+export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-1800}
+"$HERE/run.sh" "$HERE/guest-vmtest.sh" /vm-out/vm.test -test.v -test.timeout=1680s "$@"
 rc=$?
 set -e
 if ((rc == 0)) && [[ -z $KEEP ]]; then
