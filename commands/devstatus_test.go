@@ -82,7 +82,11 @@ func TestAPIDiskStatusFromTheMgr(t *testing.T) {
 	}
 	register("gwA", true, counters(0, 0, 0))
 	gwB := register("gwB", false, counters(2, 0, 0))
-	st := wait("Online with both gateways", func(s diskStatus) bool { return len(s.Gateways) == 2 })
+	// A registration reaches the mgr's service map before its first status report: wait
+	// for both reports, not only both daemons.
+	st := wait("Online with both gateways' reports", func(s diskStatus) bool {
+		return len(s.Gateways) == 2 && len(s.Gateways["gwA"]) == 3 && len(s.Gateways["gwB"]) == 3
+	})
 	if st.State != "Online" || st.LockOwner != "gwA" || st.Gateways["gwB"]["cmd_timed_out_cnt"] != 2 {
 		t.Fatalf("first status %+v, want Online, lock owner gwA, gwB's counters as reported", st)
 	}
