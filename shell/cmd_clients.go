@@ -159,11 +159,7 @@ func runClientsAuth(ctx context.Context, e *Env, n *Node, a Args) error {
 		return refuse("Invalid auth argument. Use 'auth nochap|disable_acl|enable_acl'")
 	}
 	if action == "nochap" {
-		s, err := snap(ctx, e)
-		if err != nil {
-			return err
-		}
-		t, err := target(s, n.Target)
+		_, t, err := snapTarget(ctx, e, n.Target)
 		if err != nil {
 			return err
 		}
@@ -192,11 +188,7 @@ type clientInfo struct {
 }
 
 func runClientInfo(ctx context.Context, e *Env, n *Node, _ Args) error {
-	s, err := snap(ctx, e)
-	if err != nil {
-		return err
-	}
-	t, err := target(s, n.Target)
+	_, t, err := snapTarget(ctx, e, n.Target)
 	if err != nil {
 		return err
 	}
@@ -230,11 +222,7 @@ func runClientDisk(ctx context.Context, e *Env, n *Node, a Args) error {
 	if action != "add" && action != "remove" {
 		return refuse("you can only add and remove disks - %s is invalid ", action)
 	}
-	s, err := snap(ctx, e)
-	if err != nil {
-		return err
-	}
-	t, err := target(s, n.Target)
+	s, t, err := snapTarget(ctx, e, n.Target)
 	if err != nil {
 		return err
 	}

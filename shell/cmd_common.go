@@ -109,6 +109,16 @@ func target(s *Snapshot, iqn string) (*config.Target, error) {
 	return t, nil
 }
 
+// snapTarget is the command's snapshot and the target iqn in it.
+func snapTarget(ctx context.Context, e *Env, iqn string) (*Snapshot, *config.Target, error) {
+	s, err := snap(ctx, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := target(s, iqn)
+	return s, t, err
+}
+
 // normalizeIQN is rtslib's normalize_wwn(['iqn'], name) as gwcli applies it: trimmed and
 // lower-cased, and an iqn. name (eui. and naa. are not accepted here, as upstream).
 func normalizeIQN(name string) (string, error) {

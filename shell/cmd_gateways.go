@@ -45,11 +45,7 @@ to it will be removed, and confirm=True is required.`,
 	register(&Command{Kind: KindGateways, Name: "info", Summary: "List configured gateways.",
 		Help: "List configured gateways.",
 		Run: func(ctx context.Context, e *Env, n *Node, _ Args) error {
-			s, err := snap(ctx, e)
-			if err != nil {
-				return err
-			}
-			t, err := target(s, n.Target)
+			_, t, err := snapTarget(ctx, e, n.Target)
 			if err != nil {
 				return err
 			}
@@ -65,11 +61,7 @@ to it will be removed, and confirm=True is required.`,
 		Help: `refresh allows you to refresh the connection status of each of the
 configured gateways (i.e. check the up/down state).`,
 		Run: func(ctx context.Context, e *Env, n *Node, _ Args) error {
-			s, err := snap(ctx, e)
-			if err != nil {
-				return err
-			}
-			t, err := target(s, n.Target)
+			_, t, err := snapTarget(ctx, e, n.Target)
 			if err != nil {
 				return err
 			}
@@ -98,11 +90,7 @@ func runGatewayCreate(ctx context.Context, e *Env, n *Node, a Args) error {
 	for _, ip := range strings.Split(a.Get("ip_addresses"), ",") {
 		ips = append(ips, normalizeIP(ip))
 	}
-	s, err := snap(ctx, e)
-	if err != nil {
-		return err
-	}
-	t, err := target(s, n.Target)
+	_, t, err := snapTarget(ctx, e, n.Target)
 	if err != nil {
 		return err
 	}
@@ -149,11 +137,7 @@ func runGatewayDelete(ctx context.Context, e *Env, n *Node, a Args) error {
 		return err
 	}
 	say(e, "Deleting gateway, %s", name)
-	s, err := snap(ctx, e)
-	if err != nil {
-		return err
-	}
-	t, err := target(s, n.Target)
+	_, t, err := snapTarget(ctx, e, n.Target)
 	if err != nil {
 		return err
 	}
@@ -197,11 +181,7 @@ func serviceState(st GatewayState) (iscsi, api string) {
 }
 
 func runGatewayInfo(ctx context.Context, e *Env, n *Node, _ Args) error {
-	s, err := snap(ctx, e)
-	if err != nil {
-		return err
-	}
-	t, err := target(s, n.Target)
+	s, t, err := snapTarget(ctx, e, n.Target)
 	if err != nil {
 		return err
 	}

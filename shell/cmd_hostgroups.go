@@ -20,11 +20,7 @@ func init() {
 alphanumeric characters, including '_', '-' and '@'. Note that once a
 group is created it can not be renamed.`,
 		Run: func(ctx context.Context, e *Env, n *Node, a Args) error {
-			s, err := snap(ctx, e)
-			if err != nil {
-				return err
-			}
-			t, err := target(s, n.Target)
+			_, t, err := snapTarget(ctx, e, n.Target)
 			if err != nil {
 				return err
 			}
@@ -55,11 +51,7 @@ Note the deletion of a group will not remove the lun masking already
 defined to clients. If this is desired, it will need to be performed
 manually once the group is deleted.`,
 		Run: func(ctx context.Context, e *Env, n *Node, a Args) error {
-			s, err := snap(ctx, e)
-			if err != nil {
-				return err
-			}
-			t, err := target(s, n.Target)
+			_, t, err := snapTarget(ctx, e, n.Target)
 			if err != nil {
 				return err
 			}
@@ -106,11 +98,7 @@ func runGroupHost(ctx context.Context, e *Env, n *Node, a Args) error {
 	if action != "add" && action != "remove" {
 		return refuse("Invalid request - must be host add|remove <client_iqn>")
 	}
-	s, err := snap(ctx, e)
-	if err != nil {
-		return err
-	}
-	t, err := target(s, n.Target)
+	_, t, err := snapTarget(ctx, e, n.Target)
 	if err != nil {
 		return err
 	}
@@ -137,11 +125,7 @@ func runGroupDisk(ctx context.Context, e *Env, n *Node, a Args) error {
 	if action != "add" && action != "remove" {
 		return refuse("Invalid request - must be disk add|remove <disk_image>")
 	}
-	s, err := snap(ctx, e)
-	if err != nil {
-		return err
-	}
-	t, err := target(s, n.Target)
+	s, t, err := snapTarget(ctx, e, n.Target)
 	if err != nil {
 		return err
 	}

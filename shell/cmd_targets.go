@@ -98,11 +98,7 @@ auth username=<user> password=<pass> mutual_username=<m_user> mutual_password=<m
 	register(&Command{Kind: KindTarget, Name: "info", Summary: "Show the attributes of the current object.",
 		Help: "Show the attributes of the current object.",
 		Run: func(ctx context.Context, e *Env, n *Node, _ Args) error {
-			s, err := snap(ctx, e)
-			if err != nil {
-				return err
-			}
-			t, err := target(s, n.Target)
+			_, t, err := snapTarget(ctx, e, n.Target)
 			if err != nil {
 				return err
 			}
