@@ -34,26 +34,10 @@ export CEPH_ISCSI_VM_OUT=$OUT
 (cd "$ROOT" && go build -tags pacific -o "$OUT/ceph-iscsi" . && go build -tags pacific -o "$OUT/restore-layout" ./bench/restore-layout)
 log "built"
 
-# The cluster is made and seeded on the host (fast), stopped cleanly and restarted in
-# the guest by vm/guest-vmtest.sh, as vm/test.sh does.
 C=$OUT/ceph
-ok=0
-for _ in 1 2 3 4 5; do
-  rm -rf "$C"
-  mon=$((20000 + RANDOM % 20000))
-  if CEPH_DEV_MON_PORT=$mon CEPH_DEV_OSD_PORTS=$((mon + 2))-$((mon + 101)) \
-    "$ROOT/dist/dev/ceph-cluster.sh" up "$C" >"$OUT/ceph-up.log" 2>&1; then
-    ok=1; break
-  fi
-  grep -q 'already in use' "$OUT/ceph-up.log" || break
-done
-((ok == 1)) || { cat "$OUT/ceph-up.log" >&2; "$ROOT/dist/dev/ceph-cluster.sh" down "$C" >/dev/null 2>&1 || true; exit 1; }
-seeded=0
-"$OUT/restore-layout" seed -conf "$C/ceph.conf" "${LAYOUT[@]}" && seeded=1
-"$ROOT/dist/dev/ceph-cluster.sh" down "$C" >>"$OUT/ceph-up.log" 2>&1
-((seeded == 1)) || exit 1
-rm -rf "$C/log"/* "$C"/crash/*
-log "cluster seeded in $C ($(du -sh "$C" | cut -f1))"
+# shellcheck source=bench/seed-cluster.sh
+source "$HERE/seed-cluster.sh"
+seed_cluster
 
 export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-4096M}
 # four restores of 256 disks take 3-8 min under TCG, depending on the host's load
