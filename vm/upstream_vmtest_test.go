@@ -50,32 +50,7 @@ func upstreamSpec(t *testing.T) (lio.Spec, string, confAuth) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc struct {
-		DiscoveryAuth confAuth `json:"discovery_auth"`
-		Disks         map[string]struct {
-			Pool, Image, WWN, Owner string
-			BackstoreObjectName     string         `json:"backstore_object_name"`
-			Controls                map[string]any `json:"controls"`
-		} `json:"disks"`
-		Targets map[string]struct {
-			ACLEnabled bool           `json:"acl_enabled"`
-			Auth       confAuth       `json:"auth"`
-			Controls   map[string]any `json:"controls"`
-			IPList     []string       `json:"ip_list"`
-			Portals    map[string]struct {
-				PortalIPAddresses []string `json:"portal_ip_addresses"`
-			} `json:"portals"`
-			Disks map[string]struct {
-				LunID int `json:"lun_id"`
-			} `json:"disks"`
-			Clients map[string]struct {
-				Auth confAuth `json:"auth"`
-				LUNs map[string]struct {
-					LunID int `json:"lun_id"`
-				} `json:"luns"`
-			} `json:"clients"`
-		} `json:"targets"`
-	}
+	var doc upstreamDoc
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}

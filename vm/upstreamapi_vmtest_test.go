@@ -392,19 +392,25 @@ func hasLinkTo(links []string, dir string) bool {
 	return false
 }
 
-// upstreamDoc is the part of upstream's configuration object the test checks.
+// upstreamDoc is the part of upstream's configuration object the VM tests read
+// (the reference object's spec, and what upstream's API wrote).
 type upstreamDoc struct {
-	Disks map[string]struct {
-		Pool      string `json:"pool"`
-		Image     string `json:"image"`
-		Owner     string `json:"owner"`
-		Backstore string `json:"backstore"`
-		WWN       string `json:"wwn"`
+	DiscoveryAuth confAuth `json:"discovery_auth"`
+	Disks         map[string]struct {
+		Pool                string         `json:"pool"`
+		Image               string         `json:"image"`
+		Owner               string         `json:"owner"`
+		Backstore           string         `json:"backstore"`
+		WWN                 string         `json:"wwn"`
+		BackstoreObjectName string         `json:"backstore_object_name"`
+		Controls            map[string]any `json:"controls"`
 	} `json:"disks"`
 	Gateways map[string]json.RawMessage `json:"gateways"`
 	Targets  map[string]struct {
-		ACLEnabled bool     `json:"acl_enabled"`
-		IPList     []string `json:"ip_list"`
+		ACLEnabled bool           `json:"acl_enabled"`
+		Auth       confAuth       `json:"auth"`
+		Controls   map[string]any `json:"controls"`
+		IPList     []string       `json:"ip_list"`
 		Portals    map[string]struct {
 			PortalIPAddresses []string `json:"portal_ip_addresses"`
 		} `json:"portals"`
