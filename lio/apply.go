@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Result is what Apply really did.
@@ -255,9 +257,15 @@ func under(p string, dirs []string) bool {
 func run(f FS, op Op) error {
 	switch op.Kind {
 	case OpMkdir:
-		// An object that appeared since Observe is what we wanted.
-		if err := f.mkdir(op.Path); !errors.Is(err, fs.ErrExist) {
+		// An object that appeared since Observe is what we wanted, but only a
+		// directory is an object: a file in its place would have the
+		// attribute writes that follow fail on a path we recorded as made.
+		err := f.mkdir(op.Path)
+		if !errors.Is(err, fs.ErrExist) {
 			return err
+		}
+		if fi, serr := os.Lstat(f.abs(op.Path)); serr != nil || !fi.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: f.abs(op.Path), Err: syscall.ENOTDIR}
 		}
 		return nil
 	case OpWrite:
