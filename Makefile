@@ -9,8 +9,11 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # libraries are librados/librbd (no static archives in Debian) and libc (see README).
 GOFLAGS_BUILD := -tags pacific,netgo,osusergo -trimpath -ldflags "-X ceph-iscsi/commands.version=$(VERSION)"
 DEV_CLUSTER_DIR ?= $(CURDIR)/out/dev-cluster
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
-NFPM := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+# Build tools, compiled once by make deps (or the first target needing them) into a cache
+# outside the clone: nfpm alone is about 3 CPU minutes of compiling.
+TOOLS_DIR ?= $(HOME)/.cache/ceph-iscsi/tools
+STATICCHECK := $(TOOLS_DIR)/staticcheck-v0.7.0
+NFPM := $(TOOLS_DIR)/nfpm-v2.45.2
 # Above upstream's 3.x, so that installing the package upgrades upstream's ceph-iscsi.
 DEB_VERSION ?= 4.0.0~git$(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y%m%d%H%M%S 2>/dev/null).$(shell git rev-parse --short=8 HEAD 2>/dev/null)
 # The Ceph client version the build links (upstream part, e.g. 16.2.15): the package's floor.
@@ -30,7 +33,7 @@ DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iprout
 	python3-flask python3-rados python3-rbd python3-rtslib-fb python3-netifaces \
 	python3-openssl python3-cryptography python3-requests python3-distutils python3-configshell-fb
 
-.PHONY: all deps build install deb demo test unit deb-test deb-upgrade-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
+.PHONY: all deps tools build install deb demo test unit deb-test deb-upgrade-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
 
 all: build
 
@@ -40,7 +43,20 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES)
 	dist/dev/install-go.sh
 	go mod download
+	$(MAKE) tools
 	dist/dev/upstream.sh
+
+tools: $(NFPM) $(STATICCHECK)
+
+$(TOOLS_DIR)/nfpm-%:
+	mkdir -p $(TOOLS_DIR)/.bin
+	GOBIN=$(TOOLS_DIR)/.bin go install github.com/goreleaser/nfpm/v2/cmd/nfpm@$*
+	mv $(TOOLS_DIR)/.bin/nfpm $@
+
+$(TOOLS_DIR)/staticcheck-%:
+	mkdir -p $(TOOLS_DIR)/.bin
+	GOBIN=$(TOOLS_DIR)/.bin go install honnef.co/go/tools/cmd/staticcheck@$*
+	mv $(TOOLS_DIR)/.bin/staticcheck $@
 
 build:
 	mkdir -p bin
@@ -54,7 +70,7 @@ install: build
 
 # The Debian package (dist/deb/nfpm.yaml): binary, upstream names, units, sample
 # settings file, man page and shell completion rendered by the binary itself.
-deb: build
+deb: build $(NFPM)
 	@if [ -z "$(CEPH_LIB_VERSION)" ]; then echo "librados-dev is not installed: run make deps" >&2; exit 1; fi
 	rm -rf out/deb && mkdir -p out/deb
 	cp bin/ceph-iscsi out/deb/ceph-iscsi
@@ -62,7 +78,7 @@ deb: build
 	gzip -9n out/deb/ceph-iscsi.8
 	rm -f out/ceph-iscsi_*_amd64.deb
 	DEB_VERSION='$(DEB_VERSION)' CEPH_LIB_VERSION='$(CEPH_LIB_VERSION)' \
-	  go run $(NFPM) package -f dist/deb/nfpm.yaml -p deb -t $(DEB)
+	  $(NFPM) package -f dist/deb/nfpm.yaml -p deb -t $(DEB)
 
 # The main job end to end (root when something is missing: it runs make deps): a Ceph
 # cluster, the VM with the real kernel, the package installed in it, rbd-target-api and
@@ -94,11 +110,11 @@ deb-upgrade-test: deb
 vm-test:
 	vm/test.sh
 
-lint:
+lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet -tags pacific ./...
-	go run $(STATICCHECK) -tags pacific ./...
+	$(STATICCHECK) -tags pacific ./...
 
 # Benchmarks (root; they print figures, nothing asserts on time): the REST API, ours and
 # upstream's side by side (~3 min), and a 256-disk / 64-client restore in the VM (5-8 min).
