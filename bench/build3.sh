@@ -98,7 +98,7 @@ for n in 1 2 3; do
   out=$(CEPH_CONF=$W/ceph/ceph.conf "$W/ceph-iscsi" restore --dry-run --config "$W/iscsi-gateway.cfg" \
     --configfs-root "$W/configfs$n" --gateway-name "gw$n" --local-addr "127.0.0.$n" 2>&1) || true
   if grep -q '^in sync: nothing to do' <<<"$out"; then
-    echo "gw$n: in sync ($(find "$W/configfs$n/target/iscsi" -path '*/lun/lun_*' -maxdepth 5 -type d | wc -l) LUN directories)"
+    echo "gw$n: in sync ($(find "$W/configfs$n/target/iscsi" -mindepth 4 -maxdepth 4 -path '*/lun/lun_*' | wc -l) LUN directories)"
   else
     echo "gw$n: NOT in sync:"; head -20 <<<"$out"; fail=1
   fi
