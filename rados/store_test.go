@@ -594,8 +594,20 @@ func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := s.reads.Load()
+	other := connect(t)
+	io, err := other.rc.OpenIOContext("rbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
 	for i := range 3 {
-		if _, err := s.Commit(ctx, addTarget(fmt.Sprintf("iqn.2003-01.com.example:own%d", i))); err != nil {
+		if _, err := s.Commit(ctx, func(d *config.Doc) error {
+			// the lock taken asserting the version is the real lock
+			if ret, err := io.LockExclusive(s.opts.Object, LockName, "peer", "", 0, nil); err != nil || ret != -16 {
+				t.Errorf("a peer's lock during our commit: %d %v, want -EBUSY", ret, err)
+			}
+			return addTarget(fmt.Sprintf("iqn.2003-01.com.example:own%d", i))(d)
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -604,12 +616,6 @@ func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
 	}
 
 	// a peer takes and drops the lock: the object moved, so it is read again
-	other := connect(t)
-	io, err := other.rc.OpenIOContext("rbd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer io.Destroy()
 	if ret, err := io.LockExclusive(s.opts.Object, LockName, LockCookie, "", 0, nil); err != nil || ret != 0 {
 		t.Fatalf("peer lock: %d %v", ret, err)
 	}
