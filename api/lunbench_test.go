@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -136,19 +137,37 @@ func BenchmarkPutLun(b *testing.B) {
 	}
 }
 
-// p50 collects the duration of each iteration and reports their median.
-type p50 struct{ d []time.Duration }
+// p50 collects the duration of each iteration and reports their median,
+// and the process's CPU time per iteration (which a loaded machine's
+// wall-clock figures hide).
+type p50 struct {
+	d   []time.Duration
+	cpu time.Duration
+}
 
 // time starts one iteration's clock; call what it returns at its end.
 func (p *p50) time() func() {
-	t := time.Now()
-	return func() { p.d = append(p.d, time.Since(t)) }
+	t, c := time.Now(), processCPU()
+	return func() {
+		p.d = append(p.d, time.Since(t))
+		p.cpu += processCPU() - c
+	}
 }
 
 func (p *p50) report(b *testing.B) {
 	if len(p.d) == 0 {
 		return
 	}
+	b.ReportMetric(float64(p.cpu.Microseconds())/1000/float64(len(p.d)), "cpu-ms/op")
 	slices.Sort(p.d)
 	b.ReportMetric(float64(p.d[len(p.d)/2].Microseconds())/1000, "p50-ms")
+}
+
+// processCPU is the user and system time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
