@@ -33,7 +33,7 @@ DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iprout
 	python3-flask python3-rados python3-rbd python3-rtslib-fb python3-netifaces \
 	python3-openssl python3-cryptography python3-requests python3-distutils python3-configshell-fb
 
-.PHONY: all deps tools build install deb demo test unit deb-test deb-upgrade-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
+.PHONY: all deps tools build install deb demo test unit deb-test deb-upgrade-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-build3 bench-restore-vm
 
 all: build
 
@@ -120,6 +120,11 @@ lint: $(STATICCHECK)
 # upstream's side by side (~3 min), and a 256-disk / 64-client restore in the VM (5-8 min).
 bench-api:
 	bench/api.sh
+
+# A 4096-LUN target, 1024 clients x 4 LUNs, built through the API of three
+# gateways on emulated configfs (root); BENCH_ARGS="-luns 256" for a short run.
+bench-build3:
+	bench/build3.sh $(BENCH_ARGS)
 
 bench-restore-vm:
 	bench/restore-vm.sh

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -54,12 +55,18 @@ func ParseAny(raw []byte) (map[string]any, error) {
 // values; other types are an error.
 func MarshalAny(v any) ([]byte, error) {
 	var b bytes.Buffer
-	b.Grow(16 << 10) // a small document fits; large ones grow by doubling
+	// the last encoding's size, so that a large document is not copied over
+	// and over while its buffer doubles
+	b.Grow(max(16<<10, int(sizeHint.Load())+1<<10))
 	if err := encodeValue(&b, v, 0); err != nil {
 		return nil, err
 	}
+	sizeHint.Store(int64(b.Len()))
 	return b.Bytes(), nil
 }
+
+// sizeHint is the size of the last MarshalAny output.
+var sizeHint atomic.Int64
 
 func encodeValue(b *bytes.Buffer, v any, depth int) error {
 	switch x := v.(type) {
@@ -236,6 +243,11 @@ func PyString(s string) string {
 // points as a UTF-16 surrogate pair.
 func writeString(b *bytes.Buffer, s string) {
 	b.WriteByte('"')
+	if plainASCII(s) {
+		b.WriteString(s)
+		b.WriteByte('"')
+		return
+	}
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -277,6 +289,18 @@ func writeString(b *bytes.Buffer, s string) {
 		writeU(b, r)
 	}
 	b.WriteByte('"')
+}
+
+// plainASCII reports whether s is printable ASCII without '"' or '\\': what
+// writeString copies as is (names, stamps, addresses: nearly every string of
+// a document).
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func writeU(b *bytes.Buffer, r rune) {

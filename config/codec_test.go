@@ -65,6 +65,11 @@ func TestStringEscaping(t *testing.T) {
 		{"a\U00010000z\U0010FFFF", `"a\ud800\udc00z\udbff\udfff"`},
 		{"\ufffd", `"\ufffd"`},
 		{"'single'", `"'single'"`},
+		// the edges of what is copied as is
+		{" ~!", `" ~!"`},
+		{"a\x7fz", `"a\u007fz"`},
+		{"a\x1fz", `"a\u001fz"`},
+		{"a\u0080z", `"a\u0080z"`},
 		// Not producible by Python; Go callers get U+FFFD.
 		{"bad\xffbyte", `"bad\ufffdbyte"`},
 	}

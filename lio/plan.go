@@ -128,6 +128,14 @@ type planner struct {
 	gone       map[string]bool // object paths removed in phase 1
 	rebound    map[string]bool // LUN paths moved to default_tg_pt_gp in phase 1
 	replacedSO map[string]bool
+
+	// indexes of the desired state, so that a plan over thousands of LUNs
+	// and ACLs does not search a list for each one
+	desSOByName map[string]*StorageObject
+	desByPath   map[string]*StorageObject // resolved path -> desired object
+	desTgt      map[string]*Target
+	luns        map[*TPG]map[int]*LUN
+	acls        map[*TPG]map[string]*ACL
 }
 
 func newPlanner(obs, des State) *planner {
@@ -137,7 +145,19 @@ func newPlanner(obs, des State) *planner {
 		obsSO: map[string]*StorageObject{}, obsTgt: map[string]*Target{},
 		desSOPath: map[string]string{}, keptSO: map[string]bool{}, newSO: map[string]bool{},
 		newHBA: map[string]bool{}, gone: map[string]bool{}, rebound: map[string]bool{},
-		replacedSO: map[string]bool{},
+		replacedSO:  map[string]bool{},
+		desSOByName: map[string]*StorageObject{}, desByPath: map[string]*StorageObject{},
+		desTgt: map[string]*Target{}, luns: map[*TPG]map[int]*LUN{}, acls: map[*TPG]map[string]*ACL{},
+	}
+	for i := range des.StorageObjects {
+		if so := &des.StorageObjects[i]; p.desSOByName[so.Name] == nil {
+			p.desSOByName[so.Name] = so
+		}
+	}
+	for i := range des.Targets {
+		if t := &des.Targets[i]; p.desTgt[t.IQN] == nil {
+			p.desTgt[t.IQN] = t
+		}
 	}
 	for _, n := range des.Managed.StorageObjects {
 		p.managedSO[n] = true
@@ -159,6 +179,9 @@ func newPlanner(obs, des State) *planner {
 		p.obsTgt[obs.Targets[i].IQN] = &obs.Targets[i]
 	}
 	p.resolveStorageObjects()
+	for name, path := range p.desSOPath {
+		p.desByPath[path] = p.desSO(name)
+	}
 	return p
 }
 
@@ -249,13 +272,44 @@ func soCompatible(o, d StorageObject) bool {
 
 // desired lookups
 
-func (p *planner) desTarget(iqn string) *Target {
-	for i := range p.des.Targets {
-		if p.des.Targets[i].IQN == iqn {
-			return &p.des.Targets[i]
-		}
+func (p *planner) desTarget(iqn string) *Target { return p.desTgt[iqn] }
+
+// findLUN is the LUN of tpg with index, through an index of tpg made on
+// first use.
+func (p *planner) findLUN(tpg *TPG, index int) *LUN {
+	if tpg == nil {
+		return nil
 	}
-	return nil
+	m := p.luns[tpg]
+	if m == nil {
+		m = make(map[int]*LUN, len(tpg.LUNs))
+		for i := range tpg.LUNs {
+			if m[tpg.LUNs[i].Index] == nil {
+				m[tpg.LUNs[i].Index] = &tpg.LUNs[i]
+			}
+		}
+		p.luns[tpg] = m
+	}
+	return m[index]
+}
+
+// findACL is the ACL of tpg for ini, through an index of tpg made on
+// first use.
+func (p *planner) findACL(tpg *TPG, ini string) *ACL {
+	if tpg == nil {
+		return nil
+	}
+	m := p.acls[tpg]
+	if m == nil {
+		m = make(map[string]*ACL, len(tpg.ACLs))
+		for i := range tpg.ACLs {
+			if m[tpg.ACLs[i].Initiator] == nil {
+				m[tpg.ACLs[i].Initiator] = &tpg.ACLs[i]
+			}
+		}
+		p.acls[tpg] = m
+	}
+	return m[ini]
 }
 
 func findTPG(t *Target, tag int) *TPG {
@@ -265,18 +319,6 @@ func findTPG(t *Target, tag int) *TPG {
 	for i := range t.TPGs {
 		if t.TPGs[i].Tag == tag {
 			return &t.TPGs[i]
-		}
-	}
-	return nil
-}
-
-func findLUN(tpg *TPG, index int) *LUN {
-	if tpg == nil {
-		return nil
-	}
-	for i := range tpg.LUNs {
-		if tpg.LUNs[i].Index == index {
-			return &tpg.LUNs[i]
 		}
 	}
 	return nil
@@ -318,24 +360,10 @@ func findGroup(so *StorageObject, name string) *ALUAGroup {
 	return nil
 }
 
-func (p *planner) desSO(name string) *StorageObject {
-	for i := range p.des.StorageObjects {
-		if p.des.StorageObjects[i].Name == name {
-			return &p.des.StorageObjects[i]
-		}
-	}
-	return nil
-}
+func (p *planner) desSO(name string) *StorageObject { return p.desSOByName[name] }
 
 // desSOByPath returns the desired object resolved to path, if any.
-func (p *planner) desSOByPath(path string) *StorageObject {
-	for name, pp := range p.desSOPath {
-		if pp == path {
-			return p.desSO(name)
-		}
-	}
-	return nil
-}
+func (p *planner) desSOByPath(path string) *StorageObject { return p.desByPath[path] }
 
 // Phase 1: removals forced by re-creation.
 
@@ -353,7 +381,7 @@ func (p *planner) preDeletes() {
 			dtpg := findTPG(dt, tpg.Tag)
 			doomedLUN := map[int]bool{}
 			for _, l := range tpg.LUNs {
-				dl := findLUN(dtpg, l.Index)
+				dl := p.findLUN(dtpg, l.Index)
 				if p.replacedSO[l.Link] || (dl != nil && p.desSOPath[dl.StorageObject] != l.Link) {
 					doomedLUN[l.Index] = true
 					lp := lunPath(tp, l.Index)
@@ -362,7 +390,7 @@ func (p *planner) preDeletes() {
 				}
 			}
 			for _, acl := range tpg.ACLs {
-				dacl := findACL(dtpg, acl.Initiator)
+				dacl := p.findACL(dtpg, acl.Initiator)
 				for _, m := range acl.MappedLUNs {
 					dm := findMapped(dacl, m.Index)
 					if doomedLUN[m.TPGLUN] || (dm != nil && dm.TPGLUN != m.TPGLUN) {
@@ -494,7 +522,7 @@ func (p *planner) creates() {
 			otpg := findTPG(ot, dtpg.Tag)
 			tp := tpgPath(dt.IQN, dtpg.Tag)
 			for _, dl := range dtpg.LUNs {
-				p.createLUN(tp, dl, findLUN(otpg, dl.Index))
+				p.createLUN(tp, dl, p.findLUN(otpg, dl.Index))
 			}
 		}
 	}
@@ -504,7 +532,7 @@ func (p *planner) creates() {
 			otpg := findTPG(ot, dtpg.Tag)
 			tp := tpgPath(dt.IQN, dtpg.Tag)
 			for _, da := range dtpg.ACLs {
-				p.createACL(tp, da, findACL(otpg, da.Initiator))
+				p.createACL(tp, da, p.findACL(otpg, da.Initiator))
 			}
 		}
 	}
@@ -757,7 +785,7 @@ func (p *planner) staleDeletes() {
 	for _, r := range tpgs {
 		tp := tpgPath(r.iqn, r.o.Tag)
 		for _, acl := range r.o.ACLs {
-			dacl := findACL(r.d, acl.Initiator)
+			dacl := p.findACL(r.d, acl.Initiator)
 			for _, m := range acl.MappedLUNs {
 				mp := mappedPath(aclPath(tp, acl.Initiator), m.Index)
 				if !p.gone[mp] && findMapped(dacl, m.Index) == nil {
@@ -769,7 +797,7 @@ func (p *planner) staleDeletes() {
 	for _, r := range tpgs {
 		tp := tpgPath(r.iqn, r.o.Tag)
 		for _, acl := range r.o.ACLs {
-			if findACL(r.d, acl.Initiator) == nil {
+			if p.findACL(r.d, acl.Initiator) == nil {
 				p.add(OpRmdir, aclPath(tp, acl.Initiator), "")
 			}
 		}
@@ -778,7 +806,7 @@ func (p *planner) staleDeletes() {
 		tp := tpgPath(r.iqn, r.o.Tag)
 		for _, l := range r.o.LUNs {
 			lp := lunPath(tp, l.Index)
-			if !p.gone[lp] && findLUN(r.d, l.Index) == nil {
+			if !p.gone[lp] && p.findLUN(r.d, l.Index) == nil {
 				p.removeLinked(lp, l.LinkName)
 			}
 		}

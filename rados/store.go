@@ -88,6 +88,9 @@ type Store struct {
 	commitMu sync.Mutex
 	// readSize is the buffer size the last read needed; reads start there.
 	readSize atomic.Int64
+	// reads counts the reads of the object's data, for tests: a commit
+	// after this store's own must not need one.
+	reads atomic.Int64
 	// loaded is the last document read or committed and the object version it
 	// is: every API request checks the version (peers write the object behind
 	// our back), but while it is unchanged the object is neither read nor
@@ -200,6 +203,7 @@ func (s *Store) upgradeOptions() config.UpgradeOptions {
 
 // read returns the object's bytes and the object version they belong to.
 func (s *Store) read(io *rados.IOContext) ([]byte, uint64, error) {
+	s.reads.Add(1)
 	size := s.readSize.Load()
 	for {
 		buf := make([]byte, size)
@@ -436,17 +440,42 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 // lock takes the legacy lock with a lease. "May renew" makes a lock we still hold
 // from a commit whose unlock failed count as ours instead of blocking us until it
 // expires.
+//
+// Taking the lock writes the object's lock attribute, which moves its version, so
+// the document remembered at the version before would never serve the commit
+// that follows: every commit would read and parse the whole object again. The
+// lock is therefore taken asserting the remembered version, in one operation;
+// when that holds, nothing but our lock changed the object, and the remembered
+// document is the object's at the version the lock left. When it does not, the
+// lock is taken plainly and the commit reads the object.
 func (s *Store) lock(ctx context.Context, io *rados.IOContext) error {
-	flags := byte(lockFlagMayRenew)
+	s.loadedMu.Lock()
+	doc, ver := s.loaded, s.loadedVer
+	s.loadedMu.Unlock()
 	deadline := time.Now().Add(s.opts.LockWait)
 	backoff := 5 * time.Millisecond
 	for {
-		ret, err := io.LockExclusive(s.opts.Object, LockName, LockCookie, "", s.opts.Lease, &flags)
-		if err != nil {
-			return fmt.Errorf("lock %s: %w", s.Name(), err)
+		op := rados.CreateWriteOp()
+		if doc != nil {
+			op.AssertVersion(ver)
 		}
-		if ret == 0 {
+		op.Exec("lock", "lock", lockInput(LockName, LockCookie, s.opts.Lease, lockFlagMayRenew))
+		err := op.Operate(io, s.opts.Object, rados.OperationNoFlag)
+		op.Release()
+		switch e := Errno(err); {
+		case err == nil:
+			if doc != nil {
+				if now, verr := io.GetLastVersion(); verr == nil {
+					s.remember(doc, now)
+				}
+			}
 			return nil
+		case doc != nil && (e == errnoERANGE || e == errnoEOVERFLOW || e == errnoENOENT):
+			// the object moved since we last read or wrote it: lock plainly
+			doc = nil
+			continue
+		case e != errnoEBUSY && e != errnoEEXIST:
+			return fmt.Errorf("lock %s: %w", s.Name(), err)
 		}
 		// -EBUSY: another client holds it; wait for its unlock or its lease.
 		if time.Now().After(deadline) {
@@ -462,6 +491,26 @@ func (s *Store) lock(ctx context.Context, io *rados.IOContext) error {
 		}
 		backoff = min(backoff*2, 200*time.Millisecond)
 	}
+}
+
+// lockInput encodes cls_lock's lock request (cls_lock_lock_op: name, type,
+// cookie, tag, description, duration, flags) for an exclusive lock with an empty
+// tag and description, as rados_lock_exclusive sends it.
+func lockInput(name, cookie string, lease time.Duration, flags byte) []byte {
+	str := func(b []byte, s string) []byte {
+		return append(binary.LittleEndian.AppendUint32(b, uint32(len(s))), s...)
+	}
+	payload := str(nil, name)
+	payload = append(payload, 1) // LOCK_EXCLUSIVE
+	payload = str(payload, cookie)
+	payload = str(payload, "")
+	payload = str(payload, "")
+	payload = binary.LittleEndian.AppendUint32(payload, uint32(lease/time.Second))
+	payload = binary.LittleEndian.AppendUint32(payload, uint32(lease%time.Second))
+	payload = append(payload, flags)
+	out := []byte{1, 1}
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(payload)))
+	return append(out, payload...)
 }
 
 // unlockInput encodes cls_lock's unlock request (cls_lock_unlock_op: name, cookie) in

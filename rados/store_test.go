@@ -578,3 +578,86 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// TestCommitAfterOwnCommitReadsNothing: a commit that follows this store's
+// own needs no read of the object (the lock, which moves the object's
+// version, asserts the version the store remembers), while a change by
+// anybody else since, even only their lock, is read and kept.
+func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
+	conn := connect(t)
+	ctx := context.Background()
+	s := openStore(t, conn, uniqueObject(t), nil)
+	addTarget := func(iqn string) func(*config.Doc) error {
+		return func(d *config.Doc) error { _, err := d.AddTarget(iqn, time.Now()); return err }
+	}
+	if _, err := s.Commit(ctx, addTarget(testTarget)); err != nil {
+		t.Fatal(err)
+	}
+	before := s.reads.Load()
+	other := connect(t)
+	io, err := other.rc.OpenIOContext("rbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
+	for i := range 3 {
+		if _, err := s.Commit(ctx, func(d *config.Doc) error {
+			// the lock taken asserting the version is the real lock
+			if ret, err := io.LockExclusive(s.opts.Object, LockName, "peer", "", 0, nil); err != nil || ret != -16 {
+				t.Errorf("a peer's lock during our commit: %d %v, want -EBUSY", ret, err)
+			}
+			return addTarget(fmt.Sprintf("iqn.2003-01.com.example:own%d", i))(d)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.reads.Load() - before; n != 0 {
+		t.Errorf("3 commits after our own read the object %d times", n)
+	}
+
+	// a peer takes and drops the lock: the object moved, so it is read again
+	if ret, err := io.LockExclusive(s.opts.Object, LockName, LockCookie, "", 0, nil); err != nil || ret != 0 {
+		t.Fatalf("peer lock: %d %v", ret, err)
+	}
+	if _, err := io.Unlock(s.opts.Object, LockName, LockCookie); err != nil {
+		t.Fatal(err)
+	}
+	before = s.reads.Load()
+	if _, err := s.Commit(ctx, addTarget("iqn.2003-01.com.example:afterpeerlock")); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.reads.Load() - before; n != 1 {
+		t.Errorf("commit after a peer's lock read the object %d times, want 1", n)
+	}
+
+	// a raw write (a Python gateway without our lock): read, and kept
+	doc, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := doc.AddTarget("iqn.2003-01.com.example:raw", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := io.WriteFull(s.opts.Object, doc.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Commit(ctx, addTarget("iqn.2003-01.com.example:last"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, iqn := range []string{testTarget, "iqn.2003-01.com.example:own2", "iqn.2003-01.com.example:raw", "iqn.2003-01.com.example:last"} {
+		if got.Targets[iqn] == nil {
+			t.Errorf("target %s lost", iqn)
+		}
+	}
+	if got.Epoch != 6 {
+		t.Errorf("epoch %d, want 6", got.Epoch)
+	}
+	// the lock was released with the write: a plain locker gets it at once
+	if ret, err := io.LockExclusive(s.opts.Object, LockName, "other-cookie", "", 0, nil); err != nil || ret != 0 {
+		t.Fatalf("lock after the commit: %d %v", ret, err)
+	}
+	if _, err := io.Unlock(s.opts.Object, LockName, "other-cookie"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,173 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"ceph-iscsi/config"
+	"ceph-iscsi/gateway"
+	"ceph-iscsi/host"
+	"ceph-iscsi/lio"
+)
+
+// recLIO is the daemon's LocalLIO: the gateway's Reconciler.
+type recLIO struct{ *gateway.Reconciler }
+
+func (recLIO) ClientInfo(context.Context, string, string) (ClientSession, error) {
+	return ClientSession{}, nil
+}
+
+// scaleDoc is seedDoc(gw1) with n disks on target tIQN and n/4 clients of 4
+// LUNs each, plus spare disks not on the target yet.
+func scaleDoc(n, spare int) *config.Doc {
+	d := seedDoc(gw1)
+	t := d.Targets[tIQN]
+	owner := gw1
+	for i := range n + spare {
+		id := fmt.Sprintf("rbd/img%04d", i)
+		d.Disks[id] = &config.Disk{Pool: "rbd", Image: fmt.Sprintf("img%04d", i), PoolID: 1, WWN: fmt.Sprintf("wwn-%d", i),
+			Backstore: "user:rbd", BackstoreObjectName: fmt.Sprintf("rbd.img%04d", i), Owner: &owner, AllocatingHost: &owner,
+			Controls: map[string]any{}, Created: config.Timestamp(t0), Updated: config.Timestamp(t0)}
+		if i < n {
+			t.Disks[id] = config.LunRef{LunID: i + 1}
+		}
+	}
+	for c := range n / 4 {
+		cl := config.NewClient()
+		for j := range 4 {
+			cl.Luns[fmt.Sprintf("rbd/img%04d", 4*c+j)] = config.LunRef{LunID: j}
+		}
+		t.Clients[fmt.Sprintf("iqn.1994-05.com.example:c%04d", c)] = cl
+	}
+	return d
+}
+
+// BenchmarkPutLun is PUT /api/targetlun and PUT /api/clientlun in process
+// on a target of n LUNs: a real config object, the daemon's Reconciler on
+// an emulated configfs. "commit" is the config object's own part: a commit
+// of a one-stamp change, with nothing planned.
+// Run: go test -tags pacific -run '^$' -bench PutLun -benchtime 20x ./api/
+func BenchmarkPutLun(b *testing.B) {
+	for _, n := range []int{16, 256, 1024, 4096} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			const spare = 200
+			doc := scaleDoc(n, spare)
+			store := openClusterStore(b, doc)
+			fs, err := lio.NewEmulatedFS(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			rec := gateway.New(gateway.Options{FS: fs, Settings: testSettings(),
+				Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{netip.MustParseAddr("198.51.100.1")}},
+				Size:     func(string, string) (int64, error) { return 1 << 30, nil }})
+			cur, err := store.Load(b.Context())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := rec.Reconcile(b.Context(), cur); err != nil {
+				b.Fatal(err)
+			}
+			// what the build wrote is read back once into the model, as
+			// the daemon's first change after a restore does
+			if _, err := rec.Run(b.Context(), cur, gateway.Mode{DryRun: true}); err != nil {
+				b.Fatal(err)
+			}
+			imgs := newFakeImages()
+			for id := range doc.Disks {
+				imgs.add(id, 1<<30, 0)
+			}
+			env := newEnv(b, store, gw1, func(d *Deps) { d.LIO = recLIO{rec}; d.Images = imgs })
+			next := n
+			b.Run("targetlun", func(b *testing.B) {
+				var p p50
+				defer p.report(b)
+				for b.Loop() {
+					stop := p.time()
+					if next >= n+spare {
+						b.Fatal("out of spare disks")
+					}
+					if rec := env.do(b, http.MethodPut, "/api/targetlun/"+tIQN, v("disk", fmt.Sprintf("rbd/img%04d", next))); rec.Code != http.StatusOK {
+						b.Fatalf("%d %s", rec.Code, rec.Body)
+					}
+					next++
+					stop()
+				}
+			})
+			c := 0
+			b.Run("clientlun", func(b *testing.B) {
+				var p p50
+				defer p.report(b)
+				for b.Loop() {
+					stop := p.time()
+					// the client's neighbour's first disk, added then removed
+					cl := fmt.Sprintf("iqn.1994-05.com.example:c%04d", (c/2)%(n/4))
+					disk := fmt.Sprintf("rbd/img%04d", 4*((c/2+1)%(n/4)))
+					method := http.MethodPut
+					if c%2 == 1 {
+						method = http.MethodDelete
+					}
+					c++
+					if rec := env.do(b, method, "/api/clientlun/"+tIQN+"/"+cl, v("disk", disk)); rec.Code != http.StatusOK {
+						b.Fatalf("%d %s", rec.Code, rec.Body)
+					}
+					stop()
+				}
+			})
+			b.Run("commit", func(b *testing.B) {
+				var p p50
+				defer p.report(b)
+				for b.Loop() {
+					stop := p.time()
+					if _, err := store.Commit(b.Context(), func(d *config.Doc) error {
+						d.Disks["rbd/img0000"].Updated = config.Timestamp(time.Now())
+						return nil
+					}); err != nil {
+						b.Fatal(err)
+					}
+					stop()
+				}
+			})
+		})
+	}
+}
+
+// p50 collects the duration of each iteration and reports their median,
+// and the process's CPU time per iteration (which a loaded machine's
+// wall-clock figures hide).
+type p50 struct {
+	d   []time.Duration
+	cpu time.Duration
+}
+
+// time starts one iteration's clock; call what it returns at its end.
+func (p *p50) time() func() {
+	t, c := time.Now(), processCPU()
+	return func() {
+		p.d = append(p.d, time.Since(t))
+		p.cpu += processCPU() - c
+	}
+}
+
+func (p *p50) report(b *testing.B) {
+	if len(p.d) == 0 {
+		return
+	}
+	b.ReportMetric(float64(p.cpu.Microseconds())/1000/float64(len(p.d)), "cpu-ms/op")
+	slices.Sort(p.d)
+	b.ReportMetric(float64(p.d[len(p.d)/2].Microseconds())/1000, "p50-ms")
+}
+
+// processCPU is the user and system time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
