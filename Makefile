@@ -30,7 +30,7 @@ DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iprout
 	python3-flask python3-rados python3-rbd python3-rtslib-fb python3-netifaces \
 	python3-openssl python3-cryptography python3-requests python3-distutils python3-configshell-fb
 
-.PHONY: all deps build install deb demo test unit deb-test deb-upgrade-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm
+.PHONY: all deps build install deb demo test unit deb-test deb-upgrade-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-restore-vm bench-api-vm
 
 all: build
 
@@ -107,6 +107,9 @@ bench-api:
 
 bench-restore-vm:
 	bench/restore-vm.sh
+
+bench-api-vm:
+	bench/api-vm.sh
 
 dev-cluster:
 	dist/dev/ceph-cluster.sh up $(DEV_CLUSTER_DIR)

@@ -18,12 +18,12 @@ import (
 // sends), timed call by call.
 type replayOpts struct {
 	target, gateway, gatewayIP string
-	pool, prefix, size        string
-	disks, lunsPerClient      int
-	reportAt                  []int
-	getConc                   int
-	getDur                    time.Duration
-	out                       string // raw records, for -summary
+	pool, prefix, size         string
+	disks, lunsPerClient       int
+	reportAt                   []int
+	getConc                    int
+	getDur                     time.Duration
+	out                        string // raw records, for -summary
 }
 
 // record is one timed call, or one GET /api/config load run.
