@@ -142,11 +142,11 @@ func aggregate(recs []record, from, to int) map[string]agg {
 }
 
 func printSegment(w io.Writer, recs []record, from, to int) {
-	fmt.Fprintf(w, "calls of disks %d..%d (seconds): %-15s %4s %8s %8s %8s\n", from, to, "call", "n", "mean", "p50", "max")
+	fmt.Fprintf(w, "calls of disks %d..%d, seconds:\n  %-15s %4s %8s %8s %8s\n", from, to, "call", "n", "mean", "p50", "max")
 	a := aggregate(recs, from, to)
 	for _, call := range callOrder {
 		if s, ok := a[call]; ok {
-			fmt.Fprintf(w, "  %-36s %-15s %4d %8.3f %8.3f %8.3f\n", "", call, s.n, s.mean, s.p50, s.max)
+			fmt.Fprintf(w, "  %-15s %4d %8.3f %8.3f %8.3f\n", call, s.n, s.mean, s.p50, s.max)
 		}
 	}
 }
@@ -195,8 +195,8 @@ func readRecords(path string) ([]record, map[int]getResult, error) {
 
 // summary prints, for each segment between the report points, the mean, p50
 // and max of every call of each -replay file side by side, GET /api/config's
-// req/s, and the ratio of the first file to the second (upstream/ours when
-// called with upstream first). A missing file (a run that did not happen)
+// req/s, and the speed-up of the second file over the first: the first's
+// seconds over the second's, and the second's req/s over the first's. A missing file (a run that did not happen)
 // leaves its columns empty.
 func summary(names, paths []string, reportAt []int) {
 	recs := make([][]record, len(paths))
@@ -217,7 +217,7 @@ func summary(names, paths []string, reportAt []int) {
 			fmt.Printf(" %26s", n)
 		}
 		if len(names) == 2 {
-			fmt.Printf(" %14s", names[0]+"/"+names[1])
+			fmt.Printf(" %14s", "speed-up")
 		}
 		fmt.Println()
 		aggs := make([]map[string]agg, len(paths))
