@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/labstack/echo/v4"
@@ -407,6 +408,15 @@ func (s *server) imageResized(pool, image string) {
 
 func (s *server) allocate(ctx context.Context, a allocation) (*config.Doc, error) {
 	id := diskID(a.pool, a.image)
+	// where an allocation's time goes, at debug level: the RBD work, then
+	// the commit
+	t0 := time.Now()
+	var tRBD time.Time
+	defer func() {
+		if !tRBD.IsZero() {
+			s.Logger.Debug("disk allocation timings", "disk", id, "rbd", tRBD.Sub(t0), "commit", time.Since(tRBD))
+		}
+	}()
 	fail := func(err error) error {
 		return httpErr(http.StatusInternalServerError, "LUN allocation failure - %v", err)
 	}
@@ -439,6 +449,7 @@ func (s *server) allocate(ctx context.Context, a allocation) (*config.Doc, error
 		}
 		s.imageResized(a.pool, a.image)
 	}
+	tRBD = time.Now()
 	if a.resize {
 		return s.load(ctx)
 	}
