@@ -298,6 +298,17 @@ func (r *Reconciler) ForgetSizes(ids ...string) {
 	}
 }
 
+// NoteSize caches the size of the "pool/image" disk id that the caller has
+// just read or set (the API checks that a disk's image exists before
+// mapping it, in the same image open), so that the build does not open
+// the image again. It is dropped like any cached size: ForgetSizes, or a
+// reconcile whose desired state does not use it.
+func (r *Reconciler) NoteSize(id string, size int64) {
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
+	r.sizes[id] = size
+}
+
 func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Report, error) {
 	if doc == nil {
 		return Report{}, errors.New("gateway: no configuration document")

@@ -357,6 +357,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		}
 	}()
 
+	lostLeases := 0
 	for attempt := 1; ; attempt++ {
 		var doc *config.Doc
 		changed := false
@@ -419,6 +420,19 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 			}
 			s.notify(doc.Epoch)
 			return doc, nil
+		case Errno(err) == errnoENOENT && lostLeases < maxLostLeases:
+			// The unlock step found no lock of ours: the commit took longer
+			// than the lease (a loaded host, a slow cluster) and the lock
+			// expired. Nothing of the op applied; take the lock again and
+			// redo the commit on what is there now (a deleted object ends
+			// it at the stat).
+			lostLeases++
+			s.log.Warn("config lock lease ran out during the commit; retrying", "lease", s.opts.Lease, "attempt", attempt)
+			if err := s.lock(ctx, io); err != nil {
+				unlocked = true // nothing of ours left to release
+				return nil, err
+			}
+			continue
 		case Errno(err) == errnoERANGE || Errno(err) == errnoEOVERFLOW:
 			// Someone wrote without taking the lock, or our lease ran out under a
 			// slow commit: the version moved. Re-read and re-apply.
@@ -432,6 +446,11 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		}
 	}
 }
+
+// maxLostLeases bounds the retries of a commit whose lock lease ran out
+// before its write: a commit that keeps outliving the lease fails instead
+// of looping.
+const maxLostLeases = 3
 
 // lock takes the legacy lock with a lease. "May renew" makes a lock we still hold
 // from a commit whose unlock failed count as ours instead of blocking us until it

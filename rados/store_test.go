@@ -245,6 +245,61 @@ func TestCommitRetriesOnVersionConflict(t *testing.T) {
 	}
 }
 
+// A commit that outlives its lock lease (a loaded host) finds its lock gone
+// when its write's unlock step runs: the write is refused as a whole, and
+// the commit takes the lock again and redoes the change once, instead of
+// failing the request. Releasing the lock inside the mutation is exactly
+// what the lease's expiry does.
+func TestCommitRetriesWhenLeaseRunsOut(t *testing.T) {
+	conn := connect(t)
+	s := openStore(t, conn, uniqueObject(t), nil)
+	ctx := context.Background()
+	var calls int
+	_, err := s.Commit(ctx, func(d *config.Doc) error {
+		calls++
+		if calls == 1 {
+			io, err := s.ioctx()
+			if err != nil {
+				return err
+			}
+			defer io.Destroy()
+			if ret, err := io.Unlock(s.opts.Object, LockName, LockCookie); err != nil || ret != 0 {
+				return fmt.Errorf("release the lock: %d %v", ret, err)
+			}
+		}
+		_, err := d.AddTarget(testTarget, time.Now())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// releasing the lock is a write, which moves the object's version: one
+	// retry for that, then one for the lost lock
+	if calls != 3 {
+		t.Errorf("mutation ran %d times, want 3 (a version retry, then a lost-lease retry)", calls)
+	}
+	doc, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Targets[testTarget] == nil || doc.Epoch != 1 {
+		t.Errorf("after the commit: targets %v, epoch %d; want %s at epoch 1", sortedKeys(doc.Targets), doc.Epoch, testTarget)
+	}
+	// the retry's write released the lock it took again
+	io, err := s.ioctx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
+	info, err := io.ListLockers(s.opts.Object, LockName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Clients) != 0 {
+		t.Errorf("lock still held after the commit: %+v", info.Clients)
+	}
+}
+
 // TestConcurrentCommitsLoseNothing: 2 processes x 8 goroutines x 100 mutations of the
 // same target, each adding its own client. Upstream loses updates here (#261).
 func TestConcurrentCommitsLoseNothing(t *testing.T) {
