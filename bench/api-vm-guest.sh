@@ -72,6 +72,24 @@ kill -TERM $OURS
 wait $OURS
 echo "ours exit $? $(since "$t0") s after SIGTERM (teardown); LIO: $(lio_count)"
 
+# --- what tcmu-runner and the kernel cost, whoever drives them: the enable write of a
+# user:rbd storage object returns once tcmu-runner has opened the image (its own RADOS
+# connection), the removal once it has closed it. On one of ours' images, LIO emptied.
+if [[ -e $LIO/core ]] && ((N > 0)); then
+  for i in 1 2 3; do
+    so=$LIO/core/user_999/benchfloor
+    mkdir -p "$so"
+    printf 'dev_config=rbd/rbd/ours%04d;osd_op_timeout=30' "$i" >"$so/control"
+    printf 'dev_size=1073741824' >"$so/control"
+    t0=$EPOCHREALTIME
+    printf 1 >"$so/enable"
+    t1=$EPOCHREALTIME
+    rmdir "$so" && rmdir "$LIO/core/user_999"
+    echo "LIO floor $i: user:rbd enable (tcmu-runner opens rbd/rbd/ours$(printf %04d "$i")) $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s," \
+      "removal (it closes it) $(since "$t1") s"
+  done
+fi
+
 # --- upstream, on the emptied LIO
 if [[ -n $UP ]]; then
   # upstream names this gateway socket.getfqdn() and calls its own API by that name:
