@@ -96,6 +96,11 @@ type Store struct {
 	loadedMu  sync.Mutex
 	loadedVer uint64
 	loaded    *config.Doc
+	// statMu guards statCur, the version check in flight, and statNext, the
+	// one callers that arrived during it wait for (see sharedVersion).
+	statMu   sync.Mutex
+	statCur  *versionCall
+	statNext *versionCall
 
 	watchMu sync.Mutex
 	subs    map[chan Event]struct{}
@@ -249,7 +254,7 @@ func (s *Store) Snapshot(_ context.Context) (*config.Doc, uint64, error) {
 		return nil, 0, err
 	}
 	defer io.Destroy()
-	ver, err := s.version(io)
+	ver, err := s.sharedVersion(io)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -269,6 +274,48 @@ func (s *Store) Snapshot(_ context.Context) (*config.Doc, uint64, error) {
 	}
 	s.remember(doc, ver)
 	return doc, ver, nil
+}
+
+// versionCall is one shared version check: done closes when ver and err are set.
+type versionCall struct {
+	done chan struct{}
+	ver  uint64
+	err  error
+}
+
+// sharedVersion is version for concurrent readers (GET /api/config under
+// load): callers that arrive while a check is in flight share the next one
+// instead of each sending its own stat. A caller never takes the answer of a
+// stat sent before it arrived, which might predate a commit that finished
+// before its request: it joins the queued check, which starts once the
+// current one ends. So every request still sees every commit completed
+// before it began, at one stat per round trip instead of one per request.
+func (s *Store) sharedVersion(io *rados.IOContext) (uint64, error) {
+	s.statMu.Lock()
+	if c := s.statNext; c != nil {
+		s.statMu.Unlock()
+		<-c.done
+		return c.ver, c.err
+	}
+	c := &versionCall{done: make(chan struct{})}
+	if prev := s.statCur; prev != nil {
+		s.statNext = c
+		s.statMu.Unlock()
+		<-prev.done
+		s.statMu.Lock()
+		s.statNext = nil
+	}
+	s.statCur = c
+	s.statMu.Unlock()
+
+	c.ver, c.err = s.version(io)
+	s.statMu.Lock()
+	if s.statCur == c {
+		s.statCur = nil
+	}
+	s.statMu.Unlock()
+	close(c.done)
+	return c.ver, c.err
 }
 
 // version is the object's current version, from a stat: no data is read.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -632,4 +633,58 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Concurrent readers share version checks (sharedVersion), but none may
+// take the answer of a stat sent before its request began: every Snapshot
+// must see each commit of another gateway that finished before it started.
+func TestConcurrentSnapshotsSeeEarlierCommits(t *testing.T) {
+	ctx := context.Background()
+	a := openStore(t, connect(t), uniqueObject(t), nil)
+	b := openStore(t, connect(t), a.opts.Object, nil)
+	var committed atomic.Int64 // the epoch of b's last finished commit
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				floor := committed.Load()
+				doc, _, err := a.Snapshot(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if doc.Epoch < floor {
+					errs <- fmt.Errorf("snapshot at epoch %d after a commit of epoch %d had finished", doc.Epoch, floor)
+					return
+				}
+			}
+		})
+	}
+	for i := range 20 {
+		doc, err := b.Commit(ctx, func(d *config.Doc) error {
+			_, err := d.AddTarget(fmt.Sprintf("iqn.2003-01.com.example.iscsi-gw:snap-%d", i), time.Now())
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		committed.Store(doc.Epoch)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	doc, _, err := a.Snapshot(ctx)
+	if err != nil || doc.Epoch != 20 {
+		t.Fatalf("last snapshot: epoch %v, %v; want 20", doc, err)
+	}
 }
