@@ -101,7 +101,9 @@ lint:
 	go run $(STATICCHECK) -tags pacific ./...
 
 # Benchmarks (root; they print figures, nothing asserts on time): the REST API, ours and
-# upstream's side by side (~3 min), and a 256-disk / 64-client restore in the VM (5-8 min).
+# upstream's side by side (~3 min), and a 256-disk / 64-client restore in the VM (5-8 min);
+# bench-api-vm replays upstream's call sequence against ours and upstream's rbd-target-api
+# on the real kernel in one VM boot (15-60 min under TCG).
 bench-api:
 	bench/api.sh
 
