@@ -33,7 +33,7 @@ DEB_PACKAGES := build-essential pkg-config curl unzip git ca-certificates iprout
 	python3-flask python3-rados python3-rbd python3-rtslib-fb python3-netifaces \
 	python3-openssl python3-cryptography python3-requests python3-distutils python3-configshell-fb
 
-.PHONY: all deps tools build install deb demo test unit deb-test deb-upgrade-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-build3 bench-restore-vm
+.PHONY: all deps tools build install deb demo test unit deb-test deb-upgrade-test lint vm-test dev-cluster dev-cluster-down clean bench-api bench-api-vm bench-build3 bench-restore-vm
 
 all: build
 
@@ -117,7 +117,9 @@ lint: $(STATICCHECK)
 	$(STATICCHECK) -tags pacific ./...
 
 # Benchmarks (root; they print figures, nothing asserts on time): the REST API, ours and
-# upstream's side by side (~3 min), and a 256-disk / 64-client restore in the VM (5-8 min).
+# upstream's side by side (~3 min), and a 256-disk / 64-client restore in the VM (5-8 min);
+# bench-api-vm replays upstream's call sequence against ours and upstream's rbd-target-api
+# on the real kernel in one VM boot (15-60 min under TCG).
 bench-api:
 	bench/api.sh
 
@@ -128,6 +130,9 @@ bench-build3:
 
 bench-restore-vm:
 	bench/restore-vm.sh
+
+bench-api-vm:
+	bench/api-vm.sh
 
 dev-cluster:
 	dist/dev/ceph-cluster.sh up $(DEV_CLUSTER_DIR)

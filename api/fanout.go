@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -143,8 +144,21 @@ type plan struct {
 // not applied it yet (they converge from the configuration: a daemon that
 // is back restores from it, a running one retries).
 func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
+	// where a change's time goes, at debug level
+	var tReady, tBefore, tCommit, tLocal time.Time
+	t0 := time.Now()
+	defer func() {
+		if tLocal.IsZero() {
+			return
+		}
+		s.Logger.Debug("coordinated change timings", "endpoint", p.endpoint, "peers_ready", tReady.Sub(t0),
+			"peers_before", tBefore.Sub(tReady), "commit", tCommit.Sub(tBefore), "local_apply", tLocal.Sub(tCommit),
+			"peers_after", time.Since(tLocal))
+	}()
 	all := append(append([]string{}, p.before...), p.after...)
-	if ok, summary := s.peers.ready(ctx, all); !ok {
+	ok, summary := s.peers.ready(ctx, all)
+	tReady = time.Now()
+	if !ok {
 		return "failed, gateway(s) unavailable:" + summary, http.StatusServiceUnavailable, nil
 	}
 	order := append(append(append([]string{}, p.before...), p.label), p.after...)
@@ -186,6 +200,7 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 			return fail(gw, status, why)
 		}
 	}
+	tBefore = time.Now()
 	commit := p.commit
 	if commit == nil {
 		commit = func(ctx context.Context) (*config.Doc, error) { return s.commit(ctx, p.mutation) }
@@ -199,6 +214,7 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 		return fail(s.Gateway, status, msg)
 	}
 
+	tCommit = time.Now()
 	// Committed: nothing below may undo or hide that.
 	ctx = context.WithoutCancel(ctx)
 	var pending []string
@@ -212,6 +228,7 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 	} else {
 		applied = append(applied, p.label)
 	}
+	tLocal = time.Now()
 	for _, gw := range p.after {
 		_, why, err := remote(ctx, gw)
 		if err != nil {

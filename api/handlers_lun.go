@@ -87,13 +87,8 @@ func (s *server) addTargetLun(c echo.Context, doc *config.Doc, tIQN, disk string
 	if err := doc.CheckTargetLunAdd(tIQN, disk, nil); err != nil {
 		return err
 	}
-	pool, image, _ := strings.Cut(disk, "/")
-	exists, err := s.Images.Exists(c.Request().Context(), pool, image)
-	if err != nil && !errors.Is(err, rbd.ErrPoolNotFound) {
-		return fmt.Errorf("look up image %s: %w", disk, err)
-	}
-	if !exists {
-		return httpErr(http.StatusBadRequest, "Image %s not found", disk)
+	if err := s.requireImage(c.Request().Context(), disk); err != nil {
+		return err
 	}
 	lunID, err := lunIDField(f)
 	if err != nil {
@@ -127,6 +122,34 @@ func (s *server) addTargetLun(c echo.Context, doc *config.Doc, tIQN, disk string
 			return nil
 		},
 	}, "Add target LUN mapping failed - ", "Target LUN mapping updated successfully")
+}
+
+// requireImage refuses a disk whose image does not exist. Where the size
+// can be read in the same image open (imageSizer), the LocalLIO gets it:
+// the LUN's storage object needs it right after.
+func (s *server) requireImage(ctx context.Context, disk string) error {
+	pool, image, _ := strings.Cut(disk, "/")
+	exists := false
+	if sz, ok := s.Images.(imageSizer); ok {
+		n, err := sz.Size(ctx, pool, image)
+		switch {
+		case err == nil:
+			exists = true
+			s.imageSized(pool, image, n)
+		case !errors.Is(err, rbd.ErrImageNotFound) && !errors.Is(err, rbd.ErrPoolNotFound):
+			return fmt.Errorf("look up image %s: %w", disk, err)
+		}
+	} else {
+		var err error
+		exists, err = s.Images.Exists(ctx, pool, image)
+		if err != nil && !errors.Is(err, rbd.ErrPoolNotFound) {
+			return fmt.Errorf("look up image %s: %w", disk, err)
+		}
+	}
+	if !exists {
+		return httpErr(http.StatusBadRequest, "Image %s not found", disk)
+	}
+	return nil
 }
 
 func (s *server) removeTargetLun(c echo.Context, doc *config.Doc, tIQN, disk string, remote []string) error {

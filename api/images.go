@@ -33,6 +33,13 @@ type Images interface {
 	RollbackSnapshot(ctx context.Context, pool, image, snap string) error
 }
 
+// imageSizer is the optional part of an Images that reads an image's size
+// (RBDImages): PUT /api/targetlun reads it instead of testing existence,
+// and hands it to the LocalLIO's size cache (see imageSized).
+type imageSizer interface {
+	Size(ctx context.Context, pool, image string) (int64, error)
+}
+
 // RBDImages implements Images with package rbd on one cluster connection.
 type RBDImages struct {
 	Conn *gorados.Conn
@@ -64,6 +71,13 @@ func (r *RBDImages) PoolID(_ context.Context, pool string) (int64, error) {
 // Exists reports whether pool/image exists.
 func (r *RBDImages) Exists(_ context.Context, pool, image string) (bool, error) {
 	return rbd.Exists(r.Conn, pool, image)
+}
+
+// Size is pool/image's size in bytes; a missing image wraps
+// rbd.ErrImageNotFound. It is imageSizer: one image open, where Exists and
+// then the reconciler's own size read are two.
+func (r *RBDImages) Size(_ context.Context, pool, image string) (int64, error) {
+	return rbd.Size(r.Conn, pool, image)
 }
 
 // Create creates pool/image of size bytes.

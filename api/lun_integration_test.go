@@ -27,6 +27,10 @@ func (p prefixedImages) Exists(ctx context.Context, pool, image string) (bool, e
 	return p.RBDImages.Exists(ctx, pool, p.prefix+image)
 }
 
+func (p prefixedImages) Size(ctx context.Context, pool, image string) (int64, error) {
+	return p.RBDImages.Size(ctx, pool, p.prefix+image)
+}
+
 // lunClusterImages creates real images for disk1..disk5 of lunDoc
 // (rbd/gone stays missing) and removes them when the test ends.
 func lunClusterImages(t *testing.T) prefixedImages {
@@ -114,4 +118,34 @@ func TestClusterLunBadRequestsChangeNothing(t *testing.T) {
 // would only add their creation time.
 func TestClusterConcurrentLunChanges(t *testing.T) {
 	concurrentLuns(t, openClusterStore(t, concurrentLunDoc(200)), 200)
+}
+
+// sizeLIO is a fakeLIO with the reconciler's size cache hook.
+type sizeLIO struct {
+	*fakeLIO
+	noted map[string]int64
+}
+
+func (s *sizeLIO) NoteSize(id string, size int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noted[id] = size
+}
+
+// PUT /api/targetlun checks the image exists by reading its size, and hands
+// that size to local LIO's cache: the storage object it is about to create
+// needs it, and reading it again costs another image open.
+func TestClusterTargetLunHandsSizeToLIO(t *testing.T) {
+	store := openClusterStore(t, lunDoc())
+	imgs := lunClusterImages(t)
+	lio := &sizeLIO{fakeLIO: &fakeLIO{}, noted: map[string]int64{}}
+	env := newEnv(t, store, gw1, func(d *Deps) { d.Images, d.LIO = imgs, lio })
+	expect(t, env.do(t, "PUT", "/api/targetlun/"+tIQN, v("disk", "rbd/gone")), 400, "Image rbd/gone not found")
+	if len(lio.noted) != 0 {
+		t.Fatalf("sizes noted before a mapping: %v", lio.noted)
+	}
+	expect(t, env.do(t, "PUT", "/api/targetlun/"+tIQN, v("disk", "rbd/disk2")), 200, "Target LUN mapping updated successfully")
+	if want := map[string]int64{"rbd/disk2": 4 << 20}; !maps.Equal(lio.noted, want) {
+		t.Fatalf("sizes noted: %v, want %v", lio.noted, want)
+	}
 }

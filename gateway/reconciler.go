@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"ceph-iscsi/config"
 	"ceph-iscsi/host"
@@ -297,6 +298,17 @@ func (r *Reconciler) ForgetSizes(ids ...string) {
 	}
 }
 
+// NoteSize caches the size of the "pool/image" disk id that the caller has
+// just read or set (the API checks that a disk's image exists before
+// mapping it, in the same image open), so that the build does not open
+// the image again. It is dropped like any cached size: ForgetSizes, or a
+// reconcile whose desired state does not use it.
+func (r *Reconciler) NoteSize(id string, size int64) {
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
+	r.sizes[id] = size
+}
+
 func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Report, error) {
 	if doc == nil {
 		return Report{}, errors.New("gateway: no configuration document")
@@ -305,9 +317,21 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	rep := Report{Gateway: name, Mode: mode, Epoch: doc.Epoch, Emulated: r.opts.FS.Emulated()}
 	rep.Member = doc.Gateways[name] != nil
 
+	// where a reconcile's time goes, at debug level: building the desired
+	// state (image sizes included), reading LIO, applying the plan
+	t0 := time.Now()
+	var tBuilt, tPlanned time.Time
+	defer func() {
+		if tPlanned.IsZero() {
+			return
+		}
+		r.log.Debug("reconcile timings", "epoch", rep.Epoch, "full_observe", rep.FullObserve, "ops", len(rep.Plan.Ops),
+			"build", tBuilt.Sub(t0), "observe_plan", tPlanned.Sub(tBuilt), "apply", time.Since(tPlanned))
+	}()
 	// A name that cannot be a configfs path never reaches package lio.
 	valid, nameErrs := withValidNames(doc)
 	desired, buildErr := r.desired(ctx, valid, mode, rep.Member, true)
+	tBuilt = time.Now()
 	objErrs, other := lio.SplitObjectErrors(buildErr)
 	objErrs = append(nameErrs, objErrs...)
 	if mode.Teardown {
@@ -335,6 +359,7 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	}
 	rep.FullObserve = full
 	rep.Plan = lio.NewPlan(observed, desired)
+	tPlanned = time.Now()
 	if len(objErrs) > 0 {
 		rep.ObjectErrs = objErrs
 		rep.Plan, rep.Held = rep.Plan.Without(observed, holdOf(doc, objErrs))

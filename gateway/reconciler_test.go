@@ -270,6 +270,29 @@ func TestSizeCacheReadsOncePerDisk(t *testing.T) {
 	}
 }
 
+// A size the API noted (it read it when checking the image exists) is what
+// the build uses: the check of a commit and the reconcile after it open no
+// image.
+func TestNoteSizeSavesTheRead(t *testing.T) {
+	fx := newFixture(t)
+	r := fx.reconciler(gw1, addr1)
+	doc := fx.doc(lio.BackstoreUserRBD)
+	r.NoteSize(fx.disk, imageSize)
+	if err := r.Check(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reconcile(t.Context(), doc); err != nil {
+		t.Fatal(err)
+	}
+	if reads := fx.images.readCount(); reads != 0 {
+		t.Fatalf("a check and a reconcile read the noted size %d times", reads)
+	}
+	st := fx.converged(doc, gw1, addr1)
+	if len(st.StorageObjects) != 1 || st.StorageObjects[0].Size != imageSize {
+		t.Fatalf("storage objects: %+v", st.StorageObjects)
+	}
+}
+
 func TestReconcileMissingImageSkipsDisk(t *testing.T) {
 	fx := newFixture(t)
 	r := fx.reconciler(gw1, addr1)

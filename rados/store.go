@@ -99,6 +99,11 @@ type Store struct {
 	loadedMu  sync.Mutex
 	loadedVer uint64
 	loaded    *config.Doc
+	// statMu guards statCur, the version check in flight, and statNext, the
+	// one callers that arrived during it wait for (see sharedVersion).
+	statMu   sync.Mutex
+	statCur  *versionCall
+	statNext *versionCall
 
 	watchMu sync.Mutex
 	subs    map[chan Event]struct{}
@@ -253,7 +258,7 @@ func (s *Store) Snapshot(_ context.Context) (*config.Doc, uint64, error) {
 		return nil, 0, err
 	}
 	defer io.Destroy()
-	ver, err := s.version(io)
+	ver, err := s.sharedVersion(io)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -273,6 +278,48 @@ func (s *Store) Snapshot(_ context.Context) (*config.Doc, uint64, error) {
 	}
 	s.remember(doc, ver)
 	return doc, ver, nil
+}
+
+// versionCall is one shared version check: done closes when ver and err are set.
+type versionCall struct {
+	done chan struct{}
+	ver  uint64
+	err  error
+}
+
+// sharedVersion is version for concurrent readers (GET /api/config under
+// load): callers that arrive while a check is in flight share the next one
+// instead of each sending its own stat. A caller never takes the answer of a
+// stat sent before it arrived, which might predate a commit that finished
+// before its request: it joins the queued check, which starts once the
+// current one ends. So every request still sees every commit completed
+// before it began, at one stat per round trip instead of one per request.
+func (s *Store) sharedVersion(io *rados.IOContext) (uint64, error) {
+	s.statMu.Lock()
+	if c := s.statNext; c != nil {
+		s.statMu.Unlock()
+		<-c.done
+		return c.ver, c.err
+	}
+	c := &versionCall{done: make(chan struct{})}
+	if prev := s.statCur; prev != nil {
+		s.statNext = c
+		s.statMu.Unlock()
+		<-prev.done
+		s.statMu.Lock()
+		s.statNext = nil
+	}
+	s.statCur = c
+	s.statMu.Unlock()
+
+	c.ver, c.err = s.version(io)
+	s.statMu.Lock()
+	if s.statCur == c {
+		s.statCur = nil
+	}
+	s.statMu.Unlock()
+	close(c.done)
+	return c.ver, c.err
 }
 
 // version is the object's current version, from a stat: no data is read.
@@ -361,6 +408,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		}
 	}()
 
+	lostLeases := 0
 	for attempt := 1; ; attempt++ {
 		var doc *config.Doc
 		changed := false
@@ -423,6 +471,19 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 			}
 			s.notify(doc.Epoch)
 			return doc, nil
+		case Errno(err) == errnoENOENT && lostLeases < maxLostLeases:
+			// The unlock step found no lock of ours: the commit took longer
+			// than the lease (a loaded host, a slow cluster) and the lock
+			// expired. Nothing of the op applied; take the lock again and
+			// redo the commit on what is there now (a deleted object ends
+			// it at the stat).
+			lostLeases++
+			s.log.Warn("config lock lease ran out during the commit; retrying", "lease", s.opts.Lease, "attempt", attempt)
+			if err := s.lock(ctx, io); err != nil {
+				unlocked = true // nothing of ours left to release
+				return nil, err
+			}
+			continue
 		case Errno(err) == errnoERANGE || Errno(err) == errnoEOVERFLOW:
 			// Someone wrote without taking the lock, or our lease ran out under a
 			// slow commit: the version moved. Re-read and re-apply.
@@ -436,6 +497,11 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		}
 	}
 }
+
+// maxLostLeases bounds the retries of a commit whose lock lease ran out
+// before its write: a commit that keeps outliving the lease fails instead
+// of looping.
+const maxLostLeases = 3
 
 // lock takes the legacy lock with a lease. "May renew" makes a lock we still hold
 // from a commit whose unlock failed count as ours instead of blocking us until it

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -242,6 +243,61 @@ func TestCommitRetriesOnVersionConflict(t *testing.T) {
 	}
 	if doc.Epoch != 2 {
 		t.Errorf("epoch = %d, want 2", doc.Epoch)
+	}
+}
+
+// A commit that outlives its lock lease (a loaded host) finds its lock gone
+// when its write's unlock step runs: the write is refused as a whole, and
+// the commit takes the lock again and redoes the change once, instead of
+// failing the request. Releasing the lock inside the mutation is exactly
+// what the lease's expiry does.
+func TestCommitRetriesWhenLeaseRunsOut(t *testing.T) {
+	conn := connect(t)
+	s := openStore(t, conn, uniqueObject(t), nil)
+	ctx := context.Background()
+	var calls int
+	_, err := s.Commit(ctx, func(d *config.Doc) error {
+		calls++
+		if calls == 1 {
+			io, err := s.ioctx()
+			if err != nil {
+				return err
+			}
+			defer io.Destroy()
+			if ret, err := io.Unlock(s.opts.Object, LockName, LockCookie); err != nil || ret != 0 {
+				return fmt.Errorf("release the lock: %d %v", ret, err)
+			}
+		}
+		_, err := d.AddTarget(testTarget, time.Now())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// releasing the lock is a write, which moves the object's version: one
+	// retry for that, then one for the lost lock
+	if calls != 3 {
+		t.Errorf("mutation ran %d times, want 3 (a version retry, then a lost-lease retry)", calls)
+	}
+	doc, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Targets[testTarget] == nil || doc.Epoch != 1 {
+		t.Errorf("after the commit: targets %v, epoch %d; want %s at epoch 1", sortedKeys(doc.Targets), doc.Epoch, testTarget)
+	}
+	// the retry's write released the lock it took again
+	io, err := s.ioctx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
+	info, err := io.ListLockers(s.opts.Object, LockName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Clients) != 0 {
+		t.Errorf("lock still held after the commit: %+v", info.Clients)
 	}
 }
 
@@ -659,5 +715,57 @@ func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
 	}
 	if _, err := io.Unlock(s.opts.Object, LockName, "other-cookie"); err != nil {
 		t.Fatal(err)
+
+// Concurrent readers share version checks (sharedVersion), but none may
+// take the answer of a stat sent before its request began: every Snapshot
+// must see each commit of another gateway that finished before it started.
+func TestConcurrentSnapshotsSeeEarlierCommits(t *testing.T) {
+	ctx := context.Background()
+	a := openStore(t, connect(t), uniqueObject(t), nil)
+	b := openStore(t, connect(t), a.opts.Object, nil)
+	var committed atomic.Int64 // the epoch of b's last finished commit
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				floor := committed.Load()
+				doc, _, err := a.Snapshot(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if doc.Epoch < floor {
+					errs <- fmt.Errorf("snapshot at epoch %d after a commit of epoch %d had finished", doc.Epoch, floor)
+					return
+				}
+			}
+		})
+	}
+	for i := range 20 {
+		doc, err := b.Commit(ctx, func(d *config.Doc) error {
+			_, err := d.AddTarget(fmt.Sprintf("iqn.2003-01.com.example.iscsi-gw:snap-%d", i), time.Now())
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		committed.Store(doc.Epoch)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	doc, _, err := a.Snapshot(ctx)
+	if err != nil || doc.Epoch != 20 {
+		t.Fatalf("last snapshot: epoch %v, %v; want 20", doc, err)
 	}
 }

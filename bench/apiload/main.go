@@ -9,6 +9,11 @@
 //
 //	go run -tags pacific ./bench/apiload -url http://127.0.0.1:5000 -user admin -pass admin \
 //	    -target iqn.2003-01.com.example:bench -lun-steps 255,1023
+//
+// With -replay it instead builds a target from nothing with upstream's own
+// call sequence (replay.go; bench/api-vm.sh runs it against ours and against
+// upstream's rbd-target-api on the real kernel) and records every call's
+// wall time; -summary prints two such records side by side.
 package main
 
 import (
@@ -95,13 +100,53 @@ func main() {
 	samples := flag.Int("samples", 20, "PUT /api/targetlun samples per step (each is undone by a DELETE)")
 	setupConc := flag.Int("setup-c", 4, "concurrent requests while building the LUNs")
 	skipSetup := flag.Bool("skip-setup", false, "only run GET /api/config")
+	var ro replayOpts
+	doReplay := flag.Bool("replay", false, "replay upstream's call sequence (see replay) instead of the LUN steps")
+	flag.StringVar(&ro.gateway, "gateway", "", "-replay: this gateway's name (PUT /api/gateway, the disks' owner)")
+	flag.StringVar(&ro.gatewayIP, "gateway-ip", "192.0.2.10", "-replay: this gateway's portal address")
+	flag.IntVar(&ro.disks, "disks", 64, "-replay: disks to add")
+	flag.IntVar(&ro.lunsPerClient, "luns-per-client", 4, "-replay: a client per this many disks, mapping them")
+	flag.StringVar(&ro.size, "size", "1G", "-replay: image size")
+	reportAt := flag.String("report-at", "16,64", "-replay, -summary: print the calls since the previous report and run GET /api/config at these disk counts")
+	flag.StringVar(&ro.out, "out", "replay.txt", "-replay: raw records file")
+	summ := flag.String("summary", "", "print NAME=FILE,NAME=FILE (-replay outputs, upstream's first) side by side, segment by segment, and exit")
 	flag.Parse()
+	var at []int
+	for _, s := range strings.Split(*reportAt, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fatalf("-report-at: %q is not a disk count", s)
+		}
+		at = append(at, n)
+	}
+	slices.Sort(at)
+	if *summ != "" {
+		var names, paths []string
+		for _, nf := range strings.Split(*summ, ",") {
+			n, f, ok := strings.Cut(nf, "=")
+			if !ok {
+				fatalf("-summary: %q is not NAME=FILE", nf)
+			}
+			names, paths = append(names, n), append(paths, f)
+		}
+		summary(names, paths, at)
+		return
+	}
 
 	c := &client{base: strings.TrimRight(*base, "/"), user: *user, pass: *pass, http: &http.Client{
-		Timeout:   2 * time.Minute,
+		Timeout:   10 * time.Minute, // upstream's PUTs take seconds each under TCG
 		Transport: &http.Transport{MaxIdleConnsPerHost: *conc * 2},
 	}}
 	ctx := context.Background()
+	if *doReplay {
+		if ro.gateway == "" {
+			fatalf("-replay needs -gateway")
+		}
+		ro.target, ro.pool, ro.prefix, ro.reportAt = *target, *pool, *prefix, at
+		ro.getConc, ro.getDur = *conc, *dur
+		replay(ctx, c, ro)
+		return
+	}
 
 	if !*skipSetup {
 		var want []int
@@ -216,6 +261,14 @@ func lunSteps(ctx context.Context, c *client, target, pool, prefix string, steps
 }
 
 func getConfig(ctx context.Context, c *client, conc int, dur time.Duration) {
+	g := getLoad(ctx, c, conc, dur)
+	fmt.Printf("GET /api/config (%d bytes), %d concurrent for %s: %.0f req/s  p50 %s  p99 %s  errors %d\n",
+		g.size, conc, dur, g.rate, ms(g.p50), ms(g.p99), g.errs)
+}
+
+// getLoad runs GET /api/config from conc clients, each one request after the
+// other, for dur.
+func getLoad(ctx context.Context, c *client, conc int, dur time.Duration) getResult {
 	st, b, err := c.do(ctx, http.MethodGet, "/api/config", nil)
 	if err != nil || st != http.StatusOK {
 		fatalf("GET /api/config: %d %v", st, err)
@@ -250,6 +303,5 @@ func getConfig(ctx context.Context, c *client, conc int, dur time.Duration) {
 	}
 	wg.Wait()
 	el := time.Since(t0)
-	fmt.Printf("GET /api/config (%d bytes), %d concurrent for %s: %.0f req/s  p50 %s  p99 %s  errors %d\n",
-		size, conc, dur, float64(len(all.d))/el.Seconds(), ms(all.pct(0.5)), ms(all.pct(0.99)), errs.Load())
+	return getResult{rate: float64(len(all.d)) / el.Seconds(), p50: all.pct(0.5), p99: all.pct(0.99), errs: errs.Load(), size: size}
 }

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# bench/api-vm.sh - the REST API side by side on the real kernel (issue 10): in ONE
+# vm/run.sh guest boot (Debian's kernel under qemu TCG, the real tcmu-runner, Ceph
+# restarted in the guest), bench/apiload -replay plays upstream's own call sequence
+# against our `ceph-iscsi api`, then against upstream's Python rbd-target-api (Debian's
+# ceph-iscsi 3.5 as dist/dev/upstream.sh unpacks it): create a target, add this
+# gateway, then BENCH_DISKS user:rbd disks of 1 GiB (PUT /api/disk mode=create, PUT
+# /api/targetlun), and per BENCH_LUNS_PER_CLIENT disks a CHAP client (PUT /api/client,
+# PUT /api/clientauth) mapping them (PUT /api/clientlun each). At each count of
+# BENCH_REPORT_AT (default "16,<disks>") it runs GET /api/config from 4 clients for
+# BENCH_GET_SECONDS (default 20). Each daemon starts on an empty LIO with its own
+# config object, images and target: ours runs first and is stopped (SIGTERM tears its
+# LIO down) before upstream starts. Prints mean/p50/max per call and segment (1..16,
+# 17..64), GET req/s, and the speed-up (upstream's seconds / ours; ours req/s /
+# upstream's). Figures are printed, never asserted. Root.
+#
+#   bench/api-vm.sh                                  # both daemons, 16 and 64 disks
+#   BENCH_UPSTREAM=0 BENCH_DISKS=256 BENCH_REPORT_AT=16,64,256 bench/api-vm.sh
+#                                                    # ours only, the flatness figure
+#
+# tcmu-runner opens every image with its own RADOS connection: guest RAM grows with the
+# disks (CEPH_ISCSI_VM_MEM, default 4096M; 6144M for 256).
+# env: BENCH_DISKS (64), BENCH_LUNS_PER_CLIENT (4), BENCH_REPORT_AT, BENCH_GET_SECONDS,
+# BENCH_UPSTREAM=0 (ours only), BENCH_LOGGER_LEVEL=10 (our daemon logs at debug), CEPH_ISCSI_VM_OUT (keeps the artefacts: replay-*.txt,
+# the daemons' logs, vm.log), CEPH_ISCSI_VM_MEM, CEPH_ISCSI_VM_TIMEOUT (default 3600) and
+# the other vm/run.sh settings.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+export PATH=$PATH:/usr/local/go/bin
+T0=$EPOCHREALTIME
+log() { printf '[bench %6.1fs] %s\n' "$(awk "BEGIN{print $EPOCHREALTIME - $T0}")" "$*" >&2; }
+
+DISKS=${BENCH_DISKS:-64} LPC=${BENCH_LUNS_PER_CLIENT:-4} GETS=${BENCH_GET_SECONDS:-20}
+AT=${BENCH_REPORT_AT:-16,$DISKS}
+LAYOUT=()
+KEEP=${CEPH_ISCSI_VM_OUT:+1}
+OUT=${CEPH_ISCSI_VM_OUT:-$(mktemp -d /tmp/ceph-iscsi-bench-api.XXXXXX)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+export CEPH_ISCSI_VM_OUT=$OUT
+rm -f "$OUT"/replay-*.txt
+
+UP=
+if [[ ${BENCH_UPSTREAM:-1} != 0 ]]; then
+  UP=$("$ROOT/dist/dev/upstream.sh")
+  /usr/bin/python3 -c "import flask, rados, rbd, rtslib_fb, netifaces, OpenSSL, cryptography, requests" ||
+    { echo "upstream's Python dependencies are missing: run make deps (or BENCH_UPSTREAM=0)" >&2; exit 1; }
+fi
+(cd "$ROOT" && go build -tags pacific -o "$OUT/ceph-iscsi" . && go build -o "$OUT/apiload" ./bench/apiload)
+log "built${UP:+; upstream in $UP}"
+
+C=$OUT/ceph
+# shellcheck source=bench/seed-cluster.sh
+source "$HERE/seed-cluster.sh"
+seed_cluster
+
+export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-4096M}
+export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-3600}
+export CEPH_ISCSI_VM_ENV="VMTEST_CEPH_SRC=/vm-out/ceph VMTEST_CEPH_HOSTDIR=$C BENCH_BIN=/vm-out/ceph-iscsi BENCH_APILOAD=/vm-out/apiload BENCH_UPSTREAM=$UP BENCH_DISKS=$DISKS BENCH_LUNS_PER_CLIENT=$LPC BENCH_REPORT_AT=$AT BENCH_GET_SECONDS=$GETS BENCH_LOGGER_LEVEL=${BENCH_LOGGER_LEVEL:-20}"
+log "host: $(uptime)"
+set +e
+"$ROOT/vm/run.sh" "$ROOT/vm/guest-vmtest.sh" "$HERE/api-vm-guest.sh" >"$OUT/vm.log" 2>&1
+rc=$?
+set -e
+grep -E '^\[guest|^(ours|upstream) |^LIO |^guest load' "$OUT/vm.log" >&2 || true
+log "guest rc=$rc; host: $(uptime)"
+
+echo "== REST API, upstream's call sequence (real kernel under qemu TCG, user:rbd disks of 1 GiB,"
+echo "   tcmu-runner, a CHAP client per $LPC disks; GET /api/config from 4 clients for ${GETS}s)"
+echo "   speed-up = upstream's seconds / ours (calls); ours req/s / upstream's (GET)"
+sum=()
+[[ -n $UP ]] && sum+=("upstream=$OUT/replay-upstream.txt")
+sum+=("ours=$OUT/replay-ours.txt")
+"$OUT/apiload" -report-at "$AT" -summary "$(IFS=,; echo "${sum[*]}")"
+grep -E '^(ours|upstream) ' "$OUT/vm.log" || true
+if ((rc == 0)) && [[ -z $KEEP ]]; then rm -rf "$OUT"; else echo "artefacts in $OUT" >&2; fi
+exit $rc

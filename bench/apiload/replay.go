@@ -1,0 +1,266 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// replayOpts is the -replay mode: upstream's own call sequence (what gwcli
+// sends), timed call by call.
+type replayOpts struct {
+	target, gateway, gatewayIP string
+	pool, prefix, size         string
+	disks, lunsPerClient       int
+	reportAt                   []int
+	getConc                    int
+	getDur                     time.Duration
+	out                        string // raw records, for -summary
+}
+
+// record is one timed call, or one GET /api/config load run.
+type record struct {
+	call  string // target, gateway, disk, targetlun, client, clientauth, clientlun
+	disks int    // disks on the target once the call is done (its segment)
+	secs  float64
+}
+
+// replay builds, through the API, the target of upstream's own benchmark
+// sequence: the target, this gateway, then per disk PUT /api/disk
+// (mode=create) and PUT /api/targetlun, and after every lunsPerClient disks a
+// client with CHAP (PUT /api/client, PUT /api/clientauth) mapping those
+// disks (PUT /api/clientlun each). At each count in reportAt it prints the
+// calls since the previous report and runs GET /api/config with getConc
+// clients for getDur. Every record also goes to o.out, one line each:
+//
+//	call CALL DISKS SECONDS
+//	get DISKS REQ_PER_S P50_S P99_S ERRORS BYTES
+func replay(ctx context.Context, c *client, o replayOpts) {
+	f, err := os.Create(o.out)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	defer w.Flush()
+
+	var recs []record
+	timed := func(call string, disks int, method, path string, form url.Values) {
+		t0 := time.Now()
+		c.must(ctx, method, path, form)
+		r := record{call: call, disks: disks, secs: time.Since(t0).Seconds()}
+		recs = append(recs, r)
+		fmt.Fprintf(w, "call %s %d %.6f\n", r.call, r.disks, r.secs)
+		_ = w.Flush()
+	}
+	disk := func(i int) string { return fmt.Sprintf("%s/%s%04d", o.pool, o.prefix, i) }
+	clientIQN := func(k int) string { return fmt.Sprintf("iqn.1994-05.com.example:%s-client%03d", o.prefix, k) }
+
+	timed("target", 0, http.MethodPut, "/api/target/"+o.target, url.Values{})
+	timed("gateway", 0, http.MethodPut, "/api/gateway/"+o.target+"/"+o.gateway,
+		url.Values{"ip_address": {o.gatewayIP}, "skipchecks": {"true"}})
+	from := 1
+	for i := 1; i <= o.disks; i++ {
+		// the form gwcli's "disks/ create" sends
+		timed("disk", i, http.MethodPut, "/api/disk/"+disk(i), url.Values{
+			"pool": {o.pool}, "owner": {o.gateway}, "count": {"1"}, "mode": {"create"},
+			"create_image": {"true"}, "backstore": {"user:rbd"}, "size": {strings.ToUpper(o.size)},
+		})
+		timed("targetlun", i, http.MethodPut, "/api/targetlun/"+o.target, url.Values{"disk": {disk(i)}})
+		if o.lunsPerClient > 0 && i%o.lunsPerClient == 0 {
+			k := i / o.lunsPerClient
+			path := o.target + "/" + clientIQN(k)
+			timed("client", i, http.MethodPut, "/api/client/"+path, url.Values{})
+			timed("clientauth", i, http.MethodPut, "/api/clientauth/"+path, url.Values{
+				"username": {fmt.Sprintf("benchuser%04d", k)}, "password": {fmt.Sprintf("benchPass%05d", k)},
+				"mutual_username": {""}, "mutual_password": {""},
+			})
+			for j := i - o.lunsPerClient + 1; j <= i; j++ {
+				timed("clientlun", i, http.MethodPut, "/api/clientlun/"+path, url.Values{"disk": {disk(j)}})
+			}
+		}
+		if slices.Contains(o.reportAt, i) || i == o.disks {
+			printSegment(os.Stdout, recs, from, i)
+			g := getLoad(ctx, c, o.getConc, o.getDur)
+			fmt.Printf("  GET /api/config at %d disks (%d bytes), %d concurrent for %s: %.2f req/s  p50 %s  p99 %s  errors %d\n",
+				i, g.size, o.getConc, o.getDur, g.rate, ms(g.p50), ms(g.p99), g.errs)
+			fmt.Fprintf(w, "get %d %.4f %.6f %.6f %d %d\n", i, g.rate, g.p50.Seconds(), g.p99.Seconds(), g.errs, g.size)
+			_ = w.Flush()
+			from = i + 1
+		}
+	}
+}
+
+// callOrder is the order the summaries list the calls in.
+var callOrder = []string{"target", "gateway", "disk", "targetlun", "disk+targetlun", "client", "clientauth", "clientlun"}
+
+type agg struct {
+	n              int
+	mean, p50, max float64
+}
+
+// aggregate summarises the calls of the segment from..to (disks on the
+// target after the call); "disk+targetlun" is the two calls of one disk
+// added together, the figure an operator waits for per LUN.
+func aggregate(recs []record, from, to int) map[string]agg {
+	by := map[string][]float64{}
+	pair := map[int]float64{}
+	for _, r := range recs {
+		inSeg := r.disks >= from && r.disks <= to
+		if r.call == "target" || r.call == "gateway" {
+			inSeg = from <= 1 // the set-up calls belong to the first segment
+		}
+		if !inSeg {
+			continue
+		}
+		by[r.call] = append(by[r.call], r.secs)
+		if r.call == "disk" || r.call == "targetlun" {
+			pair[r.disks] += r.secs
+		}
+	}
+	for _, s := range pair {
+		by["disk+targetlun"] = append(by["disk+targetlun"], s)
+	}
+	out := map[string]agg{}
+	for call, v := range by {
+		slices.Sort(v)
+		var sum float64
+		for _, x := range v {
+			sum += x
+		}
+		out[call] = agg{n: len(v), mean: sum / float64(len(v)), p50: v[(len(v)-1)/2], max: v[len(v)-1]}
+	}
+	return out
+}
+
+func printSegment(w io.Writer, recs []record, from, to int) {
+	fmt.Fprintf(w, "calls of disks %d..%d, seconds:\n  %-15s %4s %8s %8s %8s\n", from, to, "call", "n", "mean", "p50", "max")
+	a := aggregate(recs, from, to)
+	for _, call := range callOrder {
+		if s, ok := a[call]; ok {
+			fmt.Fprintf(w, "  %-15s %4d %8.3f %8.3f %8.3f\n", call, s.n, s.mean, s.p50, s.max)
+		}
+	}
+}
+
+type getResult struct {
+	rate     float64
+	p50, p99 time.Duration
+	errs     int64
+	size     int
+}
+
+// readRecords parses a -replay output file.
+func readRecords(path string) ([]record, map[int]getResult, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var recs []record
+	gets := map[int]getResult{}
+	for n, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		bad := fmt.Errorf("%s:%d: malformed line %q", path, n+1, line)
+		switch {
+		case len(f) == 4 && f[0] == "call":
+			d, err1 := strconv.Atoi(f[2])
+			s, err2 := strconv.ParseFloat(f[3], 64)
+			if err1 != nil || err2 != nil {
+				return nil, nil, bad
+			}
+			recs = append(recs, record{call: f[1], disks: d, secs: s})
+		case len(f) == 7 && f[0] == "get":
+			d, err1 := strconv.Atoi(f[1])
+			rate, err2 := strconv.ParseFloat(f[2], 64)
+			p50, err3 := strconv.ParseFloat(f[3], 64)
+			if err1 != nil || err2 != nil || err3 != nil {
+				return nil, nil, bad
+			}
+			gets[d] = getResult{rate: rate, p50: time.Duration(p50 * float64(time.Second))}
+		case len(f) == 0:
+		default:
+			return nil, nil, bad
+		}
+	}
+	return recs, gets, nil
+}
+
+// summary prints, for each segment between the report points, the mean, p50
+// and max of every call of each -replay file side by side, GET /api/config's
+// req/s, and the speed-up of the second file over the first: the first's
+// seconds over the second's, and the second's req/s over the first's. A missing file (a run that did not happen)
+// leaves its columns empty.
+func summary(names, paths []string, reportAt []int) {
+	recs := make([][]record, len(paths))
+	gets := make([]map[int]getResult, len(paths))
+	for i, p := range paths {
+		r, g, err := readRecords(p)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "apiload: %v\n", err)
+			continue
+		}
+		recs[i], gets[i] = r, g
+	}
+	from := 1
+	for _, to := range reportAt {
+		fmt.Printf("disks %d..%d, seconds per call: mean / p50 / max\n", from, to)
+		fmt.Printf("  %-15s", "call")
+		for _, n := range names {
+			fmt.Printf(" %26s", n)
+		}
+		if len(names) == 2 {
+			fmt.Printf(" %14s", "speed-up")
+		}
+		fmt.Println()
+		aggs := make([]map[string]agg, len(paths))
+		for i := range paths {
+			aggs[i] = aggregate(recs[i], from, to)
+		}
+		for _, call := range callOrder {
+			line, any := fmt.Sprintf("  %-15s", call), false
+			for i := range paths {
+				if s, ok := aggs[i][call]; ok {
+					line += fmt.Sprintf(" %4d× %6.3f %6.3f %6.3f", s.n, s.mean, s.p50, s.max)
+					any = true
+				} else {
+					line += fmt.Sprintf(" %26s", "-")
+				}
+			}
+			if len(paths) == 2 {
+				a, okA := aggs[0][call]
+				b, okB := aggs[1][call]
+				if okA && okB && b.mean > 0 {
+					line += fmt.Sprintf(" %13.1fx", a.mean/b.mean)
+				}
+			}
+			if any {
+				fmt.Println(line)
+			}
+		}
+		line := fmt.Sprintf("  %-15s", "GET config/s")
+		for i := range paths {
+			if g, ok := gets[i][to]; ok {
+				line += fmt.Sprintf(" %11.2f req/s p50 %6.3f", g.rate, g.p50.Seconds())
+			} else {
+				line += fmt.Sprintf(" %26s", "-")
+			}
+		}
+		if len(paths) == 2 {
+			a, okA := gets[0][to]
+			b, okB := gets[1][to]
+			if okA && okB && a.rate > 0 {
+				line += fmt.Sprintf(" %13.1fx", b.rate/a.rate) // req/s: ours over upstream's
+			}
+		}
+		fmt.Println(line)
+		from = to + 1
+	}
+}
