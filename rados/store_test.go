@@ -715,6 +715,8 @@ func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
 	}
 	if _, err := io.Unlock(s.opts.Object, LockName, "other-cookie"); err != nil {
 		t.Fatal(err)
+	}
+}
 
 // Concurrent readers share version checks (sharedVersion), but none may
 // take the answer of a stat sent before its request began: every Snapshot
