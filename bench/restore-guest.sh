@@ -44,4 +44,6 @@ run teardown --teardown || rc=1
 left=$(find /sys/kernel/config/target/iscsi -maxdepth 1 -mindepth 1 -type d ! -name discovery_auth | wc -l)
 echo "targets left after teardown: $left"
 ((left == 0)) || rc=1
+# tcmu-runner logs each device it opened ("address: {...}") with a timestamp
+[[ -s /var/log/tcmu-runner.log ]] && cp /var/log/tcmu-runner.log /vm-out/
 exit $rc

@@ -31,6 +31,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 export CEPH_ISCSI_VM_OUT=$OUT
 
+log "host load before the run: $(uptime)"
 (cd "$ROOT" && go build -tags pacific -o "$OUT/ceph-iscsi" . && go build -tags pacific -o "$OUT/restore-layout" ./bench/restore-layout)
 log "built"
 
@@ -52,6 +53,7 @@ rc=$?
 set -e
 grep -E '^\[guest|^(cold|warm|teardown) |storage objects|targets left' "$OUT/vm.log" >&2 || true
 log "guest rc=$rc"
+log "host load after the run: $(uptime)"
 
 echo "== restore benchmark (real kernel 6.1 under qemu TCG, user:rbd backstores, tcmu-runner: $TCMU)"
 echo "wall time (s), exit code:"
