@@ -578,6 +578,10 @@ func (r *Reconciler) prefetchSizes(ctx context.Context, doc *config.Doc) {
 	if len(ids) < 2 {
 		return
 	}
+	if r.opts.Size == nil && r.opts.Conn != nil {
+		r.bulkSizes(ctx, doc, ids)
+		return
+	}
 	type result struct {
 		id string
 		n  int64
@@ -606,6 +610,40 @@ func (r *Reconciler) prefetchSizes(ctx context.Context, doc *config.Doc) {
 	close(results)
 	for res := range results {
 		r.sizes[res.id] = res.n
+	}
+}
+
+// bulkReads bounds the concurrent image header reads of bulkSizes: one
+// RADOS read each, so more than the image opens of prefetchWorkers.
+const bulkReads = 32
+
+// bulkSizes reads the sizes of the disks ids from RADOS, a pool at a time:
+// the pool's image directory, then each image's header, instead of an
+// image open and close per disk (under TCG, 64 opens on 8 workers took
+// 15 s of a restore). Reads that fail are left to the build. r.cacheMu is
+// held by the caller.
+func (r *Reconciler) bulkSizes(ctx context.Context, doc *config.Doc, ids []string) {
+	byPool := map[string]map[string][]string{} // pool -> image -> disk ids
+	for _, id := range ids {
+		d := doc.Disks[id]
+		if byPool[d.Pool] == nil {
+			byPool[d.Pool] = map[string][]string{}
+		}
+		byPool[d.Pool][d.Image] = append(byPool[d.Pool][d.Image], id)
+	}
+	for _, pool := range slices.Sorted(maps.Keys(byPool)) {
+		if ctx.Err() != nil {
+			return
+		}
+		facts, _, err := rbd.BulkFacts(r.opts.Conn.Raw(), pool, slices.Sorted(maps.Keys(byPool[pool])), bulkReads)
+		if err != nil {
+			continue
+		}
+		for img, f := range facts {
+			for _, id := range byPool[pool][img] {
+				r.sizes[id] = f.Size
+			}
+		}
 	}
 }
 
