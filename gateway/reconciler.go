@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"ceph-iscsi/config"
 	"ceph-iscsi/host"
@@ -236,6 +237,14 @@ type Report struct {
 	// says which could not be (LIO itself converged).
 	Unmapped []string
 	UnmapErr error
+	// Took says how long each stage of the run took.
+	Took Stages
+}
+
+// Stages are the durations of a run's stages: building the desired state
+// (image sizes included), reading LIO, planning, applying, unmapping.
+type Stages struct {
+	Build, Observe, Plan, Apply, Unmap time.Duration
 }
 
 // Run reconciles LIO with doc in mode. An object whose desired state cannot
@@ -307,7 +316,9 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 
 	// A name that cannot be a configfs path never reaches package lio.
 	valid, nameErrs := withValidNames(doc)
+	t := time.Now()
 	desired, buildErr := r.desired(ctx, valid, mode, rep.Member, true)
+	rep.Took.Build = time.Since(t)
 	objErrs, other := lio.SplitObjectErrors(buildErr)
 	objErrs = append(nameErrs, objErrs...)
 	if mode.Teardown {
@@ -328,13 +339,17 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	}
 	r.smu.Unlock()
 	r.resync = false
+	t = time.Now()
 	observed, err := lio.Observe(r.mfs)
+	rep.Took.Observe = time.Since(t)
 	if err != nil {
 		r.resync = true
 		return rep, fmt.Errorf("gateway: reading LIO: %w", err)
 	}
 	rep.FullObserve = full
+	t = time.Now()
 	rep.Plan = lio.NewPlan(observed, desired)
+	rep.Took.Plan = time.Since(t)
 	if len(objErrs) > 0 {
 		rep.ObjectErrs = objErrs
 		rep.Plan, rep.Held = rep.Plan.Without(observed, holdOf(doc, objErrs))
@@ -359,7 +374,9 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 			}
 		}
 		r.log.Info("applying LIO plan", "epoch", rep.Epoch, "ops", len(rep.Plan.Ops))
+		t = time.Now()
 		res, applyErr := lio.Apply(ctx, r.mfs, rep.Plan)
+		rep.Took.Apply = time.Since(t)
 		rep.Applied = &res
 		if applyErr != nil {
 			// what failed may have half happened: read it all again
@@ -375,7 +392,9 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 			held[d.Pool+"/"+d.Image] = true
 		}
 	}
+	t = time.Now()
 	unmapped, err := r.unmapUnused(ctx, desired, held)
+	rep.Took.Unmap = time.Since(t)
 	rep.Unmapped, rep.UnmapErr = unmapped, err
 	return rep, errors.Join(err, heldErr)
 }

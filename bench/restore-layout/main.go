@@ -189,7 +189,8 @@ type report struct {
 			Timings []lio.OpTiming `json:"timings"`
 		} `json:"ops"`
 	} `json:"applied"`
-	Errors []string `json:"errors"`
+	Errors []string         `json:"errors"`
+	Took   map[string]int64 `json:"took_ms"`
 }
 
 func readReport(p string) (report, error) {
@@ -257,6 +258,13 @@ func analyze(l layout, files []string) error {
 			applied = fmt.Sprintf("applied: %d done, %d failed, %d skipped", a.Done, a.Failed, a.Skipped)
 		}
 		fmt.Printf("\n%s: %d configfs operations, in_sync %v, %s, %d errors\n", f, len(r.Plan), r.InSync, applied, len(r.Errors))
+		if len(r.Took) > 0 {
+			var st []string
+			for _, k := range []string{"connect", "unblock", "config", "build", "observe", "plan", "apply", "unmap", "total"} {
+				st = append(st, fmt.Sprintf("%s %.2f", k, float64(r.Took[k])/1e3))
+			}
+			fmt.Printf("  stages (s): %s\n", strings.Join(st, ", "))
+		}
 		if len(r.Plan) == 0 {
 			continue
 		}
