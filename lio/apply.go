@@ -151,7 +151,7 @@ func (a *applier) startCore(ctx context.Context, groups [][]int, workers int) *c
 	for range min(workers, len(groups)) {
 		c.all.Go(func() {
 			for g := range work {
-				a.runGroup(ctx, groups[g], nil)
+				a.runGroup(ctx, groups[g])
 				close(c.done[g])
 			}
 		})
@@ -166,22 +166,24 @@ func (c *coreRun) wait() {
 	}
 }
 
-// waitFor waits, before op, for the storage-object ops it needs; linked
-// says whether an earlier op of its group linked to a storage object
-// (then that object's ops are over, its ALUA groups included).
-func (c *coreRun) waitFor(op Op, linked bool) {
+// waitFor waits for the storage-object ops that the ops at the indexes g
+// need.
+func (c *coreRun) waitFor(ops []Op, g []int) {
 	if c == nil {
 		return
 	}
-	switch {
-	case op.Kind == OpSymlink && strings.HasPrefix(op.Value, coreDir+"/"):
-		for _, cg := range c.byObj[objectDir(op.Value)] {
-			<-c.done[cg]
+	for _, i := range g {
+		op := ops[i]
+		switch {
+		case op.Kind == OpSymlink && strings.HasPrefix(op.Value, coreDir+"/"):
+			for _, cg := range c.byObj[objectDir(op.Value)] {
+				<-c.done[cg]
+			}
+		case op.Kind == OpWrite && path.Base(op.Path) == "alua_tg_pt_gp":
+			// names a group of the LUN's storage object, which the op does
+			// not name
+			c.wait()
 		}
-	case op.Kind == OpWrite && path.Base(op.Path) == "alua_tg_pt_gp" && !linked:
-		// names a group of the LUN's storage object, which the op does
-		// not name
-		c.wait()
 	}
 }
 
@@ -200,7 +202,8 @@ func objectDir(p string) string {
 func (a *applier) runRun(ctx context.Context, groups [][]int, workers int, core *coreRun) {
 	if len(groups) == 1 || workers == 1 {
 		for _, g := range groups {
-			a.runGroup(ctx, g, core)
+			core.waitFor(a.ops, g)
+			a.runGroup(ctx, g)
 		}
 		return
 	}
@@ -209,7 +212,8 @@ func (a *applier) runRun(ctx context.Context, groups [][]int, workers int, core 
 	for range min(workers, len(groups)) {
 		wg.Go(func() {
 			for g := range work {
-				a.runGroup(ctx, g, core)
+				core.waitFor(a.ops, g)
+				a.runGroup(ctx, g)
 			}
 		})
 	}
@@ -243,12 +247,9 @@ type applier struct {
 }
 
 // runGroup runs the ops at the indexes g, in order.
-func (a *applier) runGroup(ctx context.Context, g []int, core *coreRun) {
-	linked := false
+func (a *applier) runGroup(ctx context.Context, g []int) {
 	for _, i := range g {
 		op := a.ops[i]
-		core.waitFor(op, linked)
-		linked = linked || (op.Kind == OpSymlink && strings.HasPrefix(op.Value, coreDir+"/"))
 		a.mu.Lock()
 		skip := under(op.Path, a.failedDirs)
 		if err := ctx.Err(); err != nil && !a.stopped {
