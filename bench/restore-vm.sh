@@ -12,6 +12,12 @@
 # the real tcmu-runner, which opens every image with its own RADOS connection: minutes
 # and gigabytes of guest RAM for 256 disks under TCG; try fewer disks.
 #
+# BENCH_UPSTREAM=1 then starts upstream's rbd-target-api (Debian's ceph-iscsi, unpacked
+# by dist/dev/upstream.sh) on the same object in the same boot: the time until LIO holds
+# every LUN and mapped LUN with the TPG enabled (upstream-restored), until its API answers
+# (upstream-serving), and from SIGTERM to its exit (upstream-teardown). The object is then
+# gateway.conf, the one upstream's config watcher polls.
+#
 # env: BENCH_DISKS, BENCH_CLIENTS, BENCH_LUNS_PER_CLIENT; CEPH_ISCSI_VM_OUT keeps the
 # artefacts (reports, guest log); CEPH_ISCSI_VM_MEM (default 4096M) and the other
 # vm/run.sh settings.
@@ -23,7 +29,13 @@ T0=$EPOCHREALTIME
 log() { printf '[bench %6.1fs] %s\n' "$(awk "BEGIN{print $EPOCHREALTIME - $T0}")" "$*" >&2; }
 
 DISKS=${BENCH_DISKS:-256} CLIENTS=${BENCH_CLIENTS:-64} LPC=${BENCH_LUNS_PER_CLIENT:-4}
-GW=gw1.bench OBJ=bench-restore.conf
+GW=gw1.bench OBJ=bench-restore.conf UPSTREAM=${BENCH_UPSTREAM:-0} UPROOT=
+if [[ $UPSTREAM == 1 ]]; then
+  OBJ=gateway.conf
+  UPROOT=$("$ROOT/dist/dev/upstream.sh")/root
+  /usr/bin/python3 -c 'import flask, rados, rbd, rtslib_fb, netifaces, OpenSSL, cryptography, requests' ||
+    { echo "upstream's Python modules are missing: make deps" >&2; exit 1; }
+fi
 LAYOUT=(-disks "$DISKS" -clients "$CLIENTS" -luns-per-client "$LPC" -gateway "$GW" -object "$OBJ")
 KEEP=${CEPH_ISCSI_VM_OUT:+1}
 OUT=${CEPH_ISCSI_VM_OUT:-$(mktemp -d /tmp/ceph-iscsi-bench-restore.XXXXXX)}
@@ -31,6 +43,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 export CEPH_ISCSI_VM_OUT=$OUT
 
+log "host load before the run: $(uptime)"
 (cd "$ROOT" && go build -tags pacific -o "$OUT/ceph-iscsi" . && go build -tags pacific -o "$OUT/restore-layout" ./bench/restore-layout)
 log "built"
 
@@ -41,17 +54,18 @@ seed_cluster
 
 export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-4096M}
 # four restores of 256 disks take 3-8 min under TCG, depending on the host's load
-export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-1500}
+export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-$((UPSTREAM == 1 ? 2700 : 1500))}
 TCMU=${BENCH_TCMU:-stub}
 VMTCMU=0
 [[ $TCMU == real ]] && VMTCMU=1
-export CEPH_ISCSI_VM_ENV="VMTEST_CEPH_SRC=/vm-out/ceph VMTEST_CEPH_HOSTDIR=$C VMTEST_TCMU=$VMTCMU BENCH_TCMU=$TCMU BENCH_RESTORE_BIN=/vm-out/ceph-iscsi BENCH_GATEWAY=$GW BENCH_OBJECT=$OBJ"
+export CEPH_ISCSI_VM_ENV="VMTEST_CEPH_SRC=/vm-out/ceph VMTEST_CEPH_HOSTDIR=$C VMTEST_TCMU=$VMTCMU BENCH_TCMU=$TCMU BENCH_RESTORE_BIN=/vm-out/ceph-iscsi BENCH_GATEWAY=$GW BENCH_OBJECT=$OBJ BENCH_DISKS=$DISKS BENCH_UPSTREAM=$UPSTREAM BENCH_UPSTREAM_ROOT=$UPROOT"
 set +e
 "$ROOT/vm/run.sh" "$ROOT/vm/guest-vmtest.sh" "$HERE/restore-guest.sh" >"$OUT/vm.log" 2>&1
 rc=$?
 set -e
-grep -E '^\[guest|^(cold|warm|teardown) |storage objects|targets left' "$OUT/vm.log" >&2 || true
+grep -E '^\[guest|^(cold|warm|teardown|upstream-[a-z]*) |storage objects|targets left' "$OUT/vm.log" >&2 || true
 log "guest rc=$rc"
+log "host load after the run: $(uptime)"
 
 echo "== restore benchmark (real kernel 6.1 under qemu TCG, user:rbd backstores, tcmu-runner: $TCMU)"
 echo "wall time (s), exit code:"

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -160,6 +161,23 @@ type restoreReport struct {
 	// operations left out of the plan) and the rest converges.
 	ObjectErrors []gateway.Problem `json:"object_errors,omitempty"`
 	Held         []lio.Op          `json:"held,omitempty"`
+	// Took says where the run's time went, in milliseconds.
+	Took restoreStages `json:"took_ms"`
+}
+
+// restoreStages are the stages of a restore, in milliseconds: reading the
+// settings and connecting, the blocklist cleanup, reading the config
+// object, then the reconciler's stages (the build reads image sizes).
+type restoreStages struct {
+	Connect int64 `json:"connect"`
+	Unblock int64 `json:"unblock"`
+	Config  int64 `json:"config"`
+	Build   int64 `json:"build"`
+	Observe int64 `json:"observe"`
+	Plan    int64 `json:"plan"`
+	Apply   int64 `json:"apply"`
+	Unmap   int64 `json:"unmap"`
+	Total   int64 `json:"total"`
 }
 
 type appliedReport struct {
@@ -171,6 +189,13 @@ type appliedReport struct {
 
 func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	start := time.Now()
+	var took restoreStages
+	lap := func(d *int64) {
+		now := time.Now()
+		*d = now.Sub(start).Milliseconds() - took.Total
+		took.Total = now.Sub(start).Milliseconds()
+	}
 
 	s, conn, err := loadSettings("restore", o.configPath)
 	if err != nil {
@@ -188,6 +213,7 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 	log = log.With("gateway", id.Name)
 
 	rep := restoreReport{Gateway: id.Name, DryRun: o.dryRun, Teardown: o.teardown, Root: o.root}
+	lap(&took.Connect)
 
 	// Fenced tcmu-runner/librbd clients of this host must be let back in before
 	// LIO serves the images again (spec 6.1 step 5).
@@ -204,6 +230,7 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 		}
 	}
 
+	lap(&took.Unblock)
 	store, err := openConfigStore(ctx, conn, s, id, log)
 	if err != nil {
 		return fatalf("restore: config object %s/%s: %w", s.Pool, s.GatewayConf, err)
@@ -214,6 +241,7 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 		return fatalf("restore: %w", err)
 	}
 	rep.Config, rep.Epoch = store.Name(), doc.Epoch
+	lap(&took.Config)
 	rep.Member = doc.Gateways[id.Name] != nil
 	if !rep.Member {
 		log.Warn("this gateway is not in the configuration: as upstream, none of its objects are managed here; set --gateway-name if the name is wrong",
@@ -230,6 +258,10 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 	})
 	res, runErr := rec.Run(ctx, doc, gateway.Mode{Teardown: o.teardown, DryRun: o.dryRun})
 	rep.Plan, rep.InSync, rep.Held = res.Plan, res.InSync, res.Held
+	took.Build, took.Observe, took.Plan = res.Took.Build.Milliseconds(), res.Took.Observe.Milliseconds(), res.Took.Plan.Milliseconds()
+	took.Apply, took.Unmap = res.Took.Apply.Milliseconds(), res.Took.Unmap.Milliseconds()
+	took.Total = time.Since(start).Milliseconds()
+	rep.Took = took
 	for _, e := range res.ObjectErrs {
 		rep.ObjectErrors = append(rep.ObjectErrors, gateway.Problem{Object: e.Object(), Error: e.Error()})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -751,5 +752,65 @@ func TestCheckAlongsideReconcile(t *testing.T) {
 	}
 	if st := r.Status(); !st.Converged || len(st.Problems) != 0 {
 		t.Errorf("status: %+v", st)
+	}
+}
+
+// A cold start reads the sizes of many disks from their image headers
+// (rbd.BulkFacts): every size is the image's, an image with a snapshot
+// (read by an open) too, and a missing image is left to the build, which
+// skips that disk (as TestReconcileSizesThroughRBD) while the rest converges
+// with the prefetched sizes.
+func TestPrefetchSizesFromHeaders(t *testing.T) {
+	fx := newClusterFixture(t)
+	r := fx.reconciler(gw1, addr1)
+	doc := fx.doc(lio.BackstoreUserRBD)
+	owner := gw1
+	want := map[string]int64{fx.disk: imageSize}
+	addDisk := func(i int, img string) string {
+		id := "rbd/" + img
+		doc.Disks[id] = &config.Disk{Pool: "rbd", Image: img, WWN: fmt.Sprintf("1b4ed3b6-2a53-4f5a-9c1e-%012d", i),
+			Backstore: lio.BackstoreUserRBD, BackstoreObjectName: "rbd." + img, Owner: &owner, AllocatingHost: &owner, Controls: map[string]any{}}
+		doc.Targets[targetIQN].Disks[id] = config.LunRef{LunID: i}
+		return id
+	}
+	for i := 1; i <= 3; i++ {
+		img := fmt.Sprintf("%s-bulk%d", fx.image, i)
+		size := int64(i+1) * imageSize
+		if err := rbd.Create(fx.conn.Raw(), "rbd", img, size, rbd.DefaultFeatures); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = rbd.Remove(context.Background(), fx.conn.Raw(), "rbd", img, rbd.RemoveOptions{})
+		})
+		want[addDisk(i, img)] = size
+	}
+	if err := rbd.CreateSnapshot(fx.conn.Raw(), "rbd", fx.image+"-bulk3", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	addDisk(4, fx.image+"-missing")
+
+	r.prefetchSizes(t.Context(), doc)
+	r.cacheMu.Lock()
+	got := maps.Clone(r.sizes)
+	r.cacheMu.Unlock()
+	if !maps.Equal(got, want) {
+		t.Fatalf("prefetched sizes %v, want %v", got, want)
+	}
+
+	if _, err := r.Run(t.Context(), doc, Mode{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := lio.Observe(fx.fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.StorageObjects) != len(want) {
+		t.Fatalf("%d storage objects, want %d", len(st.StorageObjects), len(want))
+	}
+	for _, so := range st.StorageObjects {
+		id := "rbd/" + strings.TrimPrefix(so.Name, "rbd.")
+		if so.Size != want[id] {
+			t.Errorf("%s: dev_size %d, want %d", so.Name, so.Size, want[id])
+		}
 	}
 }

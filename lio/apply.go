@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Result is what Apply really did.
@@ -21,6 +22,19 @@ type Result struct {
 	// Skipped lists ops not attempted: inside an object whose creation
 	// failed, or after ctx ended.
 	Skipped []Op `json:"skipped,omitempty"`
+	// Timings says when each attempted op ran, in plan order: where an
+	// apply spends its time (a storage object's enable waits for
+	// tcmu-runner to open the image).
+	Timings []OpTiming `json:"timings,omitempty"`
+}
+
+// OpTiming is when one op of the plan ran, in microseconds since the apply
+// started.
+type OpTiming struct {
+	// Index is the op's index in the plan.
+	Index   int   `json:"index"`
+	StartUS int64 `json:"start_us"`
+	DurUS   int64 `json:"dur_us"`
 }
 
 // DefaultApplyWorkers bounds the configfs operations Apply runs at once.
@@ -64,7 +78,8 @@ func ApplyWith(ctx context.Context, f FS, plan Plan, opts ApplyOptions) (Result,
 	if workers <= 0 {
 		workers = DefaultApplyWorkers
 	}
-	a := &applier{f: f, trace: opts.trace, ops: plan.Ops, state: make([]opState, len(plan.Ops)), errs: make([]error, len(plan.Ops))}
+	a := &applier{f: f, trace: opts.trace, ops: plan.Ops, state: make([]opState, len(plan.Ops)), errs: make([]error, len(plan.Ops)),
+		t0: time.Now(), times: make([]OpTiming, len(plan.Ops))}
 	for _, seg := range segments(plan.Ops) {
 		groups := groupsOf(plan.Ops, seg)
 		if len(groups) == 1 || workers == 1 {
@@ -90,6 +105,9 @@ func ApplyWith(ctx context.Context, f FS, plan Plan, opts ApplyOptions) (Result,
 	}
 	var res Result
 	for i, op := range plan.Ops {
+		if a.state[i] != opSkipped {
+			res.Timings = append(res.Timings, a.times[i])
+		}
 		switch a.state[i] {
 		case opDone:
 			res.Done = append(res.Done, op)
@@ -116,6 +134,8 @@ type applier struct {
 	ops   []Op
 	state []opState // by op index; each written by one worker only
 	errs  []error
+	t0    time.Time
+	times []OpTiming
 
 	mu         sync.Mutex
 	failedDirs []string
@@ -140,7 +160,9 @@ func (a *applier) runGroup(ctx context.Context, g []int) {
 		if a.trace != nil {
 			a.trace(i, true)
 		}
+		start := time.Now()
 		err := run(a.f, op)
+		a.times[i] = OpTiming{Index: i, StartUS: start.Sub(a.t0).Microseconds(), DurUS: time.Since(start).Microseconds()}
 		if a.trace != nil {
 			a.trace(i, false)
 		}

@@ -90,9 +90,11 @@ func TestApplyConcurrentOrder(t *testing.T) {
 						runtime.Gosched()
 					}
 				}
-				if _, err := ApplyWith(t.Context(), conc, plan, ApplyOptions{Workers: 8, trace: trace}); err != nil {
+				res, err := ApplyWith(t.Context(), conc, plan, ApplyOptions{Workers: 8, trace: trace})
+				if err != nil {
 					t.Fatalf("step %d: %v", i, err)
 				}
+				checkTimings(t, plan, res)
 				for a := range plan.Ops {
 					for b := a + 1; b < len(plan.Ops); b++ {
 						if dependent(plan.Ops[a], plan.Ops[b]) && start[b] < end[a] {
@@ -115,5 +117,34 @@ func TestApplyConcurrentOrder(t *testing.T) {
 	}
 	if !overlapped {
 		t.Error("no two operations ever ran at once")
+	}
+}
+
+// checkTimings: every op that ran has one timing, in plan order, and an op
+// that depends on another started after that one's measured end (1 µs of
+// rounding aside).
+func checkTimings(t *testing.T, plan Plan, res Result) {
+	t.Helper()
+	if got, want := len(res.Timings), len(res.Done)+len(res.Failed); got != want {
+		t.Fatalf("%d timings for %d ops that ran", got, want)
+	}
+	at := map[int]OpTiming{}
+	for k, tm := range res.Timings {
+		if k > 0 && tm.Index <= res.Timings[k-1].Index {
+			t.Fatalf("timings out of plan order at %d", k)
+		}
+		if tm.StartUS < 0 || tm.DurUS < 0 {
+			t.Fatalf("negative timing %+v", tm)
+		}
+		at[tm.Index] = tm
+	}
+	for a := range plan.Ops {
+		for b := a + 1; b < len(plan.Ops); b++ {
+			ta, okA := at[a]
+			tb, okB := at[b]
+			if okA && okB && dependent(plan.Ops[a], plan.Ops[b]) && tb.StartUS+1 < ta.StartUS+ta.DurUS {
+				t.Fatalf("%s timed at %d µs, before %s ended at %d µs", plan.Ops[b], tb.StartUS, plan.Ops[a], ta.StartUS+ta.DurUS)
+			}
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"ceph-iscsi/config"
+	"ceph-iscsi/lio"
 	"ceph-iscsi/rados"
 	"ceph-iscsi/rbd"
 )
@@ -184,8 +185,12 @@ type report struct {
 		Done    int `json:"done"`
 		Failed  int `json:"failed"`
 		Skipped int `json:"skipped"`
+		Ops     struct {
+			Timings []lio.OpTiming `json:"timings"`
+		} `json:"ops"`
 	} `json:"applied"`
-	Errors []string `json:"errors"`
+	Errors []string         `json:"errors"`
+	Took   map[string]int64 `json:"took_ms"`
 }
 
 func readReport(p string) (report, error) {
@@ -214,6 +219,10 @@ func kind(o op) string {
 		}
 		if strings.Contains(o.Path, "/alua/") {
 			return "write alua/" + base
+		}
+		if base == "control" {
+			k, _, _ := strings.Cut(o.Value, "=")
+			return "write control " + k
 		}
 		return "write " + base
 	case "enable":
@@ -249,6 +258,13 @@ func analyze(l layout, files []string) error {
 			applied = fmt.Sprintf("applied: %d done, %d failed, %d skipped", a.Done, a.Failed, a.Skipped)
 		}
 		fmt.Printf("\n%s: %d configfs operations, in_sync %v, %s, %d errors\n", f, len(r.Plan), r.InSync, applied, len(r.Errors))
+		if len(r.Took) > 0 {
+			var st []string
+			for _, k := range []string{"connect", "unblock", "config", "build", "observe", "plan", "apply", "unmap", "total"} {
+				st = append(st, fmt.Sprintf("%s %.2f", k, float64(r.Took[k])/1e3))
+			}
+			fmt.Printf("  stages (s): %s\n", strings.Join(st, ", "))
+		}
 		if len(r.Plan) == 0 {
 			continue
 		}
@@ -274,8 +290,55 @@ func analyze(l layout, files []string) error {
 		for _, k := range keys {
 			fmt.Printf("  %6d  %s\n", byKind[k], k)
 		}
+		if r.Applied != nil {
+			printTimings(r.Plan, r.Applied.Ops.Timings)
+		}
 	}
 	return nil
+}
+
+// printTimings shows where the apply's time went, by kind of op: the sum
+// and the longest of the ops' own times, and the span from the first
+// one's start to the last one's end (ops of a kind overlap when they run
+// on several workers).
+func printTimings(plan []op, ts []lio.OpTiming) {
+	if len(ts) == 0 {
+		return
+	}
+	type agg struct {
+		n           int
+		sum, max    int64
+		first, last int64
+	}
+	by := map[string]*agg{}
+	var end int64
+	for _, t := range ts {
+		if t.Index < 0 || t.Index >= len(plan) {
+			continue
+		}
+		k := kind(plan[t.Index])
+		a := by[k]
+		if a == nil {
+			a = &agg{first: t.StartUS}
+			by[k] = a
+		}
+		a.n++
+		a.sum += t.DurUS
+		a.max = max(a.max, t.DurUS)
+		a.first = min(a.first, t.StartUS)
+		a.last = max(a.last, t.StartUS+t.DurUS)
+		end = max(end, t.StartUS+t.DurUS)
+	}
+	keys := make([]string, 0, len(by))
+	for k := range by {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return by[keys[i]].sum > by[keys[j]].sum })
+	fmt.Printf("  apply: %.2f s from the first op's start to the last op's end; by kind (s): sum of op times, longest op, span first start..last end\n", float64(end)/1e6)
+	for _, k := range keys {
+		a := by[k]
+		fmt.Printf("  %6d  %-36s sum %8.2f  max %6.3f  span %7.2f..%7.2f\n", a.n, k, float64(a.sum)/1e6, float64(a.max)/1e6, float64(a.first)/1e6, float64(a.last)/1e6)
+	}
 }
 
 func main() {
