@@ -15,7 +15,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -26,46 +25,17 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"ceph-iscsi/bench/internal/rest"
 )
 
-type client struct {
-	base, user, pass string
-	http             *http.Client
-}
-
-func (c *client) do(ctx context.Context, method, path string, form url.Values) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(c.user, c.pass)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
-func (c *client) must(ctx context.Context, method, path string, form url.Values) {
-	st, b, err := c.do(ctx, method, path, form)
-	if err != nil || st != http.StatusOK {
-		fatalf("%s %s%s %v: %d %s %v", method, c.base, path, form, st, b, err)
-	}
-}
-
-func fatalf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "apibuild: "+format+"\n", args...)
-	os.Exit(1)
-}
+type client = rest.Client
 
 // cpu is a process's utime+stime in seconds, from /proc/<pid>/stat.
 func cpu(pid int) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		fatalf("%v", err)
+		rest.Fatalf("%v", err)
 	}
 	// the command name may hold spaces: fields count from after its ')'
 	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
@@ -103,10 +73,10 @@ func main() {
 	for _, kv := range strings.Split(*gws, ",") {
 		_, u, ok := strings.Cut(kv, "=")
 		if !ok {
-			fatalf("-gw %q: want name=URL", kv)
+			rest.Fatalf("-gw %q: want name=URL", kv)
 		}
-		clients = append(clients, &client{base: strings.TrimRight(u, "/"), user: *user, pass: *pass,
-			http: &http.Client{Timeout: 10 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: *conc}}})
+		clients = append(clients, &client{Base: strings.TrimRight(u, "/"), User: *user, Pass: *pass,
+			HTTP: &http.Client{Timeout: 10 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: *conc}}})
 	}
 	pidOf := map[string]int{}
 	if *pids != "" {
@@ -114,7 +84,7 @@ func main() {
 			name, p, _ := strings.Cut(kv, "=")
 			n, err := strconv.Atoi(p)
 			if err != nil {
-				fatalf("-pid %q: want name=pid", kv)
+				rest.Fatalf("-pid %q: want name=pid", kv)
 			}
 			pidOf[name] = n
 		}
@@ -156,7 +126,7 @@ func main() {
 		wg.Wait()
 	}
 	put := func(c *client, path string, form url.Values) {
-		c.must(ctx, http.MethodPut, path, form)
+		c.Must(ctx, http.MethodPut, path, form)
 		mutations.Add(1)
 	}
 
@@ -194,27 +164,27 @@ func main() {
 		t0 := time.Now()
 		// the probe: a disk and a client of its own, outside the build's names
 		probe := fmt.Sprintf("%s/probe%d", *pool, n)
-		first.must(ctx, http.MethodPut, "/api/disk/"+probe, url.Values{
+		first.Must(ctx, http.MethodPut, "/api/disk/"+probe, url.Values{
 			"mode": {"create"}, "size": {"1M"}, "count": {"1"}, "pool": {*pool}, "create_image": {"true"}, "backstore": {"user:rbd"}})
 		var tp, td, cp, cd []time.Duration
 		timed := func(into *[]time.Duration, method, path string, form url.Values) {
 			t := time.Now()
-			first.must(ctx, method, path, form)
+			first.Must(ctx, method, path, form)
 			*into = append(*into, time.Since(t))
 		}
 		for range *samples {
 			timed(&tp, http.MethodPut, "/api/targetlun/"+tpath, url.Values{"disk": {probe}})
 			timed(&td, http.MethodDelete, "/api/targetlun/"+tpath, url.Values{"disk": {probe}})
 		}
-		first.must(ctx, http.MethodPut, "/api/targetlun/"+tpath, url.Values{"disk": {probe}})
+		first.Must(ctx, http.MethodPut, "/api/targetlun/"+tpath, url.Values{"disk": {probe}})
 		pc := fmt.Sprintf("iqn.1994-05.com.example.bench:probe%d", n)
-		first.must(ctx, http.MethodPut, "/api/client/"+tpath+"/"+pc, url.Values{})
+		first.Must(ctx, http.MethodPut, "/api/client/"+tpath+"/"+pc, url.Values{})
 		for range *samples {
 			timed(&cp, http.MethodPut, "/api/clientlun/"+tpath+"/"+pc, url.Values{"disk": {probe}})
 			timed(&cd, http.MethodDelete, "/api/clientlun/"+tpath+"/"+pc, url.Values{"disk": {probe}})
 		}
-		first.must(ctx, http.MethodDelete, "/api/client/"+tpath+"/"+pc, url.Values{})
-		first.must(ctx, http.MethodDelete, "/api/targetlun/"+tpath, url.Values{"disk": {probe}})
+		first.Must(ctx, http.MethodDelete, "/api/client/"+tpath+"/"+pc, url.Values{})
+		first.Must(ctx, http.MethodDelete, "/api/targetlun/"+tpath, url.Values{"disk": {probe}})
 		fmt.Printf("at %4d LUNs: PUT targetlun p50 %s (DELETE %s), PUT clientlun p50 %s (DELETE %s), %d samples each\n",
 			n, ms(p50(tp)), ms(p50(td)), ms(p50(cp)), ms(p50(cd)), *samples)
 		probeTime += time.Since(t0)

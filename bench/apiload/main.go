@@ -22,7 +22,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -32,47 +31,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"ceph-iscsi/bench/internal/rest"
 )
 
-type client struct {
-	base, user, pass string
-	http             *http.Client
-}
-
-func (c *client) do(ctx context.Context, method, path string, form url.Values) (int, []byte, error) {
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return 0, nil, err
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	req.SetBasicAuth(c.user, c.pass)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
-// must runs a setup request; anything but 200 stops the benchmark.
-func (c *client) must(ctx context.Context, method, path string, form url.Values) {
-	st, b, err := c.do(ctx, method, path, form)
-	if err != nil || st != http.StatusOK {
-		fatalf("%s %s: %d %s %v", method, path, st, strings.TrimSpace(string(b)), err)
-	}
-}
-
-func fatalf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "apiload: "+format+"\n", args...)
-	os.Exit(1)
-}
+type client = rest.Client
 
 type stats struct{ d []time.Duration }
 
@@ -115,7 +78,7 @@ func main() {
 	for _, s := range strings.Split(*reportAt, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
-			fatalf("-report-at: %q is not a disk count", s)
+			rest.Fatalf("-report-at: %q is not a disk count", s)
 		}
 		at = append(at, n)
 	}
@@ -125,7 +88,7 @@ func main() {
 		for _, nf := range strings.Split(*summ, ",") {
 			n, f, ok := strings.Cut(nf, "=")
 			if !ok {
-				fatalf("-summary: %q is not NAME=FILE", nf)
+				rest.Fatalf("-summary: %q is not NAME=FILE", nf)
 			}
 			names, paths = append(names, n), append(paths, f)
 		}
@@ -133,14 +96,14 @@ func main() {
 		return
 	}
 
-	c := &client{base: strings.TrimRight(*base, "/"), user: *user, pass: *pass, http: &http.Client{
+	c := &client{Base: strings.TrimRight(*base, "/"), User: *user, Pass: *pass, HTTP: &http.Client{
 		Timeout:   10 * time.Minute, // upstream's PUTs take seconds each under TCG
 		Transport: &http.Transport{MaxIdleConnsPerHost: *conc * 2},
 	}}
 	ctx := context.Background()
 	if *doReplay {
 		if ro.gateway == "" {
-			fatalf("-replay needs -gateway")
+			rest.Fatalf("-replay needs -gateway")
 		}
 		ro.target, ro.pool, ro.prefix, ro.reportAt = *target, *pool, *prefix, at
 		ro.getConc, ro.getDur = *conc, *dur
@@ -153,7 +116,7 @@ func main() {
 		for _, s := range strings.Split(*steps, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
 			if err != nil || n < 0 {
-				fatalf("-lun-steps: %q is not a count", s)
+				rest.Fatalf("-lun-steps: %q is not a count", s)
 			}
 			want = append(want, n)
 		}
@@ -167,9 +130,9 @@ func main() {
 // times samples PUT /api/targetlun of one extra disk, each undone by a DELETE
 // so that every sample starts from exactly n LUNs.
 func lunSteps(ctx context.Context, c *client, target, pool, prefix string, steps []int, samples, conc int) {
-	st, b, err := c.do(ctx, http.MethodGet, "/api/config", nil)
+	st, b, err := c.Do(ctx, http.MethodGet, "/api/config", nil)
 	if err != nil || st != http.StatusOK {
-		fatalf("GET /api/config: %d %v", st, err)
+		rest.Fatalf("GET /api/config: %d %v", st, err)
 	}
 	var doc struct {
 		Disks   map[string]json.RawMessage `json:"disks"`
@@ -178,10 +141,10 @@ func lunSteps(ctx context.Context, c *client, target, pool, prefix string, steps
 		} `json:"targets"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
-		fatalf("GET /api/config: %v", err)
+		rest.Fatalf("GET /api/config: %v", err)
 	}
 	if _, ok := doc.Targets[target]; !ok {
-		fatalf("target %s is not in the configuration (bench/api.sh creates it and adds the gateway)", target)
+		rest.Fatalf("target %s is not in the configuration (bench/api.sh creates it and adds the gateway)", target)
 	}
 	have := len(doc.Targets[target].Disks)
 	disk := func(i int) string { return fmt.Sprintf("%s/%s%05d", pool, prefix, i) }
@@ -189,7 +152,7 @@ func lunSteps(ctx context.Context, c *client, target, pool, prefix string, steps
 		if _, ok := doc.Disks[disk(i)]; ok {
 			return
 		}
-		c.must(ctx, http.MethodPut, "/api/disk/"+disk(i), url.Values{
+		c.Must(ctx, http.MethodPut, "/api/disk/"+disk(i), url.Values{
 			"mode": {"create"}, "size": {"1M"}, "count": {"1"}, "pool": {pool},
 			"create_image": {"true"}, "backstore": {"user:rbd"},
 		})
@@ -210,7 +173,7 @@ func lunSteps(ctx context.Context, c *client, target, pool, prefix string, steps
 						return
 					}
 					ensureDisk(i)
-					c.must(ctx, http.MethodPut, "/api/targetlun/"+target, url.Values{"disk": {disk(i)}})
+					c.Must(ctx, http.MethodPut, "/api/targetlun/"+target, url.Values{"disk": {disk(i)}})
 				}
 			})
 		}
@@ -229,10 +192,10 @@ func lunSteps(ctx context.Context, c *client, target, pool, prefix string, steps
 		var put, del stats
 		for range samples {
 			t0 := time.Now()
-			c.must(ctx, http.MethodPut, "/api/targetlun/"+target, url.Values{"disk": {disk(probe)}})
+			c.Must(ctx, http.MethodPut, "/api/targetlun/"+target, url.Values{"disk": {disk(probe)}})
 			put.d = append(put.d, time.Since(t0))
 			t0 = time.Now()
-			c.must(ctx, http.MethodDelete, "/api/targetlun/"+target, url.Values{"disk": {disk(probe)}})
+			c.Must(ctx, http.MethodDelete, "/api/targetlun/"+target, url.Values{"disk": {disk(probe)}})
 			del.d = append(del.d, time.Since(t0))
 		}
 		fmt.Printf("PUT /api/targetlun with %4d LUNs on the target: p50 %s  p99 %s  (%d samples; DELETE p50 %s)\n",
@@ -240,21 +203,21 @@ func lunSteps(ctx context.Context, c *client, target, pool, prefix string, steps
 
 		// PUT /api/clientlun: the probe disk, now a LUN of the target, in
 		// and out of one client's LUNs
-		c.must(ctx, http.MethodPut, "/api/targetlun/"+target, url.Values{"disk": {disk(probe)}})
+		c.Must(ctx, http.MethodPut, "/api/targetlun/"+target, url.Values{"disk": {disk(probe)}})
 		client := "iqn.1994-05.com.example:" + prefix + "-probe"
-		if st, _, err := c.do(ctx, http.MethodGet, "/api/_client/"+target+"/"+client, nil); err != nil || st != http.StatusOK {
-			c.must(ctx, http.MethodPut, "/api/client/"+target+"/"+client, url.Values{})
+		if st, _, err := c.Do(ctx, http.MethodGet, "/api/_client/"+target+"/"+client, nil); err != nil || st != http.StatusOK {
+			c.Must(ctx, http.MethodPut, "/api/client/"+target+"/"+client, url.Values{})
 		}
 		var cput, cdel stats
 		for range samples {
 			t0 := time.Now()
-			c.must(ctx, http.MethodPut, "/api/clientlun/"+target+"/"+client, url.Values{"disk": {disk(probe)}})
+			c.Must(ctx, http.MethodPut, "/api/clientlun/"+target+"/"+client, url.Values{"disk": {disk(probe)}})
 			cput.d = append(cput.d, time.Since(t0))
 			t0 = time.Now()
-			c.must(ctx, http.MethodDelete, "/api/clientlun/"+target+"/"+client, url.Values{"disk": {disk(probe)}})
+			c.Must(ctx, http.MethodDelete, "/api/clientlun/"+target+"/"+client, url.Values{"disk": {disk(probe)}})
 			cdel.d = append(cdel.d, time.Since(t0))
 		}
-		c.must(ctx, http.MethodDelete, "/api/targetlun/"+target, url.Values{"disk": {disk(probe)}})
+		c.Must(ctx, http.MethodDelete, "/api/targetlun/"+target, url.Values{"disk": {disk(probe)}})
 		fmt.Printf("PUT /api/clientlun with %4d LUNs on the target: p50 %s  p99 %s  (%d samples; DELETE p50 %s)\n",
 			n+1, ms(cput.pct(0.5)), ms(cput.pct(0.99)), samples, ms(cdel.pct(0.5)))
 	}
@@ -269,9 +232,9 @@ func getConfig(ctx context.Context, c *client, conc int, dur time.Duration) {
 // getLoad runs GET /api/config from conc clients, each one request after the
 // other, for dur.
 func getLoad(ctx context.Context, c *client, conc int, dur time.Duration) getResult {
-	st, b, err := c.do(ctx, http.MethodGet, "/api/config", nil)
+	st, b, err := c.Do(ctx, http.MethodGet, "/api/config", nil)
 	if err != nil || st != http.StatusOK {
-		fatalf("GET /api/config: %d %v", st, err)
+		rest.Fatalf("GET /api/config: %d %v", st, err)
 	}
 	size := len(b)
 	deadline := time.Now().Add(dur)
@@ -287,7 +250,7 @@ func getLoad(ctx context.Context, c *client, conc int, dur time.Duration) getRes
 			var local []time.Duration
 			for time.Now().Before(deadline) {
 				s := time.Now()
-				st, _, err := c.do(ctx, http.MethodGet, "/api/config", nil)
+				st, _, err := c.Do(ctx, http.MethodGet, "/api/config", nil)
 				if err != nil || st != http.StatusOK {
 					if errs.Add(1) == 1 {
 						fmt.Fprintf(os.Stderr, "GET /api/config: %d %v\n", st, errors.Join(err))

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"ceph-iscsi/bench/internal/rest"
 )
 
 // replayOpts is the -replay mode: upstream's own call sequence (what gwcli
@@ -46,7 +48,7 @@ type record struct {
 func replay(ctx context.Context, c *client, o replayOpts) {
 	f, err := os.Create(o.out)
 	if err != nil {
-		fatalf("%v", err)
+		rest.Fatalf("%v", err)
 	}
 	defer f.Close()
 	w := bufio.NewWriter(f)
@@ -55,7 +57,7 @@ func replay(ctx context.Context, c *client, o replayOpts) {
 	var recs []record
 	timed := func(call string, disks int, method, path string, form url.Values) {
 		t0 := time.Now()
-		c.must(ctx, method, path, form)
+		c.Must(ctx, method, path, form)
 		r := record{call: call, disks: disks, secs: time.Since(t0).Seconds()}
 		recs = append(recs, r)
 		fmt.Fprintf(w, "call %s %d %.6f\n", r.call, r.disks, r.secs)
