@@ -27,18 +27,13 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-export PATH=$PATH:/usr/local/go/bin
-T0=$EPOCHREALTIME
-log() { printf '[bench %6.1fs] %s\n' "$(awk "BEGIN{print $EPOCHREALTIME - $T0}")" "$*" >&2; }
+# shellcheck source=bench/seed-cluster.sh
+source "$HERE/seed-cluster.sh"
 
 DISKS=${BENCH_DISKS:-64} LPC=${BENCH_LUNS_PER_CLIENT:-4} GETS=${BENCH_GET_SECONDS:-20}
 AT=${BENCH_REPORT_AT:-16,$DISKS}
 LAYOUT=()
-KEEP=${CEPH_ISCSI_VM_OUT:+1}
-OUT=${CEPH_ISCSI_VM_OUT:-$(mktemp -d /tmp/ceph-iscsi-bench-api.XXXXXX)}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-export CEPH_ISCSI_VM_OUT=$OUT
+vm_out ceph-iscsi-bench-api
 rm -f "$OUT"/replay-*.txt
 
 UP=
@@ -50,20 +45,13 @@ fi
 (cd "$ROOT" && go build -tags pacific -o "$OUT/ceph-iscsi" . && go build -o "$OUT/apiload" ./bench/apiload)
 log "built${UP:+; upstream in $UP}"
 
-C=$OUT/ceph
-# shellcheck source=bench/seed-cluster.sh
-source "$HERE/seed-cluster.sh"
 seed_cluster
 
 export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-4096M}
 export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-3600}
-export CEPH_ISCSI_VM_ENV="VMTEST_CEPH_SRC=/vm-out/ceph VMTEST_CEPH_HOSTDIR=$C BENCH_BIN=/vm-out/ceph-iscsi BENCH_APILOAD=/vm-out/apiload BENCH_UPSTREAM=$UP BENCH_DISKS=$DISKS BENCH_LUNS_PER_CLIENT=$LPC BENCH_REPORT_AT=$AT BENCH_GET_SECONDS=$GETS BENCH_LOGGER_LEVEL=${BENCH_LOGGER_LEVEL:-20}"
+VMENV="BENCH_BIN=/vm-out/ceph-iscsi BENCH_APILOAD=/vm-out/apiload BENCH_UPSTREAM=$UP BENCH_DISKS=$DISKS BENCH_LUNS_PER_CLIENT=$LPC BENCH_REPORT_AT=$AT BENCH_GET_SECONDS=$GETS BENCH_LOGGER_LEVEL=${BENCH_LOGGER_LEVEL:-20}"
 log "host: $(uptime)"
-set +e
-"$ROOT/vm/run.sh" "$ROOT/vm/guest-vmtest.sh" "$HERE/api-vm-guest.sh" >"$OUT/vm.log" 2>&1
-rc=$?
-set -e
-grep -E '^\[guest|^(ours|upstream) |^LIO |^guest load' "$OUT/vm.log" >&2 || true
+vm_run api-vm-guest.sh '^\[guest|^(ours|upstream) |^LIO |^guest load' "$VMENV"
 log "guest rc=$rc; host: $(uptime)"
 
 echo "== REST API, upstream's call sequence (real kernel under qemu TCG, user:rbd disks of 1 GiB,"
@@ -74,5 +62,4 @@ sum=()
 sum+=("ours=$OUT/replay-ours.txt")
 "$OUT/apiload" -report-at "$AT" -summary "$(IFS=,; echo "${sum[*]}")"
 grep -E '^(ours|upstream) ' "$OUT/vm.log" || true
-if ((rc == 0)) && [[ -z $KEEP ]]; then rm -rf "$OUT"; else echo "artefacts in $OUT" >&2; fi
-exit $rc
+vm_done

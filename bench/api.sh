@@ -15,11 +15,11 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=bench/lib-netns.sh
+source "$HERE/lib-netns.sh"
 
-if [[ ${BENCH_IN_NS:-} != 1 ]]; then
-  [[ $(id -u) == 0 ]] || { echo "bench/api.sh: run as root (it makes a network namespace)" >&2; exit 1; }
-  export BENCH_IN_NS=1
-  # the namespace has no network: fetch upstream's package first
+# the namespace has no network: fetch upstream's package first
+netns_prepare() {
   if [[ ${BENCH_UPSTREAM:-1} != 0 ]]; then
     # the copy the going-back test uses (make deps unpacks it)
     BENCH_UPSTREAM_DIR=$("$ROOT/dist/dev/upstream.sh") ||
@@ -31,70 +31,25 @@ if [[ ${BENCH_IN_NS:-} != 1 ]]; then
         python3-rbd python3-rtslib-fb python3-netifaces python3-openssl python3-cryptography \
         python3-configshell-fb python3-requests python3-distutils >/dev/null
   fi
-  exec unshare --net --mount --propagation private "$0" "$@"
-fi
-
-export PATH=$PATH:/usr/local/go/bin
-W=$(mktemp -d /tmp/ceph-iscsi-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  "$ROOT/dist/dev/ceph-cluster.sh" down "$W/ceph" >/dev/null 2>&1 || true
-  [[ ${BENCH_KEEP:-} == 1 ]] && echo "work dir kept: $W" || rm -rf "$W"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM   # so that the EXIT trap stops what was started
+netns_enter "$@"
 
-ip link set lo up
+netns_setup ceph-iscsi-bench
 ip addr add 192.0.2.10/32 dev lo
 
-echo "== building"
-(cd "$ROOT" && go build -tags pacific -o "$W/ceph-iscsi" . && go build -o "$W/apiload" ./bench/apiload)
-
-echo "== Ceph cluster"
-"$ROOT/dist/dev/ceph-cluster.sh" up "$W/ceph" >"$W/ceph-up.log" 2>&1 || { cat "$W/ceph-up.log"; exit 1; }
+netns_build apiload
 
 IQN=iqn.2003-01.com.example.bench:target
 GW=bench-gw1
-cat >"$W/iscsi-gateway.cfg" <<EOF
-[config]
-cluster_name = ceph
-ceph_config_dir = $W/ceph
-cluster_client_name = client.admin
-pool = rbd
-api_secure = false
-api_host = 127.0.0.1
-api_port = 5000
-api_user = admin
-api_password = admin
-trusted_ip_list = 127.0.0.1,192.0.2.10
-minimum_gateways = 1
-EOF
+netns_gateway_cfg 127.0.0.1,192.0.2.10 127.0.0.1
 # upstream logs to /var/log/rbd-target-api/ unless told otherwise
 { sed 's/^api_port = 5000/api_port = 5001/' "$W/iscsi-gateway.cfg"; printf 'log_to_file = false\nlog_to_stderr = true\n'; } >"$W/upstream.cfg"
 
-wait_http() { # url
-  for _ in $(seq 1 300); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "no answer from $1" >&2; return 1
-}
-
 echo "== ceph-iscsi api (ours) as $GW"
 mkdir -p "$W/configfs"
-CEPH_CONF=$W/ceph/ceph.conf "$W/ceph-iscsi" api --config "$W/iscsi-gateway.cfg" --gateway-name "$GW" \
-  --configfs-root "$W/configfs" >"$W/ours.log" 2>&1 &
-PIDS+=($!)
+api_daemon ours.log --gateway-name "$GW" --configfs-root "$W/configfs"
 wait_http http://127.0.0.1:5000/api
 
-put() { # path form...
-  local args=() out
-  for kv in "${@:2}"; do args+=(--data-urlencode "$kv"); done
-  out=$(curl -sS -u admin:admin -X PUT "${args[@]}" -w ' %{http_code}' "http://127.0.0.1:5000$1")
-  [[ $out == *' 200' ]] || { echo "PUT $1: $out" >&2; exit 1; }
-}
 put "/api/target/$IQN"
 put "/api/gateway/$IQN/$GW" ip_address=192.0.2.10 skipchecks=true
 

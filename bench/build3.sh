@@ -15,76 +15,29 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=bench/lib-netns.sh
+source "$HERE/lib-netns.sh"
 
-if [[ ${BENCH_IN_NS:-} != 1 ]]; then
-  [[ $(id -u) == 0 ]] || { echo "bench/build3.sh: run as root (it makes a network namespace)" >&2; exit 1; }
-  export BENCH_IN_NS=1
-  exec unshare --net --mount --propagation private "$0" "$@"
-fi
+netns_enter "$@"
 
-export PATH=$PATH:/usr/local/go/bin
-W=$(mktemp -d /tmp/ceph-iscsi-build3.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  "$ROOT/dist/dev/ceph-cluster.sh" down "$W/ceph" >/dev/null 2>&1 || true
-  [[ ${BENCH_KEEP:-} == 1 ]] && echo "work dir kept: $W" || rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+netns_setup ceph-iscsi-build3
 
-ip link set lo up
-
-echo "== building"
-(cd "$ROOT" && go build -tags pacific -o "$W/ceph-iscsi" . && go build -o "$W/apibuild" ./bench/apibuild)
-
-echo "== Ceph cluster"
-"$ROOT/dist/dev/ceph-cluster.sh" up "$W/ceph" >"$W/ceph-up.log" 2>&1 || { cat "$W/ceph-up.log"; exit 1; }
+netns_build apibuild
 
 IQN=iqn.2003-01.com.example.bench:target
-PORT=5000
-cat >"$W/iscsi-gateway.cfg" <<CFG
-[config]
-cluster_name = ceph
-ceph_config_dir = $W/ceph
-cluster_client_name = client.admin
-pool = rbd
-api_secure = false
-api_port = $PORT
-api_user = admin
-api_password = admin
-trusted_ip_list = 127.0.0.1,127.0.0.2,127.0.0.3
-minimum_gateways = 1
-CFG
-
-wait_http() { # url
-  for _ in $(seq 1 600); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "no answer from $1" >&2; return 1
-}
+netns_gateway_cfg 127.0.0.1,127.0.0.2,127.0.0.3
 
 GWS=() PIDARGS=()
 for n in 1 2 3; do
   mkdir -p "$W/configfs$n"
-  args=(api --config "$W/iscsi-gateway.cfg" --configfs-root "$W/configfs$n" --gateway-name "gw$n"
+  args=(--configfs-root "$W/configfs$n" --gateway-name "gw$n"
     --listen "127.0.0.$n:$PORT" --local-addr "127.0.0.$n")
   for p in 1 2 3; do args+=(--peer "gw$p=http://127.0.0.$p:$PORT"); done
-  CEPH_CONF=$W/ceph/ceph.conf "$W/ceph-iscsi" "${args[@]}" >"$W/gw$n.log" 2>&1 &
-  PIDS+=($!)
+  api_daemon "gw$n.log" "${args[@]}"
   PIDARGS+=("gw$n=$!")
   GWS+=("gw$n=http://127.0.0.$n:$PORT")
 done
-for n in 1 2 3; do wait_http "http://127.0.0.$n:$PORT/api"; done
-
-put() { # path form...
-  local args=() out
-  for kv in "${@:2}"; do args+=(--data-urlencode "$kv"); done
-  out=$(curl -sS -u admin:admin -X PUT "${args[@]}" -w ' %{http_code}' "http://127.0.0.1:$PORT$1")
-  [[ $out == *' 200' ]] || { echo "PUT $1: $out" >&2; exit 1; }
-}
+for n in 1 2 3; do wait_http "http://127.0.0.$n:$PORT/api" 600; done
 put "/api/target/$IQN"
 for n in 1 2 3; do put "/api/gateway/$IQN/gw$n" ip_address=127.0.0.$n skipchecks=true; done
 

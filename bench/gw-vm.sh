@@ -25,19 +25,14 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-export PATH=$PATH:/usr/local/go/bin
-T0=$EPOCHREALTIME
-log() { printf '[bench %6.1fs] %s\n' "$(awk "BEGIN{print $EPOCHREALTIME - $T0}")" "$*" >&2; }
+# shellcheck source=bench/seed-cluster.sh
+source "$HERE/seed-cluster.sh"
 
 DISKS=${BENCH_DISKS:-64} CLIENTS=${BENCH_CLIENTS:-16} LPC=${BENCH_LUNS_PER_CLIENT:-4}
 SCRAPES=${BENCH_SCRAPES:-20}
 GW=gw1.bench OBJ=bench-gw.conf
 LAYOUT=(-disks "$DISKS" -clients "$CLIENTS" -luns-per-client "$LPC" -gateway "$GW" -object "$OBJ")
-KEEP=${CEPH_ISCSI_VM_OUT:+1}
-OUT=${CEPH_ISCSI_VM_OUT:-$(mktemp -d /tmp/ceph-iscsi-bench-gw.XXXXXX)}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-export CEPH_ISCSI_VM_OUT=$OUT
+vm_out ceph-iscsi-bench-gw
 
 UP=$("$ROOT/dist/dev/upstream.sh")
 /usr/bin/python3 -c "import flask, rtslib_fb" ||
@@ -45,23 +40,14 @@ UP=$("$ROOT/dist/dev/upstream.sh")
 (cd "$ROOT" && go build -tags pacific -o "$OUT/ceph-iscsi" . && go build -tags pacific -o "$OUT/restore-layout" ./bench/restore-layout)
 log "built; upstream in $UP"
 
-C=$OUT/ceph
-# shellcheck source=bench/seed-cluster.sh
-source "$HERE/seed-cluster.sh"
 seed_cluster
 
 export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-4096M}
 export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-1500}
-TCMU=${BENCH_TCMU:-stub}
-VMTCMU=0
-[[ $TCMU == real ]] && VMTCMU=1
-export CEPH_ISCSI_VM_ENV="VMTEST_CEPH_SRC=/vm-out/ceph VMTEST_CEPH_HOSTDIR=$C VMTEST_TCMU=$VMTCMU BENCH_TCMU=$TCMU BENCH_RESTORE_BIN=/vm-out/ceph-iscsi BENCH_GATEWAY=$GW BENCH_OBJECT=$OBJ BENCH_UPSTREAM=$UP BENCH_SCRAPES=$SCRAPES"
+vm_tcmu
+VMENV="VMTEST_TCMU=$VMTCMU BENCH_TCMU=$TCMU BENCH_RESTORE_BIN=/vm-out/ceph-iscsi BENCH_GATEWAY=$GW BENCH_OBJECT=$OBJ BENCH_UPSTREAM=$UP BENCH_SCRAPES=$SCRAPES"
 log "host load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-set +e
-"$ROOT/vm/run.sh" "$ROOT/vm/guest-vmtest.sh" "$HERE/gw-guest.sh" >"$OUT/vm.log" 2>&1
-rc=$?
-set -e
-grep -E '^\[guest|^restore |^storage objects|answers after|exited before|does not answer|exit [0-9]+ after|^guest load' "$OUT/vm.log" >&2 || true
+vm_run gw-guest.sh '^\[guest|^restore |^storage objects|answers after|exited before|does not answer|exit [0-9]+ after|^guest load' "$VMENV"
 log "guest rc=$rc; host load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== /metrics scrape benchmark (real kernel under qemu TCG, $DISKS user:rbd LUNs, $CLIENTS clients x $LPC LUNs, tcmu-runner: $TCMU)"
@@ -94,5 +80,4 @@ ratio() { # WHAT OURS UPSTREAM
 ratio "wall p50" "${P50[ours]}" "${P50[upstream]}"
 ratio "collect p50" "${COL[ours]}" "${COL[upstream]}"
 ratio "cpu per scrape" "${CPU[ours]}" "${CPU[upstream]}"
-if ((rc == 0)) && [[ -z $KEEP ]]; then rm -rf "$OUT"; else echo "artefacts in $OUT" >&2; fi
-exit $rc
+vm_done

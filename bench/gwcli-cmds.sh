@@ -14,60 +14,24 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=bench/lib-netns.sh
+source "$HERE/lib-netns.sh"
 N=${1:-20}
 
-if [[ ${BENCH_IN_NS:-} != 1 ]]; then
-  [[ $(id -u) == 0 ]] || { echo "bench/gwcli-cmds.sh: run as root (it makes a network namespace)" >&2; exit 1; }
-  export BENCH_IN_NS=1
-  exec unshare --net --mount --propagation private "$0" "$@"
-fi
+netns_enter "$@"
 
-export PATH=$PATH:/usr/local/go/bin
-W=$(mktemp -d /tmp/ceph-iscsi-bench-gwcli.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  "$ROOT/dist/dev/ceph-cluster.sh" down "$W/ceph" >/dev/null 2>&1 || true
-  [[ ${BENCH_KEEP:-} == 1 ]] && echo "work dir kept: $W" || rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+netns_setup ceph-iscsi-bench-gwcli
 
-ip link set lo up
-
-echo "== building"
-(cd "$ROOT" && go build -tags pacific -o "$W/ceph-iscsi" .)
-
-echo "== Ceph cluster"
-"$ROOT/dist/dev/ceph-cluster.sh" up "$W/ceph" >"$W/ceph-up.log" 2>&1 || { cat "$W/ceph-up.log"; exit 1; }
+netns_build
 
 IQN=iqn.2003-01.com.example.bench:gwcli
 GW=127.0.0.1
 CLIENT=iqn.1994-05.com.example:bench-client
-cat >"$W/iscsi-gateway.cfg" <<EOF
-[config]
-cluster_name = ceph
-ceph_config_dir = $W/ceph
-cluster_client_name = client.admin
-pool = rbd
-api_secure = false
-api_host = 127.0.0.1
-api_port = 5000
-api_user = admin
-api_password = admin
-trusted_ip_list = 127.0.0.1
-minimum_gateways = 1
-EOF
+netns_gateway_cfg 127.0.0.1 127.0.0.1
 
 mkdir -p "$W/configfs"
-CEPH_CONF=$W/ceph/ceph.conf "$W/ceph-iscsi" api --config "$W/iscsi-gateway.cfg" --gateway-name "$GW" \
-  --configfs-root "$W/configfs" >"$W/api.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 300); do
-  curl -fsS -o /dev/null http://127.0.0.1:5000/api 2>/dev/null && break
-  sleep 0.1
-done
+api_daemon api.log --gateway-name "$GW" --configfs-root "$W/configfs"
+wait_http http://127.0.0.1:5000/api
 
 export HOME=$W/home
 mkdir -p "$HOME"

@@ -24,9 +24,8 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-export PATH=$PATH:/usr/local/go/bin
-T0=$EPOCHREALTIME
-log() { printf '[bench %6.1fs] %s\n' "$(awk "BEGIN{print $EPOCHREALTIME - $T0}")" "$*" >&2; }
+# shellcheck source=bench/seed-cluster.sh
+source "$HERE/seed-cluster.sh"
 
 DISKS=${BENCH_DISKS:-256} CLIENTS=${BENCH_CLIENTS:-64} LPC=${BENCH_LUNS_PER_CLIENT:-4}
 GW=gw1.bench OBJ=bench-restore.conf UPSTREAM=${BENCH_UPSTREAM:-0} UPROOT=
@@ -37,33 +36,20 @@ if [[ $UPSTREAM == 1 ]]; then
     { echo "upstream's Python modules are missing: make deps" >&2; exit 1; }
 fi
 LAYOUT=(-disks "$DISKS" -clients "$CLIENTS" -luns-per-client "$LPC" -gateway "$GW" -object "$OBJ")
-KEEP=${CEPH_ISCSI_VM_OUT:+1}
-OUT=${CEPH_ISCSI_VM_OUT:-$(mktemp -d /tmp/ceph-iscsi-bench-restore.XXXXXX)}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-export CEPH_ISCSI_VM_OUT=$OUT
+vm_out ceph-iscsi-bench-restore
 
 log "host load before the run: $(uptime)"
 (cd "$ROOT" && go build -tags pacific -o "$OUT/ceph-iscsi" . && go build -tags pacific -o "$OUT/restore-layout" ./bench/restore-layout)
 log "built"
 
-C=$OUT/ceph
-# shellcheck source=bench/seed-cluster.sh
-source "$HERE/seed-cluster.sh"
 seed_cluster
 
 export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-4096M}
 # four restores of 256 disks take 3-8 min under TCG, depending on the host's load
 export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-$((UPSTREAM == 1 ? 2700 : 1500))}
-TCMU=${BENCH_TCMU:-stub}
-VMTCMU=0
-[[ $TCMU == real ]] && VMTCMU=1
-export CEPH_ISCSI_VM_ENV="VMTEST_CEPH_SRC=/vm-out/ceph VMTEST_CEPH_HOSTDIR=$C VMTEST_TCMU=$VMTCMU BENCH_TCMU=$TCMU BENCH_RESTORE_BIN=/vm-out/ceph-iscsi BENCH_GATEWAY=$GW BENCH_OBJECT=$OBJ BENCH_DISKS=$DISKS BENCH_UPSTREAM=$UPSTREAM BENCH_UPSTREAM_ROOT=$UPROOT"
-set +e
-"$ROOT/vm/run.sh" "$ROOT/vm/guest-vmtest.sh" "$HERE/restore-guest.sh" >"$OUT/vm.log" 2>&1
-rc=$?
-set -e
-grep -E '^\[guest|^(cold|warm|teardown|upstream-[a-z]*) |storage objects|targets left' "$OUT/vm.log" >&2 || true
+vm_tcmu
+VMENV="VMTEST_TCMU=$VMTCMU BENCH_TCMU=$TCMU BENCH_RESTORE_BIN=/vm-out/ceph-iscsi BENCH_GATEWAY=$GW BENCH_OBJECT=$OBJ BENCH_DISKS=$DISKS BENCH_UPSTREAM=$UPSTREAM BENCH_UPSTREAM_ROOT=$UPROOT"
+vm_run restore-guest.sh '^\[guest|^(cold|warm|teardown|upstream-[a-z]*) |storage objects|targets left' "$VMENV"
 log "guest rc=$rc"
 log "host load after the run: $(uptime)"
 
@@ -73,5 +59,4 @@ awk '{printf "  %-13s %7s s  exit %s\n", $1, $3, $2}' "$OUT/restore-times.txt" 2
 reports=()
 for n in cold warm teardown-dry teardown; do [[ -s $OUT/restore-$n.json ]] && reports+=("$OUT/restore-$n.json"); done
 "$OUT/restore-layout" analyze "${LAYOUT[@]}" "${reports[@]}"
-if ((rc == 0)) && [[ -z $KEEP ]]; then rm -rf "$OUT"; else echo "artefacts in $OUT" >&2; fi
-exit $rc
+vm_done
