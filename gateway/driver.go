@@ -155,7 +155,8 @@ func (d *Driver) takeReloadWaiters() []chan struct{} {
 // Reconciler trusts what it remembers of LIO, so this is when a change
 // made behind its back is found and repaired, as is LIO left ahead of the
 // configuration by a coordinator that had this gateway apply a change and
-// then failed before committing it.
+// then failed before committing it (a preview younger than one drift
+// interval is its commit still on the way, and is left alone).
 func (d *Driver) Run(ctx context.Context) {
 	events := d.src.Subscribe(ctx)
 	drift := time.NewTicker(d.opts.DriftCheck)
@@ -198,6 +199,10 @@ func (d *Driver) Run(ctx context.Context) {
 		doc, err := d.src.Load(ctx)
 		if err == nil {
 			switch {
+			case cause == CauseDrift && d.rec.PreviewPending(doc, d.opts.DriftCheck):
+				// a change applied here before its commit, younger than one
+				// drift interval: left alone until the next check
+				d.log.Debug("drift check deferred: a change applied before its commit is pending", "epoch", doc.Epoch)
 			case cause == CauseDrift:
 				err = d.rec.CheckDrift(ctx, doc)
 			case cause == CauseChange && retry == nil && doc.Epoch == d.applied:

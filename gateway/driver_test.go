@@ -377,3 +377,30 @@ func TestDriverLateEventKeepsPreview(t *testing.T) {
 	}
 	dx.converged(dx.doc(), gw1, addr1)
 }
+
+// TestDriverDriftCheckKeepsFreshPreview: a change applied before its commit
+// (a coordinator's preview) survives the drift check that comes within one
+// interval of it (its commit is on the way), and is undone by the next one
+// (its coordinator failed before committing).
+func TestDriverDriftCheckKeepsFreshPreview(t *testing.T) {
+	dx := newDriverFixture(t, DriverOptions{DriftCheck: 300 * time.Millisecond})
+	dx.run()
+	// the ticker runs from here: the preview is younger than one interval
+	// at the first tick, older at the second
+	preview := dx.doc().Clone()
+	if err := addClient(1)(preview); err != nil {
+		t.Fatal(err)
+	}
+	if err := dx.rec.Reconcile(t.Context(), preview); err != nil {
+		t.Fatal(err)
+	}
+	if p := dx.next(); p.Cause != CauseDrift || p.Err != nil {
+		t.Fatalf("pass %+v, want a drift check", p)
+	}
+	dx.converged(preview, gw1, addr1)
+	if p := dx.next(); p.Cause != CauseDrift || p.Err != nil {
+		t.Fatalf("pass %+v, want a drift check", p)
+	}
+	dx.stop()
+	dx.converged(dx.doc(), gw1, addr1)
+}

@@ -112,7 +112,9 @@ type Reconciler struct {
 	// for a preview (a change applied before its commit) the epoch it was
 	// made from.
 	appliedEpoch int64
-	forgets      atomic.Uint64
+	// appliedAt is when LIO was last converged to applied.
+	appliedAt time.Time
+	forgets   atomic.Uint64
 	// runs counts the reconciles that observed and planned LIO for a
 	// document (drift checks aside).
 	runs int64
@@ -793,7 +795,7 @@ func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool)
 	}
 	r.applied = nil
 	if err == nil {
-		r.applied, r.appliedGen, r.appliedEpoch = b, gen, doc.Epoch
+		r.applied, r.appliedGen, r.appliedEpoch, r.appliedAt = b, gen, doc.Epoch, time.Now()
 	}
 	r.smu.Lock()
 	if !drift {
@@ -838,11 +840,28 @@ func (r *Reconciler) Converged(doc *config.Doc) bool {
 // not undo it; the commit that follows, or the drift check if none does,
 // brings LIO and the configuration together again.
 func (r *Reconciler) AheadOf(doc *config.Doc) bool {
+	ahead, _ := r.aheadOf(doc)
+	return ahead
+}
+
+// PreviewPending reports whether LIO is ahead of doc (AheadOf) by a preview
+// applied less than grace ago. Its coordinator's commit is still expected:
+// a drift check now would undo the change, and for a removal re-create a
+// storage object (tcmu-runner opening the image) while the coordinator
+// deletes that image. A preview older than grace is a coordinator that
+// failed before committing, which the drift check does repair.
+func (r *Reconciler) PreviewPending(doc *config.Doc, grace time.Duration) bool {
+	ahead, at := r.aheadOf(doc)
+	return ahead && time.Since(at) < grace
+}
+
+func (r *Reconciler) aheadOf(doc *config.Doc) (bool, time.Time) {
 	b := lioContent(doc)
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.applied != nil && r.appliedGen == gen && !r.resync && r.appliedEpoch == doc.Epoch && !bytes.Equal(r.applied, b)
+	ahead := r.applied != nil && r.appliedGen == gen && !r.resync && r.appliedEpoch == doc.Epoch && !bytes.Equal(r.applied, b)
+	return ahead, r.appliedAt
 }
 
 // lioContent is doc's encoding without what never reaches LIO: the epoch
