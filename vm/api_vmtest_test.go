@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,15 +42,8 @@ const (
 
 var apiCHAP = chap{"apiclient01", "apiChapPass123", "apitarget01", "apiMutualPw567"}
 
-// apiDaemon is one running `ceph-iscsi api`, its output going to a file in
-// the out dir so the artefacts keep it.
-type apiDaemon struct {
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error
-	stopped bool
-}
+// apiDaemon is one running `ceph-iscsi api`.
+type apiDaemon struct{ *daemon }
 
 // apiSettings writes the daemon's iscsi-gateway.cfg. api_port matches
 // --listen only for tidiness: there is no peer to reach.
@@ -80,88 +72,24 @@ status_check_interval = 1
 	return cfg
 }
 
-// startAPIDaemon starts the daemon and waits until GET /api answers. The
-// daemon's own exit during start-up is fatal, with its log.
+// startAPIDaemon starts the daemon and waits until GET /api answers.
 func startAPIDaemon(t *testing.T, bin, cfg string) *apiDaemon {
 	t.Helper()
-	logPath := filepath.Join(os.Getenv("VM_OUT"), "api-daemon.log")
-	lf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-	cmd := exec.Command(bin, "api", "--config", cfg, "--gateway-name", apiGateway,
-		"--listen", apiListen, "--local-addr", localIP)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s api: %v", bin, err)
-	}
-	d := &apiDaemon{cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		d.waitErr = cmd.Wait()
-		close(d.done)
-	}()
-	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(120 * time.Second)
-	for {
-		select {
-		case <-d.done:
-			t.Fatalf("api daemon exited during start-up (%v); log:\n%s", d.waitErr, d.log(t))
-		default:
-		}
-		if resp, err := hc.Get("http://" + apiListen + "/api"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return d
-			}
-		}
-		if time.Now().After(deadline) {
-			d.kill()
-			t.Fatalf("api daemon not serving GET /api after 120s; log:\n%s", d.log(t))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (d *apiDaemon) log(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile(d.logPath)
-	if err != nil {
-		t.Errorf("read the daemon's log: %v", err)
-	}
-	return string(b)
-}
-
-func (d *apiDaemon) kill() {
-	_ = d.cmd.Process.Kill()
-	<-d.done
-	d.stopped = true
+	d := startDaemon(t, "api daemon", exec.Command(bin, "api", "--config", cfg, "--gateway-name", apiGateway,
+		"--listen", apiListen, "--local-addr", localIP), "api-daemon.log")
+	d.waitHTTP(t, "http://"+apiListen+"/api", 120*time.Second)
+	return &apiDaemon{d}
 }
 
 // terminate sends SIGTERM and returns the exit code and how long the
 // shutdown (HTTP drain plus LIO teardown) took.
 func (d *apiDaemon) terminate(t *testing.T) (int, time.Duration) {
 	t.Helper()
-	start := time.Now()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
+	code, took, err := d.sigterm(180 * time.Second)
+	if err != nil {
+		t.Fatalf("%v; log:\n%s", err, d.log(t))
 	}
-	select {
-	case <-d.done:
-	case <-time.After(180 * time.Second):
-		d.kill()
-		t.Fatalf("api daemon still running 180s after SIGTERM (killed); log:\n%s", d.log(t))
-	}
-	d.stopped = true
-	var ee *exec.ExitError
-	switch {
-	case d.waitErr == nil:
-		return 0, time.Since(start)
-	case errors.As(d.waitErr, &ee):
-		return ee.ExitCode(), time.Since(start)
-	}
-	t.Fatalf("api daemon: %v", d.waitErr)
-	return -1, 0
+	return code, took
 }
 
 // curl runs one request the way an operator does. The credentials and the

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,7 +62,7 @@ func TestGWExporter(t *testing.T) {
 	step(t, start, "fileio target with a CHAP client created")
 
 	d := startGWDaemon(t, bin)
-	defer d.stop(t)
+	defer stopGWDaemon(t, d)
 	step(t, start, "ceph-iscsi gw ready")
 
 	gw := `gw_name="` + gateway + `"`
@@ -154,16 +153,9 @@ func TestGWExporter(t *testing.T) {
 	step(t, start, "logged out; exporter checked")
 }
 
-type gwDaemon struct {
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
-	logPath string
-}
-
 // startGWDaemon runs the exporter and waits for its READY=1 on a notify
 // socket, as systemd would.
-func startGWDaemon(t *testing.T, bin string) *gwDaemon {
+func startGWDaemon(t *testing.T, bin string) *daemon {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "iscsi-gateway.cfg")
 	body := fmt.Sprintf("[config]\napi_secure = false\napi_user = admin\napi_password = %s\nprometheus_host = 127.0.0.1\nprometheus_port = 9287\n", gwStatsPass)
@@ -176,50 +168,26 @@ func startGWDaemon(t *testing.T, bin string) *gwDaemon {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	logPath := filepath.Join(os.Getenv("VM_OUT"), "gw-daemon.log")
-	lf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
 	cmd := exec.Command(bin, "gw", "--config", cfg, "--gateway-name", gateway)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &gwDaemon{cmd: cmd, done: make(chan struct{}), logPath: logPath}
-	go func() {
-		d.waitErr = cmd.Wait()
-		close(d.done)
-	}()
+	d := startDaemon(t, "ceph-iscsi gw", cmd, "gw-daemon.log")
 	buf := make([]byte, 256)
 	_ = conn.SetReadDeadline(time.Now().Add(120 * time.Second))
 	n, _, err := conn.ReadFromUnix(buf)
 	if err != nil || string(buf[:n]) != "READY=1" {
-		_ = cmd.Process.Kill()
-		<-d.done
-		log, _ := os.ReadFile(logPath)
-		t.Fatalf("no READY=1 from ceph-iscsi gw (%q, %v); log:\n%s", buf[:n], err, log)
+		d.kill()
+		t.Fatalf("no READY=1 from ceph-iscsi gw (%q, %v); log:\n%s", buf[:n], err, d.log(t))
 	}
 	return d
 }
 
-// stop sends SIGTERM: the exporter exits 0 and never logs the password.
-func (d *gwDaemon) stop(t *testing.T) {
+// stopGWDaemon sends SIGTERM: the exporter exits 0 and never logs the password.
+func stopGWDaemon(t *testing.T, d *daemon) {
 	t.Helper()
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(60 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.done
-		t.Error("ceph-iscsi gw ignored SIGTERM for 60 s")
+	if code, _, err := d.sigterm(60 * time.Second); err != nil || code != 0 {
+		t.Errorf("ceph-iscsi gw after SIGTERM: exit %d, %v", code, err)
 	}
-	if d.waitErr != nil {
-		t.Errorf("ceph-iscsi gw after SIGTERM: %v", d.waitErr)
-	}
-	if log, _ := os.ReadFile(d.logPath); strings.Contains(string(log), gwStatsPass) {
+	if strings.Contains(d.log(t), gwStatsPass) {
 		t.Error("the exporter logged the API password")
 	}
 }

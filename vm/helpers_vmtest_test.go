@@ -5,9 +5,11 @@ package vm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -430,4 +432,110 @@ func (tr tree) write(t *testing.T, file string) {
 	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Error(err)
 	}
+}
+
+// ---------------------------------------------------------------- daemons
+
+// daemon is a process a test runs for a while (our api or gw daemon,
+// upstream's rbd-target-api), its output going to a file in the out dir so
+// the artefacts keep it.
+type daemon struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	waitErr error
+	stopped bool
+}
+
+// startDaemon starts cmd with its output in logName in the out dir.
+func startDaemon(t *testing.T, name string, cmd *exec.Cmd, logName string) *daemon {
+	t.Helper()
+	logPath := filepath.Join(os.Getenv("VM_OUT"), logName)
+	lf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	d := &daemon{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		d.waitErr = cmd.Wait()
+		close(d.done)
+	}()
+	return d
+}
+
+// waitHTTP waits until GET url answers 200. The daemon's exit meanwhile, or
+// no answer within limit, is fatal, with its log.
+func (d *daemon) waitHTTP(t *testing.T, url string, limit time.Duration) {
+	t.Helper()
+	hc := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(limit)
+	for {
+		select {
+		case <-d.done:
+			t.Fatalf("%s exited during start-up (%v); log:\n%s", d.name, d.waitErr, d.log(t))
+		default:
+		}
+		if resp, err := hc.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			d.kill()
+			t.Fatalf("%s not serving GET %s after %s; log:\n%s", d.name, url, limit, d.log(t))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (d *daemon) log(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(d.logPath)
+	if err != nil {
+		t.Errorf("read the log of %s: %v", d.name, err)
+	}
+	return string(b)
+}
+
+func (d *daemon) kill() {
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	d.stopped = true
+}
+
+// sigterm sends SIGTERM (unless the daemon has exited) and waits up to
+// limit. It returns the exit code and how long the shutdown took; a daemon
+// that had to be killed, or whose wait failed otherwise, is an error.
+func (d *daemon) sigterm(limit time.Duration) (int, time.Duration, error) {
+	start := time.Now()
+	select {
+	case <-d.done:
+	default:
+		if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			return -1, 0, fmt.Errorf("SIGTERM %s: %w", d.name, err)
+		}
+		select {
+		case <-d.done:
+		case <-time.After(limit):
+			d.kill()
+			return -1, time.Since(start), fmt.Errorf("%s still running %s after SIGTERM (killed)", d.name, limit)
+		}
+	}
+	d.stopped = true
+	took := time.Since(start)
+	var ee *exec.ExitError
+	switch {
+	case d.waitErr == nil:
+		return 0, took, nil
+	case errors.As(d.waitErr, &ee):
+		return ee.ExitCode(), took, nil
+	}
+	return -1, took, fmt.Errorf("%s: %w", d.name, d.waitErr)
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -52,9 +50,7 @@ var upAPICHAP = chap{"gwcliupuser", "gwcliupPass1234", "", ""}
 
 // upstreamAPI is one running upstream rbd-target-api and the settings our gwcli reads.
 type upstreamAPI struct {
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
+	*daemon
 	cfg     string // iscsi-gateway.cfg, shared by upstream (as /etc/ceph's) and our cli
 	bin     string // ceph-iscsi
 	gateway string // this guest's name as upstream sees it (socket.getfqdn())
@@ -249,12 +245,6 @@ log_to_stderr = true
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(os.Getenv("VM_OUT"), "upstream-api.log")
-	lf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
 	// Upstream calls its own API by its name (targetlun: call_api([this_host()] ...)), as
 	// a gateway's name resolves in a real group: in upstream's namespace only, the name is
 	// the portal address, where the API listens too (and on 127.0.0.1, for 'localhost').
@@ -269,40 +259,11 @@ log_to_stderr = true
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "bash", "-c",
 		fmt.Sprintf("mount --bind %q /etc/ceph && mount --bind %q /etc/hosts && exec /usr/bin/python3 %q", etc, hostsFile, script))
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(root, "usr", "lib", "python3", "dist-packages"))
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	u := &upstreamAPI{cmd: cmd, logPath: logPath, done: make(chan struct{}), cfg: cfg, bin: bin, gateway: gateway}
-	go func() { _ = cmd.Wait(); close(u.done) }()
-	hc := &http.Client{Timeout: 5 * time.Second}
 	// python3 imports, `ceph osd blocklist ls` and the config object's creation: a minute
 	// or more under TCG on a loaded host
-	deadline := time.Now().Add(300 * time.Second)
-	for {
-		select {
-		case <-u.done:
-			t.Fatalf("upstream rbd-target-api exited during start-up:\n%s", u.log())
-		default:
-		}
-		if resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d/api", upAPIPort)); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return u
-			}
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-u.done
-			t.Fatalf("upstream rbd-target-api not serving after 300s:\n%s", u.log())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func (u *upstreamAPI) log() string {
-	b, _ := os.ReadFile(u.logPath)
-	return string(b)
+	d := startDaemon(t, "upstream rbd-target-api", cmd, "upstream-api.log")
+	d.waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/api", upAPIPort), 300*time.Second)
+	return &upstreamAPI{daemon: d, cfg: cfg, bin: bin, gateway: gateway}
 }
 
 // must runs one gwcli one-shot command, which must exit 0 with nothing on stderr; want
@@ -319,7 +280,7 @@ func (u *upstreamAPI) must(t *testing.T, want string, words ...string) string {
 	t.Logf("gwcli %s: %.2fs", strings.Join(words, " "), time.Since(begin).Seconds())
 	if err != nil || stderr.Len() > 0 {
 		t.Fatalf("gwcli %s: %v\nstdout:\n%s\nstderr:\n%s\nupstream's log:\n%s", strings.Join(words, " "), err,
-			stdout.String(), stderr.String(), u.log())
+			stdout.String(), stderr.String(), u.log(t))
 	}
 	if want != "" && stdout.String() != want {
 		t.Fatalf("gwcli %s printed %q, want %q", strings.Join(words, " "), stdout.String(), want)
@@ -337,19 +298,8 @@ func (u *upstreamAPI) must(t *testing.T, want string, words ...string) string {
 // it held before the test, or later tests would find this one's target.
 func (u *upstreamAPI) stop(t *testing.T, before []string) {
 	t.Helper()
-	select {
-	case <-u.done:
-	default:
-		if err := u.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Errorf("SIGTERM: %v", err)
-		}
-		select {
-		case <-u.done:
-		case <-time.After(180 * time.Second):
-			_ = u.cmd.Process.Kill()
-			<-u.done
-			t.Errorf("upstream rbd-target-api still running 180s after SIGTERM (killed)")
-		}
+	if _, _, err := u.sigterm(180 * time.Second); err != nil {
+		t.Error(err)
 	}
 	if after := lioObjects(t); !reflect.DeepEqual(after, before) {
 		t.Errorf("LIO after upstream's SIGTERM differs from before its start:\nbefore %v\nafter  %v", before, after)
@@ -368,7 +318,7 @@ func (u *upstreamAPI) stop(t *testing.T, before []string) {
 		}
 	}
 	if t.Failed() {
-		t.Logf("upstream rbd-target-api's log:\n%s", u.log())
+		t.Logf("upstream rbd-target-api's log:\n%s", u.log(t))
 	}
 }
 
