@@ -3,11 +3,12 @@
 package vm
 
 import (
-	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/ceph/go-ceph/rados"
 
+	"ceph-iscsi/config"
+	gwpkg "ceph-iscsi/gateway"
 	"ceph-iscsi/lio"
 )
 
@@ -30,63 +33,33 @@ const (
 	upstreamDisk    = 1 << 30 // rbd/disk2, created by vm/test.sh
 )
 
-type confAuth struct {
-	Username       string `json:"username"`
-	Password       string `json:"password"`
-	MutualUsername string `json:"mutual_username"`
-	MutualPassword string `json:"mutual_password"`
-}
-
-func (a confAuth) spec() lio.AuthSpec {
-	return lio.AuthSpec{Username: a.Username, Password: lio.Secret(a.Password),
-		MutualUsername: a.MutualUsername, MutualPassword: lio.Secret(a.MutualPassword)}
-}
-
-// upstreamSpec maps the gateway.conf document to a Spec the way the daemon's
-// adapter does (the same subset as lio's specFromConfig).
-func upstreamSpec(t *testing.T) (lio.Spec, string, confAuth) {
+// upstreamSpec maps the gateway.conf document to a Spec with the daemon's
+// adapter, and returns its one target and its one client's CHAP.
+func upstreamSpec(t *testing.T) (lio.Spec, string, config.Auth) {
 	t.Helper()
 	b, err := os.ReadFile(upstreamConf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc upstreamDoc
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
+	doc, err := config.Parse(b)
+	if err != nil {
+		t.Fatalf("%s: %v", upstreamConf, err)
 	}
-	spec := lio.Spec{Gateway: upstreamGateway, Backstore: lio.BackstoreUserRBD, Settings: lio.DefaultSettings(),
-		Disks: map[string]lio.DiskSpec{}, Targets: map[string]lio.TargetSpec{},
-		DiscoveryAuth: doc.DiscoveryAuth.spec(), ManageDiscoveryAuth: true}
-	for id, d := range doc.Disks {
-		spec.Disks[id] = lio.DiskSpec{Pool: d.Pool, Image: d.Image, WWN: d.WWN, Owner: d.Owner,
-			BackstoreObjectName: d.BackstoreObjectName, Controls: d.Controls, Size: upstreamDisk}
+	spec, err := gwpkg.SpecFromConfig(doc, upstreamGateway, nil, gwpkg.FromConfigOptions{
+		Size: func(pool, image string) (int64, error) { return upstreamDisk, nil },
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", upstreamConf, err)
 	}
-	var iqn string
-	var client confAuth
-	for tiqn, tc := range doc.Targets {
-		iqn = tiqn
-		ts := lio.TargetSpec{ACLEnabled: tc.ACLEnabled, Auth: tc.Auth.spec(), Controls: tc.Controls, IPList: tc.IPList,
-			Portals: map[string][]string{}, Disks: map[string]int{}, Clients: map[string]lio.ClientSpec{}}
-		for gw, p := range tc.Portals {
-			ts.Portals[gw] = p.PortalIPAddresses
-		}
-		for id, d := range tc.Disks {
-			ts.Disks[id] = d.LunID
-		}
-		for ini, c := range tc.Clients {
-			cs := lio.ClientSpec{Auth: c.Auth.spec(), LUNs: map[string]int{}}
-			for id, l := range c.LUNs {
-				cs.LUNs[id] = l.LunID
-			}
-			ts.Clients[ini] = cs
-			client = c.Auth
-		}
-		spec.Targets[tiqn] = ts
+	if len(doc.Targets) != 1 {
+		t.Fatalf("%s: expected one target", upstreamConf)
 	}
-	if len(doc.Targets) != 1 || len(spec.Targets[iqn].Clients) != 1 {
-		t.Fatalf("%s: expected one target with one client", upstreamConf)
+	iqn := slices.Collect(maps.Keys(doc.Targets))[0]
+	clients := slices.Collect(maps.Values(doc.Targets[iqn].Clients))
+	if len(clients) != 1 {
+		t.Fatalf("%s: expected one client", upstreamConf)
 	}
-	return spec, iqn, client
+	return spec, iqn, clients[0].Auth
 }
 
 // readUpstream parses the reference dumps into a tree keyed like dumpTree.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ceph/go-ceph/rados"
 
+	"ceph-iscsi/config"
 	"ceph-iscsi/rbd"
 )
 
@@ -88,9 +89,8 @@ func TestGwcliUpstreamAPI(t *testing.T) {
 	u.must(t, "ok\n", "/iscsi-targets", "create", upAPIIQN)
 	requireDir(t, "iscsi/"+upAPIIQN)
 	doc := readUpstreamConf(t, ioctx)
-	tc, ok := doc.Targets[upAPIIQN]
-	if !ok || !tc.ACLEnabled || len(tc.Portals) != 0 {
-		t.Fatalf("config after target create: %+v", doc.Targets)
+	if tc := upTarget(t, doc); !tc.ACLEnabled || len(tc.Portals) != 0 {
+		t.Fatalf("config after target create:\n%s", doc.Marshal())
 	}
 	step(t, start, "target %s created", upAPIIQN)
 
@@ -101,13 +101,10 @@ func TestGwcliUpstreamAPI(t *testing.T) {
 	requireDir(t, tpg+"/np/"+localIP+":3260")
 	requireValue(t, tpg+"/enable", "1")
 	doc = readUpstreamConf(t, ioctx)
-	tc = doc.Targets[upAPIIQN]
+	tc := upTarget(t, doc)
 	if p, ok := tc.Portals[u.gateway]; !ok || !reflect.DeepEqual(p.PortalIPAddresses, []string{localIP}) ||
-		!reflect.DeepEqual(tc.IPList, []string{localIP}) {
-		t.Fatalf("config after gateway create: portals %+v, ip_list %v", tc.Portals, tc.IPList)
-	}
-	if _, ok := doc.Gateways[u.gateway]; !ok {
-		t.Fatalf("config after gateway create: gateways %v lack %s", doc.Gateways, u.gateway)
+		!reflect.DeepEqual(tc.IPList, []string{localIP}) || doc.Gateways[u.gateway] == nil {
+		t.Fatalf("config after gateway create (want %s with portal %s):\n%s", u.gateway, localIP, doc.Marshal())
 	}
 	step(t, start, "gateway %s: TPG 1 enabled on %s:3260", u.gateway, localIP)
 
@@ -122,7 +119,7 @@ func TestGwcliUpstreamAPI(t *testing.T) {
 	}
 	doc = readUpstreamConf(t, ioctx)
 	if d, ok := doc.Disks[upAPIDisk]; !ok || d.Pool != "rbd" || d.Image != upAPIImage || d.Backstore != "user:rbd" || d.WWN == "" {
-		t.Fatalf("config after disk create: disks %+v", doc.Disks)
+		t.Fatalf("config after disk create:\n%s", doc.Marshal())
 	}
 	step(t, start, "disk %s created: 64 MiB image, WWN %s", upAPIDisk, doc.Disks[upAPIDisk].WWN)
 
@@ -144,8 +141,9 @@ func TestGwcliUpstreamAPI(t *testing.T) {
 		t.Errorf("%s does not link to %s: %v", lun, so, links)
 	}
 	doc = readUpstreamConf(t, ioctx)
-	if l, ok := doc.Targets[upAPIIQN].Disks[upAPIDisk]; !ok || l.LunID != 0 || doc.Disks[upAPIDisk].Owner != u.gateway {
-		t.Fatalf("config after disk add: target disks %+v, owner %q", doc.Targets[upAPIIQN].Disks, doc.Disks[upAPIDisk].Owner)
+	if l, ok := upTarget(t, doc).Disks[upAPIDisk]; !ok || l.LunID != 0 || doc.Disks[upAPIDisk] == nil ||
+		doc.Disks[upAPIDisk].Owner == nil || *doc.Disks[upAPIDisk].Owner != u.gateway {
+		t.Fatalf("config after disk add (want LUN 0 owned by %s):\n%s", u.gateway, doc.Marshal())
 	}
 	step(t, start, "%s is LUN 0 of %s on %s", upAPIDisk, upAPIIQN, so)
 
@@ -161,9 +159,12 @@ func TestGwcliUpstreamAPI(t *testing.T) {
 	u.must(t, "ok\n", client, "disk", "add", upAPIDisk)
 	requireDir(t, acl+"/lun_0")
 	doc = readUpstreamConf(t, ioctx)
-	c, ok := doc.Targets[upAPIIQN].Clients[upAPIClient]
-	if l, mapped := c.LUNs[upAPIDisk]; !ok || !mapped || l.LunID != 0 || c.Auth.Username != upAPICHAP.user {
-		t.Fatalf("config after the client commands: clients %+v", doc.Targets[upAPIIQN].Clients)
+	c := upTarget(t, doc).Clients[upAPIClient]
+	if c == nil {
+		t.Fatalf("client %s not in the config:\n%s", upAPIClient, doc.Marshal())
+	}
+	if l, mapped := c.Luns[upAPIDisk]; !mapped || l.LunID != 0 || c.Auth.Username != upAPICHAP.user {
+		t.Fatalf("config after the client commands:\n%s", doc.Marshal())
 	}
 	step(t, start, "client %s: ACL with CHAP and LUN 0", upAPIClient)
 	if t.Failed() {
@@ -342,40 +343,6 @@ func hasLinkTo(links []string, dir string) bool {
 	return false
 }
 
-// upstreamDoc is the part of upstream's configuration object the VM tests read
-// (the reference object's spec, and what upstream's API wrote).
-type upstreamDoc struct {
-	DiscoveryAuth confAuth `json:"discovery_auth"`
-	Disks         map[string]struct {
-		Pool                string         `json:"pool"`
-		Image               string         `json:"image"`
-		Owner               string         `json:"owner"`
-		Backstore           string         `json:"backstore"`
-		WWN                 string         `json:"wwn"`
-		BackstoreObjectName string         `json:"backstore_object_name"`
-		Controls            map[string]any `json:"controls"`
-	} `json:"disks"`
-	Gateways map[string]json.RawMessage `json:"gateways"`
-	Targets  map[string]struct {
-		ACLEnabled bool           `json:"acl_enabled"`
-		Auth       confAuth       `json:"auth"`
-		Controls   map[string]any `json:"controls"`
-		IPList     []string       `json:"ip_list"`
-		Portals    map[string]struct {
-			PortalIPAddresses []string `json:"portal_ip_addresses"`
-		} `json:"portals"`
-		Disks map[string]struct {
-			LunID int `json:"lun_id"`
-		} `json:"disks"`
-		Clients map[string]struct {
-			Auth confAuth `json:"auth"`
-			LUNs map[string]struct {
-				LunID int `json:"lun_id"`
-			} `json:"luns"`
-		} `json:"clients"`
-	} `json:"targets"`
-}
-
 func readObject(t *testing.T, ioctx *rados.IOContext, object string) []byte {
 	t.Helper()
 	st, err := ioctx.Stat(object)
@@ -390,11 +357,21 @@ func readObject(t *testing.T, ioctx *rados.IOContext, object string) []byte {
 	return b[:n]
 }
 
-func readUpstreamConf(t *testing.T, ioctx *rados.IOContext) upstreamDoc {
+// readUpstreamConf reads what upstream's API committed, with our decoder.
+func readUpstreamConf(t *testing.T, ioctx *rados.IOContext) *config.Doc {
 	t.Helper()
-	var c upstreamDoc
-	if err := json.Unmarshal(readObject(t, ioctx, upAPIObject), &c); err != nil {
+	doc, err := config.Parse(readObject(t, ioctx, upAPIObject))
+	if err != nil {
 		t.Fatalf("%s: %v", upAPIObject, err)
 	}
-	return c
+	return doc
+}
+
+func upTarget(t *testing.T, doc *config.Doc) *config.Target {
+	t.Helper()
+	tc := doc.Targets[upAPIIQN]
+	if tc == nil {
+		t.Fatalf("target %s not in the config:\n%s", upAPIIQN, doc.Marshal())
+	}
+	return tc
 }
