@@ -201,10 +201,7 @@ func TestAPIDaemon(t *testing.T) {
 	if tcmuRunner(t) == 0 {
 		t.Skip("no Ceph in this guest (CEPH_ISCSI_VM_RBD=0): the api daemon needs RADOS")
 	}
-	bin := os.Getenv(envRestoreBin)
-	if bin == "" {
-		t.Fatalf("%s unset: vm/test.sh builds ceph-iscsi and passes its path", envRestoreBin)
-	}
+	bin := cephISCSIBin(t)
 	gconn, ioctx := cephConn(t, start)
 	requireNoAPIObjects(t, "")
 	before := lioObjects(t)

@@ -126,22 +126,7 @@ func TestApplyConcurrent32(t *testing.T) {
 		}
 	}
 	serial, conc := trees[1], trees[lio.DefaultApplyWorkers]
-	var diffs []string
-	for d := range serial.dirs {
-		if !conc.dirs[d] {
-			diffs = append(diffs, "missing dir "+d)
-		}
-	}
-	for d := range conc.dirs {
-		if !serial.dirs[d] {
-			diffs = append(diffs, "extra dir "+d)
-		}
-	}
-	for d, l := range serial.links {
-		if conc.links[d] != l {
-			diffs = append(diffs, fmt.Sprintf("link in %s: %q, serially %q", d, conc.links[d], l))
-		}
-	}
+	diffs := diffShape(conc, serial, "serially")
 	compared := 0
 	for k, v := range serial.values {
 		if buildOrderDependent.MatchString(k) {

@@ -42,6 +42,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// cephISCSIBin is the ceph-iscsi binary vm/test.sh builds and passes to a
+// guest with Ceph.
+func cephISCSIBin(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv(envRestoreBin)
+	if bin == "" {
+		t.Fatalf("%s unset: vm/test.sh builds ceph-iscsi and passes its path", envRestoreBin)
+	}
+	return bin
+}
+
 // step logs with the time since the test started: the timings are part of
 // what these tests report.
 func step(t *testing.T, start time.Time, format string, args ...any) {
@@ -414,6 +425,33 @@ func dumpTree(t *testing.T) tree {
 		t.Fatal(err)
 	}
 	return tr
+}
+
+// diffShape lists the directories and links in which got differs from want
+// (wantName names want in the messages); values are each test's own rules.
+func diffShape(got, want tree, wantName string) []string {
+	var diffs []string
+	for d := range want.dirs {
+		if !got.dirs[d] {
+			diffs = append(diffs, "missing dir "+d)
+		}
+	}
+	for d := range got.dirs {
+		if !want.dirs[d] {
+			diffs = append(diffs, "extra dir "+d)
+		}
+	}
+	for d, l := range want.links {
+		if got.links[d] != l {
+			diffs = append(diffs, fmt.Sprintf("link in %s: got %q, %s %q", d, got.links[d], wantName, l))
+		}
+	}
+	for d, l := range got.links {
+		if _, ok := want.links[d]; !ok {
+			diffs = append(diffs, fmt.Sprintf("extra link in %s -> %s", d, l))
+		}
+	}
+	return diffs
 }
 
 func (tr tree) write(t *testing.T, file string) {

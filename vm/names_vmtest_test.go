@@ -170,10 +170,7 @@ func TestNamesTraversalAPI(t *testing.T) {
 	if tcmuRunner(t) == 0 {
 		t.Skip("no Ceph in this guest (CEPH_ISCSI_VM_RBD=0): the api daemon needs RADOS")
 	}
-	bin := os.Getenv(envRestoreBin)
-	if bin == "" {
-		t.Fatalf("%s unset: vm/test.sh builds ceph-iscsi and passes its path", envRestoreBin)
-	}
+	bin := cephISCSIBin(t)
 	before := outsideTarget(t)
 	d := startAPIDaemon(t, bin, namesAPISettings(t))
 	t.Cleanup(func() {

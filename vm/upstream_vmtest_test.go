@@ -149,27 +149,7 @@ var sessionOnly = regexp.MustCompile(`/acls/[^/]+/(param/|info$)|/attrib/nl_repl
 // compareTrees reports every difference between the real tree and upstream's.
 func compareTrees(t *testing.T, got, want tree, loggedIn bool) {
 	t.Helper()
-	var diffs []string
-	for d := range want.dirs {
-		if !got.dirs[d] {
-			diffs = append(diffs, "missing dir "+d)
-		}
-	}
-	for d := range got.dirs {
-		if !want.dirs[d] {
-			diffs = append(diffs, "extra dir "+d)
-		}
-	}
-	for d, l := range want.links {
-		if got.links[d] != l {
-			diffs = append(diffs, fmt.Sprintf("link in %s: got %q, upstream %q", d, got.links[d], l))
-		}
-	}
-	for d, l := range got.links {
-		if _, ok := want.links[d]; !ok {
-			diffs = append(diffs, fmt.Sprintf("extra link in %s -> %s", d, l))
-		}
-	}
+	diffs := diffShape(got, want, "upstream")
 	compared, running := 0, 0
 	for k, v := range want.values {
 		if historyDependent.MatchString(k) || (!loggedIn && sessionOnly.MatchString(k)) {

@@ -66,10 +66,7 @@ func TestGwcliUpstreamAPI(t *testing.T) {
 	if root == "" {
 		t.Fatalf("%s unset: vm/test.sh unpacks upstream's package (dist/dev/upstream.sh) and passes its root", envUpstream)
 	}
-	bin := os.Getenv(envRestoreBin)
-	if bin == "" {
-		t.Fatalf("%s unset: vm/test.sh builds ceph-iscsi and passes its path", envRestoreBin)
-	}
+	bin := cephISCSIBin(t)
 	gconn, ioctx := cephConn(t, start)
 	requireNoUpstreamObjects(t)
 	before := lioObjects(t)
