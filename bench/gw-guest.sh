@@ -9,33 +9,18 @@ set -uo pipefail
 BIN=${BENCH_RESTORE_BIN:?} GW=${BENCH_GATEWAY:?} OBJ=${BENCH_OBJECT:?} UP=${BENCH_UPSTREAM:?}
 N=${BENCH_SCRAPES:-20}
 PORT=9287
+# shellcheck source=bench/lib-guest.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-guest.sh"
 # upstream's settings path is fixed; the guest's /etc is a throwaway overlay
 CFG=/etc/ceph/iscsi-gateway.cfg
-cat >"$CFG" <<CFGEOF
-[config]
-cluster_client_name = client.admin
-pool = rbd
-gateway_conf = $OBJ
-api_secure = false
-minimum_gateways = 1
-prometheus_exporter = true
-prometheus_host = 127.0.0.1
-prometheus_port = $PORT
-CFGEOF
-if [[ ${BENCH_TCMU:-stub} == stub ]]; then
-  # as bench/restore-guest.sh: no tcmu-runner in this boot, a renamed sleep passes
-  # restore's safety check
-  cp /bin/sleep /run/tcmu-runner
-  /run/tcmu-runner 100000 &
-  STUB=$!
-  trap 'kill $STUB' EXIT
-fi
+guest_cfg "$CFG" "prometheus_exporter = true" "prometheus_host = 127.0.0.1" "prometheus_port = $PORT"
+tcmu_stub
 t0=$EPOCHREALTIME
 "$BIN" restore --json --config "$CFG" --gateway-name "$GW" >/vm-out/restore.json 2>/vm-out/restore.err
 rc=$?
 echo "restore exit $rc in $(awk "BEGIN{printf \"%.1f\", $EPOCHREALTIME - $t0}") s"
 ((rc == 0)) || { tail -20 /vm-out/restore.err; exit 1; }
-echo "storage objects: $(find /sys/kernel/config/target/core -maxdepth 2 -mindepth 2 -type d ! -path '*/alua*' | wc -l)," \
+echo "storage objects: $(storage_objects)," \
   "ACLs: $(find /sys/kernel/config/target/iscsi/*/tpgt_*/acls -maxdepth 1 -mindepth 1 -type d | wc -l)"
 : >/vm-out/gw-times.txt
 

@@ -4,15 +4,10 @@
 # then tears it down, saving each --json report and wall time to /vm-out.
 set -uo pipefail
 BIN=${BENCH_RESTORE_BIN:?} GW=${BENCH_GATEWAY:?} OBJ=${BENCH_OBJECT:?}
+# shellcheck source=bench/lib-guest.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-guest.sh"
 CFG=/run/bench-iscsi-gateway.cfg
-cat >"$CFG" <<CFGEOF
-[config]
-cluster_client_name = client.admin
-pool = rbd
-gateway_conf = $OBJ
-api_secure = false
-minimum_gateways = 1
-CFGEOF
+guest_cfg "$CFG"
 run() { # name [flags]: one timed restore
   local name=$1 t0 rc; shift
   t0=$EPOCHREALTIME
@@ -21,21 +16,11 @@ run() { # name [flags]: one timed restore
   printf '%s %s %s\n' "$name" "$rc" "$(awk "BEGIN{printf \"%.2f\", $EPOCHREALTIME - $t0}")" | tee -a /vm-out/restore-times.txt
   return $rc
 }
-if [[ ${BENCH_TCMU:-stub} == stub ]]; then
-  # No tcmu-runner has run in this boot (guest-vmtest.sh skipped it), so the kernel
-  # enables user backstores without one: the LIO objects are the same, only the I/O
-  # path (and tcmu-runner's per-device image open) is missing. restore refuses to
-  # enable them without a process named tcmu-runner; a renamed sleep satisfies it.
-  cp /bin/sleep /run/tcmu-runner
-  /run/tcmu-runner 100000 &
-  STUB=$!
-  trap 'kill $STUB' EXIT
-fi
+tcmu_stub
 : >/vm-out/restore-times.txt
 rc=0
 run cold || rc=1
-n=$(find /sys/kernel/config/target/core -maxdepth 2 -mindepth 2 -type d ! -path '*/alua*' | wc -l)
-echo "storage objects in LIO after the cold restore: $n"
+echo "storage objects in LIO after the cold restore: $(storage_objects)"
 run warm || rc=1
 # a teardown dry run observes and plans like the warm run but reads no image sizes:
 # the difference is what the 256 librbd image opens cost
@@ -99,8 +84,7 @@ UPEOF
   wait "$UPID"
   urc=$?
   printf 'upstream-teardown %s %s\n' "$urc" "$(awk "BEGIN{printf \"%.2f\", $EPOCHREALTIME - $t0}")" | tee -a /vm-out/restore-times.txt
-  left=$(find /sys/kernel/config/target/core -maxdepth 2 -mindepth 2 -type d ! -path '*/alua*' | wc -l)
-  echo "storage objects left after upstream's SIGTERM: $left"
+  echo "storage objects left after upstream's SIGTERM: $(storage_objects)"
   [[ -n $restored ]] || rc=1
 fi
 # tcmu-runner logs each device it opened ("address: {...}") with a timestamp
