@@ -320,42 +320,38 @@ func TestReconcileMissingImageSkipsDisk(t *testing.T) {
 // document is removed from LIO by a Reconciler that saw it before.
 func TestReconcileRemovesWhatLeftTheConfig(t *testing.T) {
 	fx := newFixture(t)
-	r := fx.reconciler(gw1, addr1)
-	doc := fx.doc(lio.BackstoreUserRBD)
-	if err := r.Reconcile(t.Context(), doc); err != nil {
-		t.Fatal(err)
-	}
-	next := doc.Clone()
-	delete(next.Targets, targetIQN)
-	delete(next.Disks, fx.disk)
-	if err := r.Reconcile(t.Context(), next); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := lio.Observe(fx.fs)
-	if len(st.Targets) != 0 || len(st.StorageObjects) != 0 {
-		t.Fatalf("leftovers after the target left the config: %+v", st)
-	}
+	fx.requireRemovedAfter(t, func(next *config.Doc) {
+		delete(next.Targets, targetIQN)
+		delete(next.Disks, fx.disk)
+	})
 }
 
 // DELETE /api/gateway keeps the target for the other gateways but drops
 // this one from gateways and portals: its LIO objects must go.
 func TestReconcileRemovesWhatADeletedGatewayBuilt(t *testing.T) {
-	fx := newFixture(t)
+	newFixture(t).requireRemovedAfter(t, func(next *config.Doc) {
+		delete(next.Targets[targetIQN].Portals, gw1)
+		next.Targets[targetIQN].IPList = []string{}
+		delete(next.Gateways, gw1)
+	})
+}
+
+// requireRemovedAfter reconciles gw1 to the fixture's document, then to a
+// copy that change edits: LIO must then hold no target and no storage object.
+func (fx *fixture) requireRemovedAfter(t *testing.T, change func(next *config.Doc)) {
+	t.Helper()
 	r := fx.reconciler(gw1, addr1)
 	doc := fx.doc(lio.BackstoreUserRBD)
 	if err := r.Reconcile(t.Context(), doc); err != nil {
 		t.Fatal(err)
 	}
 	next := doc.Clone()
-	delete(next.Targets[targetIQN].Portals, gw1)
-	next.Targets[targetIQN].IPList = []string{}
-	delete(next.Gateways, gw1)
+	change(next)
 	if err := r.Reconcile(t.Context(), next); err != nil {
 		t.Fatal(err)
 	}
-	st, _ := lio.Observe(fx.fs)
-	if len(st.Targets) != 0 || len(st.StorageObjects) != 0 {
-		t.Fatalf("leftovers after this gateway was deleted: %+v", st)
+	if st, _ := lio.Observe(fx.fs); len(st.Targets) != 0 || len(st.StorageObjects) != 0 {
+		t.Fatalf("leftovers after the change: %+v", st)
 	}
 }
 
