@@ -132,45 +132,58 @@ func startGateways(t *testing.T, n int) *gwGroup {
 		for _, peer := range ips {
 			args = append(args, "--peer", fmt.Sprintf("%s=http://%s", peer, net.JoinHostPort(peer, fmt.Sprint(g.port))))
 		}
-		out := &lockedBuffer{}
-		g.outs = append(g.outs, out)
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.Env = append(os.Environ(), envExecMain+"=1", "CEPH_CONF="+c.Conf)
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			<-done
-			if t.Failed() {
-				t.Logf("gateway %s output:\n%s", ip, out)
-			}
-			if strings.Contains(out.String(), apiPassword) {
-				t.Errorf("gateway %s logged the API password", ip)
-			}
-		})
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			resp, err := http.Get("http://" + net.JoinHostPort(ip, fmt.Sprint(g.port)) + "/api")
-			if err == nil {
-				resp.Body.Close()
-				break
-			}
-			select {
-			case <-done:
-				t.Fatalf("gateway %s exited before serving:\n%s", ip, out)
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("gateway %s does not serve:\n%s", ip, out)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		out := serve(t, "gateway "+ip, cmd, "http://"+net.JoinHostPort(ip, fmt.Sprint(g.port))+"/api", 60*time.Second,
+			func(out string) {
+				if strings.Contains(out, apiPassword) {
+					t.Errorf("gateway %s logged the API password", ip)
+				}
+			})
+		g.outs = append(g.outs, out)
 	}
 	return g
+}
+
+// serve starts cmd (a daemon called name) and waits until GET url answers: its exit
+// before that, or no answer within limit, is fatal. On cleanup it is killed, its output
+// is logged if the test failed, and check (if not nil) reads that output.
+func serve(t *testing.T, name string, cmd *exec.Cmd, url string, limit time.Duration, check func(out string)) *lockedBuffer {
+	t.Helper()
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, out)
+		}
+		if check != nil {
+			check(out.String())
+		}
+	})
+	deadline := time.Now().Add(limit)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return out
+		}
+		select {
+		case <-done:
+			t.Fatalf("%s exited before serving:\n%s", name, out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not serve:\n%s", name, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // doc is the committed config object.

@@ -102,38 +102,8 @@ func TestCommandsAgainstUpstreamAPI(t *testing.T) {
 	script := fmt.Sprintf("mount --bind %q /etc/ceph && exec /usr/bin/python3 %q", etc, filepath.Join(up, "usr", "bin", "rbd-target-api"))
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "bash", "-c", script)
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(up, "usr", "lib", "python3", "dist-packages"))
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("upstream rbd-target-api output:\n%s", out.String())
-		}
-	})
 	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/api")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		select {
-		case <-done:
-			t.Fatalf("upstream rbd-target-api exited:\n%s", out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("upstream rbd-target-api does not serve:\n%s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	serve(t, "upstream rbd-target-api", cmd, "http://"+addr+"/api", 90*time.Second, nil)
 
 	st, err := settings.Read(cfg)
 	if err != nil {

@@ -211,6 +211,18 @@ func (p *ptyShell) enter(text string) {
 	p.send("\r")
 }
 
+// complete types text, waits for want in the suggestion list, takes it with Tab and
+// runs the line with Enter, which must print out. go-prompt reads a key per read: each
+// key's effect is awaited before the next.
+func (p *ptyShell) complete(text, want, out string) {
+	p.send(text)
+	p.waitFor(want, 1)
+	p.send("\t")
+	p.waitPreview(want)
+	p.send("\r")
+	p.waitFor(out, 1)
+}
+
 func (p *ptyShell) send(s string) {
 	p.t.Helper()
 	if _, err := p.ptm.Write([]byte(s)); err != nil {
@@ -236,29 +248,11 @@ func TestInteractivePty(t *testing.T) {
 	p := startPty(t, prefs)
 	before := p.before
 	p.waitFor("/> ", 1)
-	// go-prompt reads a key per read: wait for each key's effect before the next.
-	p.send("cd /isc")
-	p.waitFor("/iscsi-targets/", 1) // the suggestion list
-	p.send("\t")
-	p.waitPreview("/iscsi-targets/")
-	p.send("\r")
-	p.waitFor("/iscsi-targets> ", 1)
+	p.complete("cd /isc", "/iscsi-targets/", "/iscsi-targets> ")
 	p.enter("pwd")
 	p.waitFor("\n/iscsi-targets\n", 1)
-
-	p.send("/disks probe s")
-	p.waitFor("ssd", 1)
-	p.send("\t")
-	p.waitPreview("ssd")
-	p.send("\r")
-	p.waitFor("probe: pool is ssd\n", 1)
-
-	p.send("/disks probe pool=r")
-	p.waitFor("pool=rbd", 1)
-	p.send("\t")
-	p.waitPreview("pool=rbd")
-	p.send("\r")
-	p.waitFor("probe: pool is rbd\n", 1)
+	p.complete("/disks probe s", "ssd", "probe: pool is ssd\n")
+	p.complete("/disks probe pool=r", "pool=rbd", "probe: pool is rbd\n")
 
 	// Ctrl-C clears the line: the half-typed command never runs.
 	p.send("bogus")
