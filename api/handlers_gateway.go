@@ -38,11 +38,8 @@ func (s *server) gateways() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		doc, err := s.load(c.Request().Context())
+		doc, _, err := s.targetDoc(c.Request().Context(), iqn)
 		if err != nil {
-			return err
-		}
-		if _, err := targetOf(doc, iqn); err != nil {
 			return err
 		}
 		portals, _ := docPath(doc, "targets", iqn, "portals")
@@ -395,15 +392,8 @@ func (s *server) internalGateway() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
 		iqn, gw := param(c, "target_iqn"), param(c, "gateway_name")
-		f, err := params(c)
+		f, doc, _, err := s.loadTarget(c, iqn)
 		if err != nil {
-			return err
-		}
-		doc, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		if _, err := targetOf(doc, iqn); err != nil {
 			return err
 		}
 		switch c.Request().Method {

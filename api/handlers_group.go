@@ -112,15 +112,8 @@ func (s *server) internalHostGroup() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
 		tIQN, name := param(c, "target_iqn"), param(c, "group_name")
-		f, err := params(c)
+		f, doc, _, err := s.loadTarget(c, tIQN)
 		if err != nil {
-			return err
-		}
-		doc, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		if _, err := targetOf(doc, tIQN); err != nil {
 			return err
 		}
 		switch c.Request().Method {

@@ -271,38 +271,25 @@ func (s *server) ping() echo.HandlerFunc {
 }
 
 func (s *server) clients() echo.HandlerFunc {
-	return func(c echo.Context) error {
-		iqn, err := s.iqnParam(c, "target_iqn")
-		if err != nil {
-			return err
-		}
-		doc, err := s.load(c.Request().Context())
-		if err != nil {
-			return err
-		}
-		t, err := targetOf(doc, iqn)
-		if err != nil {
-			return err
-		}
-		return writeJSON(c, http.StatusOK, map[string]any{"clients": sortedNames(t.Clients)})
-	}
+	return s.targetNames("clients", func(t *config.Target) []string { return sortedNames(t.Clients) })
 }
 
 func (s *server) hostGroups() echo.HandlerFunc {
+	return s.targetNames("groups", func(t *config.Target) []string { return sortedNames(t.Groups) })
+}
+
+// targetNames answers {key: names(target)} for the target in the path.
+func (s *server) targetNames(key string, names func(*config.Target) []string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		iqn, err := s.iqnParam(c, "target_iqn")
 		if err != nil {
 			return err
 		}
-		doc, err := s.load(c.Request().Context())
+		_, t, err := s.targetDoc(c.Request().Context(), iqn)
 		if err != nil {
 			return err
 		}
-		t, err := targetOf(doc, iqn)
-		if err != nil {
-			return err
-		}
-		return writeJSON(c, http.StatusOK, map[string]any{"groups": sortedNames(t.Groups)})
+		return writeJSON(c, http.StatusOK, map[string]any{key: names(t)})
 	}
 }
 
@@ -312,11 +299,7 @@ func (s *server) targetInfo() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
 		iqn := param(c, "target_iqn")
-		doc, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		t, err := targetOf(doc, iqn)
+		_, t, err := s.targetDoc(ctx, iqn)
 		if err != nil {
 			return err
 		}
@@ -357,11 +340,7 @@ func (s *server) internalTargetInfo() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
 		iqn := param(c, "target_iqn")
-		doc, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		if _, err := targetOf(doc, iqn); err != nil {
+		if _, _, err := s.targetDoc(ctx, iqn); err != nil {
 			return err
 		}
 		n, err := s.LIO.Sessions(ctx, iqn)
@@ -392,15 +371,24 @@ func (s *server) loadTarget(c echo.Context, iqn string) (form, *config.Doc, *con
 	if err != nil {
 		return form{}, nil, nil, err
 	}
-	doc, err := s.load(c.Request().Context())
-	if err != nil {
-		return form{}, nil, nil, err
-	}
-	t, err := targetOf(doc, iqn)
+	doc, t, err := s.targetDoc(c.Request().Context(), iqn)
 	if err != nil {
 		return form{}, nil, nil, err
 	}
 	return f, doc, t, nil
+}
+
+// targetDoc loads the current document and finds the target iqn in it.
+func (s *server) targetDoc(ctx context.Context, iqn string) (*config.Doc, *config.Target, error) {
+	doc, err := s.load(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := targetOf(doc, iqn)
+	if err != nil {
+		return nil, nil, err
+	}
+	return doc, t, nil
 }
 
 // clientIQNs normalises the target and client IQNs of a client-scoped path,
