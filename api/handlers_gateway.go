@@ -398,11 +398,7 @@ func (s *server) internalGateway() echo.HandlerFunc {
 		}
 		switch c.Request().Method {
 		case http.MethodGet:
-			entry, ok := docPath(doc, "targets", iqn, "portals", gw)
-			if !ok {
-				return message(c, http.StatusNotFound, msgInternalGWUnknown)
-			}
-			return writeJSON(c, http.StatusOK, entry)
+			return writeDocEntry(c, doc, msgInternalGWUnknown, "targets", iqn, "portals", gw)
 		case http.MethodPut:
 			raw, err := required(f, "gateway_ip_list")
 			if err != nil {

@@ -49,11 +49,7 @@ func (s *server) hostGroup() echo.HandlerFunc {
 		g := t.Groups[name]
 		switch c.Request().Method {
 		case http.MethodGet:
-			entry, ok := docPath(doc, "targets", tIQN, "groups", name)
-			if !ok {
-				return message(c, http.StatusNotFound, "Group name does not exist")
-			}
-			return writeJSON(c, http.StatusOK, entry)
+			return writeDocEntry(c, doc, "Group name does not exist", "targets", tIQN, "groups", name)
 		case http.MethodDelete:
 			if g == nil {
 				return httpErr(http.StatusNotFound, "Group name '%s' not found", name)
@@ -118,11 +114,7 @@ func (s *server) internalHostGroup() echo.HandlerFunc {
 		}
 		switch c.Request().Method {
 		case http.MethodGet:
-			entry, ok := docPath(doc, "targets", tIQN, "groups", name)
-			if !ok {
-				return message(c, http.StatusNotFound, "Group name does not exist")
-			}
-			return writeJSON(c, http.StatusOK, entry)
+			return writeDocEntry(c, doc, "Group name does not exist", "targets", tIQN, "groups", name)
 		case http.MethodPut:
 			members, disks := splitCSV(f.get("members", "")), splitCSV(f.get("disks", ""))
 			// Whichever gateway first finds the config differs commits, as

@@ -378,6 +378,16 @@ func (s *server) loadTarget(c echo.Context, iqn string) (form, *config.Doc, *con
 	return f, doc, t, nil
 }
 
+// writeDocEntry answers the document's value at keys (see docPath), or 404
+// with notFound.
+func writeDocEntry(c echo.Context, doc *config.Doc, notFound string, keys ...string) error {
+	entry, ok := docPath(doc, keys...)
+	if !ok {
+		return message(c, http.StatusNotFound, notFound)
+	}
+	return writeJSON(c, http.StatusOK, entry)
+}
+
 // targetDoc loads the current document and finds the target iqn in it.
 func (s *server) targetDoc(ctx context.Context, iqn string) (*config.Doc, *config.Target, error) {
 	doc, err := s.load(ctx)
