@@ -113,11 +113,7 @@ func (s *server) client() echo.HandlerFunc {
 		if _, err := params(c); err != nil {
 			return err
 		}
-		doc, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		t, err := targetOf(doc, tIQN)
+		doc, t, err := s.targetDoc(ctx, tIQN)
 		if err != nil {
 			return err
 		}
@@ -189,18 +185,11 @@ func (s *server) internalClient() echo.HandlerFunc {
 		}
 		switch c.Request().Method {
 		case http.MethodGet:
-			doc, err := s.load(ctx)
+			doc, _, err := s.targetDoc(ctx, tIQN)
 			if err != nil {
 				return err
 			}
-			if _, err := targetOf(doc, tIQN); err != nil {
-				return err
-			}
-			entry, ok := docPath(doc, "targets", tIQN, "clients", cIQN)
-			if !ok {
-				return message(c, http.StatusNotFound, "Client does not exist")
-			}
-			return writeJSON(c, http.StatusOK, entry)
+			return writeDocEntry(c, doc, "Client does not exist", "targets", tIQN, "clients", cIQN)
 		case http.MethodPut:
 			if _, err := config.NormalizeIQN(cIQN); err != nil {
 				return httpErr(http.StatusBadRequest, "'%s' is not a valid name for iSCSI", cIQN)
@@ -215,11 +204,7 @@ func (s *server) internalClient() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		doc, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		t, err := targetOf(doc, tIQN)
+		_, t, err := s.targetDoc(ctx, tIQN)
 		if err != nil {
 			return err
 		}

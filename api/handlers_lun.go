@@ -218,11 +218,7 @@ func (s *server) internalTargetLun() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		doc, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		t, err := targetOf(doc, tIQN)
+		doc, t, err := s.targetDoc(ctx, tIQN)
 		if err != nil {
 			return err
 		}
@@ -441,11 +437,7 @@ func (s *server) internalClientLun() echo.HandlerFunc {
 			return err
 		}
 		if c.Request().Method == http.MethodGet {
-			doc, err := s.load(ctx)
-			if err != nil {
-				return err
-			}
-			t, err := targetOf(doc, tIQN)
+			doc, t, err := s.targetDoc(ctx, tIQN)
 			if err != nil {
 				return err
 			}

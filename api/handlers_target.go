@@ -165,11 +165,7 @@ func checkTargetEmpty(t *config.Target) error {
 
 func (s *server) deleteTarget(c echo.Context, iqn string) error {
 	ctx := c.Request().Context()
-	doc, err := s.load(ctx)
-	if err != nil {
-		return err
-	}
-	t, err := targetOf(doc, iqn)
+	_, t, err := s.targetDoc(ctx, iqn)
 	if err != nil {
 		return err
 	}
@@ -338,11 +334,7 @@ func (s *server) targetAuth() echo.HandlerFunc {
 		if action != "" && action != "disable_acl" && action != "enable_acl" {
 			return httpErr(http.StatusBadRequest, "Invalid auth %s", action)
 		}
-		doc, err := s.load(ctx)
-		if err != nil {
-			return err
-		}
-		t, err := targetOf(doc, iqn)
+		_, t, err := s.targetDoc(ctx, iqn)
 		if err != nil {
 			return err
 		}
