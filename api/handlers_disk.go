@@ -995,26 +995,12 @@ func (s *server) diskSnap() echo.HandlerFunc {
 		status := http.StatusOK
 		if c.Request().Method == http.MethodDelete {
 			err := s.Images.RemoveSnapshot(ctx, pool, image, name)
-			switch {
-			case err == nil:
-				text = "snapshot deleted"
-			case errors.Is(err, rbd.ErrSnapshotNotFound):
-				text, status = fmt.Sprintf("snapshot %s does not exist", name), http.StatusNotFound
-			default:
-				text, status = fmt.Sprintf("failed to delete snapshot: %v", err), http.StatusBadRequest
-			}
+			text, status = snapshotResult(err, "delete", name, "snapshot deleted")
 		} else {
 			switch f.get("mode", "") {
 			case "create":
 				err := s.Images.CreateSnapshot(ctx, pool, image, name)
-				switch {
-				case err == nil:
-					text = "snapshot created"
-				case errors.Is(err, rbd.ErrSnapshotExists):
-					text, status = fmt.Sprintf("snapshot %s already exists", name), http.StatusBadRequest
-				default:
-					text, status = fmt.Sprintf("failed to create snapshot: %v", err), http.StatusBadRequest
-				}
+				text, status = snapshotResult(err, "create", name, "snapshot created")
 			case "rollback":
 				if text, status, err = s.rollback(ctx, doc, pool, image, name); err != nil {
 					return err
@@ -1028,6 +1014,21 @@ func (s *server) diskSnap() echo.HandlerFunc {
 		}
 		return message(c, status, text)
 	}
+}
+
+// snapshotResult is upstream's answer to snapshot operation verb on name: done,
+// the refusal of a taken name (create) or of a missing one (delete, rollback),
+// or the failure.
+func snapshotResult(err error, verb, name, done string) (string, int) {
+	switch {
+	case err == nil:
+		return done, http.StatusOK
+	case verb == "create" && errors.Is(err, rbd.ErrSnapshotExists):
+		return fmt.Sprintf("snapshot %s already exists", name), http.StatusBadRequest
+	case verb != "create" && errors.Is(err, rbd.ErrSnapshotNotFound):
+		return fmt.Sprintf("snapshot %s does not exist", name), http.StatusNotFound
+	}
+	return fmt.Sprintf("failed to %s snapshot: %v", verb, err), http.StatusBadRequest
 }
 
 // rollback is upstream's _disksnap_rollback: deactivate the disk on every
@@ -1052,14 +1053,7 @@ func (s *server) rollback(ctx context.Context, doc *config.Doc, pool, image, nam
 	}
 	if status == http.StatusOK {
 		err := s.Images.RollbackSnapshot(ctx, pool, image, name)
-		switch {
-		case err == nil:
-			text = "rolled back to snapshot"
-		case errors.Is(err, rbd.ErrSnapshotNotFound):
-			text, status = fmt.Sprintf("snapshot %s does not exist", name), http.StatusNotFound
-		default:
-			text, status = fmt.Sprintf("failed to rollback snapshot: %v", err), http.StatusBadRequest
-		}
+		text, status = snapshotResult(err, "rollback", name, "rolled back to snapshot")
 	} else {
 		text = "failed to deactivate disk: " + text
 	}
