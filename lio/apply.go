@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"strings"
 	"sync"
 	"syscall"
@@ -70,9 +71,18 @@ func Apply(ctx context.Context, f FS, plan Plan) (Result, error) {
 // on ACLs; inside a run, the ops of one object (a storage object and its
 // HBA, also another object of the same name; one LUN; one ACL and its
 // mapped LUNs) stay in plan order on one worker, and different objects
-// are spread over opts.Workers workers. A run ends before the next op
-// starts, and every other op (targets, TPGs, their attributes, enables
-// and portals, discovery auth) runs alone, in order.
+// are spread over opts.Workers workers. Fabric runs (everything outside
+// target/core) end before the next op starts; every other fabric op
+// (targets, TPGs, their attributes, enables and portals, discovery auth)
+// runs alone, in order.
+//
+// Storage-object runs go on in the background instead, so that the
+// fabric's work overlaps theirs: a user:rbd object's enable waits for
+// tcmu-runner to open the image, and tcmu-runner opens one device at a
+// time. A fabric op that needs a storage object waits for that object's
+// ops only (a LUN's link to it), or for all of them when it cannot tell
+// which (a LUN's ALUA group); a storage-object run starts after every op
+// before it in the plan (removals come after the LUNs that use them go).
 func ApplyWith(ctx context.Context, f FS, plan Plan, opts ApplyOptions) (Result, error) {
 	workers := opts.Workers
 	if workers <= 0 {
@@ -80,29 +90,20 @@ func ApplyWith(ctx context.Context, f FS, plan Plan, opts ApplyOptions) (Result,
 	}
 	a := &applier{f: f, trace: opts.trace, ops: plan.Ops, state: make([]opState, len(plan.Ops)), errs: make([]error, len(plan.Ops)),
 		t0: time.Now(), times: make([]OpTiming, len(plan.Ops))}
+	var core *coreRun // the storage-object run in the background, if any
 	for _, seg := range segments(plan.Ops) {
 		groups := groupsOf(plan.Ops, seg)
-		if len(groups) == 1 || workers == 1 {
-			for _, g := range groups {
-				a.runGroup(ctx, g)
-			}
+		if inCore(plan.Ops[seg[0]]) {
+			core.wait()
+			core = a.startCore(ctx, groups, workers)
 			continue
 		}
-		work := make(chan []int)
-		var wg sync.WaitGroup
-		for range min(workers, len(groups)) {
-			wg.Go(func() {
-				for g := range work {
-					a.runGroup(ctx, g)
-				}
-			})
+		if workers == 1 {
+			core.wait() // strictly in order
 		}
-		for _, g := range groups {
-			work <- g
-		}
-		close(work)
-		wg.Wait()
+		a.runRun(ctx, groups, workers, core)
 	}
+	core.wait()
 	var res Result
 	for i, op := range plan.Ops {
 		if a.state[i] != opSkipped {
@@ -118,6 +119,111 @@ func ApplyWith(ctx context.Context, f FS, plan Plan, opts ApplyOptions) (Result,
 		}
 	}
 	return res, errors.Join(a.errs...)
+}
+
+// inCore says whether op works on a storage object or an HBA.
+func inCore(op Op) bool { return strings.HasPrefix(op.Path, coreDir+"/") }
+
+// coreRun is a run of storage-object ops going on in the background.
+type coreRun struct {
+	done  []chan struct{}  // by group, closed when its ops are over
+	byObj map[string][]int // object directory (target/core/HBA/name) -> groups
+	all   sync.WaitGroup
+}
+
+// startCore starts the groups of a storage-object run on up to workers
+// goroutines, in order, and returns without waiting for them.
+func (a *applier) startCore(ctx context.Context, groups [][]int, workers int) *coreRun {
+	c := &coreRun{done: make([]chan struct{}, len(groups)), byObj: map[string][]int{}}
+	for g, ops := range groups {
+		c.done[g] = make(chan struct{})
+		for _, i := range ops {
+			if d := objectDir(a.ops[i].Path); d != "" {
+				if l := c.byObj[d]; len(l) == 0 || l[len(l)-1] != g {
+					c.byObj[d] = append(l, g)
+				}
+			}
+		}
+	}
+	work := make(chan int, len(groups))
+	for g := range groups {
+		work <- g
+	}
+	close(work)
+	for range min(workers, len(groups)) {
+		c.all.Go(func() {
+			for g := range work {
+				a.runGroup(ctx, groups[g])
+				close(c.done[g])
+			}
+		})
+	}
+	return c
+}
+
+// wait waits for the whole run; a nil run is over.
+func (c *coreRun) wait() {
+	if c != nil {
+		c.all.Wait()
+	}
+}
+
+// waitFor waits for the storage-object ops that the ops at the indexes g
+// need.
+func (c *coreRun) waitFor(ops []Op, g []int) {
+	if c == nil {
+		return
+	}
+	for _, i := range g {
+		op := ops[i]
+		switch {
+		case op.Kind == OpSymlink && strings.HasPrefix(op.Value, coreDir+"/"):
+			for _, cg := range c.byObj[objectDir(op.Value)] {
+				<-c.done[cg]
+			}
+		case op.Kind == OpWrite && path.Base(op.Path) == "alua_tg_pt_gp":
+			// names a group of the LUN's storage object, which the op does
+			// not name
+			c.wait()
+		}
+	}
+}
+
+// objectDir is the storage object (target/core/HBA/name) or HBA
+// (target/core/HBA) directory p is in, or "" outside target/core.
+func objectDir(p string) string {
+	parts := strings.SplitN(p, "/", 5)
+	if len(parts) < 3 || parts[0]+"/"+parts[1] != coreDir {
+		return ""
+	}
+	return strings.Join(parts[:min(4, len(parts))], "/")
+}
+
+// runRun runs one fabric run to its end: its groups on up to workers
+// goroutines, each after the storage-object ops it needs.
+func (a *applier) runRun(ctx context.Context, groups [][]int, workers int, core *coreRun) {
+	if len(groups) == 1 || workers == 1 {
+		for _, g := range groups {
+			core.waitFor(a.ops, g)
+			a.runGroup(ctx, g)
+		}
+		return
+	}
+	work := make(chan []int)
+	var wg sync.WaitGroup
+	for range min(workers, len(groups)) {
+		wg.Go(func() {
+			for g := range work {
+				core.waitFor(a.ops, g)
+				a.runGroup(ctx, g)
+			}
+		})
+	}
+	for _, g := range groups {
+		work <- g
+	}
+	close(work)
+	wg.Wait()
 }
 
 type opState int8

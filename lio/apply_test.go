@@ -17,9 +17,10 @@ func related(a, b string) bool {
 
 // dependent says whether op b, later in a plan than a, must wait for it,
 // by what LIO needs rather than by how Apply groups: an object and what is
-// inside it or links to it, two storage objects of one name, and every
-// fabric op against every backstore op (LUNs use storage objects and their
-// ALUA groups; they go before the objects do).
+// inside it or links to it, two storage objects of one name, every backstore
+// op after a fabric op (LUNs go before the objects they use do), and a
+// LUN's link to a storage object or its ALUA group after every op of that
+// object's.
 func dependent(a, b Op) bool {
 	area := func(o Op) string {
 		p := strings.SplitN(o.Path, "/", 3)
@@ -29,7 +30,17 @@ func dependent(a, b Op) bool {
 		return p[1]
 	}
 	if area(a) != area(b) {
-		return true
+		if area(b) == "core" {
+			return true
+		}
+		if b.Kind == OpWrite && strings.HasSuffix(b.Path, "/alua_tg_pt_gp") {
+			return true
+		}
+		if b.Kind == OpSymlink {
+			pa := strings.SplitN(a.Path, "/", 5)
+			return len(pa) >= 4 && related(strings.Join(pa[:4], "/"), b.Value)
+		}
+		return false
 	}
 	if related(a.Path, b.Path) || (a.Kind == OpSymlink && related(a.Value, b.Path)) || (b.Kind == OpSymlink && related(b.Value, a.Path)) {
 		return true
@@ -46,10 +57,11 @@ func dependent(a, b Op) bool {
 // TestApplyConcurrentOrder applies every golden plan, a change and a
 // teardown with 8 workers (each op yields the processor as it starts, so
 // independent ops interleave): no op starts before an op it depends on
-// has ended, some ops did run at the same time, and the tree equals the
-// one a serial apply builds.
+// has ended, some ops did run at the same time, fabric ops did run while
+// storage objects were being made, and the tree equals the one a serial
+// apply builds.
 func TestApplyConcurrentOrder(t *testing.T) {
-	overlapped := false
+	overlapped, crossed := false, false
 	for _, c := range goldenCases {
 		t.Run(c.name, func(t *testing.T) {
 			conc, serial := newEmu(t), newEmu(t)
@@ -70,20 +82,29 @@ func TestApplyConcurrentOrder(t *testing.T) {
 			for i, want := range []State{st, mustBuild(t, changed), st.ForTeardown()} {
 				plan := NewPlan(mustObserve(t, conc), want)
 				var mu sync.Mutex
-				seq, running := 0, 0
+				seq, running, runningCore := 0, 0, 0
 				start, end := make([]int, len(plan.Ops)), make([]int, len(plan.Ops))
 				trace := func(i int, begin bool) {
 					mu.Lock()
 					seq++
+					core := strings.HasPrefix(plan.Ops[i].Path, "target/core/")
 					if begin {
 						start[i] = seq
 						running++
 						if running > 1 {
 							overlapped = true
 						}
+						if !core && runningCore > 0 {
+							crossed = true
+						}
 					} else {
 						end[i] = seq
 						running--
+					}
+					if core && begin {
+						runningCore++
+					} else if core {
+						runningCore--
 					}
 					mu.Unlock()
 					if begin {
@@ -117,6 +138,9 @@ func TestApplyConcurrentOrder(t *testing.T) {
 	}
 	if !overlapped {
 		t.Error("no two operations ever ran at once")
+	}
+	if !crossed {
+		t.Error("no fabric operation ever ran while a storage object's did")
 	}
 }
 
