@@ -153,7 +153,7 @@ func (a *applier) startCore(ctx context.Context, groups [][]int, workers int) *c
 	for range min(workers, len(groups)) {
 		c.all.Go(func() {
 			for g := range work {
-				a.runGroup(ctx, groups[g])
+				a.runGroup(ctx, groups[g], nil)
 				close(c.done[g])
 			}
 		})
@@ -168,24 +168,22 @@ func (c *coreRun) wait() {
 	}
 }
 
-// waitFor waits for the storage-object ops that the ops at the indexes g
-// need.
-func (c *coreRun) waitFor(ops []Op, g []int) {
+// waitFor waits, before op, for the storage-object ops it needs; linked
+// says whether an earlier op of its group linked to a storage object
+// (then that object's ops are over, its ALUA groups included).
+func (c *coreRun) waitFor(op Op, linked bool) {
 	if c == nil {
 		return
 	}
-	for _, i := range g {
-		op := ops[i]
-		switch {
-		case op.Kind == OpSymlink && strings.HasPrefix(op.Value, coreDir+"/"):
-			for _, cg := range c.byObj[objectDir(op.Value)] {
-				<-c.done[cg]
-			}
-		case op.Kind == OpWrite && path.Base(op.Path) == "alua_tg_pt_gp":
-			// names a group of the LUN's storage object, which the op does
-			// not name
-			c.wait()
+	switch {
+	case op.Kind == OpSymlink && strings.HasPrefix(op.Value, coreDir+"/"):
+		for _, cg := range c.byObj[objectDir(op.Value)] {
+			<-c.done[cg]
 		}
+	case op.Kind == OpWrite && path.Base(op.Path) == "alua_tg_pt_gp" && !linked:
+		// names a group of the LUN's storage object, which the op does
+		// not name
+		c.wait()
 	}
 }
 
@@ -204,8 +202,7 @@ func objectDir(p string) string {
 func (a *applier) runRun(ctx context.Context, groups [][]int, workers int, core *coreRun) {
 	if len(groups) == 1 || workers == 1 {
 		for _, g := range groups {
-			core.waitFor(a.ops, g)
-			a.runGroup(ctx, g)
+			a.runGroup(ctx, g, core)
 		}
 		return
 	}
@@ -214,8 +211,7 @@ func (a *applier) runRun(ctx context.Context, groups [][]int, workers int, core 
 	for range min(workers, len(groups)) {
 		wg.Go(func() {
 			for g := range work {
-				core.waitFor(a.ops, g)
-				a.runGroup(ctx, g)
+				a.runGroup(ctx, g, core)
 			}
 		})
 	}
@@ -249,9 +245,12 @@ type applier struct {
 }
 
 // runGroup runs the ops at the indexes g, in order.
-func (a *applier) runGroup(ctx context.Context, g []int) {
+func (a *applier) runGroup(ctx context.Context, g []int, core *coreRun) {
+	linked := false
 	for _, i := range g {
 		op := a.ops[i]
+		core.waitFor(op, linked)
+		linked = linked || (op.Kind == OpSymlink && strings.HasPrefix(op.Value, coreDir+"/"))
 		a.mu.Lock()
 		skip := under(op.Path, a.failedDirs)
 		if err := ctx.Err(); err != nil && !a.stopped {

@@ -1,6 +1,7 @@
 package lio
 
 import (
+	"path"
 	"runtime"
 	"strings"
 	"sync"
@@ -20,8 +21,9 @@ func related(a, b string) bool {
 // inside it or links to it, two storage objects of one name, every backstore
 // op after a fabric op (LUNs go before the objects they use do), and a
 // LUN's link to a storage object or its ALUA group after every op of that
-// object's.
-func dependent(a, b Op) bool {
+// object's. links maps a LUN directory to the storage object the plan links
+// it to; a LUN's ALUA group write without one depends on every backstore op.
+func dependent(a, b Op, links map[string]string) bool {
 	area := func(o Op) string {
 		p := strings.SplitN(o.Path, "/", 3)
 		if len(p) < 2 {
@@ -33,12 +35,17 @@ func dependent(a, b Op) bool {
 		if area(b) == "core" {
 			return true
 		}
-		if b.Kind == OpWrite && strings.HasSuffix(b.Path, "/alua_tg_pt_gp") {
+		pa := strings.SplitN(a.Path, "/", 5)
+		if len(pa) < 3 {
 			return true
 		}
+		obj := strings.Join(pa[:min(4, len(pa))], "/") // the object or its HBA
+		if b.Kind == OpWrite && strings.HasSuffix(b.Path, "/alua_tg_pt_gp") {
+			so, ok := links[strings.TrimSuffix(b.Path, "/alua_tg_pt_gp")]
+			return !ok || related(obj, so)
+		}
 		if b.Kind == OpSymlink {
-			pa := strings.SplitN(a.Path, "/", 5)
-			return len(pa) >= 4 && related(strings.Join(pa[:4], "/"), b.Value)
+			return related(obj, b.Value)
 		}
 		return false
 	}
@@ -116,9 +123,10 @@ func TestApplyConcurrentOrder(t *testing.T) {
 					t.Fatalf("step %d: %v", i, err)
 				}
 				checkTimings(t, plan, res)
+				links := linksOf(plan)
 				for a := range plan.Ops {
 					for b := a + 1; b < len(plan.Ops); b++ {
-						if dependent(plan.Ops[a], plan.Ops[b]) && start[b] < end[a] {
+						if dependent(plan.Ops[a], plan.Ops[b], links) && start[b] < end[a] {
 							t.Fatalf("step %d: %s started before %s ended", i, plan.Ops[b], plan.Ops[a])
 						}
 					}
@@ -162,13 +170,26 @@ func checkTimings(t *testing.T, plan Plan, res Result) {
 		}
 		at[tm.Index] = tm
 	}
+	links := linksOf(plan)
 	for a := range plan.Ops {
 		for b := a + 1; b < len(plan.Ops); b++ {
 			ta, okA := at[a]
 			tb, okB := at[b]
-			if okA && okB && dependent(plan.Ops[a], plan.Ops[b]) && tb.StartUS+1 < ta.StartUS+ta.DurUS {
+			if okA && okB && dependent(plan.Ops[a], plan.Ops[b], links) && tb.StartUS+1 < ta.StartUS+ta.DurUS {
 				t.Fatalf("%s timed at %d µs, before %s ended at %d µs", plan.Ops[b], tb.StartUS, plan.Ops[a], ta.StartUS+ta.DurUS)
 			}
 		}
 	}
+}
+
+// linksOf maps each LUN directory the plan links to a storage object to
+// that object's path.
+func linksOf(plan Plan) map[string]string {
+	out := map[string]string{}
+	for _, op := range plan.Ops {
+		if op.Kind == OpSymlink && strings.HasPrefix(op.Value, "target/core/") {
+			out[path.Dir(op.Path)] = op.Value
+		}
+	}
+	return out
 }
