@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Observe reads the LIO tree under f into a State. A missing target
@@ -32,6 +33,11 @@ func Observe(f FS) (State, error) {
 	return st, nil
 }
 
+// observeWorkers bounds the storage objects read at once: each is some
+// 60 configfs files, a few milliseconds apiece under an emulated CPU, and
+// a full read of 64 disks took 20 s one by one.
+const observeWorkers = 8
+
 func observeCore(f FS, st *State) error {
 	hbas, _, _, err := f.entries(coreDir)
 	if err != nil {
@@ -40,6 +46,11 @@ func observeCore(f FS, st *State) error {
 		}
 		return err
 	}
+	type soRef struct {
+		plugin Plugin
+		path   string
+	}
+	var refs []soRef
 	for _, h := range hbas {
 		m := hbaRe.FindStringSubmatch(h)
 		if m == nil || h == "alua" {
@@ -51,12 +62,31 @@ func observeCore(f FS, st *State) error {
 			return err
 		}
 		for _, name := range sos {
-			so, err := cached(f, coreDir+"/"+h+"/"+name, func(p string) (StorageObject, error) { return observeSO(f, Plugin(m[1]), p) })
-			if err != nil {
-				return err
-			}
-			st.StorageObjects = append(st.StorageObjects, so)
+			refs = append(refs, soRef{Plugin(m[1]), coreDir + "/" + h + "/" + name})
 		}
+	}
+	out := make([]StorageObject, len(refs))
+	errs := make([]error, len(refs))
+	next := make(chan int, len(refs))
+	for i := range refs {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(observeWorkers, len(refs)) {
+		wg.Go(func() {
+			for i := range next {
+				r := refs[i]
+				out[i], errs[i] = cached(f, r.path, func(p string) (StorageObject, error) { return observeSO(f, r.plugin, p) })
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return err
+		}
+		st.StorageObjects = append(st.StorageObjects, out[i])
 	}
 	return nil
 }
