@@ -19,11 +19,14 @@ func related(a, b string) bool {
 // dependent says whether op b, later in a plan than a, must wait for it,
 // by what LIO needs rather than by how Apply groups: an object and what is
 // inside it or links to it, two storage objects of one name, every backstore
-// op after a fabric op (LUNs go before the objects they use do), and a
+// op but a removal after a fabric op, the removal of a storage object (or
+// its ALUA group, or HBA) after the ops on the LUNs linked to it, and a
 // LUN's link to a storage object or its ALUA group after every op of that
 // object's. links maps a LUN directory to the storage object the plan links
-// it to; a LUN's ALUA group write without one depends on every backstore op.
-func dependent(a, b Op, links map[string]string) bool {
+// it to, was the one LIO linked it to before; a LUN's ALUA group write
+// without one depends on every backstore op, and a removal on every op of
+// a LUN without one.
+func dependent(a, b Op, links, was map[string]string) bool {
 	area := func(o Op) string {
 		p := strings.SplitN(o.Path, "/", 3)
 		if len(p) < 2 {
@@ -32,6 +35,15 @@ func dependent(a, b Op, links map[string]string) bool {
 		return p[1]
 	}
 	if area(a) != area(b) {
+		if area(b) == "core" && b.Kind == OpRmdir && area(a) == "iscsi" {
+			lun := lunDirOf(a.Path)
+			if lun == "" {
+				return false
+			}
+			so, ok := was[lun]
+			pb := strings.Split(b.Path, "/")
+			return !ok || related(strings.Join(pb[:min(4, len(pb))], "/"), so) || (len(pb) == 3 && strings.HasPrefix(so, b.Path+"/"))
+		}
 		if area(b) == "core" {
 			return true
 		}
@@ -65,10 +77,11 @@ func dependent(a, b Op, links map[string]string) bool {
 // teardown with 8 workers (each op yields the processor as it starts, so
 // independent ops interleave): no op starts before an op it depends on
 // has ended, some ops did run at the same time, fabric ops did run while
-// storage objects were being made, and the tree equals the one a serial
-// apply builds.
+// storage objects were being made, a teardown removed storage objects
+// while LUNs of others were still going, and the tree equals the one a
+// serial apply builds.
 func TestApplyConcurrentOrder(t *testing.T) {
-	overlapped, crossed := false, false
+	overlapped, crossed, early := false, false, false
 	for _, c := range goldenCases {
 		t.Run(c.name, func(t *testing.T) {
 			conc, serial := newEmu(t), newEmu(t)
@@ -87,7 +100,8 @@ func TestApplyConcurrentOrder(t *testing.T) {
 				break
 			}
 			for i, want := range []State{st, mustBuild(t, changed), st.ForTeardown()} {
-				plan := NewPlan(mustObserve(t, conc), want)
+				obs := mustObserve(t, conc)
+				plan := NewPlan(obs, want)
 				var mu sync.Mutex
 				seq, running, runningCore := 0, 0, 0
 				start, end := make([]int, len(plan.Ops)), make([]int, len(plan.Ops))
@@ -122,12 +136,15 @@ func TestApplyConcurrentOrder(t *testing.T) {
 				if err != nil {
 					t.Fatalf("step %d: %v", i, err)
 				}
-				checkTimings(t, plan, res)
-				links := linksOf(plan)
+				checkTimings(t, obs, plan, res)
+				links, was := linksOf(plan), linksOfState(obs)
 				for a := range plan.Ops {
 					for b := a + 1; b < len(plan.Ops); b++ {
-						if dependent(plan.Ops[a], plan.Ops[b], links) && start[b] < end[a] {
+						if dependent(plan.Ops[a], plan.Ops[b], links, was) && start[b] < end[a] {
 							t.Fatalf("step %d: %s started before %s ended", i, plan.Ops[b], plan.Ops[a])
+						}
+						if i == 2 && lunDirOf(plan.Ops[a].Path) != "" && strings.HasPrefix(plan.Ops[b].Path, "target/core/") && start[b] < end[a] {
+							early = true
 						}
 					}
 				}
@@ -150,12 +167,15 @@ func TestApplyConcurrentOrder(t *testing.T) {
 	if !crossed {
 		t.Error("no fabric operation ever ran while a storage object's did")
 	}
+	if !early {
+		t.Error("no teardown ever removed a storage object before the last LUN had gone")
+	}
 }
 
 // checkTimings: every op that ran has one timing, in plan order, and an op
 // that depends on another started after that one's measured end (1 µs of
-// rounding aside).
-func checkTimings(t *testing.T, plan Plan, res Result) {
+// rounding aside); obs is what the plan was made from.
+func checkTimings(t *testing.T, obs State, plan Plan, res Result) {
 	t.Helper()
 	if got, want := len(res.Timings), len(res.Done)+len(res.Failed); got != want {
 		t.Fatalf("%d timings for %d ops that ran", got, want)
@@ -170,12 +190,12 @@ func checkTimings(t *testing.T, plan Plan, res Result) {
 		}
 		at[tm.Index] = tm
 	}
-	links := linksOf(plan)
+	links, was := linksOf(plan), linksOfState(obs)
 	for a := range plan.Ops {
 		for b := a + 1; b < len(plan.Ops); b++ {
 			ta, okA := at[a]
 			tb, okB := at[b]
-			if okA && okB && dependent(plan.Ops[a], plan.Ops[b], links) && tb.StartUS+1 < ta.StartUS+ta.DurUS {
+			if okA && okB && dependent(plan.Ops[a], plan.Ops[b], links, was) && tb.StartUS+1 < ta.StartUS+ta.DurUS {
 				t.Fatalf("%s timed at %d µs, before %s ended at %d µs", plan.Ops[b], tb.StartUS, plan.Ops[a], ta.StartUS+ta.DurUS)
 			}
 		}
@@ -184,6 +204,31 @@ func checkTimings(t *testing.T, plan Plan, res Result) {
 
 // linksOf maps each LUN directory the plan links to a storage object to
 // that object's path.
+// lunDirOf is the TPG LUN directory p is in, or "".
+func lunDirOf(p string) string {
+	parts := strings.Split(p, "/")
+	if len(parts) >= 6 && parts[1] == "iscsi" && parts[4] == "lun" {
+		return strings.Join(parts[:6], "/")
+	}
+	return ""
+}
+
+// linksOfState maps every LUN directory of st to the storage object it
+// links to.
+func linksOfState(st State) map[string]string {
+	out := map[string]string{}
+	for _, t := range st.Targets {
+		for _, tpg := range t.TPGs {
+			for _, l := range tpg.LUNs {
+				if l.Link != "" {
+					out[lunPath(tpgPath(t.IQN, tpg.Tag), l.Index)] = l.Link
+				}
+			}
+		}
+	}
+	return out
+}
+
 func linksOf(plan Plan) map[string]string {
 	out := map[string]string{}
 	for _, op := range plan.Ops {
