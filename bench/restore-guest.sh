@@ -47,6 +47,10 @@ run warm || rc=1
 # a teardown dry run observes and plans like the warm run but reads no image sizes:
 # the difference is what the 256 librbd image opens cost
 run teardown-dry --teardown --dry-run || rc=1
+# tcmu-runner re-reads tcmu.conf when it changes: at debug level it logs each netlink
+# command as it takes it ("cmd 2" is a device removal), which shows whether it closes
+# devices one at a time
+[[ -f /etc/tcmu/tcmu.conf ]] && echo "log_level = 4" >/etc/tcmu/tcmu.conf
 phase teardown
 run teardown --teardown || rc=1
 left=$(find /sys/kernel/config/target/iscsi -maxdepth 1 -mindepth 1 -type d ! -name discovery_auth | wc -l)
