@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -138,11 +139,17 @@ func TestApplyConcurrent32(t *testing.T) {
 			if _, err := ini.discover(t, localIP); err != nil {
 				t.Fatal(err)
 			}
-			if err := ini.login(t, concIQN, localIP); err != nil {
-				t.Fatal(err)
-			}
+			// not ini.login: right after 32 tcmu opens on a loaded host the
+			// login took longer than iscsiadm's 60 s there
 			t.Cleanup(func() { _, _ = iscsiadm(t, "-m", "node", "-T", concIQN, "-p", localIP, "-I", ini.iface, "--logout") })
-			ini.disks(t, concIQN, 4)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			t1 := time.Now()
+			out, err := exec.CommandContext(ctx, "iscsiadm", "-m", "node", "-T", concIQN, "-p", localIP, "-I", ini.iface, "--login").CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Fatalf("login: %v: %s", err, out)
+			}
+			step(t, start, "workers=%d: %s logged in after %.1fs", workers, ini.name, time.Since(t1).Seconds())
 			if n, err := lio.TargetSessions(f, concIQN); n != 1 || err != nil {
 				t.Fatalf("sessions of %s before the teardown: %d, %v; want 1", concIQN, n, err)
 			}
