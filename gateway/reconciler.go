@@ -359,7 +359,12 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	r.smu.Unlock()
 	r.resync = false
 	t = time.Now()
-	observed, err := lio.Observe(r.mfs)
+	observe := lio.Observe
+	if mode.Teardown {
+		// a teardown needs names and links, not the values
+		observe = lio.ObserveLayout
+	}
+	observed, err := observe(r.mfs)
 	rep.Took.Observe = time.Since(t)
 	if err != nil {
 		r.resync = true
