@@ -18,6 +18,10 @@
 # (upstream-serving), and from SIGTERM to its exit (upstream-teardown). The object is then
 # gateway.conf, the one upstream's config watcher polls.
 #
+# BENCH_DAEMON=1 (default: BENCH_UPSTREAM) times our `ceph-iscsi api` the same way
+# (daemon-restored, daemon-serving, daemon-teardown) after the restore runs; its debug log
+# (daemon-api.log in the artefacts) has the stages of its start-up and teardown.
+#
 # env: BENCH_DISKS, BENCH_CLIENTS, BENCH_LUNS_PER_CLIENT; CEPH_ISCSI_VM_OUT keeps the
 # artefacts (reports, guest log); CEPH_ISCSI_VM_MEM (default 4096M) and the other
 # vm/run.sh settings.
@@ -29,6 +33,7 @@ source "$HERE/seed-cluster.sh"
 
 DISKS=${BENCH_DISKS:-256} CLIENTS=${BENCH_CLIENTS:-64} LPC=${BENCH_LUNS_PER_CLIENT:-4}
 GW=gw1.bench OBJ=bench-restore.conf UPSTREAM=${BENCH_UPSTREAM:-0} UPROOT=
+DAEMON=${BENCH_DAEMON:-$UPSTREAM}
 if [[ $UPSTREAM == 1 ]]; then
   OBJ=gateway.conf
   UPROOT=$("$ROOT/dist/dev/upstream.sh")/root
@@ -48,14 +53,23 @@ export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-4096M}
 # four restores of 256 disks take 3-8 min under TCG, depending on the host's load
 export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-$((UPSTREAM == 1 ? 2700 : 1500))}
 vm_tcmu
-VMENV="VMTEST_TCMU=$VMTCMU BENCH_TCMU=$TCMU BENCH_RESTORE_BIN=/vm-out/ceph-iscsi BENCH_GATEWAY=$GW BENCH_OBJECT=$OBJ BENCH_DISKS=$DISKS BENCH_UPSTREAM=$UPSTREAM BENCH_UPSTREAM_ROOT=$UPROOT"
-vm_run restore-guest.sh '^\[guest|^(cold|warm|teardown|upstream-[a-z]*) |storage objects|targets left' "$VMENV"
+VMENV="VMTEST_TCMU=$VMTCMU BENCH_TCMU=$TCMU BENCH_RESTORE_BIN=/vm-out/ceph-iscsi BENCH_GATEWAY=$GW BENCH_OBJECT=$OBJ BENCH_DISKS=$DISKS BENCH_UPSTREAM=$UPSTREAM BENCH_DAEMON=$DAEMON BENCH_UPSTREAM_ROOT=$UPROOT"
+# the host's load during the run, to set against the guest's "phase NAME at HH:MM:SS"
+# lines: under TCG the host's load reaches the guest directly
+(while :; do echo "$(date +%T) $(cut -d' ' -f1-3 /proc/loadavg)"; sleep 15; done) >"$OUT/host-load.txt" &
+SAMPLER=$!
+vm_run restore-guest.sh '^\[guest|^(cold|warm|teardown|upstream-[a-z]*|daemon-[a-z]*) |^phase |storage objects|targets left' "$VMENV"
+kill "$SAMPLER"
 log "guest rc=$rc"
 log "host load after the run: $(uptime)"
 
 echo "== restore benchmark (real kernel 6.1 under qemu TCG, user:rbd backstores, tcmu-runner: $TCMU)"
 echo "wall time (s), exit code:"
 awk '{printf "  %-13s %7s s  exit %s\n", $1, $3, $2}' "$OUT/restore-times.txt" 2>/dev/null || true
+echo "host load (1, 5, 15 min) at each phase's start (guest clock):"
+grep '^phase ' "$OUT/vm.log" | while read -r _ name _ at _; do
+  printf '  %-20s %s  host %s\n' "$name" "$at" "$(awk -v t="$at" '$1 <= t {l = $2 " " $3 " " $4} END {print l}' "$OUT/host-load.txt")"
+done
 reports=()
 for n in cold warm teardown-dry teardown; do [[ -s $OUT/restore-$n.json ]] && reports+=("$OUT/restore-$n.json"); done
 "$OUT/restore-layout" analyze "${LAYOUT[@]}" "${reports[@]}"

@@ -128,7 +128,7 @@ type Reconciler struct {
 	// plans against model and reads back only what it changed. mfs reads
 	// through it. resync (under mu) makes the next run forget it and
 	// re-read the whole tree: at start-up, after a failed operation, on
-	// Resync (SIGHUP, the drift check) and before a teardown.
+	// Resync (SIGHUP, the drift check) and after a teardown from it failed.
 	model  *lio.Model
 	mfs    lio.FS
 	resync bool
@@ -347,7 +347,7 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 		}
 		objErrs, other = nil, nil
 	}
-	full := r.resync || mode.Teardown
+	full := r.resync
 	if full {
 		r.model.Forget()
 	}
@@ -359,7 +359,12 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	r.smu.Unlock()
 	r.resync = false
 	t = time.Now()
-	observed, err := lio.Observe(r.mfs)
+	observe := lio.Observe
+	if mode.Teardown {
+		// a teardown needs names and links, not the values
+		observe = lio.ObserveLayout
+	}
+	observed, err := observe(r.mfs)
 	rep.Took.Observe = time.Since(t)
 	if err != nil {
 		r.resync = true
@@ -885,12 +890,21 @@ func lioContent(doc *config.Doc) []byte {
 	return out
 }
 
-// Teardown removes this gateway's LIO objects (spec 6.6).
+// Teardown removes this gateway's LIO objects (spec 6.6). It plans from
+// what this Reconciler knows LIO holds, as any reconcile does; a teardown
+// that fails from there (something was added under an object behind the
+// daemon's back, and its removal is refused) reads the whole tree and runs
+// again, once.
 func (r *Reconciler) Teardown(ctx context.Context, doc *config.Doc) (Report, error) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.applied = nil
-	r.mu.Unlock()
-	return r.Run(ctx, doc, Mode{Teardown: true})
+	rep, err := r.runLocked(ctx, doc, Mode{Teardown: true})
+	if err != nil && !rep.FullObserve && r.resync && ctx.Err() == nil {
+		r.log.Warn("teardown from the remembered LIO state failed; reading the whole tree and trying again", "err", err)
+		rep, err = r.runLocked(ctx, doc, Mode{Teardown: true})
+	}
+	return rep, err
 }
 
 // Sessions counts the iSCSI sessions of a target on this gateway

@@ -603,6 +603,63 @@ func TestTeardownWithoutConfig(t *testing.T) {
 	}
 }
 
+// TestTeardownFromModel: a teardown after a successful reconcile plans from
+// what the Reconciler remembers instead of re-reading LIO, and leaves none
+// of its objects; when LIO holds something it never saw inside one of them
+// (a LUN made behind its back, which keeps the TPG from going), the
+// teardown reads the whole tree and still removes everything it manages,
+// and an object of no managed target stays.
+func TestTeardownFromModel(t *testing.T) {
+	for _, behind := range []bool{false, true} {
+		t.Run(fmt.Sprintf("behind=%v", behind), func(t *testing.T) {
+			fx := newFixture(t)
+			r := fx.reconciler(gw1, addr1)
+			doc := fx.doc(lio.BackstoreUserRBD)
+			if err := r.Reconcile(t.Context(), doc); err != nil {
+				t.Fatal(err)
+			}
+			// an in-sync run reads back what the first one made: the
+			// Reconciler now remembers every listing
+			if rep, err := r.Run(t.Context(), doc, Mode{}); err != nil || !rep.InSync || rep.FullObserve {
+				t.Fatalf("second run: in sync %v, full observe %v, %v", rep.InSync, rep.FullObserve, err)
+			}
+			foreign := "target/iscsi/iqn.2003-01.com.example:other"
+			if err := os.MkdirAll(filepath.Join(fx.fs.Root(), foreign), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if behind {
+				stray := "target/iscsi/" + targetIQN + "/tpgt_1/lun/lun_9"
+				if err := os.MkdirAll(filepath.Join(fx.fs.Root(), stray), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := r.Counters()
+			rep, err := r.Teardown(t.Context(), doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := r.Counters()
+			wantFull := int64(0)
+			if behind {
+				wantFull = 1
+			}
+			if full := c.FullObserves - before.FullObserves; full != wantFull {
+				t.Errorf("%d full reads of LIO in the teardown, want %d", full, wantFull)
+			}
+			if rep.FullObserve != behind {
+				t.Errorf("report: full observe %v, want %v", rep.FullObserve, behind)
+			}
+			st, err := lio.Observe(fx.fs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.StorageObjects) != 0 || len(st.HBAs) != 0 || len(st.Targets) != 1 || st.Targets[0].IQN != "iqn.2003-01.com.example:other" {
+				t.Fatalf("after teardown: %+v", st)
+			}
+		})
+	}
+}
+
 // A cold start reads the sizes of a target's disks concurrently, once each,
 // prefetchWorkers at a time: each read blocks until that many are in flight,
 // so a prefetch that reads one at a time (or with fewer workers) never gets

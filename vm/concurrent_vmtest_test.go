@@ -4,11 +4,16 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,7 +93,11 @@ func concurrentSpec(t *testing.T, start time.Time) lio.Spec {
 // (storage objects, their enables and tcmu opens, LUNs and ACLs in
 // parallel), tearing down in between the same two ways: both builds reach
 // the fixed point and leave the same tree (but for statistics and the
-// creation order in ALUA member lists), and both teardowns leave nothing.
+// creation order in ALUA member lists), and both teardowns leave nothing
+// of theirs. The concurrent pass plans through a lio.Model, as the daemon
+// does, and tears down with a CHAP initiator logged in and foreign objects
+// (a fileio storage object in its own HBA, a target) in LIO: the session
+// is gone afterwards and the foreign objects are still there.
 func TestApplyConcurrent32(t *testing.T) {
 	start := time.Now()
 	f := realFS(t)
@@ -96,8 +105,15 @@ func TestApplyConcurrent32(t *testing.T) {
 	st := build(t, spec)
 	t.Cleanup(func() { teardown(t, f, st) })
 
+	before := lioObjects(t)
 	trees := map[int]tree{}
 	for _, workers := range []int{1, lio.DefaultApplyWorkers} {
+		f := f
+		if workers > 1 {
+			// as the daemon does: plan against what this process knows LIO
+			// holds, reading back only what it changed
+			f = f.WithModel(lio.NewModel())
+		}
 		plan := lio.NewPlan(observe(t, f), st)
 		t0 := time.Now()
 		res, err := lio.ApplyWith(context.Background(), f, plan, lio.ApplyOptions{Workers: workers})
@@ -111,6 +127,35 @@ func TestApplyConcurrent32(t *testing.T) {
 		trees[workers] = dumpTree(t)
 		trees[workers].write(t, filepath.Join(os.Getenv("VM_OUT"), fmt.Sprintf("concurrent-%d-configfs.txt", workers)))
 
+		var foreign []string
+		var ini *initiator
+		if workers > 1 {
+			// The concurrent teardown meets what a gateway meets: an
+			// initiator logged in, and objects of someone else's, made
+			// behind the model's back, which must stay.
+			foreign = foreignObjects(t)
+			ini = &initiator{name: "iqn.1994-05.com.example:conc0", iface: "conc", auth: chap{"concuser0", "Concurrent-Pass-1", "", ""}}
+			ini.configure(t)
+			if _, err := ini.discover(t, localIP); err != nil {
+				t.Fatal(err)
+			}
+			// not ini.login: right after 32 tcmu opens on a loaded host the
+			// login took longer than iscsiadm's 60 s there
+			t.Cleanup(func() { _, _ = iscsiadm(t, "-m", "node", "-T", concIQN, "-p", localIP, "-I", ini.iface, "--logout") })
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			t1 := time.Now()
+			out, err := exec.CommandContext(ctx, "iscsiadm", "-m", "node", "-T", concIQN, "-p", localIP, "-I", ini.iface, "--login").CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Fatalf("login: %v: %s", err, out)
+			}
+			step(t, start, "workers=%d: %s logged in after %.1fs", workers, ini.name, time.Since(t1).Seconds())
+			if n, err := lio.TargetSessions(f, concIQN); n != 1 || err != nil {
+				t.Fatalf("sessions of %s before the teardown: %d, %v; want 1", concIQN, n, err)
+			}
+			step(t, start, "workers=%d: %s logged in, foreign objects %v", workers, ini.name, foreign)
+		}
+
 		down := st.ForTeardown()
 		plan = lio.NewPlan(observe(t, f), down)
 		t0 = time.Now()
@@ -118,11 +163,16 @@ func TestApplyConcurrent32(t *testing.T) {
 			t.Fatalf("workers=%d teardown: %v\nfailed: %v", workers, err, res.Failed)
 		}
 		step(t, start, "workers=%d: torn down with %d operations in %.2fs", workers, len(plan.Ops), time.Since(t0).Seconds())
-		if again := lio.NewPlan(observe(t, f), down); !again.Empty() {
+		if again := lio.NewPlan(observe(t, f.Live()), down); !again.Empty() {
 			t.Fatalf("workers=%d: teardown not at the fixed point:\n%s", workers, again)
 		}
-		if left := observe(t, f); len(left.Targets) != 0 {
-			t.Fatalf("workers=%d: targets left: %+v", workers, left.Targets)
+		want := slices.Sorted(slices.Values(append(slices.Clone(before), foreign...)))
+		if left := lioObjects(t); !slices.Equal(left, want) {
+			t.Fatalf("workers=%d: LIO after the teardown %v, want %v (what was there before and the foreign objects)", workers, left, want)
+		}
+		if ini != nil {
+			waitSessionGone(t, concIQN)
+			step(t, start, "workers=%d: the initiator's session is gone, the foreign objects stayed", workers)
 		}
 	}
 	serial, conc := trees[1], trees[lio.DefaultApplyWorkers]
@@ -145,4 +195,68 @@ func TestApplyConcurrent32(t *testing.T) {
 		t.Errorf("only %d links and %d values compared", len(serial.links), compared)
 	}
 	step(t, start, "trees equal: %d dirs, %d links, %d values compared", len(serial.dirs), len(serial.links), compared)
+}
+
+const (
+	foreignSO     = "core/fileio_4242/vmtest-foreign"
+	foreignTarget = "iscsi/iqn.2003-01.com.example.vmtest:foreign"
+	foreignFile   = "/run/vmtest-foreign.img"
+)
+
+// foreignObjects makes, by hand as another tool would, a fileio storage
+// object in its own HBA and a target with a TPG, none of them in any spec
+// of the test, and returns them as lioObjects names them. They go at the
+// end of the test.
+func foreignObjects(t *testing.T) []string {
+	t.Helper()
+	t.Cleanup(func() { removeForeign(t) })
+	if err := os.WriteFile(foreignFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	so := filepath.Join(targetDir, foreignSO)
+	for _, d := range []string{filepath.Dir(so), so, filepath.Join(targetDir, foreignTarget), filepath.Join(targetDir, foreignTarget, "tpgt_1")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, w := range [][2]string{{"control", "fd_dev_name=" + foreignFile + ",fd_dev_size=1048576"}, {"enable", "1"}} {
+		if err := os.WriteFile(filepath.Join(so, w[0]), []byte(w[1]), 0o644); err != nil {
+			t.Fatalf("%s/%s: %v", so, w[0], err)
+		}
+	}
+	return []string{filepath.Dir(foreignSO), foreignSO, foreignTarget}
+}
+
+func removeForeign(t *testing.T) {
+	t.Helper()
+	for _, d := range []string{foreignTarget + "/tpgt_1", foreignTarget, foreignSO, filepath.Dir(foreignSO)} {
+		if err := os.Remove(filepath.Join(targetDir, d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("remove foreign %s: %v", d, err)
+		}
+	}
+	_ = os.Remove(foreignFile)
+}
+
+// waitSessionGone waits until the initiator holds no logged-in session to
+// iqn: the teardown disabled its TPG, and open-iscsi learns it when the
+// connection drops.
+func waitSessionGone(t *testing.T, iqn string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		live := ""
+		ss, _ := filepath.Glob("/sys/class/iscsi_session/session*")
+		for _, s := range ss {
+			if strings.TrimSpace(readOr(s+"/targetname")) == iqn && strings.TrimSpace(readOr(s+"/state")) == "LOGGED_IN" {
+				live = s
+			}
+		}
+		if live == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still LOGGED_IN to %s 60s after the teardown", live, iqn)
+		}
+		time.Sleep(200 * time.Millisecond) // polling the initiator's view, not ordering events
+	}
 }

@@ -230,8 +230,43 @@ func kind(o op) string {
 			return "enable storage object"
 		}
 		return "enable TPG"
+	case "mkdir", "rmdir", "unlink", "symlink", "disable":
+		return o.Op + " " + object(o.Path)
 	}
 	return o.Op
+}
+
+// object names what kind of LIO object a path is (or is in), so that the
+// removal of a storage object is told from that of an ACL.
+func object(p string) string {
+	parts := strings.Split(p, "/")
+	switch {
+	case len(parts) >= 2 && parts[1] == "core":
+		switch {
+		case len(parts) == 3:
+			return "HBA"
+		case len(parts) >= 6 && parts[4] == "alua":
+			return "ALUA group"
+		case len(parts) == 4:
+			return "storage object"
+		}
+	case len(parts) >= 2 && parts[1] == "iscsi":
+		switch {
+		case len(parts) == 3:
+			return "target"
+		case len(parts) == 4:
+			return "TPG"
+		case len(parts) >= 6 && parts[4] == "lun":
+			return "LUN"
+		case len(parts) >= 6 && parts[4] == "np":
+			return "portal"
+		case len(parts) == 6 && parts[4] == "acls":
+			return "ACL"
+		case len(parts) >= 7 && parts[4] == "acls":
+			return "mapped LUN"
+		}
+	}
+	return "other"
 }
 
 func analyze(l layout, files []string) error {
