@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"ceph-iscsi/config"
 	"ceph-iscsi/rados"
 )
 
@@ -25,6 +26,10 @@ type stageTimes struct {
 
 	mu     sync.Mutex
 	stages []stageTime
+	// change is the time of the request's own change within the commit's
+	// "mutation" step not yet reported: the rest of that step is the
+	// check of what this gateway's LIO can take.
+	change time.Duration
 }
 
 type stageTime struct {
@@ -39,7 +44,38 @@ type stageKey struct{}
 func withStages(ctx context.Context) (context.Context, *stageTimes) {
 	st := &stageTimes{start: time.Now()}
 	ctx = context.WithValue(ctx, stageKey{}, st)
-	return rados.WithStageTimer(ctx, st.add), st
+	return rados.WithStageTimer(ctx, st.storeStage), st
+}
+
+// storeStage records a step of a Store call; the commit's "mutation" is
+// split into the change itself ("change", timed by timedChange) and the
+// LIO check around it ("lio-check").
+func (st *stageTimes) storeStage(name string, d time.Duration) {
+	if name != "mutation" {
+		st.add(name, d)
+		return
+	}
+	st.mu.Lock()
+	change := st.change
+	st.change = 0
+	st.mu.Unlock()
+	st.add("change", change)
+	st.add("lio-check", d-change)
+}
+
+// timedChange is m, its time noted for the next "mutation" step.
+func (st *stageTimes) timedChange(m rados.Mutation) rados.Mutation {
+	if st == nil {
+		return m
+	}
+	return func(d *config.Doc) error {
+		t0 := time.Now()
+		err := m(d)
+		st.mu.Lock()
+		st.change += time.Since(t0)
+		st.mu.Unlock()
+		return err
+	}
 }
 
 // stagesOf is the recorder of ctx, or nil.
