@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -128,6 +129,7 @@ func (s *server) addTargetLun(c echo.Context, doc *config.Doc, tIQN, disk string
 // can be read in the same image open (imageSizer), the LocalLIO gets it:
 // the LUN's storage object needs it right after.
 func (s *server) requireImage(ctx context.Context, disk string) error {
+	defer stagesOf(ctx).since("image", time.Now())
 	pool, image, _ := strings.Cut(disk, "/")
 	exists := false
 	if sz, ok := s.Images.(imageSizer); ok {
