@@ -109,21 +109,6 @@ func (st *stageTimes) since(name string, t0 time.Time) time.Time {
 	return now
 }
 
-// get is the time recorded under name so far.
-func (st *stageTimes) get(name string) time.Duration {
-	if st == nil {
-		return 0
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	for _, s := range st.stages {
-		if s.name == name {
-			return s.d
-		}
-	}
-	return 0
-}
-
 // header is the Server-Timing value: each stage in the order it first ran,
 // then "total", the time since the request reached the API; durations in
 // milliseconds.
