@@ -237,8 +237,9 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 		})
 	}
 	why := make([]string, len(p.after))
+	var peersWG sync.WaitGroup
 	for i, gw := range p.after {
-		wg.Go(func() {
+		peersWG.Go(func() {
 			_, w, err := remote(ctx, gw)
 			if err != nil {
 				w = err.Error()
@@ -246,10 +247,13 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 			why[i] = w
 		})
 	}
-	wg.Wait()
 	if len(p.after) > 0 {
-		st.since("peers-after", t)
+		wg.Go(func() {
+			peersWG.Wait()
+			st.since("peers-after", t)
+		})
 	}
+	wg.Wait()
 	var pending []string
 	if localErr != nil {
 		s.Logger.Error("committed change not applied to local LIO (the daemon retries)", "endpoint", p.endpoint, "err", localErr)
