@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -50,6 +51,12 @@ func TestCommittedChangeAppliedHereAndOnPeersAtOnce(t *testing.T) {
 	})
 	rec := cl.nodes[gw1].env.do(t, "PUT", "/api/client/"+tIQN+"/"+cIQN, nil)
 	expect(t, rec, 200, "client create/update successful")
+	stages := serverTimingStages(t, rec.Header().Get("Server-Timing"))
+	for _, want := range []string{"peers-ready", "local-apply", "peers-after", "total"} {
+		if !slices.Contains(stages, want) {
+			t.Errorf("Server-Timing stages %q lack %q", stages, want)
+		}
+	}
 	for _, gw := range []string{gw1, gw2} {
 		lio := lios[gw].fakeLIO
 		lio.mu.Lock()
