@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"runtime"
 	"testing"
 
 	"ceph-iscsi/config"
@@ -27,6 +28,22 @@ func BenchmarkGetConfig(b *testing.B) {
 				b.Fatalf("%d %s", rec.Code, rec.Body)
 			}
 		}
+	})
+	// 4 clients at once, as bench/api-vm.sh's load: they share version
+	// checks. cpu-ms/op is the whole process's CPU (librados' threads
+	// included) per request, which a TCG guest turns into latency.
+	b.Run("parallel4", func(b *testing.B) {
+		b.SetParallelism(max(1, 4/runtime.GOMAXPROCS(0)))
+		c0 := processCPU()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if rec := env.do(b, http.MethodGet, "/api/config", nil); rec.Code != http.StatusOK {
+					b.Errorf("%d %s", rec.Code, rec.Body)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64((processCPU()-c0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 	})
 }
 

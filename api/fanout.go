@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -66,18 +67,29 @@ func (p *peers) call(ctx context.Context, method, gw, path string, vars map[stri
 
 // ready is upstream's target_ready pre-flight: every gateway must answer
 // _ping with 200, otherwise the summary names each one that did not.
+// The gateways are asked at once, and named in the order given.
 func (p *peers) ready(ctx context.Context, gws []string) (bool, string) {
+	verdict := make([]string, len(gws))
+	var wg sync.WaitGroup
+	for i, gw := range gws {
+		wg.Go(func() {
+			status, _, err := p.call(ctx, http.MethodGet, gw, "/api/_ping", nil)
+			switch {
+			case err != nil:
+				verdict[i] = gw + "(iscsi Unknown, API down)"
+			case status == http.StatusOK:
+			case status == http.StatusServiceUnavailable:
+				verdict[i] = gw + "(iscsi down, API up)"
+			default:
+				verdict[i] = gw + "(UNKNOWN state)"
+			}
+		})
+	}
+	wg.Wait()
 	var bad []string
-	for _, gw := range gws {
-		status, _, err := p.call(ctx, http.MethodGet, gw, "/api/_ping", nil)
-		switch {
-		case err != nil:
-			bad = append(bad, gw+"(iscsi Unknown, API down)")
-		case status == http.StatusOK:
-		case status == http.StatusServiceUnavailable:
-			bad = append(bad, gw+"(iscsi down, API up)")
-		default:
-			bad = append(bad, gw+"(UNKNOWN state)")
+	for _, v := range verdict {
+		if v != "" {
+			bad = append(bad, v)
 		}
 	}
 	return len(bad) == 0, strings.Join(bad, ",")
@@ -144,20 +156,14 @@ type plan struct {
 // not applied it yet (they converge from the configuration: a daemon that
 // is back restores from it, a running one retries).
 func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
-	// where a change's time goes, at debug level
-	var tReady, tBefore, tCommit, tLocal time.Time
-	t0 := time.Now()
-	defer func() {
-		if tLocal.IsZero() {
-			return
-		}
-		s.Logger.Debug("coordinated change timings", "endpoint", p.endpoint, "peers_ready", tReady.Sub(t0),
-			"peers_before", tBefore.Sub(tReady), "commit", tCommit.Sub(tBefore), "local_apply", tLocal.Sub(tCommit),
-			"peers_after", time.Since(tLocal))
-	}()
+	// where a change's time goes: the Server-Timing header, and the debug log
+	st := stagesOf(ctx)
+	t := time.Now()
 	all := append(append([]string{}, p.before...), p.after...)
 	ok, summary := s.peers.ready(ctx, all)
-	tReady = time.Now()
+	if len(all) > 0 {
+		t = st.since("peers-ready", t)
+	}
 	if !ok {
 		return "failed, gateway(s) unavailable:" + summary, http.StatusServiceUnavailable, nil
 	}
@@ -188,7 +194,6 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 		if status != http.StatusOK {
 			return status, remoteMessage(body), nil
 		}
-		applied = append(applied, gw)
 		return status, "", nil
 	}
 	for _, gw := range p.before {
@@ -199,8 +204,11 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 		if why != "" {
 			return fail(gw, status, why)
 		}
+		applied = append(applied, gw)
 	}
-	tBefore = time.Now()
+	if len(p.before) > 0 {
+		t = st.since("peers-before", t)
+	}
 	commit := p.commit
 	if commit == nil {
 		commit = func(ctx context.Context) (*config.Doc, error) { return s.commit(ctx, p.mutation) }
@@ -213,30 +221,52 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 		status, msg := s.classify(err)
 		return fail(s.Gateway, status, msg)
 	}
+	t = time.Now()
 
-	tCommit = time.Now()
-	// Committed: nothing below may undo or hide that.
+	// Committed: nothing below may undo or hide that. The local apply and
+	// the calls to the peers after it run at once (each gateway converges
+	// its own LIO from the committed document); the answer waits for all
+	// of them and names them in upstream's order.
 	ctx = context.WithoutCancel(ctx)
-	var pending []string
+	var localErr error
+	var wg sync.WaitGroup
 	if doc != nil {
-		if err := s.reconcile(ctx, doc); err != nil {
-			s.Logger.Error("committed change not applied to local LIO (the daemon retries)", "endpoint", p.endpoint, "err", err)
-			pending = append(pending, fmt.Sprintf("%s (%s - %v)", p.label, p.localFail, err))
-		} else {
-			applied = append(applied, p.label)
-		}
+		wg.Go(func() {
+			localErr = s.reconcile(ctx, doc)
+			st.since("local-apply", t)
+		})
+	}
+	why := make([]string, len(p.after))
+	var peersWG sync.WaitGroup
+	for i, gw := range p.after {
+		peersWG.Go(func() {
+			_, w, err := remote(ctx, gw)
+			if err != nil {
+				w = err.Error()
+			}
+			why[i] = w
+		})
+	}
+	if len(p.after) > 0 {
+		wg.Go(func() {
+			peersWG.Wait()
+			st.since("peers-after", t)
+		})
+	}
+	wg.Wait()
+	var pending []string
+	if localErr != nil {
+		s.Logger.Error("committed change not applied to local LIO (the daemon retries)", "endpoint", p.endpoint, "err", localErr)
+		pending = append(pending, fmt.Sprintf("%s (%s - %v)", p.label, p.localFail, localErr))
 	} else {
 		applied = append(applied, p.label)
 	}
-	tLocal = time.Now()
-	for _, gw := range p.after {
-		_, why, err := remote(ctx, gw)
-		if err != nil {
-			why = err.Error()
-		}
-		if why != "" {
-			s.Logger.Warn("committed change not applied on a peer yet; it converges from the configuration", "gateway", gw, "endpoint", p.endpoint, "reason", why)
-			pending = append(pending, fmt.Sprintf("%s (%s)", gw, why))
+	for i, gw := range p.after {
+		if why[i] != "" {
+			s.Logger.Warn("committed change not applied on a peer yet; it converges from the configuration", "gateway", gw, "endpoint", p.endpoint, "reason", why[i])
+			pending = append(pending, fmt.Sprintf("%s (%s)", gw, why[i]))
+		} else {
+			applied = append(applied, gw)
 		}
 	}
 	if len(pending) == 0 {

@@ -417,15 +417,8 @@ func (s *server) imageSized(pool, image string, size int64) {
 
 func (s *server) allocate(ctx context.Context, a allocation) (*config.Doc, error) {
 	id := diskID(a.pool, a.image)
-	// where an allocation's time goes, at debug level: the RBD work, then
-	// the commit
+	// the RBD work is a stage of the request's Server-Timing
 	t0 := time.Now()
-	var tRBD time.Time
-	defer func() {
-		if !tRBD.IsZero() {
-			s.Logger.Debug("disk allocation timings", "disk", id, "rbd", tRBD.Sub(t0), "commit", time.Since(tRBD))
-		}
-	}()
 	fail := func(err error) error {
 		return httpErr(http.StatusInternalServerError, "LUN allocation failure - %v", err)
 	}
@@ -467,7 +460,7 @@ func (s *server) allocate(ctx context.Context, a allocation) (*config.Doc, error
 		}
 		s.imageResized(a.pool, a.image)
 	}
-	tRBD = time.Now()
+	stagesOf(ctx).since("rbd", t0)
 	if a.resize {
 		return s.load(ctx)
 	}

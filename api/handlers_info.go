@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -215,9 +216,11 @@ func (bc *bodyCache) serve(c echo.Context, sn snapshotter) error {
 	}
 	bc.mu.Unlock()
 	if body == nil {
+		t0 := time.Now()
 		if body, err = configJSON(doc); err != nil {
 			return err
 		}
+		stagesOf(c.Request().Context()).since("encode", t0)
 		bc.mu.Lock()
 		if ver >= bc.ver {
 			bc.ver, bc.body = ver, body

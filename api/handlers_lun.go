@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -64,6 +65,14 @@ func (s *server) targetLun() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		var image func() error
+		if c.Request().Method == http.MethodPut {
+			f, err := params(c)
+			if err != nil {
+				return err
+			}
+			image = s.startImageCheck(c.Request().Context(), f.get("disk", pyNone))
+		}
 		f, doc, t, err := s.loadTarget(c, tIQN)
 		if err != nil {
 			return err
@@ -77,17 +86,18 @@ func (s *server) targetLun() echo.HandlerFunc {
 		}
 		disk := f.get("disk", pyNone)
 		if c.Request().Method == http.MethodPut {
-			return s.addTargetLun(c, doc, tIQN, disk, f, remote)
+			return s.addTargetLun(c, doc, tIQN, disk, f, remote, image)
 		}
 		return s.removeTargetLun(c, doc, tIQN, disk, remote)
 	}
 }
 
-func (s *server) addTargetLun(c echo.Context, doc *config.Doc, tIQN, disk string, f form, remote []string) error {
+// image is the image check startImageCheck started for disk.
+func (s *server) addTargetLun(c echo.Context, doc *config.Doc, tIQN, disk string, f form, remote []string, image func() error) error {
 	if err := doc.CheckTargetLunAdd(tIQN, disk, nil); err != nil {
 		return err
 	}
-	if err := s.requireImage(c.Request().Context(), disk); err != nil {
+	if err := image(); err != nil {
 		return err
 	}
 	lunID, err := lunIDField(f)
@@ -124,10 +134,27 @@ func (s *server) addTargetLun(c echo.Context, doc *config.Doc, tIQN, disk string
 	}, "Add target LUN mapping failed - ", "Target LUN mapping updated successfully")
 }
 
+// startImageCheck runs requireImage for disk in the background when its
+// pool and image are valid names (anything else is checked when waited
+// for, after the document's checks): the RBD look-up then overlaps the
+// document load. The returned function waits for its answer; a look-up for
+// a request the document's checks refuse is never waited for, and only
+// reads.
+func (s *server) startImageCheck(ctx context.Context, disk string) func() error {
+	pool, image, ok := strings.Cut(disk, "/")
+	if !ok || config.ValidateSafeName(pool) != nil || config.ValidateSafeName(image) != nil {
+		return func() error { return s.requireImage(ctx, disk) }
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.requireImage(ctx, disk) }()
+	return func() error { return <-done }
+}
+
 // requireImage refuses a disk whose image does not exist. Where the size
 // can be read in the same image open (imageSizer), the LocalLIO gets it:
 // the LUN's storage object needs it right after.
 func (s *server) requireImage(ctx context.Context, disk string) error {
+	defer stagesOf(ctx).since("image", time.Now())
 	pool, image, _ := strings.Cut(disk, "/")
 	exists := false
 	if sz, ok := s.Images.(imageSizer); ok {

@@ -20,7 +20,7 @@ var errNoChange = errors.New("no change")
 // commit writes m, unless the result cannot be applied to this gateway's
 // LIO (see checked), and returns the resulting document.
 func (s *server) commit(ctx context.Context, m rados.Mutation) (*config.Doc, error) {
-	doc, err := s.Store.Commit(ctx, s.checked(ctx, m))
+	doc, err := s.Store.Commit(ctx, s.checked(ctx, stagesOf(ctx).timedChange(m)))
 	if errors.Is(err, errNoChange) {
 		return s.load(ctx)
 	}

@@ -74,10 +74,11 @@ func (r *RBDImages) Exists(_ context.Context, pool, image string) (bool, error) 
 }
 
 // Size is pool/image's size in bytes; a missing image wraps
-// rbd.ErrImageNotFound. It is imageSizer: one image open, where Exists and
-// then the reconciler's own size read are two.
+// rbd.ErrImageNotFound. It is imageSizer: read from the pool's directory
+// and the image's header (two round trips, rbd.HeaderSize), where Exists
+// and then the reconciler's own size read are two image opens.
 func (r *RBDImages) Size(_ context.Context, pool, image string) (int64, error) {
-	return rbd.Size(r.Conn, pool, image)
+	return rbd.HeaderSize(r.Conn, pool, image)
 }
 
 // Create creates pool/image of size bytes.

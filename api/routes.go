@@ -97,7 +97,7 @@ func (s *server) routes(e *echo.Echo) {
 		} else {
 			h = notImplemented
 		}
-		mw := []echo.MiddlewareFunc{s.clientGone}
+		mw := []echo.MiddlewareFunc{s.serverTiming, s.clientGone}
 		switch rt.auth {
 		case authBasic:
 			mw = append(mw, s.basicAuth)

@@ -32,6 +32,7 @@ source "$HERE/seed-cluster.sh"
 
 DISKS=${BENCH_DISKS:-64} LPC=${BENCH_LUNS_PER_CLIENT:-4} GETS=${BENCH_GET_SECONDS:-20}
 AT=${BENCH_REPORT_AT:-16,$DISKS}
+((DISKS > 16)) || AT=${BENCH_REPORT_AT:-$DISKS} # one segment, not 1..16 and an empty 17..16
 LAYOUT=()
 vm_out ceph-iscsi-bench-api
 rm -f "$OUT"/replay-*.txt

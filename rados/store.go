@@ -91,6 +91,9 @@ type Store struct {
 	// reads counts the reads of the object's data, for tests: a commit
 	// after this store's own must not need one.
 	reads atomic.Int64
+	// stats counts the version checks (a stat each), for tests: a commit
+	// after this store's own needs none, its lock asserts the version.
+	stats atomic.Int64
 	// loaded is the last document read or committed and the object version it
 	// is: every API request checks the version (peers write the object behind
 	// our back), but while it is unchanged the object is neither read nor
@@ -252,7 +255,8 @@ func (s *Store) Load(ctx context.Context) (*config.Doc, error) {
 // Python gateway, a hand edit) changed the object is it read and parsed again. So a
 // gateway reads its own commits (the commit leaves its document here) and sees
 // anybody else's on the next call.
-func (s *Store) Snapshot(_ context.Context) (*config.Doc, uint64, error) {
+func (s *Store) Snapshot(ctx context.Context) (*config.Doc, uint64, error) {
+	clock := newStageClock(ctx)
 	io, err := s.ioctx()
 	if err != nil {
 		return nil, 0, err
@@ -262,9 +266,11 @@ func (s *Store) Snapshot(_ context.Context) (*config.Doc, uint64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	clock.mark("version")
 	if doc := s.cached(ver); doc != nil {
 		return doc, ver, nil
 	}
+	defer clock.mark("read")
 	raw, ver, err := s.read(io)
 	if err != nil {
 		return nil, 0, err
@@ -324,6 +330,7 @@ func (s *Store) sharedVersion(io *rados.IOContext) (uint64, error) {
 
 // version is the object's current version, from a stat: no data is read.
 func (s *Store) version(io *rados.IOContext) (uint64, error) {
+	s.stats.Add(1)
 	if _, err := io.Stat(s.opts.Object); err != nil {
 		if Errno(err) == errnoENOENT {
 			return 0, fmt.Errorf("stat %s: %w", s.Name(), ErrConfigNotFound)
@@ -392,15 +399,18 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 
+	clock := newStageClock(ctx)
 	io, err := s.ioctx()
 	if err != nil {
 		return nil, err
 	}
 	defer io.Destroy()
 
-	if err := s.lock(ctx, io); err != nil {
+	ver, known, err := s.lock(ctx, io)
+	if err != nil {
 		return nil, err
 	}
+	clock.mark("lock")
 	unlocked := false
 	defer func() {
 		if !unlocked {
@@ -413,13 +423,11 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		var doc *config.Doc
 		changed := false
 		var raw []byte
-		ver, err := s.version(io)
-		if err != nil {
-			return nil, err
-		}
-		if cur := s.cached(ver); cur != nil && !onlyIfNeeded {
-			// The write asserts ver, so the remembered document is the one
-			// the mutation must see; a stat replaces the read and the parse.
+		if cur := s.cached(ver); known && cur != nil && !onlyIfNeeded {
+			// The lock asserted the version of the remembered document and
+			// the write asserts the version the lock left, so the
+			// remembered document is the one the mutation must see: no stat,
+			// no read, no parse.
 			doc = cur.Clone()
 		} else if raw, ver, err = s.read(io); err != nil {
 			return nil, err
@@ -431,27 +439,30 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 				return nil, fmt.Errorf("%s: %w", s.Name(), err)
 			}
 		}
+		clock.mark("read")
 		if onlyIfNeeded && !changed {
 			return doc, nil
 		}
 		seed := len(raw) == 0 && mutate == nil
 		// Names an older gateway or a hand edit left behind stay committable
 		// (so the object can still be deleted); new ones must be valid.
-		known := doc.InvalidNames()
+		invalid := doc.InvalidNames()
 		if mutate != nil {
 			if err := mutate(doc); err != nil {
 				return nil, err
 			}
 		}
+		clock.mark("mutation")
 		if !seed {
 			// A fresh seed keeps epoch 0 and no "updated" stamp, as upstream's does.
 			doc.Epoch++
 			doc.Updated = config.Timestamp(s.opts.Now())
 		}
-		out, err := doc.ValidateAndMarshalSince(known)
+		out, err := doc.ValidateAndMarshalSince(invalid)
 		if err != nil {
 			return nil, fmt.Errorf("commit to %s refused, the result would be invalid: %w", s.Name(), err)
 		}
+		clock.mark("encode")
 
 		op := rados.CreateWriteOp()
 		op.AssertVersion(ver)
@@ -462,6 +473,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		op.Exec("lock", "unlock", unlockInput(LockName, LockCookie))
 		err = op.Operate(io, s.opts.Object, rados.OperationNoFlag)
 		op.Release()
+		clock.mark("write")
 		switch {
 		case err == nil:
 			unlocked = true
@@ -476,12 +488,13 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 			// than the lease (a loaded host, a slow cluster) and the lock
 			// expired. Nothing of the op applied; take the lock again and
 			// redo the commit on what is there now (a deleted object ends
-			// it at the stat).
+			// it at the read).
 			lostLeases++
 			s.log.Warn("config lock lease ran out during the commit; retrying", "lease", s.opts.Lease, "attempt", attempt)
-			if err := s.lock(ctx, io); err != nil {
+			var lerr error
+			if ver, known, lerr = s.lock(ctx, io); lerr != nil {
 				unlocked = true // nothing of ours left to release
-				return nil, err
+				return nil, lerr
 			}
 			continue
 		case Errno(err) == errnoERANGE || Errno(err) == errnoEOVERFLOW:
@@ -491,6 +504,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("commit to %s: %w", s.Name(), err)
 			}
+			known = false
 			continue
 		default:
 			return nil, fmt.Errorf("write %s: %w", s.Name(), err)
@@ -512,9 +526,10 @@ const maxLostLeases = 3
 // that follows: every commit would read and parse the whole object again. The
 // lock is therefore taken asserting the remembered version, in one operation;
 // when that holds, nothing but our lock changed the object, and the remembered
-// document is the object's at the version the lock left. When it does not, the
-// lock is taken plainly and the commit reads the object.
-func (s *Store) lock(ctx context.Context, io *rados.IOContext) error {
+// document is the object's at the version the lock left: lock returns that
+// version and known. When it does not, the lock is taken plainly and the commit
+// reads the object (known is false).
+func (s *Store) lock(ctx context.Context, io *rados.IOContext) (ver uint64, known bool, err error) {
 	s.loadedMu.Lock()
 	doc, ver := s.loaded, s.loadedVer
 	s.loadedMu.Unlock()
@@ -533,26 +548,27 @@ func (s *Store) lock(ctx context.Context, io *rados.IOContext) error {
 			if doc != nil {
 				if now, verr := io.GetLastVersion(); verr == nil {
 					s.remember(doc, now)
+					return now, true, nil
 				}
 			}
-			return nil
+			return 0, false, nil
 		case doc != nil && (e == errnoERANGE || e == errnoEOVERFLOW || e == errnoENOENT):
 			// the object moved since we last read or wrote it: lock plainly
 			doc = nil
 			continue
 		case e != errnoEBUSY && e != errnoEEXIST:
-			return fmt.Errorf("lock %s: %w", s.Name(), err)
+			return 0, false, fmt.Errorf("lock %s: %w", s.Name(), err)
 		}
 		// -EBUSY: another client holds it; wait for its unlock or its lease.
 		if time.Now().After(deadline) {
 			//lint:ignore ST1005 upstream's message, verbatim: operators and clients know it
-			return fmt.Errorf("Timed out (%ds) waiting for excl lock on %s object: %w",
+			return 0, false, fmt.Errorf("Timed out (%ds) waiting for excl lock on %s object: %w",
 				int(s.opts.LockWait.Seconds()), s.opts.Object, ErrLockTimeout)
 		}
 		sleep := backoff/2 + rand.N(backoff) // jitter, so waiters do not stampede
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("lock %s: %w", s.Name(), ctx.Err())
+			return 0, false, fmt.Errorf("lock %s: %w", s.Name(), ctx.Err())
 		case <-time.After(sleep):
 		}
 		backoff = min(backoff*2, 200*time.Millisecond)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -477,7 +478,7 @@ func helperHoldLock() error {
 	if err != nil {
 		return err
 	}
-	if err := s.lock(context.Background(), io); err != nil {
+	if _, _, err := s.lock(context.Background(), io); err != nil {
 		return err
 	}
 	fmt.Println("locked")
@@ -636,9 +637,10 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // TestCommitAfterOwnCommitReadsNothing: a commit that follows this store's
-// own needs no read of the object (the lock, which moves the object's
-// version, asserts the version the store remembers), while a change by
-// anybody else since, even only their lock, is read and kept.
+// own needs no read of the object and no stat (the lock, which moves the
+// object's version, asserts the version the store remembers: two round
+// trips, the lock and the write), while a change by anybody else since,
+// even only their lock, is read and kept.
 func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
 	conn := connect(t)
 	ctx := context.Background()
@@ -649,7 +651,7 @@ func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
 	if _, err := s.Commit(ctx, addTarget(testTarget)); err != nil {
 		t.Fatal(err)
 	}
-	before := s.reads.Load()
+	before, statsBefore := s.reads.Load(), s.stats.Load()
 	other := connect(t)
 	io, err := other.rc.OpenIOContext("rbd")
 	if err != nil {
@@ -669,6 +671,9 @@ func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
 	}
 	if n := s.reads.Load() - before; n != 0 {
 		t.Errorf("3 commits after our own read the object %d times", n)
+	}
+	if n := s.stats.Load() - statsBefore; n != 0 {
+		t.Errorf("3 commits after our own sent %d stats", n)
 	}
 
 	// a peer takes and drops the lock: the object moved, so it is read again
@@ -769,5 +774,34 @@ func TestConcurrentSnapshotsSeeEarlierCommits(t *testing.T) {
 	doc, _, err := a.Snapshot(ctx)
 	if err != nil || doc.Epoch != 20 {
 		t.Fatalf("last snapshot: epoch %v, %v; want 20", doc, err)
+	}
+}
+
+// TestCommitReportsStages: a StageTimer in the context hears each step of a
+// commit once, in order, and the version check of a snapshot.
+func TestCommitReportsStages(t *testing.T) {
+	s := openStore(t, connect(t), uniqueObject(t), nil)
+	var got []string
+	ctx := WithStageTimer(context.Background(), func(stage string, d time.Duration) {
+		if d < 0 {
+			t.Errorf("stage %s: negative duration %v", stage, d)
+		}
+		got = append(got, stage)
+	})
+	if _, err := s.Commit(ctx, func(d *config.Doc) error {
+		_, err := d.AddTarget(testTarget, time.Now())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"lock", "read", "mutation", "encode", "write"}; !slices.Equal(got, want) {
+		t.Errorf("commit stages %q, want %q", got, want)
+	}
+	got = nil
+	if _, _, err := s.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"version"}; !slices.Equal(got, want) {
+		t.Errorf("snapshot of the committed version: stages %q, want %q", got, want)
 	}
 }

@@ -1,6 +1,7 @@
 package rbd
 
 import (
+	"errors"
 	"slices"
 	"testing"
 )
@@ -41,5 +42,40 @@ func TestBulkFacts(t *testing.T) {
 	}
 	if f := facts[snapped]; len(f.Snapshots) != 1 || f.Snapshots[0].Name != "s1" {
 		t.Errorf("snapshots: %+v", f)
+	}
+}
+
+// TestHeaderSize: the size read from the directory and the header is
+// librbd's, an image with snapshots is opened instead, and a missing image
+// or pool is reported as such.
+func TestHeaderSize(t *testing.T) {
+	conn, _ := connect(t)
+	plain, snapped, missing := uniqueImage(t, conn), uniqueImage(t, conn), uniqueImage(t, conn)
+	if err := Create(conn, testPool, plain, 96<<20, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := Create(conn, testPool, snapped, 32<<20, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateSnapshot(conn, testPool, snapped, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Resize(conn, testPool, plain, 128<<20); err != nil {
+		t.Fatal(err)
+	}
+	for img, want := range map[string]int64{plain: 128 << 20, snapped: 32 << 20} {
+		got, err := HeaderSize(conn, testPool, img)
+		if err != nil || got != want {
+			t.Errorf("%s: HeaderSize %d %v, want %d", img, got, err, want)
+		}
+		if lib, err := Size(conn, testPool, img); err != nil || lib != got {
+			t.Errorf("%s: librbd says %d %v, header %d", img, lib, err, got)
+		}
+	}
+	if _, err := HeaderSize(conn, testPool, missing); !errors.Is(err, ErrImageNotFound) {
+		t.Errorf("missing image: %v, want ErrImageNotFound", err)
+	}
+	if _, err := HeaderSize(conn, "no-such-pool-headersize", plain); !errors.Is(err, ErrPoolNotFound) {
+		t.Errorf("missing pool: %v, want ErrPoolNotFound", err)
 	}
 }

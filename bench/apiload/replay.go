@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"ceph-iscsi/bench/internal/rest"
@@ -55,12 +56,23 @@ func replay(ctx context.Context, c *client, o replayOpts) {
 	defer w.Flush()
 
 	var recs []record
+	var stages []stageRecord
+	tt := &timingTransport{next: c.HTTP.Transport}
+	if tt.next == nil {
+		tt.next = http.DefaultTransport
+	}
+	c.HTTP.Transport = tt
 	timed := func(call string, disks int, method, path string, form url.Values) {
 		t0 := time.Now()
 		c.Must(ctx, method, path, form)
 		r := record{call: call, disks: disks, secs: time.Since(t0).Seconds()}
 		recs = append(recs, r)
 		fmt.Fprintf(w, "call %s %d %.6f\n", r.call, r.disks, r.secs)
+		for _, st := range parseServerTiming(tt.take()) {
+			st.call, st.disks = call, disks
+			stages = append(stages, st)
+			fmt.Fprintf(w, "stage %s %d %s %.3f\n", call, disks, st.name, st.ms)
+		}
 		_ = w.Flush()
 	}
 	disk := func(i int) string { return fmt.Sprintf("%s/%s%04d", o.pool, o.prefix, i) }
@@ -91,6 +103,7 @@ func replay(ctx context.Context, c *client, o replayOpts) {
 		}
 		if slices.Contains(o.reportAt, i) || i == o.disks {
 			printSegment(os.Stdout, recs, from, i)
+			printStages(os.Stdout, stages, from, i)
 			g := getLoad(ctx, c, o.getConc, o.getDur)
 			fmt.Printf("  GET /api/config at %d disks (%d bytes), %d concurrent for %s: %.2f req/s  p50 %s  p99 %s  errors %d\n",
 				i, g.size, o.getConc, o.getDur, g.rate, ms(g.p50), ms(g.p99), g.errs)
@@ -187,7 +200,7 @@ func readRecords(path string) ([]record, map[int]getResult, error) {
 				return nil, nil, bad
 			}
 			gets[d] = getResult{rate: rate, p50: time.Duration(p50 * float64(time.Second))}
-		case len(f) == 0:
+		case len(f) == 0, len(f) == 5 && f[0] == "stage":
 		default:
 			return nil, nil, bad
 		}
@@ -264,5 +277,105 @@ func summary(names, paths []string, reportAt []int) {
 		}
 		fmt.Println(line)
 		from = to + 1
+	}
+}
+
+// timingTransport keeps the Server-Timing header of the last response: where
+// the daemon says a call's time went (ours sends one; upstream does not).
+type timingTransport struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	last string
+}
+
+func (t *timingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(r)
+	if err == nil {
+		t.mu.Lock()
+		t.last = resp.Header.Get("Server-Timing")
+		t.mu.Unlock()
+	}
+	return resp, err
+}
+
+// take returns the last header and forgets it.
+func (t *timingTransport) take() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := t.last
+	t.last = ""
+	return h
+}
+
+// stageRecord is one stage of one timed call, from its Server-Timing.
+type stageRecord struct {
+	call  string
+	disks int
+	name  string
+	ms    float64
+}
+
+// parseServerTiming reads "name;dur=ms, ..." (entries without a duration
+// are skipped).
+func parseServerTiming(h string) []stageRecord {
+	var out []stageRecord
+	for _, e := range strings.Split(h, ",") {
+		parts := strings.Split(strings.TrimSpace(e), ";")
+		for _, p := range parts[1:] {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "dur="); ok {
+				if ms, err := strconv.ParseFloat(v, 64); err == nil && parts[0] != "" {
+					out = append(out, stageRecord{name: parts[0], ms: ms})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// printStages prints, per call of the segment from..to, the mean of each
+// Server-Timing stage over the calls that reported it (in milliseconds,
+// "total" being the daemon's own view of the call); nothing when the daemon
+// sent no header.
+func printStages(w io.Writer, stages []stageRecord, from, to int) {
+	type acc struct {
+		sum float64
+		n   int
+	}
+	by := map[string]map[string]*acc{}
+	order := map[string][]string{}
+	for _, st := range stages {
+		inSeg := st.disks >= from && st.disks <= to
+		if st.call == "target" || st.call == "gateway" {
+			inSeg = from <= 1
+		}
+		if !inSeg {
+			continue
+		}
+		if by[st.call] == nil {
+			by[st.call] = map[string]*acc{}
+		}
+		a := by[st.call][st.name]
+		if a == nil {
+			a = &acc{}
+			by[st.call][st.name] = a
+			order[st.call] = append(order[st.call], st.name)
+		}
+		a.sum += st.ms
+		a.n++
+	}
+	if len(by) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "server stages of disks %d..%d (Server-Timing), mean ms:\n", from, to)
+	for _, call := range callOrder {
+		if by[call] == nil {
+			continue
+		}
+		line := fmt.Sprintf("  %-11s", call)
+		for _, name := range order[call] {
+			a := by[call][name]
+			line += fmt.Sprintf(" %s=%.1f", name, a.sum/float64(a.n))
+		}
+		fmt.Fprintln(w, line)
 	}
 }
