@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,11 +98,11 @@ type Reconciler struct {
 	// cacheMu guards sizes, sizeUsed and mapper, which Check uses too: it
 	// runs inside an API commit, which must not wait for a reconcile.
 	cacheMu sync.Mutex
-	// applied is lioContent of the last document a full reconcile
-	// converged LIO to, so that the config watch and the API's calls skip
-	// what one of them has just applied (observing LIO is the expensive
-	// part of a reconcile).
-	applied []byte
+	// applied is the contentDigest of the last document a reconcile
+	// converged LIO to (valid with hasApplied), so that the config watch
+	// and the API's calls skip what one of them has just applied.
+	applied    digest
+	hasApplied bool
 	// appliedGen is forgets as it was when applied was converged: a
 	// ForgetSizes since (a resize, a reload) makes the same document
 	// worth reconciling again.
@@ -134,6 +133,16 @@ type Reconciler struct {
 	resync bool
 	// counters, under smu
 	counters Counters
+
+	// built memoizes desired states by document content (builtKey): the
+	// state of one document is built once, whether for an API commit's
+	// check or for the reconciles that follow. builds is the generation
+	// of what a build reads besides the document, bumped by ForgetSizes,
+	// NoteSize and Resync. builtMu guards built; memoized states are
+	// shared and never modified.
+	builtMu sync.Mutex
+	built   []builtState
+	builds  atomic.Uint64
 }
 
 // Counters count what a Reconciler did since it was made.
@@ -193,6 +202,7 @@ func New(opts Options) *Reconciler {
 // trusting what this Reconciler remembers: a change made behind its back
 // is then found and repaired (SIGHUP, the periodic drift check).
 func (r *Reconciler) Resync() {
+	r.forgetBuilt()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resync = true
@@ -297,6 +307,7 @@ func (r *Reconciler) Check(ctx context.Context, doc *config.Doc) error {
 // resize, or a SIGHUP that must pick up changes made behind the API's back.
 func (r *Reconciler) ForgetSizes(ids ...string) {
 	r.forgets.Add(1)
+	r.forgetBuilt()
 	r.cacheMu.Lock()
 	defer r.cacheMu.Unlock()
 	if len(ids) == 0 {
@@ -316,6 +327,9 @@ func (r *Reconciler) ForgetSizes(ids ...string) {
 func (r *Reconciler) NoteSize(id string, size int64) {
 	r.cacheMu.Lock()
 	defer r.cacheMu.Unlock()
+	if n, ok := r.sizes[id]; !ok || n != size {
+		r.forgetBuilt()
+	}
 	r.sizes[id] = size
 }
 
@@ -437,7 +451,7 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 		},
 	}
 	if !mode.Teardown && member {
-		r.prefetchSizes(ctx, doc)
+		return r.memoDesired(ctx, doc, mode, record, exporters, opts)
 	}
 	if !mode.Teardown {
 		opts.Size = func(pool, image string) (int64, error) {
@@ -479,6 +493,160 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 		st = st.ForTeardown()
 	}
 	return st, errors.Join(specErr, buildErr)
+}
+
+// memoDesired is desired for a member gateway outside a teardown: the
+// state is built without the names of leftovers and memoized by the
+// document's content (see built), and those names are added to it after.
+func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode, record bool, exporters map[string]int, opts FromConfigOptions) (lio.State, error) {
+	key := builtKey{content: contentDigest(doc), gen: r.builds.Load(), dry: mode.DryRun && len(exporters) > 0}
+	st, sizes, ok := r.lookupBuilt(key)
+	if ok {
+		r.cacheMu.Lock()
+		if r.sizeUsed != nil {
+			for _, id := range sizes {
+				r.sizeUsed[id] = true
+			}
+		}
+		r.cacheMu.Unlock()
+	} else {
+		r.prefetchSizes(ctx, doc)
+		var smu sync.Mutex
+		opts.Size = func(pool, image string) (int64, error) {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			smu.Lock()
+			sizes = append(sizes, pool+"/"+image)
+			smu.Unlock()
+			return r.size(pool, image)
+		}
+		spec, specErr := SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
+		var buildErr error
+		st, buildErr = lio.Build(spec)
+		if err := errors.Join(specErr, buildErr); err != nil {
+			// not memoized: a failed size read or decrypt is retried
+			if record {
+				st = r.withLeftovers(doc, st)
+				r.recordManaged(st)
+			}
+			return st, err
+		}
+		r.storeBuilt(key, st, sizes)
+	}
+	if record {
+		st = r.withLeftovers(doc, st)
+		r.recordManaged(st)
+	}
+	return st, nil
+}
+
+// withLeftovers adds to st the names of what this gateway built before and
+// the document no longer names, as SpecFromConfig's ManagedTargets and
+// ManagedStorageObjects would: those targets and storage objects are then
+// managed, not desired, and the planner removes what is left of them. st
+// itself is not changed (it may be memoized).
+func (r *Reconciler) withLeftovers(doc *config.Doc, st lio.State) lio.State {
+	var tgts, sos []string
+	for iqn := range r.managedTargets {
+		if doc.Targets[iqn] == nil {
+			tgts = append(tgts, iqn)
+		}
+	}
+	if len(r.managedSOs) > 0 {
+		have := make(map[string]bool, len(st.Managed.StorageObjects))
+		for _, n := range st.Managed.StorageObjects {
+			have[n] = true
+		}
+		for so := range r.managedSOs {
+			if !have[so] {
+				sos = append(sos, so)
+			}
+		}
+	}
+	if len(tgts) == 0 && len(sos) == 0 {
+		return st
+	}
+	have := make(map[string]bool, len(st.Managed.Targets))
+	for _, n := range st.Managed.Targets {
+		have[n] = true
+	}
+	tgts = slices.DeleteFunc(tgts, func(n string) bool { return have[n] })
+	st.Managed.Targets = slices.Sorted(slices.Values(append(slices.Clone(st.Managed.Targets), tgts...)))
+	st.Managed.StorageObjects = slices.Sorted(slices.Values(append(slices.Clone(st.Managed.StorageObjects), sos...)))
+	return st
+}
+
+// recordManaged remembers the names st manages, so that a later document
+// that no longer names them still has their leftovers removed.
+func (r *Reconciler) recordManaged(st lio.State) {
+	for _, iqn := range st.Managed.Targets {
+		r.managedTargets[iqn] = true
+	}
+	for _, t := range st.Targets {
+		r.managedTargets[t.IQN] = true
+	}
+	for _, so := range st.Managed.StorageObjects {
+		r.managedSOs[so] = true
+	}
+	for _, so := range st.StorageObjects {
+		r.managedSOs[so.Name] = true
+	}
+}
+
+// builtKey identifies a built desired state: the document's content, the
+// generation of what the build read besides it (image sizes, the CHAP
+// key), and for block disks whether devices were mapped or only looked up.
+type builtKey struct {
+	content digest
+	gen     uint64
+	dry     bool
+}
+
+type builtState struct {
+	key   builtKey
+	st    lio.State
+	sizes []string
+}
+
+// builtMemo is how many desired states are memoized: an API change builds
+// the document before it (already built by the last reconcile), after it
+// (its check) and the committed one (the same content), so each change
+// builds once.
+const builtMemo = 4
+
+func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []string, bool) {
+	r.builtMu.Lock()
+	defer r.builtMu.Unlock()
+	for i, b := range r.built {
+		if b.key == k {
+			// most recent first
+			copy(r.built[1:i+1], r.built[:i])
+			r.built[0] = b
+			return b.st, b.sizes, true
+		}
+	}
+	return lio.State{}, nil, false
+}
+
+func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []string) {
+	r.builtMu.Lock()
+	defer r.builtMu.Unlock()
+	if r.builds.Load() != k.gen {
+		return // sizes were forgotten while it was built
+	}
+	r.built = append([]builtState{{k, st, sizes}}, r.built...)
+	if len(r.built) > builtMemo {
+		r.built = r.built[:builtMemo]
+	}
+}
+
+// forgetBuilt drops the memoized desired states.
+func (r *Reconciler) forgetBuilt() {
+	r.builds.Add(1)
+	r.builtMu.Lock()
+	defer r.builtMu.Unlock()
+	r.built = nil
 }
 
 // blockExporters counts, for each block disk ("pool/image"), the gateways
@@ -750,7 +918,7 @@ func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State, held ma
 // A document LIO was last converged to, by this call from the API or from
 // the config watch, is not reconciled again unless ForgetSizes was called
 // since; the epoch and the created/updated stamps do not count (see
-// lioContent). The check and the reconcile are one step, so an API call
+// contentDigest). The check and the reconcile are one step, so an API call
 // and the watch that both bring a change make one reconcile between them.
 func (r *Reconciler) Reconcile(ctx context.Context, doc *config.Doc) error {
 	return r.reconcile(ctx, doc, false)
@@ -769,11 +937,11 @@ func (r *Reconciler) CheckDrift(ctx context.Context, doc *config.Doc) error {
 const maxDriftOps = 20
 
 func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool) error {
-	b := lioContent(doc)
+	b := contentDigest(doc)
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !drift && !r.resync && r.applied != nil && r.appliedGen == gen && bytes.Equal(r.applied, b) {
+	if !drift && !r.resync && r.hasApplied && r.appliedGen == gen && r.applied == b {
 		return nil
 	}
 	rep, err := r.runLocked(ctx, doc, Mode{})
@@ -793,9 +961,9 @@ func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool)
 	for _, e := range failed {
 		st.Problems = append(st.Problems, Problem{Object: "LIO", Error: e.Error()})
 	}
-	r.applied = nil
+	r.hasApplied = false
 	if err == nil {
-		r.applied, r.appliedGen, r.appliedEpoch, r.appliedAt = b, gen, doc.Epoch, time.Now()
+		r.hasApplied, r.applied, r.appliedGen, r.appliedEpoch, r.appliedAt = true, b, gen, doc.Epoch, time.Now()
 	}
 	r.smu.Lock()
 	if !drift {
@@ -827,11 +995,11 @@ func (r *Reconciler) Status() Status {
 // LIO may have drifted since (SIGHUP is the operator's way to re-check);
 // the config watch uses it not to reconcile twice what an API call just did.
 func (r *Reconciler) Converged(doc *config.Doc) bool {
-	b := lioContent(doc)
+	b := contentDigest(doc)
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.applied != nil && r.appliedGen == gen && bytes.Equal(r.applied, b)
+	return r.hasApplied && r.appliedGen == gen && r.applied == b
 }
 
 // AheadOf reports whether LIO was last converged to a change made from doc's
@@ -856,39 +1024,18 @@ func (r *Reconciler) PreviewPending(doc *config.Doc, grace time.Duration) bool {
 }
 
 func (r *Reconciler) aheadOf(doc *config.Doc) (bool, time.Time) {
-	b := lioContent(doc)
+	b := contentDigest(doc)
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ahead := r.applied != nil && r.appliedGen == gen && !r.resync && r.appliedEpoch == doc.Epoch && !bytes.Equal(r.applied, b)
+	ahead := r.hasApplied && r.appliedGen == gen && !r.resync && r.appliedEpoch == doc.Epoch && r.applied != b
 	return ahead, r.appliedAt
-}
-
-// lioContent is doc's encoding without what never reaches LIO: the epoch
-// and the created/updated stamps, each one line of the indented encoding.
-// A gateway asked to apply a change before its coordinator commits it
-// (upstream's order for removals) reconciles a preview, whose epoch and
-// stamps are not those of the commit that follows; its content is, and the
-// config watch then has nothing left to do.
-func lioContent(doc *config.Doc) []byte {
-	raw := doc.Marshal()
-	out := make([]byte, 0, len(raw))
-	for len(raw) > 0 {
-		var line []byte
-		line, raw, _ = bytes.Cut(raw, []byte("\n"))
-		key := bytes.TrimLeft(line, " ")
-		if bytes.HasPrefix(key, []byte(`"epoch": `)) || bytes.HasPrefix(key, []byte(`"created": `)) || bytes.HasPrefix(key, []byte(`"updated": `)) {
-			continue
-		}
-		out = append(append(out, line...), '\n')
-	}
-	return out
 }
 
 // Teardown removes this gateway's LIO objects (spec 6.6).
 func (r *Reconciler) Teardown(ctx context.Context, doc *config.Doc) (Report, error) {
 	r.mu.Lock()
-	r.applied = nil
+	r.hasApplied = false
 	r.mu.Unlock()
 	return r.Run(ctx, doc, Mode{Teardown: true})
 }
