@@ -131,6 +131,10 @@ type Reconciler struct {
 	model  *lio.Model
 	mfs    lio.FS
 	resync bool
+	// converged is the desired state the last run applied in full, with
+	// nothing held, or nil: the next run plans only what differs from it
+	// (lio.NewPlanSince) unless it re-reads the whole tree.
+	converged *lio.State
 	// counters, under smu
 	counters Counters
 
@@ -233,6 +237,9 @@ type Report struct {
 	// FullObserve: the whole LIO tree was read, not only what this
 	// Reconciler changed since.
 	FullObserve bool
+	// Incremental: only what changed since the last converged desired
+	// state was planned (lio.NewPlanSince).
+	Incremental bool
 	// ObjectErrs are the objects whose desired state could not be built:
 	// LIO keeps them as they are (Held lists the operations left out) while
 	// the rest converges.
@@ -381,7 +388,16 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	}
 	rep.FullObserve = full
 	t = time.Now()
-	rep.Plan = lio.NewPlan(observed, desired)
+	// LIO holds prev as long as nothing failed since it was applied and
+	// nothing was held: only what changed from it is planned then.
+	prev := r.converged
+	r.converged = nil
+	if prev != nil && !full && !mode.Teardown && len(objErrs) == 0 && len(other) == 0 {
+		rep.Plan = lio.NewPlanSince(*prev, observed, desired)
+		rep.Incremental = true
+	} else {
+		rep.Plan = lio.NewPlan(observed, desired)
+	}
 	rep.Took.Plan = time.Since(t)
 	if len(objErrs) > 0 {
 		rep.ObjectErrs = objErrs
@@ -398,6 +414,7 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 		return rep, errors.Join(rep.BuildErr, heldErr)
 	}
 	if mode.DryRun {
+		r.converged = prev
 		return rep, heldErr
 	}
 	if !rep.Plan.Empty() {
@@ -424,6 +441,9 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 		if d := doc.Disks[e.Disk]; d != nil && e.Target == "" {
 			held[d.Pool+"/"+d.Image] = true
 		}
+	}
+	if len(objErrs) == 0 && !mode.Teardown {
+		r.converged = &desired
 	}
 	t = time.Now()
 	unmapped, err := r.unmapUnused(ctx, desired, held)
