@@ -118,6 +118,20 @@ func (w *incrWorld) mutate() {
 	d, rng := w.doc, w.rng
 	disks := slices.Sorted(maps.Keys(d.Disks))
 	owners := []string{gw1, gw2}
+	// settings, owners and sizes change mostly on exported disks, where
+	// they reach LIO
+	var exported []string
+	for _, id := range disks {
+		if w.exportedBy(id) != "" {
+			exported = append(exported, id)
+		}
+	}
+	some := func() string {
+		if len(exported) > 0 && rng.IntN(5) > 0 {
+			return w.pick(exported)
+		}
+		return w.pick(disks)
+	}
 	switch op := rng.IntN(20); {
 	case op < 3 || len(disks) < 3: // a new disk, exported at once half the time
 		w.next++
@@ -195,7 +209,7 @@ func (w *incrWorld) mutate() {
 		c.Auth = auth(rng, w.next)
 		used := map[int]bool{}
 		for _, id := range slices.Sorted(maps.Keys(t.Disks)) {
-			if rng.IntN(3) == 0 {
+			if rng.IntN(2) == 0 {
 				n, _ := freeID(used, 0, 20, rng)
 				used[n] = true
 				c.Luns[id] = config.LunRef{LunID: n}
@@ -258,10 +272,10 @@ func (w *incrWorld) mutate() {
 		}
 		w.stepName = "target settings " + iqn
 	case op == 15: // disk settings: qfull_timeout is an attribute, osd_op_timeout re-creates the object
-		id := w.pick(disks)
+		id := some()
 		switch rng.IntN(3) {
 		case 0:
-			d.Disks[id].Controls = map[string]any{"qfull_timeout": 5 + rng.IntN(10)}
+			d.Disks[id].Controls = map[string]any{"qfull_timeout": 5 + rng.IntN(10), "osd_op_timeout": 30 + rng.IntN(3)}
 		case 1:
 			d.Disks[id].Controls = map[string]any{"osd_op_timeout": 30 + rng.IntN(3)}
 		default:
@@ -269,12 +283,12 @@ func (w *incrWorld) mutate() {
 		}
 		w.stepName = "disk settings " + id
 	case op == 16: // ALUA owner
-		id := w.pick(disks)
+		id := some()
 		owner := w.pick(owners)
 		d.Disks[id].Owner = &owner
 		w.stepName = "owner " + id + " " + owner
 	case op == 17: // resize an image, as the API does (the size cache forgets it)
-		id := w.pick(disks)
+		id := some()
 		w.images.resize(id, int64(1+rng.IntN(4))<<30)
 		w.inc.ForgetSizes(id)
 		w.full.ForgetSizes(id)

@@ -522,24 +522,35 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 	key := builtKey{content: contentDigest(doc), gen: r.builds.Load(), dry: mode.DryRun && len(exporters) > 0}
 	st, sizes, ok := r.lookupBuilt(key)
 	if ok {
+		// the sizes it was built with must still be the cached ones: a
+		// size dropped from the cache (its disk left the desired state) is
+		// read again when it comes back
 		r.cacheMu.Lock()
-		if r.sizeUsed != nil {
-			for _, id := range sizes {
-				r.sizeUsed[id] = true
+		for _, u := range sizes {
+			if n, cached := r.sizes[u.id]; !cached || n != u.n {
+				ok = false
+			}
+		}
+		if ok && r.sizeUsed != nil {
+			for _, u := range sizes {
+				r.sizeUsed[u.id] = true
 			}
 		}
 		r.cacheMu.Unlock()
-	} else {
+	}
+	if !ok {
+		sizes = nil
 		r.prefetchSizes(ctx, doc)
 		var smu sync.Mutex
 		opts.Size = func(pool, image string) (int64, error) {
 			if err := ctx.Err(); err != nil {
 				return 0, err
 			}
+			n, err := r.size(pool, image)
 			smu.Lock()
-			sizes = append(sizes, pool+"/"+image)
+			sizes = append(sizes, sizeUse{pool + "/" + image, n})
 			smu.Unlock()
-			return r.size(pool, image)
+			return n, err
 		}
 		spec, specErr := SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
 		var buildErr error
@@ -626,7 +637,13 @@ type builtKey struct {
 type builtState struct {
 	key   builtKey
 	st    lio.State
-	sizes []string
+	sizes []sizeUse
+}
+
+// sizeUse is an image size a build used.
+type sizeUse struct {
+	id string
+	n  int64
 }
 
 // builtMemo is how many desired states are memoized: an API change builds
@@ -635,7 +652,7 @@ type builtState struct {
 // builds once.
 const builtMemo = 4
 
-func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []string, bool) {
+func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, bool) {
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
 	for i, b := range r.built {
@@ -649,7 +666,7 @@ func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []string, bool) {
 	return lio.State{}, nil, false
 }
 
-func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []string) {
+func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse) {
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
 	if r.builds.Load() != k.gen {
