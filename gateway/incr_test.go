@@ -415,3 +415,70 @@ func TestIncrementalEqualsFullRebuild(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkIncrementalChange is the gateway's part of PUT /api/targetlun
+// on a target of n LUNs (n/4 clients of 4): the commit's check of the
+// document before and after the change, then the reconcile of the result.
+// Run: go test -tags pacific -run '^$' -bench IncrementalChange -benchtime 20x ./gateway/
+func BenchmarkIncrementalChange(b *testing.B) {
+	for _, n := range []int{256, 4096} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ctx := context.Background()
+			now := time.Unix(1700000000, 0)
+			d := config.NewDoc(now)
+			d.Gateways[gw1] = &config.Gateway{}
+			if _, err := d.AddTarget(incrT1, now); err != nil {
+				b.Fatal(err)
+			}
+			t := d.Targets[incrT1]
+			t.IPList = []string{"127.0.0.1"}
+			t.Portals = map[string]*config.Portal{gw1: {PortalIPAddresses: []string{"127.0.0.1"}, GatewayIPList: t.IPList, InactivePortalIPs: []string{}, TPGs: 1}}
+			owner := gw1
+			const spare = 100
+			for i := range n + spare {
+				id := fmt.Sprintf("rbd/img%04d", i)
+				d.Disks[id] = &config.Disk{Pool: "rbd", Image: fmt.Sprintf("img%04d", i), Backstore: "user:rbd", Owner: &owner,
+					WWN: fmt.Sprint("wwn-", i), Controls: map[string]any{}}
+				if i < n {
+					t.Disks[id] = config.LunRef{LunID: i + 1}
+				}
+			}
+			for c := range n / 4 {
+				cl := config.NewClient()
+				for j := range 4 {
+					cl.Luns[fmt.Sprintf("rbd/img%04d", 4*c+j)] = config.LunRef{LunID: j}
+				}
+				t.Clients[fmt.Sprintf("iqn.1994-05.com.example:c%04d", c)] = cl
+			}
+			fs, err := lio.NewEmulatedFS(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := New(Options{FS: fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}},
+				Size: func(string, string) (int64, error) { return 1 << 30, nil }})
+			if err := r.Reconcile(ctx, d.Clone()); err != nil {
+				b.Fatal(err)
+			}
+			next := n
+			for b.Loop() {
+				if next >= n+spare {
+					b.Fatal("out of spare disks")
+				}
+				doc := d.Clone()
+				if err := r.Check(ctx, doc); err != nil {
+					b.Fatal(err)
+				}
+				doc.Targets[incrT1].Disks[fmt.Sprintf("rbd/img%04d", next)] = config.LunRef{LunID: next + 1}
+				next++
+				if err := r.Check(ctx, doc); err != nil {
+					b.Fatal(err)
+				}
+				doc.Epoch++
+				if err := r.Reconcile(ctx, doc); err != nil {
+					b.Fatal(err)
+				}
+				d = doc
+			}
+		})
+	}
+}

@@ -584,7 +584,15 @@ func (r *Reconciler) withLeftovers(doc *config.Doc, st lio.State) lio.State {
 			tgts = append(tgts, iqn)
 		}
 	}
-	if len(r.managedSOs) > 0 {
+	// st names every object it builds in Managed; count before building a
+	// set of them, as nearly always r.managedSOs holds nothing else
+	in := 0
+	for i, n := range st.Managed.StorageObjects {
+		if r.managedSOs[n] && (i == 0 || st.Managed.StorageObjects[i-1] != n) { // sorted: count each once
+			in++
+		}
+	}
+	if in < len(r.managedSOs) {
 		have := make(map[string]bool, len(st.Managed.StorageObjects))
 		for _, n := range st.Managed.StorageObjects {
 			have[n] = true
