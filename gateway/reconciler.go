@@ -147,6 +147,10 @@ type Reconciler struct {
 	builtMu sync.Mutex
 	built   []builtState
 	builds  atomic.Uint64
+	// runDoc and runDigest (under mu) are the document reconcile is
+	// running with and its contentDigest.
+	runDoc    *config.Doc
+	runDigest digest
 }
 
 // Counters count what a Reconciler did since it was made.
@@ -519,7 +523,13 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 // state is built without the names of leftovers and memoized by the
 // document's content (see built), and those names are added to it after.
 func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode, record bool, exporters map[string]int, opts FromConfigOptions) (lio.State, error) {
-	key := builtKey{content: contentDigest(doc), gen: r.builds.Load(), dry: mode.DryRun && len(exporters) > 0}
+	var content digest
+	if record && doc == r.runDoc { // under r.mu, from reconcile
+		content = r.runDigest
+	} else {
+		content = contentDigest(doc)
+	}
+	key := builtKey{content: content, gen: r.builds.Load(), dry: mode.DryRun && len(exporters) > 0}
 	st, sizes, ok := r.lookupBuilt(key)
 	if ok {
 		// the sizes it was built with must still be the cached ones: a
@@ -989,7 +999,10 @@ func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool)
 	if !drift && !r.resync && r.hasApplied && r.appliedGen == gen && r.applied == b {
 		return nil
 	}
+	// the build's memo key is the same digest: not computed twice
+	r.runDoc, r.runDigest = doc, b
 	rep, err := r.runLocked(ctx, doc, Mode{})
+	r.runDoc = nil
 	if drift && !rep.Plan.Empty() {
 		ops := make([]string, 0, min(len(rep.Plan.Ops), maxDriftOps))
 		for _, op := range rep.Plan.Ops[:min(len(rep.Plan.Ops), maxDriftOps)] {
