@@ -80,11 +80,16 @@ func (m *Model) putObject(p string, v any) {
 // under those below it.
 func (m *Model) dropObjects(rel string, under bool) {
 	n := m.root
-	for _, c := range strings.Split(rel, "/") {
+	for rest := rel; ; {
+		c, tail, more := strings.Cut(rest, "/")
+		rest = tail
 		if n = n.kids[c]; n == nil {
 			return
 		}
 		n.obj = nil
+		if !more {
+			break
+		}
 	}
 	if under {
 		dropBelow(n)
@@ -123,7 +128,11 @@ func (f FS) Live() FS {
 // node returns the node at rel, creating the path when create is set.
 func (m *Model) node(rel string, create bool) *mnode {
 	n := m.root
-	for _, c := range strings.Split(rel, "/") {
+	// walk the components without splitting: every read of an Observe
+	// comes here
+	for rest := rel; ; {
+		c, tail, more := strings.Cut(rest, "/")
+		rest = tail
 		k := n.kids[c]
 		if k == nil {
 			if !create {
@@ -136,8 +145,10 @@ func (m *Model) node(rel string, create bool) *mnode {
 			n.kids[c] = k
 		}
 		n = k
+		if !more {
+			return n
+		}
 	}
-	return n
 }
 
 func (m *Model) count(hit bool) {
