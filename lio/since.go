@@ -1,6 +1,7 @@
 package lio
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 )
@@ -18,6 +19,9 @@ import (
 // callers use NewPlan.
 func NewPlanSince(prev, observed, desired State) Plan {
 	s := newScope(prev, observed, desired)
+	if s == nil {
+		return NewPlan(observed, desired)
+	}
 	p := newPlanner(s.restrict(observed), s.restrict(desired))
 	// an HBA is removed with its last storage object, of all observed
 	p.hbaObjects = observed.StorageObjects
@@ -47,22 +51,17 @@ func newScope(prev, observed, desired State) *scope {
 	s := &scope{sos: map[string]bool{}, targets: map[string]bool{},
 		luns: map[tpgKey]map[int]bool{}, acls: map[tpgKey]map[string]bool{}}
 
-	// storage objects that changed, appeared, left, or changed ownership
+	// storage objects that changed, appeared, left, or changed ownership;
+	// desired states list them sorted by name, so two walks side by side
+	// compare them without indexing thousands of names
 	changed := map[string]bool{}
-	ps, ds := soByName(prev.StorageObjects), soByName(desired.StorageObjects)
-	for n, a := range ps {
-		if b, ok := ds[n]; !ok || !soEqual(*a, *b) {
-			changed[n] = true
-		}
+	if !sortedBy(prev.StorageObjects, soKey) || !sortedBy(desired.StorageObjects, soKey) ||
+		!sortedBy(prev.Managed.StorageObjects, same) || !sortedBy(desired.Managed.StorageObjects, same) {
+		return nil
 	}
-	for n := range ds {
-		if ps[n] == nil {
-			changed[n] = true
-		}
-	}
-	for n := range symmetricDiff(managedSOs(prev), managedSOs(desired)) {
-		changed[n] = true
-	}
+	mergeDiff(prev.StorageObjects, desired.StorageObjects, soKey, soEqual, func(n string) { changed[n] = true })
+	mergeDiff(prev.Managed.StorageObjects, desired.Managed.StorageObjects, same, func(a, b string) bool { return true },
+		func(n string) { changed[n] = true })
 	maps.Copy(s.sos, changed)
 
 	// targets that appeared, left, changed ownership or TPGs; LUNs and
@@ -88,28 +87,14 @@ func newScope(prev, observed, desired State) *scope {
 		for i := range a.TPGs {
 			at, bt := &a.TPGs[i], findTPG(b, a.TPGs[i].Tag)
 			k := tpgKey{iqn, at.Tag}
-			al, bl := lunByIndex(at.LUNs), lunByIndex(bt.LUNs)
-			for idx, l := range al {
-				if m, ok := bl[idx]; !ok || *l != *m {
-					s.addLUN(k, idx)
-				}
+			if !sortedBy(at.LUNs, lunIndex) || !sortedBy(bt.LUNs, lunIndex) ||
+				!sortedBy(at.ACLs, aclInitiator) || !sortedBy(bt.ACLs, aclInitiator) {
+				// not as Build makes them (an index given twice): whole
+				s.targets[iqn] = true
+				break
 			}
-			for idx := range bl {
-				if al[idx] == nil {
-					s.addLUN(k, idx)
-				}
-			}
-			aa, ba := aclByInitiator(at.ACLs), aclByInitiator(bt.ACLs)
-			for ini, x := range aa {
-				if y, ok := ba[ini]; !ok || !aclEqual(*x, *y) {
-					s.addACL(k, ini)
-				}
-			}
-			for ini := range ba {
-				if aa[ini] == nil {
-					s.addACL(k, ini)
-				}
-			}
+			mergeDiff(at.LUNs, bt.LUNs, lunIndex, func(a, b LUN) bool { return a == b }, func(i int) { s.addLUN(k, i) })
+			mergeDiff(at.ACLs, bt.ACLs, aclInitiator, aclEqual, func(ini string) { s.addACL(k, ini) })
 		}
 	}
 	for iqn := range dt {
@@ -126,11 +111,14 @@ func newScope(prev, observed, desired State) *scope {
 	for _, st := range []State{observed, desired} {
 		for ti := range st.Targets {
 			t := &st.Targets[ti]
+			if len(changed) == 0 || s.targets[t.IQN] {
+				continue
+			}
 			for gi := range t.TPGs {
 				tpg := &t.TPGs[gi]
 				k := tpgKey{t.IQN, tpg.Tag}
 				for _, l := range tpg.LUNs {
-					if changed[l.StorageObject] && !s.targets[t.IQN] {
+					if changed[l.StorageObject] {
 						s.addLUN(k, l.Index)
 					}
 				}
@@ -143,14 +131,21 @@ func newScope(prev, observed, desired State) *scope {
 			for gi := range t.TPGs {
 				tpg := &t.TPGs[gi]
 				k := tpgKey{t.IQN, tpg.Tag}
-				whole := s.targets[t.IQN]
-				for _, l := range tpg.LUNs {
-					if whole || s.luns[k][l.Index] {
+				if s.targets[t.IQN] {
+					for _, l := range tpg.LUNs {
 						s.sos[l.StorageObject] = true
 					}
-				}
-				if whole || len(s.luns[k]) == 0 {
 					continue
+				}
+				if len(s.luns[k]) == 0 {
+					continue
+				}
+				// LUNs are sorted by index, observed and desired alike
+				for idx := range s.luns[k] {
+					i, found := slices.BinarySearchFunc(tpg.LUNs, idx, func(l LUN, idx int) int { return cmp.Compare(l.Index, idx) })
+					for ; found && i < len(tpg.LUNs) && tpg.LUNs[i].Index == idx; i++ {
+						s.sos[tpg.LUNs[i].StorageObject] = true
+					}
 				}
 				for _, a := range tpg.ACLs {
 					for _, m := range a.MappedLUNs {
@@ -218,18 +213,6 @@ func (s *scope) restrict(st State) State {
 	return out
 }
 
-// managedSOs are the storage-object names st owns.
-func managedSOs(st State) map[string]bool {
-	m := make(map[string]bool, len(st.Managed.StorageObjects)+len(st.StorageObjects))
-	for _, n := range st.Managed.StorageObjects {
-		m[n] = true
-	}
-	for _, so := range st.StorageObjects {
-		m[so.Name] = true
-	}
-	return m
-}
-
 func managedTargets(st State) map[string]bool {
 	m := make(map[string]bool, len(st.Managed.Targets)+len(st.Targets))
 	for _, n := range st.Managed.Targets {
@@ -256,18 +239,6 @@ func symmetricDiff(a, b map[string]bool) map[string]bool {
 	return out
 }
 
-// soByName indexes objects by name, the first of each: a desired state
-// has one object per name (Build makes it so).
-func soByName(l []StorageObject) map[string]*StorageObject {
-	m := make(map[string]*StorageObject, len(l))
-	for i := range l {
-		if m[l[i].Name] == nil {
-			m[l[i].Name] = &l[i]
-		}
-	}
-	return m
-}
-
 func targetByIQN(l []Target) map[string]*Target {
 	m := make(map[string]*Target, len(l))
 	for i := range l {
@@ -278,24 +249,41 @@ func targetByIQN(l []Target) map[string]*Target {
 	return m
 }
 
-func lunByIndex(l []LUN) map[int]*LUN {
-	m := make(map[int]*LUN, len(l))
-	for i := range l {
-		if m[l[i].Index] == nil {
-			m[l[i].Index] = &l[i]
+func soKey(so StorageObject) string { return so.Name }
+func lunIndex(l LUN) int            { return l.Index }
+func aclInitiator(a ACL) string     { return a.Initiator }
+func same(s string) string          { return s }
+
+// sortedBy reports whether l is sorted by key with no key twice.
+func sortedBy[T any, K cmp.Ordered](l []T, key func(T) K) bool {
+	for i := 1; i < len(l); i++ {
+		if key(l[i-1]) >= key(l[i]) {
+			return false
 		}
 	}
-	return m
+	return true
 }
 
-func aclByInitiator(l []ACL) map[string]*ACL {
-	m := make(map[string]*ACL, len(l))
-	for i := range l {
-		if m[l[i].Initiator] == nil {
-			m[l[i].Initiator] = &l[i]
+// mergeDiff walks a and b, both sortedBy key, side by side and calls diff
+// with each key only one has, or whose items are not equal.
+func mergeDiff[T any, K cmp.Ordered](a, b []T, key func(T) K, equal func(T, T) bool, diff func(K)) {
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && key(a[i]) < key(b[j])):
+			diff(key(a[i]))
+			i++
+		case i == len(a) || key(b[j]) < key(a[i]):
+			diff(key(b[j]))
+			j++
+		default:
+			if !equal(a[i], b[j]) {
+				diff(key(a[i]))
+			}
+			i++
+			j++
 		}
 	}
-	return m
 }
 
 // sameTPGHeaders reports whether two targets have the same TPGs with the
@@ -308,12 +296,6 @@ func sameTPGHeaders(a, b Target) bool {
 		x, y := &a.TPGs[i], findTPG(&b, a.TPGs[i].Tag)
 		if y == nil || x.Enabled != y.Enabled || !slices.Equal(x.Portals, y.Portals) ||
 			!maps.Equal(x.Attrs, y.Attrs) || !maps.Equal(x.Params, y.Params) || !authEqual(x.Auth, y.Auth) {
-			return false
-		}
-		// a LUN index or initiator given twice is beyond what the index
-		// maps compare
-		if len(lunByIndex(x.LUNs)) != len(x.LUNs) || len(lunByIndex(y.LUNs)) != len(y.LUNs) ||
-			len(aclByInitiator(x.ACLs)) != len(x.ACLs) || len(aclByInitiator(y.ACLs)) != len(y.ACLs) {
 			return false
 		}
 	}
