@@ -482,3 +482,57 @@ func BenchmarkIncrementalChange(b *testing.B) {
 		})
 	}
 }
+
+// TestContentDigest: the epoch and the created/updated stamps do not
+// count, anything else that reaches LIO does, and map order never does.
+func TestContentDigest(t *testing.T) {
+	w := newIncrWorld(t, 7)
+	for range 30 {
+		w.mutate()
+	}
+	base := contentDigest(w.doc)
+	same := w.doc.Clone()
+	same.Epoch += 5
+	same.Updated = "2030-01-01 00:00:00"
+	for _, d := range same.Disks {
+		d.Created, d.Updated = "2030-01-01 00:00:00", "2030-01-02 00:00:00"
+	}
+	for _, tg := range same.Targets {
+		u := "2030-01-01 00:00:00"
+		tg.Created, tg.Updated = u, &u
+	}
+	if contentDigest(same) != base {
+		t.Fatal("the epoch or a stamp changed the digest")
+	}
+	changes := map[string]func(*config.Doc){
+		"disk owner": func(d *config.Doc) {
+			for _, disk := range d.Disks {
+				o := "elsewhere"
+				disk.Owner = &o
+				return
+			}
+		},
+		"absent vs empty ip_list": func(d *config.Doc) { d.Targets[incrT1].IPList = nil },
+		"lun id": func(d *config.Doc) {
+			for id, l := range d.Targets[incrT1].Disks {
+				d.Targets[incrT1].Disks[id] = config.LunRef{LunID: l.LunID + 300}
+				return
+			}
+		},
+		"client password": func(d *config.Doc) { d.Targets[incrT1].Clients["iqn.1994-05.com.example:x"] = config.NewClient() },
+		"disk control": func(d *config.Doc) {
+			d.Disks[slices.Sorted(maps.Keys(d.Disks))[0]].Controls = map[string]any{"qfull_timeout": 7}
+		},
+		"discovery mutual":  func(d *config.Doc) { d.DiscoveryAuth.MutualUsername = "someone" },
+		"extra key":         func(d *config.Doc) { d.Extra = map[string]any{"x": "y"} },
+		"gateway removed":   func(d *config.Doc) { delete(d.Gateways, gw2) },
+		"target acl toggle": func(d *config.Doc) { d.Targets[incrT1].ACLEnabled = !d.Targets[incrT1].ACLEnabled },
+	}
+	for name, change := range changes {
+		c := w.doc.Clone()
+		change(c)
+		if contentDigest(c) == base {
+			t.Errorf("%s: the digest did not change", name)
+		}
+	}
+}
