@@ -52,13 +52,18 @@ type ReconcileError struct {
 // problem the document before m did not already have refuses the commit
 // with a 400 naming it. Problems an existing object already had do not
 // block other changes, or the deletion of that object.
+//
+// The document before m is checked first, instead of a copy of it after:
+// the Reconciler memoizes what it built by content, and that document is
+// nearly always the one it last reconciled, so the check costs a hash of
+// it, not a build or a copy.
 func (s *server) checked(ctx context.Context, m rados.Mutation) rados.Mutation {
 	c, ok := s.LIO.(lioChecker)
 	if !ok {
 		return m
 	}
 	return func(d *config.Doc) error {
-		before := d.Clone()
+		had := problemTexts(c.Check(ctx, d))
 		if err := m(d); err != nil {
 			return err
 		}
@@ -66,7 +71,6 @@ func (s *server) checked(ctx context.Context, m rados.Mutation) rados.Mutation {
 		if len(after) == 0 {
 			return nil
 		}
-		had := problemTexts(c.Check(ctx, before))
 		var added []string
 		for _, p := range after {
 			if !slices.Contains(had, p) {

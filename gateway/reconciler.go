@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,11 +98,11 @@ type Reconciler struct {
 	// cacheMu guards sizes, sizeUsed and mapper, which Check uses too: it
 	// runs inside an API commit, which must not wait for a reconcile.
 	cacheMu sync.Mutex
-	// applied is lioContent of the last document a full reconcile
-	// converged LIO to, so that the config watch and the API's calls skip
-	// what one of them has just applied (observing LIO is the expensive
-	// part of a reconcile).
-	applied []byte
+	// applied is the contentDigest of the last document a reconcile
+	// converged LIO to (valid with hasApplied), so that the config watch
+	// and the API's calls skip what one of them has just applied.
+	applied    digest
+	hasApplied bool
 	// appliedGen is forgets as it was when applied was converged: a
 	// ForgetSizes since (a resize, a reload) makes the same document
 	// worth reconciling again.
@@ -132,8 +131,26 @@ type Reconciler struct {
 	model  *lio.Model
 	mfs    lio.FS
 	resync bool
+	// converged is the desired state the last run applied in full, with
+	// nothing held, or nil: the next run plans only what differs from it
+	// (lio.NewPlanSince) unless it re-reads the whole tree.
+	converged *lio.State
 	// counters, under smu
 	counters Counters
+
+	// built memoizes desired states by document content (builtKey): the
+	// state of one document is built once, whether for an API commit's
+	// check or for the reconciles that follow. builds is the generation
+	// of what a build reads besides the document, bumped by ForgetSizes,
+	// NoteSize and Resync. builtMu guards built; memoized states are
+	// shared and never modified.
+	builtMu sync.Mutex
+	built   []builtState
+	builds  atomic.Uint64
+	// runDoc and runDigest (under mu) are the document reconcile is
+	// running with and its contentDigest.
+	runDoc    *config.Doc
+	runDigest digest
 }
 
 // Counters count what a Reconciler did since it was made.
@@ -193,6 +210,7 @@ func New(opts Options) *Reconciler {
 // trusting what this Reconciler remembers: a change made behind its back
 // is then found and repaired (SIGHUP, the periodic drift check).
 func (r *Reconciler) Resync() {
+	r.forgetBuilt()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resync = true
@@ -223,6 +241,9 @@ type Report struct {
 	// FullObserve: the whole LIO tree was read, not only what this
 	// Reconciler changed since.
 	FullObserve bool
+	// Incremental: only what changed since the last converged desired
+	// state was planned (lio.NewPlanSince).
+	Incremental bool
 	// ObjectErrs are the objects whose desired state could not be built:
 	// LIO keeps them as they are (Held lists the operations left out) while
 	// the rest converges.
@@ -297,6 +318,7 @@ func (r *Reconciler) Check(ctx context.Context, doc *config.Doc) error {
 // resize, or a SIGHUP that must pick up changes made behind the API's back.
 func (r *Reconciler) ForgetSizes(ids ...string) {
 	r.forgets.Add(1)
+	r.forgetBuilt()
 	r.cacheMu.Lock()
 	defer r.cacheMu.Unlock()
 	if len(ids) == 0 {
@@ -316,6 +338,9 @@ func (r *Reconciler) ForgetSizes(ids ...string) {
 func (r *Reconciler) NoteSize(id string, size int64) {
 	r.cacheMu.Lock()
 	defer r.cacheMu.Unlock()
+	if n, ok := r.sizes[id]; !ok || n != size {
+		r.forgetBuilt()
+	}
 	r.sizes[id] = size
 }
 
@@ -372,7 +397,16 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	}
 	rep.FullObserve = full
 	t = time.Now()
-	rep.Plan = lio.NewPlan(observed, desired)
+	// LIO holds prev as long as nothing failed since it was applied and
+	// nothing was held: only what changed from it is planned then.
+	prev := r.converged
+	r.converged = nil
+	if prev != nil && !full && !mode.Teardown && len(objErrs) == 0 && len(other) == 0 {
+		rep.Plan = lio.NewPlanSince(*prev, observed, desired)
+		rep.Incremental = true
+	} else {
+		rep.Plan = lio.NewPlan(observed, desired)
+	}
 	rep.Took.Plan = time.Since(t)
 	if len(objErrs) > 0 {
 		rep.ObjectErrs = objErrs
@@ -389,6 +423,7 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 		return rep, errors.Join(rep.BuildErr, heldErr)
 	}
 	if mode.DryRun {
+		r.converged = prev
 		return rep, heldErr
 	}
 	if !rep.Plan.Empty() {
@@ -416,6 +451,9 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 			held[d.Pool+"/"+d.Image] = true
 		}
 	}
+	if len(objErrs) == 0 && !mode.Teardown {
+		r.converged = &desired
+	}
 	t = time.Now()
 	unmapped, err := r.unmapUnused(ctx, desired, held)
 	rep.Took.Unmap = time.Since(t)
@@ -442,7 +480,7 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 		},
 	}
 	if !mode.Teardown && member {
-		r.prefetchSizes(ctx, doc)
+		return r.memoDesired(ctx, doc, mode, record, exporters, opts)
 	}
 	if !mode.Teardown {
 		opts.Size = func(pool, image string) (int64, error) {
@@ -484,6 +522,191 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 		st = st.ForTeardown()
 	}
 	return st, errors.Join(specErr, buildErr)
+}
+
+// memoDesired is desired for a member gateway outside a teardown: the
+// state is built without the names of leftovers and memoized by the
+// document's content (see built), and those names are added to it after.
+func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode, record bool, exporters map[string]int, opts FromConfigOptions) (lio.State, error) {
+	var content digest
+	if record && doc == r.runDoc { // under r.mu, from reconcile
+		content = r.runDigest
+	} else {
+		content = contentDigest(doc)
+	}
+	key := builtKey{content: content, gen: r.builds.Load(), dry: mode.DryRun && len(exporters) > 0}
+	st, sizes, ok := r.lookupBuilt(key)
+	if ok {
+		// the sizes it was built with must still be the cached ones: a
+		// size dropped from the cache (its disk left the desired state) is
+		// read again when it comes back
+		r.cacheMu.Lock()
+		for _, u := range sizes {
+			if n, cached := r.sizes[u.id]; !cached || n != u.n {
+				ok = false
+			}
+		}
+		if ok && r.sizeUsed != nil {
+			for _, u := range sizes {
+				r.sizeUsed[u.id] = true
+			}
+		}
+		r.cacheMu.Unlock()
+	}
+	if !ok {
+		sizes = nil
+		r.prefetchSizes(ctx, doc)
+		var smu sync.Mutex
+		opts.Size = func(pool, image string) (int64, error) {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			n, err := r.size(pool, image)
+			smu.Lock()
+			sizes = append(sizes, sizeUse{pool + "/" + image, n})
+			smu.Unlock()
+			return n, err
+		}
+		spec, specErr := SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
+		var buildErr error
+		st, buildErr = lio.Build(spec)
+		if err := errors.Join(specErr, buildErr); err != nil {
+			// not memoized: a failed size read or decrypt is retried
+			if record {
+				st = r.withLeftovers(doc, st)
+				r.recordManaged(st)
+			}
+			return st, err
+		}
+		r.storeBuilt(key, st, sizes)
+	}
+	if record {
+		st = r.withLeftovers(doc, st)
+		r.recordManaged(st)
+	}
+	return st, nil
+}
+
+// withLeftovers adds to st the names of what this gateway built before and
+// the document no longer names, as SpecFromConfig's ManagedTargets and
+// ManagedStorageObjects would: those targets and storage objects are then
+// managed, not desired, and the planner removes what is left of them. st
+// itself is not changed (it may be memoized).
+func (r *Reconciler) withLeftovers(doc *config.Doc, st lio.State) lio.State {
+	var tgts, sos []string
+	for iqn := range r.managedTargets {
+		if doc.Targets[iqn] == nil {
+			tgts = append(tgts, iqn)
+		}
+	}
+	// st names every object it builds in Managed; count before building a
+	// set of them, as nearly always r.managedSOs holds nothing else
+	in := 0
+	for i, n := range st.Managed.StorageObjects {
+		if r.managedSOs[n] && (i == 0 || st.Managed.StorageObjects[i-1] != n) { // sorted: count each once
+			in++
+		}
+	}
+	if in < len(r.managedSOs) {
+		have := make(map[string]bool, len(st.Managed.StorageObjects))
+		for _, n := range st.Managed.StorageObjects {
+			have[n] = true
+		}
+		for so := range r.managedSOs {
+			if !have[so] {
+				sos = append(sos, so)
+			}
+		}
+	}
+	if len(tgts) == 0 && len(sos) == 0 {
+		return st
+	}
+	have := make(map[string]bool, len(st.Managed.Targets))
+	for _, n := range st.Managed.Targets {
+		have[n] = true
+	}
+	tgts = slices.DeleteFunc(tgts, func(n string) bool { return have[n] })
+	st.Managed.Targets = slices.Sorted(slices.Values(append(slices.Clone(st.Managed.Targets), tgts...)))
+	st.Managed.StorageObjects = slices.Sorted(slices.Values(append(slices.Clone(st.Managed.StorageObjects), sos...)))
+	return st
+}
+
+// recordManaged remembers the names st manages, so that a later document
+// that no longer names them still has their leftovers removed.
+func (r *Reconciler) recordManaged(st lio.State) {
+	for _, iqn := range st.Managed.Targets {
+		r.managedTargets[iqn] = true
+	}
+	for _, t := range st.Targets {
+		r.managedTargets[t.IQN] = true
+	}
+	for _, so := range st.Managed.StorageObjects {
+		r.managedSOs[so] = true
+	}
+	for _, so := range st.StorageObjects {
+		r.managedSOs[so.Name] = true
+	}
+}
+
+// builtKey identifies a built desired state: the document's content, the
+// generation of what the build read besides it (image sizes, the CHAP
+// key), and for block disks whether devices were mapped or only looked up.
+type builtKey struct {
+	content digest
+	gen     uint64
+	dry     bool
+}
+
+type builtState struct {
+	key   builtKey
+	st    lio.State
+	sizes []sizeUse
+}
+
+// sizeUse is an image size a build used.
+type sizeUse struct {
+	id string
+	n  int64
+}
+
+// builtMemo is how many desired states are memoized: an API change builds
+// the document before it (already built by the last reconcile), after it
+// (its check) and the committed one (the same content), so each change
+// builds once.
+const builtMemo = 4
+
+func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, bool) {
+	r.builtMu.Lock()
+	defer r.builtMu.Unlock()
+	for i, b := range r.built {
+		if b.key == k {
+			// most recent first
+			copy(r.built[1:i+1], r.built[:i])
+			r.built[0] = b
+			return b.st, b.sizes, true
+		}
+	}
+	return lio.State{}, nil, false
+}
+
+func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse) {
+	r.builtMu.Lock()
+	defer r.builtMu.Unlock()
+	if r.builds.Load() != k.gen {
+		return // sizes were forgotten while it was built
+	}
+	r.built = append([]builtState{{k, st, sizes}}, r.built...)
+	if len(r.built) > builtMemo {
+		r.built = r.built[:builtMemo]
+	}
+}
+
+// forgetBuilt drops the memoized desired states.
+func (r *Reconciler) forgetBuilt() {
+	r.builds.Add(1)
+	r.builtMu.Lock()
+	defer r.builtMu.Unlock()
+	r.built = nil
 }
 
 // blockExporters counts, for each block disk ("pool/image"), the gateways
@@ -755,7 +978,7 @@ func (r *Reconciler) unmapUnused(ctx context.Context, desired lio.State, held ma
 // A document LIO was last converged to, by this call from the API or from
 // the config watch, is not reconciled again unless ForgetSizes was called
 // since; the epoch and the created/updated stamps do not count (see
-// lioContent). The check and the reconcile are one step, so an API call
+// contentDigest). The check and the reconcile are one step, so an API call
 // and the watch that both bring a change make one reconcile between them.
 func (r *Reconciler) Reconcile(ctx context.Context, doc *config.Doc) error {
 	return r.reconcile(ctx, doc, false)
@@ -774,14 +997,17 @@ func (r *Reconciler) CheckDrift(ctx context.Context, doc *config.Doc) error {
 const maxDriftOps = 20
 
 func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool) error {
-	b := lioContent(doc)
+	b := contentDigest(doc)
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !drift && !r.resync && r.applied != nil && r.appliedGen == gen && bytes.Equal(r.applied, b) {
+	if !drift && !r.resync && r.hasApplied && r.appliedGen == gen && r.applied == b {
 		return nil
 	}
+	// the build's memo key is the same digest: not computed twice
+	r.runDoc, r.runDigest = doc, b
 	rep, err := r.runLocked(ctx, doc, Mode{})
+	r.runDoc = nil
 	if drift && !rep.Plan.Empty() {
 		ops := make([]string, 0, min(len(rep.Plan.Ops), maxDriftOps))
 		for _, op := range rep.Plan.Ops[:min(len(rep.Plan.Ops), maxDriftOps)] {
@@ -798,9 +1024,9 @@ func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool)
 	for _, e := range failed {
 		st.Problems = append(st.Problems, Problem{Object: "LIO", Error: e.Error()})
 	}
-	r.applied = nil
+	r.hasApplied = false
 	if err == nil {
-		r.applied, r.appliedGen, r.appliedEpoch, r.appliedAt = b, gen, doc.Epoch, time.Now()
+		r.hasApplied, r.applied, r.appliedGen, r.appliedEpoch, r.appliedAt = true, b, gen, doc.Epoch, time.Now()
 	}
 	r.smu.Lock()
 	if !drift {
@@ -832,11 +1058,11 @@ func (r *Reconciler) Status() Status {
 // LIO may have drifted since (SIGHUP is the operator's way to re-check);
 // the config watch uses it not to reconcile twice what an API call just did.
 func (r *Reconciler) Converged(doc *config.Doc) bool {
-	b := lioContent(doc)
+	b := contentDigest(doc)
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.applied != nil && r.appliedGen == gen && bytes.Equal(r.applied, b)
+	return r.hasApplied && r.appliedGen == gen && r.applied == b
 }
 
 // AheadOf reports whether LIO was last converged to a change made from doc's
@@ -861,33 +1087,12 @@ func (r *Reconciler) PreviewPending(doc *config.Doc, grace time.Duration) bool {
 }
 
 func (r *Reconciler) aheadOf(doc *config.Doc) (bool, time.Time) {
-	b := lioContent(doc)
+	b := contentDigest(doc)
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ahead := r.applied != nil && r.appliedGen == gen && !r.resync && r.appliedEpoch == doc.Epoch && !bytes.Equal(r.applied, b)
+	ahead := r.hasApplied && r.appliedGen == gen && !r.resync && r.appliedEpoch == doc.Epoch && r.applied != b
 	return ahead, r.appliedAt
-}
-
-// lioContent is doc's encoding without what never reaches LIO: the epoch
-// and the created/updated stamps, each one line of the indented encoding.
-// A gateway asked to apply a change before its coordinator commits it
-// (upstream's order for removals) reconciles a preview, whose epoch and
-// stamps are not those of the commit that follows; its content is, and the
-// config watch then has nothing left to do.
-func lioContent(doc *config.Doc) []byte {
-	raw := doc.Marshal()
-	out := make([]byte, 0, len(raw))
-	for len(raw) > 0 {
-		var line []byte
-		line, raw, _ = bytes.Cut(raw, []byte("\n"))
-		key := bytes.TrimLeft(line, " ")
-		if bytes.HasPrefix(key, []byte(`"epoch": `)) || bytes.HasPrefix(key, []byte(`"created": `)) || bytes.HasPrefix(key, []byte(`"updated": `)) {
-			continue
-		}
-		out = append(append(out, line...), '\n')
-	}
-	return out
 }
 
 // Teardown removes this gateway's LIO objects (spec 6.6). It plans from
@@ -898,7 +1103,7 @@ func lioContent(doc *config.Doc) []byte {
 func (r *Reconciler) Teardown(ctx context.Context, doc *config.Doc) (Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.applied = nil
+	r.hasApplied = false
 	rep, err := r.runLocked(ctx, doc, Mode{Teardown: true})
 	if err != nil && !rep.FullObserve && r.resync && ctx.Err() == nil {
 		r.log.Warn("teardown from the remembered LIO state failed; reading the whole tree and trying again", "err", err)

@@ -494,6 +494,9 @@ func yesNo(b bool) string {
 }
 
 func applyTargetControls(s *Settings, c map[string]any) error {
+	if len(c) == 0 {
+		return nil // most targets and disks override nothing: no maps to make
+	}
 	ints := map[string]*int{
 		"dataout_timeout": &s.DataoutTimeout, "nopin_response_timeout": &s.NopinResponseTimeout,
 		"nopin_timeout": &s.NopinTimeout, "cmdsn_depth": &s.CmdSNDepth,
@@ -506,6 +509,9 @@ func applyTargetControls(s *Settings, c map[string]any) error {
 }
 
 func applyTCMUControls(s *Settings, c map[string]any) error {
+	if len(c) == 0 {
+		return nil
+	}
 	ints := map[string]*int{
 		"max_data_area_mb": &s.MaxDataAreaMB, "qfull_timeout": &s.QFullTimeout,
 		"osd_op_timeout": &s.OSDOpTimeout, "hw_max_sectors": &s.HWMaxSectors,
@@ -514,6 +520,9 @@ func applyTCMUControls(s *Settings, c map[string]any) error {
 }
 
 func applyControls(c map[string]any, ints map[string]*int, bools map[string]*bool) error {
+	if len(c) == 0 {
+		return nil
+	}
 	var errs []error
 	for _, k := range sortedKeys(c) {
 		v := c[k]

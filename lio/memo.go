@@ -27,10 +27,6 @@ import (
 type Model struct {
 	mu   sync.Mutex
 	root *mnode
-	// objs are the storage objects and ACLs Observe parsed, by path,
-	// dropped with any change at or under their directory: an Observe
-	// then costs a map lookup for each object nothing touched.
-	objs map[string]any
 	// misses counts reads that went to the kernel, hits those answered
 	// from memory.
 	misses, hits int64
@@ -46,6 +42,12 @@ type mnode struct {
 	val                string
 	hasLink            bool
 	link               string
+	// obj is the storage object or ACL Observe parsed at this path,
+	// dropped with any change at or under its directory: an Observe then
+	// costs a lookup for each object nothing touched. It lives in the
+	// tree, so that a change forgets the objects of its own subtree
+	// instead of searching every object.
+	obj any
 }
 
 // NewModel returns an empty Model: the first Observe reads everything.
@@ -56,44 +58,48 @@ func (m *Model) Forget() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.root = &mnode{}
-	m.objs = nil
 }
 
 // object returns the parsed object at p, if nothing changed it since.
 func (m *Model) object(p string) (any, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v, ok := m.objs[p]
-	return v, ok
+	if n := m.node(p, false); n != nil && n.obj != nil {
+		return n.obj, true
+	}
+	return nil, false
 }
 
 func (m *Model) putObject(p string, v any) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.objs == nil {
-		m.objs = map[string]any{}
-	}
-	m.objs[p] = v
+	m.node(p, true).obj = v
 }
 
 // dropObjects forgets the parsed objects at rel or above it, and with
 // under those below it.
 func (m *Model) dropObjects(rel string, under bool) {
-	if len(m.objs) == 0 {
-		return
-	}
-	for i := range len(rel) {
-		if rel[i] == '/' {
-			delete(m.objs, rel[:i])
+	n := m.root
+	for rest := rel; ; {
+		c, tail, more := strings.Cut(rest, "/")
+		rest = tail
+		if n = n.kids[c]; n == nil {
+			return
+		}
+		n.obj = nil
+		if !more {
+			break
 		}
 	}
-	delete(m.objs, rel)
 	if under {
-		for k := range m.objs {
-			if strings.HasPrefix(k, rel+"/") {
-				delete(m.objs, k)
-			}
-		}
+		dropBelow(n)
+	}
+}
+
+func dropBelow(n *mnode) {
+	for _, k := range n.kids {
+		k.obj = nil
+		dropBelow(k)
 	}
 }
 
@@ -122,7 +128,11 @@ func (f FS) Live() FS {
 // node returns the node at rel, creating the path when create is set.
 func (m *Model) node(rel string, create bool) *mnode {
 	n := m.root
-	for _, c := range strings.Split(rel, "/") {
+	// walk the components without splitting: every read of an Observe
+	// comes here
+	for rest := rel; ; {
+		c, tail, more := strings.Cut(rest, "/")
+		rest = tail
 		k := n.kids[c]
 		if k == nil {
 			if !create {
@@ -135,8 +145,10 @@ func (m *Model) node(rel string, create bool) *mnode {
 			n.kids[c] = k
 		}
 		n = k
+		if !more {
+			return n
+		}
 	}
-	return n
 }
 
 func (m *Model) count(hit bool) {

@@ -136,6 +136,10 @@ type planner struct {
 	desTgt      map[string]*Target
 	luns        map[*TPG]map[int]*LUN
 	acls        map[*TPG]map[string]*ACL
+
+	// hbaObjects are the observed storage objects an HBA is kept for
+	// (obs.StorageObjects unless NewPlanSince plans a part of them).
+	hbaObjects []StorageObject
 }
 
 func newPlanner(obs, des State) *planner {
@@ -171,6 +175,7 @@ func newPlanner(obs, des State) *planner {
 	for _, t := range des.Targets {
 		p.managedTgt[t.IQN] = true
 	}
+	p.hbaObjects = obs.StorageObjects
 	for i := range obs.StorageObjects {
 		so := &obs.StorageObjects[i]
 		p.obsSO[so.Path] = so
@@ -480,7 +485,7 @@ func (p *planner) removeSO(o *StorageObject, dropHBA bool) {
 		return
 	}
 	hba := path2dir(o.Path)
-	for _, other := range p.obs.StorageObjects {
+	for _, other := range p.hbaObjects {
 		if path2dir(other.Path) == hba && !p.gone[other.Path] {
 			return
 		}

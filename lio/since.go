@@ -1,0 +1,330 @@
+package lio
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+)
+
+// NewPlanSince is NewPlan(observed, desired) for a caller that converged
+// LIO to prev with a plan applied in full, and is the only writer of what
+// it manages: every object prev and desired agree on then needs nothing,
+// so only the objects that differ between them are planned, with what
+// their operations depend on. A change then costs in proportion to what
+// changed, plus one comparison of prev with desired, instead of a plan
+// over every LUN and ACL of the gateway.
+//
+// The result equals NewPlan(observed, desired) when LIO holds prev. When
+// it may not (start-up, a failed operation, held objects, a drift check),
+// callers use NewPlan.
+func NewPlanSince(prev, observed, desired State) Plan {
+	s := newScope(prev, observed, desired)
+	if s == nil {
+		return NewPlan(observed, desired)
+	}
+	p := newPlanner(s.restrict(observed), s.restrict(desired))
+	// an HBA is removed with its last storage object, of all observed
+	p.hbaObjects = observed.StorageObjects
+	p.preDeletes()
+	p.creates()
+	p.activate()
+	p.staleDeletes()
+	return Plan{Ops: p.ops}
+}
+
+// scope is what NewPlanSince plans: storage objects by name; whole
+// targets; and in the other targets, LUNs by index and ACLs by initiator
+// of each TPG.
+type scope struct {
+	sos     map[string]bool
+	targets map[string]bool // planned whole
+	luns    map[tpgKey]map[int]bool
+	acls    map[tpgKey]map[string]bool
+}
+
+type tpgKey struct {
+	iqn string
+	tag int
+}
+
+func newScope(prev, observed, desired State) *scope {
+	s := &scope{sos: map[string]bool{}, targets: map[string]bool{},
+		luns: map[tpgKey]map[int]bool{}, acls: map[tpgKey]map[string]bool{}}
+
+	// storage objects that changed, appeared, left, or changed ownership;
+	// desired states list them sorted by name, so two walks side by side
+	// compare them without indexing thousands of names
+	changed := map[string]bool{}
+	if !sortedBy(prev.StorageObjects, soKey) || !sortedBy(desired.StorageObjects, soKey) ||
+		!sortedBy(prev.Managed.StorageObjects, same) || !sortedBy(desired.Managed.StorageObjects, same) {
+		return nil
+	}
+	mergeDiff(prev.StorageObjects, desired.StorageObjects, soKey, soEqual, func(n string) { changed[n] = true })
+	mergeDiff(prev.Managed.StorageObjects, desired.Managed.StorageObjects, same, func(a, b string) bool { return true },
+		func(n string) { changed[n] = true })
+	maps.Copy(s.sos, changed)
+
+	// targets that appeared, left, changed ownership or TPGs; LUNs and
+	// ACLs that changed
+	for iqn := range symmetricDiff(managedTargets(prev), managedTargets(desired)) {
+		s.targets[iqn] = true
+	}
+	// targets nobody here manages stay whole: the planner keeps what
+	// they link
+	dm := managedTargets(desired)
+	for _, t := range observed.Targets {
+		if !dm[t.IQN] {
+			s.targets[t.IQN] = true
+		}
+	}
+	pt, dt := targetByIQN(prev.Targets), targetByIQN(desired.Targets)
+	for iqn, a := range pt {
+		b := dt[iqn]
+		if b == nil || !sameTPGHeaders(*a, *b) {
+			s.targets[iqn] = true
+			continue
+		}
+		for i := range a.TPGs {
+			at, bt := &a.TPGs[i], findTPG(b, a.TPGs[i].Tag)
+			k := tpgKey{iqn, at.Tag}
+			if !sortedBy(at.LUNs, lunIndex) || !sortedBy(bt.LUNs, lunIndex) ||
+				!sortedBy(at.ACLs, aclInitiator) || !sortedBy(bt.ACLs, aclInitiator) {
+				// not as Build makes them (an index given twice): whole
+				s.targets[iqn] = true
+				break
+			}
+			mergeDiff(at.LUNs, bt.LUNs, lunIndex, func(a, b LUN) bool { return a == b }, func(i int) { s.addLUN(k, i) })
+			mergeDiff(at.ACLs, bt.ACLs, aclInitiator, aclEqual, func(ini string) { s.addACL(k, ini) })
+		}
+	}
+	for iqn := range dt {
+		if pt[iqn] == nil {
+			s.targets[iqn] = true
+		}
+	}
+
+	// What the planned objects depend on. A LUN of a changed storage
+	// object may be re-created with it, and a mapped LUN with its LUN: so
+	// LUNs of changed objects are planned, and ACLs mapping planned LUNs.
+	// A planned LUN needs its storage object's path, whole targets every
+	// storage object they link.
+	for _, st := range []State{observed, desired} {
+		for ti := range st.Targets {
+			t := &st.Targets[ti]
+			if len(changed) == 0 || s.targets[t.IQN] {
+				continue
+			}
+			for gi := range t.TPGs {
+				tpg := &t.TPGs[gi]
+				k := tpgKey{t.IQN, tpg.Tag}
+				for _, l := range tpg.LUNs {
+					if changed[l.StorageObject] {
+						s.addLUN(k, l.Index)
+					}
+				}
+			}
+		}
+	}
+	for _, st := range []State{observed, desired} {
+		for ti := range st.Targets {
+			t := &st.Targets[ti]
+			for gi := range t.TPGs {
+				tpg := &t.TPGs[gi]
+				k := tpgKey{t.IQN, tpg.Tag}
+				if s.targets[t.IQN] {
+					for _, l := range tpg.LUNs {
+						s.sos[l.StorageObject] = true
+					}
+					continue
+				}
+				if len(s.luns[k]) == 0 {
+					continue
+				}
+				// LUNs are sorted by index, observed and desired alike
+				for idx := range s.luns[k] {
+					i, found := slices.BinarySearchFunc(tpg.LUNs, idx, func(l LUN, idx int) int { return cmp.Compare(l.Index, idx) })
+					for ; found && i < len(tpg.LUNs) && tpg.LUNs[i].Index == idx; i++ {
+						s.sos[tpg.LUNs[i].StorageObject] = true
+					}
+				}
+				for _, a := range tpg.ACLs {
+					for _, m := range a.MappedLUNs {
+						if s.luns[k][m.TPGLUN] {
+							s.addACL(k, a.Initiator)
+						}
+					}
+				}
+			}
+		}
+	}
+	return s
+}
+
+func (s *scope) addLUN(k tpgKey, idx int) {
+	if s.luns[k] == nil {
+		s.luns[k] = map[int]bool{}
+	}
+	s.luns[k][idx] = true
+}
+
+func (s *scope) addACL(k tpgKey, ini string) {
+	if s.acls[k] == nil {
+		s.acls[k] = map[string]bool{}
+	}
+	s.acls[k][ini] = true
+}
+
+// restrict returns st with only what s plans: the HBAs, discovery auth,
+// ownership and every target's TPG settings stay, and targets nobody
+// manages stay whole (the planner keeps what they use).
+func (s *scope) restrict(st State) State {
+	out := st
+	out.StorageObjects = nil
+	for _, so := range st.StorageObjects {
+		if s.sos[so.Name] {
+			out.StorageObjects = append(out.StorageObjects, so)
+		}
+	}
+	out.Targets = make([]Target, 0, len(st.Targets))
+	for _, t := range st.Targets {
+		if s.targets[t.IQN] {
+			out.Targets = append(out.Targets, t)
+			continue
+		}
+		nt := Target{IQN: t.IQN, TPGs: make([]TPG, 0, len(t.TPGs))}
+		for _, tpg := range t.TPGs {
+			k := tpgKey{t.IQN, tpg.Tag}
+			ntpg := tpg
+			ntpg.LUNs, ntpg.ACLs = nil, nil
+			for _, l := range tpg.LUNs {
+				if s.luns[k][l.Index] {
+					ntpg.LUNs = append(ntpg.LUNs, l)
+				}
+			}
+			for _, a := range tpg.ACLs {
+				if s.acls[k][a.Initiator] {
+					ntpg.ACLs = append(ntpg.ACLs, a)
+				}
+			}
+			nt.TPGs = append(nt.TPGs, ntpg)
+		}
+		out.Targets = append(out.Targets, nt)
+	}
+	return out
+}
+
+func managedTargets(st State) map[string]bool {
+	m := make(map[string]bool, len(st.Managed.Targets)+len(st.Targets))
+	for _, n := range st.Managed.Targets {
+		m[n] = true
+	}
+	for _, t := range st.Targets {
+		m[t.IQN] = true
+	}
+	return m
+}
+
+func symmetricDiff(a, b map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		if !b[k] {
+			out[k] = true
+		}
+	}
+	for k := range b {
+		if !a[k] {
+			out[k] = true
+		}
+	}
+	return out
+}
+
+func targetByIQN(l []Target) map[string]*Target {
+	m := make(map[string]*Target, len(l))
+	for i := range l {
+		if m[l[i].IQN] == nil {
+			m[l[i].IQN] = &l[i]
+		}
+	}
+	return m
+}
+
+func soKey(so StorageObject) string { return so.Name }
+func lunIndex(l LUN) int            { return l.Index }
+func aclInitiator(a ACL) string     { return a.Initiator }
+func same(s string) string          { return s }
+
+// sortedBy reports whether l is sorted by key with no key twice.
+func sortedBy[T any, K cmp.Ordered](l []T, key func(T) K) bool {
+	for i := 1; i < len(l); i++ {
+		if key(l[i-1]) >= key(l[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeDiff walks a and b, both sortedBy key, side by side and calls diff
+// with each key only one has, or whose items are not equal.
+func mergeDiff[T any, K cmp.Ordered](a, b []T, key func(T) K, equal func(T, T) bool, diff func(K)) {
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && key(a[i]) < key(b[j])):
+			diff(key(a[i]))
+			i++
+		case i == len(a) || key(b[j]) < key(a[i]):
+			diff(key(b[j]))
+			j++
+		default:
+			if !equal(a[i], b[j]) {
+				diff(key(a[i]))
+			}
+			i++
+			j++
+		}
+	}
+}
+
+// sameTPGHeaders reports whether two targets have the same TPGs with the
+// same settings, whatever their LUNs and ACLs.
+func sameTPGHeaders(a, b Target) bool {
+	if len(a.TPGs) != len(b.TPGs) {
+		return false
+	}
+	for i := range a.TPGs {
+		x, y := &a.TPGs[i], findTPG(&b, a.TPGs[i].Tag)
+		if y == nil || x.Enabled != y.Enabled || !slices.Equal(x.Portals, y.Portals) ||
+			!maps.Equal(x.Attrs, y.Attrs) || !maps.Equal(x.Params, y.Params) || !authEqual(x.Auth, y.Auth) {
+			return false
+		}
+	}
+	return true
+}
+
+func authEqual(a, b *Auth) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func soEqual(a, b StorageObject) bool {
+	if a.Plugin != b.Plugin || a.Name != b.Name || a.Path != b.Path || a.Enabled != b.Enabled || a.WWN != b.WWN ||
+		a.Config != b.Config || a.MaxDataAreaMB != b.MaxDataAreaMB || a.HWMaxSectors != b.HWMaxSectors ||
+		a.Size != b.Size || !maps.Equal(a.Attrs, b.Attrs) || len(a.ALUA) != len(b.ALUA) {
+		return false
+	}
+	for i := range a.ALUA {
+		x, y := a.ALUA[i], b.ALUA[i]
+		if x.Name != y.Name || x.ID != y.ID || x.AccessType != y.AccessType || x.AccessState != y.AccessState || !maps.Equal(x.Attrs, y.Attrs) {
+			return false
+		}
+	}
+	return true
+}
+
+func aclEqual(a, b ACL) bool {
+	return a.Initiator == b.Initiator && maps.Equal(a.Attrs, b.Attrs) && a.CmdSNDepth == b.CmdSNDepth &&
+		authEqual(a.Auth, b.Auth) && slices.Equal(a.MappedLUNs, b.MappedLUNs)
+}
