@@ -1,10 +1,12 @@
 package lio
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -181,8 +183,32 @@ func lunDefaults() map[string]string {
 }
 
 // stagingPrefix names the directories an emulated mkdir fills before it
-// moves them into place; a crash can leave one behind in the root.
+// moves them into place; a crash can leave one behind in the root. The
+// name carries the pid of the process that made it: opening the root (a
+// dry run, the statistics daemon, a test's read) while a daemon seeds an
+// object must not delete the half-seeded directory under it, which left an
+// ACL without its attribute files that no retry could repair.
 const stagingPrefix = ".mkdir-"
+
+// stagingPattern is the os.MkdirTemp pattern of this process's staging
+// directories: stagingPrefix, the pid, a dash, a random suffix.
+func stagingPattern() string { return stagingPrefix + strconv.Itoa(os.Getpid()) + "-" }
+
+// stagingOwnerGone reports whether the process that made the staging
+// directory name is gone, so that what it left can be deleted. A name
+// without a pid is an older process's and is gone too.
+func stagingOwnerGone(name string) bool {
+	pid, _, ok := strings.Cut(strings.TrimPrefix(name, stagingPrefix), "-")
+	n, err := strconv.Atoi(pid)
+	if !ok || err != nil || n <= 0 {
+		return true
+	}
+	if n == os.Getpid() {
+		return false
+	}
+	// Signal 0 checks existence; EPERM means it exists under another user.
+	return errors.Is(syscall.Kill(n, 0), syscall.ESRCH)
+}
 
 // emulatedMkdir creates the object at rel with its default groups and
 // attribute files in one step, as the kernel's mkdir does: the object is
@@ -196,7 +222,7 @@ func (f FS) emulatedMkdir(rel string) error {
 	if _, err := os.Stat(filepath.Dir(dst)); err != nil {
 		return &fs.PathError{Op: "mkdir", Path: dst, Err: syscall.ENOENT}
 	}
-	tmp, err := os.MkdirTemp(f.root, stagingPrefix)
+	tmp, err := os.MkdirTemp(f.root, stagingPattern())
 	if err != nil {
 		return err
 	}
@@ -218,7 +244,7 @@ func (f FS) emulatedMkdir(rel string) error {
 // emulatedRemove removes the object at rel in one step, as the kernel's
 // rmdir does: it is moved out of the tree before its files are deleted.
 func (f FS) emulatedRemove(rel string) error {
-	tmp, err := os.MkdirTemp(f.root, stagingPrefix)
+	tmp, err := os.MkdirTemp(f.root, stagingPattern())
 	if err != nil {
 		return err
 	}
@@ -229,14 +255,15 @@ func (f FS) emulatedRemove(rel string) error {
 	return os.RemoveAll(tmp)
 }
 
-// removeStaging deletes what emulatedMkdir calls of a killed process left.
+// removeStaging deletes what emulatedMkdir calls of a killed process left;
+// a live process's are its mkdirs in flight.
 func (f FS) removeStaging() error {
 	des, err := os.ReadDir(f.root)
 	if err != nil {
 		return err
 	}
 	for _, de := range des {
-		if de.IsDir() && strings.HasPrefix(de.Name(), stagingPrefix) {
+		if de.IsDir() && strings.HasPrefix(de.Name(), stagingPrefix) && stagingOwnerGone(de.Name()) {
 			if err := os.RemoveAll(filepath.Join(f.root, de.Name())); err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,11 +75,35 @@ func TestEmulatedMkdirIsAtomic(t *testing.T) {
 			t.Errorf("a failed mkdir left %s", de.Name())
 		}
 	}
+	// A process that has exited leaves its staging behind; a live one (this
+	// test, or another daemon on the same root) is seeding an object there.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadLeft := filepath.Join(f.Root(), fmt.Sprintf("%s%d-42", stagingPrefix, dead.Process.Pid))
+	ours := filepath.Join(f.Root(), stagingPattern()+"7")
+	peer := filepath.Join(f.Root(), fmt.Sprintf("%s%d-9", stagingPrefix, os.Getppid()))
+	for _, d := range []string{deadLeft, ours, peer} {
+		if err := os.MkdirAll(filepath.Join(d, "attrib"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := NewEmulatedFS(f.Root()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("staging leftover not removed: %v", err)
+	for _, d := range []string{leftover, deadLeft} {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("staging leftover %s not removed: %v", filepath.Base(d), err)
+		}
+	}
+	for _, d := range []string{ours, peer} {
+		if _, err := os.Stat(filepath.Join(d, "attrib")); err != nil {
+			t.Errorf("a live process's mkdir in flight (%s) was removed: %v", filepath.Base(d), err)
+		}
+		if err := os.RemoveAll(d); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// an object comes with its files, and a second mkdir finds it
 	if err := f.mkdir("target/iscsi/iqn.2003-01.com.example:a"); err != nil {
