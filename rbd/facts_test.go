@@ -4,13 +4,16 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	gorados "github.com/ceph/go-ceph/rados"
 )
 
-// TestBulkFacts checks the header reads against librbd's own answers (ReadFacts opens the
-// image): sizes and features of images with and without snapshots, and a missing image.
-func TestBulkFacts(t *testing.T) {
-	conn, _ := connect(t)
-	plain, snapped, missing := uniqueImage(t, conn), uniqueImage(t, conn), uniqueImage(t, conn)
+// factImages connects and names three images: plain (96 MiB), snapped (32
+// MiB with snapshot "s1") and missing (never created).
+func factImages(t *testing.T) (conn *gorados.Conn, plain, snapped, missing string) {
+	t.Helper()
+	conn, _ = connect(t)
+	plain, snapped, missing = uniqueImage(t, conn), uniqueImage(t, conn), uniqueImage(t, conn)
 	if err := Create(conn, testPool, plain, 96<<20, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -20,6 +23,13 @@ func TestBulkFacts(t *testing.T) {
 	if err := CreateSnapshot(conn, testPool, snapped, "s1"); err != nil {
 		t.Fatal(err)
 	}
+	return conn, plain, snapped, missing
+}
+
+// TestBulkFacts checks the header reads against librbd's own answers (ReadFacts opens the
+// image): sizes and features of images with and without snapshots, and a missing image.
+func TestBulkFacts(t *testing.T) {
+	conn, plain, snapped, missing := factImages(t)
 	facts, errs, err := BulkFacts(conn, testPool, []string{plain, snapped, missing}, 4)
 	if err != nil || len(errs) != 0 {
 		t.Fatalf("BulkFacts: %v %v", err, errs)
@@ -49,17 +59,7 @@ func TestBulkFacts(t *testing.T) {
 // librbd's, an image with snapshots is opened instead, and a missing image
 // or pool is reported as such.
 func TestHeaderSize(t *testing.T) {
-	conn, _ := connect(t)
-	plain, snapped, missing := uniqueImage(t, conn), uniqueImage(t, conn), uniqueImage(t, conn)
-	if err := Create(conn, testPool, plain, 96<<20, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := Create(conn, testPool, snapped, 32<<20, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := CreateSnapshot(conn, testPool, snapped, "s1"); err != nil {
-		t.Fatal(err)
-	}
+	conn, plain, snapped, missing := factImages(t)
 	if err := Resize(conn, testPool, plain, 128<<20); err != nil {
 		t.Fatal(err)
 	}
