@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,6 +52,35 @@ func uniqueImage(tb testing.TB, conn *gorados.Conn) string {
 		Remove(context.Background(), conn, testPool, img, RemoveOptions{Timeout: time.Second, Interval: 100 * time.Millisecond})
 	})
 	return img
+}
+
+// openImage opens img for the test, read-only or not, and returns it with
+// its close, which may be called early: it also runs at the test's cleanup
+// (before uniqueImage's removal, whatever happens).
+func openImage(tb testing.TB, conn *gorados.Conn, img string, readOnly bool) (*gorbd.Image, func()) {
+	tb.Helper()
+	ioctx, err := conn.OpenIOContext(testPool)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	open := gorbd.OpenImage
+	if readOnly {
+		open = gorbd.OpenImageReadOnly
+	}
+	h, err := open(ioctx, img, gorbd.NoSnapshot)
+	if err != nil {
+		ioctx.Destroy()
+		tb.Fatal(err)
+	}
+	var once sync.Once
+	closeImage := func() {
+		once.Do(func() {
+			h.Close()
+			ioctx.Destroy()
+		})
+	}
+	tb.Cleanup(closeImage)
+	return h, closeImage
 }
 
 func TestImageLifecycle(t *testing.T) {
@@ -112,23 +142,7 @@ func TestImageLifecycle(t *testing.T) {
 	}
 
 	// an open read-write handle is a watcher and (once it writes) the lock owner
-	ioctx, err := conn.OpenIOContext(testPool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ioctx.Destroy()
-	h, err := gorbd.OpenImage(ioctx, img, gorbd.NoSnapshot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := false
-	closeImage := func() {
-		if !closed {
-			closed = true
-			h.Close()
-		}
-	}
-	t.Cleanup(closeImage) // before uniqueImage's removal, whatever happens
+	h, closeImage := openImage(t, conn, img, false)
 	if _, err := h.WriteAt([]byte("x"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -261,32 +275,16 @@ func TestSnapshots(t *testing.T) {
 	}
 	write := func(b byte) {
 		t.Helper()
-		ioctx, err := conn.OpenIOContext(testPool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ioctx.Destroy()
-		h, err := gorbd.OpenImage(ioctx, img, gorbd.NoSnapshot)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
+		h, closeImage := openImage(t, conn, img, false)
+		defer closeImage()
 		if _, err := h.WriteAt(bytes4k(b), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	read := func() byte {
 		t.Helper()
-		ioctx, err := conn.OpenIOContext(testPool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ioctx.Destroy()
-		h, err := gorbd.OpenImageReadOnly(ioctx, img, gorbd.NoSnapshot)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
+		h, closeImage := openImage(t, conn, img, true)
+		defer closeImage()
 		buf := make([]byte, 1)
 		if _, err := h.ReadAt(buf, 0); err != nil {
 			t.Fatal(err)

@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	gorbd "github.com/ceph/go-ceph/rbd"
 )
 
 // kernelTestsEnv enables the tests that map real block devices: they need root, the
@@ -80,18 +78,10 @@ func TestKernelMapping(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.Close()
-			ioctx, err := conn.OpenIOContext(testPool)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ioctx.Destroy()
-			h, err := gorbd.OpenImageReadOnly(ioctx, img, gorbd.NoSnapshot)
-			if err != nil {
-				t.Fatal(err)
-			}
+			h, closeImage := openImage(t, conn, img, true)
 			buf := make([]byte, 4096)
 			_, err = h.ReadAt(buf, 4096)
-			h.Close()
+			closeImage()
 			if err != nil || !bytes.Equal(buf, bytes4k('k')) {
 				t.Errorf("data written through %s not in the image: %v", dev, err)
 			}
