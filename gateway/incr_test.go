@@ -366,7 +366,7 @@ func TestIncrementalEqualsFullRebuild(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			w := newIncrWorld(t, seed)
-			steps, incremental := 150, 0
+			steps, incremental, kept := 150, 0, 0
 			if testing.Short() {
 				steps = 40
 			}
@@ -394,6 +394,13 @@ func TestIncrementalEqualsFullRebuild(t *testing.T) {
 					t.Fatalf("step %d (%s, incremental %v): the plan differs from a full one\ngot:\n%s\nwant:\n%s",
 						step, w.stepName, rep.Incremental, rep.Plan, want)
 				}
+				// what inc keeps of LIO between runs is what LIO holds
+				if w.inc.observed != nil {
+					if live := observeTree(t, w.incFS); !reflect.DeepEqual(*w.inc.observed, live) {
+						t.Fatalf("step %d (%s): the kept observed state differs from LIO\nkept: %+v\nLIO: %+v", step, w.stepName, *w.inc.observed, live)
+					}
+					kept++
+				}
 				w.full.Resync()
 				if _, err := w.full.Run(ctx, doc, Mode{}); err != nil {
 					t.Fatalf("step %d (%s): full: %v", step, w.stepName, err)
@@ -411,7 +418,10 @@ func TestIncrementalEqualsFullRebuild(t *testing.T) {
 			if incremental < steps/2 {
 				t.Fatalf("only %d of %d steps were planned incrementally", incremental, steps)
 			}
-			t.Logf("%d of %d steps planned incrementally", incremental, steps)
+			if kept < steps/2 {
+				t.Fatalf("only %d of %d steps kept the observed state", kept, steps)
+			}
+			t.Logf("%d of %d steps planned incrementally, %d kept the observed state", incremental, steps, kept)
 		})
 	}
 }

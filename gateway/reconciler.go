@@ -131,6 +131,11 @@ type Reconciler struct {
 	model  *lio.Model
 	mfs    lio.FS
 	resync bool
+	// observed is what LIO holds after the last run, read in full once
+	// and then kept up to date by reading again only what each apply
+	// touched (lio.Refresh), or nil: the next run reads the tree through
+	// model. It is dropped with model on resync and by a teardown.
+	observed *lio.State
 	// converged is the desired state the last run applied in full, with
 	// nothing held, or nil: the next run plans only what differs from it
 	// (lio.NewPlanSince) unless it re-reads the whole tree.
@@ -384,16 +389,27 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	r.smu.Unlock()
 	r.resync = false
 	t = time.Now()
-	observe := lio.Observe
-	if mode.Teardown {
+	var observed lio.State
+	var err error
+	switch {
+	case r.observed != nil && !full && !mode.Teardown:
+		// what the last run read, with what its apply touched read again
+		observed = *r.observed
+	case mode.Teardown:
 		// a teardown needs names and links, not the values
-		observe = lio.ObserveLayout
+		observed, err = lio.ObserveLayout(r.mfs)
+	default:
+		observed, err = lio.Observe(r.mfs)
 	}
-	observed, err := observe(r.mfs)
+	r.observed = nil
 	rep.Took.Observe = time.Since(t)
 	if err != nil {
 		r.resync = true
 		return rep, fmt.Errorf("gateway: reading LIO: %w", err)
+	}
+	if !mode.Teardown {
+		// valid until an apply changes LIO
+		r.observed = &observed
 	}
 	rep.FullObserve = full
 	t = time.Now()
@@ -434,6 +450,7 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 		}
 		r.log.Info("applying LIO plan", "epoch", rep.Epoch, "ops", len(rep.Plan.Ops))
 		t = time.Now()
+		r.observed = nil
 		res, applyErr := lio.Apply(ctx, r.mfs, rep.Plan)
 		rep.Took.Apply = time.Since(t)
 		rep.Applied = &res
@@ -442,6 +459,16 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 			r.resync = true
 			rep.ApplyErr = applyErr
 			return rep, errors.Join(applyErr, heldErr)
+		}
+		if !mode.Teardown {
+			t = time.Now()
+			after, err := lio.Refresh(r.mfs, observed, rep.Plan)
+			rep.Took.Observe += time.Since(t)
+			if err != nil {
+				r.resync = true
+				return rep, errors.Join(fmt.Errorf("gateway: reading back LIO: %w", err), heldErr)
+			}
+			r.observed = &after
 		}
 	}
 	// a held disk keeps its mapping as LIO keeps its storage object
