@@ -382,7 +382,7 @@ func TestIncrementalEqualsFullRebuild(t *testing.T) {
 						t.Fatalf("step %d (%s): check: %v", step, w.stepName, err)
 					}
 				}
-				_, want := w.reference(doc)
+				wantState, want := w.reference(doc)
 				rep, err := w.inc.Run(ctx, doc, Mode{})
 				if err != nil {
 					t.Fatalf("step %d (%s): %v", step, w.stepName, err)
@@ -393,6 +393,14 @@ func TestIncrementalEqualsFullRebuild(t *testing.T) {
 				if !reflect.DeepEqual(rep.Plan.Ops, want.Ops) {
 					t.Fatalf("step %d (%s, incremental %v): the plan differs from a full one\ngot:\n%s\nwant:\n%s",
 						step, w.stepName, rep.Incremental, rep.Plan, want)
+				}
+				// what inc built from its memos is what a build from
+				// scratch makes
+				if w.inc.converged == nil {
+					t.Fatalf("step %d (%s): not converged", step, w.stepName)
+				}
+				if !reflect.DeepEqual(*w.inc.converged, wantState) {
+					t.Fatalf("step %d (%s): the desired state differs from a build from scratch\ngot:  %+v\nwant: %+v", step, w.stepName, *w.inc.converged, wantState)
 				}
 				// what inc keeps of LIO between runs is what LIO holds
 				if w.inc.observed != nil {

@@ -151,6 +151,10 @@ type Reconciler struct {
 	// shared and never modified.
 	builtMu sync.Mutex
 	built   []builtState
+	// builder makes a document's desired state from the pieces it made
+	// for the documents before (lio.Builder): a change rebuilds what it
+	// changed.
+	builder lio.Builder
 	builds  atomic.Uint64
 	// runDoc and runDigest (under mu) are the document reconcile is
 	// running with and its contentDigest.
@@ -596,7 +600,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		}
 		spec, specErr := SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
 		var buildErr error
-		st, buildErr = lio.Build(spec)
+		st, buildErr = r.builder.Build(spec)
 		if err := errors.Join(specErr, buildErr); err != nil {
 			// not memoized: a failed size read or decrypt is retried
 			if record {

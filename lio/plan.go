@@ -1,8 +1,10 @@
 package lio
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -934,8 +936,8 @@ func sortedMapped(s []MappedLUN) []MappedLUN {
 	return c
 }
 
-func sortTPGs(s []TPG) { sort.SliceStable(s, func(i, j int) bool { return s[i].Tag < s[j].Tag }) }
-func sortLUNs(s []LUN) { sort.SliceStable(s, func(i, j int) bool { return s[i].Index < s[j].Index }) }
+func sortTPGs(s []TPG) { slices.SortStableFunc(s, func(a, b TPG) int { return cmp.Compare(a.Tag, b.Tag) }) }
+func sortLUNs(s []LUN) { slices.SortStableFunc(s, func(a, b LUN) int { return cmp.Compare(a.Index, b.Index) }) }
 func sortMapped(s []MappedLUN) {
-	sort.SliceStable(s, func(i, j int) bool { return s[i].Index < s[j].Index })
+	slices.SortStableFunc(s, func(a, b MappedLUN) int { return cmp.Compare(a.Index, b.Index) })
 }
