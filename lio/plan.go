@@ -936,8 +936,12 @@ func sortedMapped(s []MappedLUN) []MappedLUN {
 	return c
 }
 
-func sortTPGs(s []TPG) { slices.SortStableFunc(s, func(a, b TPG) int { return cmp.Compare(a.Tag, b.Tag) }) }
-func sortLUNs(s []LUN) { slices.SortStableFunc(s, func(a, b LUN) int { return cmp.Compare(a.Index, b.Index) }) }
+func sortTPGs(s []TPG) {
+	slices.SortStableFunc(s, func(a, b TPG) int { return cmp.Compare(a.Tag, b.Tag) })
+}
+func sortLUNs(s []LUN) {
+	slices.SortStableFunc(s, func(a, b LUN) int { return cmp.Compare(a.Index, b.Index) })
+}
 func sortMapped(s []MappedLUN) {
 	slices.SortStableFunc(s, func(a, b MappedLUN) int { return cmp.Compare(a.Index, b.Index) })
 }
