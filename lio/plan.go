@@ -207,8 +207,8 @@ func (p *planner) addSecret(path, value string) {
 func (p *planner) resolveStorageObjects() {
 	used := map[int]bool{}
 	for _, h := range p.obs.HBAs {
-		if m := hbaRe.FindStringSubmatch(h); m != nil {
-			used[atoi(m[2])] = true
+		if _, n, ok := parseHBA(h); ok {
+			used[n] = true
 		}
 	}
 	foreignLinks := map[string]bool{} // SO paths linked from unmanaged targets
