@@ -155,6 +155,8 @@ type Reconciler struct {
 	// for the documents before (lio.Builder): a change rebuilds what it
 	// changed.
 	builder lio.Builder
+	// names remembers the names of documents found valid (withValidNames).
+	names validNames
 	builds  atomic.Uint64
 	// runDoc and runDigest (under mu) are the document reconcile is
 	// running with and its contentDigest.
@@ -317,7 +319,7 @@ func (r *Reconciler) Check(ctx context.Context, doc *config.Doc) error {
 	if doc == nil {
 		return errors.New("gateway: no configuration document")
 	}
-	valid, nameErrs := withValidNames(doc)
+	valid, nameErrs := withValidNames(doc, &r.names)
 	_, err := r.desired(ctx, valid, Mode{DryRun: true}, valid.Gateways[r.opts.Identity.Name] != nil, false)
 	return errors.Join(joinObjectErrors(nameErrs), err)
 }
@@ -368,7 +370,7 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 			"build", rep.Took.Build, "observe", rep.Took.Observe, "plan", rep.Took.Plan, "apply", rep.Took.Apply, "unmap", rep.Took.Unmap)
 	}()
 	// A name that cannot be a configfs path never reaches package lio.
-	valid, nameErrs := withValidNames(doc)
+	valid, nameErrs := withValidNames(doc, &r.names)
 	t := time.Now()
 	desired, buildErr := r.desired(ctx, valid, mode, rep.Member, true)
 	rep.Took.Build = time.Since(t)
