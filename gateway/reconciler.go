@@ -156,8 +156,8 @@ type Reconciler struct {
 	// changed.
 	builder lio.Builder
 	// names remembers the names of documents found valid (withValidNames).
-	names validNames
-	builds  atomic.Uint64
+	names  validNames
+	builds atomic.Uint64
 	// runDoc and runDigest (under mu) are the document reconcile is
 	// running with and its contentDigest.
 	runDoc    *config.Doc
