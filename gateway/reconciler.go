@@ -151,13 +151,13 @@ type Reconciler struct {
 	// shared and never modified.
 	builtMu sync.Mutex
 	built   []builtState
+	builds  atomic.Uint64
 	// builder makes a document's desired state from the pieces it made
 	// for the documents before (lio.Builder): a change rebuilds what it
 	// changed.
 	builder lio.Builder
 	// names remembers the names of documents found valid (withValidNames).
-	names  validNames
-	builds atomic.Uint64
+	names validNames
 	// runDoc and runDigest (under mu) are the document reconcile is
 	// running with and its contentDigest.
 	runDoc    *config.Doc
