@@ -14,29 +14,20 @@ type digest [2]uint64
 // contentSeeds are this process's: a digest is never stored or sent.
 var contentSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 
-// hasher writes into two independently seeded hashes. Map entries are
-// hashed each on their own and summed, so a map's digest does not depend
-// on iteration order and needs no sort.
-type hasher struct{ a, b maphash.Hash }
+// hasher gathers what it is given in a buffer, hashed by two
+// independently seeded hashes at sum: one call each instead of a call per
+// field, which made the digest of a 4096-disk document cost milliseconds.
+// Map entries are hashed each on their own and summed, so a map's digest
+// does not depend on iteration order and needs no sort.
+type hasher struct{ buf []byte }
 
-func newHasher() *hasher {
-	h := &hasher{}
-	h.a.SetSeed(contentSeeds[0])
-	h.b.SetSeed(contentSeeds[1])
-	return h
-}
+func newHasher() *hasher { return &hasher{buf: make([]byte, 0, 256)} }
 
-func (h *hasher) num(n uint64) {
-	var buf [8]byte
-	binary.LittleEndian.PutUint64(buf[:], n)
-	h.a.Write(buf[:])
-	h.b.Write(buf[:])
-}
+func (h *hasher) num(n uint64) { h.buf = binary.LittleEndian.AppendUint64(h.buf, n) }
 
 func (h *hasher) str(s string) {
 	h.num(uint64(len(s)))
-	h.a.WriteString(s)
-	h.b.WriteString(s)
+	h.buf = append(h.buf, s...)
 }
 
 func (h *hasher) boolean(b bool) {
@@ -49,7 +40,9 @@ func (h *hasher) boolean(b bool) {
 
 func (h *hasher) digest(d digest) { h.num(d[0]); h.num(d[1]) }
 
-func (h *hasher) sum() digest { return digest{h.a.Sum64(), h.b.Sum64()} }
+func (h *hasher) sum() digest {
+	return digest{maphash.Bytes(contentSeeds[0], h.buf), maphash.Bytes(contentSeeds[1], h.buf)}
+}
 
 // optStr tells an absent optional value from an empty one.
 func (h *hasher) optStr(s *string) {
@@ -98,8 +91,7 @@ func entries[V any](h *hasher, m map[string]V, value func(*hasher, V)) {
 	var sum digest
 	e := newHasher()
 	for k, v := range m {
-		e.a.Reset()
-		e.b.Reset()
+		e.buf = e.buf[:0]
 		e.str(k)
 		value(e, v)
 		d := e.sum()

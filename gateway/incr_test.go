@@ -366,7 +366,7 @@ func TestIncrementalEqualsFullRebuild(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			w := newIncrWorld(t, seed)
-			steps, incremental := 150, 0
+			steps, incremental, kept := 150, 0, 0
 			if testing.Short() {
 				steps = 40
 			}
@@ -382,7 +382,7 @@ func TestIncrementalEqualsFullRebuild(t *testing.T) {
 						t.Fatalf("step %d (%s): check: %v", step, w.stepName, err)
 					}
 				}
-				_, want := w.reference(doc)
+				wantState, want := w.reference(doc)
 				rep, err := w.inc.Run(ctx, doc, Mode{})
 				if err != nil {
 					t.Fatalf("step %d (%s): %v", step, w.stepName, err)
@@ -393,6 +393,21 @@ func TestIncrementalEqualsFullRebuild(t *testing.T) {
 				if !reflect.DeepEqual(rep.Plan.Ops, want.Ops) {
 					t.Fatalf("step %d (%s, incremental %v): the plan differs from a full one\ngot:\n%s\nwant:\n%s",
 						step, w.stepName, rep.Incremental, rep.Plan, want)
+				}
+				// what inc built from its memos is what a build from
+				// scratch makes
+				if w.inc.converged == nil {
+					t.Fatalf("step %d (%s): not converged", step, w.stepName)
+				}
+				if !reflect.DeepEqual(*w.inc.converged, wantState) {
+					t.Fatalf("step %d (%s): the desired state differs from a build from scratch\ngot:  %+v\nwant: %+v", step, w.stepName, *w.inc.converged, wantState)
+				}
+				// what inc keeps of LIO between runs is what LIO holds
+				if w.inc.observed != nil {
+					if live := observeTree(t, w.incFS); !reflect.DeepEqual(*w.inc.observed, live) {
+						t.Fatalf("step %d (%s): the kept observed state differs from LIO\nkept: %+v\nLIO: %+v", step, w.stepName, *w.inc.observed, live)
+					}
+					kept++
 				}
 				w.full.Resync()
 				if _, err := w.full.Run(ctx, doc, Mode{}); err != nil {
@@ -411,7 +426,10 @@ func TestIncrementalEqualsFullRebuild(t *testing.T) {
 			if incremental < steps/2 {
 				t.Fatalf("only %d of %d steps were planned incrementally", incremental, steps)
 			}
-			t.Logf("%d of %d steps planned incrementally", incremental, steps)
+			if kept < steps/2 {
+				t.Fatalf("only %d of %d steps kept the observed state", kept, steps)
+			}
+			t.Logf("%d of %d steps planned incrementally, %d kept the observed state", incremental, steps, kept)
 		})
 	}
 }

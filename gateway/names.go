@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"ceph-iscsi/config"
 	"ceph-iscsi/lio"
@@ -19,14 +20,24 @@ func soName(id string, d *config.Disk) string {
 // names break the iSCSI name rules or cannot become configfs paths, and an
 // error naming each of them.
 // doc itself is not changed; it is returned as is when every name is valid.
-func withValidNames(doc *config.Doc) (*config.Doc, []*lio.ObjectError) {
+//
+// known, if not nil, remembers the names found valid, so that a document
+// of thousands of names costs a lookup per name seen before.
+func withValidNames(doc *config.Doc, known *validNames) (*config.Doc, []*lio.ObjectError) {
+	if known != nil {
+		known.mu.Lock()
+		defer known.mu.Unlock()
+		if len(known.objects)+len(known.iqns) > maxKnownNames {
+			known.objects, known.iqns = nil, nil
+		}
+	}
 	var errs []*lio.ObjectError
 	badDisks := map[string]bool{}
 	for id, d := range doc.Disks {
 		if d == nil {
 			continue
 		}
-		if err := config.ValidateSafeName(soName(id, d)); err != nil {
+		if err := known.check(false, soName(id, d), config.ValidateSafeName); err != nil {
 			errs = append(errs, &lio.ObjectError{Disk: id, Err: fmt.Errorf("disk %s: storage object name %w", config.QuoteName(id), err)})
 			badDisks[id] = true
 		}
@@ -35,7 +46,7 @@ func withValidNames(doc *config.Doc) (*config.Doc, []*lio.ObjectError) {
 	var badClients []clientRef
 	var badTargets []string
 	for iqn, t := range doc.Targets {
-		if err := config.ValidateIQN(iqn); err != nil {
+		if err := known.check(true, iqn, config.ValidateIQN); err != nil {
 			errs = append(errs, &lio.ObjectError{Target: iqn, Err: fmt.Errorf("target %w", err)})
 			badTargets = append(badTargets, iqn)
 			continue
@@ -44,7 +55,7 @@ func withValidNames(doc *config.Doc) (*config.Doc, []*lio.ObjectError) {
 			continue
 		}
 		for ini := range t.Clients {
-			if err := config.ValidateIQN(ini); err != nil {
+			if err := known.check(true, ini, config.ValidateIQN); err != nil {
 				errs = append(errs, &lio.ObjectError{Target: iqn, Client: ini, Err: fmt.Errorf("target %s client %w", config.QuoteName(iqn), err)})
 				badClients = append(badClients, clientRef{iqn, ini})
 			}
@@ -66,6 +77,40 @@ func withValidNames(doc *config.Doc) (*config.Doc, []*lio.ObjectError) {
 	}
 	slices.SortFunc(errs, func(a, b *lio.ObjectError) int { return strings.Compare(a.Error(), b.Error()) })
 	return c, errs
+}
+
+// validNames are names that passed their rule (a nil *validNames
+// remembers nothing).
+type validNames struct {
+	mu            sync.Mutex
+	objects, iqns map[string]bool
+}
+
+// maxKnownNames bounds what a validNames remembers: names of objects long
+// gone are dropped with the rest when it is reached.
+const maxKnownNames = 1 << 16
+
+// check is rule(name), answered from memory (under v.mu) for a name that
+// passed before; iqn says which kind of name it is.
+func (v *validNames) check(iqn bool, name string, rule func(string) error) error {
+	if v == nil {
+		return rule(name)
+	}
+	set := &v.objects
+	if iqn {
+		set = &v.iqns
+	}
+	if (*set)[name] {
+		return nil
+	}
+	err := rule(name)
+	if err == nil {
+		if *set == nil {
+			*set = map[string]bool{}
+		}
+		(*set)[name] = true
+	}
+	return err
 }
 
 // holdOf is what LIO must keep as it is because of errs.

@@ -131,6 +131,11 @@ type Reconciler struct {
 	model  *lio.Model
 	mfs    lio.FS
 	resync bool
+	// observed is what LIO holds after the last run, read in full once
+	// and then kept up to date by reading again only what each apply
+	// touched (lio.Refresh), or nil: the next run reads the tree through
+	// model. It is dropped with model on resync and by a teardown.
+	observed *lio.State
 	// converged is the desired state the last run applied in full, with
 	// nothing held, or nil: the next run plans only what differs from it
 	// (lio.NewPlanSince) unless it re-reads the whole tree.
@@ -147,6 +152,12 @@ type Reconciler struct {
 	builtMu sync.Mutex
 	built   []builtState
 	builds  atomic.Uint64
+	// builder makes a document's desired state from the pieces it made
+	// for the documents before (lio.Builder): a change rebuilds what it
+	// changed.
+	builder lio.Builder
+	// names remembers the names of documents found valid (withValidNames).
+	names validNames
 	// runDoc and runDigest (under mu) are the document reconcile is
 	// running with and its contentDigest.
 	runDoc    *config.Doc
@@ -308,7 +319,7 @@ func (r *Reconciler) Check(ctx context.Context, doc *config.Doc) error {
 	if doc == nil {
 		return errors.New("gateway: no configuration document")
 	}
-	valid, nameErrs := withValidNames(doc)
+	valid, nameErrs := withValidNames(doc, &r.names)
 	_, err := r.desired(ctx, valid, Mode{DryRun: true}, valid.Gateways[r.opts.Identity.Name] != nil, false)
 	return errors.Join(joinObjectErrors(nameErrs), err)
 }
@@ -359,7 +370,7 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 			"build", rep.Took.Build, "observe", rep.Took.Observe, "plan", rep.Took.Plan, "apply", rep.Took.Apply, "unmap", rep.Took.Unmap)
 	}()
 	// A name that cannot be a configfs path never reaches package lio.
-	valid, nameErrs := withValidNames(doc)
+	valid, nameErrs := withValidNames(doc, &r.names)
 	t := time.Now()
 	desired, buildErr := r.desired(ctx, valid, mode, rep.Member, true)
 	rep.Took.Build = time.Since(t)
@@ -384,16 +395,27 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	r.smu.Unlock()
 	r.resync = false
 	t = time.Now()
-	observe := lio.Observe
-	if mode.Teardown {
+	var observed lio.State
+	var err error
+	switch {
+	case r.observed != nil && !full && !mode.Teardown:
+		// what the last run read, with what its apply touched read again
+		observed = *r.observed
+	case mode.Teardown:
 		// a teardown needs names and links, not the values
-		observe = lio.ObserveLayout
+		observed, err = lio.ObserveLayout(r.mfs)
+	default:
+		observed, err = lio.Observe(r.mfs)
 	}
-	observed, err := observe(r.mfs)
+	r.observed = nil
 	rep.Took.Observe = time.Since(t)
 	if err != nil {
 		r.resync = true
 		return rep, fmt.Errorf("gateway: reading LIO: %w", err)
+	}
+	if !mode.Teardown {
+		// valid until an apply changes LIO
+		r.observed = &observed
 	}
 	rep.FullObserve = full
 	t = time.Now()
@@ -434,6 +456,7 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 		}
 		r.log.Info("applying LIO plan", "epoch", rep.Epoch, "ops", len(rep.Plan.Ops))
 		t = time.Now()
+		r.observed = nil
 		res, applyErr := lio.Apply(ctx, r.mfs, rep.Plan)
 		rep.Took.Apply = time.Since(t)
 		rep.Applied = &res
@@ -442,6 +465,16 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 			r.resync = true
 			rep.ApplyErr = applyErr
 			return rep, errors.Join(applyErr, heldErr)
+		}
+		if !mode.Teardown {
+			t = time.Now()
+			after, err := lio.Refresh(r.mfs, observed, rep.Plan)
+			rep.Took.Observe += time.Since(t)
+			if err != nil {
+				r.resync = true
+				return rep, errors.Join(fmt.Errorf("gateway: reading back LIO: %w", err), heldErr)
+			}
+			r.observed = &after
 		}
 	}
 	// a held disk keeps its mapping as LIO keeps its storage object
@@ -569,7 +602,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		}
 		spec, specErr := SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
 		var buildErr error
-		st, buildErr = lio.Build(spec)
+		st, buildErr = r.builder.Build(spec)
 		if err := errors.Join(specErr, buildErr); err != nil {
 			// not memoized: a failed size read or decrypt is retried
 			if record {

@@ -81,15 +81,16 @@ func SpecFromConfig(doc *config.Doc, gateway string, s *settings.Settings, opts 
 	if log == nil {
 		log = slog.Default()
 	}
+	if doc == nil {
+		return lio.Spec{Gateway: gateway, Settings: settingsFrom(s), Disks: map[string]lio.DiskSpec{}, Targets: map[string]lio.TargetSpec{},
+			Names: lio.NameRules{IQN: config.ValidateIQN, Object: config.ValidateSafeName}}, errors.New("lio: no configuration document")
+	}
 	spec := lio.Spec{
 		Gateway:  gateway,
 		Settings: settingsFrom(s),
-		Disks:    map[string]lio.DiskSpec{},
-		Targets:  map[string]lio.TargetSpec{},
+		Disks:    make(map[string]lio.DiskSpec, len(doc.Disks)),
+		Targets:  make(map[string]lio.TargetSpec, len(doc.Targets)),
 		Names:    lio.NameRules{IQN: config.ValidateIQN, Object: config.ValidateSafeName},
-	}
-	if doc == nil {
-		return spec, errors.New("lio: no configuration document")
 	}
 	a := adapter{doc: doc, gateway: gateway, opts: opts, log: log, dec: opts.Decrypt}
 	if a.dec == nil {
@@ -263,9 +264,9 @@ func (a *adapter) target(iqn string, t *config.Target, local []string, dropped m
 		ACLEnabled: t.ACLEnabled,
 		Controls:   t.Controls,
 		IPList:     t.IPList,
-		Portals:    map[string][]string{},
-		Disks:      map[string]int{},
-		Clients:    map[string]lio.ClientSpec{},
+		Portals:    make(map[string][]string, len(t.Portals)),
+		Disks:      make(map[string]int, len(t.Disks)),
+		Clients:    make(map[string]lio.ClientSpec, len(t.Clients)),
 	}
 	for gw, p := range t.Portals {
 		if p != nil && gw != a.gateway {
@@ -298,7 +299,7 @@ func (a *adapter) target(iqn string, t *config.Target, local []string, dropped m
 			a.fail(lio.ObjectError{Target: iqn, Client: ini}, "lio: target %s client %s: %w", iqn, ini, err)
 			continue
 		}
-		cs := lio.ClientSpec{Auth: auth, LUNs: map[string]int{}}
+		cs := lio.ClientSpec{Auth: auth, LUNs: make(map[string]int, len(c.Luns))}
 		for id, l := range c.Luns {
 			if !dropped[id] {
 				cs.LUNs[id] = l.LunID

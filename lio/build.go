@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Backstore choices for Spec.Backstore.
@@ -123,7 +126,60 @@ func (a AuthSpec) auth() *Auth {
 // list this gateway as a portal are not built but stay managed, so any
 // local leftovers are removed. Problems with one disk or client are
 // reported together; the returned State then omits only what was wrong.
-func Build(spec Spec) (State, error) {
+func Build(spec Spec) (State, error) { return build(spec, nil) }
+
+// Builder is Build with a memo of what it built: a disk's storage object
+// is made again only when its DiskSpec, the settings or the backstore
+// changed, and the ALUA groups and ACL attributes that are alike are made
+// once and shared. Building the spec of a one-LUN change then costs a
+// lookup per object instead of making each again (maps, formatted
+// strings). The States it returns share those pieces, so nobody may
+// modify them (the planner only reads). A Builder must be used with one
+// NameRules; it may be used from several goroutines.
+type Builder struct {
+	mu sync.Mutex
+	m  *buildMemo
+}
+
+type buildMemo struct {
+	settings  Settings
+	backstore string
+	sos       map[string]soPiece // by disk id
+	groups    map[groupKey]ALUAGroup
+}
+
+// soPiece is the storage object a DiskSpec gave, without its ALUA groups.
+type soPiece struct {
+	d  DiskSpec
+	so StorageObject
+}
+
+// groupKey is everything an ALUA group is made of (see aluaGroup).
+type groupKey struct {
+	explicit, owner bool
+	osdOpTimeout    int
+	tag             int
+}
+
+// Build is Build(spec), reusing what earlier calls built alike.
+func (b *Builder) Build(spec Spec) (State, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil || b.m.settings != spec.Settings || b.m.backstore != spec.Backstore || len(b.m.sos) > 2*len(spec.Disks)+64 {
+		// a memo of other settings, or of many disks gone since
+		b.m = &buildMemo{settings: spec.Settings, backstore: spec.Backstore, sos: map[string]soPiece{}, groups: map[groupKey]ALUAGroup{}}
+	}
+	return build(spec, b.m)
+}
+
+func diskSpecEqual(a, b DiskSpec) bool {
+	return a.Pool == b.Pool && a.Image == b.Image && a.WWN == b.WWN && a.BackstoreObjectName == b.BackstoreObjectName &&
+		a.Owner == b.Owner && a.Size == b.Size && a.DevicePath == b.DevicePath &&
+		len(a.Controls) == len(b.Controls) && (len(a.Controls) == 0 || reflect.DeepEqual(a.Controls, b.Controls))
+}
+
+// build is Build with memo m (nil: none).
+func build(spec Spec, m *buildMemo) (State, error) {
 	var errs []error
 	st := State{}
 	// An object whose name could not be one configfs directory is neither
@@ -158,7 +214,7 @@ func Build(spec Spec) (State, error) {
 		if !ok {
 			continue
 		}
-		t, err := buildTarget(spec, iqn, ts, local, sos)
+		t, err := buildTarget(spec, iqn, ts, local, sos, m)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -226,7 +282,7 @@ func ObjectName(id, pool, image, backstoreObjectName string) string {
 	return pool + "." + image
 }
 
-func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos map[string]*StorageObject) (Target, error) {
+func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos map[string]*StorageObject, m *buildMemo) (Target, error) {
 	var errs []error
 	tgt := spec.Settings
 	if err := applyTargetControls(&tgt, ts.Controls); err != nil {
@@ -255,6 +311,12 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 	}
 	diskIDs := sortedKeys(ts.Disks)
 	failed := map[string]bool{} // disks whose LUN cannot be built
+	// one map for every ACL of the target: they are read only
+	aclAttrs := map[string]string{
+		"dataout_timeout":        strconv.Itoa(tgt.DataoutTimeout),
+		"nopin_response_timeout": strconv.Itoa(tgt.NopinResponseTimeout),
+		"nopin_timeout":          strconv.Itoa(tgt.NopinTimeout),
+	}
 
 	t := Target{IQN: iqn}
 	for i, raw := range ts.IPList {
@@ -295,13 +357,13 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 				failed[id] = true
 				continue
 			}
-			so, err := storageObject(spec, id, d, sos)
+			so, err := storageObject(spec, id, d, sos, m)
 			if err != nil {
 				errs = append(errs, &ObjectError{Disk: id, Err: err})
 				failed[id] = true
 				continue
 			}
-			g, err := aluaGroup(spec.Settings, d, so, ts, ip, tag)
+			g, err := aluaGroup(spec.Settings, d, so, ts, ip, tag, m)
 			if err != nil {
 				errs = append(errs, &ObjectError{Disk: id, Err: err})
 				failed[id] = true
@@ -317,7 +379,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 					errs = append(errs, err)
 					continue
 				}
-				acl, err := buildACL(iqn, ini, ts.Clients[ini], tgt, lunByDisk, failed)
+				acl, err := buildACL(iqn, ini, ts.Clients[ini], tgt, aclAttrs, lunByDisk, failed)
 				if err != nil {
 					errs = append(errs, err)
 				}
@@ -345,15 +407,11 @@ func joinUnique(errs []error) error {
 
 // buildACL builds an initiator's ACL; a failed disk is left out silently
 // (its own error says why).
-func buildACL(iqn, ini string, c ClientSpec, tgt Settings, lunByDisk map[string]int, failed map[string]bool) (ACL, error) {
+func buildACL(iqn, ini string, c ClientSpec, tgt Settings, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool) (ACL, error) {
 	var errs []error
 	acl := ACL{
-		Initiator: ini,
-		Attrs: map[string]string{
-			"dataout_timeout":        strconv.Itoa(tgt.DataoutTimeout),
-			"nopin_response_timeout": strconv.Itoa(tgt.NopinResponseTimeout),
-			"nopin_timeout":          strconv.Itoa(tgt.NopinTimeout),
-		},
+		Initiator:  ini,
+		Attrs:      attrs,
 		CmdSNDepth: tgt.CmdSNDepth,
 		Auth:       c.Auth.auth(),
 	}
@@ -376,7 +434,7 @@ func buildACL(iqn, ini string, c ClientSpec, tgt Settings, lunByDisk map[string]
 
 // storageObject returns the (shared) storage object of disk id, creating
 // it on first use.
-func storageObject(spec Spec, id string, d DiskSpec, sos map[string]*StorageObject) (*StorageObject, error) {
+func storageObject(spec Spec, id string, d DiskSpec, sos map[string]*StorageObject, m *buildMemo) (*StorageObject, error) {
 	name := d.objectName(id)
 	if err := checkObjectName(spec.Names, id, name); err != nil {
 		return nil, err
@@ -384,6 +442,31 @@ func storageObject(spec Spec, id string, d DiskSpec, sos map[string]*StorageObje
 	if so, ok := sos[name]; ok {
 		return so, nil
 	}
+	if m != nil {
+		if p, ok := m.sos[id]; ok && diskSpecEqual(p.d, d) {
+			so := p.so
+			sos[name] = &so
+			return &so, nil
+		}
+	}
+	so, err := newStorageObject(spec, id, d, name)
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		// a copy of what may change under the caller (the document's
+		// controls map)
+		k := d
+		k.Controls = maps.Clone(d.Controls)
+		m.sos[id] = soPiece{d: k, so: *so}
+	}
+	sos[name] = so
+	return so, nil
+}
+
+// newStorageObject makes the storage object name of disk id, without its
+// ALUA groups.
+func newStorageObject(spec Spec, id string, d DiskSpec, name string) (*StorageObject, error) {
 	s, err := diskSettings(spec.Settings, d)
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", id, err)
@@ -410,7 +493,6 @@ func storageObject(spec Spec, id string, d DiskSpec, sos map[string]*StorageObje
 	default:
 		return nil, fmt.Errorf("disk %s: unknown backstore %q", id, spec.Backstore)
 	}
-	sos[name] = so
 	return so, nil
 }
 
@@ -433,7 +515,7 @@ func CfgString(pool, image string, s Settings) string {
 // aluaGroup adds the target port group of TPG tag to so and returns its
 // name: "ao" on the owner's portal, otherwise ano<tag> (implicit) or
 // standby<tag> (explicit).
-func aluaGroup(global Settings, d DiskSpec, so *StorageObject, ts TargetSpec, ip string, tag int) (string, error) {
+func aluaGroup(global Settings, d DiskSpec, so *StorageObject, ts TargetSpec, ip string, tag int, m *buildMemo) (string, error) {
 	s, err := diskSettings(global, d)
 	if err != nil {
 		return "", err
@@ -443,6 +525,39 @@ func aluaGroup(global Settings, d DiskSpec, so *StorageObject, ts TargetSpec, ip
 	for _, oip := range ts.Portals[d.Owner] {
 		owner = owner || trimBrackets(oip) == ip
 	}
+	k := groupKey{explicit: explicit, owner: owner, osdOpTimeout: s.OSDOpTimeout, tag: tag}
+	g, ok := m.group(k)
+	if !ok {
+		g = newALUAGroup(k)
+		if m != nil {
+			m.groups[k] = g
+		}
+	}
+	for _, have := range so.ALUA {
+		switch {
+		case have.ID == g.ID && have.Name == g.Name:
+			return g.Name, nil
+		case have.ID == g.ID || have.Name == g.Name:
+			// Upstream fails the same way (spec 7.6), e.g. an owner with two
+			// portal IPs, or a disk exported by two targets.
+			return "", fmt.Errorf("disk %s: existing ALUA group tag for group %s in invalid state", so.Name, g.Name)
+		}
+	}
+	so.ALUA = append(so.ALUA, g)
+	return g.Name, nil
+}
+
+func (m *buildMemo) group(k groupKey) (ALUAGroup, bool) {
+	if m == nil {
+		return ALUAGroup{}, false
+	}
+	g, ok := m.groups[k]
+	return g, ok
+}
+
+// newALUAGroup makes the target port group of TPG k.tag.
+func newALUAGroup(k groupKey) ALUAGroup {
+	explicit, owner, tag := k.explicit, k.owner, k.tag
 	g := ALUAGroup{ID: tag, Attrs: map[string]string{
 		"alua_support_active_optimized": "1",
 		"alua_support_offline":          "0",
@@ -461,23 +576,12 @@ func aluaGroup(global Settings, d DiskSpec, so *StorageObject, ts TargetSpec, ip
 	default:
 		g.Name, g.AccessType, g.AccessState = fmt.Sprintf("ano%d", tag), 1, 1
 		g.Attrs["alua_support_active_nonoptimized"] = "1"
-		g.Attrs["implicit_trans_secs"] = strconv.Itoa(s.OSDOpTimeout + 15)
+		g.Attrs["implicit_trans_secs"] = strconv.Itoa(k.osdOpTimeout + 15)
 		if owner {
 			g.Name, g.AccessState = "ao", 0
 		}
 	}
-	for _, have := range so.ALUA {
-		switch {
-		case have.ID == g.ID && have.Name == g.Name:
-			return g.Name, nil
-		case have.ID == g.ID || have.Name == g.Name:
-			// Upstream fails the same way (spec 7.6), e.g. an owner with two
-			// portal IPs, or a disk exported by two targets.
-			return "", fmt.Errorf("disk %s: existing ALUA group tag for group %s in invalid state", so.Name, g.Name)
-		}
-	}
-	so.ALUA = append(so.ALUA, g)
-	return g.Name, nil
+	return g
 }
 
 // diskSettings applies a disk's TCMU overrides to the global defaults.

@@ -340,3 +340,23 @@ func classify(rel string) kind {
 	}
 	return kindNone
 }
+
+// parseHBA splits an HBA directory name, <plugin>_<index>, as hbaRe
+// matches it, without a regular expression: a plan reads every HBA's index.
+func parseHBA(h string) (plugin string, index int, ok bool) {
+	i := strings.LastIndexByte(h, '_')
+	if i <= 0 || i == len(h)-1 {
+		return "", 0, false
+	}
+	for _, c := range h[:i] {
+		if (c < 'a' || c > 'z') && c != '_' {
+			return "", 0, false
+		}
+	}
+	for _, c := range h[i+1:] {
+		if c < '0' || c > '9' {
+			return "", 0, false
+		}
+	}
+	return h[:i], atoi(h[i+1:]), true
+}

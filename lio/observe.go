@@ -193,30 +193,38 @@ func observeFabric(f FS, st *State, layout bool) error {
 		if iqn == "discovery_auth" {
 			continue
 		}
-		t := Target{IQN: iqn}
-		tpgs, _, _, err := f.entries(targetPath(iqn))
+		t, err := observeTarget(f, iqn, layout)
 		if err != nil {
 			return err
 		}
-		for _, name := range tpgs {
-			m := tpgRe.FindStringSubmatch(name)
-			if m == nil {
-				continue
-			}
-			tpg, err := observeTPG(f, iqn, atoi(m[1]), layout)
-			if err != nil {
-				return err
-			}
-			t.TPGs = append(t.TPGs, tpg)
-		}
-		sortTPGs(t.TPGs)
 		st.Targets = append(st.Targets, t)
 	}
 	return nil
 }
 
-func observeTPG(f FS, iqn string, tag int, layout bool) (TPG, error) {
-	p := tpgPath(iqn, tag)
+func observeTarget(f FS, iqn string, layout bool) (Target, error) {
+	t := Target{IQN: iqn}
+	tpgs, _, _, err := f.entries(targetPath(iqn))
+	if err != nil {
+		return t, err
+	}
+	for _, name := range tpgs {
+		m := tpgRe.FindStringSubmatch(name)
+		if m == nil {
+			continue
+		}
+		tpg, err := observeTPG(f, iqn, atoi(m[1]), layout)
+		if err != nil {
+			return t, err
+		}
+		t.TPGs = append(t.TPGs, tpg)
+	}
+	sortTPGs(t.TPGs)
+	return t, nil
+}
+
+// observeTPGHeader reads what a TPG at p holds besides its LUNs and ACLs.
+func observeTPGHeader(f FS, p string, tag int, layout bool) (TPG, error) {
 	tpg := TPG{Tag: tag, Enabled: readOr(f, p+"/enable") == "1"}
 	if !layout {
 		auth := readAuth(f, p+"/auth")
@@ -225,7 +233,14 @@ func observeTPG(f FS, iqn string, tag int, layout bool) (TPG, error) {
 		tpg.Auth = &auth
 	}
 	var err error
-	if tpg.Portals, _, _, err = f.entries(p + "/np"); err != nil {
+	tpg.Portals, _, _, err = f.entries(p + "/np")
+	return tpg, err
+}
+
+func observeTPG(f FS, iqn string, tag int, layout bool) (TPG, error) {
+	p := tpgPath(iqn, tag)
+	tpg, err := observeTPGHeader(f, p, tag, layout)
+	if err != nil {
 		return tpg, err
 	}
 	luns, _, _, err := f.entries(p + "/lun")
@@ -237,22 +252,9 @@ func observeTPG(f FS, iqn string, tag int, layout bool) (TPG, error) {
 		if m == nil {
 			continue
 		}
-		lp := p + "/lun/" + l
-		lun := LUN{Index: atoi(m[1])}
-		_, _, links, err := f.entries(lp)
+		lun, err := observeLUN(f, p+"/lun/"+l, atoi(m[1]), layout)
 		if err != nil {
 			return tpg, err
-		}
-		if len(links) > 0 {
-			lun.LinkName = links[0]
-			if lun.Link, err = f.readlink(lp + "/" + links[0]); err != nil {
-				return tpg, err
-			}
-			lun.StorageObject = soName(lun.Link)
-		}
-		if !layout {
-			alias, _, _ := strings.Cut(readOr(f, lp+"/alua_tg_pt_gp"), "\n")
-			lun.ALUAGroup = strings.TrimPrefix(alias, aluaAliasPrefix)
 		}
 		tpg.LUNs = append(tpg.LUNs, lun)
 	}
@@ -269,6 +271,27 @@ func observeTPG(f FS, iqn string, tag int, layout bool) (TPG, error) {
 		tpg.ACLs = append(tpg.ACLs, acl)
 	}
 	return tpg, nil
+}
+
+// observeLUN reads the TPG LUN at lp, lun_<index>.
+func observeLUN(f FS, lp string, index int, layout bool) (LUN, error) {
+	lun := LUN{Index: index}
+	_, _, links, err := f.entries(lp)
+	if err != nil {
+		return lun, err
+	}
+	if len(links) > 0 {
+		lun.LinkName = links[0]
+		if lun.Link, err = f.readlink(lp + "/" + links[0]); err != nil {
+			return lun, err
+		}
+		lun.StorageObject = soName(lun.Link)
+	}
+	if !layout {
+		alias, _, _ := strings.Cut(readOr(f, lp+"/alua_tg_pt_gp"), "\n")
+		lun.ALUAGroup = strings.TrimPrefix(alias, aluaAliasPrefix)
+	}
+	return lun, nil
 }
 
 func observeACL(f FS, p string, layout bool) (ACL, error) {

@@ -1,8 +1,10 @@
 package lio
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -205,8 +207,8 @@ func (p *planner) addSecret(path, value string) {
 func (p *planner) resolveStorageObjects() {
 	used := map[int]bool{}
 	for _, h := range p.obs.HBAs {
-		if m := hbaRe.FindStringSubmatch(h); m != nil {
-			used[atoi(m[2])] = true
+		if _, n, ok := parseHBA(h); ok {
+			used[n] = true
 		}
 	}
 	foreignLinks := map[string]bool{} // SO paths linked from unmanaged targets
@@ -934,8 +936,12 @@ func sortedMapped(s []MappedLUN) []MappedLUN {
 	return c
 }
 
-func sortTPGs(s []TPG) { sort.SliceStable(s, func(i, j int) bool { return s[i].Tag < s[j].Tag }) }
-func sortLUNs(s []LUN) { sort.SliceStable(s, func(i, j int) bool { return s[i].Index < s[j].Index }) }
+func sortTPGs(s []TPG) {
+	slices.SortStableFunc(s, func(a, b TPG) int { return cmp.Compare(a.Tag, b.Tag) })
+}
+func sortLUNs(s []LUN) {
+	slices.SortStableFunc(s, func(a, b LUN) int { return cmp.Compare(a.Index, b.Index) })
+}
 func sortMapped(s []MappedLUN) {
-	sort.SliceStable(s, func(i, j int) bool { return s[i].Index < s[j].Index })
+	slices.SortStableFunc(s, func(a, b MappedLUN) int { return cmp.Compare(a.Index, b.Index) })
 }

@@ -3,6 +3,7 @@ package lio
 import (
 	"cmp"
 	"maps"
+	"reflect"
 	"slices"
 )
 
@@ -312,12 +313,12 @@ func authEqual(a, b *Auth) bool {
 func soEqual(a, b StorageObject) bool {
 	if a.Plugin != b.Plugin || a.Name != b.Name || a.Path != b.Path || a.Enabled != b.Enabled || a.WWN != b.WWN ||
 		a.Config != b.Config || a.MaxDataAreaMB != b.MaxDataAreaMB || a.HWMaxSectors != b.HWMaxSectors ||
-		a.Size != b.Size || !maps.Equal(a.Attrs, b.Attrs) || len(a.ALUA) != len(b.ALUA) {
+		a.Size != b.Size || !sameAttrs(a.Attrs, b.Attrs) || len(a.ALUA) != len(b.ALUA) {
 		return false
 	}
 	for i := range a.ALUA {
 		x, y := a.ALUA[i], b.ALUA[i]
-		if x.Name != y.Name || x.ID != y.ID || x.AccessType != y.AccessType || x.AccessState != y.AccessState || !maps.Equal(x.Attrs, y.Attrs) {
+		if x.Name != y.Name || x.ID != y.ID || x.AccessType != y.AccessType || x.AccessState != y.AccessState || !sameAttrs(x.Attrs, y.Attrs) {
 			return false
 		}
 	}
@@ -325,6 +326,18 @@ func soEqual(a, b StorageObject) bool {
 }
 
 func aclEqual(a, b ACL) bool {
-	return a.Initiator == b.Initiator && maps.Equal(a.Attrs, b.Attrs) && a.CmdSNDepth == b.CmdSNDepth &&
+	return a.Initiator == b.Initiator && sameAttrs(a.Attrs, b.Attrs) && a.CmdSNDepth == b.CmdSNDepth &&
 		authEqual(a.Auth, b.Auth) && slices.Equal(a.MappedLUNs, b.MappedLUNs)
+}
+
+// sameAttrs is maps.Equal, at once for one map: desired states built by
+// one Builder share the attribute maps of the objects that did not change.
+func sameAttrs(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer() {
+		return true
+	}
+	return maps.Equal(a, b)
 }
