@@ -81,7 +81,7 @@ func (d *Doc) validate(discard bool, tolerated map[string]error) ([]byte, error)
 	for _, iqn := range sortedKeys(d.Targets) {
 		v.target(d, iqn)
 	}
-	raw, err := MarshalAny(d.toMap())
+	raw, err := marshalDoc(d)
 	if err != nil {
 		v.add("", err.Error())
 	}
