@@ -245,7 +245,7 @@ func (s *server) internalTargetLun() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		doc, t, err := s.targetDoc(ctx, tIQN)
+		doc, t, err := s.targetView(ctx, tIQN)
 		if err != nil {
 			return err
 		}
@@ -464,7 +464,7 @@ func (s *server) internalClientLun() echo.HandlerFunc {
 			return err
 		}
 		if c.Request().Method == http.MethodGet {
-			doc, t, err := s.targetDoc(ctx, tIQN)
+			doc, t, err := s.targetView(ctx, tIQN)
 			if err != nil {
 				return err
 			}
