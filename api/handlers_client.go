@@ -185,7 +185,7 @@ func (s *server) internalClient() echo.HandlerFunc {
 		}
 		switch c.Request().Method {
 		case http.MethodGet:
-			doc, _, err := s.targetDoc(ctx, tIQN)
+			doc, _, err := s.targetView(ctx, tIQN)
 			if err != nil {
 				return err
 			}
@@ -204,7 +204,7 @@ func (s *server) internalClient() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		_, t, err := s.targetDoc(ctx, tIQN)
+		_, t, err := s.targetView(ctx, tIQN)
 		if err != nil {
 			return err
 		}

@@ -261,7 +261,7 @@ func (s *server) getSettings() echo.HandlerFunc {
 // coordinators then refuse changes that would leave it behind.
 func (s *server) ping() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		doc, err := s.load(c.Request().Context())
+		doc, err := s.view(c.Request().Context())
 		if err != nil {
 			return err
 		}
@@ -343,7 +343,7 @@ func (s *server) internalTargetInfo() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
 		iqn := param(c, "target_iqn")
-		if _, _, err := s.targetDoc(ctx, iqn); err != nil {
+		if _, _, err := s.targetView(ctx, iqn); err != nil {
 			return err
 		}
 		n, err := s.LIO.Sessions(ctx, iqn)
@@ -389,6 +389,35 @@ func writeDocEntry(c echo.Context, doc *config.Doc, notFound string, keys ...str
 		return message(c, http.StatusNotFound, notFound)
 	}
 	return writeJSON(c, http.StatusOK, entry)
+}
+
+// view is the current document shared with every other reader, for a
+// handler that only reads it: no copy, which for a target of thousands of
+// LUNs costs more than the rest of a peer's ping or internal call. It must
+// not be modified; a handler that changes the document uses load.
+func (s *server) view(ctx context.Context) (*config.Doc, error) {
+	sn, ok := s.Store.(snapshotter)
+	if !ok {
+		return s.load(ctx)
+	}
+	doc, _, err := sn.Snapshot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	return doc, nil
+}
+
+// targetView is targetDoc on the shared document (see view): read only.
+func (s *server) targetView(ctx context.Context, iqn string) (*config.Doc, *config.Target, error) {
+	doc, err := s.view(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := targetOf(doc, iqn)
+	if err != nil {
+		return nil, nil, err
+	}
+	return doc, t, nil
 }
 
 // targetDoc loads the current document and finds the target iqn in it.

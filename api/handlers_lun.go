@@ -245,7 +245,7 @@ func (s *server) internalTargetLun() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		doc, t, err := s.targetDoc(ctx, tIQN)
+		doc, t, err := s.targetView(ctx, tIQN)
 		if err != nil {
 			return err
 		}
@@ -349,7 +349,8 @@ func (s *server) clientLun() echo.HandlerFunc {
 		m := s.clientLunMutation(tIQN, cIQN, disk, c.Request().Method == http.MethodPut, vars)
 		// The same checks run again inside the commit, on the fresh
 		// document; running them first refuses before any peer is asked.
-		if err := m(doc.Clone()); err != nil && !errors.Is(err, errNoChange) {
+		// doc is this request's own copy, used for nothing else.
+		if err := m(doc); err != nil && !errors.Is(err, errNoChange) {
 			return err
 		}
 		return s.answer(c, plan{
@@ -464,7 +465,7 @@ func (s *server) internalClientLun() echo.HandlerFunc {
 			return err
 		}
 		if c.Request().Method == http.MethodGet {
-			doc, t, err := s.targetDoc(ctx, tIQN)
+			doc, t, err := s.targetView(ctx, tIQN)
 			if err != nil {
 				return err
 			}

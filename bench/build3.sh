@@ -11,7 +11,8 @@
 #
 #   bench/build3.sh [apibuild flags...]     e.g. bench/build3.sh -luns 256 -c 6
 #
-# env: BENCH_KEEP=1 keeps the work dir.
+# env: BENCH_KEEP=1 keeps the work dir; BENCH_PROFILE=DIR writes each daemon's CPU
+# profile (start-up until SIGTERM, without the teardown) to DIR/gwN.pprof.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -33,7 +34,7 @@ for n in 1 2 3; do
   args=(--configfs-root "$W/configfs$n" --gateway-name "gw$n"
     --listen "127.0.0.$n:$PORT" --local-addr "127.0.0.$n")
   for p in 1 2 3; do args+=(--peer "gw$p=http://127.0.0.$p:$PORT"); done
-  api_daemon "gw$n.log" "${args[@]}"
+  CEPH_ISCSI_CPUPROFILE=${BENCH_PROFILE:+$BENCH_PROFILE/gw$n.pprof} api_daemon "gw$n.log" "${args[@]}"
   PIDARGS+=("gw$n=$!")
   GWS+=("gw$n=http://127.0.0.$n:$PORT")
 done

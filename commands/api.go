@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -129,6 +131,8 @@ func runAPI(ctx context.Context, o apiOptions, stderr io.Writer) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	stopProfile := startCPUProfile(stderr)
+	defer stopProfile()
 
 	s, conn, err := loadSettings("api", o.configPath)
 	if err != nil {
@@ -301,6 +305,7 @@ loop:
 	}
 
 	notify(log, sddaemon.SdNotifyStopping)
+	stopProfile() // the profile covers serving, not the teardown
 	shutdownHTTP(log, srv)
 	cancel()
 	<-watchDone
@@ -313,6 +318,40 @@ loop:
 		return cli.Exit(fmt.Errorf("api: teardown: %w", err), exitTeardownFailed)
 	}
 	return runErr
+}
+
+// cpuProfileEnv names a file for a CPU profile of the daemon from start-up
+// until it stops serving; a debugging aid for the benches, kept out of the
+// REST API so that no client can start one.
+const cpuProfileEnv = "CEPH_ISCSI_CPUPROFILE"
+
+// startCPUProfile starts the profile cpuProfileEnv asks for, if any, and
+// returns what stops it (safe to call more than once). A profile that cannot
+// start is reported and the daemon runs without.
+func startCPUProfile(stderr io.Writer) (stop func()) {
+	path := os.Getenv(cpuProfileEnv)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		if err = pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "api: %s: %v\n", cpuProfileEnv, err)
+		return func() {}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				fmt.Fprintf(stderr, "api: %s: %v\n", cpuProfileEnv, err)
+			}
+		})
+	}
 }
 
 // localLIO adapts the reconciler to the API's LocalLIO seam; the session

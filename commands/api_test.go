@@ -420,6 +420,9 @@ func managedLeft(t *testing.T, root string, doc *config.Doc) []string {
 func TestAPIDaemonsConverge(t *testing.T) {
 	cl := newCluster(t, "")
 	gw1, gw2, gw3 := cl.daemon(1), cl.daemon(2), cl.daemon(3)
+	// gw3 also writes the debugging CPU profile, checked when it stops
+	profile := filepath.Join(t.TempDir(), "gw3.pprof")
+	gw3.env = append(gw3.env, cpuProfileEnv+"="+profile)
 	for _, d := range []*apiDaemon{gw1, gw2, gw3} {
 		cl.start(d)
 	}
@@ -502,6 +505,9 @@ func TestAPIDaemonsConverge(t *testing.T) {
 	}
 	if left := managedLeft(t, gw3.root, doc); len(left) != 0 {
 		t.Fatalf("gw3 left LIO objects after SIGTERM: %v", left)
+	}
+	if b, err := os.ReadFile(profile); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("gw3's CPU profile is not a gzipped profile (%d bytes): %v", len(b), err)
 	}
 	// Public changes that need gw3 are refused while it is down.
 	status, msg := cl.call(gw1, http.MethodPut, "/api/client/"+apiTarget+"/"+apiClient+"-2", nil)

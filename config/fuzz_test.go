@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 )
 
@@ -11,6 +12,7 @@ func addSeeds(f *testing.F) {
 		f.Add(readTestdata(f, name))
 	}
 	f.Add([]byte(fullDoc))
+	f.Add(scaleDoc(f, 4).Marshal())
 	for _, s := range []string{
 		`{"version": 11}`,
 		`{"version": 11, "x": "\ud800", "y": "\u00e9\ud83d\ude00<&>", "z": [1e400, -0, 1.50]}`,
@@ -23,17 +25,30 @@ func addSeeds(f *testing.F) {
 	}
 }
 
-// FuzzParse: Parse never panics, and whatever it accepts has a fixed point
-// after one Marshal.
+// FuzzParse: Parse never panics, whatever it accepts has a fixed point
+// after one Marshal, and the typed decoder and encoder agree with the
+// generic ones.
 func FuzzParse(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		if fast, ok := decodeFast(raw); ok {
+			slow, err := parseGeneric(raw)
+			if err != nil {
+				t.Fatalf("the typed decoder accepted what the generic one refuses (%v)", err)
+			}
+			if !reflect.DeepEqual(fast, slow) {
+				t.Fatal("the typed and generic decoders differ")
+			}
+		}
 		doc, err := Parse(raw)
 		if err != nil {
 			return
 		}
 		_ = doc.Validate()
 		first := doc.Marshal()
+		if generic, err := MarshalAny(doc.toMap()); err != nil || !bytes.Equal(generic, first) {
+			t.Fatalf("the typed and generic encoders differ (%v):\n%s", err, diffLines(string(generic), string(first)))
+		}
 		again, err := Parse(first)
 		if err != nil {
 			t.Fatalf("Parse(Marshal(x)) failed: %v\n%s", err, first)

@@ -133,6 +133,14 @@ func (e *FieldError) Unwrap() error { return e.Err }
 // Parse decodes a version 11 (or newer) document. Older documents must go
 // through Load, which upgrades them first.
 func Parse(raw []byte) (*Doc, error) {
+	if d, ok := decodeFast(raw); ok {
+		return d, nil
+	}
+	return parseGeneric(raw)
+}
+
+// parseGeneric is Parse through the generic tree: every document, every error.
+func parseGeneric(raw []byte) (*Doc, error) {
 	m, err := ParseAny(raw)
 	if err != nil {
 		return nil, err
@@ -154,7 +162,7 @@ func FromAny(m map[string]any) (*Doc, error) {
 // them. It panics if a Controls or Extra value cannot be encoded (a
 // programming error that Validate reports).
 func (d *Doc) Marshal() []byte {
-	b, err := MarshalAny(d.toMap())
+	b, err := marshalDoc(d)
 	if err != nil {
 		panic(err)
 	}

@@ -41,6 +41,9 @@ type UpgradeOptions struct {
 // gateway if needed, and decode the result. upgraded reports whether the
 // document changed and so must be written back.
 func Load(raw []byte, opts UpgradeOptions) (doc *Doc, upgraded bool, err error) {
+	if d, ok := decodeFast(raw); ok && !d.NeedsUpgrade(opts.Gateway) {
+		return d, false, nil
+	}
 	m, err := ParseAny(raw)
 	if err != nil {
 		return nil, false, err

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -59,29 +60,17 @@ func (d *Doc) ValidateAndMarshalSince(known map[string]error) ([]byte, error) {
 }
 
 func (d *Doc) validate(discard bool, tolerated map[string]error) ([]byte, error) {
-	var v validator
-	v.tolerated = tolerated
-	v.names(d)
-	if d.Version < CurrentVersion {
-		v.add("version", fmt.Sprintf("must be at least %d", CurrentVersion))
+	// A valid document, the common case, is checked in map order: sorting
+	// thousands of keys for nothing cost more than the checks. Only a
+	// document with errors is checked again in sorted order, so that its
+	// errors come in a stable order.
+	v := validator{tolerated: tolerated}
+	v.doc(d)
+	if len(v.errs) > 0 {
+		v = validator{tolerated: tolerated, sorted: true}
+		v.doc(d)
 	}
-	if d.Epoch < 0 {
-		v.add("epoch", "must not be negative")
-	}
-	for _, id := range sortedKeys(d.Disks) {
-		if d.Disks[id] == nil {
-			v.add(childPath("disks", id), "is null")
-		}
-	}
-	for _, name := range sortedKeys(d.Gateways) {
-		if d.Gateways[name] == nil {
-			v.add(childPath("gateways", name), "is null")
-		}
-	}
-	for _, iqn := range sortedKeys(d.Targets) {
-		v.target(d, iqn)
-	}
-	raw, err := MarshalAny(d.toMap())
+	raw, err := marshalDoc(d)
 	if err != nil {
 		v.add("", err.Error())
 	}
@@ -94,9 +83,42 @@ func (d *Doc) validate(discard bool, tolerated map[string]error) ([]byte, error)
 	return raw, nil
 }
 
+func (v *validator) doc(d *Doc) {
+	v.names(d)
+	if d.Version < CurrentVersion {
+		v.add("version", fmt.Sprintf("must be at least %d", CurrentVersion))
+	}
+	if d.Epoch < 0 {
+		v.add("epoch", "must not be negative")
+	}
+	for _, id := range keysOf(v, d.Disks) {
+		if d.Disks[id] == nil {
+			v.add(childPath("disks", id), "is null")
+		}
+	}
+	for _, name := range keysOf(v, d.Gateways) {
+		if d.Gateways[name] == nil {
+			v.add(childPath("gateways", name), "is null")
+		}
+	}
+	for _, iqn := range keysOf(v, d.Targets) {
+		v.target(d, iqn)
+	}
+}
+
 type validator struct {
 	errs      []error
 	tolerated map[string]error
+	// sorted visits keys in order, for errors in a stable order.
+	sorted bool
+}
+
+// keysOf is m's keys, sorted when v.sorted.
+func keysOf[T any](v *validator, m map[string]T) []string {
+	if v.sorted {
+		return sortedKeys(m)
+	}
+	return slices.Collect(maps.Keys(m))
 }
 
 // name records err (a *NameError or nil) for the name at path, unless the
@@ -115,40 +137,50 @@ func (v *validator) name(path string, err error) {
 // segment or a command argument: target and client IQNs, host group names,
 // gateway names, disk pools, images and backstore object names.
 func (v *validator) names(d *Doc) {
-	for _, id := range sortedKeys(d.Disks) {
+	for _, id := range keysOf(v, d.Disks) {
 		// The key is not checked: upstream's v3 upgrade turned every '.' of
 		// "pool.image" into '/', so only the fields name the image.
-		p := childPath("disks", id)
 		disk := d.Disks[id]
 		if disk == nil {
 			continue
 		}
-		for _, f := range []struct{ key, value string }{
+		for _, f := range [...]struct{ key, value string }{
 			{"pool", disk.Pool}, {"image", disk.Image}, {"backstore_object_name", disk.BackstoreObjectName},
 		} {
-			if f.value != "" {
-				v.name(keyPath(p, f.key), ValidateSafeName(f.value))
+			if f.value == "" {
+				continue
+			}
+			if err := ValidateSafeName(f.value); err != nil {
+				v.name(keyPath(childPath("disks", id), f.key), err)
 			}
 		}
 	}
-	for _, name := range sortedKeys(d.Gateways) {
-		v.name(childPath("gateways", name), ValidateGatewayName(name))
+	for _, name := range keysOf(v, d.Gateways) {
+		if err := ValidateGatewayName(name); err != nil {
+			v.name(childPath("gateways", name), err)
+		}
 	}
-	for _, iqn := range sortedKeys(d.Targets) {
+	for _, iqn := range keysOf(v, d.Targets) {
 		tp := childPath("targets", iqn)
 		v.name(tp, ValidateIQN(iqn))
 		t := d.Targets[iqn]
 		if t == nil {
 			continue
 		}
-		for _, c := range sortedKeys(t.Clients) {
-			v.name(childPath(keyPath(tp, "clients"), c), ValidateIQN(c))
+		for _, c := range keysOf(v, t.Clients) {
+			if err := ValidateIQN(c); err != nil {
+				v.name(childPath(keyPath(tp, "clients"), c), err)
+			}
 		}
-		for _, g := range sortedKeys(t.Groups) {
-			v.name(childPath(keyPath(tp, "groups"), g), ValidateSafeName(g))
+		for _, g := range keysOf(v, t.Groups) {
+			if err := ValidateSafeName(g); err != nil {
+				v.name(childPath(keyPath(tp, "groups"), g), err)
+			}
 		}
-		for _, gw := range sortedKeys(t.Portals) {
-			v.name(childPath(keyPath(tp, "portals"), gw), ValidateGatewayName(gw))
+		for _, gw := range keysOf(v, t.Portals) {
+			if err := ValidateGatewayName(gw); err != nil {
+				v.name(childPath(keyPath(tp, "portals"), gw), err)
+			}
 		}
 	}
 }
@@ -158,23 +190,23 @@ func (v *validator) add(path, rule string) {
 }
 
 // luns checks the lun_id range and per-map uniqueness, and (when known is
-// non-nil) that every disk id is one of known's keys.
-func (v *validator) luns(path string, luns map[string]LunRef, known map[string]LunRef, knownWhat string, maxID int) {
-	seen := map[int]string{}
-	for _, id := range sortedKeys(luns) {
-		p := childPath(path, id)
+// non-nil) that every disk id is one of known's keys. path is the map's
+// path, made only for an error.
+func (v *validator) luns(path func() string, luns map[string]LunRef, known map[string]LunRef, knownWhat string, maxID int) {
+	seen := make(map[int]string, len(luns))
+	for _, id := range keysOf(v, luns) {
 		if known != nil {
 			if _, ok := known[id]; !ok {
-				v.add(p, "disk is not "+knownWhat)
+				v.add(childPath(path(), id), "disk is not "+knownWhat)
 			}
 		}
 		lun := luns[id].LunID
 		if lun < 0 || lun > maxID {
-			v.add(keyPath(p, "lun_id"), fmt.Sprintf("must be between 0 and %d, got %d", maxID, lun))
+			v.add(keyPath(childPath(path(), id), "lun_id"), fmt.Sprintf("must be between 0 and %d, got %d", maxID, lun))
 			continue
 		}
 		if other, dup := seen[lun]; dup {
-			v.add(keyPath(p, "lun_id"), fmt.Sprintf("%d is also used by %q", lun, other))
+			v.add(keyPath(childPath(path(), id), "lun_id"), fmt.Sprintf("%d is also used by %q", lun, other))
 			continue
 		}
 		seen[lun] = id
@@ -190,39 +222,40 @@ func (v *validator) target(d *Doc, iqn string) {
 	}
 
 	dp := keyPath(tp, "disks")
-	for _, id := range sortedKeys(t.Disks) {
+	for _, id := range keysOf(v, t.Disks) {
 		if _, ok := d.Disks[id]; !ok {
 			v.add(childPath(dp, id), "disk is not defined in disks")
 		}
 	}
-	v.luns(dp, t.Disks, nil, "", MaxTargetLunID)
+	v.luns(func() string { return dp }, t.Disks, nil, "", MaxTargetLunID)
 
 	cp := keyPath(tp, "clients")
-	for _, name := range sortedKeys(t.Clients) {
-		p := childPath(cp, name)
+	for _, name := range keysOf(v, t.Clients) {
+		// paths are made only for an error: most documents have none
+		p := func() string { return childPath(cp, name) }
 		c := t.Clients[name]
 		if c == nil {
-			v.add(p, "is null")
+			v.add(p(), "is null")
 			continue
 		}
-		v.luns(keyPath(p, "luns"), c.Luns, t.Disks, "exported by the target", MaxLunID)
+		v.luns(func() string { return keyPath(p(), "luns") }, c.Luns, t.Disks, "exported by the target", MaxLunID)
 		if c.GroupName == "" {
 			continue
 		}
 		if g := t.Groups[c.GroupName]; g == nil || !slices.Contains(g.Members, name) {
-			v.add(keyPath(p, "group_name"), fmt.Sprintf("client is not a member of group %q", c.GroupName))
+			v.add(keyPath(p(), "group_name"), fmt.Sprintf("client is not a member of group %q", c.GroupName))
 		}
 	}
 
 	gp := keyPath(tp, "groups")
-	for _, name := range sortedKeys(t.Groups) {
+	for _, name := range keysOf(v, t.Groups) {
 		p := childPath(gp, name)
 		g := t.Groups[name]
 		if g == nil {
 			v.add(p, "is null")
 			continue
 		}
-		v.luns(keyPath(p, "disks"), g.Disks, t.Disks, "exported by the target", MaxLunID)
+		v.luns(func() string { return keyPath(p, "disks") }, g.Disks, t.Disks, "exported by the target", MaxLunID)
 		for i, m := range g.Members {
 			mp := fmt.Sprintf("%s[%d]", keyPath(p, "members"), i)
 			c := t.Clients[m]
@@ -239,7 +272,7 @@ func (v *validator) target(d *Doc, iqn string) {
 	if len(t.Portals) > 0 && t.IPList == nil {
 		v.add(keyPath(tp, "ip_list"), "missing although the target has portals")
 	}
-	for _, name := range sortedKeys(t.Portals) {
+	for _, name := range keysOf(v, t.Portals) {
 		p := childPath(pp, name)
 		portal := t.Portals[name]
 		if portal == nil {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -100,5 +101,32 @@ func TestValidateReportsEveryViolation(t *testing.T) {
 	err := doc.Validate()
 	if err == nil || !strings.Contains(err.Error(), "version:") || !strings.Contains(err.Error(), "epoch:") {
 		t.Errorf("error = %v", err)
+	}
+}
+
+// A valid document is checked in map order, an invalid one again in sorted
+// order: its errors must still come complete and in one stable order,
+// whatever order the maps give, as the full sorted check gives them.
+func TestValidateErrorsStableOrder(t *testing.T) {
+	d := scaleDoc(t, 64)
+	tg := d.Targets["iqn.2003-01.com.example.bench:target"]
+	tg.Disks["rbd/img00005"] = LunRef{LunID: 7}   // a duplicate TPG LUN id
+	tg.Disks["rbd/img00009"] = LunRef{LunID: -1}  // out of range
+	tg.Disks["rbd/missing"] = LunRef{LunID: 9000} // not in disks
+	tg.Clients["iqn.1994-05.com.example:c00003"].Luns["rbd/img00063"] = LunRef{LunID: 1}
+	tg.Clients["iqn.1994-05.com.example:c00004"].GroupName = "nogroup"
+	d.Disks["rbd/img00010"].Pool = "bad pool"
+	d.Gateways["gw x"] = nil
+
+	want := validator{sorted: true}
+	want.doc(d)
+	if len(want.errs) != 8 {
+		t.Fatalf("the sorted check found %d errors, want 8: %v", len(want.errs), want.errs)
+	}
+	wantText := fmt.Sprintf("config: invalid document: %v", errors.Join(want.errs...))
+	for range 20 {
+		if err := d.Validate(); err == nil || err.Error() != wantText {
+			t.Fatalf("Validate:\n%v\nwant:\n%s", err, wantText)
+		}
 	}
 }

@@ -102,6 +102,8 @@ type Store struct {
 	loadedMu  sync.Mutex
 	loadedVer uint64
 	loaded    *config.Doc
+	// readMu makes concurrent Snapshots of a new version share one read.
+	readMu sync.Mutex
 	// statMu guards statCur, the version check in flight, and statNext, the
 	// one callers that arrived during it wait for (see sharedVersion).
 	statMu   sync.Mutex
@@ -267,8 +269,16 @@ func (s *Store) Snapshot(ctx context.Context) (*config.Doc, uint64, error) {
 		return nil, 0, err
 	}
 	clock.mark("version")
-	if doc := s.cached(ver); doc != nil {
-		return doc, ver, nil
+	if doc, at := s.since(ver); doc != nil {
+		return doc, at, nil
+	}
+	// One read per new version: the requests a peer's commit sets off here
+	// at once (the coordinator's ping and internal call, the watch) wait
+	// for the first one's read and parse instead of each doing their own.
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
+	if doc, at := s.since(ver); doc != nil {
+		return doc, at, nil
 	}
 	defer clock.mark("read")
 	raw, ver, err := s.read(io)
@@ -352,6 +362,18 @@ func (s *Store) cached(ver uint64) *config.Doc {
 		return s.loaded
 	}
 	return nil
+}
+
+// since is the remembered document and its version when that is ver or
+// newer (a commit or read that finished after the caller's version check),
+// else nil: either is the current document for a caller that checked ver.
+func (s *Store) since(ver uint64) (*config.Doc, uint64) {
+	s.loadedMu.Lock()
+	defer s.loadedMu.Unlock()
+	if s.loaded != nil && s.loadedVer >= ver {
+		return s.loaded, s.loadedVer
+	}
+	return nil, 0
 }
 
 // remember keeps doc as the document of object version ver, unless a newer one is

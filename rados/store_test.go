@@ -805,3 +805,42 @@ func TestCommitReportsStages(t *testing.T) {
 		t.Errorf("snapshot of the committed version: stages %q, want %q", got, want)
 	}
 }
+
+// TestConcurrentSnapshotsShareOneRead: the requests a peer's commit sets off
+// on a gateway at once (the coordinator's ping, its internal call, the
+// watch) read and parse the new version once between them, not once each.
+func TestConcurrentSnapshotsShareOneRead(t *testing.T) {
+	ctx := context.Background()
+	a := openStore(t, connect(t), uniqueObject(t), nil)
+	b := openStore(t, connect(t), a.opts.Object, nil)
+	for i := range 3 {
+		if _, err := b.Commit(ctx, func(d *config.Doc) error {
+			_, err := d.AddTarget(fmt.Sprintf("iqn.2003-01.com.example.iscsi-gw:share-%d", i), time.Now())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		before := a.reads.Load()
+		var wg sync.WaitGroup
+		docs := make([]*config.Doc, 8)
+		for j := range docs {
+			wg.Go(func() {
+				doc, _, err := a.Snapshot(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				docs[j] = doc
+			})
+		}
+		wg.Wait()
+		if n := a.reads.Load() - before; n != 1 {
+			t.Errorf("commit %d: 8 concurrent snapshots read the object %d times, want 1", i, n)
+		}
+		for _, d := range docs {
+			if d == nil || d.Epoch != int64(i+1) || d != docs[0] {
+				t.Fatalf("commit %d: the snapshots are not all the one document of epoch %d", i, i+1)
+			}
+		}
+	}
+}

@@ -7,6 +7,9 @@
 // prints the build's total time, mutations/s, and the CPU seconds each daemon
 // spent per mutation (utime+stime of -pid from /proc/<pid>/stat).
 //
+// Every -progress it also prints the mutations so far and their CPU cost,
+// for a build stopped before its end.
+//
 // bench/build3.sh runs it against three daemons on emulated configfs roots
 // and then checks that every gateway's LIO equals the configuration.
 package main
@@ -67,6 +70,7 @@ func main() {
 	conc := flag.Int("c", 6, "concurrent requests")
 	stepsFlag := flag.String("steps", "16,256,1024,4096", "LUN counts at which PUT targetlun and clientlun are timed")
 	samples := flag.Int("samples", 10, "timed PUTs per step and call")
+	progress := flag.Duration("progress", 2*time.Minute, "interval of the progress lines (0: none)")
 	flag.Parse()
 
 	var clients []*client
@@ -135,6 +139,24 @@ func main() {
 		cpu0[n] = cpu(p)
 	}
 	start := time.Now()
+	// Progress lines, so that a build stopped before its end (4096 LUNs
+	// on a loaded host) still tells how far it got and at what cost. Their
+	// CPU figures include the probes' requests, which are not counted as
+	// mutations, and their time the probes'.
+	if *progress > 0 {
+		go func() {
+			for range time.Tick(*progress) {
+				m := mutations.Load()
+				line := fmt.Sprintf("progress: %d mutations in %s, %.2f/s", m, time.Since(start).Round(time.Second), float64(m)/time.Since(start).Seconds())
+				for _, n := range slices.Sorted(maps.Keys(pidOf)) {
+					if m > 0 {
+						line += fmt.Sprintf("; %s %.1f ms CPU per mutation", n, 1000*(cpu(pidOf[n])-cpu0[n])/float64(m))
+					}
+				}
+				fmt.Println(line)
+			}
+		}()
+	}
 	var probeTime time.Duration
 	have := 0
 	grow := func(to int) {

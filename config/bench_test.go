@@ -1,0 +1,101 @@
+package config
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// scaleDoc is the shape of the issue 10 build: one target of n LUNs and n/4
+// clients of 4 LUNs each, every disk owned and stamped.
+func scaleDoc(tb testing.TB, n int) *Doc {
+	tb.Helper()
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	d := NewDoc(now)
+	const iqn = "iqn.2003-01.com.example.bench:target"
+	t, err := d.AddTarget(iqn, now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	owner := "gw1"
+	for i := range n {
+		id := fmt.Sprintf("rbd/img%05d", i)
+		d.Disks[id] = &Disk{Pool: "rbd", Image: fmt.Sprintf("img%05d", i), PoolID: 1, WWN: fmt.Sprintf("wwn-%d", i),
+			Backstore: "user:rbd", BackstoreObjectName: fmt.Sprintf("rbd.img%05d", i), Owner: &owner, AllocatingHost: &owner,
+			Controls: map[string]any{}, Created: Timestamp(now), Updated: Timestamp(now)}
+		t.Disks[id] = LunRef{LunID: i}
+	}
+	for c := range n / 4 {
+		cl := NewClient()
+		for j := range 4 {
+			cl.Luns[fmt.Sprintf("rbd/img%05d", 4*c+j)] = LunRef{LunID: j}
+		}
+		t.Clients[fmt.Sprintf("iqn.1994-05.com.example:c%05d", c)] = cl
+	}
+	return d
+}
+
+// cpuPerOp reports the process's CPU time per iteration, which a loaded
+// machine's wall-clock ns/op hides; call it at the end of the loop's
+// benchmark with the CPU time taken before the loop.
+func cpuPerOp(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64((processCPU()-start).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+}
+
+// processCPU is the user and system time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkScale is what a commit and a peer's read of it cost in CPU on a
+// target of n LUNs, part by part: the commit's Clone, InvalidNames and
+// ValidateAndMarshalSince, and a peer's Load of the bytes.
+// Run: go test -run '^$' -bench Scale ./config/
+func BenchmarkScale(b *testing.B) {
+	for _, n := range []int{256, 4096} {
+		d := scaleDoc(b, n)
+		raw := d.Marshal()
+		b.Run(fmt.Sprintf("luns=%d/clone", n), func(b *testing.B) {
+			defer cpuPerOp(b, processCPU())
+			for b.Loop() {
+				_ = d.Clone()
+			}
+		})
+		b.Run(fmt.Sprintf("luns=%d/invalidnames", n), func(b *testing.B) {
+			defer cpuPerOp(b, processCPU())
+			for b.Loop() {
+				_ = d.InvalidNames()
+			}
+		})
+		b.Run(fmt.Sprintf("luns=%d/validate+marshal", n), func(b *testing.B) {
+			known := d.InvalidNames()
+			defer cpuPerOp(b, processCPU())
+			for b.Loop() {
+				if _, err := d.ValidateAndMarshalSince(known); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("luns=%d/marshal", n), func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			defer cpuPerOp(b, processCPU())
+			for b.Loop() {
+				_ = d.Marshal()
+			}
+		})
+		b.Run(fmt.Sprintf("luns=%d/load", n), func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			defer cpuPerOp(b, processCPU())
+			for b.Loop() {
+				if _, _, err := Load(raw, UpgradeOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
