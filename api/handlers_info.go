@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"ceph-iscsi/config"
+	"ceph-iscsi/rados"
 	"ceph-iscsi/settings"
 )
 
@@ -196,8 +197,10 @@ type snapshotter interface {
 
 // bodyCache is GET /api/config served from memory: the encoded body of the
 // last object version asked for. Each request still asks the store which
-// version is current (a stat), so the committing gateway answers with its
-// own write and any gateway with another's on the next request.
+// version is current (a stat sent since the request began, shared by the
+// requests that began before it went out), so the committing gateway
+// answers with its own write and any gateway with another's on the next
+// request.
 type bodyCache struct {
 	mu   sync.Mutex
 	ver  uint64
@@ -205,7 +208,11 @@ type bodyCache struct {
 }
 
 func (bc *bodyCache) serve(c echo.Context, sn snapshotter) error {
-	doc, ver, err := sn.Snapshot(c.Request().Context())
+	ctx := c.Request().Context()
+	if st := stagesOf(ctx); st != nil {
+		ctx = rados.WithRequestStart(ctx, st.start)
+	}
+	doc, ver, err := sn.Snapshot(ctx)
 	if err != nil {
 		return fmt.Errorf("load config: %w", err)
 	}

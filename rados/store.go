@@ -102,11 +102,10 @@ type Store struct {
 	loadedMu  sync.Mutex
 	loadedVer uint64
 	loaded    *config.Doc
-	// statMu guards statCur, the version check in flight, and statNext, the
-	// one callers that arrived during it wait for (see sharedVersion).
-	statMu   sync.Mutex
-	statCur  *versionCall
-	statNext *versionCall
+	// statMu guards lastCheck, the version check sent last, in flight or
+	// answered (see sharedVersion).
+	statMu    sync.Mutex
+	lastCheck *versionCall
 
 	watchMu sync.Mutex
 	subs    map[chan Event]struct{}
@@ -256,13 +255,17 @@ func (s *Store) Load(ctx context.Context) (*config.Doc, error) {
 // gateway reads its own commits (the commit leaves its document here) and sees
 // anybody else's on the next call.
 func (s *Store) Snapshot(ctx context.Context) (*config.Doc, uint64, error) {
+	begin := time.Now()
+	if t, ok := ctx.Value(requestStartKey{}).(time.Time); ok && t.Before(begin) {
+		begin = t
+	}
 	clock := newStageClock(ctx)
 	io, err := s.ioctx()
 	if err != nil {
 		return nil, 0, err
 	}
 	defer io.Destroy()
-	ver, err := s.sharedVersion(io)
+	ver, err := s.sharedVersion(io, begin)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -286,44 +289,49 @@ func (s *Store) Snapshot(ctx context.Context) (*config.Doc, uint64, error) {
 	return doc, ver, nil
 }
 
-// versionCall is one shared version check: done closes when ver and err are set.
+type requestStartKey struct{}
+
+// WithRequestStart returns ctx saying that the Snapshot calls made with it
+// serve a request that began at t: they need to see only the commits
+// completed before t, so a version check sent since t answers them too.
+// Use it only where nothing between t and the Snapshot call depends on a
+// commit finishing (GET /api/config); without it, a Snapshot's own start
+// counts.
+func WithRequestStart(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, requestStartKey{}, t)
+}
+
+// versionCall is one version check: its stat went out after sent, and
+// done closes when ver and err are set.
 type versionCall struct {
+	sent time.Time
 	done chan struct{}
 	ver  uint64
 	err  error
 }
 
 // sharedVersion is version for concurrent readers (GET /api/config under
-// load): callers that arrive while a check is in flight share the next one
-// instead of each sending its own stat. A caller never takes the answer of a
-// stat sent before it arrived, which might predate a commit that finished
-// before its request: it joins the queued check, which starts once the
-// current one ends. So every request still sees every commit completed
-// before it began, at one stat per round trip instead of one per request.
-func (s *Store) sharedVersion(io *rados.IOContext) (uint64, error) {
+// load). A stat sent after a request began sees every commit completed
+// before it began, so the caller whose request began at begin takes the
+// answer of the last check sent since then, waiting for it if it is in
+// flight, or answered already; otherwise it sends its own at once, never
+// waiting for an older check in flight (whose answer it could not use).
+// Read-your-writes holds: every commit completed before the request began
+// is seen. Requests that arrive together share one stat, and none waits
+// longer than one round trip.
+func (s *Store) sharedVersion(io *rados.IOContext, begin time.Time) (uint64, error) {
 	s.statMu.Lock()
-	if c := s.statNext; c != nil {
+	if c := s.lastCheck; c != nil && !c.sent.Before(begin) {
 		s.statMu.Unlock()
 		<-c.done
 		return c.ver, c.err
 	}
-	c := &versionCall{done: make(chan struct{})}
-	if prev := s.statCur; prev != nil {
-		s.statNext = c
-		s.statMu.Unlock()
-		<-prev.done
-		s.statMu.Lock()
-		s.statNext = nil
-	}
-	s.statCur = c
+	// sent is taken before the stat goes out: a caller that compares its
+	// start with it never takes a check sent before its request began
+	c := &versionCall{sent: time.Now(), done: make(chan struct{})}
+	s.lastCheck = c
 	s.statMu.Unlock()
-
 	c.ver, c.err = s.version(io)
-	s.statMu.Lock()
-	if s.statCur == c {
-		s.statCur = nil
-	}
-	s.statMu.Unlock()
 	close(c.done)
 	return c.ver, c.err
 }
