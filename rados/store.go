@@ -352,6 +352,18 @@ func (s *Store) version(io *rados.IOContext) (uint64, error) {
 	return ver, nil
 }
 
+// Cached is the document this store last read or committed, known without
+// a round trip: it may be older than the object (a peer's commit this
+// process has not read yet), so whatever a caller concludes from it must
+// hold on the current document too (a commit re-checks on its fresh,
+// lock-verified one). Shared: it must not be modified. Nil before the
+// first read.
+func (s *Store) Cached() *config.Doc {
+	s.loadedMu.Lock()
+	defer s.loadedMu.Unlock()
+	return s.loaded
+}
+
 // cached is the remembered document when it is version ver, else nil.
 func (s *Store) cached(ver uint64) *config.Doc {
 	s.loadedMu.Lock()
