@@ -76,19 +76,18 @@ func (s *server) prechecked(ctx context.Context, check func(doc *config.Doc) (fu
 }
 
 // samePeers wraps m, the commit of a request checked on another copy of
-// the document: on the fresh one the target's portal gateways must still
-// be the ones the check found (remote, and n portals in all), otherwise
-// the wrong peers would be called after it.
+// the document: on the fresh one the target must still be there with the
+// portal gateways the check found (remote, and n portals in all),
+// otherwise the wrong peers would be called after it, or the refusal would
+// not be the check's.
 func (s *server) samePeers(tIQN string, remote []string, n int, m rados.Mutation) rados.Mutation {
 	return func(d *config.Doc) error {
-		if t := d.Targets[tIQN]; t != nil {
-			now, err := s.remotePortals(t)
-			if err != nil {
-				return err
-			}
-			if len(t.Portals) != n || !slices.Equal(now, remote) {
-				return errStaleCheck
-			}
+		t := d.Targets[tIQN]
+		if t == nil || len(t.Portals) != n || t.Portals[s.Gateway] == nil {
+			return errStaleCheck
+		}
+		if now, err := s.remotePortals(t); err != nil || !slices.Equal(now, remote) {
+			return errStaleCheck
 		}
 		return m(d)
 	}
