@@ -102,10 +102,13 @@ type Store struct {
 	loadedMu  sync.Mutex
 	loadedVer uint64
 	loaded    *config.Doc
-	// statMu guards lastCheck, the version check sent last, in flight or
-	// answered (see sharedVersion).
-	statMu    sync.Mutex
-	lastCheck *versionCall
+	// statMu guards the version checks (see sharedVersion): statCur is
+	// the one in flight, statNext the one callers that arrived during it
+	// wait for, lastSent the one sent last (in flight or answered).
+	statMu   sync.Mutex
+	statCur  *versionCall
+	statNext *versionCall
+	lastSent *versionCall
 
 	watchMu sync.Mutex
 	subs    map[chan Event]struct{}
@@ -311,27 +314,49 @@ type versionCall struct {
 }
 
 // sharedVersion is version for concurrent readers (GET /api/config under
-// load). A stat sent after a request began sees every commit completed
-// before it began, so the caller whose request began at begin takes the
-// answer of the last check sent since then, waiting for it if it is in
-// flight, or answered already; otherwise it sends its own at once, never
-// waiting for an older check in flight (whose answer it could not use).
-// Read-your-writes holds: every commit completed before the request began
-// is seen. Requests that arrive together share one stat, and none waits
-// longer than one round trip.
+// load), at one stat per round trip instead of one per request: a stat sent
+// after a request began sees every commit completed before it began, so
+// the caller whose request began at begin takes the answer of the last
+// check sent since then, in flight or answered. Otherwise it joins the
+// check queued behind the one in flight, which goes out when that one
+// ends; or, when none is in flight, sends its own. It never takes the
+// answer of a stat sent before its request began, which might predate a
+// commit completed before it: every commit completed before the request
+// began is seen. Queueing instead of sending at once keeps the stats to
+// one per round trip however many requests arrive: on a loaded host (a
+// TCG guest) a stat per request costs more than the wait.
 func (s *Store) sharedVersion(io *rados.IOContext, begin time.Time) (uint64, error) {
 	s.statMu.Lock()
-	if c := s.lastCheck; c != nil && !c.sent.Before(begin) {
+	if c := s.lastSent; c != nil && !c.sent.Before(begin) {
 		s.statMu.Unlock()
 		<-c.done
 		return c.ver, c.err
 	}
-	// sent is taken before the stat goes out: a caller that compares its
-	// start with it never takes a check sent before its request began
-	c := &versionCall{sent: time.Now(), done: make(chan struct{})}
-	s.lastCheck = c
+	if c := s.statNext; c != nil {
+		s.statMu.Unlock()
+		<-c.done
+		return c.ver, c.err
+	}
+	c := &versionCall{done: make(chan struct{})}
+	if prev := s.statCur; prev != nil {
+		s.statNext = c
+		s.statMu.Unlock()
+		<-prev.done
+		s.statMu.Lock()
+		s.statNext = nil
+	}
+	// sent is taken before the stat goes out, under the lock that readers
+	// of lastSent take
+	c.sent = time.Now()
+	s.statCur, s.lastSent = c, c
 	s.statMu.Unlock()
+
 	c.ver, c.err = s.version(io)
+	s.statMu.Lock()
+	if s.statCur == c {
+		s.statCur = nil
+	}
+	s.statMu.Unlock()
 	close(c.done)
 	return c.ver, c.err
 }
