@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -823,6 +824,72 @@ func TestSnapshotSharesChecksSentSinceTheRequestBegan(t *testing.T) {
 	doc, n := snapshot(WithRequestStart(ctx, time.Now()))
 	if n != 1 || doc.Targets[other] == nil {
 		t.Errorf("a request that began after another gateway's commit: %d stats, target seen %v; want 1 and true", n, doc.Targets[other] != nil)
+	}
+}
+
+// TestSnapshotQueuesBehindACheckInFlight: a Snapshot that cannot use the
+// check in flight (sent before its request began) does not send its own
+// beside it: it waits for that one to end and then sends the next, which
+// the callers arriving meanwhile share; one whose request began before
+// that check was sent takes its answer.
+func TestSnapshotQueuesBehindACheckInFlight(t *testing.T) {
+	ctx := context.Background()
+	a := openStore(t, connect(t), uniqueObject(t), nil)
+	_, want, err := a.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	early := time.Now()
+	// a check in flight, sent after early; the test answers it
+	inflight := &versionCall{sent: time.Now(), done: make(chan struct{})}
+	a.statMu.Lock()
+	a.statCur, a.lastSent = inflight, inflight
+	a.statMu.Unlock()
+	stats := a.stats.Load()
+
+	type answer struct {
+		ver uint64
+		err error
+	}
+	joined := make(chan answer, 1)
+	go func() {
+		_, ver, err := a.Snapshot(WithRequestStart(ctx, early))
+		joined <- answer{ver, err}
+	}()
+	queued := make(chan answer, 2)
+	for range 2 {
+		go func() {
+			_, ver, err := a.Snapshot(WithRequestStart(ctx, time.Now()))
+			queued <- answer{ver, err}
+		}()
+	}
+	for { // until a caller is queued behind the check in flight
+		a.statMu.Lock()
+		next := a.statNext
+		a.statMu.Unlock()
+		if next != nil {
+			break
+		}
+		runtime.Gosched()
+	}
+	if n := a.stats.Load() - stats; n != 0 {
+		t.Fatalf("%d stats sent beside the check in flight, want 0", n)
+	}
+	inflight.ver = want
+	close(inflight.done)
+	if got := <-joined; got.err != nil || got.ver != want {
+		t.Errorf("a request that began before the check in flight was sent: %d %v, want its answer %d", got.ver, got.err, want)
+	}
+	for range 2 {
+		if got := <-queued; got.err != nil || got.ver != want {
+			t.Errorf("a queued request: %d %v, want %d", got.ver, got.err, want)
+		}
+	}
+	// the queued callers share the stat sent once the check in flight
+	// ended (a late one sends its own only if its request began after
+	// that one went out)
+	if n := a.stats.Load() - stats; n < 1 || n > 2 {
+		t.Errorf("%d stats after the check in flight, want 1 or 2", n)
 	}
 }
 
