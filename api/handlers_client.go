@@ -113,7 +113,33 @@ func (s *server) client() echo.HandlerFunc {
 		if _, err := params(c); err != nil {
 			return err
 		}
-		doc, t, err := s.targetDoc(ctx, tIQN)
+		element := pathSegments(tIQN, cIQN)
+		if c.Request().Method == http.MethodPut {
+			return s.prechecked(ctx, func(doc *config.Doc) (func() error, error) {
+				t, err := targetOf(doc, tIQN)
+				if err != nil {
+					return nil, err
+				}
+				remote, err := s.remotePortals(t)
+				if err != nil {
+					return nil, err
+				}
+				if err := s.checkClientCreate(doc, t, cIQN); err != nil {
+					return nil, err
+				}
+				return func() error {
+					return s.answer(c, plan{
+						after: remote, label: "localhost",
+						method: http.MethodPut, endpoint: "_client", element: element,
+						vars:      map[string]string{"committing_host": s.Gateway},
+						localFail: "Client update failed",
+						mutation:  s.samePeers(tIQN, remote, len(t.Portals), s.updateClient(tIQN, cIQN, nil, credentials{}, true)),
+					}, "client create/update ", "")
+				}, nil
+			})
+		}
+
+		_, t, err := s.targetDoc(ctx, tIQN)
 		if err != nil {
 			return err
 		}
@@ -122,19 +148,6 @@ func (s *server) client() echo.HandlerFunc {
 			return err
 		}
 		vars := map[string]string{"committing_host": s.Gateway}
-		element := pathSegments(tIQN, cIQN)
-		if c.Request().Method == http.MethodPut {
-			if err := s.checkClientCreate(doc, t, cIQN); err != nil {
-				return err
-			}
-			return s.answer(c, plan{
-				after: remote, label: "localhost",
-				method: http.MethodPut, endpoint: "_client", element: element, vars: vars,
-				localFail: "Client update failed",
-				mutation:  s.updateClient(tIQN, cIQN, nil, credentials{}, true),
-			}, "client create/update ", "")
-		}
-
 		cl := t.Clients[cIQN]
 		if cl == nil {
 			return httpErr(http.StatusBadRequest, "%s is not defined yet - nothing to delete", cIQN)
@@ -248,40 +261,52 @@ func (s *server) clientAuth() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		f, _, t, remote, err := s.targetPeers(c, tIQN)
+		f, err := params(c)
 		if err != nil {
 			return err
 		}
-		cl := t.Clients[cIQN]
-		if cl == nil {
-			return httpErr(http.StatusNotFound, "Client '%s' does not exist", cIQN)
-		}
-		cr := credentialsFrom(f)
-		if msg := cr.valid(); msg != "" {
-			return httpErr(http.StatusBadRequest, "%s", msg)
-		}
-		images := sortedNames(cl.Luns)
-		vars := cr.vars()
-		vars["committing_host"] = s.Gateway
-		vars["image_list"] = strings.Join(images, ",")
-		return s.answer(c, plan{
-			after: remote, label: "localhost",
-			method: http.MethodPut, endpoint: "_clientauth", element: pathSegments(tIQN, cIQN), vars: vars,
-			localFail: "Client update failed",
-			mutation: func(d *config.Doc) error {
-				t, err := targetOf(d, tIQN)
-				if err != nil {
-					return err
-				}
-				cl := t.Clients[cIQN]
-				if cl == nil {
-					return httpErr(http.StatusNotFound, "Client '%s' does not exist", cIQN)
-				}
-				// The LUNs are whatever they are now: a concurrent
-				// clientlun change must not be undone by an auth change.
-				return s.updateClient(tIQN, cIQN, sortedNames(cl.Luns), cr, false)(d)
-			},
-		}, "client auth ", "")
+		return s.prechecked(c.Request().Context(), func(doc *config.Doc) (func() error, error) {
+			t, err := targetOf(doc, tIQN)
+			if err != nil {
+				return nil, err
+			}
+			remote, err := s.remotePortals(t)
+			if err != nil {
+				return nil, err
+			}
+			if t.Clients[cIQN] == nil {
+				return nil, httpErr(http.StatusNotFound, "Client '%s' does not exist", cIQN)
+			}
+			cr := credentialsFrom(f)
+			if msg := cr.valid(); msg != "" {
+				return nil, httpErr(http.StatusBadRequest, "%s", msg)
+			}
+			vars := cr.vars()
+			vars["committing_host"] = s.Gateway
+			return func() error {
+				return s.answer(c, plan{
+					after: remote, label: "localhost",
+					method: http.MethodPut, endpoint: "_clientauth", element: pathSegments(tIQN, cIQN), vars: vars,
+					localFail: "Client update failed",
+					mutation: s.samePeers(tIQN, remote, len(t.Portals), func(d *config.Doc) error {
+						t, err := targetOf(d, tIQN)
+						if err != nil {
+							return err
+						}
+						cl := t.Clients[cIQN]
+						if cl == nil {
+							return httpErr(http.StatusNotFound, "Client '%s' does not exist", cIQN)
+						}
+						// The LUNs are whatever they are now: a concurrent
+						// clientlun change must not be undone by an auth
+						// change, and the peers get the same list.
+						images := sortedNames(cl.Luns)
+						vars["image_list"] = strings.Join(images, ",")
+						return s.updateClient(tIQN, cIQN, images, cr, false)(d)
+					}),
+				}, "client auth ", "")
+			}, nil
+		})
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"ceph-iscsi/config"
+	"ceph-iscsi/rados"
 	"ceph-iscsi/settings"
 )
 
@@ -23,6 +25,72 @@ func (s *server) load(ctx context.Context) (*config.Doc, error) {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
 	return doc, nil
+}
+
+// cacher is a Store that keeps the document it last read or committed and
+// hands it out without a round trip (*rados.Store's Cached).
+type cacher interface {
+	Cached() *config.Doc
+}
+
+// errStaleCheck aborts the commit of a request checked on a cached
+// document when the fresh document differs in something the checks
+// derived (the peers to call): the request is checked again on a fresh
+// snapshot.
+var errStaleCheck = errors.New("the request was checked on an outdated document")
+
+// prechecked runs a coordinated change: check refuses the request or
+// returns the action that commits it, whose mutation re-runs the checks on
+// the fresh, lock-verified document (and returns errStaleCheck where what
+// check derived from the document no longer holds). check first runs on
+// the document this gateway last read or committed, which costs no round
+// trip; a refusal there, or errStaleCheck from the action, is not
+// answered but confirmed on a fresh snapshot (a stat, and a read when the
+// object moved), so an outdated copy never produces a wrong 4xx and the
+// answer is upstream's. Only for actions that change nothing anywhere
+// before their commit: the peers they call come after it.
+func (s *server) prechecked(ctx context.Context, check func(doc *config.Doc) (func() error, error)) error {
+	if cs, ok := s.Store.(cacher); ok {
+		if doc := cs.Cached(); doc != nil {
+			if act, err := check(doc.Clone()); err == nil {
+				if err := act(); !errors.Is(err, errStaleCheck) {
+					return err
+				}
+			}
+		}
+	}
+	for range 3 {
+		doc, err := s.load(ctx)
+		if err != nil {
+			return err
+		}
+		act, err := check(doc)
+		if err != nil {
+			return err
+		}
+		if err := act(); !errors.Is(err, errStaleCheck) {
+			return err
+		}
+	}
+	return fmt.Errorf("the target's gateways kept changing during the request: %w", errStaleCheck)
+}
+
+// samePeers wraps m, the commit of a request checked on another copy of
+// the document: on the fresh one the target must still be there with the
+// portal gateways the check found (remote, and n portals in all),
+// otherwise the wrong peers would be called after it, or the refusal would
+// not be the check's.
+func (s *server) samePeers(tIQN string, remote []string, n int, m rados.Mutation) rados.Mutation {
+	return func(d *config.Doc) error {
+		t := d.Targets[tIQN]
+		if t == nil || len(t.Portals) != n || t.Portals[s.Gateway] == nil {
+			return errStaleCheck
+		}
+		if now, err := s.remotePortals(t); err != nil || !slices.Equal(now, remote) {
+			return errStaleCheck
+		}
+		return m(d)
+	}
 }
 
 // iqnParam normalises an IQN path parameter as upstream's normalize_wwn call
@@ -196,8 +264,10 @@ type snapshotter interface {
 
 // bodyCache is GET /api/config served from memory: the encoded body of the
 // last object version asked for. Each request still asks the store which
-// version is current (a stat), so the committing gateway answers with its
-// own write and any gateway with another's on the next request.
+// version is current (a stat sent since the request began, shared by the
+// requests that began before it went out), so the committing gateway
+// answers with its own write and any gateway with another's on the next
+// request.
 type bodyCache struct {
 	mu   sync.Mutex
 	ver  uint64
@@ -205,7 +275,11 @@ type bodyCache struct {
 }
 
 func (bc *bodyCache) serve(c echo.Context, sn snapshotter) error {
-	doc, ver, err := sn.Snapshot(c.Request().Context())
+	ctx := c.Request().Context()
+	if st := stagesOf(ctx); st != nil {
+		ctx = rados.WithRequestStart(ctx, st.start)
+	}
+	doc, ver, err := sn.Snapshot(ctx)
 	if err != nil {
 		return fmt.Errorf("load config: %w", err)
 	}

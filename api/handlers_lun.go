@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -65,73 +66,96 @@ func (s *server) targetLun() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		var image func() error
-		if c.Request().Method == http.MethodPut {
-			f, err := params(c)
+		ctx := c.Request().Context()
+		// the target's portals, the peers of the change
+		peersOf := func(doc *config.Doc) (*config.Target, []string, error) {
+			t, err := targetOf(doc, tIQN)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
-			image = s.startImageCheck(c.Request().Context(), f.get("disk", pyNone))
+			if len(t.Portals) < s.Settings.MinimumGateways {
+				return nil, nil, httpErr(http.StatusBadRequest, "at least %d gateways must exist before disk mapping operations are permitted", s.Settings.MinimumGateways)
+			}
+			remote, err := s.remotePortals(t)
+			return t, remote, err
 		}
-		f, doc, t, err := s.loadTarget(c, tIQN)
-		if err != nil {
-			return err
-		}
-		if len(t.Portals) < s.Settings.MinimumGateways {
-			return httpErr(http.StatusBadRequest, "at least %d gateways must exist before disk mapping operations are permitted", s.Settings.MinimumGateways)
-		}
-		remote, err := s.remotePortals(t)
+		f, err := params(c)
 		if err != nil {
 			return err
 		}
 		disk := f.get("disk", pyNone)
 		if c.Request().Method == http.MethodPut {
-			return s.addTargetLun(c, doc, tIQN, disk, f, remote, image)
+			image := s.startImageCheck(ctx, disk)
+			return s.prechecked(ctx, func(doc *config.Doc) (func() error, error) {
+				t, remote, err := peersOf(doc)
+				if err != nil {
+					return nil, err
+				}
+				return s.addTargetLun(c, doc, tIQN, disk, f, remote, len(t.Portals), image)
+			})
+		}
+		doc, err := s.load(ctx)
+		if err != nil {
+			return err
+		}
+		_, remote, err := peersOf(doc)
+		if err != nil {
+			return err
 		}
 		return s.removeTargetLun(c, doc, tIQN, disk, remote)
 	}
 }
 
-// image is the image check startImageCheck started for disk.
-func (s *server) addTargetLun(c echo.Context, doc *config.Doc, tIQN, disk string, f form, remote []string, image func() error) error {
+// addTargetLun checks the request on doc and returns the action that
+// commits it; image is the image check startImageCheck started for disk,
+// and the target has portals portal gateways, remote the others.
+func (s *server) addTargetLun(c echo.Context, doc *config.Doc, tIQN, disk string, f form, remote []string, portals int, image func() error) (func() error, error) {
 	if err := doc.CheckTargetLunAdd(tIQN, disk, nil); err != nil {
-		return err
+		return nil, err
 	}
 	if err := image(); err != nil {
-		return err
+		return nil, err
 	}
 	lunID, err := lunIDField(f)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := doc.CheckTargetLunAdd(tIQN, disk, lunID); err != nil {
-		return err
+		return nil, err
 	}
 	// owner and lun_id are settled by the commit, on the fresh document, so
 	// concurrent adds spread ownership and never share an id; the peers,
 	// called after it, get what was committed.
 	vars := map[string]string{"disk": disk, "allocating_host": s.Gateway}
-	return s.answer(c, plan{
-		after: remote, label: s.Gateway,
-		method: http.MethodPut, endpoint: "_targetlun", element: pathSegments(tIQN), vars: vars,
-		localFail: "Failed to add the LUN",
-		mutation: func(d *config.Doc) error {
-			if err := d.CheckTargetLunAdd(tIQN, disk, lunID); err != nil {
-				return err
-			}
-			owner, err := d.LunOwner(tIQN)
-			if err != nil {
-				return err
-			}
-			_, id, err := d.MapTargetLun(tIQN, disk, lunID, owner, s.now())
-			if err != nil {
-				return err
-			}
-			vars["owner"] = owner
-			vars["lun_id"] = strconv.Itoa(id)
-			return nil
-		},
-	}, "Add target LUN mapping failed - ", "Target LUN mapping updated successfully")
+	return func() error {
+		return s.answer(c, plan{
+			after: remote, label: s.Gateway,
+			method: http.MethodPut, endpoint: "_targetlun", element: pathSegments(tIQN), vars: vars,
+			localFail: "Failed to add the LUN",
+			mutation:  s.samePeers(tIQN, remote, portals, s.mapTargetLun(tIQN, disk, lunID, vars)),
+		}, "Add target LUN mapping failed - ", "Target LUN mapping updated successfully")
+	}, nil
+}
+
+// mapTargetLun exports disk through the target, with the owner and LUN id
+// the document gives, which vars receives for the peers.
+func (s *server) mapTargetLun(tIQN, disk string, lunID *int, vars map[string]string) rados.Mutation {
+	return func(d *config.Doc) error {
+		if err := d.CheckTargetLunAdd(tIQN, disk, lunID); err != nil {
+			return err
+		}
+		owner, err := d.LunOwner(tIQN)
+		if err != nil {
+			return err
+		}
+		_, id, err := d.MapTargetLun(tIQN, disk, lunID, owner, s.now())
+		if err != nil {
+			return err
+		}
+		vars["owner"] = owner
+		vars["lun_id"] = strconv.Itoa(id)
+		return nil
+	}
 }
 
 // startImageCheck runs requireImage for disk in the background when its
@@ -147,7 +171,8 @@ func (s *server) startImageCheck(ctx context.Context, disk string) func() error 
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.requireImage(ctx, disk) }()
-	return func() error { return <-done }
+	// waited for again when the request is checked a second time
+	return sync.OnceValue(func() error { return <-done })
 }
 
 // requireImage refuses a disk whose image does not exist. Where the size
@@ -245,7 +270,7 @@ func (s *server) internalTargetLun() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		doc, t, err := s.targetView(ctx, tIQN)
+		doc, t, err := s.targetDoc(ctx, tIQN)
 		if err != nil {
 			return err
 		}
@@ -340,25 +365,36 @@ func (s *server) clientLun() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		f, doc, _, remote, err := s.targetPeers(c, tIQN)
+		f, err := params(c)
 		if err != nil {
 			return err
 		}
 		disk := f.get("disk", pyNone)
-		vars := map[string]string{"committing_host": s.Gateway}
-		m := s.clientLunMutation(tIQN, cIQN, disk, c.Request().Method == http.MethodPut, vars)
-		// The same checks run again inside the commit, on the fresh
-		// document; running them first refuses before any peer is asked.
-		// doc is this request's own copy, used for nothing else.
-		if err := m(doc); err != nil && !errors.Is(err, errNoChange) {
-			return err
-		}
-		return s.answer(c, plan{
-			after: remote, label: "localhost",
-			method: http.MethodPut, endpoint: "_clientlun", element: pathSegments(tIQN, cIQN), vars: vars,
-			localFail: "Client update failed",
-			mutation:  m,
-		}, "client masking update ", "")
+		return s.prechecked(c.Request().Context(), func(doc *config.Doc) (func() error, error) {
+			t, err := targetOf(doc, tIQN)
+			if err != nil {
+				return nil, err
+			}
+			remote, err := s.remotePortals(t)
+			if err != nil {
+				return nil, err
+			}
+			vars := map[string]string{"committing_host": s.Gateway}
+			m := s.clientLunMutation(tIQN, cIQN, disk, c.Request().Method == http.MethodPut, vars)
+			// The same checks run again inside the commit, on the fresh
+			// document; running them first refuses before any peer is asked.
+			if err := m(doc); err != nil && !errors.Is(err, errNoChange) {
+				return nil, err
+			}
+			return func() error {
+				return s.answer(c, plan{
+					after: remote, label: "localhost",
+					method: http.MethodPut, endpoint: "_clientlun", element: pathSegments(tIQN, cIQN), vars: vars,
+					localFail: "Client update failed",
+					mutation:  s.samePeers(tIQN, remote, len(t.Portals), m),
+				}, "client masking update ", "")
+			}, nil
+		})
 	}
 }
 
@@ -465,7 +501,7 @@ func (s *server) internalClientLun() echo.HandlerFunc {
 			return err
 		}
 		if c.Request().Method == http.MethodGet {
-			doc, t, err := s.targetView(ctx, tIQN)
+			doc, t, err := s.targetDoc(ctx, tIQN)
 			if err != nil {
 				return err
 			}

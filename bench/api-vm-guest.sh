@@ -5,6 +5,9 @@
 # emptied LIO, upstream's rbd-target-api does the same with its own object, images and
 # target. Writes /vm-out/replay-{ours,upstream}.txt (apiload's records), the daemons'
 # logs, and prints "ours ..."/"upstream ..." lines: start-up, CPU seconds, teardown.
+# The daemons log to the guest's own tmpfs, copied to /vm-out once they have
+# stopped: each write to the 9p share is a synchronous round trip to the host
+# (see the "9p" line), which would be timed inside the calls.
 set -uo pipefail
 BIN=${BENCH_BIN:?} LOAD=${BENCH_APILOAD:?} UP=${BENCH_UPSTREAM:-}
 N=${BENCH_DISKS:-64} LPC=${BENCH_LUNS_PER_CLIENT:-4} AT=${BENCH_REPORT_AT:-16,64} GETS=${BENCH_GET_SECONDS:-20}
@@ -18,7 +21,7 @@ cpu() { # PID: user+system CPU seconds so far (USER_HZ is 100 on Linux)
 ready() { # NAME PID PORT T0: wait until GET /api answers 200 (start-up, not a figure of the calls)
   local i code=
   for ((i = 0; i < 6000; i++)); do # upstream's imports take a minute or more under TCG
-    kill -0 "$2" 2>/dev/null || { echo "$1 exited during start-up:"; tail -40 "/vm-out/api-$1.log"; return 1; }
+    kill -0 "$2" 2>/dev/null || { echo "$1 exited during start-up:"; tail -40 "$LOGS/api-$1.log"; return 1; }
     code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$3/api") && [[ $code == 200 ]] && break
     sleep 0.1
   done
@@ -41,6 +44,21 @@ replay() { # NAME PORT GATEWAY: the call sequence, then the daemon's CPU so far
   return $rc
 }
 
+LOGS=/run/bench-logs
+mkdir -p "$LOGS"
+# what a log line costs where the daemons log, and on the 9p share
+logcost() { # FILE: ms per 200-byte line written to an open file, as a daemon logs
+  local i t0 line
+  printf -v line '%0200d' 0
+  exec 9>>"$1"
+  t0=$EPOCHREALTIME
+  for ((i = 0; i < 200; i++)); do echo "$line" >&9; done
+  awk "BEGIN{printf \"%.2f\", ($EPOCHREALTIME - $t0) * 1000 / 200}"
+  exec 9>&-
+  rm -f "$1"
+}
+echo "9p: a log line appended to /vm-out costs $(logcost /vm-out/logcost.txt) ms, to the guest's tmpfs $(logcost "$LOGS/logcost.txt") ms"
+
 echo "LIO before: $(lio_count)"
 rc=0
 # --- ours
@@ -62,7 +80,7 @@ logger_level = ${BENCH_LOGGER_LEVEL:-20}
 EOF
 t0=$EPOCHREALTIME
 "$BIN" api --config "$CFG" --gateway-name gw1.bench --listen 127.0.0.1:5000 --local-addr "$IP" \
-  >/vm-out/api-ours.log 2>&1 &
+  >"$LOGS/api-ours.log" 2>&1 &
 OURS=$!
 if ready ours $OURS 5000 "$t0"; then
   replay ours 5000 gw1.bench $OURS || rc=1
@@ -71,6 +89,7 @@ t0=$EPOCHREALTIME
 kill -TERM $OURS
 wait $OURS
 echo "ours exit $? $(since "$t0") s after SIGTERM (teardown); LIO: $(lio_count)"
+cp "$LOGS/api-ours.log" /vm-out/
 
 # --- what tcmu-runner and the kernel cost, whoever drives them: the enable write of a
 # user:rbd storage object returns once tcmu-runner has opened the image (its own RADOS
@@ -118,7 +137,7 @@ log_to_stderr = true
 EOF
   t0=$EPOCHREALTIME
   PYTHONPATH=$UP/root/usr/lib/python3/dist-packages /usr/bin/python3 "$UP/root/usr/bin/rbd-target-api" \
-    >/vm-out/api-upstream.log 2>&1 &
+    >"$LOGS/api-upstream.log" 2>&1 &
   UPID=$!
   if ready upstream $UPID 5001 "$t0"; then
     replay upstream 5001 "$FQDN" $UPID || rc=1
@@ -129,6 +148,7 @@ EOF
   kill -TERM $UPID
   wait $UPID
   echo "upstream exit $? $(since "$t0") s after SIGTERM"
+  cp "$LOGS/api-upstream.log" /vm-out/
 fi
 echo "guest load: $(cat /proc/loadavg); memory: $(awk '/MemAvailable/ { printf "%d MiB available", $2 / 1024 }' /proc/meminfo)"
 exit $rc

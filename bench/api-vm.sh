@@ -52,7 +52,7 @@ export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-4096M}
 export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-3600}
 VMENV="BENCH_BIN=/vm-out/ceph-iscsi BENCH_APILOAD=/vm-out/apiload BENCH_UPSTREAM=$UP BENCH_DISKS=$DISKS BENCH_LUNS_PER_CLIENT=$LPC BENCH_REPORT_AT=$AT BENCH_GET_SECONDS=$GETS BENCH_LOGGER_LEVEL=${BENCH_LOGGER_LEVEL:-20}"
 log "host: $(uptime)"
-vm_run api-vm-guest.sh '^\[guest|^(ours|upstream) |^LIO |^guest load' "$VMENV"
+vm_run api-vm-guest.sh '^\[guest|^(ours|upstream) |^LIO |^9p: |^guest load' "$VMENV"
 log "guest rc=$rc; host: $(uptime)"
 
 echo "== REST API, upstream's call sequence (real kernel under qemu TCG, user:rbd disks of 1 GiB,"

@@ -104,11 +104,13 @@ type Store struct {
 	loaded    *config.Doc
 	// readMu makes concurrent Snapshots of a new version share one read.
 	readMu sync.Mutex
-	// statMu guards statCur, the version check in flight, and statNext, the
-	// one callers that arrived during it wait for (see sharedVersion).
+	// statMu guards the version checks (see sharedVersion): statCur is
+	// the one in flight, statNext the one callers that arrived during it
+	// wait for, lastSent the one sent last (in flight or answered).
 	statMu   sync.Mutex
 	statCur  *versionCall
 	statNext *versionCall
+	lastSent *versionCall
 
 	watchMu sync.Mutex
 	subs    map[chan Event]struct{}
@@ -258,13 +260,17 @@ func (s *Store) Load(ctx context.Context) (*config.Doc, error) {
 // gateway reads its own commits (the commit leaves its document here) and sees
 // anybody else's on the next call.
 func (s *Store) Snapshot(ctx context.Context) (*config.Doc, uint64, error) {
+	begin := time.Now()
+	if t, ok := ctx.Value(requestStartKey{}).(time.Time); ok && t.Before(begin) {
+		begin = t
+	}
 	clock := newStageClock(ctx)
 	io, err := s.ioctx()
 	if err != nil {
 		return nil, 0, err
 	}
 	defer io.Destroy()
-	ver, err := s.sharedVersion(io)
+	ver, err := s.sharedVersion(io, begin)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -296,22 +302,46 @@ func (s *Store) Snapshot(ctx context.Context) (*config.Doc, uint64, error) {
 	return doc, ver, nil
 }
 
-// versionCall is one shared version check: done closes when ver and err are set.
+type requestStartKey struct{}
+
+// WithRequestStart returns ctx saying that the Snapshot calls made with it
+// serve a request that began at t: they need to see only the commits
+// completed before t, so a version check sent since t answers them too.
+// Use it only where nothing between t and the Snapshot call depends on a
+// commit finishing (GET /api/config); without it, a Snapshot's own start
+// counts.
+func WithRequestStart(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, requestStartKey{}, t)
+}
+
+// versionCall is one version check: its stat went out after sent, and
+// done closes when ver and err are set.
 type versionCall struct {
+	sent time.Time
 	done chan struct{}
 	ver  uint64
 	err  error
 }
 
 // sharedVersion is version for concurrent readers (GET /api/config under
-// load): callers that arrive while a check is in flight share the next one
-// instead of each sending its own stat. A caller never takes the answer of a
-// stat sent before it arrived, which might predate a commit that finished
-// before its request: it joins the queued check, which starts once the
-// current one ends. So every request still sees every commit completed
-// before it began, at one stat per round trip instead of one per request.
-func (s *Store) sharedVersion(io *rados.IOContext) (uint64, error) {
+// load), at one stat per round trip instead of one per request: a stat sent
+// after a request began sees every commit completed before it began, so
+// the caller whose request began at begin takes the answer of the last
+// check sent since then, in flight or answered. Otherwise it joins the
+// check queued behind the one in flight, which goes out when that one
+// ends; or, when none is in flight, sends its own. It never takes the
+// answer of a stat sent before its request began, which might predate a
+// commit completed before it: every commit completed before the request
+// began is seen. Queueing instead of sending at once keeps the stats to
+// one per round trip however many requests arrive: on a loaded host (a
+// TCG guest) a stat per request costs more than the wait.
+func (s *Store) sharedVersion(io *rados.IOContext, begin time.Time) (uint64, error) {
 	s.statMu.Lock()
+	if c := s.lastSent; c != nil && !c.sent.Before(begin) {
+		s.statMu.Unlock()
+		<-c.done
+		return c.ver, c.err
+	}
 	if c := s.statNext; c != nil {
 		s.statMu.Unlock()
 		<-c.done
@@ -325,7 +355,10 @@ func (s *Store) sharedVersion(io *rados.IOContext) (uint64, error) {
 		s.statMu.Lock()
 		s.statNext = nil
 	}
-	s.statCur = c
+	// sent is taken before the stat goes out, under the lock that readers
+	// of lastSent take
+	c.sent = time.Now()
+	s.statCur, s.lastSent = c, c
 	s.statMu.Unlock()
 
 	c.ver, c.err = s.version(io)
@@ -352,6 +385,18 @@ func (s *Store) version(io *rados.IOContext) (uint64, error) {
 		return 0, fmt.Errorf("stat %s: version: %w", s.Name(), err)
 	}
 	return ver, nil
+}
+
+// Cached is the document this store last read or committed, known without
+// a round trip: it may be older than the object (a peer's commit this
+// process has not read yet), so whatever a caller concludes from it must
+// hold on the current document too (a commit re-checks on its fresh,
+// lock-verified one). Shared: it must not be modified. Nil before the
+// first read.
+func (s *Store) Cached() *config.Doc {
+	s.loadedMu.Lock()
+	defer s.loadedMu.Unlock()
+	return s.loaded
 }
 
 // cached is the remembered document when it is version ver, else nil.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -725,7 +726,9 @@ func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
 
 // Concurrent readers share version checks (sharedVersion), but none may
 // take the answer of a stat sent before its request began: every Snapshot
-// must see each commit of another gateway that finished before it started.
+// must see each commit of another gateway that finished before it started,
+// whether it says when its request began (WithRequestStart, as GET
+// /api/config does) or not.
 func TestConcurrentSnapshotsSeeEarlierCommits(t *testing.T) {
 	ctx := context.Background()
 	a := openStore(t, connect(t), uniqueObject(t), nil)
@@ -734,7 +737,7 @@ func TestConcurrentSnapshotsSeeEarlierCommits(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
-	for range 8 {
+	for i := range 8 {
 		wg.Go(func() {
 			for {
 				select {
@@ -743,7 +746,11 @@ func TestConcurrentSnapshotsSeeEarlierCommits(t *testing.T) {
 				default:
 				}
 				floor := committed.Load()
-				doc, _, err := a.Snapshot(ctx)
+				rctx := ctx
+				if i%2 == 0 {
+					rctx = WithRequestStart(ctx, time.Now())
+				}
+				doc, _, err := a.Snapshot(rctx)
 				if err != nil {
 					errs <- err
 					return
@@ -774,6 +781,115 @@ func TestConcurrentSnapshotsSeeEarlierCommits(t *testing.T) {
 	doc, _, err := a.Snapshot(ctx)
 	if err != nil || doc.Epoch != 20 {
 		t.Fatalf("last snapshot: epoch %v, %v; want 20", doc, err)
+	}
+}
+
+// TestSnapshotSharesChecksSentSinceTheRequestBegan: a Snapshot for a
+// request that began before the last version check was sent takes that
+// check's answer without a stat of its own; one whose request began after
+// it sends a stat, and sees a commit another gateway completed before it
+// began.
+func TestSnapshotSharesChecksSentSinceTheRequestBegan(t *testing.T) {
+	ctx := context.Background()
+	a := openStore(t, connect(t), uniqueObject(t), nil)
+	b := openStore(t, connect(t), a.opts.Object, nil)
+	snapshot := func(ctx context.Context) (*config.Doc, int64) {
+		t.Helper()
+		before := a.stats.Load()
+		doc, _, err := a.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return doc, a.stats.Load() - before
+	}
+
+	begin := time.Now()
+	if _, n := snapshot(ctx); n != 1 {
+		t.Fatalf("a Snapshot sent %d stats, want 1", n)
+	}
+	if _, n := snapshot(WithRequestStart(ctx, begin)); n != 0 {
+		t.Errorf("a request that began before the last check was sent sent %d stats, want 0 (it shares that check)", n)
+	}
+	if _, n := snapshot(WithRequestStart(ctx, time.Now())); n != 1 {
+		t.Errorf("a request that began after the last check was sent sent %d stats, want 1", n)
+	}
+
+	const other = "iqn.2003-01.com.example.iscsi-gw:store-test-shared"
+	if _, err := b.Commit(ctx, func(d *config.Doc) error {
+		_, err := d.AddTarget(other, time.Now())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	doc, n := snapshot(WithRequestStart(ctx, time.Now()))
+	if n != 1 || doc.Targets[other] == nil {
+		t.Errorf("a request that began after another gateway's commit: %d stats, target seen %v; want 1 and true", n, doc.Targets[other] != nil)
+	}
+}
+
+// TestSnapshotQueuesBehindACheckInFlight: a Snapshot that cannot use the
+// check in flight (sent before its request began) does not send its own
+// beside it: it waits for that one to end and then sends the next, which
+// the callers arriving meanwhile share; one whose request began before
+// that check was sent takes its answer.
+func TestSnapshotQueuesBehindACheckInFlight(t *testing.T) {
+	ctx := context.Background()
+	a := openStore(t, connect(t), uniqueObject(t), nil)
+	_, want, err := a.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	early := time.Now()
+	// a check in flight, sent after early; the test answers it
+	inflight := &versionCall{sent: time.Now(), done: make(chan struct{})}
+	a.statMu.Lock()
+	a.statCur, a.lastSent = inflight, inflight
+	a.statMu.Unlock()
+	stats := a.stats.Load()
+
+	type answer struct {
+		ver uint64
+		err error
+	}
+	joined := make(chan answer, 1)
+	go func() {
+		_, ver, err := a.Snapshot(WithRequestStart(ctx, early))
+		joined <- answer{ver, err}
+	}()
+	queued := make(chan answer, 2)
+	for range 2 {
+		go func() {
+			_, ver, err := a.Snapshot(WithRequestStart(ctx, time.Now()))
+			queued <- answer{ver, err}
+		}()
+	}
+	for { // until a caller is queued behind the check in flight
+		a.statMu.Lock()
+		next := a.statNext
+		a.statMu.Unlock()
+		if next != nil {
+			break
+		}
+		runtime.Gosched()
+	}
+	if n := a.stats.Load() - stats; n != 0 {
+		t.Fatalf("%d stats sent beside the check in flight, want 0", n)
+	}
+	inflight.ver = want
+	close(inflight.done)
+	if got := <-joined; got.err != nil || got.ver != want {
+		t.Errorf("a request that began before the check in flight was sent: %d %v, want its answer %d", got.ver, got.err, want)
+	}
+	for range 2 {
+		if got := <-queued; got.err != nil || got.ver != want {
+			t.Errorf("a queued request: %d %v, want %d", got.ver, got.err, want)
+		}
+	}
+	// the queued callers share the stat sent once the check in flight
+	// ended (a late one sends its own only if its request began after
+	// that one went out)
+	if n := a.stats.Load() - stats; n < 1 || n > 2 {
+		t.Errorf("%d stats after the check in flight, want 1 or 2", n)
 	}
 }
 
