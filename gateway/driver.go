@@ -27,6 +27,10 @@ type DriverOptions struct {
 	// DriftCheck is how often LIO is compared with the committed document
 	// (settings' drift_check_interval; 60 s when zero).
 	DriftCheck time.Duration
+	// DriftTicks, when set, starts the drift checks instead of a ticker of
+	// DriftCheck (which stays the age a pending preview is left alone
+	// for), so a test decides when they run.
+	DriftTicks <-chan time.Time
 	// RetryMin and RetryMax bound the back-off after a failed reconcile (1 s
 	// and 30 s when zero).
 	RetryMin, RetryMax time.Duration
@@ -159,8 +163,12 @@ func (d *Driver) takeReloadWaiters() []chan struct{} {
 // interval is its commit still on the way, and is left alone).
 func (d *Driver) Run(ctx context.Context) {
 	events := d.src.Subscribe(ctx)
-	drift := time.NewTicker(d.opts.DriftCheck)
-	defer drift.Stop()
+	driftTicks := d.opts.DriftTicks
+	if driftTicks == nil {
+		drift := time.NewTicker(d.opts.DriftCheck)
+		defer drift.Stop()
+		driftTicks = drift.C
+	}
 	var retry <-chan time.Time
 	delay := d.opts.RetryMin
 	if d.pending {
@@ -173,7 +181,7 @@ func (d *Driver) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-drift.C:
+		case <-driftTicks:
 			if retry != nil {
 				continue // a retry is due anyway, and it re-reads LIO
 			}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,10 +98,14 @@ type driverFixture struct {
 	done   chan struct{}
 }
 
-func newDriverFixture(t *testing.T, opts DriverOptions) *driverFixture {
+func newDriverFixture(t *testing.T, opts DriverOptions, recOpts ...func(*Options)) *driverFixture {
 	t.Helper()
 	fx := newFixture(t)
-	dx := &driverFixture{fixture: fx, rec: fx.reconciler(gw1, addr1), passes: make(chan Pass, 100)}
+	o := fx.options(gw1, addr1)
+	for _, f := range recOpts {
+		f(&o)
+	}
+	dx := &driverFixture{fixture: fx, rec: New(o), passes: make(chan Pass, 100)}
 	dx.src = &memSource{doc: fx.doc(lio.BackstoreUserRBD), subscribed: make(chan struct{})}
 	opts.OnPass = func(p Pass) { dx.passes <- p }
 	if opts.RetryMin == 0 {
@@ -383,10 +388,12 @@ func TestDriverLateEventKeepsPreview(t *testing.T) {
 // interval of it (its commit is on the way), and is undone by the next one
 // (its coordinator failed before committing).
 func TestDriverDriftCheckKeepsFreshPreview(t *testing.T) {
-	dx := newDriverFixture(t, DriverOptions{DriftCheck: 300 * time.Millisecond})
+	ticks := make(chan time.Time)
+	var clock atomic.Int64 // ns since start, moved by the test only
+	start := time.Now()
+	dx := newDriverFixture(t, DriverOptions{DriftCheck: time.Minute, DriftTicks: ticks},
+		func(o *Options) { o.Now = func() time.Time { return start.Add(time.Duration(clock.Load())) } })
 	dx.run()
-	// the ticker runs from here: the preview is younger than one interval
-	// at the first tick, older at the second
 	preview := dx.doc().Clone()
 	if err := addClient(1)(preview); err != nil {
 		t.Fatal(err)
@@ -394,10 +401,16 @@ func TestDriverDriftCheckKeepsFreshPreview(t *testing.T) {
 	if err := dx.rec.Reconcile(t.Context(), preview); err != nil {
 		t.Fatal(err)
 	}
+	// younger than one interval: left alone
+	clock.Add(int64(59 * time.Second))
+	ticks <- time.Now()
 	if p := dx.next(); p.Cause != CauseDrift || p.Err != nil {
 		t.Fatalf("pass %+v, want a drift check", p)
 	}
 	dx.converged(preview, gw1, addr1)
+	// older: its commit is not coming, the committed document is put back
+	clock.Add(int64(2 * time.Second))
+	ticks <- time.Now()
 	if p := dx.next(); p.Cause != CauseDrift || p.Err != nil {
 		t.Fatalf("pass %+v, want a drift check", p)
 	}

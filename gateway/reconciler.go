@@ -68,6 +68,9 @@ type Options struct {
 	// when empty).
 	ProcRoot string
 	Logger   *slog.Logger
+	// Now is the clock a preview's age is read on (time.Now when nil), so
+	// a test can age one without waiting.
+	Now func() time.Time
 }
 
 // Reconciler converges this gateway's LIO on configuration documents. Its
@@ -1059,7 +1062,7 @@ func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool)
 	}
 	r.hasApplied = false
 	if err == nil {
-		r.hasApplied, r.applied, r.appliedGen, r.appliedEpoch, r.appliedAt = true, b, gen, doc.Epoch, time.Now()
+		r.hasApplied, r.applied, r.appliedGen, r.appliedEpoch, r.appliedAt = true, b, gen, doc.Epoch, r.now()
 	}
 	r.smu.Lock()
 	if !drift {
@@ -1116,7 +1119,14 @@ func (r *Reconciler) AheadOf(doc *config.Doc) bool {
 // failed before committing, which the drift check does repair.
 func (r *Reconciler) PreviewPending(doc *config.Doc, grace time.Duration) bool {
 	ahead, at := r.aheadOf(doc)
-	return ahead && time.Since(at) < grace
+	return ahead && r.now().Sub(at) < grace
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.opts.Now != nil {
+		return r.opts.Now()
+	}
+	return time.Now()
 }
 
 func (r *Reconciler) aheadOf(doc *config.Doc) (bool, time.Time) {
