@@ -311,6 +311,20 @@ func (s *server) targetPeers(c echo.Context, iqn string) (form, *config.Doc, *co
 	return f, doc, t, remote, nil
 }
 
+// peersIn finds the target iqn in doc and its portal gateways other than
+// this one (remotePortals): the peers a change of it is sent to.
+func (s *server) peersIn(doc *config.Doc, iqn string) (*config.Target, []string, error) {
+	t, err := targetOf(doc, iqn)
+	if err != nil {
+		return nil, nil, err
+	}
+	remote, err := s.remotePortals(t)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, remote, nil
+}
+
 // remotePortals is upstream's get_remote_gateways: the target's portal
 // gateways other than this one, in the document's (sorted) key order. The
 // local gateway must be one of them.

@@ -116,11 +116,7 @@ func (s *server) client() echo.HandlerFunc {
 		element := pathSegments(tIQN, cIQN)
 		if c.Request().Method == http.MethodPut {
 			return s.prechecked(ctx, func(doc *config.Doc) (func() error, error) {
-				t, err := targetOf(doc, tIQN)
-				if err != nil {
-					return nil, err
-				}
-				remote, err := s.remotePortals(t)
+				t, remote, err := s.peersIn(doc, tIQN)
 				if err != nil {
 					return nil, err
 				}
@@ -266,11 +262,7 @@ func (s *server) clientAuth() echo.HandlerFunc {
 			return err
 		}
 		return s.prechecked(c.Request().Context(), func(doc *config.Doc) (func() error, error) {
-			t, err := targetOf(doc, tIQN)
-			if err != nil {
-				return nil, err
-			}
-			remote, err := s.remotePortals(t)
+			t, remote, err := s.peersIn(doc, tIQN)
 			if err != nil {
 				return nil, err
 			}

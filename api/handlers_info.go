@@ -484,19 +484,17 @@ func (s *server) view(ctx context.Context) (*config.Doc, error) {
 // targetView is targetDoc on the shared document (see view): read only.
 func (s *server) targetView(ctx context.Context, iqn string) (*config.Doc, *config.Target, error) {
 	doc, err := s.view(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	t, err := targetOf(doc, iqn)
-	if err != nil {
-		return nil, nil, err
-	}
-	return doc, t, nil
+	return withTarget(doc, err, iqn)
 }
 
 // targetDoc loads the current document and finds the target iqn in it.
 func (s *server) targetDoc(ctx context.Context, iqn string) (*config.Doc, *config.Target, error) {
 	doc, err := s.load(ctx)
+	return withTarget(doc, err, iqn)
+}
+
+// withTarget is doc and its target iqn, unless err (doc's) or targetOf fails.
+func withTarget(doc *config.Doc, err error, iqn string) (*config.Doc, *config.Target, error) {
 	if err != nil {
 		return nil, nil, err
 	}

@@ -371,11 +371,7 @@ func (s *server) clientLun() echo.HandlerFunc {
 		}
 		disk := f.get("disk", pyNone)
 		return s.prechecked(c.Request().Context(), func(doc *config.Doc) (func() error, error) {
-			t, err := targetOf(doc, tIQN)
-			if err != nil {
-				return nil, err
-			}
-			remote, err := s.remotePortals(t)
+			t, remote, err := s.peersIn(doc, tIQN)
 			if err != nil {
 				return nil, err
 			}
