@@ -281,13 +281,9 @@ func (s *server) clientAuth() echo.HandlerFunc {
 					method: http.MethodPut, endpoint: "_clientauth", element: pathSegments(tIQN, cIQN), vars: vars,
 					localFail: "Client update failed",
 					mutation: s.samePeers(tIQN, remote, len(t.Portals), func(d *config.Doc) error {
-						t, err := targetOf(d, tIQN)
+						cl, err := targetClient(d, tIQN, cIQN)
 						if err != nil {
 							return err
-						}
-						cl := t.Clients[cIQN]
-						if cl == nil {
-							return httpErr(http.StatusNotFound, "Client '%s' does not exist", cIQN)
 						}
 						// The LUNs are whatever they are now: a concurrent
 						// clientlun change must not be undone by an auth

@@ -401,13 +401,9 @@ func (s *server) clientLun() echo.HandlerFunc {
 // CHAP credentials in clear text, as upstream re-sends them.
 func (s *server) clientLunMutation(tIQN, cIQN, disk string, add bool, vars map[string]string) rados.Mutation {
 	return func(d *config.Doc) error {
-		t, err := targetOf(d, tIQN)
+		cl, err := targetClient(d, tIQN, cIQN)
 		if err != nil {
 			return err
-		}
-		cl := t.Clients[cIQN]
-		if cl == nil {
-			return httpErr(http.StatusNotFound, "Client '%s' does not exist", cIQN)
 		}
 		list, ok := config.ClientLunsAfter(cl, disk, add)
 		if !ok {
@@ -549,6 +545,20 @@ func uniqueSorted(in []string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// targetClient finds the client cIQN of the target tIQN in d, with the
+// 404s of upstream's client updates.
+func targetClient(d *config.Doc, tIQN, cIQN string) (*config.Client, error) {
+	t, err := targetOf(d, tIQN)
+	if err != nil {
+		return nil, err
+	}
+	cl := t.Clients[cIQN]
+	if cl == nil {
+		return nil, httpErr(http.StatusNotFound, "Client '%s' does not exist", cIQN)
+	}
+	return cl, nil
 }
 
 func clientOf(doc *config.Doc, tIQN, cIQN string) error {
