@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"syscall"
 	"testing"
@@ -53,6 +56,7 @@ func scaleDoc(n, spare int) *config.Doc {
 // an emulated configfs. "commit" is the config object's own part: a commit
 // of a one-stamp change, with nothing planned.
 // Run: go test -tags pacific -run '^$' -bench PutLun -benchtime 20x ./api/
+// BENCH_PUTLUN_PROFILE=DIR writes each loop's CPU profile there.
 func BenchmarkPutLun(b *testing.B) {
 	for _, n := range []int{16, 256, 1024, 4096} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
@@ -87,6 +91,7 @@ func BenchmarkPutLun(b *testing.B) {
 			b.Run("targetlun", func(b *testing.B) {
 				var p p50
 				defer p.report(b)
+				defer profileLoop(b, n, "targetlun")()
 				for b.Loop() {
 					stop := p.time()
 					if next >= n+spare {
@@ -103,6 +108,7 @@ func BenchmarkPutLun(b *testing.B) {
 			b.Run("clientlun", func(b *testing.B) {
 				var p p50
 				defer p.report(b)
+				defer profileLoop(b, n, "clientlun")()
 				for b.Loop() {
 					stop := p.time()
 					// the client's neighbour's first disk, added then removed
@@ -134,6 +140,29 @@ func BenchmarkPutLun(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// profileLoop writes the CPU profile of one measured loop, without the
+// target's set-up, to $BENCH_PUTLUN_PROFILE/<luns>-<name>.pprof when that
+// directory is set; call what it returns at the loop's end.
+func profileLoop(b *testing.B, luns int, name string) func() {
+	dir := os.Getenv("BENCH_PUTLUN_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%d-%s.pprof", luns, name)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
 	}
 }
 
