@@ -92,8 +92,11 @@ type Store struct {
 	// after this store's own must not need one.
 	reads atomic.Int64
 	// stats counts the version checks (a stat each), for tests: a commit
-	// after this store's own needs none, its lock asserts the version.
+	// after this store's own needs none, its write asserts the version.
 	stats atomic.Int64
+	// locks counts the lock operations sent, for tests: a commit after
+	// this store's own sends none (see unlockedAt).
+	locks atomic.Int64
 	// loaded is the last document read or committed and the object version it
 	// is: every API request checks the version (peers write the object behind
 	// our back), but while it is unchanged the object is neither read nor
@@ -102,6 +105,11 @@ type Store struct {
 	loadedMu  sync.Mutex
 	loadedVer uint64
 	loaded    *config.Doc
+	// unlockedAt is the object version this store's last commit left: its
+	// write released our lock in the same operation, so at that version
+	// nobody holds the lock, and since anybody's lock moves the version, a
+	// write that asserts it needs no lock of its own (0: unknown).
+	unlockedAt uint64
 	// readMu makes concurrent Snapshots of a new version share one read.
 	readMu sync.Mutex
 	// statMu guards the version checks (see sharedVersion): statCur is
@@ -473,6 +481,11 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 	}
 	defer io.Destroy()
 
+	if !onlyIfNeeded && mutate != nil {
+		if doc, done, err := s.commitUnlocked(io, mutate, clock); done || err != nil {
+			return doc, err
+		}
+	}
 	ver, known, err := s.lock(ctx, io)
 	if err != nil {
 		return nil, err
@@ -544,11 +557,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		switch {
 		case err == nil:
 			unlocked = true
-			if written, verr := io.GetLastVersion(); verr == nil {
-				// the committing gateway reads its own write without a read
-				s.remember(doc.Clone(), written)
-			}
-			s.notify(doc.Epoch)
+			s.committed(io, doc)
 			return doc, nil
 		case Errno(err) == errnoENOENT && lostLeases < maxLostLeases:
 			// The unlock step found no lock of ours: the commit took longer
@@ -577,6 +586,72 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 			return nil, fmt.Errorf("write %s: %w", s.Name(), err)
 		}
 	}
+}
+
+// commitUnlocked is a commit after this store's own, in one round trip:
+// the remembered document is the object's at unlockedAt, when nobody held
+// the lock, so a write that asserts that version is as exclusive as one
+// made under the lock (a Python gateway's lock, or anybody's write, since
+// then moves the version and fails the assertion). done is false when the
+// store knows no such version or the object moved: nothing was written,
+// and the caller commits under the lock, running mutate again.
+func (s *Store) commitUnlocked(io *rados.IOContext, mutate Mutation, clock *stageClock) (doc *config.Doc, done bool, err error) {
+	s.loadedMu.Lock()
+	cur, ver := s.loaded, s.loadedVer
+	if ver == 0 || ver != s.unlockedAt {
+		cur = nil
+	}
+	s.loadedMu.Unlock()
+	if cur == nil {
+		return nil, false, nil
+	}
+	doc = cur.Clone()
+	clock.mark("read")
+	invalid := doc.InvalidNames()
+	if err := mutate(doc); err != nil {
+		return nil, true, err
+	}
+	clock.mark("mutation")
+	doc.Epoch++
+	doc.Updated = config.Timestamp(s.opts.Now())
+	out, err := doc.ValidateAndMarshalSince(invalid)
+	if err != nil {
+		return nil, true, fmt.Errorf("commit to %s refused, the result would be invalid: %w", s.Name(), err)
+	}
+	clock.mark("encode")
+	op := rados.CreateWriteOp()
+	op.AssertVersion(ver)
+	op.WriteFull(out)
+	op.SetXattr(EpochXattr, []byte(strconv.FormatInt(doc.Epoch, 10)))
+	err = op.Operate(io, s.opts.Object, rados.OperationNoFlag)
+	op.Release()
+	clock.mark("write")
+	switch e := Errno(err); {
+	case err == nil:
+		s.committed(io, doc)
+		return doc, true, nil
+	case e == errnoERANGE || e == errnoEOVERFLOW || e == errnoENOENT:
+		// somebody locked or wrote since: nothing of the op applied
+		s.log.Debug("config object moved since our last commit; committing under the lock")
+		return nil, false, nil
+	default:
+		return nil, true, fmt.Errorf("write %s: %w", s.Name(), err)
+	}
+}
+
+// committed records the document this store's write left, whose operation
+// also released any lock of ours: the committing gateway reads its own
+// write without a read, and its next commit needs no lock.
+func (s *Store) committed(io *rados.IOContext, doc *config.Doc) {
+	if written, err := io.GetLastVersion(); err == nil {
+		s.remember(doc.Clone(), written)
+		s.loadedMu.Lock()
+		if s.loadedVer == written {
+			s.unlockedAt = written
+		}
+		s.loadedMu.Unlock()
+	}
+	s.notify(doc.Epoch)
 }
 
 // maxLostLeases bounds the retries of a commit whose lock lease ran out
@@ -608,6 +683,7 @@ func (s *Store) lock(ctx context.Context, io *rados.IOContext) (ver uint64, know
 			op.AssertVersion(ver)
 		}
 		op.Exec("lock", "lock", lockInput(LockName, LockCookie, s.opts.Lease, lockFlagMayRenew))
+		s.locks.Add(1)
 		err := op.Operate(io, s.opts.Object, rados.OperationNoFlag)
 		op.Release()
 		switch e := Errno(err); {

@@ -257,6 +257,8 @@ func TestCommitRetriesWhenLeaseRunsOut(t *testing.T) {
 	conn := connect(t)
 	s := openStore(t, conn, uniqueObject(t), nil)
 	ctx := context.Background()
+	// the commit under the lock is the one this test is about
+	s.forgetOwnWrite()
 	var calls int
 	_, err := s.Commit(ctx, func(d *config.Doc) error {
 		calls++
@@ -638,21 +640,22 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // TestCommitAfterOwnCommitReadsNothing: a commit that follows this store's
-// own needs no read of the object and no stat (the lock, which moves the
-// object's version, asserts the version the store remembers: two round
-// trips, the lock and the write), while a change by anybody else since,
-// even only their lock, is read and kept.
+// own needs no read of the object, no stat and no lock: one round trip,
+// its write asserting the version our last write (which released our lock)
+// left. A change by anybody else since, even only their lock, is read and
+// kept, and a lock a peer takes while our mutation runs keeps our write out
+// until it is released.
 func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
 	conn := connect(t)
 	ctx := context.Background()
-	s := openStore(t, conn, uniqueObject(t), nil)
+	s := openStore(t, conn, uniqueObject(t), func(o *StoreOptions) { o.LockWait = time.Second })
 	addTarget := func(iqn string) func(*config.Doc) error {
 		return func(d *config.Doc) error { _, err := d.AddTarget(iqn, time.Now()); return err }
 	}
 	if _, err := s.Commit(ctx, addTarget(testTarget)); err != nil {
 		t.Fatal(err)
 	}
-	before, statsBefore := s.reads.Load(), s.stats.Load()
+	before, statsBefore, locksBefore := s.reads.Load(), s.stats.Load(), s.locks.Load()
 	other := connect(t)
 	io, err := other.rc.OpenIOContext("rbd")
 	if err != nil {
@@ -660,13 +663,7 @@ func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
 	}
 	defer io.Destroy()
 	for i := range 3 {
-		if _, err := s.Commit(ctx, func(d *config.Doc) error {
-			// the lock taken asserting the version is the real lock
-			if ret, err := io.LockExclusive(s.opts.Object, LockName, "peer", "", 0, nil); err != nil || ret != -16 {
-				t.Errorf("a peer's lock during our commit: %d %v, want -EBUSY", ret, err)
-			}
-			return addTarget(fmt.Sprintf("iqn.2003-01.com.example:own%d", i))(d)
-		}); err != nil {
+		if _, err := s.Commit(ctx, addTarget(fmt.Sprintf("iqn.2003-01.com.example:own%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -676,6 +673,32 @@ func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
 	if n := s.stats.Load() - statsBefore; n != 0 {
 		t.Errorf("3 commits after our own sent %d stats", n)
 	}
+	if n := s.locks.Load() - locksBefore; n != 0 {
+		t.Errorf("3 commits after our own took the lock %d times", n)
+	}
+
+	// A peer (a Python gateway) takes the lock while our mutation runs:
+	// our write must not land while the peer holds it, whatever the
+	// mutation computed.
+	peerLocked := false
+	_, err = s.Commit(ctx, func(d *config.Doc) error {
+		if !peerLocked {
+			peerLocked = true
+			if ret, err := io.LockExclusive(s.opts.Object, LockName, LockCookie, "", 0, nil); err != nil || ret != 0 {
+				t.Errorf("a peer's lock during our lock-free mutation: %d %v, want it taken", ret, err)
+			}
+		}
+		return addTarget("iqn.2003-01.com.example:underpeerlock")(d)
+	})
+	if !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("commit while a peer took the lock during its mutation: %v, want the lock timeout", err)
+	}
+	if got, err := s.Load(ctx); err != nil || got.Targets["iqn.2003-01.com.example:underpeerlock"] != nil || got.Epoch != 4 {
+		t.Fatalf("the object after the refused commit: %v (epoch %d), want it unchanged", err, got.Epoch)
+	}
+	if _, err := io.Unlock(s.opts.Object, LockName, LockCookie); err != nil {
+		t.Fatal(err)
+	}
 
 	// a peer takes and drops the lock: the object moved, so it is read again
 	if ret, err := io.LockExclusive(s.opts.Object, LockName, LockCookie, "", 0, nil); err != nil || ret != 0 {
@@ -684,12 +707,15 @@ func TestCommitAfterOwnCommitReadsNothing(t *testing.T) {
 	if _, err := io.Unlock(s.opts.Object, LockName, LockCookie); err != nil {
 		t.Fatal(err)
 	}
-	before = s.reads.Load()
+	before, locksBefore = s.reads.Load(), s.locks.Load()
 	if _, err := s.Commit(ctx, addTarget("iqn.2003-01.com.example:afterpeerlock")); err != nil {
 		t.Fatal(err)
 	}
 	if n := s.reads.Load() - before; n != 1 {
 		t.Errorf("commit after a peer's lock read the object %d times, want 1", n)
+	}
+	if n := s.locks.Load() - locksBefore; n != 2 {
+		t.Errorf("commit after a peer's lock sent %d lock operations, want 2 (asserting the version it knew, then plainly)", n)
 	}
 
 	// a raw write (a Python gateway without our lock): read, and kept
@@ -910,8 +936,33 @@ func TestCommitReportsStages(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"lock", "read", "mutation", "encode", "write"}; !slices.Equal(got, want) {
-		t.Errorf("commit stages %q, want %q", got, want)
+	// the store seeded the object: its next commit takes no lock
+	if want := []string{"read", "mutation", "encode", "write"}; !slices.Equal(got, want) {
+		t.Errorf("commit after our own: stages %q, want %q", got, want)
+	}
+	// after a peer's lock, the commit takes ours
+	io, err := connect(t).rc.OpenIOContext("rbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
+	if ret, err := io.LockExclusive(s.opts.Object, LockName, LockCookie, "", 0, nil); err != nil || ret != 0 {
+		t.Fatalf("peer lock: %d %v", ret, err)
+	}
+	if _, err := io.Unlock(s.opts.Object, LockName, LockCookie); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	if _, err := s.Commit(ctx, func(d *config.Doc) error {
+		_, err := d.AddTarget(testTarget+"2", time.Now())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// the write without the lock was tried first (nothing told this store
+	// that the object moved), and refused
+	if want := []string{"read", "mutation", "encode", "write", "lock", "read", "mutation", "encode", "write"}; !slices.Equal(got, want) {
+		t.Errorf("commit after a peer's lock: stages %q, want %q", got, want)
 	}
 	got = nil
 	if _, _, err := s.Snapshot(ctx); err != nil {
@@ -957,6 +1008,64 @@ func TestConcurrentSnapshotsShareOneRead(t *testing.T) {
 			if d == nil || d.Epoch != int64(i+1) || d != docs[0] {
 				t.Fatalf("commit %d: the snapshots are not all the one document of epoch %d", i, i+1)
 			}
+		}
+	}
+}
+
+// forgetOwnWrite makes the next commit take the lock, as after a peer's
+// commit.
+func (s *Store) forgetOwnWrite() {
+	s.loadedMu.Lock()
+	defer s.loadedMu.Unlock()
+	s.unlockedAt = 0
+}
+
+// TestPeerCommitSeenByTheWatchTakesTheLock: once the watch has told a store
+// that a peer committed, its next commit takes the lock at once instead of
+// first trying a write that asserts the version its own last commit left;
+// and a commit after its own, with no peer in between, takes none.
+func TestPeerCommitSeenByTheWatchTakesTheLock(t *testing.T) {
+	ctx := context.Background()
+	a := openStore(t, connect(t), uniqueObject(t), nil)
+	b := openStore(t, connect(t), a.opts.Object, nil)
+	events := a.Subscribe(t.Context())
+	addTarget := func(iqn string) func(*config.Doc) error {
+		return func(d *config.Doc) error { _, err := d.AddTarget(iqn, time.Now()); return err }
+	}
+	stagesOf := func(s *Store, iqn string) []string {
+		var got []string
+		ctx := WithStageTimer(ctx, func(stage string, _ time.Duration) { got = append(got, stage) })
+		if _, err := s.Commit(ctx, addTarget(iqn)); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	waitEpoch := func(want int64) {
+		for ev := range events {
+			if ev.Epoch >= want {
+				return
+			}
+		}
+		t.Fatalf("subscription closed before epoch %d", want)
+	}
+	stagesOf(a, "iqn.2003-01.com.example:a1")
+	waitEpoch(1)
+	if got, want := stagesOf(a, "iqn.2003-01.com.example:a2"), []string{"read", "mutation", "encode", "write"}; !slices.Equal(got, want) {
+		t.Errorf("a's commit after its own: stages %q, want %q", got, want)
+	}
+	waitEpoch(2)
+	stagesOf(b, "iqn.2003-01.com.example:b1")
+	waitEpoch(3)
+	if got, want := stagesOf(a, "iqn.2003-01.com.example:a3"), []string{"lock", "read", "mutation", "encode", "write"}; !slices.Equal(got, want) {
+		t.Errorf("a's commit after b's, seen by the watch: stages %q, want %q", got, want)
+	}
+	doc, err := a.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, iqn := range []string{"a1", "a2", "b1", "a3"} {
+		if doc.Targets["iqn.2003-01.com.example:"+iqn] == nil {
+			t.Errorf("target %s lost", iqn)
 		}
 	}
 }

@@ -68,7 +68,15 @@ type watchLoop struct {
 }
 
 // publish hands the epoch to every subscriber, replacing an event not yet read.
+// An epoch past the document this store last committed means a peer committed
+// since: the next commit takes the lock at once instead of first trying a
+// write that asserts a version the peer moved (commitUnlocked).
 func (s *Store) publish(epoch int64) {
+	s.loadedMu.Lock()
+	if s.unlockedAt != 0 && s.loaded != nil && epoch > s.loaded.Epoch {
+		s.unlockedAt = 0
+	}
+	s.loadedMu.Unlock()
 	s.watchMu.Lock()
 	defer s.watchMu.Unlock()
 	for ch := range s.subs {
