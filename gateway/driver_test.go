@@ -417,3 +417,60 @@ func TestDriverDriftCheckKeepsFreshPreview(t *testing.T) {
 	dx.stop()
 	dx.converged(dx.doc(), gw1, addr1)
 }
+
+// TestDriftCheckReadsWithoutHoldingReconciles: a drift check that finds LIO
+// as the reconciler keeps it re-reads nothing under the reconciler's lock
+// and runs no reconcile; a reconcile may apply while it reads (here one
+// does, from inside the read), and then the check does not trust its read
+// and re-reads the tree as before.
+func TestDriftCheckReadsWithoutHoldingReconciles(t *testing.T) {
+	dx := newDriverFixture(t, DriverOptions{})
+	rec := dx.rec
+	if _, err := rec.Run(t.Context(), dx.doc(), Mode{}); err != nil {
+		t.Fatal(err)
+	}
+	before := rec.Counters()
+	if err := rec.CheckDrift(t.Context(), dx.doc()); err != nil {
+		t.Fatal(err)
+	}
+	after := rec.Counters()
+	if after.DriftReads != before.DriftReads+1 || after.FullObserves != before.FullObserves || after.Runs != before.Runs {
+		t.Fatalf("drift check of a converged LIO: counters %+v → %+v, want one drift read and no run", before, after)
+	}
+
+	// an API change applied during the check's read
+	dx.src.commit(t, addClient(1))
+	changed := dx.doc()
+	rec.afterDriftRead = func() {
+		rec.afterDriftRead = nil
+		if err := rec.Reconcile(t.Context(), changed); err != nil {
+			t.Error(err)
+		}
+	}
+	before = rec.Counters()
+	if err := rec.CheckDrift(t.Context(), changed); err != nil {
+		t.Fatal(err)
+	}
+	after = rec.Counters()
+	if after.DriftReads != before.DriftReads || after.FullObserves != before.FullObserves+1 {
+		t.Fatalf("drift check with an apply during its read: counters %+v → %+v, want a full re-read", before, after)
+	}
+	dx.converged(changed, gw1, addr1)
+
+	// drift behind the daemon's back: found and repaired
+	attr := dx.soAttr("cmd_time_out")
+	want := readFile(t, attr)
+	if err := os.WriteFile(attr, []byte("7"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before = rec.Counters()
+	if err := rec.CheckDrift(t.Context(), changed); err != nil {
+		t.Fatal(err)
+	}
+	if after = rec.Counters(); after.DriftReads != before.DriftReads || after.FullObserves != before.FullObserves+1 {
+		t.Fatalf("drift check of a drifted LIO: counters %+v → %+v, want a full re-read", before, after)
+	}
+	if got := readFile(t, attr); got != want {
+		t.Errorf("drift check left %s = %q, want %q", attr, got, want)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -143,6 +144,13 @@ type Reconciler struct {
 	// nothing held, or nil: the next run plans only what differs from it
 	// (lio.NewPlanSince) unless it re-reads the whole tree.
 	converged *lio.State
+	// lioWrites (under mu) counts the applies to LIO: a drift check that
+	// read the tree without mu knows from it that nothing was written
+	// while it read.
+	lioWrites uint64
+	// afterDriftRead, for tests, runs between a drift check's read and its
+	// comparison.
+	afterDriftRead func()
 	// counters, under smu
 	counters Counters
 
@@ -173,6 +181,9 @@ type Counters struct {
 	Runs int64
 	// FullObserves counts the runs that re-read the whole LIO tree.
 	FullObserves int64
+	// DriftReads counts the drift checks that found LIO as kept from a
+	// read made without holding up the reconciles.
+	DriftReads int64
 }
 
 // Problem is one thing a reconcile could not do: an object of the
@@ -460,6 +471,7 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 		r.log.Info("applying LIO plan", "epoch", rep.Epoch, "ops", len(rep.Plan.Ops))
 		t = time.Now()
 		r.observed = nil
+		r.lioWrites++
 		res, applyErr := lio.Apply(ctx, r.mfs, rep.Plan)
 		rep.Took.Apply = time.Since(t)
 		rep.Applied = &res
@@ -1024,9 +1036,46 @@ func (r *Reconciler) Reconcile(ctx context.Context, doc *config.Doc) error {
 // committed document, logging what it finds changed: by someone behind
 // this gateway's back, or by a coordinator that had this gateway apply a
 // change it then failed to commit. It is Reconcile otherwise.
+//
+// The tree is first read without holding up the API's changes (the read
+// takes seconds for hundreds of disks on the real kernel): when it equals
+// what the Reconciler keeps, LIO was converged to doc and nothing was
+// applied while it read, there is no drift and nothing else is done.
+// Anything else is settled by a full re-read and reconcile as before.
 func (r *Reconciler) CheckDrift(ctx context.Context, doc *config.Doc) error {
+	if r.keptMatchesLIO(doc) {
+		r.smu.Lock()
+		r.counters.DriftReads++
+		r.smu.Unlock()
+		return nil
+	}
 	r.Resync()
 	return r.reconcile(ctx, doc, true)
+}
+
+// keptMatchesLIO reads the whole tree, holding mu only before and after the
+// read, and reports whether it equals the kept observed state of a run
+// that converged LIO to doc, with no apply since the read began.
+func (r *Reconciler) keptMatchesLIO(doc *config.Doc) bool {
+	b := contentDigest(doc)
+	gen := r.forgets.Load()
+	r.mu.Lock()
+	writes := r.lioWrites
+	ok := r.observed != nil && !r.resync && r.hasApplied && r.appliedGen == gen && r.applied == b
+	r.mu.Unlock()
+	if !ok {
+		return false
+	}
+	live, err := lio.Observe(r.opts.FS)
+	if err != nil {
+		return false
+	}
+	if r.afterDriftRead != nil {
+		r.afterDriftRead()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lioWrites == writes && r.observed != nil && !r.resync && reflect.DeepEqual(*r.observed, live)
 }
 
 // maxDriftOps bounds the operations a drift log line lists.
