@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -114,13 +115,26 @@ func TestApplyConcurrent32(t *testing.T) {
 			// holds, reading back only what it changed
 			f = f.WithModel(lio.NewModel())
 		}
-		plan := lio.NewPlan(observe(t, f), st)
+		was := observe(t, f)
+		plan := lio.NewPlan(was, st)
 		t0 := time.Now()
 		res, err := lio.ApplyWith(context.Background(), f, plan, lio.ApplyOptions{Workers: workers})
 		if err != nil {
 			t.Fatalf("workers=%d: %v\nfailed: %v", workers, err, res.Failed)
 		}
 		step(t, start, "workers=%d: built with %d operations in %.2fs", workers, len(res.Done), time.Since(t0).Seconds())
+		if workers > 1 {
+			// What the daemon keeps after an apply (the state before it,
+			// with what it touched read back) is what a full read of the
+			// real kernel's tree finds: its drift check compares the two.
+			kept, err := lio.Refresh(f, was, plan)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if live := observe(t, f.Live()); !reflect.DeepEqual(kept, live) {
+				t.Errorf("workers=%d: the kept state differs from a full read of LIO\nkept: %+v\nLIO: %+v", workers, kept, live)
+			}
+		}
 		if again := lio.NewPlan(observe(t, f), st); !again.Empty() {
 			t.Fatalf("workers=%d: not at the fixed point:\n%s", workers, again)
 		}
