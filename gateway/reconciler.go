@@ -751,9 +751,10 @@ type sizeUse struct {
 }
 
 // builtMemo is how many desired states are memoized: an API change builds
-// the document before it (already built by the last reconcile), after it
-// (its check) and the committed one (the same content), so each change
-// builds once.
+// the document after it (its check), which the reconcile of the committed
+// one (the same content) finds here; the document before it, checked only
+// when the one after has problems, was built by the last reconcile. Each
+// change builds once.
 const builtMemo = 4
 
 func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, bool) {
