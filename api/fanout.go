@@ -209,9 +209,13 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 	if len(p.before) > 0 {
 		t = st.since("peers-before", t)
 	}
+	reconcile := s.reconcile
 	commit := p.commit
 	if commit == nil {
-		commit = func(ctx context.Context) (*config.Doc, error) { return s.commit(ctx, p.mutation) }
+		commit = func(ctx context.Context) (doc *config.Doc, err error) {
+			doc, reconcile, err = s.commitThen(ctx, p.mutation)
+			return doc, err
+		}
 	}
 	doc, err := commit(ctx)
 	if err != nil {
@@ -232,7 +236,7 @@ func (s *server) coordinate(ctx context.Context, p plan) (string, int, error) {
 	var wg sync.WaitGroup
 	if doc != nil {
 		wg.Go(func() {
-			localErr = s.reconcile(ctx, doc)
+			localErr = reconcile(ctx, doc)
 			st.since("local-apply", t)
 		})
 	}

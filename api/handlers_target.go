@@ -20,14 +20,28 @@ var errNoChange = errors.New("no change")
 // commit writes m, unless the result cannot be applied to this gateway's
 // LIO (see checked), and returns the resulting document.
 func (s *server) commit(ctx context.Context, m rados.Mutation) (*config.Doc, error) {
-	doc, err := s.Store.Commit(ctx, s.checked(ctx, stagesOf(ctx).timedChange(m)))
+	doc, _, err := s.commitThen(ctx, m)
+	return doc, err
+}
+
+// commitThen is commit, and returns the reconcile of the document it
+// returns: s.reconcile, or the one the commit's check handed back, which
+// reuses the check's work on that document (see checked).
+func (s *server) commitThen(ctx context.Context, m rados.Mutation) (*config.Doc, func(context.Context, *config.Doc) error, error) {
+	var then func(context.Context, *config.Doc) error
+	doc, err := s.Store.Commit(ctx, s.checked(ctx, stagesOf(ctx).timedChange(m), &then))
 	if errors.Is(err, errNoChange) {
-		return s.load(ctx)
+		doc, err := s.load(ctx)
+		return doc, s.reconcile, err
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return doc, nil
+	if then == nil {
+		return doc, s.reconcile, nil
+	}
+	// as s.reconcile: a client that disconnects must not stop it
+	return doc, func(ctx context.Context, d *config.Doc) error { return then(context.WithoutCancel(ctx), d) }, nil
 }
 
 // preview applies m to the current document in memory only: what a gateway
@@ -50,15 +64,16 @@ func (s *server) preview(ctx context.Context, m rados.Mutation) (*config.Doc, er
 func (s *server) applyHere(ctx context.Context, committing bool, m rados.Mutation) error {
 	var doc *config.Doc
 	var err error
+	reconcile := s.reconcile
 	if committing {
-		doc, err = s.commit(ctx, m)
+		doc, reconcile, err = s.commitThen(ctx, m)
 	} else {
 		doc, err = s.preview(ctx, m)
 	}
 	if err != nil {
 		return err
 	}
-	return s.reconcile(ctx, doc)
+	return reconcile(ctx, doc)
 }
 
 func parseControls(f form) (settings.Controls, error) {

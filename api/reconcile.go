@@ -47,29 +47,51 @@ type ReconcileError struct {
 	Error  string `json:"error"`
 }
 
+// lioCheckThen is a lioChecker whose check hands back the reconcile of
+// the document it checked, reusing what the check computed (the
+// Reconciler's CheckThen): called with that document once committed,
+// unchanged but for the epoch and stamps the commit sets.
+type lioCheckThen interface {
+	CheckThen(ctx context.Context, doc *config.Doc) (func(context.Context, *config.Doc) error, error)
+}
+
 // checked wraps m so that a change this gateway's LIO cannot take is not
 // committed: after m, the document is built (LocalLIO's Check), and any
 // problem the document before m did not already have refuses the commit
 // with a 400 naming it. Problems an existing object already had do not
-// block other changes, or the deletion of that object.
+// block other changes, or the deletion of that object. When then is not
+// nil and the LocalLIO can (lioCheckThen), *then receives the reconcile of
+// the checked document that reuses the check's work.
 //
-// The document before m is checked first, instead of a copy of it after:
-// the Reconciler memoizes what it built by content, and that document is
-// nearly always the one it last reconciled, so the check costs a hash of
-// it, not a build or a copy.
-func (s *server) checked(ctx context.Context, m rados.Mutation) rados.Mutation {
+// The document after m is checked first, and the one before only when it
+// has problems: nearly every change has none, and each check of a whole
+// document costs a hash of it at least. The document before is then the
+// store's remembered one when it has the epoch of the one m changed (the
+// commit bumps the epoch after m; every gateway, Python ones included,
+// bumps it on each commit), or a fresh read.
+func (s *server) checked(ctx context.Context, m rados.Mutation, then *func(context.Context, *config.Doc) error) rados.Mutation {
 	c, ok := s.LIO.(lioChecker)
 	if !ok {
 		return m
 	}
 	return func(d *config.Doc) error {
-		had := problemTexts(c.Check(ctx, d))
+		epoch := d.Epoch
 		if err := m(d); err != nil {
 			return err
 		}
-		after := problemTexts(c.Check(ctx, d))
+		var err error
+		if ct, ok := c.(lioCheckThen); ok && then != nil {
+			*then, err = ct.CheckThen(ctx, d)
+		} else {
+			err = c.Check(ctx, d)
+		}
+		after := problemTexts(err)
 		if len(after) == 0 {
 			return nil
+		}
+		var had []string
+		if before := s.docAtEpoch(ctx, epoch); before != nil {
+			had = problemTexts(c.Check(ctx, before))
 		}
 		var added []string
 		for _, p := range after {
@@ -82,6 +104,21 @@ func (s *server) checked(ctx context.Context, m rados.Mutation) rados.Mutation {
 		}
 		return httpErr(http.StatusBadRequest, "change refused, it cannot be applied to LIO on %s: %s", s.Gateway, strings.Join(added, "; "))
 	}
+}
+
+// docAtEpoch is the committed document of epoch, to be read only: the
+// store's remembered one, or a fresh read; nil when neither has that epoch
+// (every problem then counts as new, and the change is refused).
+func (s *server) docAtEpoch(ctx context.Context, epoch int64) *config.Doc {
+	if cs, ok := s.Store.(cacher); ok {
+		if doc := cs.Cached(); doc != nil && doc.Epoch == epoch {
+			return doc
+		}
+	}
+	if doc, err := s.Store.Load(ctx); err == nil && doc.Epoch == epoch {
+		return doc
+	}
+	return nil
 }
 
 // problemTexts flattens a Check error into one text per object.

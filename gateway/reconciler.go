@@ -72,6 +72,10 @@ type Options struct {
 	// Now is the clock a preview's age is read on (time.Now when nil), so
 	// a test can age one without waiting.
 	Now func() time.Time
+	// VerifyReuse makes the reconcile CheckThen returns hash its document
+	// again and refuse one changed since the check, which the reuse of
+	// the check's digest would otherwise miss: tests set it.
+	VerifyReuse bool
 }
 
 // Reconciler converges this gateway's LIO on configuration documents. Its
@@ -333,9 +337,45 @@ func (r *Reconciler) Check(ctx context.Context, doc *config.Doc) error {
 	if doc == nil {
 		return errors.New("gateway: no configuration document")
 	}
+	return r.check(ctx, doc, contentDigest(doc))
+}
+
+// check is Check of doc, whose contentDigest is content.
+func (r *Reconciler) check(ctx context.Context, doc *config.Doc, content digest) error {
 	valid, nameErrs := withValidNames(doc, &r.names)
-	_, err := r.desired(ctx, valid, Mode{DryRun: true}, valid.Gateways[r.opts.Identity.Name] != nil, false)
+	var known *digest
+	if valid == doc {
+		known = &content
+	}
+	_, err := r.desired(ctx, valid, Mode{DryRun: true}, valid.Gateways[r.opts.Identity.Name] != nil, false, known)
 	return errors.Join(joinObjectErrors(nameErrs), err)
+}
+
+// CheckThen is Check, and returns the reconcile of the same document that
+// reuses what the check computed: its digest, which is also the key of the
+// desired state the check built and memoized, so the reconcile that
+// follows an API commit neither hashes the document again nor builds it.
+//
+// The contract: reconcile must be called with doc itself, changed since
+// the check in nothing but its epoch and created/updated stamps (what a
+// commit sets). Any other document is reconciled as Reconcile would. With
+// Options.VerifyReuse the digest is computed again and a document changed
+// behind the token is an error, not a silently stale reconcile.
+func (r *Reconciler) CheckThen(ctx context.Context, doc *config.Doc) (reconcile func(context.Context, *config.Doc) error, err error) {
+	if doc == nil {
+		return nil, errors.New("gateway: no configuration document")
+	}
+	content := contentDigest(doc)
+	err = r.check(ctx, doc, content)
+	return func(ctx context.Context, d *config.Doc) error {
+		if d != doc {
+			return r.Reconcile(ctx, d)
+		}
+		if r.opts.VerifyReuse && contentDigest(d) != content {
+			return errors.New("gateway: the document changed between its check and its reconcile")
+		}
+		return r.reconcileDigest(ctx, d, content, false)
+	}, err
 }
 
 // ForgetSizes drops the cached sizes of the given "pool/image" disks (all of
@@ -386,7 +426,11 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	// A name that cannot be a configfs path never reaches package lio.
 	valid, nameErrs := withValidNames(doc, &r.names)
 	t := time.Now()
-	desired, buildErr := r.desired(ctx, valid, mode, rep.Member, true)
+	var known *digest
+	if valid == doc && doc == r.runDoc {
+		known = &r.runDigest
+	}
+	desired, buildErr := r.desired(ctx, valid, mode, rep.Member, true, known)
 	rep.Took.Build = time.Since(t)
 	objErrs, other := lio.SplitObjectErrors(buildErr)
 	objErrs = append(nameErrs, objErrs...)
@@ -510,8 +554,9 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 }
 
 // desired is the LIO state this gateway should have in mode; with record it
-// also records the names it manages.
-func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, member, record bool) (lio.State, error) {
+// also records the names it manages. content is doc's contentDigest when
+// the caller has it (nil: computed when needed).
+func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, member, record bool, content *digest) (lio.State, error) {
 	exporters := blockExporters(doc)
 	if member && record {
 		for img := range exporters {
@@ -528,7 +573,7 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 		},
 	}
 	if !mode.Teardown && member {
-		return r.memoDesired(ctx, doc, mode, record, exporters, opts)
+		return r.memoDesired(ctx, doc, mode, record, exporters, opts, content)
 	}
 	if !mode.Teardown {
 		opts.Size = func(pool, image string) (int64, error) {
@@ -575,10 +620,10 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 // memoDesired is desired for a member gateway outside a teardown: the
 // state is built without the names of leftovers and memoized by the
 // document's content (see built), and those names are added to it after.
-func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode, record bool, exporters map[string]int, opts FromConfigOptions) (lio.State, error) {
+func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode, record bool, exporters map[string]int, opts FromConfigOptions, known *digest) (lio.State, error) {
 	var content digest
-	if record && doc == r.runDoc { // under r.mu, from reconcile
-		content = r.runDigest
+	if known != nil {
+		content = *known
 	} else {
 		content = contentDigest(doc)
 	}
@@ -718,9 +763,10 @@ type sizeUse struct {
 }
 
 // builtMemo is how many desired states are memoized: an API change builds
-// the document before it (already built by the last reconcile), after it
-// (its check) and the committed one (the same content), so each change
-// builds once.
+// the document after it (its check), which the reconcile of the committed
+// one (the same content) finds here; the document before it, checked only
+// when the one after has problems, was built by the last reconcile. Each
+// change builds once.
 const builtMemo = 4
 
 func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, bool) {
@@ -1082,7 +1128,11 @@ func (r *Reconciler) keptMatchesLIO(doc *config.Doc) bool {
 const maxDriftOps = 20
 
 func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool) error {
-	b := contentDigest(doc)
+	return r.reconcileDigest(ctx, doc, contentDigest(doc), drift)
+}
+
+// reconcileDigest is reconcile of doc, whose contentDigest is b.
+func (r *Reconciler) reconcileDigest(ctx context.Context, doc *config.Doc, b digest, drift bool) error {
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -146,7 +146,30 @@ type buildMemo struct {
 	backstore string
 	sos       map[string]soPiece // by disk id
 	groups    map[groupKey]ALUAGroup
+	// okObjects and okIQNs are the storage-object names and the IQNs that
+	// passed the Builder's NameRules: a name is checked once, not on every
+	// build.
+	okObjects, okIQNs map[string]bool
 }
+
+// checkName is check(), answered from m for a name of kind that passed
+// before (kind is m.okObjects or m.okIQNs).
+func (m *buildMemo) checkName(kind func(*buildMemo) map[string]bool, name string, check func() error) error {
+	if m != nil && kind(m)[name] {
+		return nil
+	}
+	err := check()
+	if err == nil && m != nil {
+		kind(m)[name] = true
+	}
+	return err
+}
+
+// maxOKIQNs bounds the IQNs a Builder remembers as valid.
+const maxOKIQNs = 1 << 16
+
+func okObjects(m *buildMemo) map[string]bool { return m.okObjects }
+func okIQNs(m *buildMemo) map[string]bool    { return m.okIQNs }
 
 // soPiece is the storage object a DiskSpec gave, without its ALUA groups.
 type soPiece struct {
@@ -165,9 +188,15 @@ type groupKey struct {
 func (b *Builder) Build(spec Spec) (State, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.m == nil || b.m.settings != spec.Settings || b.m.backstore != spec.Backstore || len(b.m.sos) > 2*len(spec.Disks)+64 {
-		// a memo of other settings, or of many disks gone since
-		b.m = &buildMemo{settings: spec.Settings, backstore: spec.Backstore, sos: map[string]soPiece{}, groups: map[groupKey]ALUAGroup{}}
+	if b.m == nil || b.m.settings != spec.Settings || b.m.backstore != spec.Backstore || len(b.m.sos) > 2*len(spec.Disks)+64 ||
+		len(b.m.okObjects) > 2*len(spec.Disks)+1024 {
+		// a memo of other settings, or of many disks (or names) gone since
+		b.m = &buildMemo{settings: spec.Settings, backstore: spec.Backstore, sos: map[string]soPiece{}, groups: map[groupKey]ALUAGroup{},
+			okObjects: map[string]bool{}, okIQNs: map[string]bool{}}
+	}
+	if len(b.m.okIQNs) > maxOKIQNs {
+		// the initiators of many clients gone since
+		b.m.okIQNs = map[string]bool{}
 	}
 	return build(spec, b.m)
 }
@@ -186,7 +215,7 @@ func build(spec Spec, m *buildMemo) (State, error) {
 	// built nor managed: the error names it and the rest converges.
 	for _, id := range sortedKeys(spec.Disks) {
 		name := spec.Disks[id].objectName(id)
-		if err := checkObjectName(spec.Names, id, name); err != nil {
+		if err := m.checkName(okObjects, name, func() error { return checkObjectName(spec.Names, id, name) }); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -194,7 +223,7 @@ func build(spec Spec, m *buildMemo) (State, error) {
 	}
 	sort.Strings(st.Managed.StorageObjects)
 	for _, iqn := range sortedKeys(spec.Targets) {
-		if err := checkTargetName(spec.Names, "target", iqn); err != nil {
+		if err := m.checkName(okIQNs, iqn, func() error { return checkTargetName(spec.Names, "target", iqn) }); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -375,7 +404,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 		sortLUNs(tpg.LUNs)
 		if local {
 			for _, ini := range sortedKeys(ts.Clients) {
-				if err := checkTargetName(spec.Names, "target "+iqn+" client", ini); err != nil {
+				if err := m.checkName(okIQNs, ini, func() error { return checkTargetName(spec.Names, "target "+iqn+" client", ini) }); err != nil {
 					errs = append(errs, err)
 					continue
 				}
@@ -436,7 +465,7 @@ func buildACL(iqn, ini string, c ClientSpec, tgt Settings, attrs map[string]stri
 // it on first use.
 func storageObject(spec Spec, id string, d DiskSpec, sos map[string]*StorageObject, m *buildMemo) (*StorageObject, error) {
 	name := d.objectName(id)
-	if err := checkObjectName(spec.Names, id, name); err != nil {
+	if err := m.checkName(okObjects, name, func() error { return checkObjectName(spec.Names, id, name) }); err != nil {
 		return nil, err
 	}
 	if so, ok := sos[name]; ok {

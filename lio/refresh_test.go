@@ -1,10 +1,12 @@
 package lio
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -81,6 +83,49 @@ func TestRefreshAndBuilderTransitions(t *testing.T) {
 		}
 		if again := NewPlan(observed, got); !again.Empty() {
 			t.Fatalf("step %d: not converged:\n%s", i, again)
+		}
+	}
+}
+
+// TestBuilderNameChecks: a Builder remembers the names that passed its
+// NameRules, never one that failed: builds that alternate good and bad
+// names of disks and initiators report what a Build from scratch does,
+// every time.
+func TestBuilderNameChecks(t *testing.T) {
+	t.Parallel()
+	good := goldenCases[2].spec(t)
+	iqn := "iqn.2003-01.com.redhat.iscsi-gw:iscsi-igw"
+	bad := goldenCases[2].spec(t)
+	bad.Names = NameRules{IQN: func(n string) error {
+		if strings.Contains(n, "bad") {
+			return errors.New("bad name")
+		}
+		return nil
+	}, Object: func(n string) error {
+		if strings.Contains(n, "bad") {
+			return errors.New("bad name")
+		}
+		return nil
+	}}
+	good.Names = bad.Names
+	d := bad.Disks["rbd/disk_1"]
+	d.BackstoreObjectName = "bad.disk_1"
+	bad.Disks = maps.Clone(bad.Disks)
+	bad.Disks["rbd/disk_1"] = d
+	ts := bad.Targets[iqn]
+	ts.Clients = maps.Clone(ts.Clients)
+	ts.Clients["iqn.1994-05.com.example:bad"] = ClientSpec{LUNs: map[string]int{}}
+	bad.Targets = maps.Clone(bad.Targets)
+	bad.Targets[iqn] = ts
+	var b Builder
+	for i, spec := range []Spec{good, bad, good, bad, bad} {
+		got, gerr := b.Build(spec)
+		want, werr := Build(spec)
+		if !reflect.DeepEqual(got, want) || fmt.Sprint(gerr) != fmt.Sprint(werr) {
+			t.Fatalf("build %d: Builder.Build differs from Build\ngot:  %+v %v\nwant: %+v %v", i, got, gerr, want, werr)
+		}
+		if (gerr != nil) != (i%2 == 1 || i == 4) {
+			t.Fatalf("build %d: error %v", i, gerr)
 		}
 	}
 }
