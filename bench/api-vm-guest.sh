@@ -32,11 +32,18 @@ lio_count() { # storage objects, targets
   echo "$(find $LIO/core -maxdepth 2 -mindepth 2 -type d ! -path '*/alua*' | wc -l) storage objects," \
     "$(find $LIO/iscsi -maxdepth 1 -mindepth 1 -type d ! -name discovery_auth 2>/dev/null | wc -l) targets"
 }
+cpu_pids() { # DAEMON_PID: apiload's -cpu-pids, the daemon and the Ceph and tcmu-runner processes
+  local p out="daemon=$1" n
+  for n in ceph-osd ceph-mon tcmu-runner; do
+    for p in $(pgrep -x "$n"); do out+=",$n=$p"; done
+  done
+  echo "$out"
+}
 replay() { # NAME PORT GATEWAY: the call sequence, then the daemon's CPU so far
   local name=$1 port=$2 gw=$3 pid=$4 rc
   "$LOAD" -replay -url "http://127.0.0.1:$port" -user "$USER" -pass "$PASS" \
     -target "iqn.2003-01.com.example.bench:$name" -prefix "$name" -gateway "$gw" -gateway-ip "$IP" \
-    -disks "$N" -luns-per-client "$LPC" -size 1G -report-at "$AT" -c 4 -d "${GETS}s" \
+    -disks "$N" -luns-per-client "$LPC" -size 1G -report-at "$AT" -c 4 -d "${GETS}s" -cpu-pids "$(cpu_pids "$pid")" \
     -out "/vm-out/replay-$name.txt" >"/vm-out/replay-$name.out" 2>&1
   rc=$?
   sed "s/^/$name /" "/vm-out/replay-$name.out"
@@ -79,6 +86,8 @@ minimum_gateways = 1
 logger_level = ${BENCH_LOGGER_LEVEL:-20}
 EOF
 t0=$EPOCHREALTIME
+# BENCH_CPUPROFILE=1: the daemon's CPU profile while it serves, in /vm-out
+[[ ${BENCH_CPUPROFILE:-0} != 0 ]] && export CEPH_ISCSI_CPUPROFILE=/vm-out/api-ours.pprof
 "$BIN" api --config "$CFG" --gateway-name gw1.bench --listen 127.0.0.1:5000 --local-addr "$IP" \
   >"$LOGS/api-ours.log" 2>&1 &
 OURS=$!

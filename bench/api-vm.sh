@@ -21,7 +21,9 @@
 # tcmu-runner opens every image with its own RADOS connection: guest RAM grows with the
 # disks (CEPH_ISCSI_VM_MEM, default 4096M; 6144M for 256).
 # env: BENCH_DISKS (64), BENCH_LUNS_PER_CLIENT (4), BENCH_REPORT_AT, BENCH_GET_SECONDS,
-# BENCH_UPSTREAM=0 (ours only), BENCH_LOGGER_LEVEL=10 (our daemon logs at debug), CEPH_ISCSI_VM_OUT (keeps the artefacts: replay-*.txt,
+# BENCH_UPSTREAM=0 (ours only), BENCH_LOGGER_LEVEL=10 (our daemon logs at debug), BENCH_CPUPROFILE=1
+# (our daemon's CPU profile while it serves: api-ours.pprof, read with the ceph-iscsi binary
+# beside it), CEPH_ISCSI_VM_OUT (keeps the artefacts: replay-*.txt,
 # the daemons' logs, vm.log), CEPH_ISCSI_VM_MEM, CEPH_ISCSI_VM_TIMEOUT (default 3600) and
 # the other vm/run.sh settings.
 set -euo pipefail
@@ -50,7 +52,7 @@ seed_cluster
 
 export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-4096M}
 export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-3600}
-VMENV="BENCH_BIN=/vm-out/ceph-iscsi BENCH_APILOAD=/vm-out/apiload BENCH_UPSTREAM=$UP BENCH_DISKS=$DISKS BENCH_LUNS_PER_CLIENT=$LPC BENCH_REPORT_AT=$AT BENCH_GET_SECONDS=$GETS BENCH_LOGGER_LEVEL=${BENCH_LOGGER_LEVEL:-20}"
+VMENV="BENCH_BIN=/vm-out/ceph-iscsi BENCH_APILOAD=/vm-out/apiload BENCH_UPSTREAM=$UP BENCH_DISKS=$DISKS BENCH_LUNS_PER_CLIENT=$LPC BENCH_REPORT_AT=$AT BENCH_GET_SECONDS=$GETS BENCH_LOGGER_LEVEL=${BENCH_LOGGER_LEVEL:-20} BENCH_CPUPROFILE=${BENCH_CPUPROFILE:-0}"
 log "host: $(uptime)"
 vm_run api-vm-guest.sh '^\[guest|^(ours|upstream) |^LIO |^9p: |^guest load' "$VMENV"
 log "guest rc=$rc; host: $(uptime)"
