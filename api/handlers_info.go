@@ -302,9 +302,9 @@ func (bc *bodyCache) serve(c echo.Context, sn snapshotter) error {
 		}
 		bc.mu.Unlock()
 	}
-	// With its length known net/http sends the body as it is, in one
-	// write after the headers' buffer, not chunked (two writes more for
-	// a body over its 2 KB buffer).
+	// With its length known net/http sends the body as it is; without,
+	// a body over its 2 KB buffer goes chunked, with a write more for
+	// the last chunk once the handler returns.
 	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
 }
