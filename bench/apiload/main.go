@@ -238,9 +238,10 @@ func getConfig(ctx context.Context, c *client, conc int, dur time.Duration, proc
 }
 
 // getLoad runs GET /api/config from conc clients, each one request after the
-// other, for dur. Besides the client's view it keeps the daemon's own
-// (the Server-Timing stages of each answer, when it sends them) and the CPU
-// the processes in procs spent per request.
+// other on a connection of its own (rawGetter), for dur. Besides the
+// client's view it keeps the daemon's own (the Server-Timing stages of
+// each answer, when it sends them) and the CPU the processes in procs
+// spent per request.
 func getLoad(ctx context.Context, c *client, conc int, dur time.Duration, procs []proc) getResult {
 	st, b, err := c.Do(ctx, http.MethodGet, "/api/config", nil)
 	if err != nil || st != http.StatusOK {
@@ -262,9 +263,25 @@ func getLoad(ctx context.Context, c *client, conc int, dur time.Duration, procs 
 		wg.Go(func() {
 			var local []time.Duration
 			var timings []string
+			g, rawErr := newRawGetter(c.Base, c.User, c.Pass, "/api/config")
+			if rawErr == nil {
+				defer g.close()
+			}
 			for time.Now().Before(deadline) {
 				s := time.Now()
-				st, h, _, err := c.Send(ctx, http.MethodGet, "/api/config", nil)
+				var (
+					st     int
+					timing string
+					err    error
+				)
+				if rawErr == nil {
+					st, timing, _, err = g.get()
+				} else { // https: net/http's client
+					var h http.Header
+					if st, h, _, err = c.Send(ctx, http.MethodGet, "/api/config", nil); err == nil {
+						timing = h.Get("Server-Timing")
+					}
+				}
 				if err != nil || st != http.StatusOK {
 					if errs.Add(1) == 1 {
 						fmt.Fprintf(os.Stderr, "GET /api/config: %d %v\n", st, errors.Join(err))
@@ -272,8 +289,8 @@ func getLoad(ctx context.Context, c *client, conc int, dur time.Duration, procs 
 					continue
 				}
 				local = append(local, time.Since(s))
-				if v := h.Get("Server-Timing"); v != "" {
-					timings = append(timings, v)
+				if timing != "" {
+					timings = append(timings, timing)
 				}
 			}
 			mu.Lock()
