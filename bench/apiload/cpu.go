@@ -58,3 +58,27 @@ func sampleCPU(ps []proc) []int64 {
 	}
 	return out
 }
+
+// threadTicks is cpuTicks per thread name (comm) of pid's threads: a Go
+// program's threads carry its own name, the ones librados starts theirs
+// (msgr-worker-0, ms_dispatch, ...), so the split says whether the
+// daemon's CPU goes to its Go code or to its RADOS client. Threads that
+// end between two samples are not counted.
+func threadTicks(pid string) map[string]int64 {
+	dir := "/proc/" + pid + "/task"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	out := map[string]int64{}
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/comm")
+		if err != nil {
+			continue
+		}
+		if t := cpuTicks(pid + "/task/" + e.Name()); t >= 0 {
+			out[strings.TrimSpace(string(b))] += t
+		}
+	}
+	return out
+}

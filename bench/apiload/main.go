@@ -17,6 +17,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -258,6 +259,10 @@ func getLoad(ctx context.Context, c *client, conc int, dur time.Duration, procs 
 	)
 	var wg sync.WaitGroup
 	cpu0 := sampleCPU(procs)
+	var threads0 map[string]int64
+	if len(procs) > 1 {
+		threads0 = threadTicks(procs[1].pid)
+	}
 	t0 := time.Now()
 	for range conc {
 		wg.Go(func() {
@@ -319,6 +324,16 @@ func getLoad(ctx context.Context, c *client, conc int, dur time.Duration, procs 
 			// USER_HZ is 100: a tick is 10 ms
 			g.cpu = append(g.cpu, procCPU{p.name, float64(cpu1[i]-cpu0[i]) * 10 / float64(len(all.d))})
 		}
+	}
+	if threads0 != nil && len(all.d) > 0 {
+		// the first watched process (the daemon) by thread name
+		for name, t1 := range threadTicks(procs[1].pid) {
+			if d := t1 - threads0[name]; d > 0 {
+				g.threads = append(g.threads, procCPU{name, float64(d) * 10 / float64(len(all.d))})
+			}
+		}
+		slices.SortFunc(g.threads, func(a, b procCPU) int { return cmp.Compare(b.msReq, a.msReq) })
+		g.threadsOf = procs[1].name
 	}
 	return g
 }

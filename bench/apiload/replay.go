@@ -180,6 +180,10 @@ type getResult struct {
 	// console shows them, the records file does not keep them
 	stages []stageP50
 	cpu    []procCPU
+	// threads is the CPU per request of threadsOf's threads by name,
+	// most first
+	threads   []procCPU
+	threadsOf string
 }
 
 type stageP50 struct {
@@ -209,6 +213,13 @@ func (g getResult) detail() string {
 		s := "CPU per GET"
 		for _, c := range g.cpu {
 			s += fmt.Sprintf(" %s=%.2f", c.name, c.msReq)
+		}
+		parts = append(parts, s+" ms")
+	}
+	if len(g.threads) > 0 {
+		s := g.threadsOf + "'s threads"
+		for _, c := range g.threads {
+			s += fmt.Sprintf(" %s=%.2f", strings.ReplaceAll(c.name, " ", "_"), c.msReq)
 		}
 		parts = append(parts, s+" ms")
 	}
