@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -301,6 +302,10 @@ func (bc *bodyCache) serve(c echo.Context, sn snapshotter) error {
 		}
 		bc.mu.Unlock()
 	}
+	// With its length known net/http sends the body as it is; without,
+	// a body over its 2 KB buffer goes chunked, with a write more for
+	// the last chunk once the handler returns.
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -145,6 +146,10 @@ func TestClusterGetConfigFollowsEveryWriter(t *testing.T) {
 		}
 		if want := fresh(); !bytes.Equal(rec.Body.Bytes(), want) {
 			t.Fatalf("%s: GET /api/config is not the object's content:\n%s\nwant\n%s", what, rec.Body, want)
+		}
+		// its length is known: net/http must not chunk it
+		if cl := rec.Header().Get("Content-Length"); cl != strconv.Itoa(rec.Body.Len()) {
+			t.Errorf("%s: Content-Length %q, body %d bytes", what, cl, rec.Body.Len())
 		}
 		var m map[string]any
 		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {

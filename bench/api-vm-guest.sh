@@ -1,7 +1,8 @@
 #!/bin/bash
 # api-vm-guest.sh - the guest half of bench/api-vm.sh, run by vm/guest-vmtest.sh once
 # Ceph and tcmu-runner are up: our `ceph-iscsi api` replays upstream's call sequence
-# (bench/apiload -replay) and is stopped (SIGTERM tears its LIO down), then, on the
+# (bench/apiload -replay) and is stopped (SIGTERM tears its LIO down; BENCH_BASE_BIN, another
+# build of ours, does the same first, as "base"), then, on the
 # emptied LIO, upstream's rbd-target-api does the same with its own object, images and
 # target. Writes /vm-out/replay-{ours,upstream}.txt (apiload's records), the daemons'
 # logs, and prints "ours ..."/"upstream ..." lines: start-up, CPU seconds, teardown.
@@ -32,11 +33,18 @@ lio_count() { # storage objects, targets
   echo "$(find $LIO/core -maxdepth 2 -mindepth 2 -type d ! -path '*/alua*' | wc -l) storage objects," \
     "$(find $LIO/iscsi -maxdepth 1 -mindepth 1 -type d ! -name discovery_auth 2>/dev/null | wc -l) targets"
 }
+cpu_pids() { # DAEMON_PID: apiload's -cpu-pids, the daemon and the Ceph and tcmu-runner processes
+  local p out="daemon=$1" n
+  for n in ceph-osd ceph-mon tcmu-runner; do
+    for p in $(pgrep -x "$n"); do out+=",$n=$p"; done
+  done
+  echo "$out"
+}
 replay() { # NAME PORT GATEWAY: the call sequence, then the daemon's CPU so far
   local name=$1 port=$2 gw=$3 pid=$4 rc
   "$LOAD" -replay -url "http://127.0.0.1:$port" -user "$USER" -pass "$PASS" \
     -target "iqn.2003-01.com.example.bench:$name" -prefix "$name" -gateway "$gw" -gateway-ip "$IP" \
-    -disks "$N" -luns-per-client "$LPC" -size 1G -report-at "$AT" -c 4 -d "${GETS}s" \
+    -disks "$N" -luns-per-client "$LPC" -size 1G -report-at "$AT" -c 4 -d "${GETS}s" -cpu-pids "$(cpu_pids "$pid")" \
     -out "/vm-out/replay-$name.txt" >"/vm-out/replay-$name.out" 2>&1
   rc=$?
   sed "s/^/$name /" "/vm-out/replay-$name.out"
@@ -61,35 +69,43 @@ echo "9p: a log line appended to /vm-out costs $(logcost /vm-out/logcost.txt) ms
 
 echo "LIO before: $(lio_count)"
 rc=0
-# --- ours
-CFG=/run/bench-ours.cfg
-cat >"$CFG" <<EOF
+# --- ours, and first (BENCH_BASE_BIN) another build of ours, in the same boot
+run_ours() { # NAME BIN PORT OBJECT
+  local name=$1 bin=$2 port=$3 cfg=/run/bench-$1.cfg pid t0 prof=
+  cat >"$cfg" <<EOF
 [config]
 cluster_name = ceph
 cluster_client_name = client.admin
 pool = rbd
-gateway_conf = bench-api.conf
+gateway_conf = $4
 ceph_config_dir = /etc/ceph
 api_secure = false
-api_port = 5000
+api_port = $port
 api_user = $USER
 api_password = $PASS
 trusted_ip_list = 127.0.0.1,$IP
 minimum_gateways = 1
 logger_level = ${BENCH_LOGGER_LEVEL:-20}
 EOF
-t0=$EPOCHREALTIME
-"$BIN" api --config "$CFG" --gateway-name gw1.bench --listen 127.0.0.1:5000 --local-addr "$IP" \
-  >"$LOGS/api-ours.log" 2>&1 &
-OURS=$!
-if ready ours $OURS 5000 "$t0"; then
-  replay ours 5000 gw1.bench $OURS || rc=1
-fi
-t0=$EPOCHREALTIME
-kill -TERM $OURS
-wait $OURS
-echo "ours exit $? $(since "$t0") s after SIGTERM (teardown); LIO: $(lio_count)"
-cp "$LOGS/api-ours.log" /vm-out/
+  # BENCH_CPUPROFILE=1: the daemon's CPU profile while it serves, in /vm-out
+  [[ ${BENCH_CPUPROFILE:-0} != 0 ]] && prof=/vm-out/api-$name.pprof
+  t0=$EPOCHREALTIME
+  CEPH_ISCSI_CPUPROFILE=$prof "$bin" api --config "$cfg" --gateway-name gw1.bench --listen "127.0.0.1:$port" \
+    --local-addr "$IP" >"$LOGS/api-$name.log" 2>&1 &
+  pid=$!
+  if ready "$name" $pid "$port" "$t0"; then
+    replay "$name" "$port" gw1.bench $pid || rc=1
+  else
+    rc=1
+  fi
+  t0=$EPOCHREALTIME
+  kill -TERM $pid
+  wait $pid
+  echo "$name exit $? $(since "$t0") s after SIGTERM (teardown); LIO: $(lio_count)"
+  cp "$LOGS/api-$name.log" /vm-out/
+}
+[[ -n ${BENCH_BASE_BIN:-} ]] && run_ours base "$BENCH_BASE_BIN" 5002 bench-api-base.conf
+run_ours ours "$BIN" 5000 bench-api.conf
 
 # --- what tcmu-runner and the kernel cost, whoever drives them: the enable write of a
 # user:rbd storage object returns once tcmu-runner has opened the image (its own RADOS

@@ -17,11 +17,16 @@
 #   bench/api-vm.sh                                  # both daemons, 16 and 64 disks
 #   BENCH_UPSTREAM=0 BENCH_DISKS=256 BENCH_REPORT_AT=16,64,256 bench/api-vm.sh
 #                                                    # ours only, the flatness figure
+#   BENCH_UPSTREAM=0 BENCH_BASE=main bench/api-vm.sh
+#                                                    # ours against the build of a git revision
+#                                                    # ("base", run first), before/after in one boot
 #
 # tcmu-runner opens every image with its own RADOS connection: guest RAM grows with the
 # disks (CEPH_ISCSI_VM_MEM, default 4096M; 6144M for 256).
-# env: BENCH_DISKS (64), BENCH_LUNS_PER_CLIENT (4), BENCH_REPORT_AT, BENCH_GET_SECONDS,
-# BENCH_UPSTREAM=0 (ours only), BENCH_LOGGER_LEVEL=10 (our daemon logs at debug), CEPH_ISCSI_VM_OUT (keeps the artefacts: replay-*.txt,
+# env: BENCH_DISKS (64), BENCH_LUNS_PER_CLIENT (4), BENCH_REPORT_AT, BENCH_GET_SECONDS, BENCH_BASE,
+# BENCH_UPSTREAM=0 (ours only), BENCH_LOGGER_LEVEL=10 (our daemon logs at debug), BENCH_CPUPROFILE=1
+# (our daemon's CPU profile while it serves: api-ours.pprof, read with the ceph-iscsi binary
+# beside it), CEPH_ISCSI_VM_OUT (keeps the artefacts: replay-*.txt,
 # the daemons' logs, vm.log), CEPH_ISCSI_VM_MEM, CEPH_ISCSI_VM_TIMEOUT (default 3600) and
 # the other vm/run.sh settings.
 set -euo pipefail
@@ -44,15 +49,23 @@ if [[ ${BENCH_UPSTREAM:-1} != 0 ]]; then
     { echo "upstream's Python dependencies are missing: run make deps (or BENCH_UPSTREAM=0)" >&2; exit 1; }
 fi
 (cd "$ROOT" && go build -tags pacific -o "$OUT/ceph-iscsi" . && go build -o "$OUT/apiload" ./bench/apiload)
-log "built${UP:+; upstream in $UP}"
+BASEENV=
+if [[ -n ${BENCH_BASE:-} ]]; then
+  src=$(mktemp -d)
+  git -C "$ROOT" archive "$BENCH_BASE" | tar -x -C "$src"
+  (cd "$src" && go build -tags pacific -o "$OUT/ceph-iscsi-base" .)
+  rm -rf "$src"
+  BASEENV="BENCH_BASE_BIN=/vm-out/ceph-iscsi-base"
+fi
+log "built${UP:+; upstream in $UP}${BENCH_BASE:+; base at $(git -C "$ROOT" rev-parse --short "$BENCH_BASE")}"
 
 seed_cluster
 
 export CEPH_ISCSI_VM_MEM=${CEPH_ISCSI_VM_MEM:-4096M}
 export CEPH_ISCSI_VM_TIMEOUT=${CEPH_ISCSI_VM_TIMEOUT:-3600}
-VMENV="BENCH_BIN=/vm-out/ceph-iscsi BENCH_APILOAD=/vm-out/apiload BENCH_UPSTREAM=$UP BENCH_DISKS=$DISKS BENCH_LUNS_PER_CLIENT=$LPC BENCH_REPORT_AT=$AT BENCH_GET_SECONDS=$GETS BENCH_LOGGER_LEVEL=${BENCH_LOGGER_LEVEL:-20}"
+VMENV="BENCH_BIN=/vm-out/ceph-iscsi BENCH_APILOAD=/vm-out/apiload BENCH_UPSTREAM=$UP BENCH_DISKS=$DISKS BENCH_LUNS_PER_CLIENT=$LPC BENCH_REPORT_AT=$AT BENCH_GET_SECONDS=$GETS BENCH_LOGGER_LEVEL=${BENCH_LOGGER_LEVEL:-20} BENCH_CPUPROFILE=${BENCH_CPUPROFILE:-0} $BASEENV"
 log "host: $(uptime)"
-vm_run api-vm-guest.sh '^\[guest|^(ours|upstream) |^LIO |^9p: |^guest load' "$VMENV"
+vm_run api-vm-guest.sh '^\[guest|^(base|ours|upstream) |^LIO |^9p: |^guest load' "$VMENV"
 log "guest rc=$rc; host: $(uptime)"
 
 echo "== REST API, upstream's call sequence (real kernel under qemu TCG, user:rbd disks of 1 GiB,"
@@ -60,7 +73,8 @@ echo "   tcmu-runner, a CHAP client per $LPC disks; GET /api/config from 4 clien
 echo "   speed-up = upstream's seconds / ours (calls); ours req/s / upstream's (GET)"
 sum=()
 [[ -n $UP ]] && sum+=("upstream=$OUT/replay-upstream.txt")
+[[ -n $BASEENV && -z $UP ]] && sum+=("base=$OUT/replay-base.txt")
 sum+=("ours=$OUT/replay-ours.txt")
 "$OUT/apiload" -report-at "$AT" -summary "$(IFS=,; echo "${sum[*]}")"
-grep -E '^(ours|upstream) ' "$OUT/vm.log" || true
+grep -E '^(base|ours|upstream) ' "$OUT/vm.log" || true
 vm_done

@@ -273,12 +273,7 @@ func (s *Store) Snapshot(ctx context.Context) (*config.Doc, uint64, error) {
 		begin = t
 	}
 	clock := newStageClock(ctx)
-	io, err := s.ioctx()
-	if err != nil {
-		return nil, 0, err
-	}
-	defer io.Destroy()
-	ver, err := s.sharedVersion(io, begin)
+	ver, err := s.sharedVersion(begin)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -295,6 +290,11 @@ func (s *Store) Snapshot(ctx context.Context) (*config.Doc, uint64, error) {
 		return doc, at, nil
 	}
 	defer clock.mark("read")
+	io, err := s.ioctx()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer io.Destroy()
 	raw, ver, err := s.read(io)
 	if err != nil {
 		return nil, 0, err
@@ -342,8 +342,9 @@ type versionCall struct {
 // commit completed before it: every commit completed before the request
 // began is seen. Queueing instead of sending at once keeps the stats to
 // one per round trip however many requests arrive: on a loaded host (a
-// TCG guest) a stat per request costs more than the wait.
-func (s *Store) sharedVersion(io *rados.IOContext, begin time.Time) (uint64, error) {
+// TCG guest) a stat per request costs more than the wait. Only the caller
+// that sends the stat opens an I/O context for it.
+func (s *Store) sharedVersion(begin time.Time) (uint64, error) {
 	s.statMu.Lock()
 	if c := s.lastSent; c != nil && !c.sent.Before(begin) {
 		s.statMu.Unlock()
@@ -369,7 +370,7 @@ func (s *Store) sharedVersion(io *rados.IOContext, begin time.Time) (uint64, err
 	s.statCur, s.lastSent = c, c
 	s.statMu.Unlock()
 
-	c.ver, c.err = s.version(io)
+	c.ver, c.err = s.version()
 	s.statMu.Lock()
 	if s.statCur == c {
 		s.statCur = nil
@@ -380,7 +381,12 @@ func (s *Store) sharedVersion(io *rados.IOContext, begin time.Time) (uint64, err
 }
 
 // version is the object's current version, from a stat: no data is read.
-func (s *Store) version(io *rados.IOContext) (uint64, error) {
+func (s *Store) version() (uint64, error) {
+	io, err := s.ioctx()
+	if err != nil {
+		return 0, err
+	}
+	defer io.Destroy()
 	s.stats.Add(1)
 	if _, err := io.Stat(s.opts.Object); err != nil {
 		if Errno(err) == errnoENOENT {

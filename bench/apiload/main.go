@@ -17,6 +17,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -72,6 +73,7 @@ func main() {
 	flag.StringVar(&ro.size, "size", "1G", "-replay: image size")
 	reportAt := flag.String("report-at", "16,64", "-replay, -summary: print the calls since the previous report and run GET /api/config at these disk counts")
 	flag.StringVar(&ro.out, "out", "replay.txt", "-replay: raw records file")
+	cpuPids := flag.String("cpu-pids", "", "NAME=PID,...: report the CPU each of these processes (and apiload itself) spends per GET /api/config")
 	summ := flag.String("summary", "", "print NAME=FILE,NAME=FILE (-replay outputs, upstream's first) side by side, segment by segment, and exit")
 	flag.Parse()
 	var at []int
@@ -83,6 +85,10 @@ func main() {
 		at = append(at, n)
 	}
 	slices.Sort(at)
+	procs, err := parseProcs(*cpuPids)
+	if err != nil {
+		rest.Fatalf("%v", err)
+	}
 	if *summ != "" {
 		var names, paths []string
 		for _, nf := range strings.Split(*summ, ",") {
@@ -106,7 +112,7 @@ func main() {
 			rest.Fatalf("-replay needs -gateway")
 		}
 		ro.target, ro.pool, ro.prefix, ro.reportAt = *target, *pool, *prefix, at
-		ro.getConc, ro.getDur = *conc, *dur
+		ro.getConc, ro.getDur, ro.procs = *conc, *dur, procs
 		replay(ctx, c, ro)
 		return
 	}
@@ -123,7 +129,7 @@ func main() {
 		slices.Sort(want)
 		lunSteps(ctx, c, *target, *pool, *prefix, want, *samples, *setupConc)
 	}
-	getConfig(ctx, c, *conc, *dur)
+	getConfig(ctx, c, *conc, *dur, procs)
 }
 
 // lunSteps grows the target's LUN count through the API and, at each step,
@@ -223,15 +229,21 @@ func lunSteps(ctx context.Context, c *client, target, pool, prefix string, steps
 	}
 }
 
-func getConfig(ctx context.Context, c *client, conc int, dur time.Duration) {
-	g := getLoad(ctx, c, conc, dur)
+func getConfig(ctx context.Context, c *client, conc int, dur time.Duration, procs []proc) {
+	g := getLoad(ctx, c, conc, dur, procs)
 	fmt.Printf("GET /api/config (%d bytes), %d concurrent for %s: %.0f req/s  p50 %s  p99 %s  errors %d\n",
 		g.size, conc, dur, g.rate, ms(g.p50), ms(g.p99), g.errs)
+	if d := g.detail(); d != "" {
+		fmt.Println("  " + d)
+	}
 }
 
 // getLoad runs GET /api/config from conc clients, each one request after the
-// other, for dur.
-func getLoad(ctx context.Context, c *client, conc int, dur time.Duration) getResult {
+// other on a connection of its own (rawGetter), for dur. Besides the
+// client's view it keeps the daemon's own (the Server-Timing stages of
+// each answer, when it sends them) and the CPU the processes in procs
+// spent per request.
+func getLoad(ctx context.Context, c *client, conc int, dur time.Duration, procs []proc) getResult {
 	st, b, err := c.Do(ctx, http.MethodGet, "/api/config", nil)
 	if err != nil || st != http.StatusOK {
 		rest.Fatalf("GET /api/config: %d %v", st, err)
@@ -239,18 +251,42 @@ func getLoad(ctx context.Context, c *client, conc int, dur time.Duration) getRes
 	size := len(b)
 	deadline := time.Now().Add(dur)
 	var (
-		mu   sync.Mutex
-		all  stats
-		errs atomic.Int64
+		mu     sync.Mutex
+		all    stats
+		stages = map[string]*stats{}
+		order  []string
+		errs   atomic.Int64
 	)
 	var wg sync.WaitGroup
+	cpu0 := sampleCPU(procs)
+	var threads0 map[string]int64
+	if len(procs) > 1 {
+		threads0 = threadTicks(procs[1].pid)
+	}
 	t0 := time.Now()
 	for range conc {
 		wg.Go(func() {
 			var local []time.Duration
+			var timings []string
+			g, rawErr := newRawGetter(c.Base, c.User, c.Pass, "/api/config")
+			if rawErr == nil {
+				defer g.close()
+			}
 			for time.Now().Before(deadline) {
 				s := time.Now()
-				st, _, err := c.Do(ctx, http.MethodGet, "/api/config", nil)
+				var (
+					st     int
+					timing string
+					err    error
+				)
+				if rawErr == nil {
+					st, timing, _, err = g.get()
+				} else { // https: net/http's client
+					var h http.Header
+					if st, h, _, err = c.Send(ctx, http.MethodGet, "/api/config", nil); err == nil {
+						timing = h.Get("Server-Timing")
+					}
+				}
 				if err != nil || st != http.StatusOK {
 					if errs.Add(1) == 1 {
 						fmt.Fprintf(os.Stderr, "GET /api/config: %d %v\n", st, errors.Join(err))
@@ -258,13 +294,46 @@ func getLoad(ctx context.Context, c *client, conc int, dur time.Duration) getRes
 					continue
 				}
 				local = append(local, time.Since(s))
+				if timing != "" {
+					timings = append(timings, timing)
+				}
 			}
 			mu.Lock()
 			all.d = append(all.d, local...)
+			for _, v := range timings {
+				for _, r := range parseServerTiming(v) {
+					if stages[r.name] == nil {
+						stages[r.name] = &stats{}
+						order = append(order, r.name)
+					}
+					stages[r.name].d = append(stages[r.name].d, time.Duration(r.ms*float64(time.Millisecond)))
+				}
+			}
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
 	el := time.Since(t0)
-	return getResult{rate: float64(len(all.d)) / el.Seconds(), p50: all.pct(0.5), p99: all.pct(0.99), errs: errs.Load(), size: size}
+	cpu1 := sampleCPU(procs)
+	g := getResult{rate: float64(len(all.d)) / el.Seconds(), p50: all.pct(0.5), p99: all.pct(0.99), errs: errs.Load(), size: size}
+	for _, name := range order {
+		g.stages = append(g.stages, stageP50{name, stages[name].pct(0.5), len(stages[name].d)})
+	}
+	for i, p := range procs {
+		if cpu0[i] >= 0 && cpu1[i] >= 0 && len(all.d) > 0 {
+			// USER_HZ is 100: a tick is 10 ms
+			g.cpu = append(g.cpu, procCPU{p.name, float64(cpu1[i]-cpu0[i]) * 10 / float64(len(all.d))})
+		}
+	}
+	if threads0 != nil && len(all.d) > 0 {
+		// the first watched process (the daemon) by thread name
+		for name, t1 := range threadTicks(procs[1].pid) {
+			if d := t1 - threads0[name]; d > 0 {
+				g.threads = append(g.threads, procCPU{name, float64(d) * 10 / float64(len(all.d))})
+			}
+		}
+		slices.SortFunc(g.threads, func(a, b procCPU) int { return cmp.Compare(b.msReq, a.msReq) })
+		g.threadsOf = procs[1].name
+	}
+	return g
 }

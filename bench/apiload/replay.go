@@ -26,6 +26,7 @@ type replayOpts struct {
 	reportAt                   []int
 	getConc                    int
 	getDur                     time.Duration
+	procs                      []proc
 	out                        string // raw records, for -summary
 }
 
@@ -104,9 +105,12 @@ func replay(ctx context.Context, c *client, o replayOpts) {
 		if slices.Contains(o.reportAt, i) || i == o.disks {
 			printSegment(os.Stdout, recs, from, i)
 			printStages(os.Stdout, stages, from, i)
-			g := getLoad(ctx, c, o.getConc, o.getDur)
+			g := getLoad(ctx, c, o.getConc, o.getDur, o.procs)
 			fmt.Printf("  GET /api/config at %d disks (%d bytes), %d concurrent for %s: %.2f req/s  p50 %s  p99 %s  errors %d\n",
 				i, g.size, o.getConc, o.getDur, g.rate, ms(g.p50), ms(g.p99), g.errs)
+			if d := g.detail(); d != "" {
+				fmt.Printf("  GET /api/config at %d disks: %s\n", i, d)
+			}
 			fmt.Fprintf(w, "get %d %.4f %.6f %.6f %d %d\n", i, g.rate, g.p50.Seconds(), g.p99.Seconds(), g.errs, g.size)
 			_ = w.Flush()
 			from = i + 1
@@ -171,6 +175,55 @@ type getResult struct {
 	p50, p99 time.Duration
 	errs     int64
 	size     int
+	// stages are the p50 of each Server-Timing stage the daemon answered
+	// (ours does), cpu the CPU per request of each watched process; the
+	// console shows them, the records file does not keep them
+	stages []stageP50
+	cpu    []procCPU
+	// threads is the CPU per request of threadsOf's threads by name,
+	// most first
+	threads   []procCPU
+	threadsOf string
+}
+
+type stageP50 struct {
+	name string
+	p50  time.Duration
+	n    int
+}
+
+type procCPU struct {
+	name  string
+	msReq float64
+}
+
+// detail is the daemon's view of a GET run (the p50 of each Server-Timing
+// stage, and how many answers had it) and the CPU per request of each
+// watched process; "" when there is neither.
+func (g getResult) detail() string {
+	var parts []string
+	if len(g.stages) > 0 {
+		s := "server p50"
+		for _, st := range g.stages {
+			s += fmt.Sprintf(" %s=%.2f", st.name, float64(st.p50.Microseconds())/1000)
+		}
+		parts = append(parts, s+fmt.Sprintf(" ms (%d answers)", g.stages[len(g.stages)-1].n))
+	}
+	if len(g.cpu) > 0 {
+		s := "CPU per GET"
+		for _, c := range g.cpu {
+			s += fmt.Sprintf(" %s=%.2f", c.name, c.msReq)
+		}
+		parts = append(parts, s+" ms")
+	}
+	if len(g.threads) > 0 {
+		s := g.threadsOf + "'s threads"
+		for _, c := range g.threads {
+			s += fmt.Sprintf(" %s=%.2f", strings.ReplaceAll(c.name, " ", "_"), c.msReq)
+		}
+		parts = append(parts, s+" ms")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // readRecords parses a -replay output file.

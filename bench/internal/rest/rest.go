@@ -24,13 +24,19 @@ type Client struct {
 // Do sends one request (form as the body when not nil) and returns the
 // status and the whole body.
 func (c *Client) Do(ctx context.Context, method, path string, form url.Values) (int, []byte, error) {
+	st, _, b, err := c.Send(ctx, method, path, form)
+	return st, b, err
+}
+
+// Send is Do that also returns the response's headers.
+func (c *Client) Send(ctx context.Context, method, path string, form url.Values) (int, http.Header, []byte, error) {
 	var body io.Reader
 	if form != nil {
 		body = strings.NewReader(form.Encode())
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -38,11 +44,11 @@ func (c *Client) Do(ctx context.Context, method, path string, form url.Values) (
 	req.SetBasicAuth(c.User, c.Pass)
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return resp.StatusCode, resp.Header, b, err
 }
 
 // Must runs a setup request; anything but 200 stops the tool, since what
