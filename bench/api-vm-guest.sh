@@ -70,6 +70,20 @@ echo "9p: a log line appended to /vm-out costs $(logcost /vm-out/logcost.txt) ms
 echo "LIO before: $(lio_count)"
 rc=0
 # --- ours, and first (BENCH_BASE_BIN) another build of ours, in the same boot
+measure() { # NAME PID PORT GATEWAY T0 TEARDOWN: replay against a started daemon, then SIGTERM it
+  local name=$1 pid=$2 port=$3 gw=$4 t0=$5 teardown=$6 st
+  if ready "$name" "$pid" "$port" "$t0"; then
+    replay "$name" "$port" "$gw" "$pid" || rc=1
+  else
+    rc=1
+  fi
+  t0=$EPOCHREALTIME
+  kill -TERM "$pid"
+  wait "$pid"
+  st=$?
+  echo "$name exit $st $(since "$t0") s after SIGTERM${teardown:+$teardown; LIO: $(lio_count)}"
+  cp "$LOGS/api-$name.log" /vm-out/
+}
 run_ours() { # NAME BIN PORT OBJECT
   local name=$1 bin=$2 port=$3 cfg=/run/bench-$1.cfg pid t0 prof=
   cat >"$cfg" <<EOF
@@ -92,17 +106,7 @@ EOF
   t0=$EPOCHREALTIME
   CEPH_ISCSI_CPUPROFILE=$prof "$bin" api --config "$cfg" --gateway-name gw1.bench --listen "127.0.0.1:$port" \
     --local-addr "$IP" >"$LOGS/api-$name.log" 2>&1 &
-  pid=$!
-  if ready "$name" $pid "$port" "$t0"; then
-    replay "$name" "$port" gw1.bench $pid || rc=1
-  else
-    rc=1
-  fi
-  t0=$EPOCHREALTIME
-  kill -TERM $pid
-  wait $pid
-  echo "$name exit $? $(since "$t0") s after SIGTERM (teardown); LIO: $(lio_count)"
-  cp "$LOGS/api-$name.log" /vm-out/
+  measure "$name" $! "$port" gw1.bench "$t0" " (teardown)"
 }
 [[ -n ${BENCH_BASE_BIN:-} ]] && run_ours base "$BENCH_BASE_BIN" 5002 bench-api-base.conf
 run_ours ours "$BIN" 5000 bench-api.conf
@@ -154,17 +158,7 @@ EOF
   t0=$EPOCHREALTIME
   PYTHONPATH=$UP/root/usr/lib/python3/dist-packages /usr/bin/python3 "$UP/root/usr/bin/rbd-target-api" \
     >"$LOGS/api-upstream.log" 2>&1 &
-  UPID=$!
-  if ready upstream $UPID 5001 "$t0"; then
-    replay upstream 5001 "$FQDN" $UPID || rc=1
-  else
-    rc=1
-  fi
-  t0=$EPOCHREALTIME
-  kill -TERM $UPID
-  wait $UPID
-  echo "upstream exit $? $(since "$t0") s after SIGTERM"
-  cp "$LOGS/api-upstream.log" /vm-out/
+  measure upstream $! 5001 "$FQDN" "$t0" ""
 fi
 echo "guest load: $(cat /proc/loadavg); memory: $(awk '/MemAvailable/ { printf "%d MiB available", $2 / 1024 }' /proc/meminfo)"
 exit $rc
