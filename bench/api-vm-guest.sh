@@ -115,7 +115,7 @@ run_ours ours "$BIN" 5000 bench-api.conf
 # user:rbd storage object returns once tcmu-runner has opened the image (its own RADOS
 # connection), the removal once it has closed it. On one of ours' images, LIO emptied.
 if [[ -e $LIO/core ]] && ((N > 0)); then
-  for i in 1 2 3; do
+  for ((i = 1; i <= (N < 3 ? N : 3); i++)); do # only images the replay made
     so=$LIO/core/user_999/benchfloor
     mkdir -p "$so"
     printf 'dev_config=rbd/rbd/ours%04d;osd_op_timeout=30' "$i" >"$so/control"
