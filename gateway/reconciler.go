@@ -1107,7 +1107,7 @@ func (r *Reconciler) keptMatchesLIO(doc *config.Doc) bool {
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	writes := r.lioWrites
-	ok := r.observed != nil && !r.resync && r.hasApplied && r.appliedGen == gen && r.applied == b
+	ok := r.observed != nil && !r.resync && r.appliedContent(b, gen)
 	r.mu.Unlock()
 	if !ok {
 		return false
@@ -1136,7 +1136,7 @@ func (r *Reconciler) reconcileDigest(ctx context.Context, doc *config.Doc, b dig
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !drift && !r.resync && r.hasApplied && r.appliedGen == gen && r.applied == b {
+	if !drift && !r.resync && r.appliedContent(b, gen) {
 		return nil
 	}
 	// the build's memo key is the same digest: not computed twice
@@ -1197,6 +1197,12 @@ func (r *Reconciler) Converged(doc *config.Doc) bool {
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.appliedContent(b, gen)
+}
+
+// appliedContent (under mu) reports whether the last reconcile converged
+// LIO to content b with no ForgetSizes since gen.
+func (r *Reconciler) appliedContent(b digest, gen uint64) bool {
 	return r.hasApplied && r.appliedGen == gen && r.applied == b
 }
 

@@ -530,25 +530,11 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 			return doc, nil
 		}
 		seed := len(raw) == 0 && mutate == nil
-		// Names an older gateway or a hand edit left behind stay committable
-		// (so the object can still be deleted); new ones must be valid.
-		invalid := doc.InvalidNames()
-		if mutate != nil {
-			if err := mutate(doc); err != nil {
-				return nil, err
-			}
-		}
-		clock.mark("mutation")
-		if !seed {
-			// A fresh seed keeps epoch 0 and no "updated" stamp, as upstream's does.
-			doc.Epoch++
-			doc.Updated = config.Timestamp(s.opts.Now())
-		}
-		out, err := doc.ValidateAndMarshalSince(invalid)
+		// A fresh seed keeps epoch 0 and no "updated" stamp, as upstream's does.
+		out, err := s.change(doc, mutate, !seed, clock)
 		if err != nil {
-			return nil, fmt.Errorf("commit to %s refused, the result would be invalid: %w", s.Name(), err)
+			return nil, err
 		}
-		clock.mark("encode")
 
 		op := rados.CreateWriteOp()
 		op.AssertVersion(ver)
@@ -613,18 +599,10 @@ func (s *Store) commitUnlocked(io *rados.IOContext, mutate Mutation, clock *stag
 	}
 	doc = cur.Clone()
 	clock.mark("read")
-	invalid := doc.InvalidNames()
-	if err := mutate(doc); err != nil {
+	out, err := s.change(doc, mutate, true, clock)
+	if err != nil {
 		return nil, true, err
 	}
-	clock.mark("mutation")
-	doc.Epoch++
-	doc.Updated = config.Timestamp(s.opts.Now())
-	out, err := doc.ValidateAndMarshalSince(invalid)
-	if err != nil {
-		return nil, true, fmt.Errorf("commit to %s refused, the result would be invalid: %w", s.Name(), err)
-	}
-	clock.mark("encode")
 	op := rados.CreateWriteOp()
 	op.AssertVersion(ver)
 	op.WriteFull(out)
@@ -643,6 +621,30 @@ func (s *Store) commitUnlocked(io *rados.IOContext, mutate Mutation, clock *stag
 	default:
 		return nil, true, fmt.Errorf("write %s: %w", s.Name(), err)
 	}
+}
+
+// change applies mutate (if any) to doc, with bump the epoch and the
+// "updated" stamp, and encodes the result, refusing one that would not
+// validate. Names an older gateway or a hand edit left behind stay
+// committable (so the object can still be deleted); new ones must be valid.
+func (s *Store) change(doc *config.Doc, mutate Mutation, bump bool, clock *stageClock) ([]byte, error) {
+	invalid := doc.InvalidNames()
+	if mutate != nil {
+		if err := mutate(doc); err != nil {
+			return nil, err
+		}
+	}
+	clock.mark("mutation")
+	if bump {
+		doc.Epoch++
+		doc.Updated = config.Timestamp(s.opts.Now())
+	}
+	out, err := doc.ValidateAndMarshalSince(invalid)
+	if err != nil {
+		return nil, fmt.Errorf("commit to %s refused, the result would be invalid: %w", s.Name(), err)
+	}
+	clock.mark("encode")
+	return out, nil
 }
 
 // committed records the document this store's write left, whose operation
