@@ -77,6 +77,9 @@ type Driver struct {
 	// last reconcile left work undone.
 	applied int64
 	pending bool
+	// unseen is the epoch a drift check last found committed but not
+	// yet applied here (see Run).
+	unseen int64
 }
 
 // NewDriver returns a Driver of rec over src.
@@ -149,6 +152,18 @@ func (d *Driver) takeReloadWaiters() []chan struct{} {
 	return w
 }
 
+// changeInFlight reports whether doc is a commit this gateway has neither
+// applied nor been told of, seen by a drift check for the first time. The
+// next check that still finds it unapplied takes it for a lost event and
+// reconciles.
+func (d *Driver) changeInFlight(doc *config.Doc) bool {
+	if doc.Epoch <= d.applied || doc.Epoch == d.unseen || d.rec.Converged(doc) || d.rec.AheadOf(doc) {
+		return false
+	}
+	d.unseen = doc.Epoch
+	return true
+}
+
 // Run reconciles LIO whenever the configuration changes, or on Reload,
 // until ctx ends. It is level-triggered: each pass reads the newest
 // document, so a burst of commits costs one reconcile, and one that failed
@@ -160,7 +175,9 @@ func (d *Driver) takeReloadWaiters() []chan struct{} {
 // made behind its back is found and repaired, as is LIO left ahead of the
 // configuration by a coordinator that had this gateway apply a change and
 // then failed before committing it (a preview younger than one drift
-// interval is its commit still on the way, and is left alone).
+// interval is its commit still on the way, and is left alone). A commit
+// not yet applied here is likewise left to its event or its coordinator's
+// call by the first check that finds it, and applied by the next.
 func (d *Driver) Run(ctx context.Context) {
 	events := d.src.Subscribe(ctx)
 	driftTicks := d.opts.DriftTicks
@@ -205,8 +222,15 @@ func (d *Driver) Run(ctx context.Context) {
 			cause = CauseRetry
 		}
 		doc, err := d.src.Load(ctx)
+		inFlight := false
 		if err == nil {
 			switch {
+			case cause == CauseDrift && d.changeInFlight(doc):
+				// a commit whose event, or whose coordinator's call to this
+				// gateway, is on its way: repairing it as drift would apply
+				// the change twice
+				d.log.Debug("drift check deferred: a committed change is not applied here yet", "epoch", doc.Epoch, "applied", d.applied)
+				inFlight = true
 			case cause == CauseDrift && d.rec.PreviewPending(doc, d.opts.DriftCheck):
 				// a change applied here before its commit, younger than one
 				// drift interval: left alone until the next check
@@ -243,6 +267,9 @@ func (d *Driver) Run(ctx context.Context) {
 				p.Epoch = doc.Epoch
 			}
 			d.opts.OnPass(p)
+		}
+		if inFlight {
+			continue
 		}
 		if err != nil {
 			d.pending = true

@@ -57,6 +57,14 @@ func (s *memSource) Subscribe(context.Context) <-chan rados.Event {
 // commit applies mutate to the document, bumps the epoch and notifies.
 func (s *memSource) commit(t *testing.T, mutate func(*config.Doc) error) int64 {
 	t.Helper()
+	epoch := s.commitUnannounced(t, mutate)
+	s.announce(epoch)
+	return epoch
+}
+
+// commitUnannounced is commit whose event is still on its way.
+func (s *memSource) commitUnannounced(t *testing.T, mutate func(*config.Doc) error) int64 {
+	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.doc.Clone()
@@ -65,14 +73,20 @@ func (s *memSource) commit(t *testing.T, mutate func(*config.Doc) error) int64 {
 	}
 	d.Epoch++
 	s.doc = d
+	return d.Epoch
+}
+
+// announce sends the event of epoch to every subscriber.
+func (s *memSource) announce(epoch int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, ch := range s.subs {
 		select {
 		case <-ch: // a slow reader sees the latest epoch only
 		default:
 		}
-		ch <- rados.Event{Epoch: d.Epoch}
+		ch <- rados.Event{Epoch: epoch}
 	}
-	return d.Epoch
 }
 
 func addClient(n int) func(*config.Doc) error {
@@ -415,6 +429,58 @@ func TestDriverDriftCheckKeepsFreshPreview(t *testing.T) {
 		t.Fatalf("pass %+v, want a drift check", p)
 	}
 	dx.stop()
+	dx.converged(dx.doc(), gw1, addr1)
+}
+
+// TestDriverDriftCheckLeavesAChangeInFlight: a drift check that comes
+// between a commit and its event (or its coordinator's call here) leaves the
+// change to them: repairing it as drift would apply it twice. A commit that
+// a second check still finds unapplied lost its event, and that check
+// applies it.
+func TestDriverDriftCheckLeavesAChangeInFlight(t *testing.T) {
+	ticks := make(chan time.Time)
+	dx := newDriverFixture(t, DriverOptions{DriftTicks: ticks})
+	dx.run()
+	dx.waitSubscribed()
+	before := dx.rec.Counters()
+	epoch := dx.src.commitUnannounced(t, addClient(1))
+	ticks <- time.Now()
+	if p := dx.next(); p.Cause != CauseDrift || p.Err != nil || p.Epoch != epoch {
+		t.Fatalf("pass %+v, want a drift check of epoch %d", p, epoch)
+	}
+	if runs := dx.rec.Counters().Runs - before.Runs; runs != 0 {
+		t.Fatalf("the drift check made %d reconciles of a change in flight, want 0", runs)
+	}
+	if dx.rec.Converged(dx.doc()) {
+		t.Fatal("LIO converged to a change nobody applied")
+	}
+	// the coordinator's call applies it, then its event arrives
+	if err := dx.rec.Reconcile(t.Context(), dx.doc()); err != nil {
+		t.Fatal(err)
+	}
+	dx.src.announce(epoch)
+	ticks <- time.Now() // handled before or after the event: neither reconciles
+	if p := dx.next(); p.Cause != CauseDrift || p.Err != nil {
+		t.Fatalf("pass %+v, want a drift check", p)
+	}
+	if runs := dx.rec.Counters().Runs - before.Runs; runs != 1 {
+		t.Fatalf("%d reconciles, want 1 (the coordinator's call)", runs)
+	}
+
+	// a commit whose event is lost: the second check applies it
+	lost := dx.src.commitUnannounced(t, addClient(2))
+	ticks <- time.Now()
+	if p := dx.next(); p.Cause != CauseDrift || p.Err != nil || p.Epoch != lost {
+		t.Fatalf("pass %+v, want a deferred drift check of epoch %d", p, lost)
+	}
+	ticks <- time.Now()
+	if p := dx.next(); p.Cause != CauseDrift || p.Err != nil || p.Epoch != lost {
+		t.Fatalf("pass %+v, want the drift check that applies epoch %d", p, lost)
+	}
+	dx.stop()
+	if runs := dx.rec.Counters().Runs - before.Runs; runs != 2 {
+		t.Errorf("%d reconciles, want 2", runs)
+	}
 	dx.converged(dx.doc(), gw1, addr1)
 }
 
