@@ -286,7 +286,7 @@ func runRestore(ctx context.Context, o restoreOptions, stdout, stderr io.Writer)
 			what = "the plan above is incomplete"
 		}
 		return failf("restore: the configuration cannot be fully built for gateway %s (%s):\n%w", id.Name, what, res.BuildErr)
-	case errors.Is(runErr, lio.ErrNoTCMURunner):
+	case errors.Is(runErr, lio.ErrNoTCMURunner), errors.Is(runErr, lio.ErrTCMURunnerFiles):
 		return failf("restore: nothing applied: %w", runErr)
 	case res.ApplyErr != nil:
 		rep.Errors = append(rep.Errors, res.ApplyErr.Error())

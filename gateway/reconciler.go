@@ -507,8 +507,8 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 		return rep, heldErr
 	}
 	if !rep.Plan.Empty() {
-		if !r.opts.FS.Emulated() && rep.Plan.EnablesUserBackstores() {
-			if err := lio.CheckTCMURunner(r.opts.ProcRoot); err != nil {
+		if n := rep.Plan.UserBackstoreEnables(); n > 0 && !r.opts.FS.Emulated() {
+			if err := lio.CheckTCMURunner(r.opts.ProcRoot, n); err != nil {
 				return rep, err
 			}
 		}

@@ -8,6 +8,10 @@ T0=$EPOCHREALTIME
 step() { printf '[guest %5.1fs] %s\n' "$(awk "BEGIN{print $EPOCHREALTIME - $T0}")" "$*"; }
 BIN=$1; shift
 PKGDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The packaged units give Ceph's daemons and tcmu-runner (LimitNOFILE) far more than the
+# shell's 1024 open files: tcmu-runner opens every image with its own RADOS connection,
+# and at ~73 images it ran out, leaving the kernel's enable waiting for its answer forever.
+ulimit -n 1048576 || { echo "raising the open-file limit failed"; exit 1; }
 
 # LIO: the core, the iSCSI fabric and the backstores package lio may create (it never
 # loads modules itself). target/iscsi appears on the first mkdir, done by Apply.
