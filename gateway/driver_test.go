@@ -540,3 +540,45 @@ func TestDriftCheckReadsWithoutHoldingReconciles(t *testing.T) {
 		t.Errorf("drift check left %s = %q, want %q", attr, got, want)
 	}
 }
+
+// TestStaleDocumentNeverUndoesANewerApply: a drift check or a config event
+// whose document was read before an API call committed and applied a newer
+// epoch must not take LIO back to the older document (the API's new client
+// and LUN would vanish from LIO until the next event). SIGHUP's Resync
+// follows whatever the object holds, also a lower epoch.
+func TestStaleDocumentNeverUndoesANewerApply(t *testing.T) {
+	dx := newDriverFixture(t, DriverOptions{})
+	rec := dx.rec
+	old := dx.doc()
+	if err := rec.Reconcile(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	dx.src.commit(t, addClient(1))
+	newer := dx.doc()
+	// the API applies the newer epoch while the check reads the tree
+	rec.afterDriftRead = func() {
+		rec.afterDriftRead = nil
+		if err := rec.Reconcile(t.Context(), newer); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := rec.CheckDrift(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	dx.converged(newer, gw1, addr1)
+	if !rec.Converged(newer) {
+		t.Error("after the stale drift check the reconciler no longer counts LIO converged to the newer epoch")
+	}
+	// a late event's reconcile of the older document
+	if err := rec.Reconcile(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	dx.converged(newer, gw1, addr1)
+
+	// an operator's reload follows the object even to a lower epoch
+	rec.Resync()
+	if err := rec.Reconcile(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	dx.converged(old, gw1, addr1)
+}

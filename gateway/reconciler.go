@@ -177,6 +177,14 @@ type Reconciler struct {
 	// running with and its contentDigest.
 	runDoc    *config.Doc
 	runDigest digest
+	// newest (under mu) is the highest epoch a reconcile ran with. A
+	// document older than that was loaded before a newer change was
+	// applied (the API's commit and apply can overtake the config watch's
+	// or the drift check's read), and reconciling it would undo that
+	// change in LIO until the next event put it back: removing LUNs a
+	// client is using, re-creating storage objects. Resync forgets it, so
+	// that SIGHUP follows a config object re-created with lower epochs.
+	newest int64
 }
 
 // Counters count what a Reconciler did since it was made.
@@ -243,6 +251,7 @@ func (r *Reconciler) Resync() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.resync = true
+	r.newest = 0
 }
 
 // Counters reports what this Reconciler did so far.
@@ -1095,7 +1104,7 @@ func (r *Reconciler) CheckDrift(ctx context.Context, doc *config.Doc) error {
 		r.smu.Unlock()
 		return nil
 	}
-	r.Resync()
+	r.forgetBuilt()
 	return r.reconcile(ctx, doc, true)
 }
 
@@ -1136,7 +1145,16 @@ func (r *Reconciler) reconcileDigest(ctx context.Context, doc *config.Doc, b dig
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !drift && !r.resync && r.appliedContent(b, gen) {
+	if doc.Epoch < r.newest {
+		r.log.Debug("not reconciling a superseded configuration: a newer epoch was applied since it was read",
+			"epoch", doc.Epoch, "applied", r.newest, "drift_check", drift)
+		return nil
+	}
+	r.newest = doc.Epoch
+	if drift {
+		// a drift check re-reads the whole tree
+		r.resync = true
+	} else if !r.resync && r.appliedContent(b, gen) {
 		return nil
 	}
 	// the build's memo key is the same digest: not computed twice
