@@ -764,7 +764,7 @@ func TestConvergedOnlyForTheAppliedDocument(t *testing.T) {
 	if r.Converged(doc) {
 		t.Fatal("converged after ForgetSizes")
 	}
-	if err := r.Reconcile(t.Context(), doc); err != nil {
+	if err := r.Reconcile(t.Context(), same); err != nil {
 		t.Fatal(err)
 	}
 	if n := r.Status().Runs; n != 2 {
