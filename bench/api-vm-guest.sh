@@ -48,8 +48,14 @@ replay() { # NAME PORT GATEWAY: the call sequence, then the daemon's CPU so far
     -out "/vm-out/replay-$name.txt" >"/vm-out/replay-$name.out" 2>&1
   rc=$?
   sed "s/^/$name /" "/vm-out/replay-$name.out"
-  echo "$name cpu $(cpu "$pid") s after the replay; LIO: $(lio_count)"
+  echo "$name cpu $(cpu "$pid") s after the replay; LIO: $(lio_count); $(tcmu_files)"
   return $rc
+}
+tcmu_files() { # what tcmu-runner holds open against its limit (lio.CheckTCMURunner's estimate)
+  local p
+  p=$(pgrep -x tcmu-runner | head -1) || { echo "no tcmu-runner"; return; }
+  echo "tcmu-runner: $(find /proc/"$p"/fd -mindepth 1 -maxdepth 1 | wc -l) open files" \
+    "(limit $(awk '/^Max open files/ { print $4 }' /proc/"$p"/limits))"
 }
 
 LOGS=/run/bench-logs
@@ -67,7 +73,7 @@ logcost() { # FILE: ms per 200-byte line written to an open file, as a daemon lo
 }
 echo "9p: a log line appended to /vm-out costs $(logcost /vm-out/logcost.txt) ms, to the guest's tmpfs $(logcost "$LOGS/logcost.txt") ms"
 
-echo "LIO before: $(lio_count)"
+echo "LIO before: $(lio_count); $(tcmu_files)"
 rc=0
 # --- ours, and first (BENCH_BASE_BIN) another build of ours, in the same boot
 measure() { # NAME PID PORT GATEWAY T0 TEARDOWN: replay against a started daemon, then SIGTERM it
