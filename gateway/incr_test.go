@@ -233,16 +233,22 @@ func (w *incrWorld) mutate() {
 		ini := w.pick(slices.Sorted(maps.Keys(t.Clients)))
 		c := t.Clients[ini]
 		id := w.pick(slices.Sorted(maps.Keys(t.Disks)))
-		if _, ok := c.Luns[id]; ok {
-			delete(c.Luns, id)
-			w.stepName = "clientlun remove " + ini + " " + id
-			return
-		}
 		used := map[int]bool{}
 		for _, l := range c.Luns {
 			used[l.LunID] = true
 		}
 		n, _ := freeID(used, 0, 20, rng)
+		if _, ok := c.Luns[id]; ok {
+			if rng.IntN(2) == 0 {
+				delete(c.Luns, id)
+				w.stepName = "clientlun remove " + ini + " " + id
+				return
+			}
+			// the same disk seen by the initiator at another LUN id
+			c.Luns[id] = config.LunRef{LunID: n}
+			w.stepName = "clientlun remap " + ini + " " + id
+			return
+		}
 		c.Luns[id] = config.LunRef{LunID: n}
 		w.stepName = "clientlun add " + ini + " " + id
 	case op == 13: // CHAP of a client, the target or discovery
@@ -301,6 +307,12 @@ func (w *incrWorld) mutate() {
 		case d.Targets[incrT2] != nil && rng.IntN(2) == 0:
 			delete(d.Targets, incrT2)
 			w.stepName = "delete target 2"
+		case len(d.Targets[incrT1].IPList) == 2 && rng.IntN(3) == 0:
+			// the TPGs swap tags: every LUN's ALUA group moves
+			t := d.Targets[incrT1]
+			t.IPList = []string{t.IPList[1], t.IPList[0]}
+			t.Portals[gw1].GatewayIPList, t.Portals[gw2].GatewayIPList = t.IPList, t.IPList
+			w.stepName = "t1 ip_list order"
 		case len(d.Targets[incrT1].IPList) == 2:
 			t := d.Targets[incrT1]
 			t.IPList = []string{"127.0.0.1"}
