@@ -273,6 +273,14 @@ func (w *incrWorld) mutate() {
 			t.ACLEnabled = !t.ACLEnabled
 		} else if rng.IntN(3) == 0 {
 			t.Controls = map[string]any{}
+		} else if rng.IntN(2) == 0 {
+			// the ACLs' command window alone
+			c := maps.Clone(t.Controls)
+			if c == nil {
+				c = map[string]any{}
+			}
+			c["cmdsn_depth"] = 16 << rng.IntN(3)
+			t.Controls = c
 		} else {
 			t.Controls = map[string]any{"dataout_timeout": 10 + rng.IntN(10), "cmdsn_depth": 64 << rng.IntN(2)}
 		}

@@ -195,6 +195,11 @@ func TestBuilderObjectMemos(t *testing.T) {
 			x.Controls = map[string]any{"dataout_timeout": 11, "cmdsn_depth": 64}
 			s.Targets[iqn] = x
 		}},
+		{"target cmdsn_depth alone", func(s *Spec) {
+			x := s.Targets[iqn]
+			x.Controls = map[string]any{"dataout_timeout": 11, "cmdsn_depth": 32}
+			s.Targets[iqn] = x
+		}},
 		{"global nopin timeout", func(s *Spec) { s.Settings.NopinTimeout++ }},
 		{"disk size", func(s *Spec) {
 			d := s.Disks[disks[0]]
