@@ -315,12 +315,18 @@ type Stages struct {
 func (r *Reconciler) Run(ctx context.Context, doc *config.Doc, mode Mode) (Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	gen := r.forgets.Load()
+	rep, err := r.runLocked(ctx, doc, mode)
 	if !mode.DryRun {
-		// LIO no longer holds what a Reconcile last converged it to: the
-		// next Reconcile of that document must not be skipped
+		// LIO now holds doc, or something half-way: not what a Reconcile
+		// last converged it to, unless that was doc, and a Reconcile of
+		// that document must not be skipped
 		r.hasApplied = false
+		if err == nil && !mode.Teardown && doc != nil {
+			r.hasApplied, r.applied, r.appliedGen, r.appliedEpoch, r.appliedAt = true, contentDigest(doc), gen, doc.Epoch, r.now()
+		}
 	}
-	return r.runLocked(ctx, doc, mode)
+	return rep, err
 }
 
 // runLocked is Run with r.mu held.
