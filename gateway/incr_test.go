@@ -233,16 +233,22 @@ func (w *incrWorld) mutate() {
 		ini := w.pick(slices.Sorted(maps.Keys(t.Clients)))
 		c := t.Clients[ini]
 		id := w.pick(slices.Sorted(maps.Keys(t.Disks)))
-		if _, ok := c.Luns[id]; ok {
-			delete(c.Luns, id)
-			w.stepName = "clientlun remove " + ini + " " + id
-			return
-		}
 		used := map[int]bool{}
 		for _, l := range c.Luns {
 			used[l.LunID] = true
 		}
 		n, _ := freeID(used, 0, 20, rng)
+		if _, ok := c.Luns[id]; ok {
+			if rng.IntN(2) == 0 {
+				delete(c.Luns, id)
+				w.stepName = "clientlun remove " + ini + " " + id
+				return
+			}
+			// the same disk seen by the initiator at another LUN id
+			c.Luns[id] = config.LunRef{LunID: n}
+			w.stepName = "clientlun remap " + ini + " " + id
+			return
+		}
 		c.Luns[id] = config.LunRef{LunID: n}
 		w.stepName = "clientlun add " + ini + " " + id
 	case op == 13: // CHAP of a client, the target or discovery
@@ -267,6 +273,14 @@ func (w *incrWorld) mutate() {
 			t.ACLEnabled = !t.ACLEnabled
 		} else if rng.IntN(3) == 0 {
 			t.Controls = map[string]any{}
+		} else if rng.IntN(2) == 0 {
+			// the ACLs' command window alone
+			c := maps.Clone(t.Controls)
+			if c == nil {
+				c = map[string]any{}
+			}
+			c["cmdsn_depth"] = 16 << rng.IntN(3)
+			t.Controls = c
 		} else {
 			t.Controls = map[string]any{"dataout_timeout": 10 + rng.IntN(10), "cmdsn_depth": 64 << rng.IntN(2)}
 		}
@@ -301,6 +315,12 @@ func (w *incrWorld) mutate() {
 		case d.Targets[incrT2] != nil && rng.IntN(2) == 0:
 			delete(d.Targets, incrT2)
 			w.stepName = "delete target 2"
+		case len(d.Targets[incrT1].IPList) == 2 && rng.IntN(3) == 0:
+			// the TPGs swap tags: every LUN's ALUA group moves
+			t := d.Targets[incrT1]
+			t.IPList = []string{t.IPList[1], t.IPList[0]}
+			t.Portals[gw1].GatewayIPList, t.Portals[gw2].GatewayIPList = t.IPList, t.IPList
+			w.stepName = "t1 ip_list order"
 		case len(d.Targets[incrT1].IPList) == 2:
 			t := d.Targets[incrT1]
 			t.IPList = []string{"127.0.0.1"}

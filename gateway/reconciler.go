@@ -173,6 +173,14 @@ type Reconciler struct {
 	builder lio.Builder
 	// names remembers the names of documents found valid (withValidNames).
 	names validNames
+	// valid (with hasValid, under validMu) is the contentDigest of the
+	// last document whose names were all valid.
+	validMu  sync.Mutex
+	valid    digest
+	hasValid bool
+	// recorded (under mu) is what withRecorded knows of the state whose
+	// names the last run recorded.
+	recorded recorded
 	// runDoc and runDigest (under mu) are the document reconcile is
 	// running with and its contentDigest.
 	runDoc    *config.Doc
@@ -316,7 +324,18 @@ type Stages struct {
 func (r *Reconciler) Run(ctx context.Context, doc *config.Doc, mode Mode) (Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.runLocked(ctx, doc, mode)
+	gen := r.forgets.Load()
+	rep, err := r.runLocked(ctx, doc, mode)
+	if !mode.DryRun {
+		// LIO now holds doc, or something half-way: not what a Reconcile
+		// last converged it to, unless that was doc, and a Reconcile of
+		// that document must not be skipped
+		r.hasApplied = false
+		if err == nil && !mode.Teardown && doc != nil {
+			r.hasApplied, r.applied, r.appliedGen, r.appliedEpoch, r.appliedAt = true, contentDigest(doc), gen, doc.Epoch, r.now()
+		}
+	}
+	return rep, err
 }
 
 // runLocked is Run with r.mu held.
@@ -351,7 +370,7 @@ func (r *Reconciler) Check(ctx context.Context, doc *config.Doc) error {
 
 // check is Check of doc, whose contentDigest is content.
 func (r *Reconciler) check(ctx context.Context, doc *config.Doc, content digest) error {
-	valid, nameErrs := withValidNames(doc, &r.names)
+	valid, nameErrs := r.validNames(doc, &content)
 	var known *digest
 	if valid == doc {
 		known = &content
@@ -432,12 +451,15 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 		r.log.Debug("reconcile timings", "epoch", rep.Epoch, "full_observe", rep.FullObserve, "ops", len(rep.Plan.Ops),
 			"build", rep.Took.Build, "observe", rep.Took.Observe, "plan", rep.Took.Plan, "apply", rep.Took.Apply, "unmap", rep.Took.Unmap)
 	}()
-	// A name that cannot be a configfs path never reaches package lio.
-	valid, nameErrs := withValidNames(doc, &r.names)
-	t := time.Now()
 	var known *digest
-	if valid == doc && doc == r.runDoc {
+	if doc == r.runDoc {
 		known = &r.runDigest
+	}
+	// A name that cannot be a configfs path never reaches package lio.
+	valid, nameErrs := r.validNames(doc, known)
+	t := time.Now()
+	if valid != doc {
+		known = nil
 	}
 	desired, buildErr := r.desired(ctx, valid, mode, rep.Member, true, known)
 	rep.Took.Build = time.Since(t)
@@ -675,7 +697,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		if err := errors.Join(specErr, buildErr); err != nil {
 			// not memoized: a failed size read or decrypt is retried
 			if record {
-				st = r.withLeftovers(doc, st)
+				st = r.withLeftovers(doc, st, true)
 				r.recordManaged(st)
 			}
 			return st, err
@@ -683,10 +705,87 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		r.storeBuilt(key, st, sizes)
 	}
 	if record {
-		st = r.withLeftovers(doc, st)
-		r.recordManaged(st)
+		st = r.withRecorded(doc, st)
 	}
 	return st, nil
+}
+
+// validNames is withValidNames(doc, &r.names), answered at once for a
+// document of the content (its contentDigest, nil when not known) found
+// valid last: the check of a change and the reconcile that follows it
+// look at the same names, thousands of them.
+func (r *Reconciler) validNames(doc *config.Doc, content *digest) (*config.Doc, []*lio.ObjectError) {
+	if content != nil {
+		r.validMu.Lock()
+		ok := r.hasValid && r.valid == *content
+		r.validMu.Unlock()
+		if ok {
+			return doc, nil
+		}
+	}
+	valid, errs := withValidNames(doc, &r.names)
+	if content != nil && len(errs) == 0 {
+		r.validMu.Lock()
+		r.valid, r.hasValid = *content, true
+		r.validMu.Unlock()
+	}
+	return valid, errs
+}
+
+// withRecorded is recordManaged(withLeftovers(doc, st)) for st a memoized
+// state (never modified): when it is the state whose names the last run
+// recorded, and no name was recorded since, its names are known and so is
+// whether r holds other storage objects, and neither is walked again.
+func (r *Reconciler) withRecorded(doc *config.Doc, st lio.State) lio.State {
+	k := recordedKey{
+		sos: first(st.Managed.StorageObjects), nsos: len(st.Managed.StorageObjects),
+		tgts: first(st.Managed.Targets), ntgts: len(st.Managed.Targets),
+		managedSOs: len(r.managedSOs), managedTargets: len(r.managedTargets),
+	}
+	if k.sos != nil && k == r.recorded.key {
+		return r.withLeftovers(doc, st, r.recorded.otherSOs)
+	}
+	out := r.withLeftovers(doc, st, true)
+	r.recordManaged(out)
+	k.managedSOs, k.managedTargets = len(r.managedSOs), len(r.managedTargets)
+	// what the count of withLeftovers found: r names storage objects st
+	// does not
+	r.recorded = recorded{key: k, otherSOs: r.extraSOs(st)}
+	return out
+}
+
+// extraSOs reports whether r.managedSOs names a storage object st does not
+// manage.
+func (r *Reconciler) extraSOs(st lio.State) bool {
+	in := 0
+	for i, n := range st.Managed.StorageObjects {
+		if r.managedSOs[n] && (i == 0 || st.Managed.StorageObjects[i-1] != n) { // sorted: count each once
+			in++
+		}
+	}
+	return in < len(r.managedSOs)
+}
+
+// recordedKey identifies a memoized state by its name lists (which a
+// memoized state never changes, and the pointers keep from being reused)
+// and what r had recorded.
+type recordedKey struct {
+	sos, tgts                  *string
+	nsos, ntgts                int
+	managedSOs, managedTargets int
+}
+
+// first is &l[0], nil for an empty l.
+func first(l []string) *string {
+	if len(l) == 0 {
+		return nil
+	}
+	return &l[0]
+}
+
+type recorded struct {
+	key      recordedKey
+	otherSOs bool
 }
 
 // withLeftovers adds to st the names of what this gateway built before and
@@ -694,7 +793,10 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 // ManagedStorageObjects would: those targets and storage objects are then
 // managed, not desired, and the planner removes what is left of them. st
 // itself is not changed (it may be memoized).
-func (r *Reconciler) withLeftovers(doc *config.Doc, st lio.State) lio.State {
+//
+// otherSOs false says r.managedSOs names nothing st does not (known from
+// the last run); true has it found out.
+func (r *Reconciler) withLeftovers(doc *config.Doc, st lio.State, otherSOs bool) lio.State {
 	var tgts, sos []string
 	for iqn := range r.managedTargets {
 		if doc.Targets[iqn] == nil {
@@ -703,13 +805,7 @@ func (r *Reconciler) withLeftovers(doc *config.Doc, st lio.State) lio.State {
 	}
 	// st names every object it builds in Managed; count before building a
 	// set of them, as nearly always r.managedSOs holds nothing else
-	in := 0
-	for i, n := range st.Managed.StorageObjects {
-		if r.managedSOs[n] && (i == 0 || st.Managed.StorageObjects[i-1] != n) { // sorted: count each once
-			in++
-		}
-	}
-	if in < len(r.managedSOs) {
+	if otherSOs && r.extraSOs(st) {
 		have := make(map[string]bool, len(st.Managed.StorageObjects))
 		for _, n := range st.Managed.StorageObjects {
 			have[n] = true

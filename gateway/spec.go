@@ -165,8 +165,11 @@ func (a *adapter) build(spec *lio.Spec) {
 
 	dropped := map[string]bool{}
 	backstores := map[string][]string{} // backstore -> exported disk ids
-	for _, id := range slices.Sorted(maps.Keys(a.doc.Disks)) {
-		d := a.doc.Disks[id]
+	// in map order (sorting thousands of ids cost more than the rest of
+	// the loop); what is reported is sorted by disk id after
+	var failed []string
+	failures := map[string]error{}
+	for id, d := range a.doc.Disks {
 		if d == nil {
 			continue
 		}
@@ -181,13 +184,18 @@ func (a *adapter) build(spec *lio.Spec) {
 				a.log.Warn("skipping disk: its RBD image does not exist", "disk", id, "err", err)
 				dropped[id] = true
 			case err != nil:
-				a.errs = append(a.errs, &lio.ObjectError{Disk: id, Err: err})
+				failed = append(failed, id)
+				failures[id] = err
 				dropped[id] = true
 			default:
 				backstores[bs] = append(backstores[bs], id)
 			}
 		}
 		spec.Disks[id] = ds
+	}
+	slices.Sort(failed)
+	for _, id := range failed {
+		a.errs = append(a.errs, &lio.ObjectError{Disk: id, Err: failures[id]})
 	}
 	spec.Backstore = lio.BackstoreUserRBD
 	switch len(backstores) {
@@ -201,6 +209,7 @@ func (a *adapter) build(spec *lio.Spec) {
 		// create some disks with the wrong plugin.
 		var parts []string
 		for _, bs := range slices.Sorted(maps.Keys(backstores)) {
+			slices.Sort(backstores[bs])
 			parts = append(parts, fmt.Sprintf("%s: %s", bs, strings.Join(backstores[bs], ", ")))
 		}
 		mixed := strings.Join(parts, "; ")

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,6 +149,99 @@ type buildMemo struct {
 	// passed the Builder's NameRules: a name is checked once, not on every
 	// build.
 	okObjects, okIQNs map[string]bool
+	// acls are the ACLs built without error, by target, TPG and
+	// initiator, with what each was built from: a change of one client
+	// makes one ACL again, not the thousand of its target. aclAttrs
+	// shares the attribute map of ACLs with equal timeouts, so that the
+	// planner compares them at once.
+	acls     map[aclKey]aclPiece
+	aclsUsed int
+	aclAttrs map[[3]int]map[string]string
+	// luns are, by target, what its LUNs came to (targetLUNs).
+	luns     map[string]*lunsPiece
+	lunsUsed int
+	// managed is the Managed of the last build, whose lists the next one
+	// shares when they are equal: a caller that keeps what it derived
+	// from a state's names tells them from its last ones at once.
+	managed Managed
+}
+
+type aclKey struct {
+	iqn string
+	tag int
+	ini string
+}
+
+// aclPiece is an ACL and everything buildACL read to make it.
+type aclPiece struct {
+	auth  AuthSpec
+	luns  map[string]int // a copy of the client's LUNs
+	cmdsn int
+	attrs map[string]string
+	// deps is, for each disk of luns, its TPG LUN (lunByDisk) when it had
+	// one and whether the disk failed.
+	deps []aclDep
+	acl  ACL
+}
+
+type aclDep struct {
+	id            string
+	tpgLUN        int
+	found, failed bool
+}
+
+// acl returns the memoized ACL of k if it was built from the same inputs.
+func (m *buildMemo) acl(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool) (ACL, bool) {
+	if m == nil {
+		return ACL{}, false
+	}
+	p, ok := m.acls[k]
+	if !ok || p.auth != c.Auth || p.cmdsn != cmdsn || !sameAttrs(p.attrs, attrs) || !maps.Equal(p.luns, c.LUNs) {
+		return ACL{}, false
+	}
+	for _, d := range p.deps {
+		n, found := lunByDisk[d.id]
+		if found != d.found || n != d.tpgLUN || failed[d.id] != d.failed {
+			return ACL{}, false
+		}
+	}
+	m.aclsUsed++
+	return p.acl, true
+}
+
+func (m *buildMemo) putACL(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool, acl ACL) {
+	if m == nil {
+		return
+	}
+	p := aclPiece{auth: c.Auth, luns: maps.Clone(c.LUNs), cmdsn: cmdsn, attrs: attrs, acl: acl}
+	if p.luns == nil {
+		p.luns = map[string]int{}
+	}
+	for id := range c.LUNs {
+		n, found := lunByDisk[id]
+		p.deps = append(p.deps, aclDep{id: id, tpgLUN: n, found: found, failed: failed[id]})
+	}
+	m.acls[k] = p
+	m.aclsUsed++
+}
+
+// attrsOf returns the shared ACL attribute map of these timeouts.
+func (m *buildMemo) attrsOf(dataout, nopinResponse, nopin int) map[string]string {
+	k := [3]int{dataout, nopinResponse, nopin}
+	if m != nil {
+		if a, ok := m.aclAttrs[k]; ok {
+			return a
+		}
+	}
+	a := map[string]string{
+		"dataout_timeout":        strconv.Itoa(dataout),
+		"nopin_response_timeout": strconv.Itoa(nopinResponse),
+		"nopin_timeout":          strconv.Itoa(nopin),
+	}
+	if m != nil {
+		m.aclAttrs[k] = a
+	}
+	return a
 }
 
 // checkName is check(), answered from m for a name of kind that passed
@@ -192,13 +284,29 @@ func (b *Builder) Build(spec Spec) (State, error) {
 		len(b.m.okObjects) > 2*len(spec.Disks)+1024 {
 		// a memo of other settings, or of many disks (or names) gone since
 		b.m = &buildMemo{settings: spec.Settings, backstore: spec.Backstore, sos: map[string]soPiece{}, groups: map[groupKey]ALUAGroup{},
-			okObjects: map[string]bool{}, okIQNs: map[string]bool{}}
+			okObjects: map[string]bool{}, okIQNs: map[string]bool{}, acls: map[aclKey]aclPiece{}, aclAttrs: map[[3]int]map[string]string{}, luns: map[string]*lunsPiece{}}
 	}
 	if len(b.m.okIQNs) > maxOKIQNs {
 		// the initiators of many clients gone since
 		b.m.okIQNs = map[string]bool{}
 	}
-	return build(spec, b.m)
+	b.m.aclsUsed, b.m.lunsUsed = 0, 0
+	st, err := build(spec, b.m)
+	if slices.Equal(st.Managed.StorageObjects, b.m.managed.StorageObjects) {
+		st.Managed.StorageObjects = b.m.managed.StorageObjects
+	}
+	if slices.Equal(st.Managed.Targets, b.m.managed.Targets) {
+		st.Managed.Targets = b.m.managed.Targets
+	}
+	b.m.managed = st.Managed
+	if len(b.m.acls) > 2*b.m.aclsUsed+64 {
+		// the ACLs of many clients (or targets) gone since
+		b.m.acls = map[aclKey]aclPiece{}
+	}
+	if len(b.m.luns) > 2*b.m.lunsUsed+16 {
+		b.m.luns = map[string]*lunsPiece{}
+	}
+	return st, err
 }
 
 func diskSpecEqual(a, b DiskSpec) bool {
@@ -213,15 +321,30 @@ func build(spec Spec, m *buildMemo) (State, error) {
 	st := State{}
 	// An object whose name could not be one configfs directory is neither
 	// built nor managed: the error names it and the rest converges.
-	for _, id := range sortedKeys(spec.Disks) {
-		name := spec.Disks[id].objectName(id)
+	// (in map order, with one sort of the names, not of the ids as well:
+	// the rare bad names are sorted by id after)
+	var badIDs []string
+	badName := map[string]error{}
+	if len(spec.Disks) > 0 {
+		st.Managed.StorageObjects = make([]string, 0, len(spec.Disks))
+	}
+	for id, d := range spec.Disks {
+		name := d.objectName(id)
 		if err := m.checkName(okObjects, name, func() error { return checkObjectName(spec.Names, id, name) }); err != nil {
-			errs = append(errs, err)
+			badIDs = append(badIDs, id)
+			badName[id] = err
 			continue
 		}
 		st.Managed.StorageObjects = append(st.Managed.StorageObjects, name)
 	}
-	sort.Strings(st.Managed.StorageObjects)
+	if len(st.Managed.StorageObjects) == 0 {
+		st.Managed.StorageObjects = nil
+	}
+	slices.Sort(st.Managed.StorageObjects)
+	slices.Sort(badIDs)
+	for _, id := range badIDs {
+		errs = append(errs, badName[id])
+	}
 	for _, iqn := range sortedKeys(spec.Targets) {
 		if err := m.checkName(okIQNs, iqn, func() error { return checkTargetName(spec.Names, "target", iqn) }); err != nil {
 			errs = append(errs, err)
@@ -263,12 +386,18 @@ func build(spec Spec, m *buildMemo) (State, error) {
 	if len(failedSO) > 0 {
 		dropLUNs(st.Targets, failedSO)
 	}
-	for _, name := range sortedKeys(sos) {
-		if failedSO[name] {
+	// every storage object made is of a managed name: walking those (sorted)
+	// spares sorting the names of sos
+	for i, name := range st.Managed.StorageObjects {
+		so := sos[name]
+		if so == nil || failedSO[name] || (i > 0 && st.Managed.StorageObjects[i-1] == name) {
 			continue
 		}
-		so := sos[name]
-		sort.Slice(so.ALUA, func(i, j int) bool { return so.ALUA[i].ID < so.ALUA[j].ID })
+		if !slices.IsSortedFunc(so.ALUA, aluaByID) {
+			// a copy: the groups may be a Builder's, shared
+			so.ALUA = slices.Clone(so.ALUA)
+			slices.SortFunc(so.ALUA, aluaByID)
+		}
 		st.StorageObjects = append(st.StorageObjects, *so)
 	}
 	return st, errors.Join(errs...)
@@ -281,13 +410,14 @@ func dropLUNs(targets []Target, names map[string]bool) {
 		for gi := range targets[ti].TPGs {
 			tpg := &targets[ti].TPGs[gi]
 			gone := map[int]bool{}
-			tpg.LUNs = slices.DeleteFunc(tpg.LUNs, func(l LUN) bool {
+			// copies: the lists may be a Builder's, shared
+			tpg.LUNs = slices.DeleteFunc(slices.Clone(tpg.LUNs), func(l LUN) bool {
 				gone[l.Index] = gone[l.Index] || names[l.StorageObject]
 				return names[l.StorageObject]
 			})
 			for ai := range tpg.ACLs {
 				acl := &tpg.ACLs[ai]
-				acl.MappedLUNs = slices.DeleteFunc(acl.MappedLUNs, func(m MappedLUN) bool { return gone[m.TPGLUN] })
+				acl.MappedLUNs = slices.DeleteFunc(slices.Clone(acl.MappedLUNs), func(m MappedLUN) bool { return gone[m.TPGLUN] })
 			}
 		}
 	}
@@ -338,14 +468,10 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 		"MaxRecvDataSegmentLength": strconv.Itoa(tgt.MaxRecvDataSegmentLength),
 		"MaxXmitDataSegmentLength": strconv.Itoa(tgt.MaxXmitDataSegmentLength),
 	}
-	diskIDs := sortedKeys(ts.Disks)
+	lunsOf := targetLUNs(spec, iqn, ts, sos, m)
 	failed := map[string]bool{} // disks whose LUN cannot be built
 	// one map for every ACL of the target: they are read only
-	aclAttrs := map[string]string{
-		"dataout_timeout":        strconv.Itoa(tgt.DataoutTimeout),
-		"nopin_response_timeout": strconv.Itoa(tgt.NopinResponseTimeout),
-		"nopin_timeout":          strconv.Itoa(tgt.NopinTimeout),
-	}
+	aclAttrs := m.attrsOf(tgt.DataoutTimeout, tgt.NopinResponseTimeout, tgt.NopinTimeout)
 
 	t := Target{IQN: iqn}
 	for i, raw := range ts.IPList {
@@ -378,39 +504,29 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 			}
 			tpg.Auth = ts.Auth.auth()
 		}
-		lunByDisk := map[string]int{}
-		for _, id := range diskIDs {
-			d, ok := spec.Disks[id]
-			if !ok {
-				errs = append(errs, &ObjectError{Target: iqn, Disk: id, Err: fmt.Errorf("target %s: disk %s is not in the config", iqn, id)})
-				failed[id] = true
-				continue
-			}
-			so, err := storageObject(spec, id, d, sos, m)
-			if err != nil {
-				errs = append(errs, &ObjectError{Disk: id, Err: err})
-				failed[id] = true
-				continue
-			}
-			g, err := aluaGroup(spec.Settings, d, so, ts, ip, tag, m)
-			if err != nil {
-				errs = append(errs, &ObjectError{Disk: id, Err: err})
-				failed[id] = true
-				continue
-			}
-			tpg.LUNs = append(tpg.LUNs, LUN{Index: ts.Disks[id], StorageObject: so.Name, ALUAGroup: g})
-			lunByDisk[id] = ts.Disks[id]
+		tl := lunsOf[i]
+		for _, e := range tl.errs {
+			errs = append(errs, e)
+			failed[e.Disk] = true
 		}
-		sortLUNs(tpg.LUNs)
+		tpg.LUNs = tl.luns
+		lunByDisk := tl.lunByDisk
 		if local {
 			for _, ini := range sortedKeys(ts.Clients) {
 				if err := m.checkName(okIQNs, ini, func() error { return checkTargetName(spec.Names, "target "+iqn+" client", ini) }); err != nil {
 					errs = append(errs, err)
 					continue
 				}
-				acl, err := buildACL(iqn, ini, ts.Clients[ini], tgt, aclAttrs, lunByDisk, failed)
-				if err != nil {
-					errs = append(errs, err)
+				c, k := ts.Clients[ini], aclKey{iqn, tag, ini}
+				acl, ok := m.acl(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed)
+				if !ok {
+					var err error
+					acl, err = buildACL(iqn, ini, c, tgt, aclAttrs, lunByDisk, failed)
+					if err != nil {
+						errs = append(errs, err)
+					} else {
+						m.putACL(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, acl)
+					}
 				}
 				tpg.ACLs = append(tpg.ACLs, acl)
 			}
@@ -419,6 +535,149 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 	}
 	return t, joinUnique(errs)
 }
+
+// tpgLUNs is what the LUNs of one TPG of a target came to: shared with a
+// Builder's memo, so read only.
+type tpgLUNs struct {
+	luns      []LUN
+	lunByDisk map[string]int
+	// errs name the disks whose LUN could not be built.
+	errs []*ObjectError
+}
+
+// lunsPiece is what the LUNs of a target came to and everything they were
+// made of: the target's disks and their specs, its portals, and (from
+// the memo, reset when they change) the settings and backstore.
+type lunsPiece struct {
+	ipList  []string
+	portals map[string][]string
+	// ids are the target's disks, sorted, with their LUN ids and specs
+	ids    []string
+	lunIDs []int
+	specs  []DiskSpec
+	tpgs   []tpgLUNs // by ip_list entry
+	// sos are the storage objects of its disks with this target's ALUA
+	// groups, the only ones they had
+	sos []StorageObject
+}
+
+// matches reports whether p is what the LUNs of ts come to in spec, with
+// sos (the storage objects other targets of the build made) holding none
+// of p's.
+func (p *lunsPiece) matches(spec Spec, ts TargetSpec, sos map[string]*StorageObject) bool {
+	if len(ts.Disks) != len(p.ids) || !slices.Equal(p.ipList, ts.IPList) || !maps.EqualFunc(p.portals, ts.Portals, slices.Equal) {
+		return false
+	}
+	for i, id := range p.ids {
+		n, ok := ts.Disks[id]
+		if !ok || n != p.lunIDs[i] {
+			return false
+		}
+		if d, ok := spec.Disks[id]; !ok || !diskSpecEqual(p.specs[i], d) {
+			return false
+		}
+	}
+	for i := range p.sos {
+		if sos[p.sos[i].Name] != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// targetLUNs builds the LUNs of each TPG of target iqn (by ip_list
+// entry; none for an entry that is not a valid IP), adding their storage
+// objects to sos. A target whose disks, specs and portals did not change
+// since the last build without a failed LUN takes what that build made: a
+// change of its clients costs no LUN.
+func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos map[string]*StorageObject, m *buildMemo) []tpgLUNs {
+	if m != nil {
+		if p, ok := m.luns[iqn]; ok && p.matches(spec, ts, sos) {
+			m.lunsUsed++
+			objs := slices.Clone(p.sos)
+			for i := range objs {
+				// another target's groups are appended to a copy
+				objs[i].ALUA = slices.Clip(objs[i].ALUA)
+				sos[objs[i].Name] = &objs[i]
+			}
+			return p.tpgs
+		}
+	}
+	before := len(sos)
+	ids := sortedKeys(ts.Disks)
+	tpgs := make([]tpgLUNs, len(ts.IPList))
+	clean := true
+	for i, raw := range ts.IPList {
+		ip := trimBrackets(raw)
+		tag := i + 1
+		if checkPortalIP(iqn, ip) != nil {
+			clean = false // buildTarget reports it
+			continue
+		}
+		tl := tpgLUNs{lunByDisk: make(map[string]int, len(ids))}
+		for _, id := range ids {
+			d, ok := spec.Disks[id]
+			if !ok {
+				tl.errs = append(tl.errs, &ObjectError{Target: iqn, Disk: id, Err: fmt.Errorf("target %s: disk %s is not in the config", iqn, id)})
+				continue
+			}
+			so, err := storageObject(spec, id, d, sos, m)
+			if err != nil {
+				tl.errs = append(tl.errs, &ObjectError{Disk: id, Err: err})
+				continue
+			}
+			g, err := aluaGroup(spec.Settings, d, so, ts, ip, tag, m)
+			if err != nil {
+				tl.errs = append(tl.errs, &ObjectError{Disk: id, Err: err})
+				continue
+			}
+			tl.luns = append(tl.luns, LUN{Index: ts.Disks[id], StorageObject: so.Name, ALUAGroup: g})
+			tl.lunByDisk[id] = ts.Disks[id]
+		}
+		sortLUNs(tl.luns)
+		clean = clean && len(tl.errs) == 0
+		tpgs[i] = tl
+	}
+	if !clean || m == nil {
+		return tpgs
+	}
+	p := &lunsPiece{ipList: slices.Clone(ts.IPList), portals: make(map[string][]string, len(ts.Portals)), ids: ids,
+		lunIDs: make([]int, len(ids)), specs: make([]DiskSpec, len(ids)), tpgs: tpgs}
+	for gw, ips := range ts.Portals {
+		p.portals[gw] = slices.Clone(ips)
+	}
+	seen := make(map[string]bool, len(ids))
+	for i, id := range ids {
+		d := spec.Disks[id]
+		p.lunIDs[i] = ts.Disks[id]
+		// a copy of what may change under the caller (the document's
+		// controls map)
+		p.specs[i] = d
+		p.specs[i].Controls = nil
+		if len(d.Controls) > 0 {
+			p.specs[i].Controls = maps.Clone(d.Controls)
+		}
+		name := d.objectName(id)
+		if !seen[name] {
+			seen[name] = true
+			// sorted in place: its groups are this target's only, which
+			// the state sorts anyway; a later target sharing the object
+			// appends past them
+			so := *sos[name]
+			slices.SortFunc(so.ALUA, aluaByID)
+			p.sos = append(p.sos, so)
+		}
+	}
+	if len(sos)-before != len(p.sos) {
+		return tpgs // it shares storage objects with a target built before
+	}
+	slices.SortFunc(p.sos, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
+	m.luns[iqn] = p
+	m.lunsUsed++
+	return tpgs
+}
+
+func aluaByID(a, b ALUAGroup) int { return a.ID - b.ID }
 
 // joinUnique joins errors, dropping repeats: a bad disk is reported once,
 // not once per TPG.

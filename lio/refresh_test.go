@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -126,6 +127,119 @@ func TestBuilderNameChecks(t *testing.T) {
 		}
 		if (gerr != nil) != (i%2 == 1 || i == 4) {
 			t.Fatalf("build %d: error %v", i, gerr)
+		}
+	}
+}
+
+// cloneSpec copies s deeply enough that changing the copy's maps, the
+// disks' and the clients' included, leaves s as it was.
+func cloneSpec(s Spec) Spec {
+	c := s
+	c.Disks = maps.Clone(s.Disks)
+	for id, d := range c.Disks {
+		d.Controls = maps.Clone(d.Controls)
+		c.Disks[id] = d
+	}
+	c.Targets = maps.Clone(s.Targets)
+	for iqn, ts := range c.Targets {
+		ts.Disks = maps.Clone(ts.Disks)
+		ts.Portals = maps.Clone(ts.Portals)
+		ts.IPList = slices.Clone(ts.IPList)
+		ts.Controls = maps.Clone(ts.Controls)
+		ts.Clients = maps.Clone(ts.Clients)
+		for ini, cs := range ts.Clients {
+			cs.LUNs = maps.Clone(cs.LUNs)
+			ts.Clients[ini] = cs
+		}
+		c.Targets[iqn] = ts
+	}
+	return c
+}
+
+// TestBuilderObjectMemos changes, one step after the other, each input a
+// memoized ACL or target's LUNs is made of, and asserts that every
+// Builder build (and the same spec built again, all from memo) equals a
+// Build from scratch. A memo key that misses an input (the client's LUNs
+// changed in the very map the Builder saw, a LUN id, a timeout, an owner,
+// a size, ip_list, a disk gone, a disk shared by two targets) fails here.
+func TestBuilderObjectMemos(t *testing.T) {
+	t.Parallel()
+	spec := goldenCases[2].spec(t)
+	iqn := "iqn.2003-01.com.redhat.iscsi-gw:iscsi-igw"
+	ts := spec.Targets[iqn]
+	if len(ts.Clients) == 0 || len(ts.Disks) < 2 || len(ts.IPList) < 2 {
+		t.Fatalf("the golden spec has %d clients, %d disks, %d ips: too few to change", len(ts.Clients), len(ts.Disks), len(ts.IPList))
+	}
+	ini := slices.Sorted(maps.Keys(ts.Clients))[0]
+	disks := slices.Sorted(maps.Keys(ts.Disks))
+	other := "iqn.2003-01.com.example:other"
+	steps := []struct {
+		name   string
+		change func(s *Spec)
+	}{
+		{"nothing", func(*Spec) {}},
+		{"client LUN added in place", func(s *Spec) { s.Targets[iqn].Clients[ini].LUNs[disks[1]] = 9 }},
+		{"client LUN removed in place", func(s *Spec) { delete(s.Targets[iqn].Clients[ini].LUNs, disks[1]) }},
+		{"client CHAP", func(s *Spec) {
+			c := s.Targets[iqn].Clients[ini]
+			c.Auth = AuthSpec{Username: "someone", Password: "Secret-password-1"}
+			s.Targets[iqn].Clients[ini] = c
+		}},
+		{"client gone", func(s *Spec) { delete(s.Targets[iqn].Clients, ini) }},
+		{"client back", func(s *Spec) {
+			s.Targets[iqn].Clients[ini] = ClientSpec{LUNs: map[string]int{disks[0]: 0, disks[1]: 1}}
+		}},
+		{"LUN id moved", func(s *Spec) { s.Targets[iqn].Disks[disks[0]] = 42 }},
+		{"target timeouts", func(s *Spec) {
+			x := s.Targets[iqn]
+			x.Controls = map[string]any{"dataout_timeout": 11, "cmdsn_depth": 64}
+			s.Targets[iqn] = x
+		}},
+		{"target cmdsn_depth alone", func(s *Spec) {
+			x := s.Targets[iqn]
+			x.Controls = map[string]any{"dataout_timeout": 11, "cmdsn_depth": 32}
+			s.Targets[iqn] = x
+		}},
+		{"global nopin timeout", func(s *Spec) { s.Settings.NopinTimeout++ }},
+		{"disk size", func(s *Spec) {
+			d := s.Disks[disks[0]]
+			d.Size += 1 << 20
+			s.Disks[disks[0]] = d
+		}},
+		{"disk owner", func(s *Spec) {
+			d := s.Disks[disks[1]]
+			d.Owner = slices.Sorted(maps.Keys(s.Targets[iqn].Portals))[0]
+			s.Disks[disks[1]] = d
+		}},
+		{"disk controls", func(s *Spec) {
+			d := s.Disks[disks[1]]
+			d.Controls = map[string]any{"qfull_timeout": 9}
+			s.Disks[disks[1]] = d
+		}},
+		{"ip_list reversed", func(s *Spec) {
+			x := s.Targets[iqn]
+			slices.Reverse(x.IPList)
+			s.Targets[iqn] = x
+		}},
+		{"disk not in the config", func(s *Spec) { delete(s.Disks, disks[0]) }},
+		{"disk back", func(s *Spec) { s.Disks[disks[0]] = spec.Disks[disks[0]] }},
+		{"a disk shared with a second target", func(s *Spec) {
+			x := s.Targets[iqn]
+			s.Targets[other] = TargetSpec{IPList: slices.Clone(x.IPList), Portals: maps.Clone(x.Portals),
+				Disks: map[string]int{disks[1]: 3}, Clients: map[string]ClientSpec{}}
+		}},
+		{"the second target gone", func(s *Spec) { delete(s.Targets, other) }},
+	}
+	var b Builder
+	s := cloneSpec(spec)
+	for i, step := range steps {
+		step.change(&s)
+		for again := range 2 {
+			got, gerr := b.Build(s)
+			want, werr := Build(cloneSpec(s))
+			if !reflect.DeepEqual(got, want) || fmt.Sprint(gerr) != fmt.Sprint(werr) {
+				t.Fatalf("step %d (%s, build %d): Builder.Build differs from Build\ngot:  %+v %v\nwant: %+v %v", i, step.name, again, got, gerr, want, werr)
+			}
 		}
 	}
 }

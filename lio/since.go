@@ -186,6 +186,15 @@ func (s *scope) restrict(st State) State {
 			out.StorageObjects = append(out.StorageObjects, so)
 		}
 	}
+	// the planner asks whether a storage object is managed only of the
+	// observed ones, which are restricted to s.sos too: the names of the
+	// others would only fill its set
+	out.Managed.StorageObjects = nil
+	for _, n := range st.Managed.StorageObjects {
+		if s.sos[n] {
+			out.Managed.StorageObjects = append(out.Managed.StorageObjects, n)
+		}
+	}
 	out.Targets = make([]Target, 0, len(st.Targets))
 	for _, t := range st.Targets {
 		if s.targets[t.IQN] {
