@@ -181,8 +181,7 @@ func (d *Doc) SetACLEnabled(iqn string, enabled bool, now time.Time) error {
 
 // SetClientAuth replaces a client's CHAP block.
 func (d *Doc) SetClientAuth(targetIQN, clientIQN string, a Auth, now time.Time) error {
-	t, err := d.target(targetIQN)
-	if err != nil {
+	if _, err := d.target(targetIQN); err != nil {
 		return err
 	}
 	c := d.MutClient(targetIQN, clientIQN)
