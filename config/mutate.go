@@ -95,6 +95,14 @@ func (d *Doc) target(iqn string) (*Target, error) {
 	return t, nil
 }
 
+// mutTarget is MutTarget, with target's error for an unknown IQN.
+func (d *Doc) mutTarget(iqn string) (*Target, error) {
+	if _, err := d.target(iqn); err != nil {
+		return nil, err
+	}
+	return d.MutTarget(iqn), nil
+}
+
 // stamp sets t's updated time; t is one MutTarget returned.
 func (t *Target) stamp(now time.Time) {
 	s := Timestamp(now)

@@ -145,11 +145,10 @@ func (d *Doc) RemoveTargetGateway(iqn, gw string, now time.Time) error {
 
 // SetTargetControls replaces a target's stored control overrides.
 func (d *Doc) SetTargetControls(iqn string, controls map[string]any, now time.Time) error {
-	t, err := d.target(iqn)
+	t, err := d.mutTarget(iqn)
 	if err != nil {
 		return err
 	}
-	t = d.MutTarget(iqn)
 	t.Controls = controls
 	t.stamp(now)
 	return nil
@@ -157,11 +156,10 @@ func (d *Doc) SetTargetControls(iqn string, controls map[string]any, now time.Ti
 
 // SetTargetAuth replaces a target's (TPG) CHAP block.
 func (d *Doc) SetTargetAuth(iqn string, a Auth, now time.Time) error {
-	t, err := d.target(iqn)
+	t, err := d.mutTarget(iqn)
 	if err != nil {
 		return err
 	}
-	t = d.MutTarget(iqn)
 	t.Auth = a
 	t.stamp(now)
 	return nil
@@ -169,11 +167,10 @@ func (d *Doc) SetTargetAuth(iqn string, a Auth, now time.Time) error {
 
 // SetACLEnabled switches a target between initiator ACLs and demo mode.
 func (d *Doc) SetACLEnabled(iqn string, enabled bool, now time.Time) error {
-	t, err := d.target(iqn)
+	t, err := d.mutTarget(iqn)
 	if err != nil {
 		return err
 	}
-	t = d.MutTarget(iqn)
 	t.ACLEnabled = enabled
 	t.stamp(now)
 	return nil
