@@ -142,11 +142,11 @@ func TestClusterDiskLifecycle(t *testing.T) {
 		if _, err := store.Commit(t.Context(), func(doc *config.Doc) error {
 			owner := gw1
 			if on {
-				doc.Disks[id].Owner = &owner
-				doc.Targets[tIQN].Disks[id] = config.LunRef{LunID: 1}
+				doc.MutDisk(id).Owner = &owner
+				doc.MutTarget(tIQN).Disks[id] = config.LunRef{LunID: 1}
 			} else {
-				doc.Disks[id].Owner = nil
-				delete(doc.Targets[tIQN].Disks, id)
+				doc.MutDisk(id).Owner = nil
+				delete(doc.MutTarget(tIQN).Disks, id)
 			}
 			return nil
 		}); err != nil {

@@ -552,7 +552,7 @@ func (s *server) purgeDisk(ctx context.Context, pool, image string, preserve boo
 	if doc.Disks[id] == nil {
 		return doc, nil
 	}
-	if err := doc.Clone().RemoveDisk(id); err != nil {
+	if err := doc.Fork().RemoveDisk(id); err != nil {
 		return nil, removeFailure(err)
 	}
 	if !preserve {
@@ -619,7 +619,7 @@ func (s *server) internalDisk() echo.HandlerFunc {
 				if err != nil {
 					return err
 				}
-			} else if err := doc.Clone().RemoveDisk(id); err != nil {
+			} else if err := doc.Fork().RemoveDisk(id); err != nil {
 				return removeFailure(err)
 			}
 			if err := s.reconcile(ctx, doc); err != nil {
@@ -728,7 +728,7 @@ func (s *server) internalAllocate(c echo.Context, f form, doc *config.Doc, pool,
 // withoutDisk is doc as LIO should look while the disk is deactivated: no
 // target, client or group maps it, so its LUNs and storage object go.
 func withoutDisk(doc *config.Doc, id string) *config.Doc {
-	d := doc.Clone()
+	d := doc.Fork()
 	d.DetachDisk(id)
 	return d
 }
@@ -811,7 +811,7 @@ func (s *server) activation(ctx context.Context, pool, image, mode string, contr
 	if err != nil {
 		return nil, httpErr(http.StatusBadRequest, "Unexpected or invalid controls - %v", err)
 	}
-	disk.Controls = merged
+	doc.MutDisk(id).Controls = merged
 	return doc, nil
 }
 

@@ -303,8 +303,8 @@ func (s *server) joinTarget(ctx context.Context, iqn string, list []string, nosy
 		return nil, err
 	}
 	if joining && nosync {
-		doc = doc.Clone()
-		if t := doc.Targets[iqn]; t != nil {
+		doc = doc.Fork()
+		if t := doc.MutTarget(iqn); t != nil {
 			t.Disks = map[string]config.LunRef{}
 			t.Clients = map[string]*config.Client{}
 			t.Groups = map[string]*config.Group{}

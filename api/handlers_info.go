@@ -34,6 +34,16 @@ type cacher interface {
 	Cached() *config.Doc
 }
 
+// verifyCached fails when the store's remembered document was changed in
+// place (a check or a mutation that bypassed config's copy-on-write
+// accessors); *rados.Store checks only in test binaries.
+func verifyCached(st Store) error {
+	if v, ok := st.(interface{ VerifyCached() error }); ok {
+		return v.VerifyCached()
+	}
+	return nil
+}
+
 // errStaleCheck aborts the commit of a request checked on a cached
 // document when the fresh document differs in something the checks
 // derived (the peers to call): the request is checked again on a fresh
@@ -53,7 +63,11 @@ var errStaleCheck = errors.New("the request was checked on an outdated document"
 func (s *server) prechecked(ctx context.Context, check func(doc *config.Doc) (func() error, error)) error {
 	if cs, ok := s.Store.(cacher); ok {
 		if doc := cs.Cached(); doc != nil {
-			if act, err := check(doc.Clone()); err == nil {
+			act, err := check(doc.Fork())
+			if verr := verifyCached(s.Store); verr != nil {
+				return verr
+			}
+			if err == nil {
 				if err := act(); !errors.Is(err, errStaleCheck) {
 					return err
 				}

@@ -211,7 +211,7 @@ func (s *server) removeTargetLun(c echo.Context, doc *config.Doc, tIQN, disk str
 	// Upstream refuses a disk still mapped to a client inside every
 	// gateway's internal call, so the refusal comes back through call_api's
 	// wording from the first gateway asked; nothing was changed anywhere.
-	if _, err := doc.Clone().UnmapTargetLun(tIQN, disk, s.now()); err != nil {
+	if _, err := doc.Fork().UnmapTargetLun(tIQN, disk, s.now()); err != nil {
 		first := s.Gateway
 		if len(remote) > 0 {
 			first = remote[0]

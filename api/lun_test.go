@@ -369,7 +369,7 @@ func (p *peerCalls) paths() []string {
 func newLunPair(t *testing.T, store rawStore) (env, peer *testEnv, calls *peerCalls) {
 	t.Helper()
 	if _, err := store.Commit(t.Context(), func(d *config.Doc) error {
-		tg := d.Targets[tIQN]
+		tg := d.MutTarget(tIQN)
 		tg.IPList = []string{"198.51.100.1", "198.51.100.2"}
 		for i, gw := range []string{gw1, gw2} {
 			if d.Gateways[gw] == nil {

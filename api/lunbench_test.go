@@ -131,7 +131,7 @@ func BenchmarkPutLun(b *testing.B) {
 				for b.Loop() {
 					stop := p.time()
 					if _, err := store.Commit(b.Context(), func(d *config.Doc) error {
-						d.Disks["rbd/img0000"].Updated = config.Timestamp(time.Now())
+						d.MutDisk("rbd/img0000").Updated = config.Timestamp(time.Now())
 						return nil
 					}); err != nil {
 						b.Fatal(err)

@@ -37,9 +37,9 @@ func TestIssue8Item8RestoreLocalAddr(t *testing.T) {
 	fx := newFixture(t)
 	const gw2 = "gw2.test"
 	fx.commit(func(doc *config.Doc) error {
-		tg := doc.Targets[testIQN]
+		tg := doc.MutTarget(testIQN)
 		tg.IPList = []string{"127.0.0.1", "127.0.0.2"}
-		tg.Portals[testGateway].GatewayIPList = tg.IPList
+		doc.MutPortal(testIQN, testGateway).GatewayIPList = tg.IPList
 		tg.Portals[gw2] = &config.Portal{PortalIPAddresses: []string{"127.0.0.2"}, GatewayIPList: tg.IPList, InactivePortalIPs: []string{}, TPGs: 2}
 		doc.Gateways[gw2] = &config.Gateway{Created: doc.Created, Updated: doc.Updated}
 		return nil

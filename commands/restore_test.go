@@ -358,7 +358,7 @@ func TestRestoreNotAMember(t *testing.T) {
 func TestRestoreBlockBackstore(t *testing.T) {
 	fx := newFixture(t)
 	fx.commit(func(doc *config.Doc) error {
-		doc.Disks[fx.diskID].Backstore = lio.BackstoreBlock
+		doc.MutDisk(fx.diskID).Backstore = lio.BackstoreBlock
 		return nil
 	})
 	r := fx.run("--dry-run")
@@ -377,7 +377,7 @@ func TestRestoreBlockBackstore(t *testing.T) {
 	// A second gateway exporting the block disk is refused: krbd does not
 	// fail over safely.
 	fx.commit(func(doc *config.Doc) error {
-		tg := doc.Targets[testIQN]
+		tg := doc.MutTarget(testIQN)
 		tg.IPList = append(tg.IPList, "192.0.2.20")
 		tg.Portals["gw2.test"] = &config.Portal{PortalIPAddresses: []string{"192.0.2.20"}, GatewayIPList: tg.IPList, InactivePortalIPs: []string{}, TPGs: 1}
 		doc.Gateways["gw2.test"] = &config.Gateway{Created: doc.Created, Updated: doc.Updated}
@@ -395,7 +395,7 @@ func TestRestoreBlockBackstore(t *testing.T) {
 func TestRestoreMissingImageIsSkipped(t *testing.T) {
 	fx := newFixture(t)
 	fx.commit(func(doc *config.Doc) error {
-		doc.Disks[fx.diskID].Image = fx.image + "-gone"
+		doc.MutDisk(fx.diskID).Image = fx.image + "-gone"
 		return nil
 	})
 	r := fx.run()

@@ -53,7 +53,8 @@ func processCPU() time.Duration {
 }
 
 // BenchmarkScale is what a commit and a peer's read of it cost in CPU on a
-// target of n LUNs, part by part: the commit's Clone, InvalidNames and
+// target of n LUNs, part by part: the commit's Fork (Clone, the deep copy
+// it replaced, for comparison), InvalidNames and
 // ValidateAndMarshalSince, and a peer's Load of the bytes.
 // Run: go test -run '^$' -bench Scale ./config/
 func BenchmarkScale(b *testing.B) {
@@ -64,6 +65,24 @@ func BenchmarkScale(b *testing.B) {
 			defer cpuPerOp(b, processCPU())
 			for b.Loop() {
 				_ = d.Clone()
+			}
+		})
+		b.Run(fmt.Sprintf("luns=%d/fork", n), func(b *testing.B) {
+			defer cpuPerOp(b, processCPU())
+			for b.Loop() {
+				_ = d.Fork()
+			}
+		})
+		// a clientlun request's document work before its encode: a fork of
+		// the cached document and one client's LUNs changed
+		b.Run(fmt.Sprintf("luns=%d/fork+setclientluns", n), func(b *testing.B) {
+			const c = "iqn.1994-05.com.example:c00001"
+			imgs := []string{"rbd/img00004", "rbd/img00005", "rbd/img00006", "rbd/img00008"}
+			defer cpuPerOp(b, processCPU())
+			for b.Loop() {
+				if _, err := d.Fork().SetClientLuns("iqn.2003-01.com.example.bench:target", c, imgs, time.Time{}); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 		b.Run(fmt.Sprintf("luns=%d/invalidnames", n), func(b *testing.B) {

@@ -7,7 +7,9 @@
 // Everything here is pure: the package must not touch RADOS, LIO/configfs or
 // HTTP. Callers (the rados store) read the raw bytes, call Load (or ParseAny,
 // UpgradeRaw and FromAny), apply a mutation to the *Doc, call Validate and
-// Touch, and write Marshal's bytes back.
+// Touch, and write Marshal's bytes back. A document shared between requests is
+// copied with Fork, which shares its disks, gateways and targets until a Mut
+// accessor copies the one being changed (cow.go states the contract).
 //
 // Unknown keys found at any level are kept in the Extra maps and written back,
 // so a document written by a newer or different gateway loses nothing when we

@@ -59,6 +59,16 @@ func FuzzParse(f *testing.F) {
 		if c := doc.Clone().Marshal(); !bytes.Equal(c, first) {
 			t.Fatal("Clone changed the document")
 		}
+		// sharing never shows in the bytes: a fork, and its source after
+		// the fork copied every object it shares
+		f := doc.Fork()
+		claim(f)
+		if c := f.Marshal(); !bytes.Equal(c, first) {
+			t.Fatal("Fork changed the document")
+		}
+		if c := doc.Marshal(); !bytes.Equal(c, first) {
+			t.Fatal("Fork changed its source")
+		}
 	})
 }
 

@@ -122,6 +122,7 @@ func (d *Doc) RemoveTargetGateway(iqn, gw string, now time.Time) error {
 		delete(d.Targets, iqn)
 		return nil
 	}
+	t = d.MutTarget(iqn)
 	if p := t.Portals[gw]; p != nil {
 		t.IPList = slices.DeleteFunc(slices.Clone(t.IPList), func(ip string) bool {
 			return slices.Contains(p.PortalIPAddresses, ip)
@@ -144,7 +145,7 @@ func (d *Doc) RemoveTargetGateway(iqn, gw string, now time.Time) error {
 
 // SetTargetControls replaces a target's stored control overrides.
 func (d *Doc) SetTargetControls(iqn string, controls map[string]any, now time.Time) error {
-	t, err := d.target(iqn)
+	t, err := d.mutTarget(iqn)
 	if err != nil {
 		return err
 	}
@@ -155,7 +156,7 @@ func (d *Doc) SetTargetControls(iqn string, controls map[string]any, now time.Ti
 
 // SetTargetAuth replaces a target's (TPG) CHAP block.
 func (d *Doc) SetTargetAuth(iqn string, a Auth, now time.Time) error {
-	t, err := d.target(iqn)
+	t, err := d.mutTarget(iqn)
 	if err != nil {
 		return err
 	}
@@ -166,7 +167,7 @@ func (d *Doc) SetTargetAuth(iqn string, a Auth, now time.Time) error {
 
 // SetACLEnabled switches a target between initiator ACLs and demo mode.
 func (d *Doc) SetACLEnabled(iqn string, enabled bool, now time.Time) error {
-	t, err := d.target(iqn)
+	t, err := d.mutTarget(iqn)
 	if err != nil {
 		return err
 	}
@@ -177,16 +178,15 @@ func (d *Doc) SetACLEnabled(iqn string, enabled bool, now time.Time) error {
 
 // SetClientAuth replaces a client's CHAP block.
 func (d *Doc) SetClientAuth(targetIQN, clientIQN string, a Auth, now time.Time) error {
-	t, err := d.target(targetIQN)
-	if err != nil {
+	if _, err := d.target(targetIQN); err != nil {
 		return err
 	}
-	c := t.Clients[clientIQN]
+	c := d.MutClient(targetIQN, clientIQN)
 	if c == nil {
 		return fmt.Errorf("config: client %q of target %q: %w", clientIQN, targetIQN, ErrNotFound)
 	}
 	c.Auth = a
-	t.stamp(now)
+	d.Targets[targetIQN].stamp(now)
 	return nil
 }
 
@@ -277,25 +277,31 @@ func (d *Doc) ApplyGroup(targetIQN, name string, members, disks []string, now ti
 	for _, disk := range removedD {
 		delete(gd, disk)
 	}
+	t = d.MutTarget(targetIQN)
 	if len(addedD) > 0 || len(removedD) > 0 {
 		for _, m := range members {
-			if c := t.Clients[m]; c != nil {
+			if c := d.MutClient(targetIQN, m); c != nil {
 				c.Luns = cloneMap(gd, LunRef.clone)
 			}
 		}
 	}
 	for _, m := range addedM {
-		c := t.Clients[m]
+		c := d.MutClient(targetIQN, m)
 		c.GroupName = name
 		c.Luns = cloneMap(gd, LunRef.clone)
 	}
 	for _, m := range removedM {
-		if c := t.Clients[m]; c != nil {
+		if c := d.MutClient(targetIQN, m); c != nil {
 			c.GroupName = ""
 		}
 	}
 	if members == nil {
 		members = []string{}
+	}
+	if t.Groups[name] != nil {
+		g = d.MutGroup(targetIQN, name)
+	} else {
+		g.own = d.mark()
 	}
 	g.Members = members
 	g.Disks = gd
@@ -319,10 +325,11 @@ func (d *Doc) RemoveGroup(targetIQN, name string, now time.Time) error {
 		return &Rejection{Msg: GroupDoesNotExist, Kind: ErrNotFound}
 	}
 	for _, m := range g.Members {
-		if c := t.Clients[m]; c != nil {
+		if c := d.MutClient(targetIQN, m); c != nil {
 			c.GroupName = ""
 		}
 	}
+	t = d.MutTarget(targetIQN)
 	delete(t.Groups, name)
 	t.stamp(now)
 	return nil

@@ -76,6 +76,7 @@ func (d *Doc) AddDisk(n NewDisk, now time.Time) (*Disk, error) {
 	if disk.Controls == nil {
 		disk.Controls = map[string]any{}
 	}
+	disk.own = d.mark()
 	d.Disks[id] = disk
 	return disk, nil
 }
@@ -114,7 +115,7 @@ func BackstoreObjectName(disks map[string]*Disk, pool, image string) string {
 
 // SetDiskControls replaces a disk's stored control overrides and stamps it.
 func (d *Doc) SetDiskControls(id string, controls map[string]any, now time.Time) error {
-	disk := d.Disks[id]
+	disk := d.MutDisk(id)
 	if disk == nil {
 		return diskNotDefined(id)
 	}
@@ -187,19 +188,28 @@ func (d *Doc) RemoveDisk(id string) error {
 // clients and host groups, leaving the disk itself defined: the document as
 // LIO should see it while the disk is deactivated or cannot be built.
 func (d *Doc) DetachDisk(id string) {
-	for _, t := range d.Targets {
+	for iqn, t := range d.Targets {
 		if t == nil {
 			continue
 		}
-		delete(t.Disks, id)
-		for _, cl := range t.Clients {
-			if cl != nil {
-				delete(cl.Luns, id)
+		// t is read, what holds the disk is changed through d
+		if _, ok := t.Disks[id]; ok {
+			delete(d.MutTarget(iqn).Disks, id)
+		}
+		for ini, cl := range t.Clients {
+			if cl == nil {
+				continue
+			}
+			if _, ok := cl.Luns[id]; ok {
+				delete(d.MutClient(iqn, ini).Luns, id)
 			}
 		}
-		for _, g := range t.Groups {
-			if g != nil {
-				delete(g.Disks, id)
+		for name, g := range t.Groups {
+			if g == nil {
+				continue
+			}
+			if _, ok := g.Disks[id]; ok {
+				delete(d.MutGroup(iqn, name).Disks, id)
 			}
 		}
 	}

@@ -73,6 +73,7 @@ func (d *Doc) AddTargetGateway(iqn, gw string, gatewayIPList, activeIPs []string
 
 	changed, gatewayAdded := false, false
 	if t.IPList == nil {
+		t = d.MutTarget(iqn)
 		t.IPList = slices.Clone(gatewayIPList)
 		changed = true
 	}
@@ -81,10 +82,11 @@ func (d *Doc) AddTargetGateway(iqn, gw string, gatewayIPList, activeIPs []string
 			d.Gateways = map[string]*Gateway{}
 		}
 		stamp := Timestamp(now)
-		d.Gateways[gw] = &Gateway{ActiveLuns: 0, Created: stamp, Updated: stamp}
+		d.Gateways[gw] = &Gateway{ActiveLuns: 0, Created: stamp, Updated: stamp, own: d.mark()}
 		gatewayAdded = true
 	}
 	if joining {
+		t = d.MutTarget(iqn)
 		if t.Portals == nil {
 			t.Portals = map[string]*Portal{}
 		}
@@ -93,6 +95,7 @@ func (d *Doc) AddTargetGateway(iqn, gw string, gatewayIPList, activeIPs []string
 			if p == nil || slices.Equal(p.GatewayIPList, gatewayIPList) {
 				continue
 			}
+			p = d.MutPortal(iqn, other)
 			p.GatewayIPList = slices.Clone(gatewayIPList)
 			p.TPGs = len(gatewayIPList)
 			p.InactivePortalIPs = without(gatewayIPList, p.PortalIPAddresses)
@@ -102,6 +105,7 @@ func (d *Doc) AddTargetGateway(iqn, gw string, gatewayIPList, activeIPs []string
 			GatewayIPList:     slices.Clone(gatewayIPList),
 			InactivePortalIPs: without(gatewayIPList, activeIPs),
 			TPGs:              len(gatewayIPList),
+			own:               d.mark(),
 		}
 		t.IPList = slices.Clone(gatewayIPList)
 		changed = true
@@ -128,13 +132,14 @@ func (d *Doc) RemoveTargetGateways(iqn, gw string, now time.Time) (bool, error) 
 	changed := false
 	if t := d.Targets[iqn]; t != nil {
 		if p := t.Portals[gw]; p != nil {
+			t = d.MutTarget(iqn)
 			delete(t.Portals, gw)
 			t.IPList = without(t.IPList, p.PortalIPAddresses)
 			if t.IPList == nil {
 				t.IPList = []string{}
 			}
 			for _, other := range sortedKeys(t.Portals) {
-				op := t.Portals[other]
+				op := d.MutPortal(iqn, other)
 				if op == nil {
 					continue
 				}
@@ -205,6 +210,7 @@ func (d *Doc) ReassignOwners(now time.Time) bool {
 				break
 			}
 		}
+		disk = d.MutDisk(id)
 		if len(candidates) == 0 {
 			disk.Owner = nil
 		} else {
@@ -213,7 +219,7 @@ func (d *Doc) ReassignOwners(now time.Time) bool {
 			})
 			owner := candidates[0]
 			disk.Owner = &owner
-			g := d.Gateways[owner]
+			g := d.MutGateway(owner)
 			g.ActiveLuns++
 			g.Updated = Timestamp(now)
 		}

@@ -116,6 +116,7 @@ func (d *Doc) MapTargetLun(targetIQN, disk string, lunID *int, owner string, now
 		if dk.Owner != nil && *dk.Owner == owner {
 			return false, ref.LunID, nil
 		}
+		dk = d.MutDisk(disk)
 		o := owner
 		dk.Owner = &o
 		dk.Updated = ts
@@ -137,13 +138,16 @@ func (d *Doc) MapTargetLun(targetIQN, disk string, lunID *int, owner string, now
 			return false, 0, lunRejection(ErrConflict, msgLunNoFreeTargetLun, MaxTargetLunID, targetIQN)
 		}
 	}
+	t = d.MutTarget(targetIQN)
 	if t.Disks == nil {
 		t.Disks = map[string]LunRef{}
 	}
 	t.Disks[disk] = LunRef{LunID: id}
+	dk = d.MutDisk(disk)
 	o := owner
 	dk.Owner = &o
 	dk.Updated = ts
+	gw = d.MutGateway(owner)
 	gw.ActiveLuns++
 	gw.Updated = ts
 	t.stamp(now)
@@ -203,11 +207,13 @@ func (d *Doc) UnmapTargetLun(targetIQN, disk string, now time.Time) (bool, error
 	if user != "" {
 		return false, lunRejection(ErrConflict, msgLunAllocated, disk, user)
 	}
+	t = d.MutTarget(targetIQN)
 	delete(t.Disks, disk)
 	ts := Timestamp(now)
-	dk := d.Disks[disk]
+	dk := d.MutDisk(disk)
 	if dk.Owner != nil {
 		if gw := d.Gateways[*dk.Owner]; gw != nil && gw.ActiveLuns > 0 {
+			gw = d.MutGateway(*dk.Owner)
 			gw.ActiveLuns--
 			gw.Updated = ts
 		}
@@ -298,8 +304,9 @@ func (d *Doc) SetClientLuns(targetIQN, clientIQN string, images []string, now ti
 		taken[id] = true
 		luns[img] = LunRef{LunID: id}
 	}
+	c = d.MutClient(targetIQN, clientIQN)
 	c.Luns = luns
-	t.stamp(now)
+	d.Targets[targetIQN].stamp(now)
 	return true, nil
 }
 

@@ -31,6 +31,10 @@ type Doc struct {
 	// means absent, non-nil (even empty) means present.
 	GatewaysUpgraded []string
 	Extra            map[string]any
+
+	// own marks the disks, gateways and targets (and their portals,
+	// clients and groups) this document may change in place; see Fork.
+	own *owner
 }
 
 // Disk is disks["pool/image"].
@@ -49,6 +53,7 @@ type Disk struct {
 	Created  string
 	Updated  string
 	Extra    map[string]any
+	own      *owner
 }
 
 // Gateway is gateways["fqdn"].
@@ -57,6 +62,7 @@ type Gateway struct {
 	Created    string
 	Updated    string
 	Extra      map[string]any
+	own        *owner
 }
 
 // Target is targets["iqn"].
@@ -75,6 +81,7 @@ type Target struct {
 	// Updated is absent on a target that was created and never updated.
 	Updated *string
 	Extra   map[string]any
+	own     *owner
 }
 
 // Portal is targets[iqn].portals["fqdn"].
@@ -84,6 +91,7 @@ type Portal struct {
 	InactivePortalIPs []string
 	TPGs              int
 	Extra             map[string]any
+	own               *owner
 }
 
 // Client is targets[iqn].clients["initiator iqn"].
@@ -92,6 +100,7 @@ type Client struct {
 	Luns      map[string]LunRef
 	GroupName string
 	Extra     map[string]any
+	own       *owner
 }
 
 // Group is targets[iqn].groups["name"].
@@ -99,6 +108,7 @@ type Group struct {
 	Members []string
 	Disks   map[string]LunRef
 	Extra   map[string]any
+	own     *owner
 }
 
 // Auth is the 6-key CHAP block used for discovery, targets and clients.

@@ -64,12 +64,12 @@ func withValidNames(doc *config.Doc, known *validNames) (*config.Doc, []*lio.Obj
 	if len(errs) == 0 {
 		return doc, nil
 	}
-	c := doc.Clone()
+	c := doc.Fork()
 	for _, iqn := range badTargets {
 		delete(c.Targets, iqn)
 	}
 	for _, r := range badClients {
-		delete(c.Targets[r.target].Clients, r.client)
+		delete(c.MutTarget(r.target).Clients, r.client)
 	}
 	for id := range badDisks {
 		delete(c.Disks, id)

@@ -118,7 +118,7 @@ func BenchmarkCommitLuns(b *testing.B) {
 				client := fmt.Sprintf("iqn.1994-05.com.example:c%05d", 0)
 				disk := fmt.Sprintf("rbd/img%05d", 4)
 				doc, err := s.Commit(ctx, func(d *config.Doc) error {
-					cl := d.Targets[testTarget].Clients[client]
+					cl := d.MutClient(testTarget, client)
 					if _, ok := cl.Luns[disk]; ok {
 						delete(cl.Luns, disk)
 					} else {

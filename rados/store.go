@@ -1,6 +1,7 @@
 package rados
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/ceph/go-ceph/rados"
@@ -51,9 +53,15 @@ var ErrConfigNotFound = errors.New("config object not found")
 // ErrLockTimeout is returned when the legacy lock could not be had within LockWait.
 var ErrLockTimeout = errors.New("timed out waiting for the config lock")
 
+// ErrSharedWrite is the remembered document found changed in place: some
+// code wrote a disk, gateway or target it shares with its copies without
+// the config package's copy-on-write accessors (see config.Doc.Fork).
+var ErrSharedWrite = errors.New("the shared config document was changed in place, bypassing the copy-on-write accessors")
+
 // Mutation changes the document in place. It must be a pure function of the document:
 // a commit that loses a race re-reads the object and runs it again on the new content.
-// An error aborts the commit and nothing is written.
+// An error aborts the commit and nothing is written. The document is a Fork of the
+// remembered one: it is changed through config's methods and Mut accessors.
 type Mutation func(*config.Doc) error
 
 // StoreOptions configure a Store.
@@ -73,6 +81,10 @@ type StoreOptions struct {
 	Logger       *slog.Logger
 	// Now is the clock for created/updated stamps (time.Now when nil).
 	Now func() time.Time
+	// SkipSharedCheck turns off, in a test binary, the check that the
+	// remembered document still encodes as it did (see VerifyCached), which
+	// re-encodes it on every commit: for benchmarks.
+	SkipSharedCheck bool
 }
 
 // Store is the gateway.conf object of one pool, shared by every goroutine of the
@@ -105,6 +117,10 @@ type Store struct {
 	loadedMu  sync.Mutex
 	loadedVer uint64
 	loaded    *config.Doc
+	// loadedBytes is loaded's encoding when it was remembered, kept in
+	// test binaries (checkShared) to catch a write through a shared object.
+	loadedBytes []byte
+	checkShared bool
 	// unlockedAt is the object version this store's last commit left: its
 	// write released our lock in the same operation, so at that version
 	// nobody holds the lock, and since anybody's lock moves the version, a
@@ -157,7 +173,8 @@ func OpenStore(ctx context.Context, conn *Conn, opts StoreOptions) (*Store, erro
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Store{conn: conn, opts: opts, log: logger.With("object", opts.Pool+"/"+opts.Object)}
+	s := &Store{conn: conn, opts: opts, log: logger.With("object", opts.Pool+"/"+opts.Object),
+		checkShared: testing.Testing() && !opts.SkipSharedCheck}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.readSize.Store(64 << 10)
 	if err := s.open(ctx); err != nil {
@@ -251,13 +268,15 @@ func (s *Store) read(io *rados.IOContext) ([]byte, uint64, error) {
 }
 
 // Load reads the current document. An older schema is upgraded in memory; OpenStore
-// and every commit write the upgrade back. The caller owns the copy it gets.
+// and every commit write the upgrade back. The caller owns the copy it gets, a
+// Fork of the shared document: it is changed through config's Mut accessors
+// (or Cloned first).
 func (s *Store) Load(ctx context.Context) (*config.Doc, error) {
 	doc, _, err := s.Snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return doc.Clone(), nil
+	return doc.Fork(), nil
 }
 
 // Snapshot returns the current document and the object version it is, shared with
@@ -438,11 +457,51 @@ func (s *Store) since(ver uint64) (*config.Doc, uint64) {
 // remember keeps doc as the document of object version ver, unless a newer one is
 // already known. doc is never modified afterwards: callers share it.
 func (s *Store) remember(doc *config.Doc, ver uint64) {
+	var enc []byte
+	if s.checkShared {
+		enc = doc.Marshal()
+	}
 	s.loadedMu.Lock()
 	defer s.loadedMu.Unlock()
 	if ver >= s.loadedVer {
+		if doc != s.loaded {
+			s.loadedBytes = enc
+		}
 		s.loaded, s.loadedVer = doc, ver
 	}
+}
+
+// VerifyCached reports ErrSharedWrite when the remembered document no
+// longer encodes as it did when it was remembered. Every request starts
+// from a Fork of that document, which shares its objects, so a change
+// that bypasses the Mut accessors shows up there. Only test binaries keep
+// what it compares with; elsewhere it checks nothing. Each commit runs it
+// after its mutation.
+func (s *Store) VerifyCached() error {
+	return s.verifyShared(nil)
+}
+
+// verifyShared is VerifyCached for doc, the remembered document a commit
+// forked (nil: whatever is remembered now); a document no longer
+// remembered is not checked.
+func (s *Store) verifyShared(doc *config.Doc) error {
+	if !s.checkShared {
+		return nil
+	}
+	s.loadedMu.Lock()
+	cur, want := s.loaded, s.loadedBytes
+	s.loadedMu.Unlock()
+	if doc == nil {
+		doc = cur
+	}
+	if doc == nil || doc != cur || want == nil {
+		return nil
+	}
+	if got := doc.Marshal(); !bytes.Equal(got, want) {
+		s.log.Error("the remembered config document changed in place", "epoch", doc.Epoch)
+		return fmt.Errorf("%s at epoch %d: %w", s.Name(), doc.Epoch, ErrSharedWrite)
+	}
+	return nil
 }
 
 // Epoch reads the epoch xattr, the change counter every gateway, Python ones
@@ -506,15 +565,16 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 
 	lostLeases := 0
 	for attempt := 1; ; attempt++ {
-		var doc *config.Doc
+		var doc, forked *config.Doc
 		changed := false
 		var raw []byte
 		if cur := s.cached(ver); known && cur != nil && !onlyIfNeeded {
+			forked = cur
 			// The lock asserted the version of the remembered document and
 			// the write asserts the version the lock left, so the
 			// remembered document is the one the mutation must see: no stat,
 			// no read, no parse.
-			doc = cur.Clone()
+			doc = cur.Fork()
 		} else if raw, ver, err = s.read(io); err != nil {
 			return nil, err
 		} else if len(raw) == 0 {
@@ -534,6 +594,11 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		out, err := s.change(doc, mutate, !seed, clock)
 		if err != nil {
 			return nil, err
+		}
+		if forked != nil {
+			if err := s.verifyShared(forked); err != nil {
+				return nil, err
+			}
 		}
 
 		op := rados.CreateWriteOp()
@@ -597,10 +662,13 @@ func (s *Store) commitUnlocked(io *rados.IOContext, mutate Mutation, clock *stag
 	if cur == nil {
 		return nil, false, nil
 	}
-	doc = cur.Clone()
+	doc = cur.Fork()
 	clock.mark("read")
 	out, err := s.change(doc, mutate, true, clock)
 	if err != nil {
+		return nil, true, err
+	}
+	if err := s.verifyShared(cur); err != nil {
 		return nil, true, err
 	}
 	op := rados.CreateWriteOp()
@@ -652,7 +720,7 @@ func (s *Store) change(doc *config.Doc, mutate Mutation, bump bool, clock *stage
 // write without a read, and its next commit needs no lock.
 func (s *Store) committed(io *rados.IOContext, doc *config.Doc) {
 	if written, err := io.GetLastVersion(); err == nil {
-		s.remember(doc.Clone(), written)
+		s.remember(doc.Fork(), written)
 		s.loadedMu.Lock()
 		if s.loadedVer == written {
 			s.unlockedAt = written

@@ -1,0 +1,168 @@
+package config
+
+import (
+	"maps"
+	"slices"
+	"sync/atomic"
+)
+
+// Copy-on-write documents.
+//
+// A gateway keeps the document it last read or committed and starts every
+// request from a copy of it; at thousands of LUNs a deep copy costs more
+// than the change a request makes. Fork copies only the document's own
+// fields and its three top-level maps, and shares every disk, gateway and
+// target (with their portals, clients and groups) until one side changes
+// one: the Mut accessors copy a shared object into the document before
+// handing it out, so a change copies only what it changes.
+//
+// The contract for code that changes a document:
+//   - the document's fields and its Disks, Gateways and Targets maps may be
+//     written directly (insert, replace, delete);
+//   - a field of a disk, gateway or target, and anything in a target's maps,
+//     is written only through the object MutDisk, MutGateway or MutTarget
+//     returned (a target from MutTarget may have its Disks, Clients, Portals
+//     and Groups maps written directly);
+//   - a field of a portal, client or group only through MutPortal,
+//     MutClient or MutGroup;
+//   - LunRef values and the generic Controls and Extra maps of an object are
+//     replaced, never written in place, except through a Mut accessor's copy;
+//   - an object the Add methods return belongs to d and may be written.
+//
+// A document that needs to be written any other way is a deep copy (Clone).
+
+// owner is the mark a document stamps on the objects it may change in
+// place. Fork revokes it, so that neither the source nor the fork changes
+// in place what they now share; the next change takes a fresh mark.
+type owner struct{ revoked atomic.Bool }
+
+// mine reports whether o marks an object d may change in place.
+func (d *Doc) mine(o *owner) bool {
+	return o != nil && o == d.own && !o.revoked.Load()
+}
+
+// mark is d's current mark, a fresh one when d has none or gave it up.
+func (d *Doc) mark() *owner {
+	if d.own == nil || d.own.revoked.Load() {
+		d.own = &owner{}
+	}
+	return d.own
+}
+
+// Fork returns a copy of d that shares every disk, gateway and target with
+// d until either document changes it (see the contract above): O(number of
+// disks, gateways and targets) pointer copies, where Clone copies every
+// object. Both documents may then be changed independently, and read
+// concurrently with each other's changes; d must not be changed while Fork
+// runs, but several Forks of one document may run at once.
+func (d *Doc) Fork() *Doc {
+	if d == nil {
+		return nil
+	}
+	if d.own != nil {
+		// everything d marked is shared from now on
+		d.own.revoked.Store(true)
+	}
+	c := *d
+	c.own = nil
+	c.Disks = maps.Clone(d.Disks)
+	c.Gateways = maps.Clone(d.Gateways)
+	c.Targets = maps.Clone(d.Targets)
+	c.DiscoveryAuth = d.DiscoveryAuth.clone()
+	c.GatewaysUpgraded = slices.Clone(d.GatewaysUpgraded)
+	c.Extra = cloneGeneric(d.Extra)
+	return &c
+}
+
+// MutDisk returns disks[id] for changing (nil when absent), copied into d
+// first when it is shared.
+func (d *Doc) MutDisk(id string) *Disk {
+	k := d.Disks[id]
+	if k == nil || d.mine(k.own) {
+		return k
+	}
+	k = k.clone()
+	k.own = d.mark()
+	d.Disks[id] = k
+	return k
+}
+
+// MutGateway returns gateways[name] for changing (nil when absent).
+func (d *Doc) MutGateway(name string) *Gateway {
+	g := d.Gateways[name]
+	if g == nil || d.mine(g.own) {
+		return g
+	}
+	g = g.clone()
+	g.own = d.mark()
+	d.Gateways[name] = g
+	return g
+}
+
+// MutTarget returns targets[iqn] for changing (nil when absent). A shared
+// target is copied with its maps, not with the portals, clients and groups
+// they hold: those are copied by MutPortal, MutClient and MutGroup.
+func (d *Doc) MutTarget(iqn string) *Target {
+	t := d.Targets[iqn]
+	if t == nil || d.mine(t.own) {
+		return t
+	}
+	t = t.fork()
+	t.own = d.mark()
+	d.Targets[iqn] = t
+	return t
+}
+
+// MutClient returns targets[iqn].clients[ini] for changing, copying the
+// target and the client into d first where they are shared (nil when
+// either is absent).
+func (d *Doc) MutClient(iqn, ini string) *Client {
+	return mutChild(d, iqn, ini, func(t *Target) map[string]*Client { return t.Clients }, (*Client).clone,
+		func(c *Client) **owner { return &c.own })
+}
+
+// MutPortal returns targets[iqn].portals[gw] for changing (nil when absent).
+func (d *Doc) MutPortal(iqn, gw string) *Portal {
+	return mutChild(d, iqn, gw, func(t *Target) map[string]*Portal { return t.Portals }, (*Portal).clone,
+		func(p *Portal) **owner { return &p.own })
+}
+
+// MutGroup returns targets[iqn].groups[name] for changing (nil when absent).
+func (d *Doc) MutGroup(iqn, name string) *Group {
+	return mutChild(d, iqn, name, func(t *Target) map[string]*Group { return t.Groups }, (*Group).clone,
+		func(g *Group) **owner { return &g.own })
+}
+
+// mutChild is MutClient, MutPortal and MutGroup: the target only becomes
+// d's when the child exists, so asking for an absent one copies nothing.
+func mutChild[T any](d *Doc, iqn, name string, of func(*Target) map[string]*T, clone func(*T) *T, own func(*T) **owner) *T {
+	t := d.Targets[iqn]
+	if t == nil || of(t)[name] == nil {
+		return nil
+	}
+	t = d.MutTarget(iqn)
+	c := of(t)[name]
+	if d.mine(*own(c)) {
+		return c
+	}
+	c = clone(c)
+	*own(c) = d.mark()
+	of(t)[name] = c
+	return c
+}
+
+// fork is a copy of t that shares its portals, clients, groups and LUN
+// references, but not the maps holding them.
+func (t *Target) fork() *Target {
+	c := *t
+	c.Disks = maps.Clone(t.Disks)
+	c.Clients = maps.Clone(t.Clients)
+	c.Portals = maps.Clone(t.Portals)
+	c.Groups = maps.Clone(t.Groups)
+	c.Controls = cloneGeneric(t.Controls)
+	c.Auth = t.Auth.clone()
+	c.IPList = slices.Clone(t.IPList)
+	c.Updated = clonePtr(t.Updated)
+	c.Extra = cloneGeneric(t.Extra)
+	return &c
+}

@@ -1,0 +1,353 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	cowTarget = "iqn.2003-01.com.example.bench:target"
+	cowClient = "iqn.1994-05.com.example:c00001"
+	cowFull   = "iqn.2003-01.com.example:t"
+	cowFullCl = "iqn.1994-05.com.example:c"
+)
+
+var cowNow = time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+
+// cowDoc is scaleDoc's 16 LUNs and 4 clients with two portal gateways, a
+// host group of a fifth client and two disks no target exports yet.
+func cowDoc(t *testing.T) *Doc {
+	t.Helper()
+	d := scaleDoc(t, 16)
+	ips := []string{"192.0.2.1", "192.0.2.2"}
+	for i, gw := range []string{"gw1", "gw2"} {
+		if _, err := d.AddTargetGateway(cowTarget, gw, ips[:i+1], ips[i:i+1], cowNow); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 16; i < 18; i++ {
+		if _, err := d.AddDisk(NewDisk{Pool: "rbd", Image: fmt.Sprintf("spare%d", i), WWN: fmt.Sprintf("spare-%d", i), Backstore: "user:rbd"}, cowNow); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.AddClient(cowTarget, "iqn.1994-05.com.example:grouped", cowNow); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ApplyGroup(cowTarget, "g", []string{"iqn.1994-05.com.example:grouped"}, []string{"rbd/img00014", "rbd/img00015"}, cowNow); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mustChange checks what a mutation returns: a change and no error.
+func mustChange(t *testing.T) func(bool, error) {
+	return func(changed bool, err error) {
+		t.Helper()
+		must(t, err)
+		if !changed {
+			t.Fatal("no change")
+		}
+	}
+}
+
+// cowChanges are one change per accessor and per mutation method; each
+// writes as deep into what it changes as the contract allows.
+var cowChanges = []struct {
+	name string
+	doc  func(*testing.T) *Doc
+	do   func(*testing.T, *Doc)
+}{
+	{"MutDisk", fullParsed, func(t *testing.T, d *Doc) {
+		k := d.MutDisk("rbd/a")
+		*k.Owner = "changed"
+		k.Controls["qfull_timeout"] = 1
+		k.Controls["future_knob"].([]any)[0] = "changed"
+		k.Extra["x_disk"].(map[string]any)["deep"].(map[string]any)["obj"].(map[string]any)["k"] = "changed"
+	}},
+	{"MutGateway", fullParsed, func(t *testing.T, d *Doc) {
+		g := d.MutGateway("gw1.example")
+		g.ActiveLuns = 9
+		g.Extra["x_gateway"] = "changed"
+	}},
+	{"MutTarget", fullParsed, func(t *testing.T, d *Doc) {
+		tg := d.MutTarget(cowFull)
+		tg.IPList[0] = "changed"
+		*tg.Updated = "changed"
+		tg.Auth.Extra["x_auth"] = "changed"
+		tg.Disks["rbd/a"] = LunRef{LunID: 7}
+		delete(tg.Clients, cowFullCl)
+		tg.Portals["other"] = &Portal{}
+		delete(tg.Groups, "g")
+	}},
+	{"MutClient", fullParsed, func(t *testing.T, d *Doc) {
+		c := d.MutClient(cowFull, cowFullCl)
+		c.Auth.Extra["x_auth"] = "changed"
+		c.Luns["rbd/a"] = LunRef{LunID: 5}
+		c.GroupName = "changed"
+	}},
+	{"MutPortal", fullParsed, func(t *testing.T, d *Doc) {
+		p := d.MutPortal(cowFull, "gw1.example")
+		p.PortalIPAddresses[0] = "changed"
+		p.TPGs = 9
+	}},
+	{"MutGroup", fullParsed, func(t *testing.T, d *Doc) {
+		g := d.MutGroup(cowFull, "g")
+		g.Members[0] = "changed"
+		g.Disks["rbd/b"] = LunRef{LunID: 3}
+	}},
+	{"doc fields", fullParsed, func(t *testing.T, d *Doc) {
+		d.Touch(cowNow)
+		d.DiscoveryAuth.Extra["x_auth"] = "changed"
+		d.Extra["x_doc"] = "changed"
+		delete(d.Disks, "rbd/a")
+		d.Gateways["gw2"] = &Gateway{}
+	}},
+	{"AddTarget", cowDoc, func(t *testing.T, d *Doc) {
+		_, err := d.AddTarget("iqn.2003-01.com.example:new", cowNow)
+		must(t, err)
+	}},
+	{"AddClient", cowDoc, func(t *testing.T, d *Doc) {
+		_, err := d.AddClient(cowTarget, "iqn.1994-05.com.example:new", cowNow)
+		must(t, err)
+	}},
+	{"RemoveClient", cowDoc, func(t *testing.T, d *Doc) {
+		must(t, d.RemoveClient(cowTarget, cowClient, cowNow))
+	}},
+	{"SetClientLuns", cowDoc, func(t *testing.T, d *Doc) {
+		mustChange(t)(d.SetClientLuns(cowTarget, cowClient, []string{"rbd/img00004", "rbd/img00009"}, cowNow))
+	}},
+	{"SetClientAuth", cowDoc, func(t *testing.T, d *Doc) {
+		must(t, d.SetClientAuth(cowTarget, cowClient, Auth{Username: "someuser1", Password: "somepassword"}, cowNow))
+	}},
+	{"MapTargetLun", cowDoc, func(t *testing.T, d *Doc) {
+		changed, _, err := d.MapTargetLun(cowTarget, "rbd/spare16", nil, "gw2", cowNow)
+		mustChange(t)(changed, err)
+	}},
+	{"MapTargetLun re-own", cowDoc, func(t *testing.T, d *Doc) {
+		changed, _, err := d.MapTargetLun(cowTarget, "rbd/img00003", nil, "gw2", cowNow)
+		mustChange(t)(changed, err)
+	}},
+	{"UnmapTargetLun", cowDoc, func(t *testing.T, d *Doc) {
+		mustChange(t)(d.SetClientLuns(cowTarget, "iqn.1994-05.com.example:c00003", nil, cowNow))
+		mustChange(t)(d.UnmapTargetLun(cowTarget, "rbd/img00013", cowNow))
+	}},
+	{"AddDisk", cowDoc, func(t *testing.T, d *Doc) {
+		_, err := d.AddDisk(NewDisk{Pool: "rbd", Image: "new", WWN: "new"}, cowNow)
+		must(t, err)
+	}},
+	{"SetDiskControls", cowDoc, func(t *testing.T, d *Doc) {
+		must(t, d.SetDiskControls("rbd/img00001", map[string]any{"qfull_timeout": 3}, cowNow))
+	}},
+	{"RemoveDisk", cowDoc, func(t *testing.T, d *Doc) {
+		must(t, d.RemoveDisk("rbd/spare17"))
+	}},
+	{"DetachDisk", cowDoc, func(t *testing.T, d *Doc) {
+		d.DetachDisk("rbd/img00014") // a client's, a group's and a grouped client's
+	}},
+	{"AddTargetGateway", cowDoc, func(t *testing.T, d *Doc) {
+		ips := []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"}
+		mustChange(t)(d.AddTargetGateway(cowTarget, "gw3", ips, ips[2:], cowNow))
+	}},
+	{"RemoveTargetGateways", cowDoc, func(t *testing.T, d *Doc) {
+		mustChange(t)(d.RemoveTargetGateways(cowTarget, "gw1", cowNow))
+	}},
+	{"RemoveTargetGateway", cowDoc, func(t *testing.T, d *Doc) {
+		must(t, d.RemoveTargetGateway(cowTarget, "gw2", cowNow))
+	}},
+	{"SetTargetControls", cowDoc, func(t *testing.T, d *Doc) {
+		must(t, d.SetTargetControls(cowTarget, map[string]any{"cmdsn_depth": 64}, cowNow))
+	}},
+	{"SetTargetAuth", cowDoc, func(t *testing.T, d *Doc) {
+		must(t, d.SetTargetAuth(cowTarget, Auth{Username: "someuser1", Password: "somepassword"}, cowNow))
+	}},
+	{"SetACLEnabled", cowDoc, func(t *testing.T, d *Doc) {
+		must(t, d.SetACLEnabled(cowTarget, false, cowNow))
+	}},
+	{"ApplyGroup", cowDoc, func(t *testing.T, d *Doc) {
+		mustChange(t)(d.ApplyGroup(cowTarget, "g", []string{"iqn.1994-05.com.example:grouped"}, []string{"rbd/img00015"}, cowNow))
+	}},
+	{"ApplyGroup new", cowDoc, func(t *testing.T, d *Doc) {
+		_, err := d.AddClient(cowTarget, "iqn.1994-05.com.example:new", cowNow)
+		must(t, err)
+		mustChange(t)(d.ApplyGroup(cowTarget, "h", []string{"iqn.1994-05.com.example:new"}, []string{"rbd/img00001"}, cowNow))
+	}},
+	{"RemoveGroup", cowDoc, func(t *testing.T, d *Doc) {
+		must(t, d.RemoveGroup(cowTarget, "g", cowNow))
+	}},
+	{"RemoveTarget", cowDoc, func(t *testing.T, d *Doc) {
+		must(t, d.RemoveTarget(cowTarget))
+	}},
+	{"ReassignOwners", cowDoc, func(t *testing.T, d *Doc) {
+		delete(d.Gateways, "gw1")
+		if !d.ReassignOwners(cowNow) {
+			t.Fatal("no change")
+		}
+	}},
+}
+
+func fullParsed(t *testing.T) *Doc {
+	t.Helper()
+	d, err := Parse([]byte(fullDoc))
+	must(t, err)
+	return d
+}
+
+// claim makes d the owner of every object it holds, as a document that
+// changed each of them since its last Fork is: Fork must then take that
+// ownership away from it.
+func claim(d *Doc) {
+	for id := range d.Disks {
+		d.MutDisk(id)
+	}
+	for gw := range d.Gateways {
+		d.MutGateway(gw)
+	}
+	for iqn, t := range d.Targets {
+		for c := range t.Clients {
+			d.MutClient(iqn, c)
+		}
+		for p := range t.Portals {
+			d.MutPortal(iqn, p)
+		}
+		for g := range t.Groups {
+			d.MutGroup(iqn, g)
+		}
+	}
+}
+
+// TestForkIsolation changes a fork and checks that its source still
+// encodes as before, then the other way round, for every accessor and
+// every mutation; from a parsed source (which owns nothing) and from one
+// that owns everything.
+func TestForkIsolation(t *testing.T) {
+	for _, c := range cowChanges {
+		for _, owned := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/owned=%v", c.name, owned), func(t *testing.T) {
+				for _, changeFork := range []bool{true, false} {
+					src := c.doc(t)
+					if owned {
+						claim(src)
+					}
+					fork := src.Fork()
+					orig := src.Marshal()
+					if !bytes.Equal(fork.Marshal(), orig) {
+						t.Fatal("the fork encodes differently from its source")
+					}
+					changed, kept := fork, src
+					if !changeFork {
+						changed, kept = src, fork
+					}
+					c.do(t, changed)
+					if bytes.Equal(changed.Marshal(), orig) {
+						t.Fatal("the change changed nothing")
+					}
+					if !bytes.Equal(kept.Marshal(), orig) {
+						t.Errorf("changing the fork=%v changed the other document", changeFork)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestForkCopiesOnlyWhatChanges: a client's LUN change copies that client
+// (and its target's maps), nothing else; a second change reuses the copy.
+func TestForkCopiesOnlyWhatChanges(t *testing.T) {
+	src := cowDoc(t)
+	fork := src.Fork()
+	mustChange(t)(fork.SetClientLuns(cowTarget, cowClient, []string{"rbd/img00004"}, cowNow))
+	st, ft := src.Targets[cowTarget], fork.Targets[cowTarget]
+	if st == ft || st.Clients[cowClient] == ft.Clients[cowClient] {
+		t.Fatal("the changed target or client is still shared")
+	}
+	for id, k := range src.Disks {
+		if fork.Disks[id] != k {
+			t.Errorf("disk %s copied", id)
+		}
+	}
+	for c, cl := range st.Clients {
+		if c != cowClient && ft.Clients[c] != cl {
+			t.Errorf("client %s copied", c)
+		}
+	}
+	for gw, g := range src.Gateways {
+		if fork.Gateways[gw] != g {
+			t.Errorf("gateway %s copied", gw)
+		}
+	}
+	cl := ft.Clients[cowClient]
+	if fork.MutClient(cowTarget, cowClient) != cl || fork.MutTarget(cowTarget) != ft {
+		t.Error("a second change copied again what the fork owns")
+	}
+	if fork.MutClient(cowTarget, "iqn.1994-05.com.example:absent") != nil || fork.MutDisk("rbd/absent") != nil ||
+		fork.MutTarget("iqn.2003-01.com.example:absent") != nil || fork.MutPortal(cowTarget, "absent") != nil ||
+		fork.MutGroup(cowTarget, "absent") != nil || fork.MutGateway("absent") != nil {
+		t.Error("an absent object was made")
+	}
+	if (*Doc)(nil).Fork() != nil {
+		t.Error("nil fork")
+	}
+}
+
+// TestForkConcurrent reads a source (and forks it, as concurrent requests
+// do with the cached document) while its forks change: run with -race.
+func TestForkConcurrent(t *testing.T) {
+	src := scaleDoc(t, 256)
+	ips := []string{"192.0.2.1"}
+	if _, err := src.AddTargetGateway(cowTarget, "gw1", ips, ips, cowNow); err != nil {
+		t.Fatal(err)
+	}
+	claim(src)
+	want := src.Marshal()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 20 {
+				f := src.Fork()
+				k := (w*20 + i) % 64
+				c := fmt.Sprintf("iqn.1994-05.com.example:c%05d", k)
+				if _, err := f.SetClientLuns(cowTarget, c, []string{fmt.Sprintf("rbd/img%05d", (k+1)%64*4)}, cowNow); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := f.SetClientLuns(cowTarget, c, nil, cowNow); err != nil {
+					t.Error(err)
+					return
+				}
+				// only c mapped its first disk
+				if _, err := f.UnmapTargetLun(cowTarget, fmt.Sprintf("rbd/img%05d", 4*k), cowNow); err != nil {
+					t.Error(err)
+					return
+				}
+				f.DetachDisk(fmt.Sprintf("rbd/img%05d", 4*k+1))
+				f.Touch(cowNow)
+				_ = f.Marshal()
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 10 {
+			if !bytes.Equal(src.Marshal(), want) {
+				t.Error("the source changed under its forks")
+				return
+			}
+		}
+	})
+	wg.Wait()
+	if !bytes.Equal(src.Marshal(), want) {
+		t.Error("the source changed")
+	}
+}
