@@ -154,11 +154,19 @@ func mutChild[T any](d *Doc, iqn, name string, of func(*Target) map[string]*T, c
 // fork is a copy of t that shares its portals, clients, groups and LUN
 // references, but not the maps holding them.
 func (t *Target) fork() *Target {
-	c := *t
+	c := t.withOwnFields()
 	c.Disks = maps.Clone(t.Disks)
 	c.Clients = maps.Clone(t.Clients)
 	c.Portals = maps.Clone(t.Portals)
 	c.Groups = maps.Clone(t.Groups)
+	return c
+}
+
+// withOwnFields is a copy of t, unowned, with its own copies of everything
+// but its four maps, which fork and clone copy each their way.
+func (t *Target) withOwnFields() *Target {
+	c := *t
+	c.own = nil
 	c.Controls = cloneGeneric(t.Controls)
 	c.Auth = t.Auth.clone()
 	c.IPList = slices.Clone(t.IPList)

@@ -180,18 +180,12 @@ func (t *Target) clone() *Target {
 	if t == nil {
 		return nil
 	}
-	c := *t
-	c.own = nil
+	c := t.withOwnFields()
 	c.Disks = cloneMap(t.Disks, LunRef.clone)
 	c.Clients = cloneMap(t.Clients, (*Client).clone)
 	c.Portals = cloneMap(t.Portals, (*Portal).clone)
 	c.Groups = cloneMap(t.Groups, (*Group).clone)
-	c.Controls = cloneGeneric(t.Controls)
-	c.Auth = t.Auth.clone()
-	c.IPList = slices.Clone(t.IPList)
-	c.Updated = clonePtr(t.Updated)
-	c.Extra = cloneGeneric(t.Extra)
-	return &c
+	return c
 }
 
 func (p *Portal) clone() *Portal {
