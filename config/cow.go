@@ -77,40 +77,32 @@ func (d *Doc) Fork() *Doc {
 // MutDisk returns disks[id] for changing (nil when absent), copied into d
 // first when it is shared.
 func (d *Doc) MutDisk(id string) *Disk {
-	k := d.Disks[id]
-	if k == nil || d.mine(k.own) {
-		return k
-	}
-	k = k.clone()
-	k.own = d.mark()
-	d.Disks[id] = k
-	return k
+	return mutEntry(d, d.Disks, id, (*Disk).clone, func(k *Disk) **owner { return &k.own })
 }
 
 // MutGateway returns gateways[name] for changing (nil when absent).
 func (d *Doc) MutGateway(name string) *Gateway {
-	g := d.Gateways[name]
-	if g == nil || d.mine(g.own) {
-		return g
-	}
-	g = g.clone()
-	g.own = d.mark()
-	d.Gateways[name] = g
-	return g
+	return mutEntry(d, d.Gateways, name, (*Gateway).clone, func(g *Gateway) **owner { return &g.own })
 }
 
 // MutTarget returns targets[iqn] for changing (nil when absent). A shared
 // target is copied with its maps, not with the portals, clients and groups
 // they hold: those are copied by MutPortal, MutClient and MutGroup.
 func (d *Doc) MutTarget(iqn string) *Target {
-	t := d.Targets[iqn]
-	if t == nil || d.mine(t.own) {
-		return t
+	return mutEntry(d, d.Targets, iqn, (*Target).fork, func(t *Target) **owner { return &t.own })
+}
+
+// mutEntry is every Mut accessor: m[key], replaced by a copy d owns when
+// it is shared.
+func mutEntry[T any](d *Doc, m map[string]*T, key string, copy func(*T) *T, own func(*T) **owner) *T {
+	v := m[key]
+	if v == nil || d.mine(*own(v)) {
+		return v
 	}
-	t = t.fork()
-	t.own = d.mark()
-	d.Targets[iqn] = t
-	return t
+	v = copy(v)
+	*own(v) = d.mark()
+	m[key] = v
+	return v
 }
 
 // MutClient returns targets[iqn].clients[ini] for changing, copying the
@@ -140,15 +132,7 @@ func mutChild[T any](d *Doc, iqn, name string, of func(*Target) map[string]*T, c
 	if t == nil || of(t)[name] == nil {
 		return nil
 	}
-	t = d.MutTarget(iqn)
-	c := of(t)[name]
-	if d.mine(*own(c)) {
-		return c
-	}
-	c = clone(c)
-	*own(c) = d.mark()
-	of(t)[name] = c
-	return c
+	return mutEntry(d, of(d.MutTarget(iqn)), name, clone, own)
 }
 
 // fork is a copy of t that shares its portals, clients, groups and LUN
