@@ -347,6 +347,22 @@ func TestDiskCreateVariants(t *testing.T) {
 	if doc.Disks["rbd/multi"] != nil || len(wwns) != 3 {
 		t.Fatalf("names/wwns wrong: %v", wwns)
 	}
+	// the three are one commit: one epoch, one change for every gateway
+	epoch := doc.Epoch
+	expect(t, env.do(t, "PUT", "/api/disk/rbd/batch", v("mode", "create", "size", "1G", "count", "4")), 200, "disk create/update successful")
+	if got := loadDoc(t, store).Epoch; got != epoch+1 {
+		t.Fatalf("count=4 took epoch %d to %d, want one commit", epoch, got)
+	}
+	// an image that fails ends the count: the ones before it are kept
+	// registered, as upstream's loop keeps them, and the failure answers
+	env.imgs.add("rbd/part2", gib, 0)
+	rec := env.do(t, "PUT", "/api/disk/rbd/part", v("mode", "create", "size", "1G", "count", "3"))
+	expect(t, rec, 400, "disk create/update failed on "+gw1+". LUN allocation failure - (LUN.allocate) rbd 'part2' is not compatible with LIO\nImage features  are not supported")
+	doc = loadDoc(t, store)
+	if doc.Disks["rbd/part1"] == nil || doc.Disks["rbd/part2"] != nil || doc.Disks["rbd/part3"] != nil || env.imgs.get("rbd/part3") != nil {
+		t.Fatalf("after the failed count: part1 %v, part2 %v, part3 %v (image %v)", doc.Disks["rbd/part1"] != nil,
+			doc.Disks["rbd/part2"] != nil, doc.Disks["rbd/part3"] != nil, env.imgs.get("rbd/part3") != nil)
+	}
 	// "01" is not "1": upstream suffixes the name
 	expect(t, env.do(t, "PUT", "/api/disk/rbd/z", v("mode", "create", "size", "1G", "count", "01")), 200, "disk create/update successful")
 	if diskEntry(t, store, "rbd/z1") == nil {

@@ -363,14 +363,31 @@ func (s *server) putDisk(c echo.Context, f form, pool, image string) error {
 	if r.hasControls {
 		vars["controls"] = r.controlsText
 	}
-	text, status := "successful", http.StatusOK
+	allocs := make([]allocation, 0, r.count)
 	for _, name := range r.names() {
-		a := allocation{pool: pool, image: name, size: r.size, backstore: r.backstore, wwn: r.wwn, controls: r.controls, resize: r.mode == "resize"}
+		allocs = append(allocs, allocation{pool: pool, image: name, size: r.size, backstore: r.backstore, wwn: r.wwn, controls: r.controls, resize: r.mode == "resize"})
+	}
+	if len(remote) == 0 {
+		// A create calls no peer (they learn the disks from the config), so
+		// the images of a count are registered in one commit: one epoch and
+		// one reconcile per gateway instead of one per image.
+		text, status, err := s.fanout(ctx, plan{
+			label: "localhost", method: http.MethodPut, endpoint: "_disk",
+			localFail: "LUN allocation failure",
+			commit:    func(ctx context.Context) (*config.Doc, error) { return s.allocate(ctx, allocs...) },
+		})
+		if err != nil {
+			return err
+		}
+		return message(c, status, "disk create/update "+text)
+	}
+	text, status := "successful", http.StatusOK
+	for i, name := range r.names() {
 		text, status, err = s.fanout(ctx, plan{
 			after: remote, label: "localhost",
 			method: http.MethodPut, endpoint: "_disk", element: pathSegments(pool, name), vars: vars,
 			localFail: "LUN allocation failure",
-			commit:    func(ctx context.Context) (*config.Doc, error) { return s.allocate(ctx, a) },
+			commit:    func(ctx context.Context) (*config.Doc, error) { return s.allocate(ctx, allocs[i]) },
 		})
 		if err != nil {
 			return err
@@ -393,10 +410,6 @@ type allocation struct {
 	registered bool
 }
 
-// allocate is upstream's LUN.allocate on the allocating host, without the
-// LIO part (a disk that no target exports has no storage object; mapping
-// it creates one from the config): create the image or grow it, then
-// register the disk with its WWN. It returns the committed document.
 // imageResized tells a LocalLIO that caches image sizes (the gateway
 // reconciler does, because reading one costs an image open) to read this one
 // again on its next reconcile.
@@ -415,19 +428,78 @@ func (s *server) imageSized(pool, image string, size int64) {
 	}
 }
 
-func (s *server) allocate(ctx context.Context, a allocation) (*config.Doc, error) {
-	id := diskID(a.pool, a.image)
+// allocate is upstream's LUN.allocate on the allocating host, without the
+// LIO part (a disk that no target exports has no storage object; mapping
+// it creates one from the config): create each image or grow it, then
+// register the disks with their WWNs in one commit, and return the
+// committed document. An allocation that fails ends the run: the
+// images allocated before it are still registered (upstream's loop over a
+// count keeps them too), and the failure is the answer.
+func (s *server) allocate(ctx context.Context, as ...allocation) (*config.Doc, error) {
 	// the RBD work is a stage of the request's Server-Timing
 	t0 := time.Now()
+	regs := make([]registration, 0, len(as))
+	var failed error
+	for _, a := range as {
+		reg, err := s.allocateImage(ctx, a)
+		if err != nil {
+			failed = err
+			break
+		}
+		regs = append(regs, reg)
+	}
+	stagesOf(ctx).since("rbd", t0)
+	if len(regs) == 0 {
+		return nil, failed
+	}
+	if regs[0].resize {
+		// a resize is one image and changes nothing in the config
+		return s.load(ctx)
+	}
+	doc, err := s.commit(ctx, func(d *config.Doc) error {
+		added := 0
+		for _, r := range regs {
+			switch err := s.register(d, r); {
+			case errors.Is(err, errNoChange):
+			case err != nil:
+				return err
+			default:
+				added++
+			}
+		}
+		if added == 0 {
+			return errNoChange
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if failed != nil {
+		return nil, failed
+	}
+	return doc, nil
+}
+
+// registration is an allocated image's config entry to add.
+type registration struct {
+	allocation
+	poolID int64
+	wwn    string
+}
+
+// allocateImage creates the image of a, or grows it when it exists or a
+// resizes it.
+func (s *server) allocateImage(ctx context.Context, a allocation) (registration, error) {
 	fail := func(err error) error {
 		return httpErr(http.StatusInternalServerError, "LUN allocation failure - %v", err)
 	}
 	poolID, err := s.Images.PoolID(ctx, a.pool)
 	if errors.Is(err, rbd.ErrPoolNotFound) {
-		return nil, httpErr(http.StatusBadRequest, "LUN allocation failure - Pool '%s' does not exist. Unable to continue", a.pool)
+		return registration{}, httpErr(http.StatusBadRequest, "LUN allocation failure - Pool '%s' does not exist. Unable to continue", a.pool)
 	}
 	if err != nil {
-		return nil, fail(err)
+		return registration{}, fail(err)
 	}
 	// A create tries the image first: the name is free in the common case,
 	// and a failed open costs as much as a create under TCG. A name that
@@ -440,53 +512,53 @@ func (s *server) allocate(ctx context.Context, a allocation) (*config.Doc, error
 			created = true
 		case !errors.Is(err, rbd.ErrImageExists):
 			// upstream's wording, capitalised as it is
-			return nil, httpErr(http.StatusInternalServerError, "LUN allocation failure - Failed to create rbd image %s in pool %s : %v", a.image, a.pool, err)
+			return registration{}, httpErr(http.StatusInternalServerError, "LUN allocation failure - Failed to create rbd image %s in pool %s : %v", a.image, a.pool, err)
 		}
 	}
 	if !created {
 		info, err := s.Images.Info(ctx, a.pool, a.image)
 		if err != nil {
-			return nil, fail(err)
+			return registration{}, fail(err)
 		}
 		if err := rbd.CheckFeatures(a.image, info.Features); err != nil {
-			return nil, httpErr(http.StatusBadRequest, "LUN allocation failure - %v", err)
+			return registration{}, httpErr(http.StatusBadRequest, "LUN allocation failure - %v", err)
 		}
 		if a.size > info.Size {
 			err := s.Images.Resize(ctx, a.pool, a.image, a.size)
 			// a concurrent resize that got there first is as good
 			if err != nil && !errors.Is(err, rbd.ErrResizeNotLarger) {
-				return nil, fail(fmt.Errorf("rbd image resize failed for %s: %w", a.image, err))
+				return registration{}, fail(fmt.Errorf("rbd image resize failed for %s: %w", a.image, err))
 			}
 		}
 		s.imageResized(a.pool, a.image)
 	}
-	stagesOf(ctx).since("rbd", t0)
-	if a.resize {
-		return s.load(ctx)
-	}
-	wwn := a.wwn
-	if wwn == "" {
-		if wwn, err = newWWN(); err != nil {
-			return nil, fail(err)
+	reg := registration{allocation: a, poolID: poolID, wwn: a.wwn}
+	if !a.resize && reg.wwn == "" {
+		if reg.wwn, err = newWWN(); err != nil {
+			return registration{}, fail(err)
 		}
 	}
-	return s.commit(ctx, func(d *config.Doc) error {
-		if d.Disks[id] != nil {
-			if a.registered {
-				return errNoChange
-			}
-			return httpErr(http.StatusBadRequest, "at least one rbd image(s) with that name/prefix is already defined")
+	return reg, nil
+}
+
+// register adds r's disk to d; errNoChange when an internal replay finds it
+// registered already.
+func (s *server) register(d *config.Doc, r registration) error {
+	if d.Disks[diskID(r.pool, r.image)] != nil {
+		if r.registered {
+			return errNoChange
 		}
-		controls, err := s.Settings.MergeDiskControls(nil, a.controls)
-		if err != nil {
-			return httpErr(http.StatusBadRequest, "Unexpected or invalid controls: %v", err)
-		}
-		_, err = d.AddDisk(config.NewDisk{
-			Pool: a.pool, Image: a.image, PoolID: poolID, WWN: wwn,
-			Backstore: a.backstore, AllocatingHost: s.Gateway, Controls: controls,
-		}, s.now())
-		return err
-	})
+		return httpErr(http.StatusBadRequest, "at least one rbd image(s) with that name/prefix is already defined")
+	}
+	controls, err := s.Settings.MergeDiskControls(nil, r.controls)
+	if err != nil {
+		return httpErr(http.StatusBadRequest, "Unexpected or invalid controls: %v", err)
+	}
+	_, err = d.AddDisk(config.NewDisk{
+		Pool: r.pool, Image: r.image, PoolID: r.poolID, WWN: r.wwn,
+		Backstore: r.backstore, AllocatingHost: s.Gateway, Controls: controls,
+	}, s.now())
+	return err
 }
 
 // newWWN is a random (version 4) UUID, the unit serial rtslib generates.
