@@ -93,7 +93,7 @@ func incMutate(c *choices, d *Doc, now time.Time) {
 	gw := c.pick(incGateways)
 	cli := c.pick(incClients)
 	disk := c.pick(incDisks)
-	switch c.n(40) {
+	switch c.n(52) {
 	case 0, 1, 2:
 		pool, image, _ := SplitDiskID(disk)
 		_, _ = d.AddDisk(NewDisk{Pool: pool, Image: image, PoolID: 1, WWN: "wwn-" + disk, Backstore: "user:rbd",
@@ -171,13 +171,15 @@ func incMutate(c *choices, d *Doc, now time.Time) {
 			delete(d.Disks, disk)
 		}
 	case 31:
-		switch c.n(3) {
+		switch c.n(4) {
 		case 0:
 			d.Disks[disk] = nil
 		case 1:
 			if t := d.MutTarget(tgt); t != nil {
 				t.Clients[cli] = nil
 			}
+		case 2:
+			d.Targets[tgt] = nil
 		default:
 			d.Gateways[gw] = nil
 		}
@@ -190,7 +192,11 @@ func incMutate(c *choices, d *Doc, now time.Time) {
 			}
 		case 1:
 			if t := d.MutTarget(tgt); t != nil {
-				t.Extra = map[string]any{"x_target": "v"}
+				if len(t.Extra) == 0 {
+					t.Extra = map[string]any{"x_target": "v"}
+				} else {
+					t.Extra = nil
+				}
 			}
 		case 2:
 			if cl := d.MutClient(tgt, cli); cl != nil {
@@ -220,7 +226,7 @@ func incMutate(c *choices, d *Doc, now time.Time) {
 		if c.n(4) == 0 {
 			d.Version = 10
 		} else {
-			d.Epoch = -1
+			d.Epoch = -5 // still negative after the step's Touch
 		}
 	case 35:
 		if cl := d.MutClient(tgt, cli); cl != nil {
@@ -236,6 +242,77 @@ func incMutate(c *choices, d *Doc, now time.Time) {
 		// a nil disks map exempts client LUNs from being the target's
 		if t := d.MutTarget(tgt); t != nil && c.n(3) == 0 {
 			t.Disks = nil
+		}
+	case 39:
+		d.GatewaysUpgraded = [][]string{nil, {}, {gw}}[c.n(3)]
+	case 40:
+		// a target disk the document does not define
+		if t := d.MutTarget(tgt); t != nil && t.Disks != nil {
+			t.Disks["rbd/missing"] = LunRef{LunID: 100 + c.n(3)}
+		}
+	case 41:
+		// a group's LUNs and members out of step with the target
+		if g := d.MutGroup(tgt, c.pick(incGroups)); g != nil {
+			if c.n(2) == 0 {
+				g.Members = append(slices.Clone(g.Members), cli)
+			} else {
+				g.Disks = maps.Clone(g.Disks)
+				if g.Disks == nil {
+					g.Disks = map[string]LunRef{}
+				}
+				g.Disks[disk] = LunRef{LunID: c.n(4)}
+			}
+		}
+	case 42:
+		if t := d.MutTarget(tgt); t != nil {
+			if c.n(2) == 0 {
+				t.IPList = nil
+			} else if len(t.Portals) > 0 {
+				t.Portals[slices.Sorted(maps.Keys(t.Portals))[0]] = nil
+			}
+		}
+	case 43:
+		// a value the encoder refuses
+		switch c.n(3) {
+		case 0:
+			if k := d.MutDisk(disk); k != nil {
+				k.Controls = map[string]any{"bad": make(chan int)}
+			}
+		case 1:
+			if t := d.MutTarget(tgt); t != nil {
+				t.Extra = map[string]any{"bad": make(chan int)}
+			}
+		default:
+			if t := d.MutTarget(tgt); t != nil {
+				t.Controls = map[string]any{"bad": make(chan int)}
+			}
+		}
+	case 44:
+		// a new gateway or target whose name breaks its grammar
+		if c.n(2) == 0 {
+			d.Gateways["bad gw"] = &Gateway{}
+		} else {
+			d.Targets["bad target"] = NewTarget(now)
+		}
+	case 45:
+		if k := d.MutDisk(disk); k != nil {
+			k.BackstoreObjectName = ""
+		}
+	case 46, 47:
+		// a group made by hand, its members' group names set or not
+		if t := d.MutTarget(tgt); t != nil {
+			name := c.pick(incGroups)
+			g := NewGroup()
+			g.Members = c.subset(slices.Sorted(maps.Keys(t.Clients)))
+			for _, id := range c.subset(slices.Sorted(maps.Keys(t.Disks))) {
+				g.Disks[id] = LunRef{LunID: c.n(6)}
+			}
+			t.Groups[name] = g
+			for _, m := range g.Members {
+				if cl := d.MutClient(tgt, m); cl != nil && c.n(8) != 0 {
+					cl.GroupName = name
+				}
+			}
 		}
 	default:
 		// a name that breaks its grammar on a disk: refused unless its
@@ -255,17 +332,39 @@ func injectInvalid(tb testing.TB, c *choices, d *Doc) *Doc {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if c.n(2) == 0 {
+	targets := m["targets"].(map[string]any)
+	var target map[string]any
+	for _, iqn := range slices.Sorted(maps.Keys(targets)) {
+		target = targets[iqn].(map[string]any)
+		break
+	}
+	switch c.n(5) {
+	case 0:
+		m["gateways"].(map[string]any)["bad gw"] = map[string]any{"active_luns": 0, "created": "", "updated": ""}
+		return reparse(tb, m)
+	case 1:
+		targets["bad target"] = map[string]any{"auth": map[string]any{}, "clients": map[string]any{}, "controls": map[string]any{},
+			"created": "", "disks": map[string]any{}, "groups": map[string]any{}, "portals": map[string]any{}}
+		return reparse(tb, m)
+	case 2:
+		if target != nil {
+			target["groups"].(map[string]any)["bad group"] = map[string]any{"disks": map[string]any{}, "members": []any{}}
+			return reparse(tb, m)
+		}
+	}
+	if c.n(2) == 0 || target == nil {
 		m["disks"].(map[string]any)["rbd/bad img"] = map[string]any{"pool": "rbd", "image": "bad img",
 			"backstore": "user:rbd", "backstore_object_name": "rbd.bad img", "controls": map[string]any{},
 			"created": "", "updated": "", "wwn": "bad", "pool_id": 1}
 	} else {
-		for _, t := range m["targets"].(map[string]any) {
-			t.(map[string]any)["clients"].(map[string]any)["iqn.1994-05.com.example:bad client"] =
-				map[string]any{"auth": map[string]any{}, "group_name": "", "luns": map[string]any{}}
-			break
-		}
+		target["clients"].(map[string]any)["iqn.1994-05.com.example:bad client"] =
+			map[string]any{"auth": map[string]any{}, "group_name": "", "luns": map[string]any{}}
 	}
+	return reparse(tb, m)
+}
+
+func reparse(tb testing.TB, m map[string]any) *Doc {
+	tb.Helper()
 	raw, err := MarshalAny(m)
 	if err != nil {
 		tb.Fatal(err)
@@ -306,7 +405,10 @@ func runIncremental(t *testing.T, c *choices, steps int) (ok, refused int) {
 			}
 		}
 		tolerated := from.doc.InvalidNames()
-		if from.enc != nil {
+		if c.n(20) == 0 {
+			// a caller that tolerates nothing
+			tolerated = nil
+		} else if from.enc != nil {
 			if !slices.Equal(slices.Sorted(maps.Keys(from.enc.InvalidNames())), slices.Sorted(maps.Keys(tolerated))) {
 				t.Fatalf("step %d: the Encoding's invalid names %v, the document's %v", step, from.enc.InvalidNames(), tolerated)
 			}
