@@ -117,6 +117,10 @@ type Store struct {
 	loadedMu  sync.Mutex
 	loadedVer uint64
 	loaded    *config.Doc
+	// loadedEnc is loaded's Encoding when a commit of this store built it
+	// (nil after a read): the next commit validates and encodes only what
+	// its mutation changed, and tolerates the invalid names it records.
+	loadedEnc *config.Encoding
 	// loadedBytes is loaded's encoding when it was remembered, kept in
 	// test binaries (checkShared) to catch a write through a shared object.
 	loadedBytes []byte
@@ -325,7 +329,7 @@ func (s *Store) Snapshot(ctx context.Context) (*config.Doc, uint64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	s.remember(doc, ver)
+	s.remember(doc, ver, nil)
 	return doc, ver, nil
 }
 
@@ -434,12 +438,19 @@ func (s *Store) Cached() *config.Doc {
 
 // cached is the remembered document when it is version ver, else nil.
 func (s *Store) cached(ver uint64) *config.Doc {
+	doc, _ := s.cachedEncoding(ver)
+	return doc
+}
+
+// cachedEncoding is cached with the remembered document's Encoding (nil
+// when none was built).
+func (s *Store) cachedEncoding(ver uint64) (*config.Doc, *config.Encoding) {
 	s.loadedMu.Lock()
 	defer s.loadedMu.Unlock()
 	if s.loaded != nil && s.loadedVer == ver {
-		return s.loaded
+		return s.loaded, s.loadedEnc
 	}
-	return nil
+	return nil, nil
 }
 
 // since is the remembered document and its version when that is ver or
@@ -455,17 +466,22 @@ func (s *Store) since(ver uint64) (*config.Doc, uint64) {
 }
 
 // remember keeps doc as the document of object version ver, unless a newer one is
-// already known. doc is never modified afterwards: callers share it.
-func (s *Store) remember(doc *config.Doc, ver uint64) {
-	var enc []byte
+// already known. doc is never modified afterwards: callers share it. enc is
+// doc's Encoding, nil when unknown (the one remembered for doc is kept).
+func (s *Store) remember(doc *config.Doc, ver uint64, enc *config.Encoding) {
+	var raw []byte
 	if s.checkShared {
-		enc = doc.Marshal()
+		raw = doc.Marshal()
 	}
 	s.loadedMu.Lock()
 	defer s.loadedMu.Unlock()
 	if ver >= s.loadedVer {
 		if doc != s.loaded {
-			s.loadedBytes = enc
+			s.loadedBytes = raw
+			s.loadedEnc = nil
+		}
+		if enc != nil {
+			s.loadedEnc = enc
 		}
 		s.loaded, s.loadedVer = doc, ver
 	}
@@ -566,10 +582,11 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 	lostLeases := 0
 	for attempt := 1; ; attempt++ {
 		var doc, forked *config.Doc
+		var prev *config.Encoding
 		changed := false
 		var raw []byte
-		if cur := s.cached(ver); known && cur != nil && !onlyIfNeeded {
-			forked = cur
+		if cur, enc := s.cachedEncoding(ver); known && cur != nil && !onlyIfNeeded {
+			forked, prev = cur, enc
 			// The lock asserted the version of the remembered document and
 			// the write asserts the version the lock left, so the
 			// remembered document is the one the mutation must see: no stat,
@@ -591,7 +608,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		}
 		seed := len(raw) == 0 && mutate == nil
 		// A fresh seed keeps epoch 0 and no "updated" stamp, as upstream's does.
-		out, err := s.change(doc, mutate, !seed, clock)
+		out, enc, err := s.change(doc, prev, mutate, !seed, clock)
 		if err != nil {
 			return nil, err
 		}
@@ -614,7 +631,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		switch {
 		case err == nil:
 			unlocked = true
-			s.committed(io, doc)
+			s.committed(io, doc, enc)
 			return doc, nil
 		case Errno(err) == errnoENOENT && lostLeases < maxLostLeases:
 			// The unlock step found no lock of ours: the commit took longer
@@ -654,7 +671,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 // and the caller commits under the lock, running mutate again.
 func (s *Store) commitUnlocked(io *rados.IOContext, mutate Mutation, clock *stageClock) (doc *config.Doc, done bool, err error) {
 	s.loadedMu.Lock()
-	cur, ver := s.loaded, s.loadedVer
+	cur, ver, prev := s.loaded, s.loadedVer, s.loadedEnc
 	if ver == 0 || ver != s.unlockedAt {
 		cur = nil
 	}
@@ -664,7 +681,7 @@ func (s *Store) commitUnlocked(io *rados.IOContext, mutate Mutation, clock *stag
 	}
 	doc = cur.Fork()
 	clock.mark("read")
-	out, err := s.change(doc, mutate, true, clock)
+	out, enc, err := s.change(doc, prev, mutate, true, clock)
 	if err != nil {
 		return nil, true, err
 	}
@@ -680,7 +697,7 @@ func (s *Store) commitUnlocked(io *rados.IOContext, mutate Mutation, clock *stag
 	clock.mark("write")
 	switch e := Errno(err); {
 	case err == nil:
-		s.committed(io, doc)
+		s.committed(io, doc, enc)
 		return doc, true, nil
 	case e == errnoERANGE || e == errnoEOVERFLOW || e == errnoENOENT:
 		// somebody locked or wrote since: nothing of the op applied
@@ -695,11 +712,19 @@ func (s *Store) commitUnlocked(io *rados.IOContext, mutate Mutation, clock *stag
 // "updated" stamp, and encodes the result, refusing one that would not
 // validate. Names an older gateway or a hand edit left behind stay
 // committable (so the object can still be deleted); new ones must be valid.
-func (s *Store) change(doc *config.Doc, mutate Mutation, bump bool, clock *stageClock) ([]byte, error) {
-	invalid := doc.InvalidNames()
+// prev is the Encoding of the document doc was forked from (nil: none):
+// only what the mutation changed is validated and encoded again. The
+// result's Encoding is for the next commit.
+func (s *Store) change(doc *config.Doc, prev *config.Encoding, mutate Mutation, bump bool, clock *stageClock) ([]byte, *config.Encoding, error) {
+	var invalid map[string]error
+	if prev != nil {
+		invalid = prev.InvalidNames()
+	} else {
+		invalid = doc.InvalidNames()
+	}
 	if mutate != nil {
 		if err := mutate(doc); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	clock.mark("mutation")
@@ -707,20 +732,21 @@ func (s *Store) change(doc *config.Doc, mutate Mutation, bump bool, clock *stage
 		doc.Epoch++
 		doc.Updated = config.Timestamp(s.opts.Now())
 	}
-	out, err := doc.ValidateAndMarshalSince(invalid)
+	out, enc, err := doc.ValidateAndMarshalFrom(prev, invalid)
 	if err != nil {
-		return nil, fmt.Errorf("commit to %s refused, the result would be invalid: %w", s.Name(), err)
+		return nil, nil, fmt.Errorf("commit to %s refused, the result would be invalid: %w", s.Name(), err)
 	}
 	clock.mark("encode")
-	return out, nil
+	return out, enc, nil
 }
 
 // committed records the document this store's write left, whose operation
 // also released any lock of ours: the committing gateway reads its own
 // write without a read, and its next commit needs no lock.
-func (s *Store) committed(io *rados.IOContext, doc *config.Doc) {
+func (s *Store) committed(io *rados.IOContext, doc *config.Doc, enc *config.Encoding) {
 	if written, err := io.GetLastVersion(); err == nil {
-		s.remember(doc.Fork(), written)
+		// the fork holds doc's objects, so doc's Encoding is the fork's
+		s.remember(doc.Fork(), written, enc)
 		s.loadedMu.Lock()
 		if s.loadedVer == written {
 			s.unlockedAt = written
@@ -766,7 +792,7 @@ func (s *Store) lock(ctx context.Context, io *rados.IOContext) (ver uint64, know
 		case err == nil:
 			if doc != nil {
 				if now, verr := io.GetLastVersion(); verr == nil {
-					s.remember(doc, now)
+					s.remember(doc, now, nil)
 					return now, true, nil
 				}
 			}
