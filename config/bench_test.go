@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"syscall"
 	"testing"
@@ -116,5 +117,73 @@ func BenchmarkScale(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkCommitEncode is a commit's validate and encode (the store's
+// change after its mutation) on the issue 10 target of n LUNs and n/4
+// clients, for the two calls that grow it, side by side: full is the path
+// before incremental encoding (InvalidNames of the committed document,
+// then ValidateAndMarshalSince), incremental builds on the committed
+// document's Encoding (ValidateAndMarshalFrom).
+// targetlun maps a registered disk to the target (PUT /api/targetlun),
+// clientlun gives a client a fifth LUN (PUT /api/clientlun).
+// Run: go test -tags pacific -run '^$' -bench CommitEncode ./config/
+func BenchmarkCommitEncode(b *testing.B) {
+	const iqn = "iqn.2003-01.com.example.bench:target"
+	now := time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)
+	for _, n := range []int{256, 4096} {
+		base := scaleDoc(b, n)
+		base.Gateways["gw1"] = &Gateway{ActiveLuns: n}
+		if _, err := base.AddDisk(NewDisk{Pool: "rbd", Image: "new", PoolID: 1, WWN: "wwn-new", Backstore: "user:rbd",
+			AllocatingHost: "gw1"}, now); err != nil {
+			b.Fatal(err)
+		}
+		_, enc, err := base.ValidateAndMarshalFrom(nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		changes := []struct {
+			name   string
+			mutate func(d *Doc) error
+		}{
+			{"targetlun", func(d *Doc) error {
+				_, _, err := d.MapTargetLun(iqn, "rbd/new", nil, "gw1", now)
+				return err
+			}},
+			{"clientlun", func(d *Doc) error {
+				_, err := d.SetClientLuns(iqn, "iqn.1994-05.com.example:c00001",
+					[]string{"rbd/img00004", "rbd/img00005", "rbd/img00006", "rbd/img00007", "rbd/img00010"}, now)
+				return err
+			}},
+		}
+		for _, c := range changes {
+			next := base.Fork()
+			if err := c.mutate(next); err != nil {
+				b.Fatal(err)
+			}
+			next.Touch(now)
+			want := next.Marshal()
+			b.Run(fmt.Sprintf("luns=%d/%s/full", n, c.name), func(b *testing.B) {
+				defer cpuPerOp(b, processCPU())
+				for b.Loop() {
+					if _, err := next.ValidateAndMarshalSince(base.InvalidNames()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run(fmt.Sprintf("luns=%d/%s/incremental", n, c.name), func(b *testing.B) {
+				got, _, err := next.ValidateAndMarshalFrom(enc, enc.InvalidNames())
+				if err != nil || !bytes.Equal(got, want) {
+					b.Fatalf("the incremental encoding differs from Marshal (%v)", err)
+				}
+				defer cpuPerOp(b, processCPU())
+				for b.Loop() {
+					if _, _, err := next.ValidateAndMarshalFrom(enc, enc.InvalidNames()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
