@@ -440,6 +440,10 @@ func runIncremental(t *testing.T, c *choices, steps int) (ok, refused int) {
 		if !bytes.Equal(enc.Bytes(), got) {
 			t.Fatalf("step %d: the Encoding's bytes are not the ones returned", step)
 		}
+		if len(next.Extra) == 0 && enc.disks == nil {
+			// the full path accepted what the incremental one refused
+			t.Fatalf("step %d: the incremental path gave up on a valid document", step)
+		}
 		ok++
 		history = append(history, committed{doc: next, enc: enc})
 		if len(history) > 8 {
