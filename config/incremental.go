@@ -44,7 +44,8 @@ type Encoding struct {
 
 // EncodingStats counts the disks, targets, clients, portals and groups an
 // encode wrote afresh and the ones whose bytes it copied from the previous
-// Encoding.
+// Encoding; gateways, few, are always written and counted as written. A
+// document encoded whole (unknown top-level keys) counts as one.
 type EncodingStats struct {
 	Encoded, Reused int
 }
