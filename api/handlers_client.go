@@ -317,14 +317,20 @@ func (s *server) internalClientAuth() echo.HandlerFunc {
 }
 
 // docPath returns the generic (JSON) form of a part of the document, with
-// every key it holds, unknown ones included.
+// every key it holds, unknown ones included. Only the object holding it is
+// encoded and parsed, so reading one disk or client costs that object, not
+// the document.
 func docPath(doc *config.Doc, keys ...string) (any, bool) {
-	m, err := config.ParseAny(doc.Marshal())
+	raw, rest, err := doc.MarshalPart(keys...)
+	if err != nil || raw == nil {
+		return nil, false
+	}
+	m, err := config.ParseAny(raw)
 	if err != nil {
 		return nil, false
 	}
 	var cur any = m
-	for _, k := range keys {
+	for _, k := range rest {
 		mm, ok := cur.(map[string]any)
 		if !ok {
 			return nil, false

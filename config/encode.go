@@ -297,3 +297,51 @@ func (l LunRef) encode(b *bytes.Buffer, depth int) error {
 	o.close()
 	return nil
 }
+
+// MarshalPart encodes the smallest object of d that holds the value at keys
+// (a disk, gateway, target, or a target's client, portal or group), so that
+// a read of one entry does not encode every LUN of the document. It returns
+// that object's bytes, which are exactly its part of Marshal's, and the keys
+// left to walk inside it; raw is nil when the path names an absent or null
+// object. A path that names no such object encodes the whole document.
+func (d *Doc) MarshalPart(keys ...string) (raw []byte, rest []string, err error) {
+	var b bytes.Buffer
+	enc := func(ok bool, e func(*bytes.Buffer, int) error, used int) ([]byte, []string, error) {
+		if !ok {
+			return nil, nil, nil
+		}
+		if err := e(&b, 0); err != nil {
+			return nil, nil, err
+		}
+		return b.Bytes(), keys[used:], nil
+	}
+	switch {
+	case len(keys) >= 2 && keys[0] == "disks":
+		o := d.Disks[keys[1]]
+		return enc(o != nil, func(b *bytes.Buffer, n int) error { return o.encode(b, n) }, 2)
+	case len(keys) >= 2 && keys[0] == "gateways":
+		o := d.Gateways[keys[1]]
+		return enc(o != nil, func(b *bytes.Buffer, n int) error { return o.encode(b, n) }, 2)
+	case len(keys) >= 2 && keys[0] == "targets":
+		t := d.Targets[keys[1]]
+		if t == nil {
+			return nil, nil, nil
+		}
+		if len(keys) >= 4 {
+			switch keys[2] {
+			case "clients":
+				o := t.Clients[keys[3]]
+				return enc(o != nil, func(b *bytes.Buffer, n int) error { return o.encode(b, n) }, 4)
+			case "portals":
+				o := t.Portals[keys[3]]
+				return enc(o != nil, func(b *bytes.Buffer, n int) error { return o.encode(b, n) }, 4)
+			case "groups":
+				o := t.Groups[keys[3]]
+				return enc(o != nil, func(b *bytes.Buffer, n int) error { return o.encode(b, n) }, 4)
+			}
+		}
+		return enc(true, t.encode, 2)
+	}
+	raw, err = marshalDoc(d)
+	return raw, keys, err
+}
