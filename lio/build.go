@@ -390,6 +390,11 @@ func build(spec Spec, m *buildMemo) (State, error) {
 	}
 	// every storage object made is of a managed name: walking those (sorted)
 	// spares sorting the names of sos
+	if len(sos) > 0 {
+		// one allocation: growing a list of thousands of objects copied
+		// each several times
+		st.StorageObjects = make([]StorageObject, 0, len(sos))
+	}
 	for i, name := range st.Managed.StorageObjects {
 		so := sos[name]
 		if so == nil || failedSO[name] || (i > 0 && st.Managed.StorageObjects[i-1] == name) {
@@ -401,6 +406,9 @@ func build(spec Spec, m *buildMemo) (State, error) {
 			slices.SortFunc(so.ALUA, aluaByID)
 		}
 		st.StorageObjects = append(st.StorageObjects, *so)
+	}
+	if len(st.StorageObjects) == 0 {
+		st.StorageObjects = nil
 	}
 	return st, errors.Join(errs...)
 }
