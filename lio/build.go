@@ -331,7 +331,7 @@ func build(spec Spec, m *buildMemo) (State, error) {
 		st.Managed.StorageObjects = make([]string, 0, len(spec.Disks))
 	}
 	for id, d := range spec.Disks {
-		name := d.objectName(id)
+		name := m.objectName(id, d)
 		if err := m.checkName(okObjects, name, func() error { return checkObjectName(spec.Names, id, name) }); err != nil {
 			badIDs = append(badIDs, id)
 			badName[id] = err
@@ -431,6 +431,19 @@ func dropLUNs(targets []Target, names map[string]bool) {
 			}
 		}
 	}
+}
+
+// objectName is d.objectName(id), taken from the storage object memoized
+// for the disk when its naming fields are the same: every build names
+// every disk, and making thousands of names was most of what a build of
+// a one-LUN change allocated.
+func (m *buildMemo) objectName(id string, d DiskSpec) string {
+	if m != nil {
+		if p, ok := m.sos[id]; ok && p.d.Pool == d.Pool && p.d.Image == d.Image && p.d.BackstoreObjectName == d.BackstoreObjectName {
+			return p.so.Name
+		}
+	}
+	return d.objectName(id)
 }
 
 func (d DiskSpec) objectName(id string) string {
