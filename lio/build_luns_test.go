@@ -128,9 +128,7 @@ func TestBuilderLUNPatch(t *testing.T) {
 				case k == 14:
 					name = "disk gone from the config, or back"
 					if d, ok := someDisk(t1); ok {
-						if _, in := s.Disks[d]; in {
-							delete(s.Disks, d)
-						}
+						delete(s.Disks, d)
 					}
 					for i := range disks {
 						if _, in := s.Disks[id(i)]; !in && rng.IntN(2) == 0 {
