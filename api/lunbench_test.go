@@ -59,7 +59,8 @@ func scaleDoc(n, spare int) *config.Doc {
 // from each answer's Server-Timing: "store-p50-ms" is its validation and
 // encoding plus the write, "rest-p50-ms" the request without them (the
 // figure issue 10 wants flat). "commit" is a commit of a one-stamp change,
-// with nothing planned.
+// with nothing planned. "deltargetlun" is DELETE /api/targetlun of a LUN
+// no client maps.
 // Run: go test -tags pacific -run '^$' -bench PutLun -benchtime 20x ./api/
 // BENCH_PUTLUN_PROFILE=DIR writes each loop's CPU profile there.
 func BenchmarkPutLun(b *testing.B) {
@@ -130,6 +131,31 @@ func BenchmarkPutLun(b *testing.B) {
 					if rec.Code != http.StatusOK {
 						b.Fatalf("%d %s", rec.Code, rec.Body)
 					}
+					stop()
+					p.stages(b, rec.Header().Get("Server-Timing"))
+				}
+			})
+			// DELETE of a LUN no client maps: the disks the targetlun loop
+			// added, last first; when none is left one is re-added before
+			// the iteration's clock starts.
+			b.Run("deltargetlun", func(b *testing.B) {
+				var p p50
+				defer p.report(b)
+				defer profileLoop(b, n, "deltargetlun")()
+				for b.Loop() {
+					if next == n {
+						rec := env.do(b, http.MethodPut, "/api/targetlun/"+tIQN, v("disk", fmt.Sprintf("rbd/img%04d", next)))
+						if rec.Code != http.StatusOK {
+							b.Fatalf("re-add: %d %s", rec.Code, rec.Body)
+						}
+						next++
+					}
+					stop := p.time()
+					rec := env.do(b, http.MethodDelete, "/api/targetlun/"+tIQN, v("disk", fmt.Sprintf("rbd/img%04d", next-1)))
+					if rec.Code != http.StatusOK {
+						b.Fatalf("%d %s", rec.Code, rec.Body)
+					}
+					next--
 					stop()
 					p.stages(b, rec.Header().Get("Server-Timing"))
 				}

@@ -345,6 +345,11 @@ func (a *adapter) addExtras(spec *lio.Spec) {
 			spec.Targets[iqn] = lio.TargetSpec{}
 		}
 	}
+	if len(a.opts.ManagedStorageObjects) == 0 {
+		// a member's build (memoDesired) names no leftovers: the names of
+		// thousands of disks need not be made to find none
+		return
+	}
 	have := map[string]bool{}
 	for id, d := range spec.Disks {
 		have[lio.ObjectName(id, d.Pool, d.Image, d.BackstoreObjectName)] = true

@@ -382,6 +382,23 @@ func TestSpecFromConfigExtraManaged(t *testing.T) {
 	}
 }
 
+// TestAddExtrasWithoutNamesIsFree: a member's build, which names no
+// leftovers, adds nothing and makes nothing of its thousands of disks (the
+// pass was a map of every object name, on every build).
+func TestAddExtrasWithoutNamesIsFree(t *testing.T) {
+	spec := lio.Spec{Disks: map[string]lio.DiskSpec{}, Targets: map[string]lio.TargetSpec{}}
+	for i := range 1000 {
+		spec.Disks[fmt.Sprintf("rbd/img%04d", i)] = lio.DiskSpec{Pool: "rbd", Image: fmt.Sprintf("img%04d", i)}
+	}
+	a := adapter{}
+	if allocs := testing.AllocsPerRun(5, func() { a.addExtras(&spec) }); allocs != 0 {
+		t.Errorf("addExtras without names allocated %v times", allocs)
+	}
+	if len(spec.Disks) != 1000 || len(spec.Targets) != 0 {
+		t.Errorf("addExtras without names changed the spec: %d disks, %d targets", len(spec.Disks), len(spec.Targets))
+	}
+}
+
 func TestSpecFromConfigMissingImageIsSkipped(t *testing.T) {
 	doc := testDoc(t)
 	sz := &sizes{

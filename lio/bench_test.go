@@ -143,3 +143,35 @@ func BenchmarkModelObserve(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkBuilderLUNStep is the Builder's part of PUT and DELETE
+// /api/targetlun on a target of n LUNs (n/4 clients of 4): one disk added
+// to the target, then removed, each built from the memo of the build
+// before.
+// Run: go test -tags pacific -run '^$' -bench BuilderLUNStep ./lio/
+func BenchmarkBuilderLUNStep(b *testing.B) {
+	for _, n := range []int{256, 1024, 4096} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			spec := benchSpec(n)
+			extra := fmt.Sprintf("rbd/img%05d", n)
+			spec.Disks[extra] = DiskSpec{Pool: "rbd", Image: fmt.Sprintf("img%05d", n), WWN: "wwn-extra", Owner: "gw1", Size: 1 << 30}
+			luns := spec.Targets["iqn.2003-01.com.example:bench"].Disks
+			var bld Builder
+			if _, err := bld.Build(spec); err != nil {
+				b.Fatal(err)
+			}
+			i := 0
+			for b.Loop() {
+				if i%2 == 0 {
+					luns[extra] = n
+				} else {
+					delete(luns, extra)
+				}
+				i++
+				if _, err := bld.Build(spec); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -160,6 +160,8 @@ type buildMemo struct {
 	// luns are, by target, what its LUNs came to (targetLUNs).
 	luns     map[string]*lunsPiece
 	lunsUsed int
+	// lunsPatched is whether the last build patched a target's LUNs.
+	lunsPatched bool
 	// managed is the Managed of the last build, whose lists the next one
 	// shares when they are equal: a caller that keeps what it derived
 	// from a state's names tells them from its last ones at once.
@@ -290,7 +292,7 @@ func (b *Builder) Build(spec Spec) (State, error) {
 		// the initiators of many clients gone since
 		b.m.okIQNs = map[string]bool{}
 	}
-	b.m.aclsUsed, b.m.lunsUsed = 0, 0
+	b.m.aclsUsed, b.m.lunsUsed, b.m.lunsPatched = 0, 0, false
 	st, err := build(spec, b.m)
 	if slices.Equal(st.Managed.StorageObjects, b.m.managed.StorageObjects) {
 		st.Managed.StorageObjects = b.m.managed.StorageObjects
@@ -329,7 +331,7 @@ func build(spec Spec, m *buildMemo) (State, error) {
 		st.Managed.StorageObjects = make([]string, 0, len(spec.Disks))
 	}
 	for id, d := range spec.Disks {
-		name := d.objectName(id)
+		name := m.objectName(id, d)
 		if err := m.checkName(okObjects, name, func() error { return checkObjectName(spec.Names, id, name) }); err != nil {
 			badIDs = append(badIDs, id)
 			badName[id] = err
@@ -388,6 +390,11 @@ func build(spec Spec, m *buildMemo) (State, error) {
 	}
 	// every storage object made is of a managed name: walking those (sorted)
 	// spares sorting the names of sos
+	if len(sos) > 0 {
+		// one allocation: growing a list of thousands of objects copied
+		// each several times
+		st.StorageObjects = make([]StorageObject, 0, len(sos))
+	}
 	for i, name := range st.Managed.StorageObjects {
 		so := sos[name]
 		if so == nil || failedSO[name] || (i > 0 && st.Managed.StorageObjects[i-1] == name) {
@@ -399,6 +406,9 @@ func build(spec Spec, m *buildMemo) (State, error) {
 			slices.SortFunc(so.ALUA, aluaByID)
 		}
 		st.StorageObjects = append(st.StorageObjects, *so)
+	}
+	if len(st.StorageObjects) == 0 {
+		st.StorageObjects = nil
 	}
 	return st, errors.Join(errs...)
 }
@@ -421,6 +431,19 @@ func dropLUNs(targets []Target, names map[string]bool) {
 			}
 		}
 	}
+}
+
+// objectName is d.objectName(id), taken from the storage object memoized
+// for the disk when its naming fields are the same: every build names
+// every disk, and making thousands of names was most of what a build of
+// a one-LUN change allocated.
+func (m *buildMemo) objectName(id string, d DiskSpec) string {
+	if m != nil {
+		if p, ok := m.sos[id]; ok && p.d.Pool == d.Pool && p.d.Image == d.Image && p.d.BackstoreObjectName == d.BackstoreObjectName {
+			return p.so.Name
+		}
+	}
+	return d.objectName(id)
 }
 
 func (d DiskSpec) objectName(id string) string {
@@ -559,6 +582,12 @@ type lunsPiece struct {
 	// sos are the storage objects of its disks with this target's ALUA
 	// groups, the only ones they had
 	sos []StorageObject
+	// names and indexes are the disk of each storage object and LUN id,
+	// when no two disks share either (patchable): patch checks a new
+	// disk against them.
+	names     map[string]string
+	indexes   map[int]string
+	patchable bool
 }
 
 // matches reports whether p is what the LUNs of ts come to in spec, with
@@ -589,18 +618,24 @@ func (p *lunsPiece) matches(spec Spec, ts TargetSpec, sos map[string]*StorageObj
 // entry; none for an entry that is not a valid IP), adding their storage
 // objects to sos. A target whose disks, specs and portals did not change
 // since the last build without a failed LUN takes what that build made: a
-// change of its clients costs no LUN.
+// change of its clients costs no LUN. One whose disks changed in a few
+// places only patches what that build made (lunsPiece.patch): a LUN added
+// to a target of thousands makes one LUN, not thousands.
 func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos map[string]*StorageObject, m *buildMemo) []tpgLUNs {
 	if m != nil {
-		if p, ok := m.luns[iqn]; ok && p.matches(spec, ts, sos) {
-			m.lunsUsed++
-			objs := slices.Clone(p.sos)
-			for i := range objs {
-				// another target's groups are appended to a copy
-				objs[i].ALUA = slices.Clip(objs[i].ALUA)
-				sos[objs[i].Name] = &objs[i]
+		if p, ok := m.luns[iqn]; ok {
+			if q, ok := p.patch(spec, ts, sos, m); ok {
+				m.luns[iqn] = q
+				m.lunsUsed++
+				m.lunsPatched = m.lunsPatched || q != p
+				objs := slices.Clone(q.sos)
+				for i := range objs {
+					// another target's groups are appended to a copy
+					objs[i].ALUA = slices.Clip(objs[i].ALUA)
+					sos[objs[i].Name] = &objs[i]
+				}
+				return q.tpgs
 			}
-			return p.tpgs
 		}
 	}
 	before := len(sos)
@@ -642,24 +677,24 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos map[string]*StorageObj
 		return tpgs
 	}
 	p := &lunsPiece{ipList: slices.Clone(ts.IPList), portals: make(map[string][]string, len(ts.Portals)), ids: ids,
-		lunIDs: make([]int, len(ids)), specs: make([]DiskSpec, len(ids)), tpgs: tpgs}
+		lunIDs: make([]int, len(ids)), specs: make([]DiskSpec, len(ids)), tpgs: tpgs,
+		names: make(map[string]string, len(ids)), indexes: make(map[int]string, len(ids)), patchable: true}
 	for gw, ips := range ts.Portals {
 		p.portals[gw] = slices.Clone(ips)
 	}
-	seen := make(map[string]bool, len(ids))
 	for i, id := range ids {
 		d := spec.Disks[id]
 		p.lunIDs[i] = ts.Disks[id]
-		// a copy of what may change under the caller (the document's
-		// controls map)
-		p.specs[i] = d
-		p.specs[i].Controls = nil
-		if len(d.Controls) > 0 {
-			p.specs[i].Controls = maps.Clone(d.Controls)
+		p.specs[i] = specCopy(d)
+		if _, dup := p.indexes[p.lunIDs[i]]; dup {
+			p.patchable = false
 		}
+		p.indexes[p.lunIDs[i]] = id
 		name := d.objectName(id)
-		if !seen[name] {
-			seen[name] = true
+		if _, dup := p.names[name]; dup {
+			p.patchable = false
+		} else {
+			p.names[name] = id
 			// sorted in place: its groups are this target's only, which
 			// the state sorts anyway; a later target sharing the object
 			// appends past them

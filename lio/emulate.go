@@ -394,7 +394,8 @@ func (f FS) writeRaw(rel, value string) error {
 
 // emulatedRmdirCheck imitates configfs: a directory with user-created
 // children (objects or links) cannot be removed, nor can a storage object
-// that a LUN still links to.
+// that a LUN still links to (found in the link index, not by walking the
+// fabric).
 func (f FS) emulatedRmdirCheck(rel string) error {
 	busy := func() error { return &fs.PathError{Op: "rmdir", Path: f.abs(rel), Err: syscall.ENOTEMPTY} }
 	if classify(rel) == kindNone {
@@ -420,20 +421,15 @@ func (f FS) emulatedRmdirCheck(rel string) error {
 	if classify(rel) != kindSO {
 		return nil
 	}
-	return filepath.WalkDir(f.abs(fabricDir), func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if os.IsNotExist(err) {
-				return nil
-			}
-			return err
-		}
-		if d.Type()&fs.ModeSymlink == 0 {
-			return nil
-		}
-		r, _ := filepath.Rel(f.root, p)
-		if t, err := f.readlink(filepath.ToSlash(r)); err == nil && t == rel {
-			return &fs.PathError{Op: "rmdir", Path: f.abs(rel), Err: syscall.EBUSY}
-		}
-		return nil
-	})
+	if err := f.ensureLinkIndex(); err != nil {
+		return err
+	}
+	links, err := f.linksTo(rel)
+	if err != nil {
+		return err
+	}
+	if len(links) > 0 {
+		return &fs.PathError{Op: "rmdir", Path: f.abs(rel), Err: syscall.EBUSY}
+	}
+	return nil
 }

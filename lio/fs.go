@@ -80,6 +80,9 @@ func NewEmulatedFS(root string) (FS, error) {
 	if err := f.removeStaging(); err != nil {
 		return FS{}, fmt.Errorf("lio: emulated root: %w", err)
 	}
+	if err := f.ensureLinkIndex(); err != nil {
+		return FS{}, fmt.Errorf("lio: emulated root: %w", err)
+	}
 	return f, nil
 }
 
@@ -183,6 +186,13 @@ func (f FS) symlink(target, rel string) error {
 	if !f.Live().exists(target) {
 		return &fs.PathError{Op: "symlink", Path: f.abs(target), Err: syscall.ENOENT}
 	}
+	live := f.Live()
+	if err := live.ensureLinkIndex(); err != nil {
+		return err
+	}
+	if err := live.indexLink(target, rel); err != nil {
+		return err
+	}
 	depth := strings.Count(path2dir(rel), "/") + 1
 	return os.Symlink(strings.Repeat("../", depth)+target, f.abs(rel))
 }
@@ -223,7 +233,19 @@ func (f FS) unlink(rel string) error {
 	if f.model != nil {
 		defer f.model.changed(rel, false)
 	}
-	return os.Remove(f.abs(rel))
+	if !f.emulated {
+		return os.Remove(f.abs(rel))
+	}
+	// the index entry goes after the link, so the index never misses one
+	live := f.Live()
+	target, terr := live.readlink(rel)
+	if err := os.Remove(f.abs(rel)); err != nil {
+		return err
+	}
+	if terr != nil {
+		return nil // not a link: nothing was indexed
+	}
+	return live.unindexLink(target, rel)
 }
 
 func (f FS) rmdir(rel string) error {
@@ -242,7 +264,14 @@ func (f FS) rmdir(rel string) error {
 	if err := f.Live().emulatedRmdirCheck(rel); err != nil {
 		return err
 	}
-	return f.Live().emulatedRemove(rel)
+	if err := f.Live().emulatedRemove(rel); err != nil {
+		return err
+	}
+	if classify(rel) == kindSO {
+		// the check found no link into it: its entries were all stale
+		return f.Live().dropLinkIndex(rel)
+	}
+	return nil
 }
 
 // entries lists a directory: subdirectory names, file names and symlink
