@@ -316,28 +316,6 @@ func (s *server) internalClientAuth() echo.HandlerFunc {
 	}
 }
 
-// docPath returns the generic (JSON) form of a part of the document, with
-// every key it holds, unknown ones included. Only the object holding it is
-// encoded and parsed, so reading one disk or client costs that object, not
-// the document.
-func docPath(doc *config.Doc, keys ...string) (any, bool) {
-	raw, rest, err := doc.MarshalPart(keys...)
-	if err != nil || raw == nil {
-		return nil, false
-	}
-	m, err := config.ParseAny(raw)
-	if err != nil {
-		return nil, false
-	}
-	var cur any = m
-	for _, k := range rest {
-		mm, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = mm[k]; !ok || cur == nil {
-			return nil, false
-		}
-	}
-	return cur, true
-}
+// docPath returns the generic (JSON) form of a part of the document (see
+// config.Doc.Entry).
+func docPath(doc *config.Doc, keys ...string) (any, bool) { return doc.Entry(keys...) }

@@ -298,6 +298,33 @@ func (l LunRef) encode(b *bytes.Buffer, depth int) error {
 	return nil
 }
 
+// Entry returns the generic (JSON) form of the value at keys, with every
+// key it holds, unknown ones included, as the whole document's Marshal and
+// ParseAny would give it; false when it is absent or null. Only the object
+// holding it is encoded and parsed (MarshalPart), so reading one disk or
+// client costs that object, not the document.
+func (d *Doc) Entry(keys ...string) (any, bool) {
+	raw, rest, err := d.MarshalPart(keys...)
+	if err != nil || raw == nil {
+		return nil, false
+	}
+	m, err := ParseAny(raw)
+	if err != nil {
+		return nil, false
+	}
+	var cur any = m
+	for _, k := range rest {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = mm[k]; !ok || cur == nil {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
 // MarshalPart encodes the smallest object of d that holds the value at keys
 // (a disk, gateway, target, or a target's client, portal or group), so that
 // a read of one entry does not encode every LUN of the document. It returns

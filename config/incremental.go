@@ -196,6 +196,20 @@ func indexOf(keys []string) map[string]int {
 // key's position in the previous section (-1: a new key), and reused says
 // its bytes were copied from there; otherwise the visitor writes them at
 // depth.
+// encodeChild writes c unless its bytes are reused, counting either way; a
+// null entry (c.v nil) is left to the full path.
+func encodeChild[T any](e *Encoding, c child[*T], b *bytes.Buffer, enc func(*T, *bytes.Buffer, int) error) error {
+	if c.reused {
+		e.stats.Reused++
+		return nil
+	}
+	if c.v == nil {
+		return errIncomplete
+	}
+	e.stats.Encoded++
+	return enc(c.v, b, c.depth)
+}
+
 type child[T any] struct {
 	i      int
 	key    string
@@ -655,15 +669,7 @@ func (in *incremental) target(iqn string, t *Target, b *bytes.Buffer, depth int,
 				te.badClient(c.key, names[0])
 			}
 		}
-		if c.reused {
-			e.stats.Reused++
-			return nil
-		}
-		if c.v == nil {
-			return errIncomplete
-		}
-		e.stats.Encoded++
-		return c.v.encode(b, c.depth)
+		return encodeChild(e, c, b, (*Client).encode)
 	})
 	if err != nil {
 		return nil, err
@@ -686,15 +692,7 @@ func (in *incremental) target(iqn string, t *Target, b *bytes.Buffer, depth int,
 		return nil, err
 	}
 	te.groups, _, err = writeSection(&o, "groups", t.Groups, base, prevGroups, raw, samePtr[Group], func(c child[*Group]) error {
-		if c.reused {
-			e.stats.Reused++
-			return nil
-		}
-		if c.v == nil {
-			return errIncomplete
-		}
-		e.stats.Encoded++
-		return c.v.encode(b, c.depth)
+		return encodeChild(e, c, b, (*Group).encode)
 	})
 	if err != nil {
 		return nil, err
@@ -703,15 +701,7 @@ func (in *incremental) target(iqn string, t *Target, b *bytes.Buffer, depth int,
 		o.list("ip_list", t.IPList)
 	}
 	te.portals, _, err = writeSection(&o, "portals", t.Portals, base, prevPortals, raw, samePtr[Portal], func(c child[*Portal]) error {
-		if c.reused {
-			e.stats.Reused++
-			return nil
-		}
-		if c.v == nil {
-			return errIncomplete
-		}
-		e.stats.Encoded++
-		return c.v.encode(b, c.depth)
+		return encodeChild(e, c, b, (*Portal).encode)
 	})
 	if err != nil {
 		return nil, err
