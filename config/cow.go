@@ -64,7 +64,7 @@ func (d *Doc) Fork() *Doc {
 		d.own.revoked.Store(true)
 	}
 	c := *d
-	c.own = nil
+	c.own, c.cow = nil, true
 	c.Disks = maps.Clone(d.Disks)
 	c.Gateways = maps.Clone(d.Gateways)
 	c.Targets = maps.Clone(d.Targets)
@@ -72,6 +72,29 @@ func (d *Doc) Fork() *Doc {
 	c.GatewaysUpgraded = slices.Clone(d.GatewaysUpgraded)
 	c.Extra = cloneGeneric(d.Extra)
 	return &c
+}
+
+// Object is a disk, gateway, target, portal, client or group of a
+// document.
+type Object interface{ ownedBy() *owner }
+
+func (k *Disk) ownedBy() *owner    { return k.own }
+func (g *Gateway) ownedBy() *owner { return g.own }
+func (t *Target) ownedBy() *owner  { return t.own }
+func (p *Portal) ownedBy() *owner  { return p.own }
+func (c *Client) ownedBy() *owner  { return c.own }
+func (g *Group) ownedBy() *owner   { return g.own }
+
+// Frozen reports whether o, an object d holds, can no longer change in
+// place: d is a fork, so it shares its objects copy-on-write, and it does
+// not own o, so by the contract above nobody writes o again and
+// what is derived from it may be remembered by its address. A frozen
+// target is frozen with every portal, client and group it holds: changing
+// one copies the target first. Only forks freeze: the objects of a Clone or
+// of a document built by hand or decoded may be written directly, and a
+// decoded document's are new anyway.
+func (d *Doc) Frozen(o Object) bool {
+	return d.cow && !d.mine(o.ownedBy())
 }
 
 // MutDisk returns disks[id] for changing (nil when absent), copied into d

@@ -351,3 +351,84 @@ func TestForkConcurrent(t *testing.T) {
 		t.Error("the source changed")
 	}
 }
+
+// frozenSet lists, by kind and name, the objects of d that Frozen reports.
+func frozenSet(d *Doc) map[string]bool {
+	out := map[string]bool{}
+	note := func(kind, name string, o Object) {
+		if d.Frozen(o) {
+			out[kind+" "+name] = true
+		}
+	}
+	for id, k := range d.Disks {
+		note("disk", id, k)
+	}
+	for name, g := range d.Gateways {
+		note("gateway", name, g)
+	}
+	for iqn, t := range d.Targets {
+		note("target", iqn, t)
+		for n, c := range t.Clients {
+			note("client", iqn+" "+n, c)
+		}
+		for n, p := range t.Portals {
+			note("portal", iqn+" "+n, p)
+		}
+		for n, g := range t.Groups {
+			note("group", iqn+" "+n, g)
+		}
+	}
+	return out
+}
+
+// TestFrozen: a fork freezes every object until it changes one, and only
+// that one (with the target holding it) thaws; the source, a Clone and a
+// document built by hand freeze nothing, as their objects may be written
+// directly; a frozen target's children are frozen.
+func TestFrozen(t *testing.T) {
+	src := cowDoc(t)
+	all := len(frozenSet(src.Fork()))
+	if got := frozenSet(src); len(got) != 0 {
+		t.Fatalf("a document built by hand freezes %v", got)
+	}
+	f := src.Fork()
+	if got := len(frozenSet(f)); got != all || all < 25 {
+		t.Fatalf("a fresh fork freezes %d of its objects, want every one (%d)", got, all)
+	}
+	f.MutDisk("rbd/img00003").WWN = "changed"
+	f.MutClient(cowTarget, cowClient).GroupName = ""
+	if _, err := f.AddDisk(NewDisk{Pool: "rbd", Image: "new", WWN: "new", Backstore: "user:rbd"}, cowNow); err != nil {
+		t.Fatal(err)
+	}
+	got := frozenSet(f)
+	for _, thawed := range []string{"disk rbd/img00003", "target " + cowTarget, "client " + cowTarget + " " + cowClient, "disk rbd/new"} {
+		if got[thawed] {
+			t.Errorf("%s is changed by the fork, yet frozen", thawed)
+		}
+	}
+	if len(got) != all-3 {
+		t.Errorf("the fork freezes %d objects after changing three and adding one, want %d", len(got), all-3)
+	}
+	// forking again freezes what the first fork owned, in both
+	g := f.Fork()
+	if n := len(frozenSet(g)); n != all+1 {
+		t.Errorf("a fork of the changed fork freezes %d, want %d", n, all+1)
+	}
+	if n := len(frozenSet(f)); n != all+1 {
+		t.Errorf("the changed fork, once forked, freezes %d, want %d", n, all+1)
+	}
+	if got := frozenSet(f.Clone()); len(got) != 0 {
+		t.Errorf("a Clone freezes %v", got)
+	}
+	// a frozen target holds only frozen children
+	for iqn, tg := range g.Targets {
+		if !g.Frozen(tg) {
+			continue
+		}
+		for n, c := range tg.Clients {
+			if !g.Frozen(c) {
+				t.Errorf("target %s is frozen but its client %s is not", iqn, n)
+			}
+		}
+	}
+}

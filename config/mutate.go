@@ -117,7 +117,7 @@ func (d *Doc) Clone() *Doc {
 		return nil
 	}
 	c := *d
-	c.own = nil
+	c.own, c.cow = nil, false
 	c.Disks = cloneMap(d.Disks, (*Disk).clone)
 	c.Gateways = cloneMap(d.Gateways, (*Gateway).clone)
 	c.Targets = cloneMap(d.Targets, (*Target).clone)

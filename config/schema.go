@@ -35,6 +35,9 @@ type Doc struct {
 	// own marks the disks, gateways and targets (and their portals,
 	// clients and groups) this document may change in place; see Fork.
 	own *owner
+	// cow: d is a fork, so the objects it does not own are shared and
+	// never written in place (Frozen).
+	cow bool
 }
 
 // Disk is disks["pool/image"].
