@@ -121,6 +121,11 @@ type Store struct {
 	// (nil after a read): the next commit validates and encodes only what
 	// its mutation changed, and tolerates the invalid names it records.
 	loadedEnc *config.Encoding
+	// loadedDec is the Decoding of the last document read (kept across
+	// this store's own commits, whose documents share its objects): the
+	// next read of a peer's commit parses only what changed, and gives a
+	// document that shares the rest, which the gateway's memos recognize.
+	loadedDec *config.Decoding
 	// loadedBytes is loaded's encoding when it was remembered, kept in
 	// test binaries (checkShared) to catch a write through a shared object.
 	loadedBytes []byte
@@ -325,11 +330,21 @@ func (s *Store) Snapshot(ctx context.Context) (*config.Doc, uint64, error) {
 	if doc := s.cached(ver); doc != nil {
 		return doc, ver, nil
 	}
-	doc, _, err := config.Load(raw, s.upgradeOptions())
+	s.loadedMu.Lock()
+	base := s.loadedDec
+	s.loadedMu.Unlock()
+	doc, _, dec, err := config.LoadFrom(raw, s.upgradeOptions(), base)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", s.Name(), err)
 	}
 	s.remember(doc, ver, nil)
+	if dec != nil {
+		s.loadedMu.Lock()
+		if s.loadedVer == ver {
+			s.loadedDec = dec
+		}
+		s.loadedMu.Unlock()
+	}
 	return doc, ver, nil
 }
 
