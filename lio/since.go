@@ -55,9 +55,12 @@ func newScope(prev, observed, desired State) *scope {
 	// storage objects that changed, appeared, left, or changed ownership;
 	// desired states list them sorted by name, so two walks side by side
 	// compare them without indexing thousands of names
+	// (a list a Builder shared with the state before is equal to it, sorted
+	// or not: only the walk needs the order)
 	changed := map[string]bool{}
-	if !sortedBy(prev.StorageObjects, soKey) || !sortedBy(desired.StorageObjects, soKey) ||
-		!sortedBy(prev.Managed.StorageObjects, same) || !sortedBy(desired.Managed.StorageObjects, same) {
+	if !identical(prev.StorageObjects, desired.StorageObjects) && (!sortedBy(prev.StorageObjects, soKey) || !sortedBy(desired.StorageObjects, soKey)) ||
+		!identical(prev.Managed.StorageObjects, desired.Managed.StorageObjects) &&
+			(!sortedBy(prev.Managed.StorageObjects, same) || !sortedBy(desired.Managed.StorageObjects, same)) {
 		return nil
 	}
 	mergeDiff(prev.StorageObjects, desired.StorageObjects, soKey, soEqual, func(n string) { changed[n] = true })
@@ -88,8 +91,10 @@ func newScope(prev, observed, desired State) *scope {
 		for i := range a.TPGs {
 			at, bt := &a.TPGs[i], findTPG(b, a.TPGs[i].Tag)
 			k := tpgKey{iqn, at.Tag}
+			// (the LUNs' order is also what the search for the LUNs of
+			// changed storage objects below relies on)
 			if !sortedBy(at.LUNs, lunIndex) || !sortedBy(bt.LUNs, lunIndex) ||
-				!sortedBy(at.ACLs, aclInitiator) || !sortedBy(bt.ACLs, aclInitiator) {
+				!identical(at.ACLs, bt.ACLs) && (!sortedBy(at.ACLs, aclInitiator) || !sortedBy(bt.ACLs, aclInitiator)) {
 				// not as Build makes them (an index given twice): whole
 				s.targets[iqn] = true
 				break
@@ -109,6 +114,12 @@ func newScope(prev, observed, desired State) *scope {
 	// LUNs of changed objects are planned, and ACLs mapping planned LUNs.
 	// A planned LUN needs its storage object's path, whole targets every
 	// storage object they link.
+	// (one changed object, the usual, is looked for by comparing names:
+	// the walk covers every LUN)
+	var only string
+	for n := range changed {
+		only = n
+	}
 	for _, st := range []State{observed, desired} {
 		for ti := range st.Targets {
 			t := &st.Targets[ti]
@@ -119,7 +130,7 @@ func newScope(prev, observed, desired State) *scope {
 				tpg := &t.TPGs[gi]
 				k := tpgKey{t.IQN, tpg.Tag}
 				for _, l := range tpg.LUNs {
-					if changed[l.StorageObject] {
+					if len(changed) == 1 && l.StorageObject == only || len(changed) > 1 && changed[l.StorageObject] {
 						s.addLUN(k, l.Index)
 					}
 				}
@@ -138,11 +149,12 @@ func newScope(prev, observed, desired State) *scope {
 					}
 					continue
 				}
-				if len(s.luns[k]) == 0 {
+				luns := s.luns[k]
+				if len(luns) == 0 {
 					continue
 				}
 				// LUNs are sorted by index, observed and desired alike
-				for idx := range s.luns[k] {
+				for idx := range luns {
 					i, found := slices.BinarySearchFunc(tpg.LUNs, idx, func(l LUN, idx int) int { return cmp.Compare(l.Index, idx) })
 					for ; found && i < len(tpg.LUNs) && tpg.LUNs[i].Index == idx; i++ {
 						s.sos[tpg.LUNs[i].StorageObject] = true
@@ -150,7 +162,7 @@ func newScope(prev, observed, desired State) *scope {
 				}
 				for _, a := range tpg.ACLs {
 					for _, m := range a.MappedLUNs {
-						if s.luns[k][m.TPGLUN] {
+						if luns[m.TPGLUN] {
 							s.addACL(k, a.Initiator)
 						}
 					}
@@ -181,18 +193,20 @@ func (s *scope) addACL(k tpgKey, ini string) {
 func (s *scope) restrict(st State) State {
 	out := st
 	out.StorageObjects = nil
-	for _, so := range st.StorageObjects {
-		if s.sos[so.Name] {
-			out.StorageObjects = append(out.StorageObjects, so)
-		}
-	}
-	// the planner asks whether a storage object is managed only of the
-	// observed ones, which are restricted to s.sos too: the names of the
-	// others would only fill its set
 	out.Managed.StorageObjects = nil
-	for _, n := range st.Managed.StorageObjects {
-		if s.sos[n] {
-			out.Managed.StorageObjects = append(out.Managed.StorageObjects, n)
+	if len(s.sos) > 0 {
+		for _, so := range st.StorageObjects {
+			if s.sos[so.Name] {
+				out.StorageObjects = append(out.StorageObjects, so)
+			}
+		}
+		// the planner asks whether a storage object is managed only of the
+		// observed ones, which are restricted to s.sos too: the names of the
+		// others would only fill its set
+		for _, n := range st.Managed.StorageObjects {
+			if s.sos[n] {
+				out.Managed.StorageObjects = append(out.Managed.StorageObjects, n)
+			}
 		}
 	}
 	out.Targets = make([]Target, 0, len(st.Targets))
@@ -206,14 +220,18 @@ func (s *scope) restrict(st State) State {
 			k := tpgKey{t.IQN, tpg.Tag}
 			ntpg := tpg
 			ntpg.LUNs, ntpg.ACLs = nil, nil
-			for _, l := range tpg.LUNs {
-				if s.luns[k][l.Index] {
-					ntpg.LUNs = append(ntpg.LUNs, l)
+			if luns := s.luns[k]; len(luns) > 0 {
+				for _, l := range tpg.LUNs {
+					if luns[l.Index] {
+						ntpg.LUNs = append(ntpg.LUNs, l)
+					}
 				}
 			}
-			for _, a := range tpg.ACLs {
-				if s.acls[k][a.Initiator] {
-					ntpg.ACLs = append(ntpg.ACLs, a)
+			if acls := s.acls[k]; len(acls) > 0 {
+				for _, a := range tpg.ACLs {
+					if acls[a.Initiator] {
+						ntpg.ACLs = append(ntpg.ACLs, a)
+					}
 				}
 			}
 			nt.TPGs = append(nt.TPGs, ntpg)
@@ -274,9 +292,19 @@ func sortedBy[T any, K cmp.Ordered](l []T, key func(T) K) bool {
 	return true
 }
 
+// identical reports whether a and b are the very same list (a Builder
+// returns the list of the build before for what did not change).
+func identical[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
 // mergeDiff walks a and b, both sortedBy key, side by side and calls diff
 // with each key only one has, or whose items are not equal.
 func mergeDiff[T any, K cmp.Ordered](a, b []T, key func(T) K, equal func(T, T) bool, diff func(K)) {
+	if identical(a, b) {
+		// nobody changes a state's lists in place
+		return
+	}
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		switch {
