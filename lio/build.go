@@ -143,7 +143,18 @@ type Builder struct {
 type buildMemo struct {
 	settings  Settings
 	backstore string
-	sos       map[string]soPiece // by disk id
+	sos       map[string]*soPiece // by disk id
+	// gen counts builds; disks are the disks of the last one (gen), with
+	// their storage-object names, and names the sorted names of those
+	// whose name passed, badName the errors of the others: a build
+	// compares its disks with these and names only what changed.
+	gen     int
+	disks   map[string]*diskEntry
+	names   []string
+	badName map[string]error
+	// changedDisks are the ids whose spec differs from the build before
+	// (new or changed), gone those it no longer has.
+	changedDisks map[string]bool
 	groups    map[groupKey]ALUAGroup
 	// okObjects and okIQNs are the storage-object names and the IQNs that
 	// passed the Builder's NameRules: a name is checked once, not on every
@@ -154,9 +165,17 @@ type buildMemo struct {
 	// makes one ACL again, not the thousand of its target. aclAttrs
 	// shares the attribute map of ACLs with equal timeouts, so that the
 	// planner compares them at once.
-	acls     map[aclKey]aclPiece
+	acls     map[aclKey]*aclPiece
 	aclsUsed int
+	// aclLists are the ACL lists of the last build by TPG, which the next
+	// one returns again when its ACLs are the same ones.
+	aclLists, nextACLLists map[tpgKey]*aclList
 	aclAttrs map[[3]int]map[string]string
+	// merged is the storage objects of several pieces merged by the last
+	// build that merged, mergedFrom the first and last object of each
+	// piece's list.
+	merged     []StorageObject
+	mergedFrom []*StorageObject
 	// luns are, by target, what its LUNs came to (targetLUNs).
 	luns     map[string]*lunsPiece
 	lunsUsed int
@@ -166,6 +185,19 @@ type buildMemo struct {
 	// shares when they are equal: a caller that keeps what it derived
 	// from a state's names tells them from its last ones at once.
 	managed Managed
+}
+
+// diskEntry is a disk of the last build: its spec (a copy) and storage
+// object name.
+type diskEntry struct {
+	d    DiskSpec
+	name string
+}
+
+// aclList is the ACL list of a TPG and the order of its clients.
+type aclList struct {
+	inis []string
+	acls []ACL
 }
 
 type aclKey struct {
@@ -197,8 +229,8 @@ func (m *buildMemo) acl(k aclKey, c ClientSpec, cmdsn int, attrs map[string]stri
 	if m == nil {
 		return ACL{}, false
 	}
-	p, ok := m.acls[k]
-	if !ok || p.auth != c.Auth || p.cmdsn != cmdsn || !sameAttrs(p.attrs, attrs) || !maps.Equal(p.luns, c.LUNs) {
+	p := m.acls[k]
+	if p == nil || p.auth != c.Auth || p.cmdsn != cmdsn || !sameAttrs(p.attrs, attrs) || !maps.Equal(p.luns, c.LUNs) {
 		return ACL{}, false
 	}
 	for _, d := range p.deps {
@@ -215,7 +247,7 @@ func (m *buildMemo) putACL(k aclKey, c ClientSpec, cmdsn int, attrs map[string]s
 	if m == nil {
 		return
 	}
-	p := aclPiece{auth: c.Auth, luns: maps.Clone(c.LUNs), cmdsn: cmdsn, attrs: attrs, acl: acl}
+	p := &aclPiece{auth: c.Auth, luns: maps.Clone(c.LUNs), cmdsn: cmdsn, attrs: attrs, acl: acl}
 	if p.luns == nil {
 		p.luns = map[string]int{}
 	}
@@ -225,6 +257,37 @@ func (m *buildMemo) putACL(k aclKey, c ClientSpec, cmdsn int, attrs map[string]s
 	}
 	m.acls[k] = p
 	m.aclsUsed++
+}
+
+// aclList is the ACL list TPG k had in the last build; empty if none.
+func (m *buildMemo) aclList(k tpgKey) *aclList {
+	if m != nil {
+		if l := m.aclLists[k]; l != nil {
+			return l
+		}
+	}
+	return &aclList{}
+}
+
+// clientOrder is the initiators of clients, sorted: those of last when
+// they are the same ones, which spares sorting a thousand names again.
+func clientOrder(clients map[string]ClientSpec, last *aclList) []string {
+	if len(last.inis) != len(clients) || len(clients) == 0 {
+		return sortedKeys(clients)
+	}
+	for _, ini := range last.inis {
+		if _, ok := clients[ini]; !ok {
+			return sortedKeys(clients)
+		}
+	}
+	return last.inis
+}
+
+// sameACL reports whether a and b are one memoized ACL: the same
+// initiator and settings, and the same lists and maps.
+func sameACL(a, b ACL) bool {
+	return a.Initiator == b.Initiator && a.CmdSNDepth == b.CmdSNDepth && a.Auth == b.Auth &&
+		sameAttrs(a.Attrs, b.Attrs) && identical(a.MappedLUNs, b.MappedLUNs)
 }
 
 // attrsOf returns the shared ACL attribute map of these timeouts.
@@ -285,16 +348,19 @@ func (b *Builder) Build(spec Spec) (State, error) {
 	if b.m == nil || b.m.settings != spec.Settings || b.m.backstore != spec.Backstore || len(b.m.sos) > 2*len(spec.Disks)+64 ||
 		len(b.m.okObjects) > 2*len(spec.Disks)+1024 {
 		// a memo of other settings, or of many disks (or names) gone since
-		b.m = &buildMemo{settings: spec.Settings, backstore: spec.Backstore, sos: map[string]soPiece{}, groups: map[groupKey]ALUAGroup{},
-			okObjects: map[string]bool{}, okIQNs: map[string]bool{}, acls: map[aclKey]aclPiece{}, aclAttrs: map[[3]int]map[string]string{}, luns: map[string]*lunsPiece{}}
+		b.m = &buildMemo{settings: spec.Settings, backstore: spec.Backstore, sos: map[string]*soPiece{}, groups: map[groupKey]ALUAGroup{},
+			okObjects: map[string]bool{}, okIQNs: map[string]bool{}, acls: map[aclKey]*aclPiece{}, aclAttrs: map[[3]int]map[string]string{}, luns: map[string]*lunsPiece{},
+			disks: map[string]*diskEntry{}, badName: map[string]error{}, aclLists: map[tpgKey]*aclList{}}
 	}
 	if len(b.m.okIQNs) > maxOKIQNs {
 		// the initiators of many clients gone since
 		b.m.okIQNs = map[string]bool{}
 	}
 	b.m.aclsUsed, b.m.lunsUsed, b.m.lunsPatched = 0, 0, false
+	b.m.nextACLLists = map[tpgKey]*aclList{}
 	st, err := build(spec, b.m)
-	if slices.Equal(st.Managed.StorageObjects, b.m.managed.StorageObjects) {
+	b.m.aclLists, b.m.nextACLLists = b.m.nextACLLists, nil
+	if identical(st.Managed.StorageObjects, b.m.managed.StorageObjects) || slices.Equal(st.Managed.StorageObjects, b.m.managed.StorageObjects) {
 		st.Managed.StorageObjects = b.m.managed.StorageObjects
 	}
 	if slices.Equal(st.Managed.Targets, b.m.managed.Targets) {
@@ -303,7 +369,7 @@ func (b *Builder) Build(spec Spec) (State, error) {
 	b.m.managed = st.Managed
 	if len(b.m.acls) > 2*b.m.aclsUsed+64 {
 		// the ACLs of many clients (or targets) gone since
-		b.m.acls = map[aclKey]aclPiece{}
+		b.m.acls = map[aclKey]*aclPiece{}
 	}
 	if len(b.m.luns) > 2*b.m.lunsUsed+16 {
 		b.m.luns = map[string]*lunsPiece{}
@@ -325,27 +391,37 @@ func build(spec Spec, m *buildMemo) (State, error) {
 	// built nor managed: the error names it and the rest converges.
 	// (in map order, with one sort of the names, not of the ids as well:
 	// the rare bad names are sorted by id after)
-	var badIDs []string
-	badName := map[string]error{}
-	if len(spec.Disks) > 0 {
-		st.Managed.StorageObjects = make([]string, 0, len(spec.Disks))
-	}
-	for id, d := range spec.Disks {
-		name := m.objectName(id, d)
-		if err := m.checkName(okObjects, name, func() error { return checkObjectName(spec.Names, id, name) }); err != nil {
-			badIDs = append(badIDs, id)
-			badName[id] = err
-			continue
+	if m != nil {
+		// the names of the last build, with those of the disks that
+		// changed since
+		m.diskNames(spec)
+		st.Managed.StorageObjects = m.names
+		for _, id := range sortedKeys(m.badName) {
+			errs = append(errs, m.badName[id])
 		}
-		st.Managed.StorageObjects = append(st.Managed.StorageObjects, name)
-	}
-	if len(st.Managed.StorageObjects) == 0 {
-		st.Managed.StorageObjects = nil
-	}
-	slices.Sort(st.Managed.StorageObjects)
-	slices.Sort(badIDs)
-	for _, id := range badIDs {
-		errs = append(errs, badName[id])
+	} else {
+		var badIDs []string
+		badName := map[string]error{}
+		if len(spec.Disks) > 0 {
+			st.Managed.StorageObjects = make([]string, 0, len(spec.Disks))
+		}
+		for id, d := range spec.Disks {
+			name := d.objectName(id)
+			if err := checkObjectName(spec.Names, id, name); err != nil {
+				badIDs = append(badIDs, id)
+				badName[id] = err
+				continue
+			}
+			st.Managed.StorageObjects = append(st.Managed.StorageObjects, name)
+		}
+		if len(st.Managed.StorageObjects) == 0 {
+			st.Managed.StorageObjects = nil
+		}
+		slices.Sort(st.Managed.StorageObjects)
+		slices.Sort(badIDs)
+		for _, id := range badIDs {
+			errs = append(errs, badName[id])
+		}
 	}
 	for _, iqn := range sortedKeys(spec.Targets) {
 		if err := m.checkName(okIQNs, iqn, func() error { return checkTargetName(spec.Names, "target", iqn) }); err != nil {
@@ -361,7 +437,7 @@ func build(spec Spec, m *buildMemo) (State, error) {
 		}
 	}
 
-	sos := map[string]*StorageObject{}
+	sos := &soSet{m: map[string]*StorageObject{}}
 	for _, iqn := range st.Managed.Targets {
 		ts := spec.Targets[iqn]
 		local, ok := ts.Portals[spec.Gateway]
@@ -387,30 +463,231 @@ func build(spec Spec, m *buildMemo) (State, error) {
 	}
 	if len(failedSO) > 0 {
 		dropLUNs(st.Targets, failedSO)
+		sos.spillAll()
 	}
-	// every storage object made is of a managed name: walking those (sorted)
-	// spares sorting the names of sos
-	if len(sos) > 0 {
-		// one allocation: growing a list of thousands of objects copied
-		// each several times
-		st.StorageObjects = make([]StorageObject, 0, len(sos))
+	st.StorageObjects = sos.list(st.Managed.StorageObjects, failedSO, m)
+	return st, errors.Join(errs...)
+}
+
+// diskNames compares spec's disks with the last build's and makes
+// m.names and m.badName those of spec, naming and checking only the disks
+// that changed. It sets m.changedDisks.
+func (m *buildMemo) diskNames(spec Spec) {
+	m.gen++
+	m.changedDisks = map[string]bool{}
+	var changed, gone []string
+	both := 0
+	for id, d := range spec.Disks {
+		e := m.disks[id]
+		if e != nil {
+			both++
+			if diskSpecEqual(e.d, d) {
+				continue
+			}
+		}
+		changed = append(changed, id)
 	}
-	for i, name := range st.Managed.StorageObjects {
-		so := sos[name]
-		if so == nil || failedSO[name] || (i > 0 && st.Managed.StorageObjects[i-1] == name) {
+	if both < len(m.disks) {
+		for id := range m.disks {
+			if _, ok := spec.Disks[id]; !ok {
+				gone = append(gone, id)
+			}
+		}
+	}
+	if len(changed) == 0 && len(gone) == 0 {
+		return
+	}
+	// the names of the disks gone or changed leave the list (once each:
+	// two disks may share a name), those of the changed enter it
+	drop := map[string]int{}
+	for _, id := range slices.Concat(gone, changed) {
+		m.changedDisks[id] = true
+		if e := m.disks[id]; e != nil {
+			if m.badName[id] == nil {
+				drop[e.name]++
+			}
+			delete(m.badName, id)
+			delete(m.disks, id)
+		}
+	}
+	var add []string
+	for _, id := range changed {
+		d := spec.Disks[id]
+		name := m.objectName(id, d)
+		m.disks[id] = &diskEntry{d: specCopy(d), name: name}
+		if err := m.checkName(okObjects, name, func() error { return checkObjectName(spec.Names, id, name) }); err != nil {
+			m.badName[id] = err
 			continue
 		}
-		if !slices.IsSortedFunc(so.ALUA, aluaByID) {
-			// a copy: the groups may be a Builder's, shared
-			so.ALUA = slices.Clone(so.ALUA)
-			slices.SortFunc(so.ALUA, aluaByID)
+		add = append(add, name)
+	}
+	slices.Sort(add)
+	m.names = mergeSorted(m.names, add, func(n string) bool {
+		if drop[n] > 0 {
+			drop[n]--
+			return true
 		}
-		st.StorageObjects = append(st.StorageObjects, *so)
+		return false
+	}, strings.Compare)
+}
+
+// soSet is the storage objects of a build: made (or taken) one by one in
+// m, or taken whole with a target's LUNs from the memo (pieces, read
+// only; m holds none of theirs).
+type soSet struct {
+	m      map[string]*StorageObject
+	pieces []*lunsPiece
+}
+
+// has reports whether s holds the storage object name.
+func (s *soSet) has(name string) bool {
+	if s.m[name] != nil {
+		return true
 	}
-	if len(st.StorageObjects) == 0 {
-		st.StorageObjects = nil
+	for _, p := range s.pieces {
+		if _, ok := p.names[name]; ok {
+			return true
+		}
 	}
-	return st, errors.Join(errs...)
+	return false
+}
+
+// get returns the storage object name, nil if s has none. One of a piece
+// is taken out with the rest of the piece: the caller adds its groups.
+func (s *soSet) get(name string) *StorageObject {
+	if so := s.m[name]; so != nil {
+		return so
+	}
+	for i, p := range s.pieces {
+		if _, ok := p.names[name]; ok {
+			s.pieces = slices.Delete(s.pieces, i, i+1)
+			s.spill(p)
+			return s.m[name]
+		}
+	}
+	return nil
+}
+
+// spill puts copies of the storage objects of p in s.m.
+func (s *soSet) spill(p *lunsPiece) {
+	objs := slices.Clone(p.sos)
+	for i := range objs {
+		// another target's groups are appended to a copy
+		objs[i].ALUA = slices.Clip(objs[i].ALUA)
+		s.m[objs[i].Name] = &objs[i]
+	}
+}
+
+func (s *soSet) spillAll() {
+	for _, p := range s.pieces {
+		s.spill(p)
+	}
+	s.pieces = nil
+}
+
+// count is the number of storage objects in s.
+func (s *soSet) count() int {
+	n := len(s.m)
+	for _, p := range s.pieces {
+		n += len(p.sos)
+	}
+	return n
+}
+
+// overlaps reports whether s holds one of the storage objects of p.
+func (s *soSet) overlaps(p *lunsPiece) bool {
+	if len(s.m) > 0 {
+		if len(s.m) < len(p.names) {
+			for n := range s.m {
+				if _, ok := p.names[n]; ok {
+					return true
+				}
+			}
+		} else {
+			for n := range p.names {
+				if s.m[n] != nil {
+					return true
+				}
+			}
+		}
+	}
+	for _, q := range s.pieces {
+		a, b := q.names, p.names
+		if len(a) > len(b) {
+			a, b = b, a
+		}
+		for n := range a {
+			if _, ok := b[n]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// list is the storage objects of s sorted by name, without those failed.
+// The objects of one piece alone are its very list, which the state
+// before shared too. managed are the names of the build (sorted), a
+// superset of those in s.m.
+//
+// The objects of several pieces alone are merged once: m (nil: none)
+// keeps the merge for a build of the same pieces' lists.
+func (s *soSet) list(managed []string, failed map[string]bool, m *buildMemo) []StorageObject {
+	var lists [][]StorageObject
+	for _, p := range s.pieces {
+		if len(p.sos) > 0 {
+			lists = append(lists, p.sos)
+		}
+	}
+	if len(s.m) > 0 {
+		// walking the managed names (sorted) spares sorting those of m
+		l := make([]StorageObject, 0, len(s.m))
+		for i, name := range managed {
+			so := s.m[name]
+			if so == nil || failed[name] || (i > 0 && managed[i-1] == name) {
+				continue
+			}
+			if !slices.IsSortedFunc(so.ALUA, aluaByID) {
+				// a copy: the groups may be a Builder's, shared
+				so.ALUA = slices.Clone(so.ALUA)
+				slices.SortFunc(so.ALUA, aluaByID)
+			}
+			l = append(l, *so)
+		}
+		if len(l) > 0 {
+			lists = append(lists, l)
+		}
+	}
+	switch len(lists) {
+	case 0:
+		return nil
+	case 1:
+		return lists[0]
+	}
+	var key []*StorageObject
+	if m != nil && len(s.m) == 0 {
+		for _, l := range lists {
+			key = append(key, &l[0], &l[len(l)-1])
+		}
+		if slices.Equal(key, m.mergedFrom) {
+			return m.merged
+		}
+	}
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	// one allocation: growing a list of thousands of objects copied each
+	// several times
+	out := make([]StorageObject, 0, n)
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	slices.SortFunc(out, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
+	if key != nil {
+		m.merged, m.mergedFrom = out, key
+	}
+	return out
 }
 
 // dropLUNs removes the LUNs of the named storage objects, and the mapped
@@ -439,7 +716,7 @@ func dropLUNs(targets []Target, names map[string]bool) {
 // a one-LUN change allocated.
 func (m *buildMemo) objectName(id string, d DiskSpec) string {
 	if m != nil {
-		if p, ok := m.sos[id]; ok && p.d.Pool == d.Pool && p.d.Image == d.Image && p.d.BackstoreObjectName == d.BackstoreObjectName {
+		if p := m.sos[id]; p != nil && p.d.Pool == d.Pool && p.d.Image == d.Image && p.d.BackstoreObjectName == d.BackstoreObjectName {
 			return p.so.Name
 		}
 	}
@@ -464,7 +741,7 @@ func ObjectName(id, pool, image, backstoreObjectName string) string {
 	return pool + "." + image
 }
 
-func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos map[string]*StorageObject, m *buildMemo) (Target, error) {
+func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *soSet, m *buildMemo) (Target, error) {
 	var errs []error
 	tgt := spec.Settings
 	if err := applyTargetControls(&tgt, ts.Controls); err != nil {
@@ -535,7 +812,13 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 		tpg.LUNs = tl.luns
 		lunByDisk := tl.lunByDisk
 		if local {
-			for _, ini := range sortedKeys(ts.Clients) {
+			// the ACLs of the last build where they are the same ones, in
+			// runs copied at once (last.acls[rs:re], not yet in tpg.ACLs):
+			// the list is that build's when all are
+			last := m.aclList(tpgKey{iqn, tag})
+			inis := clientOrder(ts.Clients, last)
+			rs, re := 0, 0
+			for _, ini := range inis {
 				if err := m.checkName(okIQNs, ini, func() error { return checkTargetName(spec.Names, "target "+iqn+" client", ini) }); err != nil {
 					errs = append(errs, err)
 					continue
@@ -551,7 +834,28 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 						m.putACL(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, acl)
 					}
 				}
-				tpg.ACLs = append(tpg.ACLs, acl)
+				if q := len(tpg.ACLs) + re - rs; ok && q < len(last.acls) && sameACL(acl, last.acls[q]) {
+					if rs == re {
+						rs, re = q, q
+					}
+					re++
+					continue
+				}
+				if tpg.ACLs == nil {
+					tpg.ACLs = make([]ACL, 0, len(inis))
+				}
+				tpg.ACLs = append(append(tpg.ACLs, last.acls[rs:re]...), acl)
+				rs, re = 0, 0
+			}
+			switch {
+			case tpg.ACLs == nil && re > 0:
+				// clipped: an append to the shorter list copies it
+				tpg.ACLs = slices.Clip(last.acls[:re])
+			case tpg.ACLs != nil:
+				tpg.ACLs = append(tpg.ACLs, last.acls[rs:re]...)
+			}
+			if m != nil {
+				m.nextACLLists[tpgKey{iqn, tag}] = &aclList{inis: inis, acls: tpg.ACLs}
 			}
 		}
 		t.TPGs = append(t.TPGs, tpg)
@@ -588,12 +892,16 @@ type lunsPiece struct {
 	names     map[string]string
 	indexes   map[int]string
 	patchable bool
+	// gen is the build that last made or took p: when it is the build
+	// before, the disks that did not change since (buildMemo.changedDisks)
+	// have the specs p was made of.
+	gen int
 }
 
 // matches reports whether p is what the LUNs of ts come to in spec, with
 // sos (the storage objects other targets of the build made) holding none
 // of p's.
-func (p *lunsPiece) matches(spec Spec, ts TargetSpec, sos map[string]*StorageObject) bool {
+func (p *lunsPiece) matches(spec Spec, ts TargetSpec, sos *soSet) bool {
 	if len(ts.Disks) != len(p.ids) || !slices.Equal(p.ipList, ts.IPList) || !maps.EqualFunc(p.portals, ts.Portals, slices.Equal) {
 		return false
 	}
@@ -606,12 +914,7 @@ func (p *lunsPiece) matches(spec Spec, ts TargetSpec, sos map[string]*StorageObj
 			return false
 		}
 	}
-	for i := range p.sos {
-		if sos[p.sos[i].Name] != nil {
-			return false
-		}
-	}
-	return true
+	return !sos.overlaps(p)
 }
 
 // targetLUNs builds the LUNs of each TPG of target iqn (by ip_list
@@ -621,24 +924,20 @@ func (p *lunsPiece) matches(spec Spec, ts TargetSpec, sos map[string]*StorageObj
 // change of its clients costs no LUN. One whose disks changed in a few
 // places only patches what that build made (lunsPiece.patch): a LUN added
 // to a target of thousands makes one LUN, not thousands.
-func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos map[string]*StorageObject, m *buildMemo) []tpgLUNs {
+func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) []tpgLUNs {
 	if m != nil {
 		if p, ok := m.luns[iqn]; ok {
 			if q, ok := p.patch(spec, ts, sos, m); ok {
 				m.luns[iqn] = q
 				m.lunsUsed++
 				m.lunsPatched = m.lunsPatched || q != p
-				objs := slices.Clone(q.sos)
-				for i := range objs {
-					// another target's groups are appended to a copy
-					objs[i].ALUA = slices.Clip(objs[i].ALUA)
-					sos[objs[i].Name] = &objs[i]
-				}
+				q.gen = m.gen
+				sos.pieces = append(sos.pieces, q)
 				return q.tpgs
 			}
 		}
 	}
-	before := len(sos)
+	before := sos.count()
 	ids := sortedKeys(ts.Disks)
 	tpgs := make([]tpgLUNs, len(ts.IPList))
 	clean := true
@@ -698,15 +997,16 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos map[string]*StorageObj
 			// sorted in place: its groups are this target's only, which
 			// the state sorts anyway; a later target sharing the object
 			// appends past them
-			so := *sos[name]
+			so := *sos.m[name]
 			slices.SortFunc(so.ALUA, aluaByID)
 			p.sos = append(p.sos, so)
 		}
 	}
-	if len(sos)-before != len(p.sos) {
+	if sos.count()-before != len(p.sos) {
 		return tpgs // it shares storage objects with a target built before
 	}
 	slices.SortFunc(p.sos, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
+	p.gen = m.gen
 	m.luns[iqn] = p
 	m.lunsUsed++
 	return tpgs
@@ -757,18 +1057,18 @@ func buildACL(iqn, ini string, c ClientSpec, tgt Settings, attrs map[string]stri
 
 // storageObject returns the (shared) storage object of disk id, creating
 // it on first use.
-func storageObject(spec Spec, id string, d DiskSpec, sos map[string]*StorageObject, m *buildMemo) (*StorageObject, error) {
+func storageObject(spec Spec, id string, d DiskSpec, sos *soSet, m *buildMemo) (*StorageObject, error) {
 	name := d.objectName(id)
 	if err := m.checkName(okObjects, name, func() error { return checkObjectName(spec.Names, id, name) }); err != nil {
 		return nil, err
 	}
-	if so, ok := sos[name]; ok {
+	if so := sos.get(name); so != nil {
 		return so, nil
 	}
 	if m != nil {
-		if p, ok := m.sos[id]; ok && diskSpecEqual(p.d, d) {
+		if p := m.sos[id]; p != nil && diskSpecEqual(p.d, d) {
 			so := p.so
-			sos[name] = &so
+			sos.m[name] = &so
 			return &so, nil
 		}
 	}
@@ -781,9 +1081,9 @@ func storageObject(spec Spec, id string, d DiskSpec, sos map[string]*StorageObje
 		// controls map)
 		k := d
 		k.Controls = maps.Clone(d.Controls)
-		m.sos[id] = soPiece{d: k, so: *so}
+		m.sos[id] = &soPiece{d: k, so: *so}
 	}
-	sos[name] = so
+	sos.m[name] = so
 	return so, nil
 }
 

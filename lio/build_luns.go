@@ -23,7 +23,7 @@ func lunPatchMax(n int) int { return n/8 + 16 }
 // storage object or LUN id, or another target made one of these storage
 // objects — and the caller builds the LUNs again. A patch takes p's
 // indexes over: p must not be used after a patch that succeeded.
-func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos map[string]*StorageObject, m *buildMemo) (*lunsPiece, bool) {
+func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (*lunsPiece, bool) {
 	if !p.patchable {
 		// duplicate LUN ids or storage objects: only whole matches
 		return p, p.matches(spec, ts, sos)
@@ -32,11 +32,17 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos map[string]*StorageObjec
 		return nil, false
 	}
 	limit := lunPatchMax(len(p.ids))
+	// p's specs are those of the build before but for the disks changed
+	// since, when p was made or taken by it
+	recent := p.gen == m.gen-1
 	// gone are the positions in p.ids of the disks removed or changed
 	var gone []int
 	goneID := map[string]bool{}
 	for i, id := range p.ids {
 		if n, ok := ts.Disks[id]; ok && n == p.lunIDs[i] {
+			if recent && !m.changedDisks[id] {
+				continue
+			}
 			d, ok := spec.Disks[id]
 			if !ok {
 				return nil, false // an error of a build from scratch
@@ -64,10 +70,8 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos map[string]*StorageObjec
 			added = append(added, id)
 		}
 	}
-	for i := range p.sos {
-		if sos[p.sos[i].Name] != nil {
-			return nil, false
-		}
+	if sos.overlaps(p) {
+		return nil, false
 	}
 	if len(added) == 0 && len(gone) == 0 {
 		return p, true
@@ -85,7 +89,7 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos map[string]*StorageObjec
 			return nil, false
 		}
 		name, index := d.objectName(id), ts.Disks[id]
-		if owner, ok := p.names[name]; (ok && !goneID[owner]) || newName[name] || sos[name] != nil {
+		if owner, ok := p.names[name]; (ok && !goneID[owner]) || newName[name] || sos.has(name) {
 			return nil, false
 		}
 		if owner, ok := p.indexes[index]; (ok && !goneID[owner]) || newIndex[index] {
@@ -94,7 +98,7 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos map[string]*StorageObjec
 		newName[name], newIndex[index] = true, true
 		specs[i], names[i] = d, name
 	}
-	made := map[string]*StorageObject{}
+	made := &soSet{m: map[string]*StorageObject{}}
 	addedLUNs := make([][]LUN, len(ts.IPList))
 	for t, raw := range ts.IPList {
 		ip, tag := trimBrackets(raw), t+1
@@ -113,7 +117,7 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos map[string]*StorageObjec
 	}
 	newSOs := make([]StorageObject, 0, len(added))
 	for _, name := range names {
-		so := *made[name]
+		so := *made.m[name]
 		slices.SortFunc(so.ALUA, aluaByID)
 		newSOs = append(newSOs, so)
 	}
