@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 )
 
 // BenchmarkReconcileInSync is what every config change costs a gateway whose

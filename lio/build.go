@@ -152,10 +152,10 @@ type buildMemo struct {
 	disks   map[string]*diskEntry
 	names   []string
 	badName map[string]error
-	// changedDisks are the ids whose spec differs from the build before
-	// (new or changed), gone those it no longer has.
+	// changedDisks are the ids of the disks new, changed or gone since the
+	// build before.
 	changedDisks map[string]bool
-	groups    map[groupKey]ALUAGroup
+	groups       map[groupKey]ALUAGroup
 	// okObjects and okIQNs are the storage-object names and the IQNs that
 	// passed the Builder's NameRules: a name is checked once, not on every
 	// build.
@@ -170,7 +170,7 @@ type buildMemo struct {
 	// aclLists are the ACL lists of the last build by TPG, which the next
 	// one returns again when its ACLs are the same ones.
 	aclLists, nextACLLists map[tpgKey]*aclList
-	aclAttrs map[[3]int]map[string]string
+	aclAttrs               map[[3]int]map[string]string
 	// merged is the storage objects of several pieces merged by the last
 	// build that merged, mergedFrom the first and last object of each
 	// piece's list.
