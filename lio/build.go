@@ -155,6 +155,8 @@ type buildMemo struct {
 	// changedDisks are the ids of the disks new, changed or gone since the
 	// build before.
 	changedDisks map[string]bool
+	// before are the entries of those disks in the build before.
+	before map[string]*diskEntry
 	groups       map[groupKey]ALUAGroup
 	// okObjects and okIQNs are the storage-object names and the IQNs that
 	// passed the Builder's NameRules: a name is checked once, not on every
@@ -474,7 +476,7 @@ func build(spec Spec, m *buildMemo) (State, error) {
 // that changed. It sets m.changedDisks.
 func (m *buildMemo) diskNames(spec Spec) {
 	m.gen++
-	m.changedDisks = map[string]bool{}
+	m.changedDisks, m.before = map[string]bool{}, map[string]*diskEntry{}
 	var changed, gone []string
 	both := 0
 	for id, d := range spec.Disks {
@@ -503,6 +505,7 @@ func (m *buildMemo) diskNames(spec Spec) {
 	for _, id := range slices.Concat(gone, changed) {
 		m.changedDisks[id] = true
 		if e := m.disks[id]; e != nil {
+			m.before[id] = e
 			if m.badName[id] == nil {
 				drop[e.name]++
 			}
@@ -529,6 +532,19 @@ func (m *buildMemo) diskNames(spec Spec) {
 		}
 		return false
 	}, strings.Compare)
+}
+
+// nameBefore is the storage-object name disk id had in the build before;
+// "" if it had none.
+func (m *buildMemo) nameBefore(id string) string {
+	e := m.before[id]
+	if e == nil {
+		e = m.disks[id]
+	}
+	if e == nil {
+		return ""
+	}
+	return e.name
 }
 
 // soSet is the storage objects of a build: made (or taken) one by one in
@@ -873,15 +889,15 @@ type tpgLUNs struct {
 }
 
 // lunsPiece is what the LUNs of a target came to and everything they were
-// made of: the target's disks and their specs, its portals, and (from
-// the memo, reset when they change) the settings and backstore.
+// made of: the target's disks, their specs (those of the build that made
+// or took it last, gen), its portals, and (from the memo, reset when they
+// change) the settings and backstore.
 type lunsPiece struct {
 	ipList  []string
 	portals map[string][]string
-	// ids are the target's disks, sorted, with their LUN ids and specs
+	// ids are the target's disks, sorted, with their LUN ids
 	ids    []string
 	lunIDs []int
-	specs  []DiskSpec
 	tpgs   []tpgLUNs // by ip_list entry
 	// sos are the storage objects of its disks with this target's ALUA
 	// groups, the only ones they had
@@ -892,25 +908,19 @@ type lunsPiece struct {
 	names     map[string]string
 	indexes   map[int]string
 	patchable bool
-	// gen is the build that last made or took p: when it is the build
-	// before, the disks that did not change since (buildMemo.changedDisks)
-	// have the specs p was made of.
+	// gen is the build that last made or took p.
 	gen int
 }
 
-// matches reports whether p is what the LUNs of ts come to in spec, with
-// sos (the storage objects other targets of the build made) holding none
-// of p's.
-func (p *lunsPiece) matches(spec Spec, ts TargetSpec, sos *soSet) bool {
+// matches reports whether p, made or taken by the build before, is what
+// the LUNs of ts come to in this one, with sos (the storage objects other
+// targets of the build made) holding none of p's.
+func (p *lunsPiece) matches(ts TargetSpec, sos *soSet, m *buildMemo) bool {
 	if len(ts.Disks) != len(p.ids) || !slices.Equal(p.ipList, ts.IPList) || !maps.EqualFunc(p.portals, ts.Portals, slices.Equal) {
 		return false
 	}
 	for i, id := range p.ids {
-		n, ok := ts.Disks[id]
-		if !ok || n != p.lunIDs[i] {
-			return false
-		}
-		if d, ok := spec.Disks[id]; !ok || !diskSpecEqual(p.specs[i], d) {
+		if n, ok := ts.Disks[id]; !ok || n != p.lunIDs[i] || m.changedDisks[id] {
 			return false
 		}
 	}
@@ -976,7 +986,7 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 		return tpgs
 	}
 	p := &lunsPiece{ipList: slices.Clone(ts.IPList), portals: make(map[string][]string, len(ts.Portals)), ids: ids,
-		lunIDs: make([]int, len(ids)), specs: make([]DiskSpec, len(ids)), tpgs: tpgs,
+		lunIDs: make([]int, len(ids)), tpgs: tpgs,
 		names: make(map[string]string, len(ids)), indexes: make(map[int]string, len(ids)), patchable: true}
 	for gw, ips := range ts.Portals {
 		p.portals[gw] = slices.Clone(ips)
@@ -984,7 +994,6 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 	for i, id := range ids {
 		d := spec.Disks[id]
 		p.lunIDs[i] = ts.Disks[id]
-		p.specs[i] = specCopy(d)
 		if _, dup := p.indexes[p.lunIDs[i]]; dup {
 			p.patchable = false
 		}
