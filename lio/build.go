@@ -157,7 +157,7 @@ type buildMemo struct {
 	changedDisks map[string]bool
 	// before are the entries of those disks in the build before.
 	before map[string]*diskEntry
-	groups       map[groupKey]ALUAGroup
+	groups map[groupKey]ALUAGroup
 	// okObjects and okIQNs are the storage-object names and the IQNs that
 	// passed the Builder's NameRules: a name is checked once, not on every
 	// build.
