@@ -525,13 +525,17 @@ func (m *buildMemo) diskNames(spec Spec) {
 		add = append(add, name)
 	}
 	slices.Sort(add)
-	m.names = mergeSorted(m.names, add, func(n string) bool {
-		if drop[n] > 0 {
-			drop[n]--
-			return true
+	// the positions of the names dropped: a name of c disks is c long
+	var at []int
+	for n, c := range drop {
+		i, found := slices.BinarySearch(m.names, n)
+		for ; found && c > 0 && i < len(m.names) && m.names[i] == n; c-- {
+			at = append(at, i)
+			i++
 		}
-		return false
-	}, strings.Compare)
+	}
+	slices.Sort(at)
+	m.names = splice(m.names, at, add, strings.Compare)
 }
 
 // nameBefore is the storage-object name disk id had in the build before;

@@ -218,31 +218,6 @@ func spliceAt[E any](old []E, drop, at []int, add []E) []E {
 	return out
 }
 
-// mergeSorted returns a new list of old without what drop reports, and
-// add, both sorted by cmp and without equal elements across them; nil
-// when that is empty, as a build's lists are.
-func mergeSorted[E any](old, add []E, drop func(E) bool, cmp func(a, b E) int) []E {
-	var out []E
-	if n := len(old) + len(add); n > 0 {
-		out = make([]E, 0, n)
-	}
-	j := 0
-	for _, e := range old {
-		if drop(e) {
-			continue
-		}
-		for ; j < len(add) && cmp(add[j], e) < 0; j++ {
-			out = append(out, add[j])
-		}
-		out = append(out, e)
-	}
-	out = append(out, add[j:]...)
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
 // specCopy is d with its own copy of what may change under the caller (the
 // document's controls map).
 func specCopy(d DiskSpec) DiskSpec {

@@ -195,8 +195,20 @@ func (s *scope) restrict(st State) State {
 	out.StorageObjects = nil
 	out.Managed.StorageObjects = nil
 	if len(s.sos) > 0 {
+		// a few names, the usual, are compared rather than looked up: the
+		// walks cover every storage object
+		var few []string
+		if len(s.sos) <= 4 {
+			few = slices.Collect(maps.Keys(s.sos))
+		}
+		planned := func(name string) bool {
+			if few == nil {
+				return s.sos[name]
+			}
+			return slices.Contains(few, name)
+		}
 		for _, so := range st.StorageObjects {
-			if s.sos[so.Name] {
+			if planned(so.Name) {
 				out.StorageObjects = append(out.StorageObjects, so)
 			}
 		}
@@ -204,7 +216,7 @@ func (s *scope) restrict(st State) State {
 		// observed ones, which are restricted to s.sos too: the names of the
 		// others would only fill its set
 		for _, n := range st.Managed.StorageObjects {
-			if s.sos[n] {
+			if planned(n) {
 				out.Managed.StorageObjects = append(out.Managed.StorageObjects, n)
 			}
 		}
@@ -352,6 +364,10 @@ func soEqual(a, b StorageObject) bool {
 		a.Config != b.Config || a.MaxDataAreaMB != b.MaxDataAreaMB || a.HWMaxSectors != b.HWMaxSectors ||
 		a.Size != b.Size || !sameAttrs(a.Attrs, b.Attrs) || len(a.ALUA) != len(b.ALUA) {
 		return false
+	}
+	if identical(a.ALUA, b.ALUA) {
+		// a Builder's copy of the object of the state before
+		return true
 	}
 	for i := range a.ALUA {
 		x, y := a.ALUA[i], b.ALUA[i]
