@@ -218,6 +218,10 @@ type aclPiece struct {
 	// one and whether the disk failed.
 	deps []aclDep
 	acl  ACL
+	// gen is the build that made or took it last; anyFailed whether a
+	// disk of deps failed.
+	gen       int
+	anyFailed bool
 }
 
 type aclDep struct {
@@ -227,7 +231,10 @@ type aclDep struct {
 }
 
 // acl returns the memoized ACL of k if it was built from the same inputs.
-func (m *buildMemo) acl(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool) (ACL, bool) {
+// moved are the disks whose TPG LUN (lunByDisk) may differ from the build
+// before's, nil if any may: the others need not be looked up again for an
+// ACL that build took.
+func (m *buildMemo) acl(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool, moved map[string]bool) (ACL, bool) {
 	if m == nil {
 		return ACL{}, false
 	}
@@ -235,12 +242,17 @@ func (m *buildMemo) acl(k aclKey, c ClientSpec, cmdsn int, attrs map[string]stri
 	if p == nil || p.auth != c.Auth || p.cmdsn != cmdsn || !sameAttrs(p.attrs, attrs) || !maps.Equal(p.luns, c.LUNs) {
 		return ACL{}, false
 	}
+	stable := moved != nil && p.gen == m.gen-1 && len(failed) == 0 && !p.anyFailed
 	for _, d := range p.deps {
+		if stable && !moved[d.id] {
+			continue
+		}
 		n, found := lunByDisk[d.id]
 		if found != d.found || n != d.tpgLUN || failed[d.id] != d.failed {
 			return ACL{}, false
 		}
 	}
+	p.gen = m.gen
 	m.aclsUsed++
 	return p.acl, true
 }
@@ -249,13 +261,14 @@ func (m *buildMemo) putACL(k aclKey, c ClientSpec, cmdsn int, attrs map[string]s
 	if m == nil {
 		return
 	}
-	p := &aclPiece{auth: c.Auth, luns: maps.Clone(c.LUNs), cmdsn: cmdsn, attrs: attrs, acl: acl}
+	p := &aclPiece{auth: c.Auth, luns: maps.Clone(c.LUNs), cmdsn: cmdsn, attrs: attrs, acl: acl, gen: m.gen}
 	if p.luns == nil {
 		p.luns = map[string]int{}
 	}
 	for id := range c.LUNs {
 		n, found := lunByDisk[id]
 		p.deps = append(p.deps, aclDep{id: id, tpgLUN: n, found: found, failed: failed[id]})
+		p.anyFailed = p.anyFailed || failed[id]
 	}
 	m.acls[k] = p
 	m.aclsUsed++
@@ -788,7 +801,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 		"MaxRecvDataSegmentLength": strconv.Itoa(tgt.MaxRecvDataSegmentLength),
 		"MaxXmitDataSegmentLength": strconv.Itoa(tgt.MaxXmitDataSegmentLength),
 	}
-	lunsOf := targetLUNs(spec, iqn, ts, sos, m)
+	lunsOf, moved := targetLUNs(spec, iqn, ts, sos, m)
 	failed := map[string]bool{} // disks whose LUN cannot be built
 	// one map for every ACL of the target: they are read only
 	aclAttrs := m.attrsOf(tgt.DataoutTimeout, tgt.NopinResponseTimeout, tgt.NopinTimeout)
@@ -844,7 +857,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 					continue
 				}
 				c, k := ts.Clients[ini], aclKey{iqn, tag, ini}
-				acl, ok := m.acl(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed)
+				acl, ok := m.acl(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, moved)
 				if !ok {
 					var err error
 					acl, err = buildACL(iqn, ini, c, tgt, aclAttrs, lunByDisk, failed)
@@ -938,16 +951,19 @@ func (p *lunsPiece) matches(ts TargetSpec, sos *soSet, m *buildMemo) bool {
 // change of its clients costs no LUN. One whose disks changed in a few
 // places only patches what that build made (lunsPiece.patch): a LUN added
 // to a target of thousands makes one LUN, not thousands.
-func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) []tpgLUNs {
+//
+// moved are the disks whose TPG LUNs may differ from the last build's,
+// nil when any may (the LUNs were built again).
+func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) (_ []tpgLUNs, moved map[string]bool) {
 	if m != nil {
 		if p, ok := m.luns[iqn]; ok {
-			if q, ok := p.patch(spec, ts, sos, m); ok {
+			if q, moved, ok := p.patch(spec, ts, sos, m); ok {
 				m.luns[iqn] = q
 				m.lunsUsed++
 				m.lunsPatched = m.lunsPatched || q != p
 				q.gen = m.gen
 				sos.pieces = append(sos.pieces, q)
-				return q.tpgs
+				return q.tpgs, moved
 			}
 		}
 	}
@@ -987,7 +1003,7 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 		tpgs[i] = tl
 	}
 	if !clean || m == nil {
-		return tpgs
+		return tpgs, nil
 	}
 	p := &lunsPiece{ipList: slices.Clone(ts.IPList), portals: make(map[string][]string, len(ts.Portals)), ids: ids,
 		lunIDs: make([]int, len(ids)), tpgs: tpgs,
@@ -1016,13 +1032,13 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 		}
 	}
 	if sos.count()-before != len(p.sos) {
-		return tpgs // it shares storage objects with a target built before
+		return tpgs, nil // it shares storage objects with a target built before
 	}
 	slices.SortFunc(p.sos, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
 	p.gen = m.gen
 	m.luns[iqn] = p
 	m.lunsUsed++
-	return tpgs
+	return tpgs, nil
 }
 
 func aluaByID(a, b ALUAGroup) int { return a.ID - b.ID }

@@ -23,19 +23,19 @@ func lunPatchMax(n int) int { return n/8 + 16 }
 // storage object or LUN id, or another target made one of these storage
 // objects — and the caller builds the LUNs again. A patch takes p's
 // indexes over: p must not be used after a patch that succeeded.
-func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (*lunsPiece, bool) {
+func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_ *lunsPiece, moved map[string]bool, _ bool) {
 	if p.gen != m.gen-1 {
 		// p's disks have the specs of the build before, but for those
 		// changed since (m.changedDisks), only when that build made or
 		// took p
-		return nil, false
+		return nil, nil, false
 	}
 	if !p.patchable {
 		// duplicate LUN ids or storage objects: only whole matches
-		return p, p.matches(ts, sos, m)
+		return p, noneMoved, p.matches(ts, sos, m)
 	}
 	if len(p.tpgs) == 0 || !slices.Equal(p.ipList, ts.IPList) || !maps.EqualFunc(p.portals, ts.Portals, slices.Equal) {
-		return nil, false
+		return nil, nil, false
 	}
 	limit := lunPatchMax(len(p.ids))
 	// gone are the positions in p.ids of the disks removed or changed
@@ -46,7 +46,7 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (*
 			continue
 		}
 		if len(gone) == limit {
-			return nil, false
+			return nil, nil, false
 		}
 		gone = append(gone, i)
 		goneID[id] = true
@@ -59,16 +59,16 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (*
 				continue
 			}
 			if len(gone)+len(added) == limit {
-				return nil, false
+				return nil, nil, false
 			}
 			added = append(added, id)
 		}
 	}
 	if sos.overlaps(p) {
-		return nil, false
+		return nil, nil, false
 	}
 	if len(added) == 0 && len(gone) == 0 {
-		return p, true
+		return p, noneMoved, true
 	}
 	slices.Sort(added)
 
@@ -80,14 +80,14 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (*
 	for i, id := range added {
 		d, ok := spec.Disks[id]
 		if !ok {
-			return nil, false // an error of a build from scratch
+			return nil, nil, false // an error of a build from scratch
 		}
 		name, index := d.objectName(id), ts.Disks[id]
 		if owner, ok := p.names[name]; (ok && !goneID[owner]) || newName[name] || sos.has(name) {
-			return nil, false
+			return nil, nil, false
 		}
 		if owner, ok := p.indexes[index]; (ok && !goneID[owner]) || newIndex[index] {
-			return nil, false
+			return nil, nil, false
 		}
 		newName[name], newIndex[index] = true, true
 		specs[i], names[i] = d, name
@@ -99,11 +99,11 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (*
 		for i, id := range added {
 			so, err := storageObject(spec, id, specs[i], made, m)
 			if err != nil {
-				return nil, false
+				return nil, nil, false
 			}
 			g, err := aluaGroup(spec.Settings, specs[i], so, ts, ip, tag, m)
 			if err != nil {
-				return nil, false
+				return nil, nil, false
 			}
 			addedLUNs[t] = append(addedLUNs[t], LUN{Index: ts.Disks[id], StorageObject: so.Name, ALUAGroup: g})
 		}
@@ -130,7 +130,7 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (*
 		ok = ok && found
 	}
 	if !ok {
-		return nil, false // not as p was made: build again
+		return nil, nil, false // not as p was made: build again
 	}
 
 	// p's indexes become q's
@@ -163,8 +163,14 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (*
 	at, _ := positions(p.ids, added, strings.Compare)
 	q.ids = spliceAt(p.ids, gone, at, added)
 	q.lunIDs = spliceAt(p.lunIDs, gone, at, addedIDs)
-	return q, true
+	for _, id := range added {
+		goneID[id] = true
+	}
+	return q, goneID, true
 }
+
+// noneMoved is the moved disks of a patch that changed nothing (read only).
+var noneMoved = map[string]bool{}
 
 // positions returns where the keys are in l, sorted by key with no key
 // twice: their positions, sorted, and whether l has every key (a key not

@@ -12,12 +12,12 @@ import (
 // TestBuilderStepsPlanSince takes random API-like steps on a spec of two
 // targets (a client's LUN mapped or unmapped, clients added, removed or
 // given CHAP, a disk added to a target or removed from it and the config,
-// a disk's spec changed, a disk shared by both targets, a bad object name,
-// a target gone and back, many disks at once), handing the Builder a fresh
-// copy of the spec each time as the gateway does, and asserts at every
-// step that its State and errors equal a Build from scratch and that
-// NewPlanSince from the state before equals NewPlan, with LIO holding the
-// state before. It also asserts that the steps that change a client only
+// a disk's spec or LUN id changed, a disk shared by both targets, a bad
+// object name, a target gone and back, many disks at once), handing the
+// Builder a fresh copy of the spec each time as the gateway does, and
+// asserts at every step that its State and errors equal a Build from
+// scratch and that NewPlanSince from the state before equals NewPlan, with
+// LIO holding the state before. It also asserts that the steps that change a client only
 // share the storage objects, LUNs and other ACL lists with the state
 // before: the plan then skips them at once.
 func TestBuilderStepsPlanSince(t *testing.T) {
@@ -191,6 +191,11 @@ func builderSteps(t *testing.T, seed uint64, steps int) {
 			} else {
 				s.Targets[t2] = newTarget()
 				addDisk(t2)
+			}
+		case k == 17 && rng.IntN(2) == 0:
+			name = "a disk's LUN id moved"
+			if d, ok := pick(s.Targets[t1].Disks); ok {
+				s.Targets[t1].Disks[d] = free(s.Targets[t1].Disks)
 			}
 		case k == 17:
 			name = "many disks at once"
