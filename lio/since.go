@@ -320,17 +320,18 @@ func mergeDiff[T any, K cmp.Ordered](a, b []T, key func(T) K, equal func(T, T) b
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		switch {
-		case j == len(b) || (i < len(a) && key(a[i]) < key(b[j])):
-			diff(key(a[i]))
-			i++
-		case i == len(a) || key(b[j]) < key(a[i]):
-			diff(key(b[j]))
-			j++
-		default:
+		case i < len(a) && j < len(b) && key(a[i]) == key(b[j]):
+			// first: the usual, and at once for the names a Builder copied
 			if !equal(a[i], b[j]) {
 				diff(key(a[i]))
 			}
 			i++
+			j++
+		case j == len(b) || (i < len(a) && key(a[i]) < key(b[j])):
+			diff(key(a[i]))
+			i++
+		default: // only b has key(b[j])
+			diff(key(b[j]))
 			j++
 		}
 	}
