@@ -133,8 +133,12 @@ func Build(spec Spec) (State, error) { return build(spec, nil) }
 // once and shared. Building the spec of a one-LUN change then costs a
 // lookup per object instead of making each again (maps, formatted
 // strings). The States it returns share those pieces, so nobody may
-// modify them (the planner only reads). A Builder must be used with one
-// NameRules; it may be used from several goroutines.
+// modify them (the planner only reads): a list that did not change since
+// the last build (storage objects, a TPG's LUNs or ACLs, the managed
+// names) is that build's very list, which NewPlanSince skips at once.
+// A build compares the spec with the last one disk by disk and client by
+// client, but names, checks and makes only what changed. A Builder must
+// be used with one NameRules; it may be used from several goroutines.
 type Builder struct {
 	mu sync.Mutex
 	m  *buildMemo

@@ -13,7 +13,8 @@ import (
 // so only the objects that differ between them are planned, with what
 // their operations depend on. A change then costs in proportion to what
 // changed, plus one comparison of prev with desired, instead of a plan
-// over every LUN and ACL of the gateway.
+// over every LUN and ACL of the gateway. Lists desired shares with prev
+// (a Builder's for what did not change) are not compared at all.
 //
 // The result equals NewPlan(observed, desired) when LIO holds prev. When
 // it may not (start-up, a failed operation, held objects, a drift check),
