@@ -36,6 +36,14 @@ type Spec struct {
 	// Names are the grammars names are checked against before they become
 	// configfs paths (see NameRules).
 	Names NameRules
+	// Frozen promises that the maps of this Spec (Disks, Targets, each
+	// target's Disks, Portals and Clients, each client's LUNs, each disk's
+	// Controls) are never modified once given to a Builder: one may come
+	// again in a later Spec, as the same content. A Builder then tells a
+	// map of the last build that comes again unchanged at once, instead of
+	// comparing it entry by entry (Builder.Build). A caller deriving each
+	// Spec from the last one copy-on-write hands out its maps that way.
+	Frozen bool
 }
 
 // Settings are the iscsi-gateway.cfg values Build uses, as global
@@ -161,6 +169,9 @@ type buildMemo struct {
 	changedDisks map[string]bool
 	// before are the entries of those disks in the build before.
 	before map[string]*diskEntry
+	// frozenDisks is the Disks map of the last build when its Spec was
+	// Frozen: the same map again has the same disks.
+	frozenDisks map[string]DiskSpec
 	groups map[groupKey]ALUAGroup
 	// okObjects and okIQNs are the storage-object names and the IQNs that
 	// passed the Builder's NameRules: a name is checked once, not on every
@@ -226,6 +237,8 @@ type aclPiece struct {
 	// disk of deps failed.
 	gen       int
 	anyFailed bool
+	// frozenLUNs is the client's LUN map itself, of a Frozen spec.
+	frozenLUNs map[string]int
 }
 
 type aclDep struct {
@@ -238,13 +251,25 @@ type aclDep struct {
 // moved are the disks whose TPG LUN (lunByDisk) may differ from the build
 // before's, nil if any may: the others need not be looked up again for an
 // ACL that build took.
-func (m *buildMemo) acl(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool, moved map[string]bool) (ACL, bool) {
+//
+// frozen says the spec is Frozen: the LUN map of the client the last time
+// is then the same LUNs when it comes again.
+func (m *buildMemo) acl(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool, moved map[string]bool, frozen bool) (ACL, bool) {
 	if m == nil {
 		return ACL{}, false
 	}
 	p := m.acls[k]
-	if p == nil || p.auth != c.Auth || p.cmdsn != cmdsn || !sameAttrs(p.attrs, attrs) || !maps.Equal(p.luns, c.LUNs) {
+	if p == nil || p.auth != c.Auth || p.cmdsn != cmdsn || !sameAttrs(p.attrs, attrs) {
 		return ACL{}, false
+	}
+	if !frozen || p.frozenLUNs == nil || !sameMap(p.frozenLUNs, c.LUNs) {
+		if !maps.Equal(p.luns, c.LUNs) {
+			return ACL{}, false
+		}
+		p.frozenLUNs = nil
+		if frozen {
+			p.frozenLUNs = c.LUNs
+		}
 	}
 	stable := moved != nil && p.gen == m.gen-1 && len(failed) == 0 && !p.anyFailed
 	for _, d := range p.deps {
@@ -261,11 +286,14 @@ func (m *buildMemo) acl(k aclKey, c ClientSpec, cmdsn int, attrs map[string]stri
 	return p.acl, true
 }
 
-func (m *buildMemo) putACL(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool, acl ACL) {
+func (m *buildMemo) putACL(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool, acl ACL, frozen bool) {
 	if m == nil {
 		return
 	}
 	p := &aclPiece{auth: c.Auth, luns: maps.Clone(c.LUNs), cmdsn: cmdsn, attrs: attrs, acl: acl, gen: m.gen}
+	if frozen {
+		p.frozenLUNs = c.LUNs
+	}
 	if p.luns == nil {
 		p.luns = map[string]int{}
 	}
@@ -494,6 +522,14 @@ func build(spec Spec, m *buildMemo) (State, error) {
 func (m *buildMemo) diskNames(spec Spec) {
 	m.gen++
 	m.changedDisks, m.before = map[string]bool{}, map[string]*diskEntry{}
+	frozen := m.frozenDisks
+	m.frozenDisks = nil
+	if spec.Frozen {
+		m.frozenDisks = spec.Disks
+		if frozen != nil && sameMap(frozen, spec.Disks) {
+			return // the disks of the last build
+		}
+	}
 	var changed, gone []string
 	both := 0
 	for id, d := range spec.Disks {
@@ -861,14 +897,14 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 					continue
 				}
 				c, k := ts.Clients[ini], aclKey{iqn, tag, ini}
-				acl, ok := m.acl(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, moved)
+				acl, ok := m.acl(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, moved, spec.Frozen)
 				if !ok {
 					var err error
 					acl, err = buildACL(iqn, ini, c, tgt, aclAttrs, lunByDisk, failed)
 					if err != nil {
 						errs = append(errs, err)
 					} else {
-						m.putACL(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, acl)
+						m.putACL(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, acl, spec.Frozen)
 					}
 				}
 				if q := len(tpg.ACLs) + re - rs; ok && q < len(last.acls) && sameACL(acl, last.acls[q]) {
@@ -929,8 +965,10 @@ type lunsPiece struct {
 	names     map[string]string
 	indexes   map[int]string
 	patchable bool
-	// gen is the build that last made or took p.
-	gen int
+	// gen is the build that last made or took p; frozenDisks the Disks
+	// map of the target then, when its Spec was Frozen.
+	gen         int
+	frozenDisks map[string]int
 }
 
 // matches reports whether p, made or taken by the build before, is what
@@ -965,7 +1003,10 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 				m.luns[iqn] = q
 				m.lunsUsed++
 				m.lunsPatched = m.lunsPatched || q != p
-				q.gen = m.gen
+				q.gen, q.frozenDisks = m.gen, nil
+				if spec.Frozen {
+					q.frozenDisks = ts.Disks
+				}
 				sos.pieces = append(sos.pieces, q)
 				return q.tpgs, moved
 			}
@@ -1040,6 +1081,9 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 	}
 	slices.SortFunc(p.sos, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
 	p.gen = m.gen
+	if spec.Frozen {
+		p.frozenDisks = ts.Disks
+	}
 	m.luns[iqn] = p
 	m.lunsUsed++
 	return tpgs, nil

@@ -37,6 +37,18 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_
 	if len(p.tpgs) == 0 || !slices.Equal(p.ipList, ts.IPList) || !maps.EqualFunc(p.portals, ts.Portals, slices.Equal) {
 		return nil, nil, false
 	}
+	if spec.Frozen && p.frozenDisks != nil && sameMap(p.frozenDisks, ts.Disks) {
+		// the target's disks and LUN ids of the build before: whether a
+		// disk of p changed is a look at the few that did
+		had, touched := p.tpgs[0].lunByDisk, false
+		for id := range m.changedDisks {
+			_, in := had[id]
+			touched = touched || in
+		}
+		if !touched && !sos.overlaps(p) {
+			return p, noneMoved, true
+		}
+	}
 	limit := lunPatchMax(len(p.ids))
 	// gone are the positions in p.ids of the disks removed or changed
 	var gone []int

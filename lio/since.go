@@ -385,6 +385,11 @@ func aclEqual(a, b ACL) bool {
 		authEqual(a.Auth, b.Auth) && slices.Equal(a.MappedLUNs, b.MappedLUNs)
 }
 
+// sameMap reports whether a and b are one map, not only equal ones.
+func sameMap[K comparable, V any](a, b map[K]V) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
 // sameAttrs is maps.Equal, at once for one map: desired states built by
 // one Builder share the attribute maps of the objects that did not change.
 func sameAttrs(a, b map[string]string) bool {

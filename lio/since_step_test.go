@@ -23,14 +23,20 @@ import (
 func TestBuilderStepsPlanSince(t *testing.T) {
 	t.Parallel()
 	for _, seed := range []uint64{1, 2, 3, 4, 5, 6} {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			t.Parallel()
-			builderSteps(t, seed, 300)
-		})
+		for _, frozen := range []bool{false, true} {
+			t.Run(fmt.Sprint(seed, "/frozen=", frozen), func(t *testing.T) {
+				t.Parallel()
+				builderSteps(t, seed, 300, frozen)
+			})
+		}
 	}
 }
 
-func builderSteps(t *testing.T, seed uint64, steps int) {
+// builderSteps runs the steps of TestBuilderStepsPlanSince; frozen gives
+// the Builder Frozen specs, copied on write from the one before as the
+// gateway's spec memo makes them: a map whose content did not change is
+// the very map of the spec before.
+func builderSteps(t *testing.T, seed uint64, steps int, frozen bool) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	const t1, t2 = "iqn.2003-01.com.example:t1", "iqn.2003-01.com.example:t2"
 	id := func(i int) string { return fmt.Sprintf("rbd/img%03d", i) }
@@ -92,7 +98,16 @@ func builderSteps(t *testing.T, seed uint64, steps int) {
 	}
 
 	var b Builder
-	prev, err := b.Build(cloneSpec(s))
+	var given Spec // the last spec given to b
+	give := func() Spec {
+		if frozen {
+			given = frozenFrom(given, s)
+		} else {
+			given = cloneSpec(s)
+		}
+		return given
+	}
+	prev, err := b.Build(give())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +220,11 @@ func builderSteps(t *testing.T, seed uint64, steps int) {
 		default:
 			name = "nothing"
 		}
-		desired, gerr := b.Build(cloneSpec(s))
+		lastDisks := given.Disks
+		desired, gerr := b.Build(give())
+		if frozen && clientOnly && len(s.Disks) > 0 && !sameMap(lastDisks, given.Disks) {
+			t.Fatalf("step %d (%s): the frozen spec has new disks", step, name)
+		}
 		want, werr := Build(cloneSpec(s))
 		if !reflect.DeepEqual(desired, want) || fmt.Sprint(gerr) != fmt.Sprint(werr) {
 			t.Fatalf("step %d (%s): Builder.Build differs from Build: %s\ngot:  %v\nwant: %v", step, name, stateDiff(desired, want), gerr, werr)
@@ -239,4 +258,48 @@ func builderSteps(t *testing.T, seed uint64, steps int) {
 		}
 		prev, wasClientOnly = desired, clientOnly && gerr == nil
 	}
+}
+
+// frozenFrom is a Frozen copy of s that shares each map with last (a
+// Frozen spec or none) whose content is the same, and has its own copies
+// of the others: what a caller deriving specs copy-on-write gives.
+func frozenFrom(last, s Spec) Spec {
+	same := func(a, b any) bool { return reflect.ValueOf(a).Len() > 0 && reflect.DeepEqual(a, b) }
+	out := cloneSpec(s)
+	out.Frozen = true
+	if same(last.Disks, out.Disks) {
+		out.Disks = last.Disks
+	} else {
+		for id, d := range out.Disks {
+			if l, ok := last.Disks[id]; ok && reflect.DeepEqual(l, d) {
+				out.Disks[id] = l
+			}
+		}
+	}
+	for iqn, ts := range out.Targets {
+		l, ok := last.Targets[iqn]
+		if !ok {
+			continue
+		}
+		if same(l.Disks, ts.Disks) {
+			ts.Disks = l.Disks
+		}
+		if same(l.Portals, ts.Portals) {
+			ts.Portals = l.Portals
+		}
+		if same(l.Clients, ts.Clients) {
+			ts.Clients = l.Clients
+		} else {
+			for ini, cs := range ts.Clients {
+				if lc, ok := l.Clients[ini]; ok && reflect.DeepEqual(lc, cs) {
+					ts.Clients[ini] = lc
+				}
+			}
+		}
+		out.Targets[iqn] = ts
+	}
+	if same(last.Targets, out.Targets) {
+		out.Targets = last.Targets
+	}
+	return out
 }
