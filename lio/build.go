@@ -172,7 +172,7 @@ type buildMemo struct {
 	// frozenDisks is the Disks map of the last build when its Spec was
 	// Frozen: the same map again has the same disks.
 	frozenDisks map[string]DiskSpec
-	groups map[groupKey]ALUAGroup
+	groups      map[groupKey]ALUAGroup
 	// okObjects and okIQNs are the storage-object names and the IQNs that
 	// passed the Builder's NameRules: a name is checked once, not on every
 	// build.
