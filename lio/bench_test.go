@@ -3,6 +3,7 @@ package lio
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -184,7 +185,9 @@ func BenchmarkBuilderLUNStep(b *testing.B) {
 // the spec of the change, fresh as the gateway makes each, from the memo
 // of the build before, and NewPlanSince plans it against the state before.
 // Each step toggles between two specs, so every build and plan sees a
-// change; "build" and "plan" time each part alone.
+// change; "build" and "plan" time each part alone. The "-frozen" parts
+// give Frozen specs, copied on write from each other as the gateway's spec
+// memo makes them.
 // Run: go test -tags pacific -run '^$' -bench BuildPlanStep ./lio/
 func BenchmarkBuildPlanStep(b *testing.B) {
 	for _, n := range []int{16, 4096} {
@@ -218,7 +221,10 @@ func BenchmarkBuildPlanStep(b *testing.B) {
 				}
 			}
 			observed := [2]State{observedOf(states[0]), observedOf(states[1])}
-			for _, part := range []string{"build", "plan", "both"} {
+			var frozen [2]Spec
+			frozen[0] = frozenFrom(Spec{}, specs[0][0])
+			frozen[1] = frozenFrom(frozen[0], specs[1][0])
+			for _, part := range []string{"build", "plan", "both", "build-frozen", "both-frozen"} {
 				b.Run(fmt.Sprintf("luns=%d/%s/%s", n, step, part), func(b *testing.B) {
 					var bld Builder
 					prev, err := bld.Build(specs[0][copies-1])
@@ -233,10 +239,16 @@ func BenchmarkBuildPlanStep(b *testing.B) {
 						var desired State
 						if part == "plan" {
 							desired = states[side]
-						} else if desired, err = bld.Build(specs[side][i%copies]); err != nil {
-							b.Fatal(err)
+						} else {
+							spec := specs[side][i%copies]
+							if strings.HasSuffix(part, "-frozen") {
+								spec = frozen[side]
+							}
+							if desired, err = bld.Build(spec); err != nil {
+								b.Fatal(err)
+							}
 						}
-						if part != "build" {
+						if !strings.HasPrefix(part, "build") {
 							if p := NewPlanSince(prev, observed[1-side], desired); p.Empty() {
 								b.Fatal("nothing to do")
 							}
