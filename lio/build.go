@@ -187,7 +187,10 @@ type buildMemo struct {
 	// aclLists are the ACL lists of the last build by TPG, which the next
 	// one returns again when its ACLs are the same ones.
 	aclLists, nextACLLists map[tpgKey]*aclList
-	aclAttrs               map[[3]int]map[string]string
+	// chap are the clients of each target in the last build, of a Frozen
+	// spec, and whether one has CHAP.
+	chap, nextChap map[string]clientsCHAP
+	aclAttrs       map[[3]int]map[string]string
 	// merged is the storage objects of several pieces merged by the last
 	// build that merged, mergedFrom the first and last object of each
 	// piece's list.
@@ -211,10 +214,56 @@ type diskEntry struct {
 	name string
 }
 
-// aclList is the ACL list of a TPG and the order of its clients.
+// aclList is the ACL list of a TPG and the order of its clients; clean
+// whether they built without an error (and no disk of the target
+// failed), from the ACL attributes attrs and cmdsn; clients the Clients
+// map of the target, of a Frozen spec.
 type aclList struct {
-	inis []string
-	acls []ACL
+	inis    []string
+	acls    []ACL
+	clean   bool
+	attrs   map[string]string
+	cmdsn   int
+	clients map[string]ClientSpec
+}
+
+// onlyNew reports whether the disks moved of a patch (nil: unknown) are
+// all new to the target.
+func onlyNew(moved map[string]bool) bool {
+	if moved == nil {
+		return false
+	}
+	for _, had := range moved {
+		if had {
+			return false
+		}
+	}
+	return true
+}
+
+// clientCHAP reports whether a client of target iqn has CHAP credentials:
+// what the last build found when clients is its map of a Frozen spec.
+func (m *buildMemo) clientCHAP(iqn string, clients map[string]ClientSpec, frozen bool) bool {
+	if m != nil && frozen {
+		if c, ok := m.chap[iqn]; ok && sameMap(c.clients, clients) {
+			m.nextChap[iqn] = c
+			return c.chap
+		}
+	}
+	chap := false
+	for _, c := range clients {
+		chap = chap || c.Auth.chap()
+	}
+	if m != nil && frozen {
+		m.nextChap[iqn] = clientsCHAP{clients: clients, chap: chap}
+	}
+	return chap
+}
+
+// clientsCHAP is the clients map of a target and whether one has CHAP.
+type clientsCHAP struct {
+	clients map[string]ClientSpec
+	chap    bool
 }
 
 type aclKey struct {
@@ -250,7 +299,7 @@ type aclDep struct {
 // acl returns the memoized ACL of k if it was built from the same inputs.
 // moved are the disks whose TPG LUN (lunByDisk) may differ from the build
 // before's, nil if any may: the others need not be looked up again for an
-// ACL that build took.
+// ACL that build took. (The values say whether the target had the disk.)
 //
 // frozen says the spec is Frozen: the LUN map of the client the last time
 // is then the same LUNs when it comes again.
@@ -273,7 +322,7 @@ func (m *buildMemo) acl(k aclKey, c ClientSpec, cmdsn int, attrs map[string]stri
 	}
 	stable := moved != nil && p.gen == m.gen-1 && len(failed) == 0 && !p.anyFailed
 	for _, d := range p.deps {
-		if stable && !moved[d.id] {
+		if _, ok := moved[d.id]; stable && !ok {
 			continue
 		}
 		n, found := lunByDisk[d.id]
@@ -404,9 +453,10 @@ func (b *Builder) Build(spec Spec) (State, error) {
 		b.m.okIQNs = map[string]bool{}
 	}
 	b.m.aclsUsed, b.m.lunsUsed, b.m.lunsPatched = 0, 0, false
-	b.m.nextACLLists = map[tpgKey]*aclList{}
+	b.m.nextACLLists, b.m.nextChap = map[tpgKey]*aclList{}, map[string]clientsCHAP{}
 	st, err := build(spec, b.m)
 	b.m.aclLists, b.m.nextACLLists = b.m.nextACLLists, nil
+	b.m.chap, b.m.nextChap = b.m.nextChap, nil
 	if identical(st.Managed.StorageObjects, b.m.managed.StorageObjects) || slices.Equal(st.Managed.StorageObjects, b.m.managed.StorageObjects) {
 		st.Managed.StorageObjects = b.m.managed.StorageObjects
 	}
@@ -824,10 +874,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 	for _, ip := range localIPs {
 		isLocal[trimBrackets(ip)] = true
 	}
-	clientCHAP := false
-	for _, c := range ts.Clients {
-		clientCHAP = clientCHAP || c.Auth.chap()
-	}
+	clientCHAP := m.clientCHAP(iqn, ts.Clients, spec.Frozen)
 	gna, dmwp := "1", "0"
 	if ts.ACLEnabled {
 		gna, dmwp = "0", "1"
@@ -889,11 +936,24 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 			// runs copied at once (last.acls[rs:re], not yet in tpg.ACLs):
 			// the list is that build's when all are
 			last := m.aclList(tpgKey{iqn, tag})
+			if spec.Frozen && last.clients != nil && sameMap(last.clients, ts.Clients) && last.clean && len(failed) == 0 &&
+				sameMap(last.attrs, aclAttrs) && last.cmdsn == tgt.CmdSNDepth && onlyNew(moved) {
+				// The clients of the last build, whose ACLs built without an
+				// error: they name none but the disks the target had then,
+				// whose TPG LUNs stay. Their ACLs are the same ones.
+				tpg.ACLs = last.acls
+				m.nextACLLists[tpgKey{iqn, tag}] = last
+				m.aclsUsed += len(last.acls)
+				t.TPGs = append(t.TPGs, tpg)
+				continue
+			}
 			inis := clientOrder(ts.Clients, last)
 			rs, re := 0, 0
+			clean := len(failed) == 0
 			for _, ini := range inis {
 				if err := m.checkName(okIQNs, ini, func() error { return checkTargetName(spec.Names, "target "+iqn+" client", ini) }); err != nil {
 					errs = append(errs, err)
+					clean = false
 					continue
 				}
 				c, k := ts.Clients[ini], aclKey{iqn, tag, ini}
@@ -903,6 +963,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 					acl, err = buildACL(iqn, ini, c, tgt, aclAttrs, lunByDisk, failed)
 					if err != nil {
 						errs = append(errs, err)
+						clean = false
 					} else {
 						m.putACL(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, acl, spec.Frozen)
 					}
@@ -928,7 +989,11 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 				tpg.ACLs = append(tpg.ACLs, last.acls[rs:re]...)
 			}
 			if m != nil {
-				m.nextACLLists[tpgKey{iqn, tag}] = &aclList{inis: inis, acls: tpg.ACLs}
+				l := &aclList{inis: inis, acls: tpg.ACLs, clean: clean, attrs: aclAttrs, cmdsn: tgt.CmdSNDepth}
+				if spec.Frozen {
+					l.clients = ts.Clients
+				}
+				m.nextACLLists[tpgKey{iqn, tag}] = l
 			}
 		}
 		t.TPGs = append(t.TPGs, tpg)
@@ -995,7 +1060,8 @@ func (p *lunsPiece) matches(ts TargetSpec, sos *soSet, m *buildMemo) bool {
 // to a target of thousands makes one LUN, not thousands.
 //
 // moved are the disks whose TPG LUNs may differ from the last build's,
-// nil when any may (the LUNs were built again).
+// nil when any may (the LUNs were built again), each true when the
+// target had it before.
 func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) (_ []tpgLUNs, moved map[string]bool) {
 	if m != nil {
 		if p, ok := m.luns[iqn]; ok {

@@ -175,10 +175,12 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_
 	at, _ := positions(p.ids, added, strings.Compare)
 	q.ids = spliceAt(p.ids, gone, at, added)
 	q.lunIDs = spliceAt(p.lunIDs, gone, at, addedIDs)
+	// the disks moved: had ones whether p had them
+	moved = maps.Clone(goneID)
 	for _, id := range added {
-		goneID[id] = true
+		moved[id] = goneID[id]
 	}
-	return q, goneID, true
+	return q, moved, true
 }
 
 // noneMoved is the moved disks of a patch that changed nothing (read only).

@@ -11,10 +11,11 @@ import (
 
 // TestBuilderStepsPlanSince takes random API-like steps on a spec of two
 // targets (a client's LUN mapped or unmapped, clients added, removed or
-// given CHAP, a disk added to a target or removed from it and the config,
-// a disk's spec or LUN id changed, a disk shared by both targets, a bad
-// object name, a target gone and back, many disks at once), handing the
-// Builder a fresh copy of the spec each time as the gateway does, and
+// given CHAP or a disk the target does not have yet, a disk added to a
+// target or removed from it and the config, a disk's spec or LUN id
+// changed, a disk shared by both targets, a bad object name, a target
+// gone and back, many disks at once), handing the Builder a fresh copy of
+// the spec each time as the gateway does (or a frozen one), and
 // asserts at every step that its State and errors equal a Build from
 // scratch and that NewPlanSince from the state before equals NewPlan, with
 // LIO holding the state before. It also asserts that the steps that change a client only
@@ -216,6 +217,12 @@ func builderSteps(t *testing.T, seed uint64, steps int, frozen bool) {
 			name = "many disks at once"
 			for range 10 + rng.IntN(10) {
 				addDisk(t1)
+			}
+		case k == 18:
+			name = "a client maps the next disk, not yet one of the target"
+			if c, ok := someClient(); ok {
+				cs := s.Targets[t1].Clients[c]
+				cs.LUNs[id(next)] = free(cs.LUNs)
 			}
 		default:
 			name = "nothing"
