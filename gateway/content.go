@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"iter"
+	"maps"
+	"sync"
 
 	"ceph-iscsi/config"
 )
@@ -80,6 +83,10 @@ func (h *hasher) generic(m map[string]any) {
 	}
 }
 
+func (d *digest) add(e digest) { d[0] += e[0]; d[1] += e[1] }
+
+func (d *digest) sub(e digest) { d[0] -= e[0]; d[1] -= e[1] }
+
 // entries sums the digests of m's entries, each of its key and of what one
 // hashes of its value.
 func entries[V any](h *hasher, m map[string]V, value func(*hasher, V)) {
@@ -91,14 +98,17 @@ func entries[V any](h *hasher, m map[string]V, value func(*hasher, V)) {
 	var sum digest
 	e := newHasher()
 	for k, v := range m {
-		e.buf = e.buf[:0]
-		e.str(k)
-		value(e, v)
-		d := e.sum()
-		sum[0] += d[0]
-		sum[1] += d[1]
+		sum.add(entry(e, k, v, value))
 	}
 	h.digest(sum)
+}
+
+// entry is the digest of one map entry, hashed in e.
+func entry[V any](e *hasher, k string, v V, value func(*hasher, V)) digest {
+	e.buf = e.buf[:0]
+	e.str(k)
+	value(e, v)
+	return e.sum()
 }
 
 // contentDigest fingerprints doc without what never reaches LIO: the
@@ -110,24 +120,77 @@ func entries[V any](h *hasher, m map[string]V, value func(*hasher, V)) {
 // equal digests; different ones differ but for a chance of 2^-128. It
 // replaces comparing encodings, which cost a full encode of the document
 // (35 ms at 4096 disks) on every change.
+//
+// It hashes everything; a Reconciler digests through its digestMemo,
+// which reuses what it hashed of the documents before.
 func contentDigest(doc *config.Doc) digest {
+	return (&digester{doc: doc, memo: &noMemo}).digest()
+}
+
+// noMemo has nil maps: nothing is found in it and nothing stored.
+var noMemo digestMemo
+
+// digester is one digest of doc, through memo.
+type digester struct {
+	doc  *config.Doc
+	memo *digestMemo
+}
+
+func (g *digester) digest() digest {
+	doc, m := g.doc, g.memo
 	h := newHasher()
 	h.num(uint64(doc.Version))
-	entries(h, doc.Disks, hashDisk)
-	entries(h, doc.Gateways, func(h *hasher, g *config.Gateway) {
-		if g == nil {
-			h.num(0)
-			return
-		}
-		h.num(1)
-		h.num(uint64(g.ActiveLuns))
-		h.generic(g.Extra)
-	})
-	entries(h, doc.Targets, hashTarget)
+	objEntries(g, h, doc.Disks, m.disks, keyless(hashDisk))
+	objEntries(g, h, doc.Gateways, m.gateways, keyless(hashGateway))
+	objEntries(g, h, doc.Targets, m.targets, g.hashTarget)
 	hashAuth(h, doc.DiscoveryAuth)
 	h.list(doc.GatewaysUpgraded)
 	h.generic(doc.Extra)
 	return h.sum()
+}
+
+func keyless[V any](value func(*hasher, V)) func(*hasher, string, V) {
+	return func(h *hasher, _ string, v V) { value(h, v) }
+}
+
+// objEntries is entries for a map of disks, gateways, targets, portals,
+// clients or groups: the digest of an entry whose object doc.Frozen
+// reports is remembered in memo by the object's address, since such an
+// object never changes again, and found there the next time. Any other
+// object is hashed afresh: the one a change copied, and every object of a
+// document that is not a fork. A nil memo remembers nothing. value is
+// given each entry's key too.
+func objEntries[T any, P interface {
+	*T
+	config.Object
+}](g *digester, h *hasher, m map[string]P, memo map[P]memoEntry, value func(*hasher, string, P)) {
+	if m == nil {
+		h.num(0)
+		return
+	}
+	h.num(uint64(len(m)) + 1)
+	var sum digest
+	e := newHasher()
+	for k, v := range m {
+		frozen := memo != nil && v != nil && g.memo.frozen(g.doc, v)
+		if frozen {
+			// the entry's digest covers its key: an object found under
+			// another key than it was hashed with is hashed again
+			if me, ok := memo[v]; ok && me.key == k {
+				sum.add(me.d)
+				continue
+			}
+		}
+		e.buf = e.buf[:0]
+		e.str(k)
+		value(e, k, v)
+		d := e.sum()
+		sum.add(d)
+		if frozen {
+			memo[v] = memoEntry{key: k, d: d}
+		}
+	}
+	h.digest(sum)
 }
 
 func hashDisk(h *hasher, d *config.Disk) {
@@ -148,6 +211,16 @@ func hashDisk(h *hasher, d *config.Disk) {
 	h.generic(d.Extra)
 }
 
+func hashGateway(h *hasher, g *config.Gateway) {
+	if g == nil {
+		h.num(0)
+		return
+	}
+	h.num(1)
+	h.num(uint64(g.ActiveLuns))
+	h.generic(g.Extra)
+}
+
 func hashLun(h *hasher, l config.LunRef) {
 	h.num(uint64(l.LunID))
 	h.generic(l.Extra)
@@ -163,49 +236,264 @@ func hashAuth(h *hasher, a config.Auth) {
 	h.generic(a.Extra)
 }
 
-func hashTarget(h *hasher, t *config.Target) {
+func hashPortal(h *hasher, p *config.Portal) {
+	if p == nil {
+		h.num(0)
+		return
+	}
+	h.num(1)
+	h.list(p.PortalIPAddresses)
+	h.list(p.GatewayIPList)
+	h.list(p.InactivePortalIPs)
+	h.num(uint64(p.TPGs))
+	h.generic(p.Extra)
+}
+
+func (g *digester) hashTarget(h *hasher, iqn string, t *config.Target) {
 	if t == nil {
 		h.num(0)
 		return
 	}
 	h.num(1)
-	entries(h, t.Disks, hashLun)
-	entries(h, t.Clients, func(h *hasher, c *config.Client) {
+	g.luns(h, t.Disks, lunPlace{target: iqn})
+	objEntries(g, h, t.Clients, g.memo.clients, func(h *hasher, ini string, c *config.Client) {
 		if c == nil {
 			h.num(0)
 			return
 		}
 		h.num(1)
 		hashAuth(h, c.Auth)
-		entries(h, c.Luns, hashLun)
+		g.luns(h, c.Luns, lunPlace{target: iqn, kind: 'c', name: ini})
 		h.str(c.GroupName)
 		h.generic(c.Extra)
 	})
-	entries(h, t.Portals, func(h *hasher, p *config.Portal) {
-		if p == nil {
+	objEntries(g, h, t.Portals, g.memo.portals, keyless(hashPortal))
+	objEntries(g, h, t.Groups, g.memo.groups, func(h *hasher, name string, gr *config.Group) {
+		if gr == nil {
 			h.num(0)
 			return
 		}
 		h.num(1)
-		h.list(p.PortalIPAddresses)
-		h.list(p.GatewayIPList)
-		h.list(p.InactivePortalIPs)
-		h.num(uint64(p.TPGs))
-		h.generic(p.Extra)
-	})
-	entries(h, t.Groups, func(h *hasher, g *config.Group) {
-		if g == nil {
-			h.num(0)
-			return
-		}
-		h.num(1)
-		h.list(g.Members)
-		entries(h, g.Disks, hashLun)
-		h.generic(g.Extra)
+		h.list(gr.Members)
+		g.luns(h, gr.Disks, lunPlace{target: iqn, kind: 'g', name: name})
+		h.generic(gr.Extra)
 	})
 	h.generic(t.Controls)
 	h.boolean(t.ACLEnabled)
 	hashAuth(h, t.Auth)
 	h.list(t.IPList)
 	h.generic(t.Extra)
+}
+
+// luns is entries of a LUN map, through a snapshot of the map last
+// digested at the same place when it is large (see lunSnap).
+func (g *digester) luns(h *hasher, m map[string]config.LunRef, at lunPlace) {
+	if g.memo.luns == nil || len(m) < minLunSnap {
+		entries(h, m, hashLun)
+		return
+	}
+	s := g.memo.luns[at]
+	if s == nil {
+		s = &lunSnap{refs: make(map[string]lunSnapRef, len(m))}
+		g.memo.luns[at] = s
+	}
+	s.used = g.memo.gen
+	e := newHasher()
+	had, found := len(s.refs), 0
+	for k, v := range m {
+		r, ok := s.refs[k]
+		if ok {
+			found++
+			// an Extra map is told apart by nothing cheaper than its hash
+			if !r.extra && v.Extra == nil && r.id == v.LunID {
+				continue
+			}
+			s.sum.sub(r.d)
+		}
+		d := entry(e, k, v, hashLun)
+		s.sum.add(d)
+		s.refs[k] = lunSnapRef{id: v.LunID, extra: v.Extra != nil, d: d}
+	}
+	if found < had {
+		for k, r := range s.refs {
+			if _, ok := m[k]; !ok {
+				s.sum.sub(r.d)
+				delete(s.refs, k)
+			}
+		}
+	}
+	h.num(uint64(len(m)) + 1)
+	h.digest(s.sum)
+}
+
+// minLunSnap is the size from which a LUN map is digested through a
+// snapshot: comparing an entry with the snapshot's costs about half of
+// hashing it, which below a few dozen entries is not worth a snapshot's
+// memory.
+const minLunSnap = 32
+
+// digestMemo makes the digest of a document that shares most of its
+// objects with the last one digested cost in proportion to what differs,
+// plus a pointer comparison per disk, client, portal and group. The digest
+// is a sum of per-entry digests (entries), and a fork's frozen objects
+// never change (config.Doc.Frozen): their entries' digests are remembered
+// by address, and a frozen target found again is reused with everything it
+// holds. What a change copied is hashed again, each of its portals,
+// clients and groups that it still shares found in the memo. A target's
+// LUN map is a value map that every copy of the target copies: it is
+// compared with a snapshot of the last one digested for the same target
+// (lunSnap), which costs a map lookup per LUN rather than a hash.
+//
+// Its memory is bounded by the last document's size: the memo of a kind
+// of object that outgrows twice what the document holds is rebuilt from
+// it, an amortized constant per object hashed, and the snapshot of a LUN
+// map the document no longer holds is dropped.
+type digestMemo struct {
+	mu       sync.Mutex
+	disks    map[*config.Disk]memoEntry
+	gateways map[*config.Gateway]memoEntry
+	targets  map[*config.Target]memoEntry
+	clients  map[*config.Client]memoEntry
+	portals  map[*config.Portal]memoEntry
+	groups   map[*config.Group]memoEntry
+	luns     map[lunPlace]*lunSnap
+	// gen counts digests, for lunSnap.used.
+	gen uint64
+	// frozen is config.Doc.Frozen; a test breaks it to show what an
+	// object reused while it can still change does.
+	frozen func(*config.Doc, config.Object) bool
+}
+
+// memoEntry is the digest of a frozen object's entry and the key it was
+// hashed with.
+type memoEntry struct {
+	key string
+	d   digest
+}
+
+// lunPlace is where a LUN map is in a document: a target's LUNs (kind 0),
+// or those of its client (kind 'c') or group (kind 'g') name.
+type lunPlace struct {
+	target string
+	kind   byte
+	name   string
+}
+
+// lunSnap is the LUN map last digested at a place, with its entries'
+// digests and their sum. It is the memo's own copy, compared by value, so
+// its use needs nothing of the copy-on-write contract: a LUN map is
+// written in place by whoever owns it, and every copy of a target copies
+// it anyway.
+type lunSnap struct {
+	refs map[string]lunSnapRef
+	sum  digest
+	// used is the memo's gen when it was last compared with.
+	used uint64
+}
+
+type lunSnapRef struct {
+	id int
+	// extra: the LUN reference had an Extra map, so the next one is
+	// hashed again whatever it holds
+	extra bool
+	d     digest
+}
+
+func newDigestMemo() *digestMemo {
+	return &digestMemo{
+		disks:    map[*config.Disk]memoEntry{},
+		gateways: map[*config.Gateway]memoEntry{},
+		targets:  map[*config.Target]memoEntry{},
+		clients:  map[*config.Client]memoEntry{},
+		portals:  map[*config.Portal]memoEntry{},
+		groups:   map[*config.Group]memoEntry{},
+		luns:     map[lunPlace]*lunSnap{},
+		frozen:   (*config.Doc).Frozen,
+	}
+}
+
+// digest is contentDigest(doc), from what m remembers of the documents
+// before.
+func (m *digestMemo) digest(doc *config.Doc) digest {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.gen++
+	d := (&digester{doc: doc, memo: m}).digest()
+	m.bound(doc)
+	return d
+}
+
+// bound keeps m's memory in proportion to doc's size.
+func (m *digestMemo) bound(doc *config.Doc) {
+	m.disks = keepLive(m.disks, len(doc.Disks), maps.Values(doc.Disks))
+	m.gateways = keepLive(m.gateways, len(doc.Gateways), maps.Values(doc.Gateways))
+	m.targets = keepLive(m.targets, len(doc.Targets), maps.Values(doc.Targets))
+	var clients, portals, groups int
+	for _, t := range doc.Targets {
+		if t != nil {
+			clients += len(t.Clients)
+			portals += len(t.Portals)
+			groups += len(t.Groups)
+		}
+	}
+	m.clients = keepLive(m.clients, clients, children(doc, func(t *config.Target) map[string]*config.Client { return t.Clients }))
+	m.portals = keepLive(m.portals, portals, children(doc, func(t *config.Target) map[string]*config.Portal { return t.Portals }))
+	m.groups = keepLive(m.groups, groups, children(doc, func(t *config.Target) map[string]*config.Group { return t.Groups }))
+	for at, s := range m.luns {
+		if s.used != m.gen && len(lunsAt(doc, at)) < minLunSnap {
+			delete(m.luns, at)
+		}
+	}
+}
+
+// keepLive is memo, or when it holds more than twice the live objects
+// (those of the document, which objects lists), a memo of only those.
+func keepLive[P comparable](memo map[P]memoEntry, live int, objects iter.Seq[P]) map[P]memoEntry {
+	if len(memo) <= 2*live+64 {
+		return memo
+	}
+	kept := make(map[P]memoEntry, live)
+	for o := range objects {
+		if e, ok := memo[o]; ok {
+			kept[o] = e
+		}
+	}
+	return kept
+}
+
+// children are the objects of a kind that doc's targets hold.
+func children[P any](doc *config.Doc, of func(*config.Target) map[string]P) iter.Seq[P] {
+	return func(yield func(P) bool) {
+		for _, t := range doc.Targets {
+			if t == nil {
+				continue
+			}
+			for _, o := range of(t) {
+				if !yield(o) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// lunsAt is the LUN map at a place of doc (nil when there is none).
+func lunsAt(doc *config.Doc, at lunPlace) map[string]config.LunRef {
+	t := doc.Targets[at.target]
+	if t == nil {
+		return nil
+	}
+	switch at.kind {
+	case 'c':
+		if c := t.Clients[at.name]; c != nil {
+			return c.Luns
+		}
+	case 'g':
+		if g := t.Groups[at.name]; g != nil {
+			return g.Disks
+		}
+	default:
+		return t.Disks
+	}
+	return nil
 }
