@@ -7,6 +7,7 @@ import (
 	"iter"
 	"maps"
 	"sync"
+	"unsafe"
 
 	"ceph-iscsi/config"
 )
@@ -155,11 +156,15 @@ func keyless[V any](value func(*hasher, V)) func(*hasher, string, V) {
 
 // objEntries is entries for a map of disks, gateways, targets, portals,
 // clients or groups: the digest of an entry whose object doc.Frozen
-// reports is remembered in memo by the object's address, since such an
-// object never changes again, and found there the next time. Any other
-// object is hashed afresh: the one a change copied, and every object of a
-// document that is not a fork. A nil memo remembers nothing. value is
-// given each entry's key too.
+// reports is remembered in memo by the object's address, and found there
+// the next time. Any other object is hashed afresh: the one a change
+// copied, and every object of a document that is not a fork. A nil memo
+// remembers nothing. value is given each entry's key too.
+//
+// An object found in memo is not asked whether it is frozen: it was, in
+// the document it was remembered from, and frozen is for good (nobody
+// holding it may write it in place again). Asking would read every object
+// of the document, a cache miss each, where a lookup reads only the memo.
 func objEntries[T any, P interface {
 	*T
 	config.Object
@@ -172,21 +177,19 @@ func objEntries[T any, P interface {
 	var sum digest
 	e := newHasher()
 	for k, v := range m {
-		frozen := memo != nil && v != nil && g.memo.frozen(g.doc, v)
-		if frozen {
-			// the entry's digest covers its key: an object found under
-			// another key than it was hashed with is hashed again
-			if me, ok := memo[v]; ok && me.key == k {
-				sum.add(me.d)
-				continue
-			}
+		// the entry's digest covers its key: an object found under
+		// another key than it was hashed with is hashed again
+		if me, ok := memo[v]; ok && me.key == k {
+			sum.add(me.d)
+			g.memo.reused++
+			continue
 		}
 		e.buf = e.buf[:0]
 		e.str(k)
 		value(e, k, v)
 		d := e.sum()
 		sum.add(d)
-		if frozen {
+		if memo != nil && v != nil && g.memo.frozen(g.doc, v) {
 			memo[v] = memoEntry{key: k, d: d}
 		}
 	}
@@ -294,36 +297,73 @@ func (g *digester) luns(h *hasher, m map[string]config.LunRef, at lunPlace) {
 	}
 	s := g.memo.luns[at]
 	if s == nil {
-		s = &lunSnap{refs: make(map[string]lunSnapRef, len(m))}
+		s = &lunSnap{index: make(map[*byte]int32, len(m)), refs: make([]lunSnapRef, 0, len(m))}
 		g.memo.luns[at] = s
 	}
+	if !s.update(m) {
+		delete(g.memo.luns, at)
+		entries(h, m, hashLun)
+		return
+	}
 	s.used = g.memo.gen
+	g.memo.reused += s.same
+	h.num(uint64(len(m)) + 1)
+	h.digest(s.sum)
+}
+
+// update makes s a snapshot of m, and its sum m's entries' digests,
+// hashing only the entries that differ; false when it cannot (two keys at
+// one address), and s is then to be dropped.
+func (s *lunSnap) update(m map[string]config.LunRef) bool {
+	s.pass++
+	s.same = 0
 	e := newHasher()
 	had, found := len(s.refs), 0
 	for k, v := range m {
-		r, ok := s.refs[k]
-		if ok {
+		p := unsafe.StringData(k)
+		if i, ok := s.index[p]; ok {
+			r := &s.refs[i]
+			if len(r.key) != len(k) {
+				return false
+			}
+			r.seen = s.pass
 			found++
 			// an Extra map is told apart by nothing cheaper than its hash
 			if !r.extra && v.Extra == nil && r.id == v.LunID {
+				s.same++
 				continue
 			}
 			s.sum.sub(r.d)
+			r.id, r.extra, r.d = v.LunID, v.Extra != nil, entry(e, k, v, hashLun)
+			s.sum.add(r.d)
+			continue
 		}
 		d := entry(e, k, v, hashLun)
 		s.sum.add(d)
-		s.refs[k] = lunSnapRef{id: v.LunID, extra: v.Extra != nil, d: d}
+		s.index[p] = int32(len(s.refs))
+		s.refs = append(s.refs, lunSnapRef{key: k, id: v.LunID, extra: v.Extra != nil, seen: s.pass, d: d})
 	}
-	if found < had {
-		for k, r := range s.refs {
-			if _, ok := m[k]; !ok {
-				s.sum.sub(r.d)
-				delete(s.refs, k)
-			}
+	if found == had {
+		return true
+	}
+	// some of s's keys are gone from m, or are in it as other strings
+	for i := 0; i < len(s.refs); {
+		r := &s.refs[i]
+		if r.seen == s.pass {
+			i++
+			continue
 		}
+		s.sum.sub(r.d)
+		delete(s.index, unsafe.StringData(r.key))
+		last := len(s.refs) - 1
+		if i != last {
+			*r = s.refs[last]
+			s.index[unsafe.StringData(r.key)] = int32(i)
+		}
+		s.refs[last] = lunSnapRef{}
+		s.refs = s.refs[:last]
 	}
-	h.num(uint64(len(m)) + 1)
-	h.digest(s.sum)
+	return true
 }
 
 // minLunSnap is the size from which a LUN map is digested through a
@@ -359,6 +399,9 @@ type digestMemo struct {
 	luns     map[lunPlace]*lunSnap
 	// gen counts digests, for lunSnap.used.
 	gen uint64
+	// reused counts the entries found in the memo or a snapshot, for
+	// tests.
+	reused int
 	// frozen is config.Doc.Frozen; a test breaks it to show what an
 	// object reused while it can still change does.
 	frozen func(*config.Doc, config.Object) bool
@@ -384,19 +427,35 @@ type lunPlace struct {
 // its use needs nothing of the copy-on-write contract: a LUN map is
 // written in place by whoever owns it, and every copy of a target copies
 // it anyway.
+//
+// Its entries are found by the address of their key's bytes, not by the
+// key: a copied map holds the same strings, and a lookup by address
+// neither hashes nor compares the key (about half the cost of one by key
+// at 4096 LUNs). A string at the same address and of the same length is
+// the same string, which the snapshot keeps alive; a key stored again as
+// another string is one entry gone and another added.
 type lunSnap struct {
-	refs map[string]lunSnapRef
-	sum  digest
+	// index is refs' index by the address of their key's bytes.
+	index map[*byte]int32
+	refs  []lunSnapRef
+	sum   digest
+	// pass counts updates, for lunSnapRef.seen; same is how many entries
+	// the last one found unchanged.
+	pass uint64
+	same int
 	// used is the memo's gen when it was last compared with.
 	used uint64
 }
 
 type lunSnapRef struct {
-	id int
+	key string
+	id  int
 	// extra: the LUN reference had an Extra map, so the next one is
 	// hashed again whatever it holds
 	extra bool
-	d     digest
+	// seen is the last pass that found the key in the map
+	seen uint64
+	d    digest
 }
 
 func newDigestMemo() *digestMemo {
