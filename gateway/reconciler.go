@@ -1220,7 +1220,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, doc *config.Doc) error {
 // applied while it read, there is no drift and nothing else is done.
 // Anything else is settled by a full re-read and reconcile as before.
 func (r *Reconciler) CheckDrift(ctx context.Context, doc *config.Doc) error {
-	b := r.contentDigest(doc)
+	return r.checkDrift(ctx, doc, r.contentDigest(doc))
+}
+
+// checkDrift is CheckDrift of doc, whose contentDigest is b.
+func (r *Reconciler) checkDrift(ctx context.Context, doc *config.Doc, b digest) error {
 	if r.keptMatchesLIO(b) {
 		r.smu.Lock()
 		r.counters.DriftReads++
@@ -1334,7 +1338,11 @@ func (r *Reconciler) Status() Status {
 // LIO may have drifted since (SIGHUP is the operator's way to re-check);
 // the config watch uses it not to reconcile twice what an API call just did.
 func (r *Reconciler) Converged(doc *config.Doc) bool {
-	b := r.contentDigest(doc)
+	return r.convergedTo(r.contentDigest(doc))
+}
+
+// convergedTo is Converged of the document whose contentDigest is b.
+func (r *Reconciler) convergedTo(b digest) bool {
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -1353,7 +1361,12 @@ func (r *Reconciler) appliedContent(b digest, gen uint64) bool {
 // not undo it; the commit that follows, or the drift check if none does,
 // brings LIO and the configuration together again.
 func (r *Reconciler) AheadOf(doc *config.Doc) bool {
-	ahead, _ := r.aheadOf(doc)
+	return r.isAheadOf(r.contentDigest(doc), doc.Epoch)
+}
+
+// isAheadOf is AheadOf of the document of epoch whose contentDigest is b.
+func (r *Reconciler) isAheadOf(b digest, epoch int64) bool {
+	ahead, _ := r.aheadOf(b, epoch)
 	return ahead
 }
 
@@ -1364,7 +1377,13 @@ func (r *Reconciler) AheadOf(doc *config.Doc) bool {
 // deletes that image. A preview older than grace is a coordinator that
 // failed before committing, which the drift check does repair.
 func (r *Reconciler) PreviewPending(doc *config.Doc, grace time.Duration) bool {
-	ahead, at := r.aheadOf(doc)
+	return r.previewPending(r.contentDigest(doc), doc.Epoch, grace)
+}
+
+// previewPending is PreviewPending of the document of epoch whose
+// contentDigest is b.
+func (r *Reconciler) previewPending(b digest, epoch int64, grace time.Duration) bool {
+	ahead, at := r.aheadOf(b, epoch)
 	return ahead && r.now().Sub(at) < grace
 }
 
@@ -1375,12 +1394,13 @@ func (r *Reconciler) now() time.Time {
 	return time.Now()
 }
 
-func (r *Reconciler) aheadOf(doc *config.Doc) (bool, time.Time) {
-	b := r.contentDigest(doc)
+// aheadOf is AheadOf of the document of epoch whose contentDigest is b,
+// and when LIO was converged to what it is ahead with.
+func (r *Reconciler) aheadOf(b digest, epoch int64) (bool, time.Time) {
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ahead := r.hasApplied && r.appliedGen == gen && !r.resync && r.appliedEpoch == doc.Epoch && r.applied != b
+	ahead := r.hasApplied && r.appliedGen == gen && !r.resync && r.appliedEpoch == epoch && r.applied != b
 	return ahead, r.appliedAt
 }
 
