@@ -74,7 +74,9 @@ type Options struct {
 	Now func() time.Time
 	// VerifyReuse makes the reconcile CheckThen returns hash its document
 	// again and refuse one changed since the check, which the reuse of
-	// the check's digest would otherwise miss: tests set it.
+	// the check's digest would otherwise miss, and every digest through
+	// the memo be checked against a full one (a panic when they differ:
+	// an object changed in place after a fork froze it): tests set it.
 	VerifyReuse bool
 }
 
