@@ -453,20 +453,41 @@ func TestMemoDigestNeedsFrozen(t *testing.T) {
 }
 
 // TestMemoDigestBounded: the memo holds no more than about twice what the
-// last document holds, however many documents it saw.
+// last document holds, however many versions of its objects it saw.
 func TestMemoDigestBounded(t *testing.T) {
-	w := newCowWorld(t, 9)
+	doc := handBuiltDoc(rand.New(rand.NewPCG(3, 3)))
 	memo := newDigestMemo()
-	for range 400 {
-		w.step = ""
-		w.doc = w.doc.Fork()
-		w.mutate()
-		memo.digest(w.doc)
+	for i := range 100 {
+		doc = doc.Fork()
+		// a new version of every other disk and client, while the rest,
+		// changed by the step before, are frozen and remembered
+		for j, id := range slices.Sorted(maps.Keys(doc.Disks)) {
+			if j%2 == i%2 {
+				doc.MutDisk(id).WWN = fmt.Sprint(i)
+			}
+		}
+		for j, ini := range slices.Sorted(maps.Keys(doc.Targets[cowT1].Clients)) {
+			if j%2 == i%2 {
+				doc.MutClient(cowT1, ini).GroupName = fmt.Sprint(i)
+			}
+		}
+		memo.digest(doc)
+		if n, live := len(memo.disks), len(doc.Disks); n > 2*live+64 {
+			t.Fatalf("step %d: %d disks remembered for %d in the document", i, n, live)
+		}
+		if n, live := len(memo.clients), len(doc.Targets[cowT1].Clients); n > 2*live+64 {
+			t.Fatalf("step %d: %d clients remembered for %d in the document", i, n, live)
+		}
 	}
-	small := config.NewDoc(cowNow).Fork()
-	memo.digest(small)
-	if n := len(memo.disks) + len(memo.clients) + len(memo.portals) + len(memo.groups) + len(memo.targets) + len(memo.luns); n > 6*64 {
-		t.Fatalf("after an empty document the memo still holds %d entries", n)
+	memo.digest(config.NewDoc(cowNow).Fork())
+	for kind, n := range map[string]int{"disks": len(memo.disks), "clients": len(memo.clients), "portals": len(memo.portals),
+		"groups": len(memo.groups), "targets": len(memo.targets), "gateways": len(memo.gateways)} {
+		if n > 64 {
+			t.Errorf("after an empty document the memo still holds %d %s", n, kind)
+		}
+	}
+	if len(memo.luns) > 0 {
+		t.Errorf("after an empty document the memo still holds %d LUN maps", len(memo.luns))
 	}
 }
 
