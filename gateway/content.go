@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"iter"
 	"maps"
+	"reflect"
 	"sync"
 	"unsafe"
 
@@ -258,7 +259,7 @@ func (g *digester) hashTarget(h *hasher, iqn string, t *config.Target) {
 		return
 	}
 	h.num(1)
-	g.luns(h, t.Disks, lunPlace{target: iqn})
+	g.luns(h, t.Disks, lunPlace{target: iqn}, g.memo.luns != nil && g.doc.FrozenLuns(t))
 	objEntries(g, h, t.Clients, g.memo.clients, func(h *hasher, ini string, c *config.Client) {
 		if c == nil {
 			h.num(0)
@@ -266,7 +267,7 @@ func (g *digester) hashTarget(h *hasher, iqn string, t *config.Target) {
 		}
 		h.num(1)
 		hashAuth(h, c.Auth)
-		g.luns(h, c.Luns, lunPlace{target: iqn, kind: 'c', name: ini})
+		g.luns(h, c.Luns, lunPlace{target: iqn, kind: 'c', name: ini}, false)
 		h.str(c.GroupName)
 		h.generic(c.Extra)
 	})
@@ -278,7 +279,7 @@ func (g *digester) hashTarget(h *hasher, iqn string, t *config.Target) {
 		}
 		h.num(1)
 		h.list(gr.Members)
-		g.luns(h, gr.Disks, lunPlace{target: iqn, kind: 'g', name: name})
+		g.luns(h, gr.Disks, lunPlace{target: iqn, kind: 'g', name: name}, false)
 		h.generic(gr.Extra)
 	})
 	h.generic(t.Controls)
@@ -289,8 +290,10 @@ func (g *digester) hashTarget(h *hasher, iqn string, t *config.Target) {
 }
 
 // luns is entries of a LUN map, through a snapshot of the map last
-// digested at the same place when it is large (see lunSnap).
-func (g *digester) luns(h *hasher, m map[string]config.LunRef, at lunPlace) {
+// digested at the same place when it is large (see lunSnap). frozen: m
+// can no longer change in place (config.Doc.FrozenLuns), so when the
+// snapshot was last made from m itself it is m's, with no comparison.
+func (g *digester) luns(h *hasher, m map[string]config.LunRef, at lunPlace, frozen bool) {
 	if g.memo.luns == nil || len(m) < minLunSnap {
 		entries(h, m, hashLun)
 		return
@@ -300,15 +303,28 @@ func (g *digester) luns(h *hasher, m map[string]config.LunRef, at lunPlace) {
 		s = &lunSnap{index: make(map[*byte]int32, len(m)), refs: make([]lunSnapRef, 0, len(m))}
 		g.memo.luns[at] = s
 	}
-	if !s.update(m) {
+	switch {
+	case frozen && s.frozen != nil && sameMap(s.frozen, m):
+		g.memo.reused += len(m)
+	case !s.update(m):
 		delete(g.memo.luns, at)
 		entries(h, m, hashLun)
 		return
+	default:
+		g.memo.reused += s.same
+		s.frozen = nil
+		if frozen {
+			s.frozen = m
+		}
 	}
 	s.used = g.memo.gen
-	g.memo.reused += s.same
 	h.num(uint64(len(m)) + 1)
 	h.digest(s.sum)
+}
+
+// sameMap reports whether a and b are one map.
+func sameMap(a, b map[string]config.LunRef) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // update makes s a snapshot of m, and its sum m's entries' digests,
@@ -435,6 +451,9 @@ type lunPlace struct {
 // the same string, which the snapshot keeps alive; a key stored again as
 // another string is one entry gone and another added.
 type lunSnap struct {
+	// frozen is the map s was last made from when that map could no
+	// longer change (kept, so that its address is not another map's).
+	frozen map[string]config.LunRef
 	// index is refs' index by the address of their key's bytes.
 	index map[*byte]int32
 	refs  []lunSnapRef
