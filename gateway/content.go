@@ -398,7 +398,10 @@ const minLunSnap = 32
 // clients and groups that it still shares found in the memo. A target's
 // LUN map is a value map that every copy of the target copies: it is
 // compared with a snapshot of the last one digested for the same target
-// (lunSnap), which costs a map lookup per LUN rather than a hash.
+// (lunSnap), which costs a map lookup per LUN rather than a hash, and
+// nothing when it is the very map the snapshot was made from and can no
+// longer change (config.Doc.FrozenLuns: a client's change leaves it
+// borrowed).
 //
 // Its memory is bounded by the last document's size: the memo of a kind
 // of object that outgrows twice what the document holds is rebuilt from
