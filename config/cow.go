@@ -97,6 +97,15 @@ func (d *Doc) Frozen(o Object) bool {
 	return d.cow && !d.mine(o.ownedBy())
 }
 
+// FrozenLuns reports whether the LUN map of t (t.Disks), a target d
+// holds, can no longer change in place: t is frozen, or d is a fork and t
+// still borrows the map from the target it was copied from, which is (a
+// client's change copies the target but not its LUN map). What is derived
+// from the map may then be remembered by the map's identity.
+func (d *Doc) FrozenLuns(t *Target) bool {
+	return d.cow && (!d.mine(t.own) || t.borrowed&borrowedDisks != 0)
+}
+
 // MutDisk returns disks[id] for changing (nil when absent), copied into d
 // first when it is shared.
 func (d *Doc) MutDisk(id string) *Disk {

@@ -441,3 +441,32 @@ func TestFrozen(t *testing.T) {
 		}
 	}
 }
+
+// TestFrozenLuns: a target's LUN map is frozen in a fork until something
+// may write it: a client's change copies the target but leaves it
+// borrowed (frozen), MutTarget owns it (not frozen); a document built by
+// hand or a Clone freezes none.
+func TestFrozenLuns(t *testing.T) {
+	src := cowDoc(t)
+	if src.FrozenLuns(src.Targets[cowTarget]) {
+		t.Fatal("a document built by hand freezes a LUN map")
+	}
+	f := src.Fork()
+	if !f.FrozenLuns(f.Targets[cowTarget]) {
+		t.Fatal("a fresh fork does not freeze its target's LUN map")
+	}
+	f.MutClient(cowTarget, cowClient).GroupName = ""
+	tg := f.Targets[cowTarget]
+	if f.Frozen(tg) || !f.FrozenLuns(tg) {
+		t.Fatalf("after a client's change the target is frozen (%v), its LUN map not (%v)", f.Frozen(tg), f.FrozenLuns(tg))
+	}
+	if f.MutTarget(cowTarget); f.FrozenLuns(f.Targets[cowTarget]) {
+		t.Fatal("the LUN map of a target from MutTarget is frozen")
+	}
+	if c := f.Clone(); c.FrozenLuns(c.Targets[cowTarget]) {
+		t.Fatal("a Clone freezes a LUN map")
+	}
+	if g := f.Fork(); !g.FrozenLuns(g.Targets[cowTarget]) {
+		t.Fatal("a fork of the changed fork does not freeze the LUN map")
+	}
+}

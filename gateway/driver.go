@@ -156,8 +156,11 @@ func (d *Driver) takeReloadWaiters() []chan struct{} {
 // applied nor been told of, seen by a drift check for the first time. The
 // next check that still finds it unapplied takes it for a lost event and
 // reconciles.
-func (d *Driver) changeInFlight(doc *config.Doc) bool {
-	if doc.Epoch <= d.applied || doc.Epoch == d.unseen || d.rec.Converged(doc) || d.rec.AheadOf(doc) {
+func (d *Driver) changeInFlight(doc *config.Doc, content func() digest) bool {
+	if doc.Epoch <= d.applied || doc.Epoch == d.unseen {
+		return false
+	}
+	if d.rec.convergedTo(content()) || d.rec.isAheadOf(content(), doc.Epoch) {
 		return false
 	}
 	d.unseen = doc.Epoch
@@ -223,32 +226,42 @@ func (d *Driver) Run(ctx context.Context) {
 		}
 		doc, err := d.src.Load(ctx)
 		inFlight := false
+		// the pass's questions about doc share one digest of it, made
+		// when the first is asked
+		var b *digest
+		content := func() digest {
+			if b == nil {
+				c := d.rec.contentDigest(doc)
+				b = &c
+			}
+			return *b
+		}
 		if err == nil {
 			switch {
-			case cause == CauseDrift && d.changeInFlight(doc):
+			case cause == CauseDrift && d.changeInFlight(doc, content):
 				// a commit whose event, or whose coordinator's call to this
 				// gateway, is on its way: repairing it as drift would apply
 				// the change twice
 				d.log.Debug("drift check deferred: a committed change is not applied here yet", "epoch", doc.Epoch, "applied", d.applied)
 				inFlight = true
-			case cause == CauseDrift && d.rec.PreviewPending(doc, d.opts.DriftCheck):
+			case cause == CauseDrift && d.rec.previewPending(content(), doc.Epoch, d.opts.DriftCheck):
 				// a change applied here before its commit, younger than one
 				// drift interval: left alone until the next check
 				d.log.Debug("drift check deferred: a change applied before its commit is pending", "epoch", doc.Epoch)
 			case cause == CauseDrift:
-				err = d.rec.CheckDrift(ctx, doc)
+				err = d.rec.checkDrift(ctx, doc, content())
 			case cause == CauseChange && retry == nil && doc.Epoch == d.applied:
 				continue
-			case cause == CauseChange && retry == nil && d.rec.Converged(doc):
+			case cause == CauseChange && retry == nil && d.rec.convergedTo(content()):
 				// an API call on this gateway already applied this epoch
 				d.applied = doc.Epoch
 				continue
-			case cause == CauseChange && retry == nil && d.rec.AheadOf(doc):
+			case cause == CauseChange && retry == nil && d.rec.isAheadOf(content(), doc.Epoch):
 				// a late event: an API call already applied the next
 				// change, whose commit is on its way
 				continue
 			default:
-				err = d.rec.Reconcile(ctx, doc)
+				err = d.rec.reconcileDigest(ctx, doc, content(), false)
 			}
 		}
 		for _, done := range reloaded {

@@ -74,7 +74,9 @@ type Options struct {
 	Now func() time.Time
 	// VerifyReuse makes the reconcile CheckThen returns hash its document
 	// again and refuse one changed since the check, which the reuse of
-	// the check's digest would otherwise miss: tests set it.
+	// the check's digest would otherwise miss, and every digest through
+	// the memo be checked against a full one (a panic when they differ:
+	// an object changed in place after a fork froze it): tests set it.
 	VerifyReuse bool
 }
 
@@ -185,6 +187,9 @@ type Reconciler struct {
 	// running with and its contentDigest.
 	runDoc    *config.Doc
 	runDigest digest
+	// digests remembers what digesting the documents before hashed
+	// (digestMemo): a change costs the digest of what it changed.
+	digests *digestMemo
 	// newest (under mu) is the highest epoch a reconcile ran with. A
 	// document older than that was loaded before a newer change was
 	// applied (the API's commit and apply can overtake the config watch's
@@ -248,7 +253,23 @@ func New(opts Options) *Reconciler {
 		model:          m,
 		mfs:            opts.FS.WithModel(m),
 		resync:         true,
+		digests:        newDigestMemo(),
 	}
+}
+
+// contentDigest is the contentDigest of doc, through r's digestMemo. With
+// Options.VerifyReuse the document is hashed in full as well, and a
+// difference, which only an object changed in place after a fork froze it
+// can make, panics: a test must not pass over a broken copy-on-write
+// contract.
+func (r *Reconciler) contentDigest(doc *config.Doc) digest {
+	d := r.digests.digest(doc)
+	if r.opts.VerifyReuse {
+		if full := contentDigest(doc); full != d {
+			panic("gateway: a document's memoized digest differs from its full one: an object was changed in place after a fork froze it")
+		}
+	}
+	return d
 }
 
 // Resync makes the next reconcile re-read the whole LIO tree instead of
@@ -325,14 +346,21 @@ func (r *Reconciler) Run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	gen := r.forgets.Load()
+	var content digest
+	if doc != nil {
+		// the run's name check and build key on the same digest
+		content = r.contentDigest(doc)
+		r.runDoc, r.runDigest = doc, content
+	}
 	rep, err := r.runLocked(ctx, doc, mode)
+	r.runDoc = nil
 	if !mode.DryRun {
 		// LIO now holds doc, or something half-way: not what a Reconcile
 		// last converged it to, unless that was doc, and a Reconcile of
 		// that document must not be skipped
 		r.hasApplied = false
 		if err == nil && !mode.Teardown && doc != nil {
-			r.hasApplied, r.applied, r.appliedGen, r.appliedEpoch, r.appliedAt = true, contentDigest(doc), gen, doc.Epoch, r.now()
+			r.hasApplied, r.applied, r.appliedGen, r.appliedEpoch, r.appliedAt = true, content, gen, doc.Epoch, r.now()
 		}
 	}
 	return rep, err
@@ -365,7 +393,7 @@ func (r *Reconciler) Check(ctx context.Context, doc *config.Doc) error {
 	if doc == nil {
 		return errors.New("gateway: no configuration document")
 	}
-	return r.check(ctx, doc, contentDigest(doc))
+	return r.check(ctx, doc, r.contentDigest(doc))
 }
 
 // check is Check of doc, whose contentDigest is content.
@@ -393,7 +421,7 @@ func (r *Reconciler) CheckThen(ctx context.Context, doc *config.Doc) (reconcile 
 	if doc == nil {
 		return nil, errors.New("gateway: no configuration document")
 	}
-	content := contentDigest(doc)
+	content := r.contentDigest(doc)
 	err = r.check(ctx, doc, content)
 	return func(ctx context.Context, d *config.Doc) error {
 		if d != doc {
@@ -656,7 +684,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 	if known != nil {
 		content = *known
 	} else {
-		content = contentDigest(doc)
+		content = r.contentDigest(doc)
 	}
 	key := builtKey{content: content, gen: r.builds.Load(), dry: mode.DryRun && len(exporters) > 0}
 	st, sizes, ok := r.lookupBuilt(key)
@@ -1194,21 +1222,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, doc *config.Doc) error {
 // applied while it read, there is no drift and nothing else is done.
 // Anything else is settled by a full re-read and reconcile as before.
 func (r *Reconciler) CheckDrift(ctx context.Context, doc *config.Doc) error {
-	if r.keptMatchesLIO(doc) {
+	return r.checkDrift(ctx, doc, r.contentDigest(doc))
+}
+
+// checkDrift is CheckDrift of doc, whose contentDigest is b.
+func (r *Reconciler) checkDrift(ctx context.Context, doc *config.Doc, b digest) error {
+	if r.keptMatchesLIO(b) {
 		r.smu.Lock()
 		r.counters.DriftReads++
 		r.smu.Unlock()
 		return nil
 	}
 	r.forgetBuilt()
-	return r.reconcile(ctx, doc, true)
+	return r.reconcileDigest(ctx, doc, b, true)
 }
 
 // keptMatchesLIO reads the whole tree, holding mu only before and after the
 // read, and reports whether it equals the kept observed state of a run
-// that converged LIO to doc, with no apply since the read began.
-func (r *Reconciler) keptMatchesLIO(doc *config.Doc) bool {
-	b := contentDigest(doc)
+// that converged LIO to the document of digest b, with no apply since the
+// read began.
+func (r *Reconciler) keptMatchesLIO(b digest) bool {
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	writes := r.lioWrites
@@ -1233,7 +1266,7 @@ func (r *Reconciler) keptMatchesLIO(doc *config.Doc) bool {
 const maxDriftOps = 20
 
 func (r *Reconciler) reconcile(ctx context.Context, doc *config.Doc, drift bool) error {
-	return r.reconcileDigest(ctx, doc, contentDigest(doc), drift)
+	return r.reconcileDigest(ctx, doc, r.contentDigest(doc), drift)
 }
 
 // reconcileDigest is reconcile of doc, whose contentDigest is b.
@@ -1307,7 +1340,11 @@ func (r *Reconciler) Status() Status {
 // LIO may have drifted since (SIGHUP is the operator's way to re-check);
 // the config watch uses it not to reconcile twice what an API call just did.
 func (r *Reconciler) Converged(doc *config.Doc) bool {
-	b := contentDigest(doc)
+	return r.convergedTo(r.contentDigest(doc))
+}
+
+// convergedTo is Converged of the document whose contentDigest is b.
+func (r *Reconciler) convergedTo(b digest) bool {
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -1326,7 +1363,12 @@ func (r *Reconciler) appliedContent(b digest, gen uint64) bool {
 // not undo it; the commit that follows, or the drift check if none does,
 // brings LIO and the configuration together again.
 func (r *Reconciler) AheadOf(doc *config.Doc) bool {
-	ahead, _ := r.aheadOf(doc)
+	return r.isAheadOf(r.contentDigest(doc), doc.Epoch)
+}
+
+// isAheadOf is AheadOf of the document of epoch whose contentDigest is b.
+func (r *Reconciler) isAheadOf(b digest, epoch int64) bool {
+	ahead, _ := r.aheadOf(b, epoch)
 	return ahead
 }
 
@@ -1337,7 +1379,13 @@ func (r *Reconciler) AheadOf(doc *config.Doc) bool {
 // deletes that image. A preview older than grace is a coordinator that
 // failed before committing, which the drift check does repair.
 func (r *Reconciler) PreviewPending(doc *config.Doc, grace time.Duration) bool {
-	ahead, at := r.aheadOf(doc)
+	return r.previewPending(r.contentDigest(doc), doc.Epoch, grace)
+}
+
+// previewPending is PreviewPending of the document of epoch whose
+// contentDigest is b.
+func (r *Reconciler) previewPending(b digest, epoch int64, grace time.Duration) bool {
+	ahead, at := r.aheadOf(b, epoch)
 	return ahead && r.now().Sub(at) < grace
 }
 
@@ -1348,12 +1396,13 @@ func (r *Reconciler) now() time.Time {
 	return time.Now()
 }
 
-func (r *Reconciler) aheadOf(doc *config.Doc) (bool, time.Time) {
-	b := contentDigest(doc)
+// aheadOf is AheadOf of the document of epoch whose contentDigest is b,
+// and when LIO was converged to what it is ahead with.
+func (r *Reconciler) aheadOf(b digest, epoch int64) (bool, time.Time) {
 	gen := r.forgets.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ahead := r.hasApplied && r.appliedGen == gen && !r.resync && r.appliedEpoch == doc.Epoch && r.applied != b
+	ahead := r.hasApplied && r.appliedGen == gen && !r.resync && r.appliedEpoch == epoch && r.applied != b
 	return ahead, r.appliedAt
 }
 
