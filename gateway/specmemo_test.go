@@ -1,0 +1,485 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"ceph-iscsi/config"
+	"ceph-iscsi/lio"
+)
+
+// memoWorld is a copy-on-write document changed at random, fork after
+// fork, with what the spec reads besides it (sizes, device paths,
+// encrypted passwords, local addresses).
+type memoWorld struct {
+	t    *testing.T
+	rng  *rand.Rand
+	doc  *config.Doc
+	prev *config.Doc // the document before doc
+	next int
+	// sizes, sizes failing, images gone, device paths failing
+	size     map[string]int64
+	sizeErr  map[string]bool
+	notFound map[string]bool
+	pathErr  map[string]bool
+	addrs    []netip.Addr
+	gen      uint64
+	step     string
+	// asked counts the Size questions of the memo's builds
+	asked int
+}
+
+const (
+	memoT1 = "iqn.2003-01.com.example.memo:t1"
+	memoT2 = "iqn.2003-01.com.example.memo:t2"
+)
+
+func newMemoWorld(t *testing.T, seed uint64, disks int) *memoWorld {
+	w := &memoWorld{t: t, rng: rand.New(rand.NewPCG(seed, 7)), size: map[string]int64{}, sizeErr: map[string]bool{},
+		notFound: map[string]bool{}, pathErr: map[string]bool{}, addrs: []netip.Addr{addr1}}
+	d := config.NewDoc(time.Unix(1700000000, 0))
+	d.Gateways[gw1] = &config.Gateway{}
+	d.Gateways[gw2] = &config.Gateway{}
+	w.doc = d
+	w.addTarget(memoT1)
+	for range disks {
+		w.addDisk(memoT1)
+	}
+	for range disks / 4 {
+		w.addClient(memoT1)
+	}
+	w.doc = w.doc.Fork()
+	return w
+}
+
+func (w *memoWorld) addTarget(iqn string) {
+	t := &config.Target{Disks: map[string]config.LunRef{}, Clients: map[string]*config.Client{}, Portals: map[string]*config.Portal{},
+		Groups: map[string]*config.Group{}, Controls: map[string]any{}, IPList: []string{"127.0.0.1", "127.0.0.2"}}
+	t.Portals[gw1] = &config.Portal{PortalIPAddresses: []string{"127.0.0.1"}, GatewayIPList: t.IPList}
+	t.Portals[gw2] = &config.Portal{PortalIPAddresses: []string{"127.0.0.2"}, GatewayIPList: t.IPList}
+	w.doc.Targets[iqn] = t
+}
+
+func (w *memoWorld) addDisk(iqn string) string {
+	w.next++
+	img := fmt.Sprintf("img%04d", w.next)
+	id := "rbd/" + img
+	owner := []string{gw1, gw2}[w.rng.IntN(2)]
+	w.doc.Disks[id] = &config.Disk{Pool: "rbd", Image: img, Backstore: lio.BackstoreUserRBD, Owner: &owner,
+		WWN: fmt.Sprint("wwn-", w.next), Controls: map[string]any{}}
+	w.size[id] = int64(1+w.rng.IntN(4)) << 30
+	if iqn != "" {
+		if t := w.doc.MutTarget(iqn); t != nil {
+			t.Disks[id] = config.LunRef{LunID: w.freeLUN(t.Disks)}
+		}
+	}
+	return id
+}
+
+func (w *memoWorld) freeLUN(refs map[string]config.LunRef) int {
+	used := map[int]bool{}
+	for _, l := range refs {
+		used[l.LunID] = true
+	}
+	for {
+		if n := w.rng.IntN(4 * (len(refs) + 4)); !used[n] {
+			return n
+		}
+	}
+}
+
+func (w *memoWorld) addClient(iqn string) {
+	t := w.doc.MutTarget(iqn)
+	if t == nil {
+		return
+	}
+	w.next++
+	c := config.NewClient()
+	c.Auth = w.auth()
+	for id := range t.Disks {
+		if w.rng.IntN(8) == 0 {
+			c.Luns[id] = config.LunRef{LunID: w.freeLUN(c.Luns)}
+		}
+	}
+	t.Clients[fmt.Sprintf("iqn.1994-05.com.example:c%04d", w.next)] = c
+}
+
+// auth is a CHAP block, its passwords stored in clear, encrypted, or
+// encrypted so that they do not decrypt.
+func (w *memoWorld) auth() config.Auth {
+	pw := func() (string, bool) {
+		switch w.rng.IntN(4) {
+		case 0:
+			return fmt.Sprintf("Password-%04d", w.rng.IntN(10000)), false
+		case 1:
+			return "bad:" + fmt.Sprint(w.rng.IntN(10)), true
+		}
+		return fmt.Sprintf("enc:Secret-%04d", w.rng.IntN(10000)), true
+	}
+	switch w.rng.IntN(4) {
+	case 0:
+		return config.Auth{}
+	case 1:
+		p, e := pw()
+		return config.Auth{Username: "user", Password: p, PasswordEncryptionEnabled: e}
+	}
+	p, e := pw()
+	mp, me := pw()
+	return config.Auth{Username: "user", Password: p, PasswordEncryptionEnabled: e, MutualUsername: "mutual", MutualPassword: mp,
+		MutualPasswordEncryptionEnabled: me}
+}
+
+func (w *memoWorld) decrypt(stored string) (string, error) {
+	if plain, ok := strings.CutPrefix(stored, "enc:"); ok {
+		return plain, nil
+	}
+	return "", errors.New("does not decrypt")
+}
+
+func (w *memoWorld) sizeOf(pool, image string) (int64, error) {
+	id := pool + "/" + image
+	switch {
+	case w.notFound[id]:
+		return 0, fmt.Errorf("%w: %s", ErrImageNotFound, id)
+	case w.sizeErr[id]:
+		return 0, errors.New("size read timed out")
+	}
+	return w.size[id], nil
+}
+
+func (w *memoWorld) devicePath(pool, image string) (string, error) {
+	if w.pathErr[pool+"/"+image] {
+		return "", errors.New("map failed")
+	}
+	return "/dev/rbd/" + pool + "/" + image, nil
+}
+
+func (w *memoWorld) opts(count bool) FromConfigOptions {
+	size := w.sizeOf
+	if count {
+		size = func(pool, image string) (int64, error) {
+			w.asked++
+			return w.sizeOf(pool, image)
+		}
+	}
+	return FromConfigOptions{Size: size, DevicePath: w.devicePath, LocalAddrs: w.addrs, Decrypt: w.decrypt,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+func (w *memoWorld) pick(l []string) string { return l[w.rng.IntN(len(l))] }
+
+func (w *memoWorld) target() string {
+	return w.pick(slices.Sorted(maps.Keys(w.doc.Targets)))
+}
+
+func (w *memoWorld) disk() string {
+	return w.pick(slices.Sorted(maps.Keys(w.doc.Disks)))
+}
+
+func (w *memoWorld) client(iqn string) string {
+	t := w.doc.Targets[iqn]
+	if t == nil || len(t.Clients) == 0 {
+		return ""
+	}
+	return w.pick(slices.Sorted(maps.Keys(t.Clients)))
+}
+
+// mutate makes one random change to doc, through the copy-on-write
+// accessors, or to what the spec reads besides it.
+func (w *memoWorld) mutate() {
+	d, rng := w.doc, w.rng
+	switch op := rng.IntN(24); op {
+	case 0, 1:
+		iqn := ""
+		if rng.IntN(3) > 0 {
+			iqn = w.target()
+		}
+		w.step = "add disk " + w.addDisk(iqn)
+	case 2:
+		id := w.disk()
+		delete(d.Disks, id)
+		for iqn, t := range d.Targets {
+			if _, ok := t.Disks[id]; ok {
+				delete(d.MutTarget(iqn).Disks, id)
+			}
+			for ini, c := range t.Clients {
+				if c == nil {
+					continue
+				}
+				if _, ok := c.Luns[id]; ok {
+					delete(d.MutClient(iqn, ini).Luns, id)
+				}
+			}
+		}
+		w.step = "remove disk " + id
+	case 3, 4: // targetlun add or remove
+		iqn, id := w.target(), w.disk()
+		t := d.MutTarget(iqn)
+		if _, ok := t.Disks[id]; ok {
+			delete(t.Disks, id)
+			w.step = "unexport " + id
+		} else {
+			t.Disks[id] = config.LunRef{LunID: w.freeLUN(t.Disks)}
+			w.step = "export " + id
+		}
+	case 5:
+		iqn := w.target()
+		t := d.MutTarget(iqn)
+		if len(t.Disks) > 0 {
+			id := w.pick(slices.Sorted(maps.Keys(t.Disks)))
+			t.Disks[id] = config.LunRef{LunID: w.freeLUN(t.Disks)}
+			w.step = "move LUN " + id
+		}
+	case 6:
+		iqn := w.target()
+		w.addClient(iqn)
+		w.step = "add client on " + iqn
+	case 7:
+		iqn := w.target()
+		if ini := w.client(iqn); ini != "" {
+			if rng.IntN(4) == 0 {
+				d.MutTarget(iqn).Clients[ini] = nil
+				w.step = "nil client " + ini
+			} else {
+				delete(d.MutTarget(iqn).Clients, ini)
+				w.step = "remove client " + ini
+			}
+		}
+	case 8, 9, 10: // clientlun
+		iqn := w.target()
+		ini := w.client(iqn)
+		if ini == "" || d.Targets[iqn].Clients[ini] == nil {
+			return
+		}
+		c := d.MutClient(iqn, ini)
+		id := w.disk()
+		if _, ok := c.Luns[id]; ok && rng.IntN(2) == 0 {
+			delete(c.Luns, id)
+			w.step = "clientlun remove " + id
+		} else {
+			c.Luns[id] = config.LunRef{LunID: w.freeLUN(c.Luns)}
+			w.step = "clientlun add " + id
+		}
+	case 11: // CHAP
+		iqn := w.target()
+		switch rng.IntN(3) {
+		case 0:
+			if ini := w.client(iqn); ini != "" && d.Targets[iqn].Clients[ini] != nil {
+				d.MutClient(iqn, ini).Auth = w.auth()
+				w.step = "client CHAP " + ini
+			}
+		case 1:
+			d.MutTarget(iqn).Auth = w.auth()
+			w.step = "target CHAP " + iqn
+		default:
+			d.DiscoveryAuth = w.auth()
+			w.step = "discovery CHAP"
+		}
+	case 12:
+		iqn := w.target()
+		t := d.MutTarget(iqn)
+		if rng.IntN(2) == 0 {
+			t.ACLEnabled = !t.ACLEnabled
+		} else {
+			t.Controls = map[string]any{"cmdsn_depth": 16 << rng.IntN(3)}
+		}
+		w.step = "target settings " + iqn
+	case 13:
+		id := w.disk()
+		k := d.MutDisk(id)
+		switch rng.IntN(3) {
+		case 0:
+			k.Controls = map[string]any{"qfull_timeout": 5 + rng.IntN(10)}
+		case 1:
+			owner := w.pick([]string{gw1, gw2})
+			k.Owner = &owner
+		default:
+			k.WWN = fmt.Sprint("wwn-x", rng.IntN(100))
+		}
+		w.step = "disk settings " + id
+	case 14: // a resize: Size answers differently, so the caller bumps gen
+		id := w.disk()
+		w.size[id] = int64(1+rng.IntN(4)) << 30
+		w.gen++
+		w.step = "resize " + id
+	case 15: // a size read fails, or an image goes; recovering needs no bump
+		id := w.disk()
+		switch rng.IntN(3) {
+		case 0:
+			w.sizeErr[id] = !w.sizeErr[id]
+		case 1:
+			w.notFound[id] = !w.notFound[id]
+		default:
+			w.pathErr[id] = !w.pathErr[id]
+		}
+		if w.sizeErr[id] || w.notFound[id] {
+			w.gen++
+		}
+		w.step = "image trouble " + id
+	case 16: // backstores
+		id := w.disk()
+		bs := []string{lio.BackstoreUserRBD, lio.BackstoreUserRBD, lio.BackstoreBlock, lio.BackstoreFileIO, "", "bogus"}[rng.IntN(6)]
+		d.MutDisk(id).Backstore = bs
+		w.step = "backstore " + id + " " + bs
+	case 17: // back to one backstore, so that the disks are built again
+		for id, k := range d.Disks {
+			if k.Backstore != lio.BackstoreUserRBD {
+				d.MutDisk(id).Backstore = lio.BackstoreUserRBD
+			}
+		}
+		w.step = "all user:rbd"
+	case 18: // portals and ip_list
+		iqn := w.target()
+		t := d.MutTarget(iqn)
+		switch rng.IntN(4) {
+		case 0:
+			t.IPList = []string{t.IPList[len(t.IPList)-1], "127.0.0.9"}
+		case 1:
+			t.IPList = []string{"127.0.0.1", "127.0.0.2"}
+		case 2:
+			if t.Portals[gw1] != nil {
+				d.MutPortal(iqn, gw1).PortalIPAddresses = []string{"127.0.0.3"}
+			}
+		default:
+			if t.Portals[gw1] != nil {
+				delete(t.Portals, gw1)
+			} else {
+				t.Portals[gw1] = &config.Portal{PortalIPAddresses: []string{"127.0.0.1"}}
+			}
+		}
+		w.step = "portals " + iqn
+	case 19:
+		if d.Targets[memoT2] == nil {
+			w.addTarget(memoT2)
+			for range 3 {
+				w.addDisk(memoT2)
+			}
+			w.addClient(memoT2)
+			w.step = "add target 2"
+		} else {
+			delete(d.Targets, memoT2)
+			w.step = "delete target 2"
+		}
+	case 20: // this host's addresses
+		w.addrs = [][]netip.Addr{{addr1}, {addr1, netip.MustParseAddr("127.0.0.9")}, {netip.MustParseAddr("127.0.0.2")}, nil}[rng.IntN(4)]
+		w.step = fmt.Sprint("addrs ", w.addrs)
+	case 21: // gw1 leaves or joins
+		if d.Gateways[gw1] == nil {
+			d.Gateways[gw1] = &config.Gateway{}
+		} else if rng.IntN(3) == 0 {
+			delete(d.Gateways, gw1)
+		}
+		w.step = "gateway membership"
+	default: // a disk nobody exports
+		w.step = "add unexported disk " + w.addDisk("")
+	}
+}
+
+// TestSpecMemoEqualsSpecFromConfig changes a copy-on-write document at
+// random, fork after fork, and asserts that the memoized spec of each
+// document (and of the one before it, and of a deep copy now and then) is
+// exactly SpecFromConfig's, problems and their order included.
+func TestSpecMemoEqualsSpecFromConfig(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3, 4} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			w := newMemoWorld(t, seed, 24)
+			var m specMemo
+			steps, builds, fresh := 400, 0, 0
+			if testing.Short() {
+				steps = 100
+			}
+			check := func(step int, doc *config.Doc, what string) {
+				t.Helper()
+				before := w.asked
+				got, held, gotErr := m.spec(doc, gw1, nil, w.opts(true), w.gen)
+				asked := w.asked - before
+				want, wantErr := SpecFromConfig(doc, gw1, nil, w.opts(false))
+				if d := specDiff(got, want); d != "" {
+					t.Fatalf("step %d (%s, %s): the memoized spec differs: %s", step, w.step, what, d)
+				}
+				if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+					t.Fatalf("step %d (%s, %s): the memoized spec's problems differ\ngot:  %v\nwant: %v", step, w.step, what, gotErr, wantErr)
+				}
+				for id, n := range held {
+					if ds, ok := got.Disks[id]; !ok || ds.Size != n {
+						t.Fatalf("step %d (%s): held size %s %d is not the spec's %+v", step, w.step, id, n, ds)
+					}
+				}
+				builds++
+				if exported := countExported(doc); asked >= exported && exported > 0 {
+					fresh++
+				}
+			}
+			for step := range steps {
+				w.prev, w.doc = w.doc, w.doc.Fork()
+				for range 1 + w.rng.IntN(3) {
+					w.mutate()
+				}
+				check(step, w.doc, "new")
+				switch w.rng.IntN(6) {
+				case 0: // the check of a change, then the reconcile of the one before
+					check(step, w.prev, "previous")
+					check(step, w.doc, "new again")
+				case 1: // a document read from the store: nothing is frozen
+					check(step, w.doc.Clone(), "clone")
+				}
+			}
+			// the memo must have been used, or this test proves nothing
+			if fresh > builds/4 {
+				t.Fatalf("%d of %d builds asked the size of every exported disk", fresh, builds)
+			}
+			t.Logf("%d of %d builds asked every size", fresh, builds)
+		})
+	}
+}
+
+func countExported(doc *config.Doc) int {
+	n := 0
+	for _, t := range doc.Targets {
+		if t != nil && t.Portals[gw1] != nil {
+			n += len(t.Disks)
+		}
+	}
+	return n
+}
+
+// specDiff says where two specs differ ("" when they do not). Name rules
+// are functions, which DeepEqual never finds equal: they are compared by
+// whether they are set.
+func specDiff(got, want lio.Spec) string {
+	if (got.Names.IQN == nil) != (want.Names.IQN == nil) || (got.Names.Object == nil) != (want.Names.Object == nil) {
+		return "name rules"
+	}
+	got.Names, want.Names = lio.NameRules{}, lio.NameRules{}
+	if reflect.DeepEqual(got, want) {
+		return ""
+	}
+	for id := range maps.Keys(got.Disks) {
+		if !reflect.DeepEqual(got.Disks[id], want.Disks[id]) {
+			return fmt.Sprintf("disk %s: got %+v, want %+v", id, got.Disks[id], want.Disks[id])
+		}
+	}
+	for id := range maps.Keys(want.Disks) {
+		if _, ok := got.Disks[id]; !ok {
+			return fmt.Sprintf("disk %s missing", id)
+		}
+	}
+	for iqn := range maps.Keys(want.Targets) {
+		g, w := got.Targets[iqn], want.Targets[iqn]
+		if !reflect.DeepEqual(g, w) {
+			return fmt.Sprintf("target %s:\ngot:  %+v\nwant: %+v", iqn, g, w)
+		}
+	}
+	got.Disks, want.Disks, got.Targets, want.Targets = nil, nil, nil, nil
+	return fmt.Sprintf("\ngot:  %+v\nwant: %+v", got, want)
+}
