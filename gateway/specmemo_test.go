@@ -35,6 +35,9 @@ type memoWorld struct {
 	addrs    []netip.Addr
 	gen      uint64
 	step     string
+	// the disk and client changed last, which the document may own
+	lastDisk          string
+	lastIQN, lastInit string
 	// asked counts the Size questions of the memo's builds
 	asked int
 }
@@ -262,6 +265,7 @@ func (w *memoWorld) mutate() {
 			return
 		}
 		c := d.MutClient(iqn, ini)
+		w.lastIQN, w.lastInit = iqn, ini
 		id := w.disk()
 		if _, ok := c.Luns[id]; ok && rng.IntN(2) == 0 {
 			delete(c.Luns, id)
@@ -297,6 +301,7 @@ func (w *memoWorld) mutate() {
 	case 13:
 		id := w.disk()
 		k := d.MutDisk(id)
+		w.lastDisk = id
 		switch rng.IntN(3) {
 		case 0:
 			k.Controls = map[string]any{"qfull_timeout": 5 + rng.IntN(10)}
@@ -385,6 +390,21 @@ func (w *memoWorld) mutate() {
 	}
 }
 
+// changeOwned changes again the disk and the client changed last: in
+// place, when the document owns them.
+func (w *memoWorld) changeOwned() {
+	if k := w.doc.MutDisk(w.lastDisk); k != nil {
+		k.WWN += "x"
+	}
+	if c := w.doc.MutClient(w.lastIQN, w.lastInit); c != nil {
+		if _, ok := c.Luns[w.lastDisk]; ok {
+			delete(c.Luns, w.lastDisk)
+		} else if w.lastDisk != "" {
+			c.Luns[w.lastDisk] = config.LunRef{LunID: w.freeLUN(c.Luns)}
+		}
+	}
+}
+
 // TestSpecMemoEqualsSpecFromConfig changes a copy-on-write document at
 // random, fork after fork, and asserts that the memoized spec of each
 // document (and of the one before it, and of a deep copy now and then) is
@@ -427,6 +447,10 @@ func TestSpecMemoEqualsSpecFromConfig(t *testing.T) {
 				}
 				check(step, w.doc, "new")
 				switch w.rng.IntN(6) {
+				case 2: // more changes to the same fork: what it owns changes in place
+					w.mutate()
+					w.changeOwned()
+					check(step, w.doc, "changed in place")
 				case 0: // the check of a change, then the reconcile of the one before
 					check(step, w.prev, "previous")
 					check(step, w.doc, "new again")
