@@ -167,6 +167,12 @@ type Reconciler struct {
 	builtMu sync.Mutex
 	built   []builtState
 	builds  atomic.Uint64
+	// specs makes a member's lio.Spec from what it made for the documents
+	// before (specMemo); specGen is the generation of what it reads besides
+	// the document (cached sizes, the CHAP key): bumped where builds is,
+	// except when a size is first cached, which changes none it holds.
+	specs   specMemo
+	specGen atomic.Uint64
 	// builder makes a document's desired state from the pieces it made
 	// for the documents before (lio.Builder): a change rebuilds what it
 	// changed.
@@ -343,16 +349,17 @@ func (r *Reconciler) runLocked(ctx context.Context, doc *config.Doc, mode Mode) 
 	r.cacheMu.Lock()
 	r.sizeUsed = map[string]bool{}
 	r.cacheMu.Unlock()
-	defer func() {
+	defer r.specs.heldSizes(func(held map[string]int64) {
 		r.cacheMu.Lock()
 		defer r.cacheMu.Unlock()
-		for id := range r.sizes {
-			if !r.sizeUsed[id] {
+		for id, n := range r.sizes {
+			// the spec memo reuses what it holds without asking again
+			if h, ok := held[id]; !r.sizeUsed[id] && (!ok || h != n) {
 				delete(r.sizes, id)
 			}
 		}
 		r.sizeUsed = nil
-	}()
+	})
 	return r.run(ctx, doc, mode)
 }
 
@@ -431,7 +438,10 @@ func (r *Reconciler) ForgetSizes(ids ...string) {
 func (r *Reconciler) NoteSize(id string, size int64) {
 	r.cacheMu.Lock()
 	defer r.cacheMu.Unlock()
-	if n, ok := r.sizes[id]; !ok || n != size {
+	if n, ok := r.sizes[id]; !ok {
+		// the spec memo holds only cached sizes
+		r.dropBuilt()
+	} else if n != size {
 		r.forgetBuilt()
 	}
 	r.sizes[id] = size
@@ -606,6 +616,8 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 	if !mode.Teardown && member {
 		return r.memoDesired(ctx, doc, mode, record, exporters, opts, content)
 	}
+	// the sizes it holds would outlive a teardown, which drops them all
+	r.specs.reset()
 	if !mode.Teardown {
 		opts.Size = func(pool, image string) (int64, error) {
 			if err := ctx.Err(); err != nil {
@@ -659,7 +671,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		content = contentDigest(doc)
 	}
 	key := builtKey{content: content, gen: r.builds.Load(), dry: mode.DryRun && len(exporters) > 0}
-	st, sizes, ok := r.lookupBuilt(key)
+	st, sizes, held, ok := r.lookupBuilt(key)
 	if ok {
 		// the sizes it was built with must still be the cached ones: a
 		// size dropped from the cache (its disk left the desired state) is
@@ -670,9 +682,17 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 				ok = false
 			}
 		}
+		for id, n := range held {
+			if c, cached := r.sizes[id]; !cached || c != n {
+				ok = false
+			}
+		}
 		if ok && r.sizeUsed != nil {
 			for _, u := range sizes {
 				r.sizeUsed[u.id] = true
+			}
+			for id := range held {
+				r.sizeUsed[id] = true
 			}
 		}
 		r.cacheMu.Unlock()
@@ -691,7 +711,9 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 			smu.Unlock()
 			return n, err
 		}
-		spec, specErr := SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
+		// the sizes it reuses (held) are not asked for again: the cache
+		// keeps them while the memo holds them (runLocked)
+		spec, held, specErr := r.specs.spec(doc, r.opts.Identity.Name, r.opts.Settings, opts, r.specGen.Load())
 		var buildErr error
 		st, buildErr = r.builder.Build(spec)
 		if err := errors.Join(specErr, buildErr); err != nil {
@@ -702,7 +724,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 			}
 			return st, err
 		}
-		r.storeBuilt(key, st, sizes)
+		r.storeBuilt(key, st, sizes, held)
 	}
 	if record {
 		st = r.withRecorded(doc, st)
@@ -859,6 +881,9 @@ type builtState struct {
 	key   builtKey
 	st    lio.State
 	sizes []sizeUse
+	// held are the sizes the spec memo reused ("pool/image" -> size; never
+	// written)
+	held map[string]int64
 }
 
 // sizeUse is an image size a build used.
@@ -874,7 +899,7 @@ type sizeUse struct {
 // change builds once.
 const builtMemo = 4
 
-func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, bool) {
+func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, map[string]int64, bool) {
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
 	for i, b := range r.built {
@@ -882,19 +907,19 @@ func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, bool) {
 			// most recent first
 			copy(r.built[1:i+1], r.built[:i])
 			r.built[0] = b
-			return b.st, b.sizes, true
+			return b.st, b.sizes, b.held, true
 		}
 	}
-	return lio.State{}, nil, false
+	return lio.State{}, nil, nil, false
 }
 
-func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse) {
+func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse, held map[string]int64) {
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
 	if r.builds.Load() != k.gen {
 		return // sizes were forgotten while it was built
 	}
-	r.built = append([]builtState{{k, st, sizes}}, r.built...)
+	r.built = append([]builtState{{k, st, sizes, held}}, r.built...)
 	if len(r.built) > builtMemo {
 		r.built = r.built[:builtMemo]
 	}
@@ -902,6 +927,12 @@ func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse) {
 
 // forgetBuilt drops the memoized desired states.
 func (r *Reconciler) forgetBuilt() {
+	r.specGen.Add(1)
+	r.dropBuilt()
+}
+
+// dropBuilt is forgetBuilt for a change that the spec memo does not see.
+func (r *Reconciler) dropBuilt() {
 	r.builds.Add(1)
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
