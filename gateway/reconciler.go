@@ -349,12 +349,12 @@ func (r *Reconciler) runLocked(ctx context.Context, doc *config.Doc, mode Mode) 
 	r.cacheMu.Lock()
 	r.sizeUsed = map[string]bool{}
 	r.cacheMu.Unlock()
-	defer r.specs.heldSizes(func(held map[string]int64) {
+	defer r.specs.heldSizes(func(held *sizeSet) {
 		r.cacheMu.Lock()
 		defer r.cacheMu.Unlock()
 		for id, n := range r.sizes {
 			// the spec memo reuses what it holds without asking again
-			if h, ok := held[id]; !r.sizeUsed[id] && (!ok || h != n) {
+			if h, ok := held.get(id); !r.sizeUsed[id] && (!ok || h != n) {
 				delete(r.sizes, id)
 			}
 		}
@@ -682,18 +682,16 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 				ok = false
 			}
 		}
-		for id, n := range held {
+		held.each(func(id string, n int64) {
 			if c, cached := r.sizes[id]; !cached || c != n {
 				ok = false
 			}
-		}
+		})
 		if ok && r.sizeUsed != nil {
 			for _, u := range sizes {
 				r.sizeUsed[u.id] = true
 			}
-			for id := range held {
-				r.sizeUsed[id] = true
-			}
+			held.each(func(id string, _ int64) { r.sizeUsed[id] = true })
 		}
 		r.cacheMu.Unlock()
 	}
@@ -881,9 +879,8 @@ type builtState struct {
 	key   builtKey
 	st    lio.State
 	sizes []sizeUse
-	// held are the sizes the spec memo reused ("pool/image" -> size; never
-	// written)
-	held map[string]int64
+	// held are the sizes the spec memo reused
+	held *sizeSet
 }
 
 // sizeUse is an image size a build used.
@@ -899,7 +896,7 @@ type sizeUse struct {
 // change builds once.
 const builtMemo = 4
 
-func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, map[string]int64, bool) {
+func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, *sizeSet, bool) {
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
 	for i, b := range r.built {
@@ -913,7 +910,7 @@ func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, map[string]i
 	return lio.State{}, nil, nil, false
 }
 
-func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse, held map[string]int64) {
+func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse, held *sizeSet) {
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
 	if r.builds.Load() != k.gen {

@@ -53,8 +53,10 @@ type specMemo struct {
 	dropped map[string]bool
 	targets map[string]*targetMemo
 	// sizes are the image sizes the remembered disks hold ("pool/image" ->
-	// size): copied on write, so a caller may keep one build's.
-	sizes map[string]int64
+	// size), never changed once made: a caller may keep one build's.
+	sizes *sizeSet
+	// local are the targets built here last time, sorted.
+	local []string
 }
 
 type specKey struct {
@@ -121,13 +123,13 @@ func (m *specMemo) clear() {
 	m.valid, m.key = false, specKey{}
 	m.discOK, m.discAuth, m.discSpec = false, config.Auth{}, lio.AuthSpec{}
 	m.disks, m.disksOut, m.bsCount, m.dropped = map[string]*diskMemo{}, nil, map[string]int{}, nil
-	m.targets, m.sizes = map[string]*targetMemo{}, nil
+	m.targets, m.sizes, m.local = map[string]*targetMemo{}, nil, nil
 }
 
 // heldSizes runs f with the image sizes the memo holds, which must stay
 // cached while it holds them (reused, they are not asked for again), with
 // the memo locked: no build adds one meanwhile.
-func (m *specMemo) heldSizes(f func(map[string]int64)) {
+func (m *specMemo) heldSizes(f func(*sizeSet)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f(m.sizes)
@@ -138,7 +140,7 @@ func (m *specMemo) heldSizes(f func(map[string]int64)) {
 // not ask opts.Size for ("pool/image" -> size; not to be written). gen
 // must change whenever opts.Size or opts.Decrypt may answer differently
 // for the same question (opts.DevicePath is always asked).
-func (m *specMemo) spec(doc *config.Doc, gateway string, s *settings.Settings, opts FromConfigOptions, gen uint64) (lio.Spec, map[string]int64, error) {
+func (m *specMemo) spec(doc *config.Doc, gateway string, s *settings.Settings, opts FromConfigOptions, gen uint64) (lio.Spec, *sizeSet, error) {
 	if s == nil {
 		s = settings.Defaults()
 	}
@@ -461,34 +463,112 @@ func (b *memoBuild) patchDisks(spec *lio.Spec, changed, removed []string) {
 	}
 	spec.Disks = m.disksOut
 
-	var sizes map[string]int64 // a copy of m.sizes, once one differs
-	write := func() map[string]int64 {
-		if sizes == nil {
-			sizes = maps.Clone(m.sizes)
-			if sizes == nil {
-				sizes = map[string]int64{}
-			}
+	var edits map[string]sizeEdit
+	edit := func(id string, e sizeEdit) {
+		if edits == nil {
+			edits = map[string]sizeEdit{}
 		}
-		return sizes
+		edits[id] = e
 	}
 	for _, id := range changed {
 		e := m.disks[id]
-		n, had := m.sizes[id]
+		n, had := m.sizes.get(id)
 		switch {
 		case e.sized && (!had || n != e.ds.Size):
-			write()[id] = e.ds.Size
+			edit(id, sizeEdit{n: e.ds.Size})
 		case !e.sized && had:
-			delete(write(), id)
+			edit(id, sizeEdit{gone: true})
 		}
 	}
 	for _, id := range removed {
-		if _, had := m.sizes[id]; had {
-			delete(write(), id)
+		if _, had := m.sizes.get(id); had {
+			edit(id, sizeEdit{gone: true})
 		}
 	}
-	if sizes != nil {
-		m.sizes = sizes
+	if edits != nil {
+		m.sizes = m.sizes.with(edits)
 	}
+}
+
+// sizeSet is an immutable "pool/image" -> size map: a base shared by the
+// sets made from it, and the few edits since, so that a change of one
+// disk does not copy the sizes of thousands. nil is the empty set.
+type sizeSet struct {
+	base  map[string]int64
+	edits map[string]sizeEdit
+	n     int
+}
+
+type sizeEdit struct {
+	n    int64
+	gone bool
+}
+
+func (s *sizeSet) get(id string) (int64, bool) {
+	if s == nil {
+		return 0, false
+	}
+	if e, ok := s.edits[id]; ok {
+		return e.n, !e.gone
+	}
+	n, ok := s.base[id]
+	return n, ok
+}
+
+func (s *sizeSet) len() int {
+	if s == nil {
+		return 0
+	}
+	return s.n
+}
+
+func (s *sizeSet) each(f func(id string, n int64)) {
+	if s == nil {
+		return
+	}
+	for id, n := range s.base {
+		if _, edited := s.edits[id]; !edited {
+			f(id, n)
+		}
+	}
+	for id, e := range s.edits {
+		if !e.gone {
+			f(id, e.n)
+		}
+	}
+}
+
+// with is s with edits made.
+func (s *sizeSet) with(edits map[string]sizeEdit) *sizeSet {
+	out := &sizeSet{n: s.len()}
+	if s != nil {
+		out.base = s.base
+		out.edits = maps.Clone(s.edits)
+	}
+	if out.edits == nil {
+		out.edits = map[string]sizeEdit{}
+	}
+	for id, e := range edits {
+		_, had := out.get(id)
+		switch {
+		case had && e.gone:
+			out.n--
+		case !had && !e.gone:
+			out.n++
+		}
+		if _, inBase := out.base[id]; e.gone && !inBase {
+			delete(out.edits, id)
+		} else {
+			out.edits[id] = e
+		}
+	}
+	if len(out.edits) > 64+len(out.base)/16 {
+		// the edits would cost more than a new base
+		base := make(map[string]int64, out.n)
+		out.each(func(id string, n int64) { base[id] = n })
+		out.base, out.edits = base, nil
+	}
+	return out
 }
 
 // target is adapter.target for t, made from what prev (nil: nothing) came
