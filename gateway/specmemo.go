@@ -217,6 +217,7 @@ func (b *memoBuild) build(spec *lio.Spec) {
 
 	iqns := slices.Sorted(maps.Keys(doc.Targets))
 	localIPs := map[string][]string{}
+	var local []string
 	var localDisks []map[string]config.LunRef
 	for _, iqn := range iqns {
 		t := doc.Targets[iqn]
@@ -225,19 +226,43 @@ func (b *memoBuild) build(spec *lio.Spec) {
 		}
 		if ips, ok := a.localIPs(iqn, t); ok {
 			localIPs[iqn] = ips
+			local = append(local, iqn)
 			localDisks = append(localDisks, t.Disks)
 		}
 	}
-	exported := func(id string) bool {
-		for _, d := range localDisks {
-			if _, ok := d[id]; ok {
-				return true
+	ex := exports{localDisks: localDisks}
+
+	// What changed in each target's LUNs since the last build, when that
+	// build left out no disk (its LUN maps are the targets' then): when
+	// the same targets are built here, the disks exported or no longer
+	// exported are among those, and nothing else need be looked up.
+	diffs := map[string][]string{}
+	if len(m.dropped) == 0 {
+		for _, iqn := range iqns {
+			t, prev := doc.Targets[iqn], m.targets[iqn]
+			switch {
+			case t == nil || prev == nil:
+			case prev.frozen && prev.src == t && doc.Frozen(t):
+				diffs[iqn] = nil
+			default:
+				diffs[iqn] = lunDiff(t.Disks, prev.ts.Disks)
 			}
 		}
-		return false
+		ex.known = m.disksOut != nil && slices.Equal(local, m.local)
+		for _, iqn := range local {
+			d, ok := diffs[iqn]
+			ex.known = ex.known && ok
+			for _, id := range d {
+				if ex.changed == nil {
+					ex.changed = map[string]bool{}
+				}
+				ex.changed[id] = true
+			}
+		}
 	}
+	m.local = local
 
-	dropped := b.disks(spec, exported)
+	dropped := b.disks(spec, &ex)
 	// the disks whose being dropped changed, which the targets that use
 	// them must see
 	var flipped []string
@@ -265,7 +290,8 @@ func (b *memoBuild) build(spec *lio.Spec) {
 			spec.Targets[iqn] = prev.ts
 			continue
 		}
-		tm := b.target(iqn, t, local, dropped, flipped, prev)
+		d, known := diffs[iqn]
+		tm := b.target(iqn, t, local, dropped, flipped, prev, d, known)
 		m.targets[iqn] = tm
 		spec.Targets[iqn] = tm.ts
 	}
@@ -332,7 +358,7 @@ func lunsUse(luns map[string]config.LunRef, ids []string) bool {
 
 // disks fills spec.Disks and spec.Backstore, and returns the disks dropped
 // from every target.
-func (b *memoBuild) disks(spec *lio.Spec, exported func(string) bool) map[string]bool {
+func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 	m, a, doc := b.m, b.a, b.doc
 	dropped := map[string]bool{}
 	var changed []string
@@ -344,8 +370,13 @@ func (b *memoBuild) disks(spec *lio.Spec, exported func(string) bool) map[string
 			continue
 		}
 		seen++
-		exp := exported(id)
 		e := m.disks[id]
+		var exp bool
+		if e != nil && ex.known && !ex.changed[id] {
+			exp = e.exported
+		} else {
+			exp = ex.exported(id)
+		}
 		if e != nil && e.reusable && e.frozen && e.src == d && e.exported == exp && doc.Frozen(d) {
 			continue
 		}
@@ -428,6 +459,47 @@ func (b *memoBuild) disks(spec *lio.Spec, exported func(string) bool) map[string
 		}
 	}
 	return dropped
+}
+
+// exports says which disks the targets built here export.
+type exports struct {
+	localDisks []map[string]config.LunRef
+	// known: a disk not in changed is exported as it was last time
+	known   bool
+	changed map[string]bool
+}
+
+func (x *exports) exported(id string) bool {
+	for _, d := range x.localDisks {
+		if _, ok := d[id]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// lunDiff lists the disks whose LUN differs between refs and last, a
+// target's LUNs and what they came to last time.
+func lunDiff(refs map[string]config.LunRef, last map[string]int) []string {
+	var ids []string
+	in := 0
+	for id, l := range refs {
+		v, ok := last[id]
+		if ok {
+			in++
+		}
+		if !ok || v != l.LunID {
+			ids = append(ids, id)
+		}
+	}
+	if in != len(last) {
+		for id := range last {
+			if _, ok := refs[id]; !ok {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
 }
 
 // uncount takes e out of the backstore counts.
@@ -573,7 +645,10 @@ func (s *sizeSet) with(edits map[string]sizeEdit) *sizeSet {
 
 // target is adapter.target for t, made from what prev (nil: nothing) came
 // to where that still holds.
-func (b *memoBuild) target(iqn string, t *config.Target, local []string, dropped map[string]bool, flipped []string, prev *targetMemo) *targetMemo {
+//
+// diff, when known, lists the disks whose LUN changed since last time.
+func (b *memoBuild) target(iqn string, t *config.Target, local []string, dropped map[string]bool, flipped []string, prev *targetMemo,
+	diff []string, known bool) *targetMemo {
 	a, doc := b.a, b.doc
 	var prevTS lio.TargetSpec
 	if prev != nil {
@@ -584,7 +659,11 @@ func (b *memoBuild) target(iqn string, t *config.Target, local []string, dropped
 		Controls:   t.Controls,
 		IPList:     t.IPList,
 		Portals:    make(map[string][]string, len(t.Portals)),
-		Disks:      patchLUNs(t.Disks, prevTS.Disks, dropped),
+	}
+	if known {
+		ts.Disks = patchListed(t.Disks, prevTS.Disks, dropped, diff, flipped)
+	} else {
+		ts.Disks = patchLUNs(t.Disks, prevTS.Disks, dropped)
 	}
 	for gw, p := range t.Portals {
 		if p != nil && gw != a.gateway {
@@ -735,6 +814,31 @@ func patchLUNs(refs map[string]config.LunRef, prev map[string]int, dropped map[s
 	if len(out) != n {
 		for id := range out {
 			if _, ok := refs[id]; !ok || dropped[id] {
+				delete(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// patchListed is patchLUNs when only the disks of the lists can differ
+// from prev.
+func patchListed(refs map[string]config.LunRef, prev map[string]int, dropped map[string]bool, lists ...[]string) map[string]int {
+	out, copied := prev, false
+	for _, ids := range lists {
+		for _, id := range ids {
+			l, ok := refs[id]
+			ok = ok && !dropped[id]
+			v, had := out[id]
+			if ok == had && (!ok || v == l.LunID) {
+				continue
+			}
+			if !copied {
+				out, copied = maps.Clone(prev), true
+			}
+			if ok {
+				out[id] = l.LunID
+			} else {
 				delete(out, id)
 			}
 		}
