@@ -45,7 +45,7 @@ type specMemo struct {
 
 	// disks are what each non-nil disk of the last document came to: the
 	// keys of disksOut, the last lio.Spec's Disks.
-	disks    map[string]*diskMemo
+	disks    map[string]diskMemo
 	disksOut map[string]lio.DiskSpec
 	// bsCount counts the exported, resolved disks by backstore.
 	bsCount map[string]int
@@ -75,19 +75,27 @@ func (k specKey) equal(o specKey) bool {
 		k.addrsSet == o.addrsSet && slices.Equal(k.addrs, o.addrs) && k.size == o.size && k.decrypt == o.decrypt && k.gen == o.gen
 }
 
+// diskMemo is what a disk came to, besides its lio.DiskSpec (in
+// disksOut): small, so that the memo's map holds it in place.
 type diskMemo struct {
 	src *config.Disk
+	// bs is the backstore it counts in bsCount, "" for none
+	bs string
+	// size is its DiskSpec's Size, when sized
+	size int64
 	// frozen: src could no longer change when it was read
 	frozen   bool
 	exported bool
-	// reusable: ds may stand for src (resolved without error, nothing
-	// unkeyed read for it)
+	// reusable: its DiskSpec may stand for src (resolved without error,
+	// nothing unkeyed read for it)
 	reusable bool
-	ds       lio.DiskSpec
-	// bs is the backstore it counts in bsCount, "" for none
-	bs string
-	// sized: ds.Size was read, and is in sizes
+	// sized: the size was read, and is in sizes
 	sized bool
+}
+
+type diskChange struct {
+	id string
+	ds lio.DiskSpec
 }
 
 type targetMemo struct {
@@ -122,7 +130,7 @@ func (m *specMemo) reset() {
 func (m *specMemo) clear() {
 	m.valid, m.key = false, specKey{}
 	m.discOK, m.discAuth, m.discSpec = false, config.Auth{}, lio.AuthSpec{}
-	m.disks, m.disksOut, m.bsCount, m.dropped = map[string]*diskMemo{}, nil, map[string]int{}, nil
+	m.disks, m.disksOut, m.bsCount, m.dropped = map[string]diskMemo{}, nil, map[string]int{}, nil
 	m.targets, m.sizes, m.local = map[string]*targetMemo{}, nil, nil
 }
 
@@ -361,7 +369,7 @@ func lunsUse(luns map[string]config.LunRef, ids []string) bool {
 func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 	m, a, doc := b.m, b.a, b.doc
 	dropped := map[string]bool{}
-	var changed []string
+	var changed []diskChange
 	var failed []string
 	failures := map[string]error{}
 	seen := 0
@@ -370,20 +378,21 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 			continue
 		}
 		seen++
-		e := m.disks[id]
+		e, had := m.disks[id]
 		var exp bool
-		if e != nil && ex.known && !ex.changed[id] {
+		if had && ex.known && !ex.changed[id] {
 			exp = e.exported
 		} else {
 			exp = ex.exported(id)
 		}
-		if e != nil && e.reusable && e.frozen && e.src == d && e.exported == exp && doc.Frozen(d) {
+		// (frozen when it was read, it still is: d itself is not read)
+		if had && e.reusable && e.frozen && e.src == d && e.exported == exp {
 			continue
 		}
-		if e != nil {
+		if had {
 			m.uncount(e)
 		}
-		ne := &diskMemo{src: d, frozen: doc.Frozen(d), exported: exp, reusable: true}
+		ne := diskMemo{src: d, frozen: doc.Frozen(d), exported: exp, reusable: true}
 		ds := lio.DiskSpec{Pool: d.Pool, Image: d.Image, WWN: d.WWN, BackstoreObjectName: d.BackstoreObjectName, Controls: d.Controls}
 		if d.Owner != nil {
 			ds.Owner = *d.Owner
@@ -407,11 +416,11 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 				// by their "pool/image"
 				ne.reusable = bs == lio.BackstoreUserRBD && id == config.DiskID(d.Pool, d.Image)
 				ne.sized = ne.reusable && a.opts.Size != nil
+				ne.size = ds.Size
 			}
 		}
-		ne.ds = ds
 		m.disks[id] = ne
-		changed = append(changed, id)
+		changed = append(changed, diskChange{id, ds})
 	}
 	var removed []string
 	if len(m.disks) > seen {
@@ -503,7 +512,7 @@ func lunDiff(refs map[string]config.LunRef, last map[string]int) []string {
 }
 
 // uncount takes e out of the backstore counts.
-func (m *specMemo) uncount(e *diskMemo) {
+func (m *specMemo) uncount(e diskMemo) {
 	if e.bs == "" {
 		return
 	}
@@ -515,18 +524,17 @@ func (m *specMemo) uncount(e *diskMemo) {
 // patchDisks makes spec.Disks the last one with the disks changed and
 // removed patched in (the last one itself when none were), and the held
 // sizes likewise.
-func (b *memoBuild) patchDisks(spec *lio.Spec, changed, removed []string) {
+func (b *memoBuild) patchDisks(spec *lio.Spec, changed []diskChange, removed []string) {
 	m := b.m
-	if m.disksOut == nil {
-		out := make(map[string]lio.DiskSpec, len(m.disks))
-		for id, e := range m.disks {
-			out[id] = e.ds
+	if len(changed) > 0 || len(removed) > 0 || m.disksOut == nil {
+		var out map[string]lio.DiskSpec
+		if m.disksOut == nil {
+			out = make(map[string]lio.DiskSpec, len(changed))
+		} else {
+			out = maps.Clone(m.disksOut)
 		}
-		m.disksOut = out
-	} else if len(changed) > 0 || len(removed) > 0 {
-		out := maps.Clone(m.disksOut)
-		for _, id := range changed {
-			out[id] = m.disks[id].ds
+		for _, c := range changed {
+			out[c.id] = c.ds
 		}
 		for _, id := range removed {
 			delete(out, id)
@@ -542,14 +550,14 @@ func (b *memoBuild) patchDisks(spec *lio.Spec, changed, removed []string) {
 		}
 		edits[id] = e
 	}
-	for _, id := range changed {
-		e := m.disks[id]
-		n, had := m.sizes.get(id)
+	for _, c := range changed {
+		e := m.disks[c.id]
+		n, had := m.sizes.get(c.id)
 		switch {
-		case e.sized && (!had || n != e.ds.Size):
-			edit(id, sizeEdit{n: e.ds.Size})
+		case e.sized && (!had || n != e.size):
+			edit(c.id, sizeEdit{n: e.size})
 		case !e.sized && had:
-			edit(id, sizeEdit{gone: true})
+			edit(c.id, sizeEdit{gone: true})
 		}
 	}
 	for _, id := range removed {
