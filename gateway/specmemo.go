@@ -727,7 +727,8 @@ func (b *memoBuild) target(iqn string, t *config.Target, local []string, dropped
 			continue
 		}
 		ce := memo[ini]
-		if ce != nil && ce.frozen && ce.src == c && doc.Frozen(c) && !lunsUse(c.Luns, flipped) {
+		// (frozen when it was read, it still is: c itself is not read)
+		if ce != nil && ce.frozen && ce.src == c && (len(flipped) == 0 || !lunsUse(c.Luns, flipped)) {
 			kept++
 			continue
 		}
