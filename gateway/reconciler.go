@@ -103,6 +103,11 @@ type Reconciler struct {
 	// current run read.
 	sizes    map[string]int64
 	sizeUsed map[string]bool
+	// sizeDrops counts the runs that dropped sizes from the cache.
+	sizeDrops uint64
+	// runHeld (under mu) are the sizes the spec memo reused for the
+	// current run's state, which count as used.
+	runHeld *sizeSet
 	// cacheMu guards sizes, sizeUsed and mapper, which Check uses too: it
 	// runs inside an API commit, which must not wait for a reconcile.
 	cacheMu sync.Mutex
@@ -349,16 +354,23 @@ func (r *Reconciler) runLocked(ctx context.Context, doc *config.Doc, mode Mode) 
 	r.cacheMu.Lock()
 	r.sizeUsed = map[string]bool{}
 	r.cacheMu.Unlock()
-	defer r.specs.heldSizes(func(held *sizeSet) {
+	r.runHeld = nil
+	defer r.specs.pruneSizes(func() (gone []string) {
 		r.cacheMu.Lock()
 		defer r.cacheMu.Unlock()
 		for id, n := range r.sizes {
-			// the spec memo reuses what it holds without asking again
-			if h, ok := held.get(id); !r.sizeUsed[id] && (!ok || h != n) {
-				delete(r.sizes, id)
+			// what the spec memo reused for this run was not asked for
+			if h, ok := r.runHeld.get(id); r.sizeUsed[id] || ok && h == n {
+				continue
 			}
+			delete(r.sizes, id)
+			gone = append(gone, id)
+		}
+		if len(gone) > 0 {
+			r.sizeDrops++
 		}
 		r.sizeUsed = nil
+		return gone
 	})
 	return r.run(ctx, doc, mode)
 }
@@ -671,7 +683,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		content = contentDigest(doc)
 	}
 	key := builtKey{content: content, gen: r.builds.Load(), dry: mode.DryRun && len(exporters) > 0}
-	st, sizes, held, ok := r.lookupBuilt(key)
+	st, sizes, held, drops, ok := r.lookupBuilt(key)
 	if ok {
 		// the sizes it was built with must still be the cached ones: a
 		// size dropped from the cache (its disk left the desired state) is
@@ -682,18 +694,23 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 				ok = false
 			}
 		}
-		held.each(func(id string, n int64) {
-			if c, cached := r.sizes[id]; !cached || c != n {
-				ok = false
-			}
-		})
+		if drops != r.sizeDrops {
+			// (the cache held them when it was built and lost none since)
+			held.each(func(id string, n int64) {
+				if c, cached := r.sizes[id]; !cached || c != n {
+					ok = false
+				}
+			})
+		}
 		if ok && r.sizeUsed != nil {
 			for _, u := range sizes {
 				r.sizeUsed[u.id] = true
 			}
-			held.each(func(id string, _ int64) { r.sizeUsed[id] = true })
 		}
 		r.cacheMu.Unlock()
+		if ok && record {
+			r.runHeld = held
+		}
 	}
 	if !ok {
 		sizes = nil
@@ -709,9 +726,15 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 			smu.Unlock()
 			return n, err
 		}
-		// the sizes it reuses (held) are not asked for again: the cache
-		// keeps them while the memo holds them (runLocked)
+		r.cacheMu.Lock()
+		drops := r.sizeDrops
+		r.cacheMu.Unlock()
+		// the sizes it reuses (held) are not asked for again: a run
+		// keeps them cached (runLocked)
 		spec, held, specErr := r.specs.spec(doc, r.opts.Identity.Name, r.opts.Settings, opts, r.specGen.Load())
+		if record {
+			r.runHeld = held
+		}
 		var buildErr error
 		st, buildErr = r.builder.Build(spec)
 		if err := errors.Join(specErr, buildErr); err != nil {
@@ -722,7 +745,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 			}
 			return st, err
 		}
-		r.storeBuilt(key, st, sizes, held)
+		r.storeBuilt(key, st, sizes, held, drops)
 	}
 	if record {
 		st = r.withRecorded(doc, st)
@@ -879,8 +902,10 @@ type builtState struct {
 	key   builtKey
 	st    lio.State
 	sizes []sizeUse
-	// held are the sizes the spec memo reused
-	held *sizeSet
+	// held are the sizes the spec memo reused, drops r.sizeDrops when
+	// it was built
+	held  *sizeSet
+	drops uint64
 }
 
 // sizeUse is an image size a build used.
@@ -896,7 +921,7 @@ type sizeUse struct {
 // change builds once.
 const builtMemo = 4
 
-func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, *sizeSet, bool) {
+func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, *sizeSet, uint64, bool) {
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
 	for i, b := range r.built {
@@ -904,19 +929,19 @@ func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, *sizeSet, bo
 			// most recent first
 			copy(r.built[1:i+1], r.built[:i])
 			r.built[0] = b
-			return b.st, b.sizes, b.held, true
+			return b.st, b.sizes, b.held, b.drops, true
 		}
 	}
-	return lio.State{}, nil, nil, false
+	return lio.State{}, nil, nil, 0, false
 }
 
-func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse, held *sizeSet) {
+func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse, held *sizeSet, drops uint64) {
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
 	if r.builds.Load() != k.gen {
 		return // sizes were forgotten while it was built
 	}
-	r.built = append([]builtState{{k, st, sizes, held}}, r.built...)
+	r.built = append([]builtState{{k, st, sizes, held, drops}}, r.built...)
 	if len(r.built) > builtMemo {
 		r.built = r.built[:builtMemo]
 	}

@@ -134,13 +134,30 @@ func (m *specMemo) clear() {
 	m.targets, m.sizes, m.local = map[string]*targetMemo{}, nil, nil
 }
 
-// heldSizes runs f with the image sizes the memo holds, which must stay
-// cached while it holds them (reused, they are not asked for again), with
-// the memo locked: no build adds one meanwhile.
-func (m *specMemo) heldSizes(f func(*sizeSet)) {
+// pruneSizes runs prune, which drops sizes from the size cache and
+// returns their ids, and forgets them: a disk whose size the memo holds is
+// reused without asking its size again, so the memo holds only cached
+// sizes. The memo is locked meanwhile: no build reuses one being dropped.
+func (m *specMemo) pruneSizes(prune func() []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	f(m.sizes)
+	var edits map[string]sizeEdit
+	for _, id := range prune() {
+		if _, ok := m.sizes.get(id); !ok {
+			continue
+		}
+		if edits == nil {
+			edits = map[string]sizeEdit{}
+		}
+		edits[id] = sizeEdit{gone: true}
+		if e, ok := m.disks[id]; ok {
+			e.reusable, e.sized = false, false
+			m.disks[id] = e
+		}
+	}
+	if edits != nil {
+		m.sizes = m.sizes.with(edits)
+	}
 }
 
 // spec is SpecFromConfig(doc, gateway, s, opts), reusing what the last

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"ceph-iscsi/config"
+	"ceph-iscsi/host"
 	"ceph-iscsi/lio"
 )
 
@@ -42,6 +44,11 @@ type memoWorld struct {
 	lastIQN, lastInit string
 	// asked counts the Size questions of the memo's builds
 	asked int
+	// rec, when set, is the Reconciler whose size cache must forget what
+	// changes
+	rec *Reconciler
+	// plain: no password is stored encrypted
+	plain bool
 }
 
 const (
@@ -49,9 +56,9 @@ const (
 	memoT2 = "iqn.2003-01.com.example.memo:t2"
 )
 
-func newMemoWorld(t *testing.T, seed uint64, disks int) *memoWorld {
+func newMemoWorld(t *testing.T, seed uint64, disks int, plain bool) *memoWorld {
 	w := &memoWorld{t: t, rng: rand.New(rand.NewPCG(seed, 7)), size: map[string]int64{}, sizeErr: map[string]bool{},
-		notFound: map[string]bool{}, pathErr: map[string]bool{}, addrs: []netip.Addr{addr1}}
+		notFound: map[string]bool{}, pathErr: map[string]bool{}, addrs: []netip.Addr{addr1}, plain: plain}
 	d := config.NewDoc(time.Unix(1700000000, 0))
 	d.Gateways[gw1] = &config.Gateway{}
 	d.Gateways[gw2] = &config.Gateway{}
@@ -123,6 +130,11 @@ func (w *memoWorld) addClient(iqn string) {
 // encrypted so that they do not decrypt.
 func (w *memoWorld) auth() config.Auth {
 	pw := func() (string, bool) {
+		if w.plain {
+			// a Reconciler's key file is the default one, which does not exist: an
+			// encrypted password fails its whole build, never memoized
+			return fmt.Sprintf("Password-%04d", w.rng.IntN(10000)), false
+		}
 		switch w.rng.IntN(4) {
 		case 0:
 			return fmt.Sprintf("Password-%04d", w.rng.IntN(10000)), false
@@ -318,6 +330,9 @@ func (w *memoWorld) mutate() {
 		id := w.disk()
 		w.size[id] = int64(1+rng.IntN(4)) << 30
 		w.gen++
+		if w.rec != nil {
+			w.rec.ForgetSizes(id)
+		}
 		w.step = "resize " + id
 	case 15: // a size read fails, or an image goes; recovering needs no bump
 		id := w.disk()
@@ -331,6 +346,9 @@ func (w *memoWorld) mutate() {
 		}
 		if w.sizeErr[id] || w.notFound[id] {
 			w.gen++
+			if w.rec != nil {
+				w.rec.ForgetSizes(id)
+			}
 		}
 		w.step = "image trouble " + id
 	case 16: // backstores
@@ -378,6 +396,9 @@ func (w *memoWorld) mutate() {
 			w.step = "delete target 2"
 		}
 	case 20: // this host's addresses
+		if w.rec != nil {
+			return // a Reconciler's are fixed
+		}
 		w.addrs = [][]netip.Addr{{addr1}, {addr1, netip.MustParseAddr("127.0.0.9")}, {netip.MustParseAddr("127.0.0.2")}, nil}[rng.IntN(4)]
 		w.step = fmt.Sprint("addrs ", w.addrs)
 	case 21: // gw1 leaves or joins
@@ -414,7 +435,7 @@ func (w *memoWorld) changeOwned() {
 func TestSpecMemoEqualsSpecFromConfig(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3, 4} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			w := newMemoWorld(t, seed, 24)
+			w := newMemoWorld(t, seed, 24, false)
 			var m specMemo
 			steps, builds, fresh := 400, 0, 0
 			if testing.Short() {
@@ -477,7 +498,10 @@ func TestSpecMemoEqualsSpecFromConfig(t *testing.T) {
 // exported reports whether id is a LUN of a target gw1 is a portal of.
 func (w *memoWorld) exported(doc *config.Doc, id string) bool {
 	for _, t := range doc.Targets {
-		if _, ok := t.Disks[id]; ok && t != nil && t.Portals[gw1] != nil {
+		if t == nil || t.Portals[gw1] == nil {
+			continue
+		}
+		if _, ok := t.Disks[id]; ok {
 			return true
 		}
 	}
@@ -633,4 +657,119 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestReconcilerSpecMemo is TestSpecMemoEqualsSpecFromConfig through a
+// Reconciler, whose size cache the memo's reuse must keep coherent: after
+// checks and runs at random, the desired state of each document is what a
+// build from scratch with the image facts of now makes.
+func TestReconcilerSpecMemo(t *testing.T) {
+	ctx := context.Background()
+	for _, seed := range []uint64{1, 2} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			w := newMemoWorld(t, seed, 24, true)
+			fs, err := lio.NewEmulatedFS(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.rec = New(Options{FS: fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Size: w.sizeOf,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			steps := 200
+			if testing.Short() {
+				steps = 60
+			}
+			for step := range steps {
+				if w.rng.IntN(6) > 0 || !w.rollback(ctx) {
+					w.prev, w.doc = w.doc, w.doc.Fork()
+					for range 1 + w.rng.IntN(3) {
+						w.mutate()
+					}
+				}
+				doc := w.doc
+				doc.Epoch = int64(step)
+				switch w.rng.IntN(4) {
+				case 0:
+					_ = w.rec.Check(ctx, doc) // problems are compared below
+				case 1:
+					_, _ = w.rec.Run(ctx, doc, Mode{})
+				case 2:
+					_, _ = w.rec.Run(ctx, w.prev, Mode{DryRun: true})
+				}
+				member := doc.Gateways[gw1] != nil
+				got, gotErr := w.rec.desired(ctx, doc, Mode{DryRun: true}, member, false, nil)
+				opts := FromConfigOptions{LocalAddrs: []netip.Addr{addr1}, Size: w.sizeOf,
+					Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+					DevicePath: func(pool, image string) (string, error) {
+						return w.rec.devicePath(ctx, Mode{DryRun: true}, blockExporters(doc), pool, image)
+					}}
+				spec, specErr := SpecFromConfig(doc, gw1, nil, opts)
+				want, buildErr := lio.Build(spec)
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("step %d (%s): the desired state differs from a build from scratch\ngot:  %+v\nwant: %+v", step, w.step, got, want)
+				}
+				if g, w := fmt.Sprint(gotErr), fmt.Sprint(errors.Join(specErr, buildErr)); g != w {
+					t.Fatalf("step %d: the problems differ\ngot:  %s\nwant: %s", step, g, w)
+				}
+			}
+		})
+	}
+}
+
+// rollback is what the API's snapshot rollback does to a disk this
+// gateway exports: its LUNs go (and a run converges on that, so its size
+// leaves the cache), the image changes size behind the cache's back, and
+// the LUNs come back as they were.
+func (w *memoWorld) rollback(ctx context.Context) bool {
+	var id string
+	for _, iqn := range slices.Sorted(maps.Keys(w.doc.Targets)) {
+		if t := w.doc.Targets[iqn]; t.Portals[gw1] != nil && len(t.Disks) > 0 {
+			id = w.pick(slices.Sorted(maps.Keys(t.Disks)))
+			break
+		}
+	}
+	if id == "" {
+		return false
+	}
+	type ref struct {
+		iqn, ini string
+		l        config.LunRef
+	}
+	var refs []ref
+	w.prev, w.doc = w.doc, w.doc.Fork()
+	for iqn, t := range w.doc.Targets {
+		if l, ok := t.Disks[id]; ok {
+			refs = append(refs, ref{iqn, "", l})
+			delete(w.doc.MutTarget(iqn).Disks, id)
+		}
+		for ini, c := range t.Clients {
+			if c == nil {
+				continue
+			}
+			if l, ok := c.Luns[id]; ok {
+				refs = append(refs, ref{iqn, ini, l})
+				delete(w.doc.MutClient(iqn, ini).Luns, id)
+			}
+		}
+	}
+	if w.rng.IntN(2) == 0 {
+		// the run finds its state built by a check, while the memo was
+		// moved on by another check of a document that still exports
+		// the disk
+		_ = w.rec.Check(ctx, w.doc)
+		other := w.prev.Fork()
+		other.Disks["rbd/other"] = &config.Disk{Pool: "rbd", Image: "other", Backstore: lio.BackstoreUserRBD}
+		_ = w.rec.Check(ctx, other)
+	}
+	_, _ = w.rec.Run(ctx, w.doc, Mode{})
+	w.size[id] += 1 << 30
+	w.doc = w.doc.Fork()
+	for _, r := range refs {
+		if r.ini == "" {
+			w.doc.MutTarget(r.iqn).Disks[id] = r.l
+		} else {
+			w.doc.MutClient(r.iqn, r.ini).Luns[id] = r.l
+		}
+	}
+	w.step = "rollback " + id
+	return true
 }
