@@ -714,7 +714,6 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 	}
 	if !ok {
 		sizes = nil
-		r.prefetchSizes(ctx, doc)
 		var smu sync.Mutex
 		opts.Size = func(pool, image string) (int64, error) {
 			if err := ctx.Err(); err != nil {
@@ -731,7 +730,8 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		r.cacheMu.Unlock()
 		// the sizes it reuses (held) are not asked for again: a run
 		// keeps them cached (runLocked)
-		spec, held, specErr := r.specs.spec(doc, r.opts.Identity.Name, r.opts.Settings, opts, r.specGen.Load())
+		spec, held, specErr := r.specs.spec(doc, r.opts.Identity.Name, r.opts.Settings, opts, r.specGen.Load(),
+			func(ids []string) { r.prefetchDisks(ctx, doc, ids) })
 		if record {
 			r.runHeld = held
 		}
@@ -1079,18 +1079,25 @@ const prefetchWorkers = 8
 // not cached yet. A failed read is left to the build, which reports it.
 func (r *Reconciler) prefetchSizes(ctx context.Context, doc *config.Doc) {
 	var ids []string
+	for _, t := range doc.Targets {
+		if t != nil && t.Portals[r.opts.Identity.Name] != nil {
+			ids = slices.AppendSeq(ids, maps.Keys(t.Disks))
+		}
+	}
+	r.prefetchDisks(ctx, doc, ids)
+}
+
+// prefetchDisks is prefetchSizes of the disks ids: those the spec memo is
+// about to resolve, not every disk of the targets.
+func (r *Reconciler) prefetchDisks(ctx context.Context, doc *config.Doc, all []string) {
+	var ids []string
 	seen := map[string]bool{}
 	r.cacheMu.Lock()
 	defer r.cacheMu.Unlock()
-	for _, t := range doc.Targets {
-		if t == nil || t.Portals[r.opts.Identity.Name] == nil {
-			continue
-		}
-		for id := range t.Disks {
-			if _, cached := r.sizes[id]; !cached && !seen[id] && doc.Disks[id] != nil {
-				seen[id] = true
-				ids = append(ids, id)
-			}
+	for _, id := range all {
+		if _, cached := r.sizes[id]; !cached && !seen[id] && doc.Disks[id] != nil {
+			seen[id] = true
+			ids = append(ids, id)
 		}
 	}
 	if len(ids) < 2 {

@@ -162,10 +162,12 @@ func (m *specMemo) pruneSizes(prune func() []string) {
 
 // spec is SpecFromConfig(doc, gateway, s, opts), reusing what the last
 // call built; it also returns the image sizes the spec holds that it did
-// not ask opts.Size for ("pool/image" -> size; not to be written). gen
-// must change whenever opts.Size or opts.Decrypt may answer differently
-// for the same question (opts.DevicePath is always asked).
-func (m *specMemo) spec(doc *config.Doc, gateway string, s *settings.Settings, opts FromConfigOptions, gen uint64) (lio.Spec, *sizeSet, error) {
+// not ask opts.Size for. gen must change whenever opts.Size or
+// opts.Decrypt may answer differently for the same question
+// (opts.DevicePath is always asked). prefetch, when set, is told the disks
+// whose facts are about to be asked for one by one, when there are several.
+func (m *specMemo) spec(doc *config.Doc, gateway string, s *settings.Settings, opts FromConfigOptions, gen uint64,
+	prefetch func(ids []string)) (lio.Spec, *sizeSet, error) {
 	if s == nil {
 		s = settings.Defaults()
 	}
@@ -199,16 +201,17 @@ func (m *specMemo) spec(doc *config.Doc, gateway string, s *settings.Settings, o
 	}
 	// m is valid only if this build gets to its end
 	m.valid = false
-	b := memoBuild{m: m, a: a, doc: doc}
+	b := memoBuild{m: m, a: a, doc: doc, prefetch: prefetch}
 	b.build(&spec)
 	m.valid = true
 	return spec, m.sizes, errors.Join(a.errs...)
 }
 
 type memoBuild struct {
-	m   *specMemo
-	a   *adapter
-	doc *config.Doc
+	m        *specMemo
+	a        *adapter
+	doc      *config.Doc
+	prefetch func(ids []string)
 }
 
 // authEqual compares what of an auth block reaches LIO.
@@ -387,6 +390,7 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 	m, a, doc := b.m, b.a, b.doc
 	dropped := map[string]bool{}
 	var changed []diskChange
+	var resolve []int // the changes to resolve: exported disks
 	var failed []string
 	failures := map[string]error{}
 	seen := 0
@@ -414,30 +418,43 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 		if d.Owner != nil {
 			ds.Owner = *d.Owner
 		}
-		if exp {
-			bs, err := a.resolveDisk(id, d, &ds)
-			switch {
-			case errors.Is(err, ErrImageNotFound):
-				a.log.Warn("skipping disk: its RBD image does not exist", "disk", id, "err", err)
-				dropped[id] = true
-				ne.reusable = false
-			case err != nil:
-				failed = append(failed, id)
-				failures[id] = err
-				dropped[id] = true
-				ne.reusable = false
-			default:
-				ne.bs = bs
-				m.bsCount[bs]++
-				// a device path is not keyed, and the sizes are kept
-				// by their "pool/image"
-				ne.reusable = bs == lio.BackstoreUserRBD && id == config.DiskID(d.Pool, d.Image)
-				ne.sized = ne.reusable && a.opts.Size != nil
-				ne.size = ds.Size
-			}
-		}
 		m.disks[id] = ne
 		changed = append(changed, diskChange{id, ds})
+		if exp {
+			resolve = append(resolve, len(changed)-1)
+		}
+	}
+	if b.prefetch != nil && len(resolve) > 1 {
+		ids := make([]string, len(resolve))
+		for i, c := range resolve {
+			ids[i] = changed[c].id
+		}
+		b.prefetch(ids)
+	}
+	for _, c := range resolve {
+		id, ds := changed[c].id, &changed[c].ds
+		d, ne := doc.Disks[id], m.disks[id]
+		bs, err := a.resolveDisk(id, d, ds)
+		switch {
+		case errors.Is(err, ErrImageNotFound):
+			a.log.Warn("skipping disk: its RBD image does not exist", "disk", id, "err", err)
+			dropped[id] = true
+			ne.reusable = false
+		case err != nil:
+			failed = append(failed, id)
+			failures[id] = err
+			dropped[id] = true
+			ne.reusable = false
+		default:
+			ne.bs = bs
+			m.bsCount[bs]++
+			// a device path is not keyed, and the sizes are kept
+			// by their "pool/image"
+			ne.reusable = bs == lio.BackstoreUserRBD && id == config.DiskID(d.Pool, d.Image)
+			ne.sized = ne.reusable && a.opts.Size != nil
+			ne.size = ds.Size
+		}
+		m.disks[id] = ne
 	}
 	var removed []string
 	if len(m.disks) > seen {

@@ -444,7 +444,7 @@ func TestSpecMemoEqualsSpecFromConfig(t *testing.T) {
 			check := func(step int, doc *config.Doc, what string) {
 				t.Helper()
 				before := w.asked
-				got, held, gotErr := m.spec(doc, gw1, nil, w.opts(true), w.gen)
+				got, held, gotErr := m.spec(doc, gw1, nil, w.opts(true), w.gen, nil)
 				asked := w.asked - before
 				want, wantErr := SpecFromConfig(doc, gw1, nil, w.opts(false))
 				if d := specDiff(got, want); d != "" {
@@ -569,7 +569,7 @@ func BenchmarkSpecChange(b *testing.B) {
 					build := func(d *config.Doc) {
 						var err error
 						if how == "memo" {
-							_, _, err = m.spec(d, gw1, nil, opts, 0)
+							_, _, err = m.spec(d, gw1, nil, opts, 0, nil)
 						} else {
 							_, err = SpecFromConfig(d, gw1, nil, opts)
 						}
