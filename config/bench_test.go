@@ -187,3 +187,40 @@ func BenchmarkCommitEncode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoadFrom is what a peer pays to read another gateway's
+// one-client commit on a target of 4096 LUNs: the whole parse (Load)
+// against the parse of what changed (LoadFrom on the last read's
+// Decoding).
+// Run: go test -tags pacific -run '^$' -bench LoadFrom ./config/
+func BenchmarkLoadFrom(b *testing.B) {
+	d := scaleDoc(b, 4096)
+	first := d.Marshal()
+	if _, err := d.SetClientLuns("iqn.2003-01.com.example.bench:target", "iqn.1994-05.com.example:c00100",
+		[]string{"rbd/img00400", "rbd/img00009"}, time.Time{}); err != nil {
+		b.Fatal(err)
+	}
+	next := d.Marshal()
+	_, _, base, err := LoadFrom(first, UpgradeOptions{}, nil)
+	if err != nil || base == nil {
+		b.Fatal(err)
+	}
+	b.Run("Load", func(b *testing.B) {
+		start := processCPU()
+		for b.Loop() {
+			if _, _, err := Load(next, UpgradeOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpuPerOp(b, start)
+	})
+	b.Run("LoadFrom", func(b *testing.B) {
+		start := processCPU()
+		for b.Loop() {
+			if _, _, _, err := LoadFrom(next, UpgradeOptions{}, base); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpuPerOp(b, start)
+	})
+}

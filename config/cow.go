@@ -112,7 +112,48 @@ func (d *Doc) MutGateway(name string) *Gateway {
 // target is copied with its maps, not with the portals, clients and groups
 // they hold: those are copied by MutPortal, MutClient and MutGroup.
 func (d *Doc) MutTarget(iqn string) *Target {
+	t := d.targetCopy(iqn)
+	if t != nil {
+		t.ownMaps(borrowedAll)
+	}
+	return t
+}
+
+// targetCopy is targets[iqn], copied into d when shared, whose maps may
+// still be borrowed from the target it was copied from.
+func (d *Doc) targetCopy(iqn string) *Target {
 	return mutEntry(d, d.Targets, iqn, (*Target).fork, func(t *Target) **owner { return &t.own })
+}
+
+// Which of a target's maps it shares with the target it was copied from
+// (Target.borrowed). A client's change writes the clients map only; the
+// target's LUN map, thousands of entries, is copied when something writes
+// it, not with every client.
+const (
+	borrowedDisks uint8 = 1 << iota
+	borrowedClients
+	borrowedPortals
+	borrowedGroups
+	borrowedAll = borrowedDisks | borrowedClients | borrowedPortals | borrowedGroups
+)
+
+// ownMaps copies the maps of which that t borrows, so that they may be
+// written.
+func (t *Target) ownMaps(which uint8) {
+	which &= t.borrowed
+	if which&borrowedDisks != 0 {
+		t.Disks = maps.Clone(t.Disks)
+	}
+	if which&borrowedClients != 0 {
+		t.Clients = maps.Clone(t.Clients)
+	}
+	if which&borrowedPortals != 0 {
+		t.Portals = maps.Clone(t.Portals)
+	}
+	if which&borrowedGroups != 0 {
+		t.Groups = maps.Clone(t.Groups)
+	}
+	t.borrowed &^= which
 }
 
 // mutEntry is every Mut accessor: m[key], replaced by a copy d owns when
@@ -132,40 +173,41 @@ func mutEntry[T any](d *Doc, m map[string]*T, key string, copy func(*T) *T, own 
 // target and the client into d first where they are shared (nil when
 // either is absent).
 func (d *Doc) MutClient(iqn, ini string) *Client {
-	return mutChild(d, iqn, ini, func(t *Target) map[string]*Client { return t.Clients }, (*Client).clone,
+	return mutChild(d, iqn, ini, borrowedClients, func(t *Target) map[string]*Client { return t.Clients }, (*Client).clone,
 		func(c *Client) **owner { return &c.own })
 }
 
 // MutPortal returns targets[iqn].portals[gw] for changing (nil when absent).
 func (d *Doc) MutPortal(iqn, gw string) *Portal {
-	return mutChild(d, iqn, gw, func(t *Target) map[string]*Portal { return t.Portals }, (*Portal).clone,
+	return mutChild(d, iqn, gw, borrowedPortals, func(t *Target) map[string]*Portal { return t.Portals }, (*Portal).clone,
 		func(p *Portal) **owner { return &p.own })
 }
 
 // MutGroup returns targets[iqn].groups[name] for changing (nil when absent).
 func (d *Doc) MutGroup(iqn, name string) *Group {
-	return mutChild(d, iqn, name, func(t *Target) map[string]*Group { return t.Groups }, (*Group).clone,
+	return mutChild(d, iqn, name, borrowedGroups, func(t *Target) map[string]*Group { return t.Groups }, (*Group).clone,
 		func(g *Group) **owner { return &g.own })
 }
 
 // mutChild is MutClient, MutPortal and MutGroup: the target only becomes
-// d's when the child exists, so asking for an absent one copies nothing.
-func mutChild[T any](d *Doc, iqn, name string, of func(*Target) map[string]*T, clone func(*T) *T, own func(*T) **owner) *T {
+// d's when the child exists, so asking for an absent one copies nothing,
+// and only the map holding the child (which) is copied with it.
+func mutChild[T any](d *Doc, iqn, name string, which uint8, of func(*Target) map[string]*T, clone func(*T) *T, own func(*T) **owner) *T {
 	t := d.Targets[iqn]
 	if t == nil || of(t)[name] == nil {
 		return nil
 	}
-	return mutEntry(d, of(d.MutTarget(iqn)), name, clone, own)
+	t = d.targetCopy(iqn)
+	t.ownMaps(which)
+	return mutEntry(d, of(t), name, clone, own)
 }
 
 // fork is a copy of t that shares its portals, clients, groups and LUN
-// references, but not the maps holding them.
+// references, and borrows the maps holding them until one is written (see
+// ownMaps; MutTarget owns them all).
 func (t *Target) fork() *Target {
 	c := t.withOwnFields()
-	c.Disks = maps.Clone(t.Disks)
-	c.Clients = maps.Clone(t.Clients)
-	c.Portals = maps.Clone(t.Portals)
-	c.Groups = maps.Clone(t.Groups)
+	c.borrowed = borrowedAll
 	return c
 }
 
@@ -173,7 +215,7 @@ func (t *Target) fork() *Target {
 // but its four maps, which fork and clone copy each their way.
 func (t *Target) withOwnFields() *Target {
 	c := *t
-	c.own = nil
+	c.own, c.borrowed = nil, 0
 	c.Controls = cloneGeneric(t.Controls)
 	c.Auth = t.Auth.clone()
 	c.IPList = slices.Clone(t.IPList)

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -287,6 +288,14 @@ func TestForkCopiesOnlyWhatChanges(t *testing.T) {
 		if fork.Gateways[gw] != g {
 			t.Errorf("gateway %s copied", gw)
 		}
+	}
+	if reflect.ValueOf(ft.Disks).UnsafePointer() != reflect.ValueOf(st.Disks).UnsafePointer() {
+		t.Error("a client's change copied its target's LUN map")
+	}
+	// the map is copied when the target is handed out for any change
+	fork.MutTarget(cowTarget).Disks["rbd/new"] = LunRef{LunID: 99}
+	if _, ok := st.Disks["rbd/new"]; ok {
+		t.Fatal("writing the LUN map of the fork's target wrote the source's")
 	}
 	cl := ft.Clients[cowClient]
 	if fork.MutClient(cowTarget, cowClient) != cl || fork.MutTarget(cowTarget) != ft {

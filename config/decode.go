@@ -42,6 +42,8 @@ func decodeFast(raw []byte) (d *Doc, ok bool) {
 type scanner struct {
 	s []byte
 	i int
+	// base and rec are LoadFrom's (decode_from.go): nil for Load.
+	base, rec *Decoding
 }
 
 func (p *scanner) fail() { panic(giveUp{}) }
@@ -279,11 +281,19 @@ func (p *scanner) doc() *Doc {
 		case "updated":
 			d.Updated = p.str()
 		case "disks":
-			d.Disks = childMap(p, (*scanner).disk)
+			if p.rec != nil {
+				d.Disks = p.disksFrom()
+			} else {
+				d.Disks = childMap(p, (*scanner).disk)
+			}
 		case "gateways":
 			d.Gateways = childMap(p, (*scanner).gateway)
 		case "targets":
-			d.Targets = childMap(p, (*scanner).target)
+			if p.rec != nil {
+				d.Targets = p.targetsFrom()
+			} else {
+				d.Targets = childMap(p, (*scanner).target)
+			}
 		case "discovery_auth":
 			d.DiscoveryAuth = p.auth()
 		case "gateways_upgraded":
@@ -360,23 +370,31 @@ func (p *scanner) target() *Target {
 			t.Portals = childMap(p, (*scanner).portal)
 		case "groups":
 			t.Groups = childMap(p, (*scanner).group)
-		case "controls":
-			t.Controls = p.genericObject()
-		case "acl_enabled":
-			t.ACLEnabled = p.boolean()
-		case "auth":
-			t.Auth = p.auth()
-		case "ip_list":
-			t.IPList = p.strList()
-		case "created":
-			t.Created = p.str()
-		case "updated":
-			t.Updated = p.optStr()
 		default:
-			extraMember(&t.Extra, k, p.generic())
+			p.targetField(t, k)
 		}
 	})
 	return t
+}
+
+// targetField reads the target member k that is not one of its four maps.
+func (p *scanner) targetField(t *Target, k string) {
+	switch k {
+	case "controls":
+		t.Controls = p.genericObject()
+	case "acl_enabled":
+		t.ACLEnabled = p.boolean()
+	case "auth":
+		t.Auth = p.auth()
+	case "ip_list":
+		t.IPList = p.strList()
+	case "created":
+		t.Created = p.str()
+	case "updated":
+		t.Updated = p.optStr()
+	default:
+		extraMember(&t.Extra, k, p.generic())
+	}
 }
 
 func (p *scanner) portal() *Portal {

@@ -68,6 +68,20 @@ func (e *Encoding) Bytes() []byte {
 	return e.raw
 }
 
+// Spare gives up e's bytes for a later encode to write into
+// (ValidateAndMarshalInto), for the sole holder of e, which is done with
+// it: e keeps no bytes and no per-object records after, so that any later
+// use of it as a previous Encoding is a full encode, never a copy from
+// bytes that are being overwritten.
+func (e *Encoding) Spare() []byte {
+	if e == nil || e.raw == nil {
+		return nil
+	}
+	b := e.raw[:0]
+	e.raw, e.disks, e.targets, e.tinfo, e.diskNames = nil, nil, nil, nil, nil
+	return b
+}
+
 // Stats says how much of the document the encode that built e wrote and
 // how much it copied.
 func (e *Encoding) Stats() EncodingStats {
@@ -272,11 +286,23 @@ var errIncomplete = errors.New("config: incremental encode gave up")
 // them, see cow.go). On an invalid document the error is the full path's
 // and the Encoding nil.
 func (d *Doc) ValidateAndMarshalFrom(prev *Encoding, tolerated map[string]error) ([]byte, *Encoding, error) {
+	return d.ValidateAndMarshalInto(prev, tolerated, nil)
+}
+
+// ValidateAndMarshalInto is ValidateAndMarshalFrom writing into spare's
+// storage when it is large enough: the bytes of an Encoding its sole
+// holder gave up (Spare). A store that commits a document of megabytes
+// then neither allocates nor clears them on every commit. spare must not be
+// prev's own bytes (it is ignored if it is).
+func (d *Doc) ValidateAndMarshalInto(prev *Encoding, tolerated map[string]error, spare []byte) ([]byte, *Encoding, error) {
 	if d.own != nil {
 		d.own.revoked.Store(true)
 	}
+	if prev != nil && cap(spare) > 0 && cap(prev.raw) > 0 && &spare[:1][0] == &prev.raw[:1][0] {
+		spare = nil
+	}
 	if len(d.Extra) == 0 {
-		if e, err := d.encodeFrom(prev, tolerated); err == nil {
+		if e, err := d.encodeFrom(prev, tolerated, spare); err == nil {
 			sizeHint.Store(int64(len(e.raw)))
 			return e.raw, e, nil
 		}
@@ -327,7 +353,7 @@ func (in *incremental) stillTolerated(names []error) error {
 	return nil
 }
 
-func (d *Doc) encodeFrom(prev *Encoding, tolerated map[string]error) (*Encoding, error) {
+func (d *Doc) encodeFrom(prev *Encoding, tolerated map[string]error, spare []byte) (*Encoding, error) {
 	if d.Version < CurrentVersion || d.Epoch < 0 {
 		return nil, errIncomplete
 	}
@@ -339,7 +365,7 @@ func (d *Doc) encodeFrom(prev *Encoding, tolerated map[string]error) (*Encoding,
 	if in.prev != nil {
 		size = len(in.prevRaw)
 	}
-	var b bytes.Buffer
+	b := *bytes.NewBuffer(spare[:0])
 	b.Grow(max(16<<10, size+1<<10))
 
 	// Doc.encode, with the disks and targets built on prev's

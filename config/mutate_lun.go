@@ -263,14 +263,6 @@ func (d *Doc) SetClientLuns(targetIQN, clientIQN string, images []string, now ti
 		return false, nil
 	}
 
-	usedByClients := map[int]bool{}
-	for _, other := range t.Clients {
-		if other != nil {
-			for _, ref := range other.Luns {
-				usedByClients[ref.LunID] = true
-			}
-		}
-	}
 	taken := map[int]bool{}
 	for _, ref := range c.Luns {
 		taken[ref.LunID] = true
@@ -279,6 +271,25 @@ func (d *Doc) SetClientLuns(targetIQN, clientIQN string, images []string, now ti
 	for _, img := range images {
 		if ref, ok := c.Luns[img]; ok {
 			luns[img] = ref.clone()
+		}
+	}
+	// which of the new disks' target-level ids some client maps already:
+	// one pass over the clients' LUNs against those few ids, not a set of
+	// every id the target's clients use (thousands at 4096 LUNs)
+	usedByClients := map[int]bool{}
+	for _, img := range images {
+		if _, ok := luns[img]; !ok {
+			usedByClients[t.Disks[img].LunID] = false
+		}
+	}
+	for _, other := range t.Clients {
+		if other == nil {
+			continue
+		}
+		for _, ref := range other.Luns {
+			if _, ok := usedByClients[ref.LunID]; ok {
+				usedByClients[ref.LunID] = true
+			}
 		}
 	}
 	// Target-level ids first, so a lowest-free pick never takes the id a

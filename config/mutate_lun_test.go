@@ -307,3 +307,40 @@ func TestPyList(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// TestSetClientLunsTargetIDs: a disk newly mapped to a client takes its
+// target-level LUN id unless some client of the target maps that id
+// already, then the lowest id the client has free.
+func TestSetClientLunsTargetIDs(t *testing.T) {
+	const iqn = "iqn.2003-01.com.example.bench:target"
+	d := scaleDoc(t, 16) // disk i is target LUN i; client c maps disks 4c..4c+3 as 0..3
+	cl := func(c int) string { return fmt.Sprintf("iqn.1994-05.com.example:c%05d", c) }
+	img := func(i int) string { return fmt.Sprintf("rbd/img%05d", i) }
+	if _, err := d.SetClientLuns(iqn, cl(1), []string{img(4), img(5), img(6), img(7), img(9), img(2), img(11)}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for id, ref := range d.Targets[iqn].Clients[cl(1)].Luns {
+		got[id] = ref.LunID
+	}
+	// 9 and 11 are free everywhere; 2 is client c0's (and c1's own) id 2
+	want := map[string]int{img(4): 0, img(5): 1, img(6): 2, img(7): 3, img(9): 9, img(11): 11, img(2): 4}
+	if !maps.Equal(got, want) {
+		t.Fatalf("client LUN ids %v, want %v", got, want)
+	}
+	// client c2 maps disks 8..11 as 0..3: disk 13 takes its free target
+	// id, disk 14 (moved to target id 9, which c1 now maps) the lowest id
+	// c2 has free
+	d.Targets[iqn].Disks[img(14)] = LunRef{LunID: 9}
+	if _, err := d.SetClientLuns(iqn, cl(2), []string{img(8), img(9), img(10), img(11), img(13), img(14)}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	got = map[string]int{}
+	for id, ref := range d.Targets[iqn].Clients[cl(2)].Luns {
+		got[id] = ref.LunID
+	}
+	want = map[string]int{img(8): 0, img(9): 1, img(10): 2, img(11): 3, img(13): 13, img(14): 4}
+	if !maps.Equal(got, want) {
+		t.Fatalf("client LUN ids %v, want %v", got, want)
+	}
+}

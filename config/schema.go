@@ -85,6 +85,9 @@ type Target struct {
 	Updated *string
 	Extra   map[string]any
 	own     *owner
+	// borrowed are the maps this target shares with the one it was
+	// copied from (cow.go).
+	borrowed uint8
 }
 
 // Portal is targets[iqn].portals["fqdn"].

@@ -31,21 +31,27 @@ func withValidNames(doc *config.Doc, known *validNames) (*config.Doc, []*lio.Obj
 			known.objects, known.iqns = nil, nil
 		}
 	}
+	known.trim(doc)
 	var errs []*lio.ObjectError
 	badDisks := map[string]bool{}
 	for id, d := range doc.Disks {
-		if d == nil {
+		if d == nil || known.diskPassed(diskAt{id, d}) {
 			continue
 		}
 		if err := known.check(false, soName(id, d), config.ValidateSafeName); err != nil {
 			errs = append(errs, &lio.ObjectError{Disk: id, Err: fmt.Errorf("disk %s: storage object name %w", config.QuoteName(id), err)})
 			badDisks[id] = true
+		} else if doc.Frozen(d) {
+			known.passDisk(diskAt{id, d})
 		}
 	}
 	type clientRef struct{ target, client string }
 	var badClients []clientRef
 	var badTargets []string
 	for iqn, t := range doc.Targets {
+		if t != nil && known.targetPassed(targetAt{iqn, t}) {
+			continue
+		}
 		if err := known.check(true, iqn, config.ValidateIQN); err != nil {
 			errs = append(errs, &lio.ObjectError{Target: iqn, Err: fmt.Errorf("target %w", err)})
 			badTargets = append(badTargets, iqn)
@@ -54,11 +60,16 @@ func withValidNames(doc *config.Doc, known *validNames) (*config.Doc, []*lio.Obj
 		if t == nil {
 			continue
 		}
+		ok := true
 		for ini := range t.Clients {
 			if err := known.check(true, ini, config.ValidateIQN); err != nil {
 				errs = append(errs, &lio.ObjectError{Target: iqn, Client: ini, Err: fmt.Errorf("target %s client %w", config.QuoteName(iqn), err)})
 				badClients = append(badClients, clientRef{iqn, ini})
+				ok = false
 			}
+		}
+		if ok && doc.Frozen(t) {
+			known.passTarget(targetAt{iqn, t})
 		}
 	}
 	if len(errs) == 0 {
@@ -80,10 +91,59 @@ func withValidNames(doc *config.Doc, known *validNames) (*config.Doc, []*lio.Obj
 }
 
 // validNames are names that passed their rule (a nil *validNames
-// remembers nothing).
+// remembers nothing), and the frozen disks and targets whose names all
+// passed: a copy-on-write document of thousands of disks then costs a
+// pointer lookup for each object the change did not touch, instead of
+// making and looking up each storage-object name. A frozen object never
+// changes (config.Doc.Frozen), and the key holds the name it is under.
 type validNames struct {
 	mu            sync.Mutex
 	objects, iqns map[string]bool
+	disks         map[diskAt]bool
+	targets       map[targetAt]bool
+}
+
+type diskAt struct {
+	id string
+	d  *config.Disk
+}
+
+// targetAt is a frozen target whose IQN and every client's passed.
+type targetAt struct {
+	iqn string
+	t   *config.Target
+}
+
+func (v *validNames) diskPassed(k diskAt) bool     { return v != nil && v.disks[k] }
+func (v *validNames) targetPassed(k targetAt) bool { return v != nil && v.targets[k] }
+
+func (v *validNames) passDisk(k diskAt) {
+	if v == nil {
+		return
+	}
+	if v.disks == nil {
+		v.disks = map[diskAt]bool{}
+	}
+	v.disks[k] = true
+}
+
+func (v *validNames) passTarget(k targetAt) {
+	if v == nil {
+		return
+	}
+	if v.targets == nil {
+		v.targets = map[targetAt]bool{}
+	}
+	v.targets[k] = true
+}
+
+// trim forgets the frozen objects when they outnumber doc's disks and
+// targets twice: most are gone, and holding them keeps old documents'
+// objects alive.
+func (v *validNames) trim(doc *config.Doc) {
+	if v != nil && len(v.disks)+len(v.targets) > 2*(len(doc.Disks)+len(doc.Targets))+64 {
+		v.disks, v.targets = nil, nil
+	}
 }
 
 // maxKnownNames bounds what a validNames remembers: names of objects long

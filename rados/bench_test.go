@@ -1,13 +1,19 @@
 package rados
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"ceph-iscsi/config"
+	"ceph-iscsi/devcluster"
 )
 
 // BenchmarkCommit measures one commit (lock, read, mutate, CAS write, unlock) on a
@@ -115,12 +121,15 @@ func BenchmarkCommitLuns(b *testing.B) {
 				b.Fatal(err)
 			}
 			enc := time.Duration(0)
+			osd := osdCPU(b)
 			b.ResetTimer()
-			cpu0 := processCPU()
+			cpu0, osd0 := processCPU(), osd()
 			for i := 0; i < b.N; i++ {
-				// a client gains and loses its fifth LUN, as PUT/DELETE clientlun
-				client := fmt.Sprintf("iqn.1994-05.com.example:c%05d", 0)
-				disk := fmt.Sprintf("rbd/img%05d", 4)
+				// a client gains and loses a LUN, as PUT/DELETE clientlun;
+				// clients in turn, so that where the change falls in the
+				// object varies as it does in a build
+				client := fmt.Sprintf("iqn.1994-05.com.example:c%05d", (i/2*37)%(n/4))
+				disk := fmt.Sprintf("rbd/img%05d", (i/2*37+1)%(n/4)*4)
 				doc, err := s.Commit(ctx, func(d *config.Doc) error {
 					cl := d.MutClient(testTarget, client)
 					if _, ok := cl.Luns[disk]; ok {
@@ -140,6 +149,7 @@ func BenchmarkCommitLuns(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64((osd()-osd0).Microseconds())/1000/float64(b.N), "osd-cpu-ms/op")
 			b.ReportMetric(float64(enc.Microseconds())/1000, "encode-ms")
 		})
 	}
@@ -166,6 +176,34 @@ func lunDoc(d *config.Doc, n int) error {
 		t.Clients[fmt.Sprintf("iqn.1994-05.com.example:c%05d", c)] = cl
 	}
 	return nil
+}
+
+// osdCPU returns a reader of the CPU time the test cluster's OSD has used
+// (zero when its pid file cannot be read): what a write costs the cluster,
+// which the client's own CPU time does not show.
+func osdCPU(tb testing.TB) func() time.Duration {
+	c := devcluster.Require(tb)
+	raw, err := os.ReadFile(filepath.Join(c.Dir, "run", "osd.0.pid"))
+	if err != nil {
+		tb.Logf("no OSD CPU figure: %v", err)
+		return func() time.Duration { return 0 }
+	}
+	stat := filepath.Join("/proc", strings.TrimSpace(string(raw)), "stat")
+	return func() time.Duration {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			return 0
+		}
+		// utime and stime are fields 14 and 15, counted after the
+		// parenthesized command name
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			return 0
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		return time.Duration(u+s) * time.Second / 100 // USER_HZ
+	}
 }
 
 // processCPU is the user and system time of this process so far (librados'

@@ -134,3 +134,41 @@ func TestCommitToleratesKnownInvalidNamesOnTheEncoding(t *testing.T) {
 		t.Fatalf("invalid names left: %v", bad)
 	}
 }
+
+// TestCommitReusesTheReplacedBuffer: a commit encodes into the bytes of
+// the Encoding the commit before it replaced, never into the ones it
+// builds on, and the object is the document's full encoding every time.
+func TestCommitReusesTheReplacedBuffer(t *testing.T) {
+	conn := connect(t)
+	ctx := context.Background()
+	s := openStore(t, conn, uniqueObject(t), nil)
+	if _, err := s.Commit(ctx, func(d *config.Doc) error { return lunDoc(d, 64) }); err != nil {
+		t.Fatal(err)
+	}
+	first := func() *byte {
+		s.loadedMu.Lock()
+		defer s.loadedMu.Unlock()
+		return &s.loadedEnc.Bytes()[0]
+	}
+	var bufs []*byte
+	for i := range 6 {
+		doc, err := s.Commit(ctx, func(d *config.Doc) error {
+			_, err := d.SetClientLuns(testTarget, fmt.Sprintf("iqn.1994-05.com.example:c%05d", i), []string{fmt.Sprintf("rbd/img%05d", 4*i), "rbd/img00063"}, time.Now())
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := rawObject(t, s)
+		if want := doc.Marshal(); !bytes.Equal(raw, want) {
+			t.Fatalf("commit %d: the object differs from the document's full encoding", i)
+		}
+		bufs = append(bufs, first())
+		if i > 0 && bufs[i] == bufs[i-1] {
+			t.Fatalf("commit %d encoded into the bytes it built on", i)
+		}
+	}
+	if bufs[3] != bufs[1] || bufs[5] != bufs[3] {
+		t.Errorf("commits do not encode into the buffer the one before them freed")
+	}
+}

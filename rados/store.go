@@ -121,6 +121,14 @@ type Store struct {
 	// (nil after a read): the next commit validates and encodes only what
 	// its mutation changed, and tolerates the invalid names it records.
 	loadedEnc *config.Encoding
+	// loadedDec is the Decoding of the last document read (kept across
+	// this store's own commits, whose documents share its objects): the
+	// next read of a peer's commit parses only what changed, and gives a
+	// document that shares the rest, which the gateway's memos recognize.
+	loadedDec *config.Decoding
+	// spare is the byte buffer of an Encoding no longer in use, which the
+	// next commit encodes into (guarded by commitMu, see committed).
+	spare []byte
 	// loadedBytes is loaded's encoding when it was remembered, kept in
 	// test binaries (checkShared) to catch a write through a shared object.
 	loadedBytes []byte
@@ -325,11 +333,21 @@ func (s *Store) Snapshot(ctx context.Context) (*config.Doc, uint64, error) {
 	if doc := s.cached(ver); doc != nil {
 		return doc, ver, nil
 	}
-	doc, _, err := config.Load(raw, s.upgradeOptions())
+	s.loadedMu.Lock()
+	base := s.loadedDec
+	s.loadedMu.Unlock()
+	doc, _, dec, err := config.LoadFrom(raw, s.upgradeOptions(), base)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", s.Name(), err)
 	}
 	s.remember(doc, ver, nil)
+	if dec != nil {
+		s.loadedMu.Lock()
+		if s.loadedVer == ver {
+			s.loadedDec = dec
+		}
+		s.loadedMu.Unlock()
+	}
 	return doc, ver, nil
 }
 
@@ -631,7 +649,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		switch {
 		case err == nil:
 			unlocked = true
-			s.committed(io, doc, enc)
+			s.committed(io, doc, enc, prev)
 			return doc, nil
 		case Errno(err) == errnoENOENT && lostLeases < maxLostLeases:
 			// The unlock step found no lock of ours: the commit took longer
@@ -697,7 +715,7 @@ func (s *Store) commitUnlocked(io *rados.IOContext, mutate Mutation, clock *stag
 	clock.mark("write")
 	switch e := Errno(err); {
 	case err == nil:
-		s.committed(io, doc, enc)
+		s.committed(io, doc, enc, prev)
 		return doc, true, nil
 	case e == errnoERANGE || e == errnoEOVERFLOW || e == errnoENOENT:
 		// somebody locked or wrote since: nothing of the op applied
@@ -732,7 +750,11 @@ func (s *Store) change(doc *config.Doc, prev *config.Encoding, mutate Mutation, 
 		doc.Epoch++
 		doc.Updated = config.Timestamp(s.opts.Now())
 	}
-	out, enc, err := doc.ValidateAndMarshalFrom(prev, invalid)
+	// the buffer of the Encoding the last commit replaced, if any: a
+	// commit of this one's is the only writer (commitMu)
+	spare := s.spare
+	s.spare = nil
+	out, enc, err := doc.ValidateAndMarshalInto(prev, invalid, spare)
 	if err != nil {
 		return nil, nil, fmt.Errorf("commit to %s refused, the result would be invalid: %w", s.Name(), err)
 	}
@@ -743,13 +765,20 @@ func (s *Store) change(doc *config.Doc, prev *config.Encoding, mutate Mutation, 
 // committed records the document this store's write left, whose operation
 // also released any lock of ours: the committing gateway reads its own
 // write without a read, and its next commit needs no lock.
-func (s *Store) committed(io *rados.IOContext, doc *config.Doc, enc *config.Encoding) {
+//
+// prev, the Encoding the commit built on, is no use once enc replaces it:
+// commits are serialised (commitMu) and only they read the remembered
+// Encoding, so its bytes become the next commit's output buffer.
+func (s *Store) committed(io *rados.IOContext, doc *config.Doc, enc, prev *config.Encoding) {
 	if written, err := io.GetLastVersion(); err == nil {
 		// the fork holds doc's objects, so doc's Encoding is the fork's
 		s.remember(doc.Fork(), written, enc)
 		s.loadedMu.Lock()
 		if s.loadedVer == written {
 			s.unlockedAt = written
+		}
+		if prev != nil && prev != enc && prev != s.loadedEnc {
+			s.spare = prev.Spare()
 		}
 		s.loadedMu.Unlock()
 	}
