@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -270,7 +271,10 @@ func (b *memoBuild) build(spec *lio.Spec) {
 			t, prev := doc.Targets[iqn], m.targets[iqn]
 			switch {
 			case t == nil || prev == nil:
-			case prev.frozen && prev.src == t && doc.Frozen(t):
+			case prev.frozen && (prev.src == t && doc.Frozen(t) || sameMap(t.Disks, prev.src.Disks)):
+				// a target copied for a change of its clients borrows the
+				// LUN map of the one it was copied from (config/cow.go),
+				// which, frozen, nobody writes
 				diffs[iqn] = nil
 			default:
 				diffs[iqn] = lunDiff(t.Disks, prev.ts.Disks)
@@ -519,6 +523,11 @@ func (x *exports) exported(id string) bool {
 		}
 	}
 	return false
+}
+
+// sameMap reports whether x and y are one map.
+func sameMap(x, y map[string]config.LunRef) bool {
+	return reflect.ValueOf(x).UnsafePointer() == reflect.ValueOf(y).UnsafePointer()
 }
 
 // lunDiff lists the disks whose LUN differs between refs and last, a
