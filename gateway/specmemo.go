@@ -102,7 +102,11 @@ type diskChange struct {
 type targetMemo struct {
 	src    *config.Target
 	frozen bool
-	local  []string
+	// lunMap is the LUN map ts.Disks was made from; lunMapFrozen: nobody
+	// writes it any more (it was a frozen target's)
+	lunMap       map[string]config.LunRef
+	lunMapFrozen bool
+	local        []string
 	// reusable: ts may stand for src with the same local addresses (no
 	// error in it)
 	reusable bool
@@ -271,7 +275,7 @@ func (b *memoBuild) build(spec *lio.Spec) {
 			t, prev := doc.Targets[iqn], m.targets[iqn]
 			switch {
 			case t == nil || prev == nil:
-			case prev.frozen && (prev.src == t && doc.Frozen(t) || sameMap(t.Disks, prev.src.Disks)):
+			case prev.lunMapFrozen && sameMap(t.Disks, prev.lunMap):
 				// a target copied for a change of its clients borrows the
 				// LUN map of the one it was copied from (config/cow.go),
 				// which, frozen, nobody writes
@@ -721,7 +725,9 @@ func (b *memoBuild) target(iqn string, t *config.Target, local []string, dropped
 			ts.Portals[gw] = p.PortalIPAddresses
 		}
 	}
-	tm := &targetMemo{src: t, frozen: doc.Frozen(t), local: slices.Clone(local)}
+	tm := &targetMemo{src: t, frozen: doc.Frozen(t), local: slices.Clone(local), lunMap: t.Disks}
+	// (a map once a frozen target's stays unwritten, whoever borrows it)
+	tm.lunMapFrozen = tm.frozen || prev != nil && prev.lunMapFrozen && sameMap(t.Disks, prev.lunMap)
 	if local == nil {
 		ts.Clients = make(map[string]lio.ClientSpec, len(t.Clients))
 		tm.ts, tm.reusable = ts, true // not built here: managed only
