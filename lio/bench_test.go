@@ -2,7 +2,11 @@ package lio
 
 import (
 	"fmt"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // BenchmarkReconcileInSync is what every config change costs a gateway whose
@@ -174,4 +178,158 @@ func BenchmarkBuilderLUNStep(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkBuildPlanStep is the lio part of one PUT clientlun or PUT
+// targetlun on a target of n LUNs (n/4 clients of 4): the Builder builds
+// the spec of the change, fresh as the gateway makes each, from the memo
+// of the build before, and NewPlanSince plans it against the state before.
+// Each step toggles between two specs, so every build and plan sees a
+// change; "build" and "plan" time each part alone. The "-frozen" parts
+// give Frozen specs, copied on write from each other as the gateway's spec
+// memo makes them.
+// Run: go test -tags pacific -run '^$' -bench BuildPlanStep ./lio/
+func BenchmarkBuildPlanStep(b *testing.B) {
+	for _, n := range []int{16, 4096} {
+		const iqn = "iqn.2003-01.com.example:bench"
+		mutate := map[string]func(Spec){
+			"clientlun": func(s Spec) {
+				s.Targets[iqn].Clients["iqn.1994-05.com.example:c00000"].LUNs["rbd/img00004"] = 4
+			},
+			"targetlun": func(s Spec) {
+				extra := fmt.Sprintf("rbd/img%05d", n)
+				s.Disks[extra] = DiskSpec{Pool: "rbd", Image: fmt.Sprintf("img%05d", n), WWN: "wwn-extra", Owner: "gw1", Size: 1 << 30}
+				s.Targets[iqn].Disks[extra] = n
+			},
+		}
+		for _, step := range []string{"clientlun", "targetlun"} {
+			// fresh specs for every build: a pool of copies of each side
+			const copies = 8
+			var specs [2][copies]Spec
+			for c := range copies {
+				specs[0][c] = benchSpec(n)
+				specs[1][c] = benchSpec(n)
+				mutate[step](specs[1][c])
+			}
+			// built by one Builder, as the states a gateway plans between
+			var bld Builder
+			var states [2]State
+			for i := range 2 {
+				var err error
+				if states[i], err = bld.Build(specs[i][0]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			observed := [2]State{observedOf(states[0]), observedOf(states[1])}
+			var frozen [2]Spec
+			frozen[0] = frozenFrom(Spec{}, specs[0][0])
+			frozen[1] = frozenFrom(frozen[0], specs[1][0])
+			for _, part := range []string{"build", "plan", "both", "build-frozen", "both-frozen"} {
+				b.Run(fmt.Sprintf("luns=%d/%s/%s", n, step, part), func(b *testing.B) {
+					var bld Builder
+					prev, err := bld.Build(specs[0][copies-1])
+					if err != nil {
+						b.Fatal(err)
+					}
+					i := 0
+					cpu := processCPU()
+					for b.Loop() {
+						i++
+						side := i % 2
+						var desired State
+						if part == "plan" {
+							desired = states[side]
+						} else {
+							spec := specs[side][i%copies]
+							if strings.HasSuffix(part, "-frozen") {
+								spec = frozen[side]
+							}
+							if desired, err = bld.Build(spec); err != nil {
+								b.Fatal(err)
+							}
+						}
+						if !strings.HasPrefix(part, "build") {
+							if p := NewPlanSince(prev, observed[1-side], desired); p.Empty() {
+								b.Fatal("nothing to do")
+							}
+						}
+						prev = desired
+						if part == "plan" {
+							prev = states[side]
+						}
+					}
+					b.ReportMetric(float64((processCPU()-cpu).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+				})
+			}
+		}
+	}
+}
+
+// observedOf is about what Observe reads of LIO holding st (without the
+// attributes the kernel adds): each storage object in an HBA of its own,
+// LUNs linked to them, nothing managed. Making it costs nothing like
+// applying st to the emulated configfs, which takes minutes at thousands
+// of LUNs.
+func observedOf(st State) State {
+	out := State{Fabric: true, DiscoveryAuth: st.DiscoveryAuth}
+	out.StorageObjects = slices.Clone(st.StorageObjects)
+	paths := map[string]string{}
+	for i := range out.StorageObjects {
+		so := &out.StorageObjects[i]
+		hba := fmt.Sprintf("%s_%d", so.Plugin, i)
+		out.HBAs = append(out.HBAs, hba)
+		so.Path, so.Enabled = coreDir+"/"+hba+"/"+so.Name, true
+		so.ALUA = slices.Clone(so.ALUA)
+		paths[so.Name] = so.Path
+	}
+	slices.Sort(out.HBAs)
+	for _, t := range st.Targets {
+		ot := Target{IQN: t.IQN}
+		for _, tpg := range t.TPGs {
+			tp := tpgPath(t.IQN, tpg.Tag)
+			tpg.Auth = observedAuth(tpg.Auth)
+			tpg.LUNs = slices.Clone(tpg.LUNs)
+			for i := range tpg.LUNs {
+				l := &tpg.LUNs[i]
+				l.Link = paths[l.StorageObject]
+				l.LinkName = linkName(l.Link)
+			}
+			tpg.ACLs = slices.Clone(tpg.ACLs)
+			for i := range tpg.ACLs {
+				a := &tpg.ACLs[i]
+				a.MappedLUNs = slices.Clone(a.MappedLUNs)
+				a.Auth = observedAuth(a.Auth)
+				for j := range a.MappedLUNs {
+					a.MappedLUNs[j].LinkName = linkName(lunPath(tp, a.MappedLUNs[j].TPGLUN))
+				}
+			}
+			ot.TPGs = append(ot.TPGs, tpg)
+		}
+		out.Targets = append(out.Targets, ot)
+	}
+	return out
+}
+
+// observedAuth is how configfs shows a: unset values read "NULL".
+func observedAuth(a *Auth) *Auth {
+	if a == nil {
+		return nil
+	}
+	o := *a
+	for _, p := range []*string{&o.UserID, &o.MutualUserID, (*string)(&o.Password), (*string)(&o.MutualPassword)} {
+		if *p == "" {
+			*p = "NULL"
+		}
+	}
+	return &o
+}
+
+// processCPU is the CPU time the process used: on a shared machine a
+// firmer figure than the time taken.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -36,6 +36,14 @@ type Spec struct {
 	// Names are the grammars names are checked against before they become
 	// configfs paths (see NameRules).
 	Names NameRules
+	// Frozen promises that the maps of this Spec (Disks, Targets, each
+	// target's Disks, Portals and Clients, each client's LUNs, each disk's
+	// Controls) are never modified once given to a Builder: one may come
+	// again in a later Spec, as the same content. A Builder then tells a
+	// map of the last build that comes again unchanged at once, instead of
+	// comparing it entry by entry (Builder.Build). A caller deriving each
+	// Spec from the last one copy-on-write hands out its maps that way.
+	Frozen bool
 }
 
 // Settings are the iscsi-gateway.cfg values Build uses, as global
@@ -133,8 +141,12 @@ func Build(spec Spec) (State, error) { return build(spec, nil) }
 // once and shared. Building the spec of a one-LUN change then costs a
 // lookup per object instead of making each again (maps, formatted
 // strings). The States it returns share those pieces, so nobody may
-// modify them (the planner only reads). A Builder must be used with one
-// NameRules; it may be used from several goroutines.
+// modify them (the planner only reads): a list that did not change since
+// the last build (storage objects, a TPG's LUNs or ACLs, the managed
+// names) is that build's very list, which NewPlanSince skips at once.
+// A build compares the spec with the last one disk by disk and client by
+// client, but names, checks and makes only what changed. A Builder must
+// be used with one NameRules; it may be used from several goroutines.
 type Builder struct {
 	mu sync.Mutex
 	m  *buildMemo
@@ -143,8 +155,24 @@ type Builder struct {
 type buildMemo struct {
 	settings  Settings
 	backstore string
-	sos       map[string]soPiece // by disk id
-	groups    map[groupKey]ALUAGroup
+	sos       map[string]*soPiece // by disk id
+	// gen counts builds; disks are the disks of the last one (gen), with
+	// their storage-object names, and names the sorted names of those
+	// whose name passed, badName the errors of the others: a build
+	// compares its disks with these and names only what changed.
+	gen     int
+	disks   map[string]*diskEntry
+	names   []string
+	badName map[string]error
+	// changedDisks are the ids of the disks new, changed or gone since the
+	// build before.
+	changedDisks map[string]bool
+	// before are the entries of those disks in the build before.
+	before map[string]*diskEntry
+	// frozenDisks is the Disks map of the last build when its Spec was
+	// Frozen: the same map again has the same disks.
+	frozenDisks map[string]DiskSpec
+	groups      map[groupKey]ALUAGroup
 	// okObjects and okIQNs are the storage-object names and the IQNs that
 	// passed the Builder's NameRules: a name is checked once, not on every
 	// build.
@@ -154,9 +182,20 @@ type buildMemo struct {
 	// makes one ACL again, not the thousand of its target. aclAttrs
 	// shares the attribute map of ACLs with equal timeouts, so that the
 	// planner compares them at once.
-	acls     map[aclKey]aclPiece
+	acls     map[aclKey]*aclPiece
 	aclsUsed int
-	aclAttrs map[[3]int]map[string]string
+	// aclLists are the ACL lists of the last build by TPG, which the next
+	// one returns again when its ACLs are the same ones.
+	aclLists, nextACLLists map[tpgKey]*aclList
+	// chap are the clients of each target in the last build, of a Frozen
+	// spec, and whether one has CHAP.
+	chap, nextChap map[string]clientsCHAP
+	aclAttrs       map[[3]int]map[string]string
+	// merged is the storage objects of several pieces merged by the last
+	// build that merged, mergedFrom the first and last object of each
+	// piece's list.
+	merged     []StorageObject
+	mergedFrom []*StorageObject
 	// luns are, by target, what its LUNs came to (targetLUNs).
 	luns     map[string]*lunsPiece
 	lunsUsed int
@@ -166,6 +205,65 @@ type buildMemo struct {
 	// shares when they are equal: a caller that keeps what it derived
 	// from a state's names tells them from its last ones at once.
 	managed Managed
+}
+
+// diskEntry is a disk of the last build: its spec (a copy) and storage
+// object name.
+type diskEntry struct {
+	d    DiskSpec
+	name string
+}
+
+// aclList is the ACL list of a TPG and the order of its clients; clean
+// whether they built without an error (and no disk of the target
+// failed), from the ACL attributes attrs and cmdsn; clients the Clients
+// map of the target, of a Frozen spec.
+type aclList struct {
+	inis    []string
+	acls    []ACL
+	clean   bool
+	attrs   map[string]string
+	cmdsn   int
+	clients map[string]ClientSpec
+}
+
+// onlyNew reports whether the disks moved of a patch (nil: unknown) are
+// all new to the target.
+func onlyNew(moved map[string]bool) bool {
+	if moved == nil {
+		return false
+	}
+	for _, had := range moved {
+		if had {
+			return false
+		}
+	}
+	return true
+}
+
+// clientCHAP reports whether a client of target iqn has CHAP credentials:
+// what the last build found when clients is its map of a Frozen spec.
+func (m *buildMemo) clientCHAP(iqn string, clients map[string]ClientSpec, frozen bool) bool {
+	if m != nil && frozen {
+		if c, ok := m.chap[iqn]; ok && sameMap(c.clients, clients) {
+			m.nextChap[iqn] = c
+			return c.chap
+		}
+	}
+	chap := false
+	for _, c := range clients {
+		chap = chap || c.Auth.chap()
+	}
+	if m != nil && frozen {
+		m.nextChap[iqn] = clientsCHAP{clients: clients, chap: chap}
+	}
+	return chap
+}
+
+// clientsCHAP is the clients map of a target and whether one has CHAP.
+type clientsCHAP struct {
+	clients map[string]ClientSpec
+	chap    bool
 }
 
 type aclKey struct {
@@ -184,6 +282,12 @@ type aclPiece struct {
 	// one and whether the disk failed.
 	deps []aclDep
 	acl  ACL
+	// gen is the build that made or took it last; anyFailed whether a
+	// disk of deps failed.
+	gen       int
+	anyFailed bool
+	// frozenLUNs is the client's LUN map itself, of a Frozen spec.
+	frozenLUNs map[string]int
 }
 
 type aclDep struct {
@@ -193,38 +297,93 @@ type aclDep struct {
 }
 
 // acl returns the memoized ACL of k if it was built from the same inputs.
-func (m *buildMemo) acl(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool) (ACL, bool) {
+// moved are the disks whose TPG LUN (lunByDisk) may differ from the build
+// before's, nil if any may: the others need not be looked up again for an
+// ACL that build took. (The values say whether the target had the disk.)
+//
+// frozen says the spec is Frozen: the LUN map of the client the last time
+// is then the same LUNs when it comes again.
+func (m *buildMemo) acl(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool, moved map[string]bool, frozen bool) (ACL, bool) {
 	if m == nil {
 		return ACL{}, false
 	}
-	p, ok := m.acls[k]
-	if !ok || p.auth != c.Auth || p.cmdsn != cmdsn || !sameAttrs(p.attrs, attrs) || !maps.Equal(p.luns, c.LUNs) {
+	p := m.acls[k]
+	if p == nil || p.auth != c.Auth || p.cmdsn != cmdsn || !sameAttrs(p.attrs, attrs) {
 		return ACL{}, false
 	}
+	if !frozen || p.frozenLUNs == nil || !sameMap(p.frozenLUNs, c.LUNs) {
+		if !maps.Equal(p.luns, c.LUNs) {
+			return ACL{}, false
+		}
+		p.frozenLUNs = nil
+		if frozen {
+			p.frozenLUNs = c.LUNs
+		}
+	}
+	stable := moved != nil && p.gen == m.gen-1 && len(failed) == 0 && !p.anyFailed
 	for _, d := range p.deps {
+		if _, ok := moved[d.id]; stable && !ok {
+			continue
+		}
 		n, found := lunByDisk[d.id]
 		if found != d.found || n != d.tpgLUN || failed[d.id] != d.failed {
 			return ACL{}, false
 		}
 	}
+	p.gen = m.gen
 	m.aclsUsed++
 	return p.acl, true
 }
 
-func (m *buildMemo) putACL(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool, acl ACL) {
+func (m *buildMemo) putACL(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool, acl ACL, frozen bool) {
 	if m == nil {
 		return
 	}
-	p := aclPiece{auth: c.Auth, luns: maps.Clone(c.LUNs), cmdsn: cmdsn, attrs: attrs, acl: acl}
+	p := &aclPiece{auth: c.Auth, luns: maps.Clone(c.LUNs), cmdsn: cmdsn, attrs: attrs, acl: acl, gen: m.gen}
+	if frozen {
+		p.frozenLUNs = c.LUNs
+	}
 	if p.luns == nil {
 		p.luns = map[string]int{}
 	}
 	for id := range c.LUNs {
 		n, found := lunByDisk[id]
 		p.deps = append(p.deps, aclDep{id: id, tpgLUN: n, found: found, failed: failed[id]})
+		p.anyFailed = p.anyFailed || failed[id]
 	}
 	m.acls[k] = p
 	m.aclsUsed++
+}
+
+// aclList is the ACL list TPG k had in the last build; empty if none.
+func (m *buildMemo) aclList(k tpgKey) *aclList {
+	if m != nil {
+		if l := m.aclLists[k]; l != nil {
+			return l
+		}
+	}
+	return &aclList{}
+}
+
+// clientOrder is the initiators of clients, sorted: those of last when
+// they are the same ones, which spares sorting a thousand names again.
+func clientOrder(clients map[string]ClientSpec, last *aclList) []string {
+	if len(last.inis) != len(clients) || len(clients) == 0 {
+		return sortedKeys(clients)
+	}
+	for _, ini := range last.inis {
+		if _, ok := clients[ini]; !ok {
+			return sortedKeys(clients)
+		}
+	}
+	return last.inis
+}
+
+// sameACL reports whether a and b are one memoized ACL: the same
+// initiator and settings, and the same lists and maps.
+func sameACL(a, b ACL) bool {
+	return a.Initiator == b.Initiator && a.CmdSNDepth == b.CmdSNDepth && a.Auth == b.Auth &&
+		sameAttrs(a.Attrs, b.Attrs) && identical(a.MappedLUNs, b.MappedLUNs)
 }
 
 // attrsOf returns the shared ACL attribute map of these timeouts.
@@ -285,16 +444,20 @@ func (b *Builder) Build(spec Spec) (State, error) {
 	if b.m == nil || b.m.settings != spec.Settings || b.m.backstore != spec.Backstore || len(b.m.sos) > 2*len(spec.Disks)+64 ||
 		len(b.m.okObjects) > 2*len(spec.Disks)+1024 {
 		// a memo of other settings, or of many disks (or names) gone since
-		b.m = &buildMemo{settings: spec.Settings, backstore: spec.Backstore, sos: map[string]soPiece{}, groups: map[groupKey]ALUAGroup{},
-			okObjects: map[string]bool{}, okIQNs: map[string]bool{}, acls: map[aclKey]aclPiece{}, aclAttrs: map[[3]int]map[string]string{}, luns: map[string]*lunsPiece{}}
+		b.m = &buildMemo{settings: spec.Settings, backstore: spec.Backstore, sos: map[string]*soPiece{}, groups: map[groupKey]ALUAGroup{},
+			okObjects: map[string]bool{}, okIQNs: map[string]bool{}, acls: map[aclKey]*aclPiece{}, aclAttrs: map[[3]int]map[string]string{}, luns: map[string]*lunsPiece{},
+			disks: map[string]*diskEntry{}, badName: map[string]error{}, aclLists: map[tpgKey]*aclList{}}
 	}
 	if len(b.m.okIQNs) > maxOKIQNs {
 		// the initiators of many clients gone since
 		b.m.okIQNs = map[string]bool{}
 	}
 	b.m.aclsUsed, b.m.lunsUsed, b.m.lunsPatched = 0, 0, false
+	b.m.nextACLLists, b.m.nextChap = map[tpgKey]*aclList{}, map[string]clientsCHAP{}
 	st, err := build(spec, b.m)
-	if slices.Equal(st.Managed.StorageObjects, b.m.managed.StorageObjects) {
+	b.m.aclLists, b.m.nextACLLists = b.m.nextACLLists, nil
+	b.m.chap, b.m.nextChap = b.m.nextChap, nil
+	if identical(st.Managed.StorageObjects, b.m.managed.StorageObjects) || slices.Equal(st.Managed.StorageObjects, b.m.managed.StorageObjects) {
 		st.Managed.StorageObjects = b.m.managed.StorageObjects
 	}
 	if slices.Equal(st.Managed.Targets, b.m.managed.Targets) {
@@ -303,7 +466,7 @@ func (b *Builder) Build(spec Spec) (State, error) {
 	b.m.managed = st.Managed
 	if len(b.m.acls) > 2*b.m.aclsUsed+64 {
 		// the ACLs of many clients (or targets) gone since
-		b.m.acls = map[aclKey]aclPiece{}
+		b.m.acls = map[aclKey]*aclPiece{}
 	}
 	if len(b.m.luns) > 2*b.m.lunsUsed+16 {
 		b.m.luns = map[string]*lunsPiece{}
@@ -325,27 +488,37 @@ func build(spec Spec, m *buildMemo) (State, error) {
 	// built nor managed: the error names it and the rest converges.
 	// (in map order, with one sort of the names, not of the ids as well:
 	// the rare bad names are sorted by id after)
-	var badIDs []string
-	badName := map[string]error{}
-	if len(spec.Disks) > 0 {
-		st.Managed.StorageObjects = make([]string, 0, len(spec.Disks))
-	}
-	for id, d := range spec.Disks {
-		name := m.objectName(id, d)
-		if err := m.checkName(okObjects, name, func() error { return checkObjectName(spec.Names, id, name) }); err != nil {
-			badIDs = append(badIDs, id)
-			badName[id] = err
-			continue
+	if m != nil {
+		// the names of the last build, with those of the disks that
+		// changed since
+		m.diskNames(spec)
+		st.Managed.StorageObjects = m.names
+		for _, id := range sortedKeys(m.badName) {
+			errs = append(errs, m.badName[id])
 		}
-		st.Managed.StorageObjects = append(st.Managed.StorageObjects, name)
-	}
-	if len(st.Managed.StorageObjects) == 0 {
-		st.Managed.StorageObjects = nil
-	}
-	slices.Sort(st.Managed.StorageObjects)
-	slices.Sort(badIDs)
-	for _, id := range badIDs {
-		errs = append(errs, badName[id])
+	} else {
+		var badIDs []string
+		badName := map[string]error{}
+		if len(spec.Disks) > 0 {
+			st.Managed.StorageObjects = make([]string, 0, len(spec.Disks))
+		}
+		for id, d := range spec.Disks {
+			name := d.objectName(id)
+			if err := checkObjectName(spec.Names, id, name); err != nil {
+				badIDs = append(badIDs, id)
+				badName[id] = err
+				continue
+			}
+			st.Managed.StorageObjects = append(st.Managed.StorageObjects, name)
+		}
+		if len(st.Managed.StorageObjects) == 0 {
+			st.Managed.StorageObjects = nil
+		}
+		slices.Sort(st.Managed.StorageObjects)
+		slices.Sort(badIDs)
+		for _, id := range badIDs {
+			errs = append(errs, badName[id])
+		}
 	}
 	for _, iqn := range sortedKeys(spec.Targets) {
 		if err := m.checkName(okIQNs, iqn, func() error { return checkTargetName(spec.Names, "target", iqn) }); err != nil {
@@ -361,7 +534,7 @@ func build(spec Spec, m *buildMemo) (State, error) {
 		}
 	}
 
-	sos := map[string]*StorageObject{}
+	sos := &soSet{m: map[string]*StorageObject{}}
 	for _, iqn := range st.Managed.Targets {
 		ts := spec.Targets[iqn]
 		local, ok := ts.Portals[spec.Gateway]
@@ -387,30 +560,257 @@ func build(spec Spec, m *buildMemo) (State, error) {
 	}
 	if len(failedSO) > 0 {
 		dropLUNs(st.Targets, failedSO)
+		sos.spillAll()
 	}
-	// every storage object made is of a managed name: walking those (sorted)
-	// spares sorting the names of sos
-	if len(sos) > 0 {
-		// one allocation: growing a list of thousands of objects copied
-		// each several times
-		st.StorageObjects = make([]StorageObject, 0, len(sos))
+	st.StorageObjects = sos.list(st.Managed.StorageObjects, failedSO, m)
+	return st, errors.Join(errs...)
+}
+
+// diskNames compares spec's disks with the last build's and makes
+// m.names and m.badName those of spec, naming and checking only the disks
+// that changed. It sets m.changedDisks.
+func (m *buildMemo) diskNames(spec Spec) {
+	m.gen++
+	m.changedDisks, m.before = map[string]bool{}, map[string]*diskEntry{}
+	frozen := m.frozenDisks
+	m.frozenDisks = nil
+	if spec.Frozen {
+		m.frozenDisks = spec.Disks
+		if frozen != nil && sameMap(frozen, spec.Disks) {
+			return // the disks of the last build
+		}
 	}
-	for i, name := range st.Managed.StorageObjects {
-		so := sos[name]
-		if so == nil || failedSO[name] || (i > 0 && st.Managed.StorageObjects[i-1] == name) {
+	var changed, gone []string
+	both := 0
+	for id, d := range spec.Disks {
+		e := m.disks[id]
+		if e != nil {
+			both++
+			if diskSpecEqual(e.d, d) {
+				continue
+			}
+		}
+		changed = append(changed, id)
+	}
+	if both < len(m.disks) {
+		for id := range m.disks {
+			if _, ok := spec.Disks[id]; !ok {
+				gone = append(gone, id)
+			}
+		}
+	}
+	if len(changed) == 0 && len(gone) == 0 {
+		return
+	}
+	// the names of the disks gone or changed leave the list (once each:
+	// two disks may share a name), those of the changed enter it
+	drop := map[string]int{}
+	for _, id := range slices.Concat(gone, changed) {
+		m.changedDisks[id] = true
+		if e := m.disks[id]; e != nil {
+			m.before[id] = e
+			if m.badName[id] == nil {
+				drop[e.name]++
+			}
+			delete(m.badName, id)
+			delete(m.disks, id)
+		}
+	}
+	var add []string
+	for _, id := range changed {
+		d := spec.Disks[id]
+		name := m.objectName(id, d)
+		m.disks[id] = &diskEntry{d: specCopy(d), name: name}
+		if err := m.checkName(okObjects, name, func() error { return checkObjectName(spec.Names, id, name) }); err != nil {
+			m.badName[id] = err
 			continue
 		}
-		if !slices.IsSortedFunc(so.ALUA, aluaByID) {
-			// a copy: the groups may be a Builder's, shared
-			so.ALUA = slices.Clone(so.ALUA)
-			slices.SortFunc(so.ALUA, aluaByID)
+		add = append(add, name)
+	}
+	slices.Sort(add)
+	// the positions of the names dropped: a name of c disks is c long
+	var at []int
+	for n, c := range drop {
+		i, found := slices.BinarySearch(m.names, n)
+		for ; found && c > 0 && i < len(m.names) && m.names[i] == n; c-- {
+			at = append(at, i)
+			i++
 		}
-		st.StorageObjects = append(st.StorageObjects, *so)
 	}
-	if len(st.StorageObjects) == 0 {
-		st.StorageObjects = nil
+	slices.Sort(at)
+	m.names = splice(m.names, at, add, strings.Compare)
+}
+
+// nameBefore is the storage-object name disk id had in the build before;
+// "" if it had none.
+func (m *buildMemo) nameBefore(id string) string {
+	e := m.before[id]
+	if e == nil {
+		e = m.disks[id]
 	}
-	return st, errors.Join(errs...)
+	if e == nil {
+		return ""
+	}
+	return e.name
+}
+
+// soSet is the storage objects of a build: made (or taken) one by one in
+// m, or taken whole with a target's LUNs from the memo (pieces, read
+// only; m holds none of theirs).
+type soSet struct {
+	m      map[string]*StorageObject
+	pieces []*lunsPiece
+}
+
+// has reports whether s holds the storage object name.
+func (s *soSet) has(name string) bool {
+	if s.m[name] != nil {
+		return true
+	}
+	for _, p := range s.pieces {
+		if _, ok := p.names[name]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// get returns the storage object name, nil if s has none. One of a piece
+// is taken out with the rest of the piece: the caller adds its groups.
+func (s *soSet) get(name string) *StorageObject {
+	if so := s.m[name]; so != nil {
+		return so
+	}
+	for i, p := range s.pieces {
+		if _, ok := p.names[name]; ok {
+			s.pieces = slices.Delete(s.pieces, i, i+1)
+			s.spill(p)
+			return s.m[name]
+		}
+	}
+	return nil
+}
+
+// spill puts copies of the storage objects of p in s.m.
+func (s *soSet) spill(p *lunsPiece) {
+	objs := slices.Clone(p.sos)
+	for i := range objs {
+		// another target's groups are appended to a copy
+		objs[i].ALUA = slices.Clip(objs[i].ALUA)
+		s.m[objs[i].Name] = &objs[i]
+	}
+}
+
+func (s *soSet) spillAll() {
+	for _, p := range s.pieces {
+		s.spill(p)
+	}
+	s.pieces = nil
+}
+
+// count is the number of storage objects in s.
+func (s *soSet) count() int {
+	n := len(s.m)
+	for _, p := range s.pieces {
+		n += len(p.sos)
+	}
+	return n
+}
+
+// overlaps reports whether s holds one of the storage objects of p.
+func (s *soSet) overlaps(p *lunsPiece) bool {
+	if len(s.m) > 0 {
+		if len(s.m) < len(p.names) {
+			for n := range s.m {
+				if _, ok := p.names[n]; ok {
+					return true
+				}
+			}
+		} else {
+			for n := range p.names {
+				if s.m[n] != nil {
+					return true
+				}
+			}
+		}
+	}
+	for _, q := range s.pieces {
+		a, b := q.names, p.names
+		if len(a) > len(b) {
+			a, b = b, a
+		}
+		for n := range a {
+			if _, ok := b[n]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// list is the storage objects of s sorted by name, without those failed.
+// The objects of one piece alone are its very list, which the state
+// before shared too. managed are the names of the build (sorted), a
+// superset of those in s.m.
+//
+// The objects of several pieces alone are merged once: m (nil: none)
+// keeps the merge for a build of the same pieces' lists.
+func (s *soSet) list(managed []string, failed map[string]bool, m *buildMemo) []StorageObject {
+	var lists [][]StorageObject
+	for _, p := range s.pieces {
+		if len(p.sos) > 0 {
+			lists = append(lists, p.sos)
+		}
+	}
+	if len(s.m) > 0 {
+		// walking the managed names (sorted) spares sorting those of m
+		l := make([]StorageObject, 0, len(s.m))
+		for i, name := range managed {
+			so := s.m[name]
+			if so == nil || failed[name] || (i > 0 && managed[i-1] == name) {
+				continue
+			}
+			if !slices.IsSortedFunc(so.ALUA, aluaByID) {
+				// a copy: the groups may be a Builder's, shared
+				so.ALUA = slices.Clone(so.ALUA)
+				slices.SortFunc(so.ALUA, aluaByID)
+			}
+			l = append(l, *so)
+		}
+		if len(l) > 0 {
+			lists = append(lists, l)
+		}
+	}
+	switch len(lists) {
+	case 0:
+		return nil
+	case 1:
+		return lists[0]
+	}
+	var key []*StorageObject
+	if m != nil && len(s.m) == 0 {
+		for _, l := range lists {
+			key = append(key, &l[0], &l[len(l)-1])
+		}
+		if slices.Equal(key, m.mergedFrom) {
+			return m.merged
+		}
+	}
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	// one allocation: growing a list of thousands of objects copied each
+	// several times
+	out := make([]StorageObject, 0, n)
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	slices.SortFunc(out, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
+	if key != nil {
+		m.merged, m.mergedFrom = out, key
+	}
+	return out
 }
 
 // dropLUNs removes the LUNs of the named storage objects, and the mapped
@@ -439,7 +839,7 @@ func dropLUNs(targets []Target, names map[string]bool) {
 // a one-LUN change allocated.
 func (m *buildMemo) objectName(id string, d DiskSpec) string {
 	if m != nil {
-		if p, ok := m.sos[id]; ok && p.d.Pool == d.Pool && p.d.Image == d.Image && p.d.BackstoreObjectName == d.BackstoreObjectName {
+		if p := m.sos[id]; p != nil && p.d.Pool == d.Pool && p.d.Image == d.Image && p.d.BackstoreObjectName == d.BackstoreObjectName {
 			return p.so.Name
 		}
 	}
@@ -464,7 +864,7 @@ func ObjectName(id, pool, image, backstoreObjectName string) string {
 	return pool + "." + image
 }
 
-func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos map[string]*StorageObject, m *buildMemo) (Target, error) {
+func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *soSet, m *buildMemo) (Target, error) {
 	var errs []error
 	tgt := spec.Settings
 	if err := applyTargetControls(&tgt, ts.Controls); err != nil {
@@ -474,10 +874,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 	for _, ip := range localIPs {
 		isLocal[trimBrackets(ip)] = true
 	}
-	clientCHAP := false
-	for _, c := range ts.Clients {
-		clientCHAP = clientCHAP || c.Auth.chap()
-	}
+	clientCHAP := m.clientCHAP(iqn, ts.Clients, spec.Frozen)
 	gna, dmwp := "1", "0"
 	if ts.ACLEnabled {
 		gna, dmwp = "0", "1"
@@ -491,7 +888,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 		"MaxRecvDataSegmentLength": strconv.Itoa(tgt.MaxRecvDataSegmentLength),
 		"MaxXmitDataSegmentLength": strconv.Itoa(tgt.MaxXmitDataSegmentLength),
 	}
-	lunsOf := targetLUNs(spec, iqn, ts, sos, m)
+	lunsOf, moved := targetLUNs(spec, iqn, ts, sos, m)
 	failed := map[string]bool{} // disks whose LUN cannot be built
 	// one map for every ACL of the target: they are read only
 	aclAttrs := m.attrsOf(tgt.DataoutTimeout, tgt.NopinResponseTimeout, tgt.NopinTimeout)
@@ -535,23 +932,68 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos ma
 		tpg.LUNs = tl.luns
 		lunByDisk := tl.lunByDisk
 		if local {
-			for _, ini := range sortedKeys(ts.Clients) {
+			// the ACLs of the last build where they are the same ones, in
+			// runs copied at once (last.acls[rs:re], not yet in tpg.ACLs):
+			// the list is that build's when all are
+			last := m.aclList(tpgKey{iqn, tag})
+			if spec.Frozen && last.clients != nil && sameMap(last.clients, ts.Clients) && last.clean && len(failed) == 0 &&
+				sameMap(last.attrs, aclAttrs) && last.cmdsn == tgt.CmdSNDepth && onlyNew(moved) {
+				// The clients of the last build, whose ACLs built without an
+				// error: they name none but the disks the target had then,
+				// whose TPG LUNs stay. Their ACLs are the same ones.
+				tpg.ACLs = last.acls
+				m.nextACLLists[tpgKey{iqn, tag}] = last
+				m.aclsUsed += len(last.acls)
+				t.TPGs = append(t.TPGs, tpg)
+				continue
+			}
+			inis := clientOrder(ts.Clients, last)
+			rs, re := 0, 0
+			clean := len(failed) == 0
+			for _, ini := range inis {
 				if err := m.checkName(okIQNs, ini, func() error { return checkTargetName(spec.Names, "target "+iqn+" client", ini) }); err != nil {
 					errs = append(errs, err)
+					clean = false
 					continue
 				}
 				c, k := ts.Clients[ini], aclKey{iqn, tag, ini}
-				acl, ok := m.acl(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed)
+				acl, ok := m.acl(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, moved, spec.Frozen)
 				if !ok {
 					var err error
 					acl, err = buildACL(iqn, ini, c, tgt, aclAttrs, lunByDisk, failed)
 					if err != nil {
 						errs = append(errs, err)
+						clean = false
 					} else {
-						m.putACL(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, acl)
+						m.putACL(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, acl, spec.Frozen)
 					}
 				}
-				tpg.ACLs = append(tpg.ACLs, acl)
+				if q := len(tpg.ACLs) + re - rs; ok && q < len(last.acls) && sameACL(acl, last.acls[q]) {
+					if rs == re {
+						rs, re = q, q
+					}
+					re++
+					continue
+				}
+				if tpg.ACLs == nil {
+					tpg.ACLs = make([]ACL, 0, len(inis))
+				}
+				tpg.ACLs = append(append(tpg.ACLs, last.acls[rs:re]...), acl)
+				rs, re = 0, 0
+			}
+			switch {
+			case tpg.ACLs == nil && re > 0:
+				// clipped: an append to the shorter list copies it
+				tpg.ACLs = slices.Clip(last.acls[:re])
+			case tpg.ACLs != nil:
+				tpg.ACLs = append(tpg.ACLs, last.acls[rs:re]...)
+			}
+			if m != nil {
+				l := &aclList{inis: inis, acls: tpg.ACLs, clean: clean, attrs: aclAttrs, cmdsn: tgt.CmdSNDepth}
+				if spec.Frozen {
+					l.clients = ts.Clients
+				}
+				m.nextACLLists[tpgKey{iqn, tag}] = l
 			}
 		}
 		t.TPGs = append(t.TPGs, tpg)
@@ -569,15 +1011,15 @@ type tpgLUNs struct {
 }
 
 // lunsPiece is what the LUNs of a target came to and everything they were
-// made of: the target's disks and their specs, its portals, and (from
-// the memo, reset when they change) the settings and backstore.
+// made of: the target's disks, their specs (those of the build that made
+// or took it last, gen), its portals, and (from the memo, reset when they
+// change) the settings and backstore.
 type lunsPiece struct {
 	ipList  []string
 	portals map[string][]string
-	// ids are the target's disks, sorted, with their LUN ids and specs
+	// ids are the target's disks, sorted, with their LUN ids
 	ids    []string
 	lunIDs []int
-	specs  []DiskSpec
 	tpgs   []tpgLUNs // by ip_list entry
 	// sos are the storage objects of its disks with this target's ALUA
 	// groups, the only ones they had
@@ -588,30 +1030,25 @@ type lunsPiece struct {
 	names     map[string]string
 	indexes   map[int]string
 	patchable bool
+	// gen is the build that last made or took p; frozenDisks the Disks
+	// map of the target then, when its Spec was Frozen.
+	gen         int
+	frozenDisks map[string]int
 }
 
-// matches reports whether p is what the LUNs of ts come to in spec, with
-// sos (the storage objects other targets of the build made) holding none
-// of p's.
-func (p *lunsPiece) matches(spec Spec, ts TargetSpec, sos map[string]*StorageObject) bool {
+// matches reports whether p, made or taken by the build before, is what
+// the LUNs of ts come to in this one, with sos (the storage objects other
+// targets of the build made) holding none of p's.
+func (p *lunsPiece) matches(ts TargetSpec, sos *soSet, m *buildMemo) bool {
 	if len(ts.Disks) != len(p.ids) || !slices.Equal(p.ipList, ts.IPList) || !maps.EqualFunc(p.portals, ts.Portals, slices.Equal) {
 		return false
 	}
 	for i, id := range p.ids {
-		n, ok := ts.Disks[id]
-		if !ok || n != p.lunIDs[i] {
-			return false
-		}
-		if d, ok := spec.Disks[id]; !ok || !diskSpecEqual(p.specs[i], d) {
+		if n, ok := ts.Disks[id]; !ok || n != p.lunIDs[i] || m.changedDisks[id] {
 			return false
 		}
 	}
-	for i := range p.sos {
-		if sos[p.sos[i].Name] != nil {
-			return false
-		}
-	}
-	return true
+	return !sos.overlaps(p)
 }
 
 // targetLUNs builds the LUNs of each TPG of target iqn (by ip_list
@@ -621,24 +1058,27 @@ func (p *lunsPiece) matches(spec Spec, ts TargetSpec, sos map[string]*StorageObj
 // change of its clients costs no LUN. One whose disks changed in a few
 // places only patches what that build made (lunsPiece.patch): a LUN added
 // to a target of thousands makes one LUN, not thousands.
-func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos map[string]*StorageObject, m *buildMemo) []tpgLUNs {
+//
+// moved are the disks whose TPG LUNs may differ from the last build's,
+// nil when any may (the LUNs were built again), each true when the
+// target had it before.
+func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) (_ []tpgLUNs, moved map[string]bool) {
 	if m != nil {
 		if p, ok := m.luns[iqn]; ok {
-			if q, ok := p.patch(spec, ts, sos, m); ok {
+			if q, moved, ok := p.patch(spec, ts, sos, m); ok {
 				m.luns[iqn] = q
 				m.lunsUsed++
 				m.lunsPatched = m.lunsPatched || q != p
-				objs := slices.Clone(q.sos)
-				for i := range objs {
-					// another target's groups are appended to a copy
-					objs[i].ALUA = slices.Clip(objs[i].ALUA)
-					sos[objs[i].Name] = &objs[i]
+				q.gen, q.frozenDisks = m.gen, nil
+				if spec.Frozen {
+					q.frozenDisks = ts.Disks
 				}
-				return q.tpgs
+				sos.pieces = append(sos.pieces, q)
+				return q.tpgs, moved
 			}
 		}
 	}
-	before := len(sos)
+	before := sos.count()
 	ids := sortedKeys(ts.Disks)
 	tpgs := make([]tpgLUNs, len(ts.IPList))
 	clean := true
@@ -674,10 +1114,10 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos map[string]*StorageObj
 		tpgs[i] = tl
 	}
 	if !clean || m == nil {
-		return tpgs
+		return tpgs, nil
 	}
 	p := &lunsPiece{ipList: slices.Clone(ts.IPList), portals: make(map[string][]string, len(ts.Portals)), ids: ids,
-		lunIDs: make([]int, len(ids)), specs: make([]DiskSpec, len(ids)), tpgs: tpgs,
+		lunIDs: make([]int, len(ids)), tpgs: tpgs,
 		names: make(map[string]string, len(ids)), indexes: make(map[int]string, len(ids)), patchable: true}
 	for gw, ips := range ts.Portals {
 		p.portals[gw] = slices.Clone(ips)
@@ -685,7 +1125,6 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos map[string]*StorageObj
 	for i, id := range ids {
 		d := spec.Disks[id]
 		p.lunIDs[i] = ts.Disks[id]
-		p.specs[i] = specCopy(d)
 		if _, dup := p.indexes[p.lunIDs[i]]; dup {
 			p.patchable = false
 		}
@@ -698,18 +1137,22 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos map[string]*StorageObj
 			// sorted in place: its groups are this target's only, which
 			// the state sorts anyway; a later target sharing the object
 			// appends past them
-			so := *sos[name]
+			so := *sos.m[name]
 			slices.SortFunc(so.ALUA, aluaByID)
 			p.sos = append(p.sos, so)
 		}
 	}
-	if len(sos)-before != len(p.sos) {
-		return tpgs // it shares storage objects with a target built before
+	if sos.count()-before != len(p.sos) {
+		return tpgs, nil // it shares storage objects with a target built before
 	}
 	slices.SortFunc(p.sos, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
+	p.gen = m.gen
+	if spec.Frozen {
+		p.frozenDisks = ts.Disks
+	}
 	m.luns[iqn] = p
 	m.lunsUsed++
-	return tpgs
+	return tpgs, nil
 }
 
 func aluaByID(a, b ALUAGroup) int { return a.ID - b.ID }
@@ -757,18 +1200,18 @@ func buildACL(iqn, ini string, c ClientSpec, tgt Settings, attrs map[string]stri
 
 // storageObject returns the (shared) storage object of disk id, creating
 // it on first use.
-func storageObject(spec Spec, id string, d DiskSpec, sos map[string]*StorageObject, m *buildMemo) (*StorageObject, error) {
+func storageObject(spec Spec, id string, d DiskSpec, sos *soSet, m *buildMemo) (*StorageObject, error) {
 	name := d.objectName(id)
 	if err := m.checkName(okObjects, name, func() error { return checkObjectName(spec.Names, id, name) }); err != nil {
 		return nil, err
 	}
-	if so, ok := sos[name]; ok {
+	if so := sos.get(name); so != nil {
 		return so, nil
 	}
 	if m != nil {
-		if p, ok := m.sos[id]; ok && diskSpecEqual(p.d, d) {
+		if p := m.sos[id]; p != nil && diskSpecEqual(p.d, d) {
 			so := p.so
-			sos[name] = &so
+			sos.m[name] = &so
 			return &so, nil
 		}
 	}
@@ -781,9 +1224,9 @@ func storageObject(spec Spec, id string, d DiskSpec, sos map[string]*StorageObje
 		// controls map)
 		k := d
 		k.Controls = maps.Clone(d.Controls)
-		m.sos[id] = soPiece{d: k, so: *so}
+		m.sos[id] = &soPiece{d: k, so: *so}
 	}
-	sos[name] = so
+	sos.m[name] = so
 	return so, nil
 }
 

@@ -23,30 +23,42 @@ func lunPatchMax(n int) int { return n/8 + 16 }
 // storage object or LUN id, or another target made one of these storage
 // objects — and the caller builds the LUNs again. A patch takes p's
 // indexes over: p must not be used after a patch that succeeded.
-func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos map[string]*StorageObject, m *buildMemo) (*lunsPiece, bool) {
+func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_ *lunsPiece, moved map[string]bool, _ bool) {
+	if p.gen != m.gen-1 {
+		// p's disks have the specs of the build before, but for those
+		// changed since (m.changedDisks), only when that build made or
+		// took p
+		return nil, nil, false
+	}
 	if !p.patchable {
 		// duplicate LUN ids or storage objects: only whole matches
-		return p, p.matches(spec, ts, sos)
+		return p, noneMoved, p.matches(ts, sos, m)
 	}
 	if len(p.tpgs) == 0 || !slices.Equal(p.ipList, ts.IPList) || !maps.EqualFunc(p.portals, ts.Portals, slices.Equal) {
-		return nil, false
+		return nil, nil, false
+	}
+	if spec.Frozen && p.frozenDisks != nil && sameMap(p.frozenDisks, ts.Disks) {
+		// the target's disks and LUN ids of the build before: whether a
+		// disk of p changed is a look at the few that did
+		had, touched := p.tpgs[0].lunByDisk, false
+		for id := range m.changedDisks {
+			_, in := had[id]
+			touched = touched || in
+		}
+		if !touched && !sos.overlaps(p) {
+			return p, noneMoved, true
+		}
 	}
 	limit := lunPatchMax(len(p.ids))
 	// gone are the positions in p.ids of the disks removed or changed
 	var gone []int
 	goneID := map[string]bool{}
 	for i, id := range p.ids {
-		if n, ok := ts.Disks[id]; ok && n == p.lunIDs[i] {
-			d, ok := spec.Disks[id]
-			if !ok {
-				return nil, false // an error of a build from scratch
-			}
-			if diskSpecEqual(p.specs[i], d) {
-				continue
-			}
+		if n, ok := ts.Disks[id]; ok && n == p.lunIDs[i] && !m.changedDisks[id] {
+			continue
 		}
 		if len(gone) == limit {
-			return nil, false
+			return nil, nil, false
 		}
 		gone = append(gone, i)
 		goneID[id] = true
@@ -59,18 +71,16 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos map[string]*StorageObjec
 				continue
 			}
 			if len(gone)+len(added) == limit {
-				return nil, false
+				return nil, nil, false
 			}
 			added = append(added, id)
 		}
 	}
-	for i := range p.sos {
-		if sos[p.sos[i].Name] != nil {
-			return nil, false
-		}
+	if sos.overlaps(p) {
+		return nil, nil, false
 	}
 	if len(added) == 0 && len(gone) == 0 {
-		return p, true
+		return p, noneMoved, true
 	}
 	slices.Sort(added)
 
@@ -82,30 +92,30 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos map[string]*StorageObjec
 	for i, id := range added {
 		d, ok := spec.Disks[id]
 		if !ok {
-			return nil, false
+			return nil, nil, false // an error of a build from scratch
 		}
 		name, index := d.objectName(id), ts.Disks[id]
-		if owner, ok := p.names[name]; (ok && !goneID[owner]) || newName[name] || sos[name] != nil {
-			return nil, false
+		if owner, ok := p.names[name]; (ok && !goneID[owner]) || newName[name] || sos.has(name) {
+			return nil, nil, false
 		}
 		if owner, ok := p.indexes[index]; (ok && !goneID[owner]) || newIndex[index] {
-			return nil, false
+			return nil, nil, false
 		}
 		newName[name], newIndex[index] = true, true
 		specs[i], names[i] = d, name
 	}
-	made := map[string]*StorageObject{}
+	made := &soSet{m: map[string]*StorageObject{}}
 	addedLUNs := make([][]LUN, len(ts.IPList))
 	for t, raw := range ts.IPList {
 		ip, tag := trimBrackets(raw), t+1
 		for i, id := range added {
 			so, err := storageObject(spec, id, specs[i], made, m)
 			if err != nil {
-				return nil, false
+				return nil, nil, false
 			}
 			g, err := aluaGroup(spec.Settings, specs[i], so, ts, ip, tag, m)
 			if err != nil {
-				return nil, false
+				return nil, nil, false
 			}
 			addedLUNs[t] = append(addedLUNs[t], LUN{Index: ts.Disks[id], StorageObject: so.Name, ALUAGroup: g})
 		}
@@ -113,25 +123,39 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos map[string]*StorageObjec
 	}
 	newSOs := make([]StorageObject, 0, len(added))
 	for _, name := range names {
-		so := *made[name]
+		so := *made.m[name]
 		slices.SortFunc(so.ALUA, aluaByID)
 		newSOs = append(newSOs, so)
 	}
 	slices.SortFunc(newSOs, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
 
-	// p's indexes become q's
-	goneName, goneIndex := make(map[string]bool, len(gone)), make(map[int]bool, len(gone))
+	// where the gone disks' storage objects and LUNs are in p's lists
+	goneNames, goneIndexes := make([]string, 0, len(gone)), make([]int, 0, len(gone))
 	for _, i := range gone {
-		name := p.specs[i].objectName(p.ids[i])
-		goneName[name], goneIndex[p.lunIDs[i]] = true, true
+		goneNames, goneIndexes = append(goneNames, m.nameBefore(p.ids[i])), append(goneIndexes, p.lunIDs[i])
+	}
+	dropSOs, ok := positions(p.sos, goneNames, func(so StorageObject, n string) int { return strings.Compare(so.Name, n) })
+	dropLUNs := make([][]int, len(p.tpgs))
+	for t, tl := range p.tpgs {
+		var found bool
+		dropLUNs[t], found = positions(tl.luns, goneIndexes, func(l LUN, n int) int { return cmp.Compare(l.Index, n) })
+		ok = ok && found
+	}
+	if !ok {
+		return nil, nil, false // not as p was made: build again
+	}
+
+	// p's indexes become q's
+	for k, name := range goneNames {
 		delete(p.names, name)
-		delete(p.indexes, p.lunIDs[i])
+		delete(p.indexes, goneIndexes[k])
 	}
 	for i, id := range added {
 		p.names[names[i]], p.indexes[ts.Disks[id]] = id, id
 	}
 	q := &lunsPiece{ipList: p.ipList, portals: p.portals, names: p.names, indexes: p.indexes, patchable: true,
 		tpgs: make([]tpgLUNs, len(p.tpgs))}
+	byIndex := func(a, b LUN) int { return cmp.Compare(a.Index, b.Index) }
 	for t, tl := range p.tpgs {
 		for id := range goneID {
 			delete(tl.lunByDisk, id)
@@ -139,53 +163,78 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos map[string]*StorageObjec
 		for _, l := range addedLUNs[t] {
 			tl.lunByDisk[p.indexes[l.Index]] = l.Index
 		}
-		q.tpgs[t] = tpgLUNs{lunByDisk: tl.lunByDisk,
-			luns: mergeSorted(tl.luns, addedLUNs[t], func(l LUN) bool { return goneIndex[l.Index] },
-				func(a, b LUN) int { return cmp.Compare(a.Index, b.Index) })}
+		q.tpgs[t] = tpgLUNs{lunByDisk: tl.lunByDisk, luns: splice(tl.luns, dropLUNs[t], addedLUNs[t], byIndex)}
 	}
-	q.sos = mergeSorted(p.sos, newSOs, func(so StorageObject) bool { return goneName[so.Name] },
-		func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
+	q.sos = splice(p.sos, dropSOs, newSOs, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
 
-	// the disks, sorted, with their LUN ids and (copied) specs
-	n := len(p.ids) - len(gone) + len(added)
-	q.ids, q.lunIDs, q.specs = make([]string, 0, n), make([]int, 0, n), make([]DiskSpec, 0, n)
-	j := 0
-	for i, id := range p.ids {
-		for ; j < len(added) && added[j] < id; j++ {
-			q.ids, q.lunIDs, q.specs = append(q.ids, added[j]), append(q.lunIDs, ts.Disks[added[j]]), append(q.specs, specCopy(specs[j]))
-		}
-		if !goneID[id] {
-			q.ids, q.lunIDs, q.specs = append(q.ids, id), append(q.lunIDs, p.lunIDs[i]), append(q.specs, p.specs[i])
-		}
+	// the disks, sorted, with their LUN ids
+	addedIDs := make([]int, len(added))
+	for i, id := range added {
+		addedIDs[i] = ts.Disks[id]
 	}
-	for ; j < len(added); j++ {
-		q.ids, q.lunIDs, q.specs = append(q.ids, added[j]), append(q.lunIDs, ts.Disks[added[j]]), append(q.specs, specCopy(specs[j]))
+	at, _ := positions(p.ids, added, strings.Compare)
+	q.ids = spliceAt(p.ids, gone, at, added)
+	q.lunIDs = spliceAt(p.lunIDs, gone, at, addedIDs)
+	// the disks moved: had ones whether p had them
+	moved = maps.Clone(goneID)
+	for _, id := range added {
+		moved[id] = goneID[id]
 	}
-	return q, true
+	return q, moved, true
 }
 
-// mergeSorted returns a new list of old without what drop reports, and
-// add, both sorted by cmp and without equal elements across them; nil
-// when that is empty, as a build's lists are.
-func mergeSorted[E any](old, add []E, drop func(E) bool, cmp func(a, b E) int) []E {
-	var out []E
-	if n := len(old) + len(add); n > 0 {
-		out = make([]E, 0, n)
+// noneMoved is the moved disks of a patch that changed nothing (read only).
+var noneMoved = map[string]bool{}
+
+// positions returns where the keys are in l, sorted by key with no key
+// twice: their positions, sorted, and whether l has every key (a key not
+// in l gives the position it would have).
+func positions[E, K any](l []E, keys []K, cmp func(E, K) int) ([]int, bool) {
+	out := make([]int, len(keys))
+	all := true
+	for i, k := range keys {
+		var found bool
+		out[i], found = slices.BinarySearchFunc(l, k, cmp)
+		all = all && found
 	}
-	j := 0
-	for _, e := range old {
-		if drop(e) {
-			continue
-		}
-		for ; j < len(add) && cmp(add[j], e) < 0; j++ {
-			out = append(out, add[j])
-		}
-		out = append(out, e)
-	}
-	out = append(out, add[j:]...)
-	if len(out) == 0 {
+	slices.Sort(out)
+	return out, all
+}
+
+// splice returns a new list of old, sorted by cmp, without the elements at
+// the positions drop (sorted) and with add (sorted, no element equal to
+// one kept) put in order; nil when that is empty, as a build's lists are.
+// What lies between is copied at once, not element by element.
+func splice[E any](old []E, drop []int, add []E, cmp func(a, b E) int) []E {
+	at, _ := positions(old, add, cmp)
+	return spliceAt(old, drop, at, add)
+}
+
+// spliceAt returns a new list of old without the elements at the
+// positions drop (sorted) and with add[i] before old[at[i]] (at sorted;
+// len(old) for the end); nil when that is empty.
+func spliceAt[E any](old []E, drop, at []int, add []E) []E {
+	n := len(old) - len(drop) + len(add)
+	if n == 0 {
 		return nil
 	}
+	out := make([]E, 0, n)
+	i, d := 0, 0 // old[i:] is left to copy, drop[d:] to skip
+	upTo := func(end int) {
+		for ; d < len(drop) && drop[d] < end; d++ {
+			out = append(out, old[i:drop[d]]...)
+			i = drop[d] + 1
+		}
+		if i < end {
+			out = append(out, old[i:end]...)
+			i = end
+		}
+	}
+	for k, e := range add {
+		upTo(at[k])
+		out = append(out, e)
+	}
+	upTo(len(old))
 	return out
 }
 

@@ -205,11 +205,26 @@ func (p *planner) addSecret(path, value string) {
 // (updated in place) or re-created under the same HBA. New objects take
 // the lowest HBA index not used by any plugin, as rtslib does.
 func (p *planner) resolveStorageObjects() {
-	used := map[int]bool{}
-	for _, h := range p.obs.HBAs {
-		if _, n, ok := parseHBA(h); ok {
-			used[n] = true
+	// the HBA indexes in use, read on the first new object: a plan that
+	// makes none (most of NewPlanSince's) leaves thousands of HBAs unread.
+	// An index past what the HBAs and new objects can fill is never the
+	// lowest free one.
+	var used []bool
+	free := func() int {
+		if used == nil {
+			used = make([]bool, len(p.obs.HBAs)+len(p.des.StorageObjects)+1)
+			for _, h := range p.obs.HBAs {
+				if _, n, ok := parseHBA(h); ok && n < len(used) {
+					used[n] = true
+				}
+			}
 		}
+		i := 0
+		for used[i] {
+			i++
+		}
+		used[i] = true
+		return i
 	}
 	foreignLinks := map[string]bool{} // SO paths linked from unmanaged targets
 	for _, t := range p.obs.Targets {
@@ -246,12 +261,7 @@ func (p *planner) resolveStorageObjects() {
 			p.replacedSO[match.Path] = true
 			p.newSO[match.Path] = true
 		default:
-			i := 0
-			for used[i] {
-				i++
-			}
-			used[i] = true
-			hba := hbaPath(d.Plugin, i)
+			hba := hbaPath(d.Plugin, free())
 			p.newHBA[hba] = true
 			path := hba + "/" + d.Name
 			p.desSOPath[d.Name] = path

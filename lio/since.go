@@ -13,7 +13,8 @@ import (
 // so only the objects that differ between them are planned, with what
 // their operations depend on. A change then costs in proportion to what
 // changed, plus one comparison of prev with desired, instead of a plan
-// over every LUN and ACL of the gateway.
+// over every LUN and ACL of the gateway. Lists desired shares with prev
+// (a Builder's for what did not change) are not compared at all.
 //
 // The result equals NewPlan(observed, desired) when LIO holds prev. When
 // it may not (start-up, a failed operation, held objects, a drift check),
@@ -55,9 +56,12 @@ func newScope(prev, observed, desired State) *scope {
 	// storage objects that changed, appeared, left, or changed ownership;
 	// desired states list them sorted by name, so two walks side by side
 	// compare them without indexing thousands of names
+	// (a list a Builder shared with the state before is equal to it, sorted
+	// or not: only the walk needs the order)
 	changed := map[string]bool{}
-	if !sortedBy(prev.StorageObjects, soKey) || !sortedBy(desired.StorageObjects, soKey) ||
-		!sortedBy(prev.Managed.StorageObjects, same) || !sortedBy(desired.Managed.StorageObjects, same) {
+	if !identical(prev.StorageObjects, desired.StorageObjects) && (!sortedBy(prev.StorageObjects, soKey) || !sortedBy(desired.StorageObjects, soKey)) ||
+		!identical(prev.Managed.StorageObjects, desired.Managed.StorageObjects) &&
+			(!sortedBy(prev.Managed.StorageObjects, same) || !sortedBy(desired.Managed.StorageObjects, same)) {
 		return nil
 	}
 	mergeDiff(prev.StorageObjects, desired.StorageObjects, soKey, soEqual, func(n string) { changed[n] = true })
@@ -88,8 +92,10 @@ func newScope(prev, observed, desired State) *scope {
 		for i := range a.TPGs {
 			at, bt := &a.TPGs[i], findTPG(b, a.TPGs[i].Tag)
 			k := tpgKey{iqn, at.Tag}
+			// (the LUNs' order is also what the search for the LUNs of
+			// changed storage objects below relies on)
 			if !sortedBy(at.LUNs, lunIndex) || !sortedBy(bt.LUNs, lunIndex) ||
-				!sortedBy(at.ACLs, aclInitiator) || !sortedBy(bt.ACLs, aclInitiator) {
+				!identical(at.ACLs, bt.ACLs) && (!sortedBy(at.ACLs, aclInitiator) || !sortedBy(bt.ACLs, aclInitiator)) {
 				// not as Build makes them (an index given twice): whole
 				s.targets[iqn] = true
 				break
@@ -109,6 +115,12 @@ func newScope(prev, observed, desired State) *scope {
 	// LUNs of changed objects are planned, and ACLs mapping planned LUNs.
 	// A planned LUN needs its storage object's path, whole targets every
 	// storage object they link.
+	// (one changed object, the usual, is looked for by comparing names:
+	// the walk covers every LUN)
+	var only string
+	for n := range changed {
+		only = n
+	}
 	for _, st := range []State{observed, desired} {
 		for ti := range st.Targets {
 			t := &st.Targets[ti]
@@ -119,7 +131,7 @@ func newScope(prev, observed, desired State) *scope {
 				tpg := &t.TPGs[gi]
 				k := tpgKey{t.IQN, tpg.Tag}
 				for _, l := range tpg.LUNs {
-					if changed[l.StorageObject] {
+					if len(changed) == 1 && l.StorageObject == only || len(changed) > 1 && changed[l.StorageObject] {
 						s.addLUN(k, l.Index)
 					}
 				}
@@ -138,11 +150,12 @@ func newScope(prev, observed, desired State) *scope {
 					}
 					continue
 				}
-				if len(s.luns[k]) == 0 {
+				luns := s.luns[k]
+				if len(luns) == 0 {
 					continue
 				}
 				// LUNs are sorted by index, observed and desired alike
-				for idx := range s.luns[k] {
+				for idx := range luns {
 					i, found := slices.BinarySearchFunc(tpg.LUNs, idx, func(l LUN, idx int) int { return cmp.Compare(l.Index, idx) })
 					for ; found && i < len(tpg.LUNs) && tpg.LUNs[i].Index == idx; i++ {
 						s.sos[tpg.LUNs[i].StorageObject] = true
@@ -150,7 +163,7 @@ func newScope(prev, observed, desired State) *scope {
 				}
 				for _, a := range tpg.ACLs {
 					for _, m := range a.MappedLUNs {
-						if s.luns[k][m.TPGLUN] {
+						if luns[m.TPGLUN] {
 							s.addACL(k, a.Initiator)
 						}
 					}
@@ -181,18 +194,32 @@ func (s *scope) addACL(k tpgKey, ini string) {
 func (s *scope) restrict(st State) State {
 	out := st
 	out.StorageObjects = nil
-	for _, so := range st.StorageObjects {
-		if s.sos[so.Name] {
-			out.StorageObjects = append(out.StorageObjects, so)
-		}
-	}
-	// the planner asks whether a storage object is managed only of the
-	// observed ones, which are restricted to s.sos too: the names of the
-	// others would only fill its set
 	out.Managed.StorageObjects = nil
-	for _, n := range st.Managed.StorageObjects {
-		if s.sos[n] {
-			out.Managed.StorageObjects = append(out.Managed.StorageObjects, n)
+	if len(s.sos) > 0 {
+		// a few names, the usual, are compared rather than looked up: the
+		// walks cover every storage object
+		var few []string
+		if len(s.sos) <= 4 {
+			few = slices.Collect(maps.Keys(s.sos))
+		}
+		planned := func(name string) bool {
+			if few == nil {
+				return s.sos[name]
+			}
+			return slices.Contains(few, name)
+		}
+		for _, so := range st.StorageObjects {
+			if planned(so.Name) {
+				out.StorageObjects = append(out.StorageObjects, so)
+			}
+		}
+		// the planner asks whether a storage object is managed only of the
+		// observed ones, which are restricted to s.sos too: the names of the
+		// others would only fill its set
+		for _, n := range st.Managed.StorageObjects {
+			if planned(n) {
+				out.Managed.StorageObjects = append(out.Managed.StorageObjects, n)
+			}
 		}
 	}
 	out.Targets = make([]Target, 0, len(st.Targets))
@@ -206,14 +233,18 @@ func (s *scope) restrict(st State) State {
 			k := tpgKey{t.IQN, tpg.Tag}
 			ntpg := tpg
 			ntpg.LUNs, ntpg.ACLs = nil, nil
-			for _, l := range tpg.LUNs {
-				if s.luns[k][l.Index] {
-					ntpg.LUNs = append(ntpg.LUNs, l)
+			if luns := s.luns[k]; len(luns) > 0 {
+				for _, l := range tpg.LUNs {
+					if luns[l.Index] {
+						ntpg.LUNs = append(ntpg.LUNs, l)
+					}
 				}
 			}
-			for _, a := range tpg.ACLs {
-				if s.acls[k][a.Initiator] {
-					ntpg.ACLs = append(ntpg.ACLs, a)
+			if acls := s.acls[k]; len(acls) > 0 {
+				for _, a := range tpg.ACLs {
+					if acls[a.Initiator] {
+						ntpg.ACLs = append(ntpg.ACLs, a)
+					}
 				}
 			}
 			nt.TPGs = append(nt.TPGs, ntpg)
@@ -274,23 +305,34 @@ func sortedBy[T any, K cmp.Ordered](l []T, key func(T) K) bool {
 	return true
 }
 
+// identical reports whether a and b are the very same list (a Builder
+// returns the list of the build before for what did not change).
+func identical[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
 // mergeDiff walks a and b, both sortedBy key, side by side and calls diff
 // with each key only one has, or whose items are not equal.
 func mergeDiff[T any, K cmp.Ordered](a, b []T, key func(T) K, equal func(T, T) bool, diff func(K)) {
+	if identical(a, b) {
+		// nobody changes a state's lists in place
+		return
+	}
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		switch {
-		case j == len(b) || (i < len(a) && key(a[i]) < key(b[j])):
-			diff(key(a[i]))
-			i++
-		case i == len(a) || key(b[j]) < key(a[i]):
-			diff(key(b[j]))
-			j++
-		default:
+		case i < len(a) && j < len(b) && key(a[i]) == key(b[j]):
+			// first: the usual, and at once for the names a Builder copied
 			if !equal(a[i], b[j]) {
 				diff(key(a[i]))
 			}
 			i++
+			j++
+		case j == len(b) || (i < len(a) && key(a[i]) < key(b[j])):
+			diff(key(a[i]))
+			i++
+		default: // only b has key(b[j])
+			diff(key(b[j]))
 			j++
 		}
 	}
@@ -325,6 +367,10 @@ func soEqual(a, b StorageObject) bool {
 		a.Size != b.Size || !sameAttrs(a.Attrs, b.Attrs) || len(a.ALUA) != len(b.ALUA) {
 		return false
 	}
+	if identical(a.ALUA, b.ALUA) {
+		// a Builder's copy of the object of the state before
+		return true
+	}
 	for i := range a.ALUA {
 		x, y := a.ALUA[i], b.ALUA[i]
 		if x.Name != y.Name || x.ID != y.ID || x.AccessType != y.AccessType || x.AccessState != y.AccessState || !sameAttrs(x.Attrs, y.Attrs) {
@@ -337,6 +383,11 @@ func soEqual(a, b StorageObject) bool {
 func aclEqual(a, b ACL) bool {
 	return a.Initiator == b.Initiator && sameAttrs(a.Attrs, b.Attrs) && a.CmdSNDepth == b.CmdSNDepth &&
 		authEqual(a.Auth, b.Auth) && slices.Equal(a.MappedLUNs, b.MappedLUNs)
+}
+
+// sameMap reports whether a and b are one map, not only equal ones.
+func sameMap[K comparable, V any](a, b map[K]V) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // sameAttrs is maps.Equal, at once for one map: desired states built by
