@@ -34,7 +34,7 @@ import (
 // disks are always resolved again, as their device path is not keyed.
 //
 // The lio.Spec it returns shares its maps with the next ones: neither the
-// caller nor lio.Builder may write them.
+// caller nor lio.Builder may write them (it is Frozen).
 type specMemo struct {
 	mu    sync.Mutex
 	valid bool
@@ -203,6 +203,10 @@ func (m *specMemo) spec(doc *config.Doc, gateway string, s *settings.Settings, o
 		Settings: key.settings,
 		Targets:  make(map[string]lio.TargetSpec, len(doc.Targets)),
 		Names:    lio.NameRules{IQN: config.ValidateIQN, Object: config.ValidateSafeName},
+		// its maps are never written once handed out (copied to be
+		// patched), nor are the Controls of its disks (a frozen disk's,
+		// or copied), so a Builder tells the unchanged ones at once
+		Frozen: true,
 	}
 	// m is valid only if this build gets to its end
 	m.valid = false
@@ -423,6 +427,10 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 		}
 		ne := diskMemo{src: d, frozen: doc.Frozen(d), exported: exp, reusable: true}
 		ds := lio.DiskSpec{Pool: d.Pool, Image: d.Image, WWN: d.WWN, BackstoreObjectName: d.BackstoreObjectName, Controls: d.Controls}
+		if !ne.frozen {
+			// the document may still write a disk it owns in place
+			ds.Controls = maps.Clone(d.Controls)
+		}
 		if d.Owner != nil {
 			ds.Owner = *d.Owner
 		}

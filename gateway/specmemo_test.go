@@ -418,6 +418,11 @@ func (w *memoWorld) mutate() {
 func (w *memoWorld) changeOwned() {
 	if k := w.doc.MutDisk(w.lastDisk); k != nil {
 		k.WWN += "x"
+		if k.Controls == nil {
+			k.Controls = map[string]any{}
+		}
+		// written in place: the document owns its copy
+		k.Controls["qfull_timeout"] = 5 + w.rng.IntN(20)
 	}
 	if c := w.doc.MutClient(w.lastIQN, w.lastInit); c != nil {
 		if _, ok := c.Luns[w.lastDisk]; ok {
@@ -447,6 +452,9 @@ func TestSpecMemoEqualsSpecFromConfig(t *testing.T) {
 				got, held, gotErr := m.spec(doc, gw1, nil, w.opts(true), w.gen, nil)
 				asked := w.asked - before
 				want, wantErr := SpecFromConfig(doc, gw1, nil, w.opts(false))
+				if member := doc.Gateways[gw1] != nil; got.Frozen != member {
+					t.Fatalf("step %d (%s, %s): Frozen %v for a member %v", step, w.step, what, got.Frozen, member)
+				}
 				if d := specDiff(got, want); d != "" {
 					t.Fatalf("step %d (%s, %s): the memoized spec differs: %s", step, w.step, what, d)
 				}
@@ -526,6 +534,7 @@ func specDiff(got, want lio.Spec) string {
 		return "name rules"
 	}
 	got.Names, want.Names = lio.NameRules{}, lio.NameRules{}
+	got.Frozen = want.Frozen
 	if reflect.DeepEqual(got, want) {
 		return ""
 	}
@@ -695,20 +704,14 @@ func TestReconcilerSpecMemo(t *testing.T) {
 				case 2:
 					_, _ = w.rec.Run(ctx, w.prev, Mode{DryRun: true})
 				}
-				member := doc.Gateways[gw1] != nil
-				got, gotErr := w.rec.desired(ctx, doc, Mode{DryRun: true}, member, false, nil)
-				opts := FromConfigOptions{LocalAddrs: []netip.Addr{addr1}, Size: w.sizeOf,
-					Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-					DevicePath: func(pool, image string) (string, error) {
-						return w.rec.devicePath(ctx, Mode{DryRun: true}, blockExporters(doc), pool, image)
-					}}
-				spec, specErr := SpecFromConfig(doc, gw1, nil, opts)
-				want, buildErr := lio.Build(spec)
-				if !reflect.DeepEqual(got, want) {
-					t.Fatalf("step %d (%s): the desired state differs from a build from scratch\ngot:  %+v\nwant: %+v", step, w.step, got, want)
-				}
-				if g, w := fmt.Sprint(gotErr), fmt.Sprint(errors.Join(specErr, buildErr)); g != w {
-					t.Fatalf("step %d: the problems differ\ngot:  %s\nwant: %s", step, g, w)
+				w.compareDesired(ctx, step, doc)
+				if w.rng.IntN(4) == 0 {
+					// what the document owns changes in place after a build
+					w.ownExported()
+					w.compareDesired(ctx, step, doc)
+					w.changeOwned()
+					w.step += ", changed in place"
+					w.compareDesired(ctx, step, doc)
 				}
 			}
 		})
@@ -772,4 +775,38 @@ func (w *memoWorld) rollback(ctx context.Context) bool {
 	}
 	w.step = "rollback " + id
 	return true
+}
+
+// compareDesired asserts that the Reconciler's desired state of doc is
+// what a build from scratch makes.
+func (w *memoWorld) compareDesired(ctx context.Context, step int, doc *config.Doc) {
+	t := w.t
+	t.Helper()
+	member := doc.Gateways[gw1] != nil
+	got, gotErr := w.rec.desired(ctx, doc, Mode{DryRun: true}, member, false, nil)
+	opts := FromConfigOptions{LocalAddrs: []netip.Addr{addr1}, Size: w.sizeOf,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DevicePath: func(pool, image string) (string, error) {
+			return w.rec.devicePath(ctx, Mode{DryRun: true}, blockExporters(doc), pool, image)
+		}}
+	spec, specErr := SpecFromConfig(doc, gw1, nil, opts)
+	want, buildErr := lio.Build(spec)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("step %d (%s): the desired state differs from a build from scratch\ngot:  %+v\nwant: %+v", step, w.step, got, want)
+	}
+	if g, w := fmt.Sprint(gotErr), fmt.Sprint(errors.Join(specErr, buildErr)); g != w {
+		t.Fatalf("step %d: the problems differ\ngot:  %s\nwant: %s", step, g, w)
+	}
+}
+
+// ownExported has the document own (copy) a disk this gateway exports,
+// which changeOwned then changes in place.
+func (w *memoWorld) ownExported() {
+	for _, id := range slices.Sorted(maps.Keys(w.doc.Disks)) {
+		if w.exported(w.doc, id) && w.rng.IntN(3) == 0 {
+			w.doc.MutDisk(id).WWN += "o"
+			w.lastDisk = id
+			return
+		}
+	}
 }
