@@ -105,6 +105,11 @@ type Reconciler struct {
 	// current run read.
 	sizes    map[string]int64
 	sizeUsed map[string]bool
+	// sizeDrops counts the runs that dropped sizes from the cache.
+	sizeDrops uint64
+	// runHeld (under mu) are the sizes the spec memo reused for the
+	// current run's state, which count as used.
+	runHeld *sizeSet
 	// cacheMu guards sizes, sizeUsed and mapper, which Check uses too: it
 	// runs inside an API commit, which must not wait for a reconcile.
 	cacheMu sync.Mutex
@@ -169,6 +174,12 @@ type Reconciler struct {
 	builtMu sync.Mutex
 	built   []builtState
 	builds  atomic.Uint64
+	// specs makes a member's lio.Spec from what it made for the documents
+	// before (specMemo); specGen is the generation of what it reads besides
+	// the document (cached sizes, the CHAP key): bumped where builds is,
+	// except when a size is first cached, which changes none it holds.
+	specs   specMemo
+	specGen atomic.Uint64
 	// builder makes a document's desired state from the pieces it made
 	// for the documents before (lio.Builder): a change rebuilds what it
 	// changed.
@@ -371,16 +382,24 @@ func (r *Reconciler) runLocked(ctx context.Context, doc *config.Doc, mode Mode) 
 	r.cacheMu.Lock()
 	r.sizeUsed = map[string]bool{}
 	r.cacheMu.Unlock()
-	defer func() {
+	r.runHeld = nil
+	defer r.specs.pruneSizes(func() (gone []string) {
 		r.cacheMu.Lock()
 		defer r.cacheMu.Unlock()
-		for id := range r.sizes {
-			if !r.sizeUsed[id] {
-				delete(r.sizes, id)
+		for id, n := range r.sizes {
+			// what the spec memo reused for this run was not asked for
+			if h, ok := r.runHeld.get(id); r.sizeUsed[id] || ok && h == n {
+				continue
 			}
+			delete(r.sizes, id)
+			gone = append(gone, id)
+		}
+		if len(gone) > 0 {
+			r.sizeDrops++
 		}
 		r.sizeUsed = nil
-	}()
+		return gone
+	})
 	return r.run(ctx, doc, mode)
 }
 
@@ -459,7 +478,10 @@ func (r *Reconciler) ForgetSizes(ids ...string) {
 func (r *Reconciler) NoteSize(id string, size int64) {
 	r.cacheMu.Lock()
 	defer r.cacheMu.Unlock()
-	if n, ok := r.sizes[id]; !ok || n != size {
+	if n, ok := r.sizes[id]; !ok {
+		// the spec memo holds only cached sizes
+		r.dropBuilt()
+	} else if n != size {
 		r.forgetBuilt()
 	}
 	r.sizes[id] = size
@@ -634,6 +656,8 @@ func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, me
 	if !mode.Teardown && member {
 		return r.memoDesired(ctx, doc, mode, record, exporters, opts, content)
 	}
+	// the sizes it holds would outlive a teardown, which drops them all
+	r.specs.reset()
 	if !mode.Teardown {
 		opts.Size = func(pool, image string) (int64, error) {
 			if err := ctx.Err(); err != nil {
@@ -687,7 +711,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		content = r.contentDigest(doc)
 	}
 	key := builtKey{content: content, gen: r.builds.Load(), dry: mode.DryRun && len(exporters) > 0}
-	st, sizes, ok := r.lookupBuilt(key)
+	st, sizes, held, drops, ok := r.lookupBuilt(key)
 	if ok {
 		// the sizes it was built with must still be the cached ones: a
 		// size dropped from the cache (its disk left the desired state) is
@@ -698,16 +722,26 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 				ok = false
 			}
 		}
+		if drops != r.sizeDrops {
+			// (the cache held them when it was built and lost none since)
+			held.each(func(id string, n int64) {
+				if c, cached := r.sizes[id]; !cached || c != n {
+					ok = false
+				}
+			})
+		}
 		if ok && r.sizeUsed != nil {
 			for _, u := range sizes {
 				r.sizeUsed[u.id] = true
 			}
 		}
 		r.cacheMu.Unlock()
+		if ok && record {
+			r.runHeld = held
+		}
 	}
 	if !ok {
 		sizes = nil
-		r.prefetchSizes(ctx, doc)
 		var smu sync.Mutex
 		opts.Size = func(pool, image string) (int64, error) {
 			if err := ctx.Err(); err != nil {
@@ -719,7 +753,16 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 			smu.Unlock()
 			return n, err
 		}
-		spec, specErr := SpecFromConfig(doc, r.opts.Identity.Name, r.opts.Settings, opts)
+		r.cacheMu.Lock()
+		drops := r.sizeDrops
+		r.cacheMu.Unlock()
+		// the sizes it reuses (held) are not asked for again: a run
+		// keeps them cached (runLocked)
+		spec, held, specErr := r.specs.spec(doc, r.opts.Identity.Name, r.opts.Settings, opts, r.specGen.Load(),
+			func(ids []string) { r.prefetchDisks(ctx, doc, ids) })
+		if record {
+			r.runHeld = held
+		}
 		var buildErr error
 		st, buildErr = r.builder.Build(spec)
 		if err := errors.Join(specErr, buildErr); err != nil {
@@ -730,7 +773,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 			}
 			return st, err
 		}
-		r.storeBuilt(key, st, sizes)
+		r.storeBuilt(key, st, sizes, held, drops)
 	}
 	if record {
 		st = r.withRecorded(doc, st)
@@ -887,6 +930,10 @@ type builtState struct {
 	key   builtKey
 	st    lio.State
 	sizes []sizeUse
+	// held are the sizes the spec memo reused, drops r.sizeDrops when
+	// it was built
+	held  *sizeSet
+	drops uint64
 }
 
 // sizeUse is an image size a build used.
@@ -902,7 +949,7 @@ type sizeUse struct {
 // change builds once.
 const builtMemo = 4
 
-func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, bool) {
+func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, *sizeSet, uint64, bool) {
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
 	for i, b := range r.built {
@@ -910,19 +957,19 @@ func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, bool) {
 			// most recent first
 			copy(r.built[1:i+1], r.built[:i])
 			r.built[0] = b
-			return b.st, b.sizes, true
+			return b.st, b.sizes, b.held, b.drops, true
 		}
 	}
-	return lio.State{}, nil, false
+	return lio.State{}, nil, nil, 0, false
 }
 
-func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse) {
+func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse, held *sizeSet, drops uint64) {
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
 	if r.builds.Load() != k.gen {
 		return // sizes were forgotten while it was built
 	}
-	r.built = append([]builtState{{k, st, sizes}}, r.built...)
+	r.built = append([]builtState{{k, st, sizes, held, drops}}, r.built...)
 	if len(r.built) > builtMemo {
 		r.built = r.built[:builtMemo]
 	}
@@ -930,6 +977,12 @@ func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse) {
 
 // forgetBuilt drops the memoized desired states.
 func (r *Reconciler) forgetBuilt() {
+	r.specGen.Add(1)
+	r.dropBuilt()
+}
+
+// dropBuilt is forgetBuilt for a change that the spec memo does not see.
+func (r *Reconciler) dropBuilt() {
 	r.builds.Add(1)
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
@@ -1054,18 +1107,25 @@ const prefetchWorkers = 8
 // not cached yet. A failed read is left to the build, which reports it.
 func (r *Reconciler) prefetchSizes(ctx context.Context, doc *config.Doc) {
 	var ids []string
+	for _, t := range doc.Targets {
+		if t != nil && t.Portals[r.opts.Identity.Name] != nil {
+			ids = slices.AppendSeq(ids, maps.Keys(t.Disks))
+		}
+	}
+	r.prefetchDisks(ctx, doc, ids)
+}
+
+// prefetchDisks is prefetchSizes of the disks ids: those the spec memo is
+// about to resolve, not every disk of the targets.
+func (r *Reconciler) prefetchDisks(ctx context.Context, doc *config.Doc, all []string) {
+	var ids []string
 	seen := map[string]bool{}
 	r.cacheMu.Lock()
 	defer r.cacheMu.Unlock()
-	for _, t := range doc.Targets {
-		if t == nil || t.Portals[r.opts.Identity.Name] == nil {
-			continue
-		}
-		for id := range t.Disks {
-			if _, cached := r.sizes[id]; !cached && !seen[id] && doc.Disks[id] != nil {
-				seen[id] = true
-				ids = append(ids, id)
-			}
+	for _, id := range all {
+		if _, cached := r.sizes[id]; !cached && !seen[id] && doc.Disks[id] != nil {
+			seen[id] = true
+			ids = append(ids, id)
 		}
 	}
 	if len(ids) < 2 {

@@ -1,0 +1,928 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+
+	"ceph-iscsi/config"
+	"ceph-iscsi/lio"
+	"ceph-iscsi/settings"
+)
+
+// specMemo is SpecFromConfig for the successive documents of one gateway,
+// remembering what each disk, target and client came to, so that a
+// document that differs from the last one in a few objects costs about
+// those objects, not the thousands of LUNs of its targets.
+//
+// What an object came to is reused when the document reports the object
+// Frozen (so its pointer stands for its content, config/cow.go) and it is
+// the object seen last time, or, for targets and clients, when what it
+// came to compares equal to its content: a target a change copied still
+// holds the same LUNs in a new map. Everything the result depends on
+// besides the objects is either in the memo's key (gateway, settings, the
+// key file, local addresses and gen, which the caller bumps whenever Size
+// or Decrypt may answer differently) or checked per object: whether a disk
+// is exported, which disks the last build dropped. Anything that failed
+// is not remembered, so it is tried again next time; block and fileio
+// disks are always resolved again, as their device path is not keyed.
+//
+// The lio.Spec it returns shares its maps with the next ones: neither the
+// caller nor lio.Builder may write them (it is Frozen).
+type specMemo struct {
+	mu    sync.Mutex
+	valid bool
+	key   specKey
+
+	discOK   bool
+	discAuth config.Auth
+	discSpec lio.AuthSpec
+
+	// disks are what each non-nil disk of the last document came to: the
+	// keys of disksOut, the last lio.Spec's Disks.
+	disks    map[string]diskMemo
+	disksOut map[string]lio.DiskSpec
+	// bsCount counts the exported, resolved disks by backstore.
+	bsCount map[string]int
+	// dropped are the disks the last build left out of every target.
+	dropped map[string]bool
+	targets map[string]*targetMemo
+	// sizes are the image sizes the remembered disks hold ("pool/image" ->
+	// size), never changed once made: a caller may keep one build's.
+	sizes *sizeSet
+	// local are the targets built here last time, sorted.
+	local []string
+}
+
+type specKey struct {
+	gateway  string
+	settings lio.Settings
+	keyPath  string
+	addrs    []netip.Addr
+	addrsSet bool
+	// whether opts.Size and opts.Decrypt are set
+	size, decrypt bool
+	gen           uint64
+}
+
+func (k specKey) equal(o specKey) bool {
+	return k.gateway == o.gateway && k.settings == o.settings && k.keyPath == o.keyPath &&
+		k.addrsSet == o.addrsSet && slices.Equal(k.addrs, o.addrs) && k.size == o.size && k.decrypt == o.decrypt && k.gen == o.gen
+}
+
+// diskMemo is what a disk came to, besides its lio.DiskSpec (in
+// disksOut): small, so that the memo's map holds it in place.
+type diskMemo struct {
+	src *config.Disk
+	// bs is the backstore it counts in bsCount, "" for none
+	bs string
+	// size is its DiskSpec's Size, when sized
+	size int64
+	// frozen: src could no longer change when it was read
+	frozen   bool
+	exported bool
+	// reusable: its DiskSpec may stand for src (resolved without error,
+	// nothing unkeyed read for it)
+	reusable bool
+	// sized: the size was read, and is in sizes
+	sized bool
+}
+
+type diskChange struct {
+	id string
+	ds lio.DiskSpec
+}
+
+type targetMemo struct {
+	src    *config.Target
+	frozen bool
+	// lunMap is the LUN map ts.Disks was made from; lunMapFrozen: nobody
+	// writes it any more (it was a frozen target's)
+	lunMap       map[string]config.LunRef
+	lunMapFrozen bool
+	local        []string
+	// reusable: ts may stand for src with the same local addresses (no
+	// error in it)
+	reusable bool
+	ts       lio.TargetSpec
+	authOK   bool
+	auth     config.Auth
+	// clients are what the clients in ts.Clients came to (nil: none
+	// remembered)
+	clients map[string]*clientMemo
+}
+
+type clientMemo struct {
+	src    *config.Client
+	frozen bool
+	auth   config.Auth
+	cs     lio.ClientSpec
+}
+
+// reset forgets everything.
+func (m *specMemo) reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.clear()
+}
+
+func (m *specMemo) clear() {
+	m.valid, m.key = false, specKey{}
+	m.discOK, m.discAuth, m.discSpec = false, config.Auth{}, lio.AuthSpec{}
+	m.disks, m.disksOut, m.bsCount, m.dropped = map[string]diskMemo{}, nil, map[string]int{}, nil
+	m.targets, m.sizes, m.local = map[string]*targetMemo{}, nil, nil
+}
+
+// pruneSizes runs prune, which drops sizes from the size cache and
+// returns their ids, and forgets them: a disk whose size the memo holds is
+// reused without asking its size again, so the memo holds only cached
+// sizes. The memo is locked meanwhile: no build reuses one being dropped.
+func (m *specMemo) pruneSizes(prune func() []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var edits map[string]sizeEdit
+	for _, id := range prune() {
+		if _, ok := m.sizes.get(id); !ok {
+			continue
+		}
+		if edits == nil {
+			edits = map[string]sizeEdit{}
+		}
+		edits[id] = sizeEdit{gone: true}
+		if e, ok := m.disks[id]; ok {
+			e.reusable, e.sized = false, false
+			m.disks[id] = e
+		}
+	}
+	if edits != nil {
+		m.sizes = m.sizes.with(edits)
+	}
+}
+
+// spec is SpecFromConfig(doc, gateway, s, opts), reusing what the last
+// call built; it also returns the image sizes the spec holds that it did
+// not ask opts.Size for. gen must change whenever opts.Size or
+// opts.Decrypt may answer differently for the same question
+// (opts.DevicePath is always asked). prefetch, when set, is told the disks
+// whose facts are about to be asked for one by one, when there are several.
+func (m *specMemo) spec(doc *config.Doc, gateway string, s *settings.Settings, opts FromConfigOptions, gen uint64,
+	prefetch func(ids []string)) (lio.Spec, *sizeSet, error) {
+	if s == nil {
+		s = settings.Defaults()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if doc == nil || doc.Gateways[gateway] == nil || len(opts.ManagedTargets) > 0 || len(opts.ManagedStorageObjects) > 0 {
+		m.clear()
+		spec, err := SpecFromConfig(doc, gateway, s, opts)
+		return spec, nil, err
+	}
+	key := specKey{gateway: gateway, settings: settingsFrom(s), keyPath: s.PrivKeyPath(),
+		addrs: slices.Clone(opts.LocalAddrs), addrsSet: opts.LocalAddrs != nil,
+		size: opts.Size != nil, decrypt: opts.Decrypt != nil, gen: gen}
+	if !m.valid || !m.key.equal(key) {
+		m.clear()
+		m.key = key
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &adapter{doc: doc, gateway: gateway, opts: opts, log: log, dec: opts.Decrypt}
+	if a.dec == nil {
+		a.dec = (&rsaDecrypter{path: key.keyPath}).decrypt
+	}
+	spec := lio.Spec{
+		Gateway:  gateway,
+		Settings: key.settings,
+		Targets:  make(map[string]lio.TargetSpec, len(doc.Targets)),
+		Names:    lio.NameRules{IQN: config.ValidateIQN, Object: config.ValidateSafeName},
+		// its maps are never written once handed out (copied to be
+		// patched), nor are the Controls of its disks (a frozen disk's,
+		// or copied), so a Builder tells the unchanged ones at once
+		Frozen: true,
+	}
+	// m is valid only if this build gets to its end
+	m.valid = false
+	b := memoBuild{m: m, a: a, doc: doc, prefetch: prefetch}
+	b.build(&spec)
+	m.valid = true
+	return spec, m.sizes, errors.Join(a.errs...)
+}
+
+type memoBuild struct {
+	m        *specMemo
+	a        *adapter
+	doc      *config.Doc
+	prefetch func(ids []string)
+}
+
+// authEqual compares what of an auth block reaches LIO.
+func authEqual(x, y config.Auth) bool {
+	return x.Username == y.Username && x.Password == y.Password && x.PasswordEncryptionEnabled == y.PasswordEncryptionEnabled &&
+		x.MutualUsername == y.MutualUsername && x.MutualPassword == y.MutualPassword &&
+		x.MutualPasswordEncryptionEnabled == y.MutualPasswordEncryptionEnabled
+}
+
+// authFields is c without what does not reach LIO, to be kept.
+func authFields(c config.Auth) config.Auth {
+	c.Extra = nil
+	return c
+}
+
+// build is adapter.build, with the same problems in the same order.
+func (b *memoBuild) build(spec *lio.Spec) {
+	m, a, doc := b.m, b.a, b.doc
+	if m.discOK && authEqual(m.discAuth, doc.DiscoveryAuth) {
+		spec.DiscoveryAuth, spec.ManageDiscoveryAuth = m.discSpec, true
+	} else {
+		m.discOK = false
+		disc, err := a.auth(doc.DiscoveryAuth)
+		if err != nil {
+			a.fail(lio.ObjectError{DiscoveryAuth: true}, "lio: discovery_auth: %w", err)
+		} else {
+			spec.DiscoveryAuth, spec.ManageDiscoveryAuth = disc, true
+			m.discOK, m.discAuth, m.discSpec = true, authFields(doc.DiscoveryAuth), disc
+		}
+	}
+
+	iqns := slices.Sorted(maps.Keys(doc.Targets))
+	localIPs := map[string][]string{}
+	var local []string
+	var localDisks []map[string]config.LunRef
+	for _, iqn := range iqns {
+		t := doc.Targets[iqn]
+		if t == nil {
+			continue
+		}
+		if ips, ok := a.localIPs(iqn, t); ok {
+			localIPs[iqn] = ips
+			local = append(local, iqn)
+			localDisks = append(localDisks, t.Disks)
+		}
+	}
+	ex := exports{localDisks: localDisks}
+
+	// What changed in each target's LUNs since the last build, when that
+	// build left out no disk (its LUN maps are the targets' then): when
+	// the same targets are built here, the disks exported or no longer
+	// exported are among those, and nothing else need be looked up.
+	diffs := map[string][]string{}
+	if len(m.dropped) == 0 {
+		for _, iqn := range iqns {
+			t, prev := doc.Targets[iqn], m.targets[iqn]
+			switch {
+			case t == nil || prev == nil:
+			case prev.lunMapFrozen && sameMap(t.Disks, prev.lunMap):
+				// a target copied for a change of its clients borrows the
+				// LUN map of the one it was copied from (config/cow.go),
+				// which, frozen, nobody writes
+				diffs[iqn] = nil
+			default:
+				diffs[iqn] = lunDiff(t.Disks, prev.ts.Disks)
+			}
+		}
+		ex.known = m.disksOut != nil && slices.Equal(local, m.local)
+		for _, iqn := range local {
+			d, ok := diffs[iqn]
+			ex.known = ex.known && ok
+			for _, id := range d {
+				if ex.changed == nil {
+					ex.changed = map[string]bool{}
+				}
+				ex.changed[id] = true
+			}
+		}
+	}
+	m.local = local
+
+	dropped := b.disks(spec, &ex)
+	// the disks whose being dropped changed, which the targets that use
+	// them must see
+	var flipped []string
+	for id := range dropped {
+		if !m.dropped[id] {
+			flipped = append(flipped, id)
+		}
+	}
+	for id := range m.dropped {
+		if !dropped[id] {
+			flipped = append(flipped, id)
+		}
+	}
+	m.dropped = dropped
+
+	for _, iqn := range iqns {
+		t := doc.Targets[iqn]
+		if t == nil {
+			continue
+		}
+		local := localIPs[iqn]
+		prev := m.targets[iqn]
+		if prev != nil && prev.reusable && prev.frozen && prev.src == t && doc.Frozen(t) &&
+			(prev.local == nil) == (local == nil) && slices.Equal(prev.local, local) && !usesAny(t, flipped) {
+			spec.Targets[iqn] = prev.ts
+			continue
+		}
+		d, known := diffs[iqn]
+		tm := b.target(iqn, t, local, dropped, flipped, prev, d, known)
+		m.targets[iqn] = tm
+		spec.Targets[iqn] = tm.ts
+	}
+	if len(m.targets) > len(spec.Targets) {
+		for iqn := range m.targets {
+			if _, ok := spec.Targets[iqn]; !ok {
+				delete(m.targets, iqn)
+			}
+		}
+	}
+}
+
+// localIPs is this gateway's local TPG addresses of target t, as
+// adapter.build computes them; ok false: t is not built here.
+func (a *adapter) localIPs(iqn string, t *config.Target) (ips []string, ok bool) {
+	p := t.Portals[a.gateway]
+	if p == nil {
+		return nil, false
+	}
+	ips = p.PortalIPAddresses
+	if a.opts.LocalAddrs != nil {
+		ips = nil
+		for _, ip := range t.IPList {
+			if isLocal(a.opts.LocalAddrs, ip) {
+				ips = append(ips, ip)
+			}
+		}
+		if len(ips) == 0 {
+			// upstream's message, so operators can search for it
+			a.fail(lio.ObjectError{Target: iqn}, "lio: target %s: gateway IP addresses provided do not match any ip on this host (ip_list %v)", iqn, t.IPList)
+			return nil, false
+		}
+	}
+	if ips == nil {
+		ips = []string{} // listed here without addresses: built, with no local TPG
+	}
+	return ips, true
+}
+
+// usesAny reports whether target t or one of its clients has a LUN of one
+// of the disks ids.
+func usesAny(t *config.Target, ids []string) bool {
+	for _, id := range ids {
+		if _, ok := t.Disks[id]; ok {
+			return true
+		}
+		for _, c := range t.Clients {
+			if c != nil && lunsUse(c.Luns, ids) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func lunsUse(luns map[string]config.LunRef, ids []string) bool {
+	for _, id := range ids {
+		if _, ok := luns[id]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// disks fills spec.Disks and spec.Backstore, and returns the disks dropped
+// from every target.
+func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
+	m, a, doc := b.m, b.a, b.doc
+	dropped := map[string]bool{}
+	var changed []diskChange
+	var resolve []int // the changes to resolve: exported disks
+	var failed []string
+	failures := map[string]error{}
+	seen := 0
+	for id, d := range doc.Disks {
+		if d == nil {
+			continue
+		}
+		seen++
+		e, had := m.disks[id]
+		var exp bool
+		if had && ex.known && !ex.changed[id] {
+			exp = e.exported
+		} else {
+			exp = ex.exported(id)
+		}
+		// (frozen when it was read, it still is: d itself is not read)
+		if had && e.reusable && e.frozen && e.src == d && e.exported == exp {
+			continue
+		}
+		if had {
+			m.uncount(e)
+		}
+		ne := diskMemo{src: d, frozen: doc.Frozen(d), exported: exp, reusable: true}
+		ds := lio.DiskSpec{Pool: d.Pool, Image: d.Image, WWN: d.WWN, BackstoreObjectName: d.BackstoreObjectName, Controls: d.Controls}
+		if !ne.frozen {
+			// the document may still write a disk it owns in place
+			ds.Controls = maps.Clone(d.Controls)
+		}
+		if d.Owner != nil {
+			ds.Owner = *d.Owner
+		}
+		m.disks[id] = ne
+		changed = append(changed, diskChange{id, ds})
+		if exp {
+			resolve = append(resolve, len(changed)-1)
+		}
+	}
+	if b.prefetch != nil && len(resolve) > 1 {
+		ids := make([]string, len(resolve))
+		for i, c := range resolve {
+			ids[i] = changed[c].id
+		}
+		b.prefetch(ids)
+	}
+	for _, c := range resolve {
+		id, ds := changed[c].id, &changed[c].ds
+		d, ne := doc.Disks[id], m.disks[id]
+		bs, err := a.resolveDisk(id, d, ds)
+		switch {
+		case errors.Is(err, ErrImageNotFound):
+			a.log.Warn("skipping disk: its RBD image does not exist", "disk", id, "err", err)
+			dropped[id] = true
+			ne.reusable = false
+		case err != nil:
+			failed = append(failed, id)
+			failures[id] = err
+			dropped[id] = true
+			ne.reusable = false
+		default:
+			ne.bs = bs
+			m.bsCount[bs]++
+			// a device path is not keyed, and the sizes are kept
+			// by their "pool/image"
+			ne.reusable = bs == lio.BackstoreUserRBD && id == config.DiskID(d.Pool, d.Image)
+			ne.sized = ne.reusable && a.opts.Size != nil
+			ne.size = ds.Size
+		}
+		m.disks[id] = ne
+	}
+	var removed []string
+	if len(m.disks) > seen {
+		for id, e := range m.disks {
+			if doc.Disks[id] == nil {
+				m.uncount(e)
+				removed = append(removed, id)
+			}
+		}
+		for _, id := range removed {
+			delete(m.disks, id)
+		}
+	}
+	b.patchDisks(spec, changed, removed)
+
+	slices.Sort(failed)
+	for _, id := range failed {
+		a.errs = append(a.errs, &lio.ObjectError{Disk: id, Err: failures[id]})
+	}
+	spec.Backstore = lio.BackstoreUserRBD
+	switch len(m.bsCount) {
+	case 0:
+	case 1:
+		for bs := range m.bsCount {
+			spec.Backstore = bs
+		}
+	default:
+		backstores := map[string][]string{}
+		for id, e := range m.disks {
+			if e.bs != "" {
+				backstores[e.bs] = append(backstores[e.bs], id)
+			}
+		}
+		var parts []string
+		for _, bs := range slices.Sorted(maps.Keys(backstores)) {
+			slices.Sort(backstores[bs])
+			parts = append(parts, fmt.Sprintf("%s: %s", bs, strings.Join(backstores[bs], ", ")))
+		}
+		mixed := strings.Join(parts, "; ")
+		for _, bs := range slices.Sorted(maps.Keys(backstores)) {
+			for _, id := range backstores[bs] {
+				a.fail(lio.ObjectError{Disk: id}, "lio: disk %s: the disks of this gateway use different backstores (%s); only one backstore per gateway is supported", id, mixed)
+				dropped[id] = true
+			}
+		}
+	}
+	return dropped
+}
+
+// exports says which disks the targets built here export.
+type exports struct {
+	localDisks []map[string]config.LunRef
+	// known: a disk not in changed is exported as it was last time
+	known   bool
+	changed map[string]bool
+}
+
+func (x *exports) exported(id string) bool {
+	for _, d := range x.localDisks {
+		if _, ok := d[id]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// sameMap reports whether x and y are one map.
+func sameMap(x, y map[string]config.LunRef) bool {
+	return reflect.ValueOf(x).UnsafePointer() == reflect.ValueOf(y).UnsafePointer()
+}
+
+// lunDiff lists the disks whose LUN differs between refs and last, a
+// target's LUNs and what they came to last time.
+func lunDiff(refs map[string]config.LunRef, last map[string]int) []string {
+	var ids []string
+	in := 0
+	for id, l := range refs {
+		v, ok := last[id]
+		if ok {
+			in++
+		}
+		if !ok || v != l.LunID {
+			ids = append(ids, id)
+		}
+	}
+	if in != len(last) {
+		for id := range last {
+			if _, ok := refs[id]; !ok {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+// uncount takes e out of the backstore counts.
+func (m *specMemo) uncount(e diskMemo) {
+	if e.bs == "" {
+		return
+	}
+	if m.bsCount[e.bs]--; m.bsCount[e.bs] == 0 {
+		delete(m.bsCount, e.bs)
+	}
+}
+
+// patchDisks makes spec.Disks the last one with the disks changed and
+// removed patched in (the last one itself when none were), and the held
+// sizes likewise.
+func (b *memoBuild) patchDisks(spec *lio.Spec, changed []diskChange, removed []string) {
+	m := b.m
+	if len(changed) > 0 || len(removed) > 0 || m.disksOut == nil {
+		var out map[string]lio.DiskSpec
+		if m.disksOut == nil {
+			out = make(map[string]lio.DiskSpec, len(changed))
+		} else {
+			out = maps.Clone(m.disksOut)
+		}
+		for _, c := range changed {
+			out[c.id] = c.ds
+		}
+		for _, id := range removed {
+			delete(out, id)
+		}
+		m.disksOut = out
+	}
+	spec.Disks = m.disksOut
+
+	var edits map[string]sizeEdit
+	edit := func(id string, e sizeEdit) {
+		if edits == nil {
+			edits = map[string]sizeEdit{}
+		}
+		edits[id] = e
+	}
+	for _, c := range changed {
+		e := m.disks[c.id]
+		n, had := m.sizes.get(c.id)
+		switch {
+		case e.sized && (!had || n != e.size):
+			edit(c.id, sizeEdit{n: e.size})
+		case !e.sized && had:
+			edit(c.id, sizeEdit{gone: true})
+		}
+	}
+	for _, id := range removed {
+		if _, had := m.sizes.get(id); had {
+			edit(id, sizeEdit{gone: true})
+		}
+	}
+	if edits != nil {
+		m.sizes = m.sizes.with(edits)
+	}
+}
+
+// sizeSet is an immutable "pool/image" -> size map: a base shared by the
+// sets made from it, and the few edits since, so that a change of one
+// disk does not copy the sizes of thousands. nil is the empty set.
+type sizeSet struct {
+	base  map[string]int64
+	edits map[string]sizeEdit
+	n     int
+}
+
+type sizeEdit struct {
+	n    int64
+	gone bool
+}
+
+func (s *sizeSet) get(id string) (int64, bool) {
+	if s == nil {
+		return 0, false
+	}
+	if e, ok := s.edits[id]; ok {
+		return e.n, !e.gone
+	}
+	n, ok := s.base[id]
+	return n, ok
+}
+
+func (s *sizeSet) len() int {
+	if s == nil {
+		return 0
+	}
+	return s.n
+}
+
+func (s *sizeSet) each(f func(id string, n int64)) {
+	if s == nil {
+		return
+	}
+	for id, n := range s.base {
+		if _, edited := s.edits[id]; !edited {
+			f(id, n)
+		}
+	}
+	for id, e := range s.edits {
+		if !e.gone {
+			f(id, e.n)
+		}
+	}
+}
+
+// with is s with edits made.
+func (s *sizeSet) with(edits map[string]sizeEdit) *sizeSet {
+	out := &sizeSet{n: s.len()}
+	if s != nil {
+		out.base = s.base
+		out.edits = maps.Clone(s.edits)
+	}
+	if out.edits == nil {
+		out.edits = map[string]sizeEdit{}
+	}
+	for id, e := range edits {
+		_, had := out.get(id)
+		switch {
+		case had && e.gone:
+			out.n--
+		case !had && !e.gone:
+			out.n++
+		}
+		if _, inBase := out.base[id]; e.gone && !inBase {
+			delete(out.edits, id)
+		} else {
+			out.edits[id] = e
+		}
+	}
+	if len(out.edits) > 64+len(out.base)/16 {
+		// the edits would cost more than a new base
+		base := make(map[string]int64, out.n)
+		out.each(func(id string, n int64) { base[id] = n })
+		out.base, out.edits = base, nil
+	}
+	return out
+}
+
+// target is adapter.target for t, made from what prev (nil: nothing) came
+// to where that still holds.
+//
+// diff, when known, lists the disks whose LUN changed since last time.
+func (b *memoBuild) target(iqn string, t *config.Target, local []string, dropped map[string]bool, flipped []string, prev *targetMemo,
+	diff []string, known bool) *targetMemo {
+	a, doc := b.a, b.doc
+	var prevTS lio.TargetSpec
+	if prev != nil {
+		prevTS = prev.ts
+	}
+	ts := lio.TargetSpec{
+		ACLEnabled: t.ACLEnabled,
+		Controls:   t.Controls,
+		IPList:     t.IPList,
+		Portals:    make(map[string][]string, len(t.Portals)),
+	}
+	if known {
+		ts.Disks = patchListed(t.Disks, prevTS.Disks, dropped, diff, flipped)
+	} else {
+		ts.Disks = patchLUNs(t.Disks, prevTS.Disks, dropped)
+	}
+	for gw, p := range t.Portals {
+		if p != nil && gw != a.gateway {
+			ts.Portals[gw] = p.PortalIPAddresses
+		}
+	}
+	tm := &targetMemo{src: t, frozen: doc.Frozen(t), local: slices.Clone(local), lunMap: t.Disks}
+	// (a map once a frozen target's stays unwritten, whoever borrows it)
+	tm.lunMapFrozen = tm.frozen || prev != nil && prev.lunMapFrozen && sameMap(t.Disks, prev.lunMap)
+	if local == nil {
+		ts.Clients = make(map[string]lio.ClientSpec, len(t.Clients))
+		tm.ts, tm.reusable = ts, true // not built here: managed only
+		return tm
+	}
+	var auth lio.AuthSpec
+	if prev != nil && prev.authOK && authEqual(prev.auth, t.Auth) {
+		auth = prev.ts.Auth
+	} else {
+		var err error
+		if auth, err = a.auth(t.Auth); err != nil {
+			// Without its CHAP the target would be open to anyone: leave it unbuilt.
+			a.fail(lio.ObjectError{Target: iqn}, "lio: target %s: auth: %w", iqn, err)
+			ts.Clients = make(map[string]lio.ClientSpec, len(t.Clients))
+			tm.ts = ts
+			return tm
+		}
+	}
+	tm.authOK, tm.auth = true, authFields(t.Auth)
+	ts.Auth = auth
+	ts.Portals[a.gateway] = local
+
+	// the clients in the last spec, copied before the first change
+	var out map[string]lio.ClientSpec
+	memo := map[string]*clientMemo{}
+	if prev != nil && prev.clients != nil {
+		out, memo = prevTS.Clients, prev.clients
+	}
+	copied := false
+	write := func() map[string]lio.ClientSpec {
+		if !copied {
+			if out == nil {
+				out = make(map[string]lio.ClientSpec, len(t.Clients))
+			} else {
+				out = maps.Clone(out)
+			}
+			copied = true
+		}
+		return out
+	}
+	var failed []string
+	failures := map[string]error{}
+	kept := 0
+	for ini, c := range t.Clients {
+		if c == nil {
+			continue
+		}
+		ce := memo[ini]
+		// (frozen when it was read, it still is: c itself is not read)
+		if ce != nil && ce.frozen && ce.src == c && (len(flipped) == 0 || !lunsUse(c.Luns, flipped)) {
+			kept++
+			continue
+		}
+		sameAuth := ce != nil && authEqual(ce.auth, c.Auth)
+		if sameAuth && sameLUNs(c.Luns, ce.cs.LUNs, dropped) {
+			// a copy of what it was: frozen now, its pointer will do
+			ce.src, ce.frozen = c, doc.Frozen(c)
+			kept++
+			continue
+		}
+		var auth lio.AuthSpec
+		if sameAuth {
+			auth = ce.cs.Auth
+		} else {
+			var err error
+			if auth, err = a.auth(c.Auth); err != nil {
+				failed = append(failed, ini)
+				failures[ini] = err
+				if ce != nil {
+					delete(memo, ini)
+					delete(write(), ini)
+				}
+				continue
+			}
+		}
+		cs := lio.ClientSpec{Auth: auth, LUNs: make(map[string]int, len(c.Luns))}
+		for id, l := range c.Luns {
+			if !dropped[id] {
+				cs.LUNs[id] = l.LunID
+			}
+		}
+		memo[ini] = &clientMemo{src: c, frozen: doc.Frozen(c), auth: authFields(c.Auth), cs: cs}
+		write()[ini] = cs
+		kept++
+	}
+	if len(memo) != kept {
+		// clients gone since (or now nil)
+		for ini := range memo {
+			if t.Clients[ini] == nil {
+				delete(memo, ini)
+				delete(write(), ini)
+			}
+		}
+	}
+	if out == nil {
+		write()
+	}
+	ts.Clients = out
+	tm.clients = memo
+	slices.Sort(failed)
+	for _, ini := range failed {
+		a.fail(lio.ObjectError{Target: iqn, Client: ini}, "lio: target %s client %s: %w", iqn, ini, failures[ini])
+	}
+	tm.ts, tm.reusable = ts, len(failed) == 0
+	return tm
+}
+
+// patchLUNs is the disk id -> LUN id map of refs without the dropped
+// disks: prev itself when that is what it holds, else a copy of prev with
+// the differences patched in.
+func patchLUNs(refs map[string]config.LunRef, prev map[string]int, dropped map[string]bool) map[string]int {
+	if prev == nil {
+		out := make(map[string]int, len(refs))
+		for id, l := range refs {
+			if !dropped[id] {
+				out[id] = l.LunID
+			}
+		}
+		return out
+	}
+	var out map[string]int // nil until one differs
+	n := 0
+	for id, l := range refs {
+		if dropped[id] {
+			continue
+		}
+		n++
+		if v, ok := prev[id]; ok && v == l.LunID {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(prev)
+		}
+		out[id] = l.LunID
+	}
+	if out == nil {
+		if n == len(prev) {
+			return prev
+		}
+		out = maps.Clone(prev)
+	}
+	if len(out) != n {
+		for id := range out {
+			if _, ok := refs[id]; !ok || dropped[id] {
+				delete(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// patchListed is patchLUNs when only the disks of the lists can differ
+// from prev.
+func patchListed(refs map[string]config.LunRef, prev map[string]int, dropped map[string]bool, lists ...[]string) map[string]int {
+	out, copied := prev, false
+	for _, ids := range lists {
+		for _, id := range ids {
+			l, ok := refs[id]
+			ok = ok && !dropped[id]
+			v, had := out[id]
+			if ok == had && (!ok || v == l.LunID) {
+				continue
+			}
+			if !copied {
+				out, copied = maps.Clone(prev), true
+			}
+			if ok {
+				out[id] = l.LunID
+			} else {
+				delete(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// sameLUNs reports whether luns without the dropped disks is want.
+func sameLUNs(luns map[string]config.LunRef, want map[string]int, dropped map[string]bool) bool {
+	n := 0
+	for id, l := range luns {
+		if dropped[id] {
+			continue
+		}
+		n++
+		if v, ok := want[id]; !ok || v != l.LunID {
+			return false
+		}
+	}
+	return n == len(want)
+}
