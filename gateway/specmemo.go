@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -535,11 +534,6 @@ func (x *exports) exported(id string) bool {
 		}
 	}
 	return false
-}
-
-// sameMap reports whether x and y are one map.
-func sameMap(x, y map[string]config.LunRef) bool {
-	return reflect.ValueOf(x).UnsafePointer() == reflect.ValueOf(y).UnsafePointer()
 }
 
 // lunDiff lists the disks whose LUN differs between refs and last, a
