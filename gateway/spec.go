@@ -133,26 +133,9 @@ func (a *adapter) build(spec *lio.Spec) {
 		if t == nil {
 			continue
 		}
-		p := t.Portals[a.gateway]
-		if p == nil {
+		ips, ok := a.localIPs(iqn, t)
+		if !ok {
 			continue
-		}
-		ips := p.PortalIPAddresses
-		if a.opts.LocalAddrs != nil {
-			ips = nil
-			for _, ip := range t.IPList {
-				if isLocal(a.opts.LocalAddrs, ip) {
-					ips = append(ips, ip)
-				}
-			}
-			if len(ips) == 0 {
-				// upstream's message, so operators can search for it
-				a.fail(lio.ObjectError{Target: iqn}, "lio: target %s: gateway IP addresses provided do not match any ip on this host (ip_list %v)", iqn, t.IPList)
-				continue
-			}
-		}
-		if ips == nil {
-			ips = []string{} // listed here without addresses: built, with no local TPG
 		}
 		localIPs[iqn] = ips
 	}
