@@ -188,20 +188,7 @@ func (a *adapter) build(spec *lio.Spec) {
 			spec.Backstore = bs
 		}
 	default:
-		// Build takes one backstore per gateway; mixing would silently
-		// create some disks with the wrong plugin.
-		var parts []string
-		for _, bs := range slices.Sorted(maps.Keys(backstores)) {
-			slices.Sort(backstores[bs])
-			parts = append(parts, fmt.Sprintf("%s: %s", bs, strings.Join(backstores[bs], ", ")))
-		}
-		mixed := strings.Join(parts, "; ")
-		for _, bs := range slices.Sorted(maps.Keys(backstores)) {
-			for _, id := range backstores[bs] {
-				a.fail(lio.ObjectError{Disk: id}, "lio: disk %s: the disks of this gateway use different backstores (%s); only one backstore per gateway is supported", id, mixed)
-				dropped[id] = true
-			}
-		}
+		a.failMixed(backstores, dropped)
 	}
 
 	for _, iqn := range slices.Sorted(maps.Keys(a.doc.Targets)) {
@@ -210,6 +197,25 @@ func (a *adapter) build(spec *lio.Spec) {
 			continue
 		}
 		spec.Targets[iqn] = a.target(iqn, t, localIPs[iqn], dropped)
+	}
+}
+
+// failMixed fails every disk of backstores (backstore -> disk ids), which
+// holds more than one backstore, and drops it: Build takes one backstore
+// per gateway, and mixing would silently create some disks with the wrong
+// plugin.
+func (a *adapter) failMixed(backstores map[string][]string, dropped map[string]bool) {
+	var parts []string
+	for _, bs := range slices.Sorted(maps.Keys(backstores)) {
+		slices.Sort(backstores[bs])
+		parts = append(parts, fmt.Sprintf("%s: %s", bs, strings.Join(backstores[bs], ", ")))
+	}
+	mixed := strings.Join(parts, "; ")
+	for _, bs := range slices.Sorted(maps.Keys(backstores)) {
+		for _, id := range backstores[bs] {
+			a.fail(lio.ObjectError{Disk: id}, "lio: disk %s: the disks of this gateway use different backstores (%s); only one backstore per gateway is supported", id, mixed)
+			dropped[id] = true
+		}
 	}
 }
 

@@ -2,12 +2,10 @@ package gateway
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 
 	"ceph-iscsi/config"
@@ -503,18 +501,7 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 				backstores[e.bs] = append(backstores[e.bs], id)
 			}
 		}
-		var parts []string
-		for _, bs := range slices.Sorted(maps.Keys(backstores)) {
-			slices.Sort(backstores[bs])
-			parts = append(parts, fmt.Sprintf("%s: %s", bs, strings.Join(backstores[bs], ", ")))
-		}
-		mixed := strings.Join(parts, "; ")
-		for _, bs := range slices.Sorted(maps.Keys(backstores)) {
-			for _, id := range backstores[bs] {
-				a.fail(lio.ObjectError{Disk: id}, "lio: disk %s: the disks of this gateway use different backstores (%s); only one backstore per gateway is supported", id, mixed)
-				dropped[id] = true
-			}
-		}
+		a.failMixed(backstores, dropped)
 	}
 	return dropped
 }
