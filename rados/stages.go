@@ -8,7 +8,8 @@ import (
 // StageTimer receives the duration of each step of a Store call: "lock",
 // "read" (the object read and parsed), "mutation" (the caller's change),
 // "encode" (validation and encoding), "write" for a commit, "version" (the
-// stat) for a snapshot. The API answers them as its Server-Timing header.
+// stat) for a snapshot, preceded by "version-wait" when it waited for
+// another caller's stat. The API answers them as its Server-Timing header.
 type StageTimer func(stage string, d time.Duration)
 
 type stageTimerKey struct{}

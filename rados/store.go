@@ -304,7 +304,7 @@ func (s *Store) Snapshot(ctx context.Context) (*config.Doc, uint64, error) {
 		begin = t
 	}
 	clock := newStageClock(ctx)
-	ver, err := s.sharedVersion(begin)
+	ver, err := s.sharedVersion(begin, clock)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -385,16 +385,21 @@ type versionCall struct {
 // one per round trip however many requests arrive: on a loaded host (a
 // TCG guest) a stat per request costs more than the wait. Only the caller
 // that sends the stat opens an I/O context for it.
-func (s *Store) sharedVersion(begin time.Time) (uint64, error) {
+//
+// The time spent waiting for another caller's stat is reported to clock as
+// "version-wait", so that "version" is this caller's own round trip.
+func (s *Store) sharedVersion(begin time.Time, clock *stageClock) (uint64, error) {
 	s.statMu.Lock()
 	if c := s.lastSent; c != nil && !c.sent.Before(begin) {
 		s.statMu.Unlock()
 		<-c.done
+		clock.mark("version-wait")
 		return c.ver, c.err
 	}
 	if c := s.statNext; c != nil {
 		s.statMu.Unlock()
 		<-c.done
+		clock.mark("version-wait")
 		return c.ver, c.err
 	}
 	c := &versionCall{done: make(chan struct{})}
@@ -402,6 +407,7 @@ func (s *Store) sharedVersion(begin time.Time) (uint64, error) {
 		s.statNext = c
 		s.statMu.Unlock()
 		<-prev.done
+		clock.mark("version-wait")
 		s.statMu.Lock()
 		s.statNext = nil
 	}
