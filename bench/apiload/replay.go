@@ -419,15 +419,26 @@ func printStages(w io.Writer, stages []stageRecord, from, to int) {
 	if len(by) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "server stages of disks %d..%d (Server-Timing), mean ms:\n", from, to)
+	// A stage only some calls had (a stat when the cached document could
+	// not be used) is averaged over every call of the segment, like the
+	// call times, and says how many had it: a mean over the few alone
+	// reads like a cost every call pays.
+	fmt.Fprintf(w, "server stages of disks %d..%d (Server-Timing), mean ms over the segment's calls (k/n: only k of n calls had the stage):\n", from, to)
 	for _, call := range callOrder {
 		if by[call] == nil {
 			continue
 		}
+		calls := 0
+		for _, a := range by[call] {
+			calls = max(calls, a.n)
+		}
 		line := fmt.Sprintf("  %-11s", call)
 		for _, name := range order[call] {
 			a := by[call][name]
-			line += fmt.Sprintf(" %s=%.1f", name, a.sum/float64(a.n))
+			line += fmt.Sprintf(" %s=%.1f", name, a.sum/float64(calls))
+			if a.n < calls {
+				line += fmt.Sprintf("(%d/%d)", a.n, calls)
+			}
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -25,7 +25,7 @@ func TestParseServerTiming(t *testing.T) {
 }
 
 // The stage lines of a -replay file are skipped by -summary, and printed
-// per call as means by printStages.
+// per call as means by printStages, over every call of the segment.
 func TestStageRecords(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "replay.txt")
 	body := "call client 4 0.500000\nstage client 4 lock 10.000\nstage client 4 total 30.000\n" +
@@ -41,9 +41,10 @@ func TestStageRecords(t *testing.T) {
 	printStages(&b, []stageRecord{
 		{call: "client", disks: 4, name: "lock", ms: 10}, {call: "client", disks: 4, name: "total", ms: 30},
 		{call: "client", disks: 8, name: "lock", ms: 20}, {call: "client", disks: 8, name: "total", ms: 50},
+		{call: "client", disks: 8, name: "version", ms: 8},
 		{call: "client", disks: 12, name: "lock", ms: 99},
 	}, 1, 8)
-	if !strings.Contains(b.String(), "client      lock=15.0 total=40.0") {
+	if !strings.Contains(b.String(), "client      lock=15.0 total=40.0 version=4.0(1/2)") {
 		t.Errorf("printStages:\n%s", b.String())
 	}
 }
