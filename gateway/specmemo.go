@@ -115,8 +115,8 @@ type targetMemo struct {
 	// to the next; clientsOut likewise ts.Clients when clients is set.
 	luns       *mapPair[int]
 	clientsOut *mapPair[lio.ClientSpec]
-	authOK   bool
-	auth     config.Auth
+	authOK     bool
+	auth       config.Auth
 	// clients are what the clients in ts.Clients came to (nil: none
 	// remembered)
 	clients map[string]*clientMemo
