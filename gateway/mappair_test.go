@@ -1,12 +1,19 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net/netip"
 	"reflect"
+	"sync"
 	"testing"
 
+	"ceph-iscsi/config"
+	"ceph-iscsi/host"
 	"ceph-iscsi/lio"
 )
 
@@ -154,4 +161,59 @@ func deepSpec(s lio.Spec) lio.Spec {
 		c.Targets[iqn] = ts
 	}
 	return c
+}
+
+// TestConcurrentChecksKeepSpecs checks documents from two goroutines at
+// once through one Reconciler, whose spec memo then moves between them at
+// every build: each desired state must still be a build from scratch's,
+// which holds only while no spec is patched under a Builder reading it
+// (Reconciler.specMu). Run it with -race to see every such read.
+func TestConcurrentChecksKeepSpecs(t *testing.T) {
+	ctx := context.Background()
+	w := newMemoWorld(t, 5, 24, true)
+	var docs []*config.Doc
+	for range 40 {
+		w.doc = w.doc.Fork()
+		for range 1 + w.rng.IntN(3) {
+			w.mutate()
+		}
+		docs = append(docs, w.doc)
+	}
+	fs, err := lio.NewEmulatedFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.rec = New(Options{FS: fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Size: w.sizeOf,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	wants := make([]lio.State, len(docs))
+	for i, doc := range docs {
+		opts := FromConfigOptions{LocalAddrs: []netip.Addr{addr1}, Size: w.sizeOf, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			DevicePath: func(pool, image string) (string, error) {
+				return w.rec.devicePath(ctx, Mode{DryRun: true}, blockExporters(doc), pool, image)
+			}}
+		spec, _ := SpecFromConfig(doc, gw1, nil, opts)
+		wants[i], _ = lio.Build(spec)
+	}
+	var wg sync.WaitGroup
+	for g := range 3 {
+		wg.Go(func() {
+			for round := range 6 {
+				for k := range docs {
+					i := k
+					if (g+round)%2 == 1 {
+						i = len(docs) - 1 - k
+					}
+					// a new epoch each round: not the state built last round
+					doc := docs[i].Fork()
+					doc.Epoch = int64(100*round + 10*g)
+					got, _ := w.rec.desired(ctx, doc, Mode{DryRun: true}, doc.Gateways[gw1] != nil, false, nil)
+					if !reflect.DeepEqual(got, wants[i]) {
+						t.Errorf("goroutine %d, round %d, document %d: the desired state differs from a build from scratch", g, round, i)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
