@@ -94,10 +94,9 @@ type diskMemo struct {
 	sized bool
 }
 
-type diskChange struct {
-	id string
-	ds lio.DiskSpec
-}
+// diskChange is a disk made again, as the edit of the spec's disks it
+// is: key its id, val its DiskSpec.
+type diskChange = mapEdit[lio.DiskSpec]
 
 type targetMemo struct {
 	src    *config.Target
@@ -439,7 +438,7 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 			ds.Owner = *d.Owner
 		}
 		m.disks[id] = ne
-		changed = append(changed, diskChange{id, ds})
+		changed = append(changed, diskChange{key: id, val: ds})
 		if exp {
 			resolve = append(resolve, len(changed)-1)
 		}
@@ -447,12 +446,12 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 	if b.prefetch != nil && len(resolve) > 1 {
 		ids := make([]string, len(resolve))
 		for i, c := range resolve {
-			ids[i] = changed[c].id
+			ids[i] = changed[c].key
 		}
 		b.prefetch(ids)
 	}
 	for _, c := range resolve {
-		id, ds := changed[c].id, &changed[c].ds
+		id, ds := changed[c].key, &changed[c].val
 		d, ne := doc.Disks[id], m.disks[id]
 		bs, err := a.resolveDisk(id, d, ds)
 		switch {
@@ -569,15 +568,9 @@ func (m *specMemo) uncount(e diskMemo) {
 // and the held sizes likewise.
 func (b *memoBuild) patchDisks(spec *lio.Spec, changed []diskChange, removed []string) {
 	m := b.m
-	var edits []mapEdit[lio.DiskSpec]
-	if len(changed)+len(removed) > 0 {
-		edits = make([]mapEdit[lio.DiskSpec], 0, len(changed)+len(removed))
-		for _, c := range changed {
-			edits = append(edits, mapEdit[lio.DiskSpec]{key: c.id, val: c.ds})
-		}
-		for _, id := range removed {
-			edits = append(edits, mapEdit[lio.DiskSpec]{key: id, del: true})
-		}
+	edits := changed
+	for _, id := range removed {
+		edits = append(edits, mapEdit[lio.DiskSpec]{key: id, del: true})
 	}
 	spec.Disks = m.disksOut.next(edits)
 
@@ -589,13 +582,13 @@ func (b *memoBuild) patchDisks(spec *lio.Spec, changed []diskChange, removed []s
 		sizeEdits[id] = e
 	}
 	for _, c := range changed {
-		e := m.disks[c.id]
-		n, had := m.sizes.get(c.id)
+		e := m.disks[c.key]
+		n, had := m.sizes.get(c.key)
 		switch {
 		case e.sized && (!had || n != e.size):
-			edit(c.id, sizeEdit{n: e.size})
+			edit(c.key, sizeEdit{n: e.size})
 		case !e.sized && had:
-			edit(c.id, sizeEdit{gone: true})
+			edit(c.key, sizeEdit{gone: true})
 		}
 	}
 	for _, id := range removed {
