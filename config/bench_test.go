@@ -69,6 +69,7 @@ func BenchmarkScale(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("luns=%d/fork", n), func(b *testing.B) {
+			b.ReportAllocs()
 			defer cpuPerOp(b, processCPU())
 			for b.Loop() {
 				_ = d.Fork()
@@ -79,10 +80,27 @@ func BenchmarkScale(b *testing.B) {
 		b.Run(fmt.Sprintf("luns=%d/fork+setclientluns", n), func(b *testing.B) {
 			const c = "iqn.1994-05.com.example:c00001"
 			imgs := []string{"rbd/img00004", "rbd/img00005", "rbd/img00006", "rbd/img00008"}
+			b.ReportAllocs()
 			defer cpuPerOp(b, processCPU())
 			for b.Loop() {
 				if _, err := d.Fork().SetClientLuns("iqn.2003-01.com.example.bench:target", c, imgs, time.Time{}); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+		// a targetlun request's document work before its encode: a fork of
+		// the cached document and a registered disk mapped to the target
+		b.Run(fmt.Sprintf("luns=%d/fork+maptargetlun", n), func(b *testing.B) {
+			const spare = "rbd/spare"
+			base := d.Fork()
+			base.Disks[spare] = &Disk{Pool: "rbd", Image: "spare", Backstore: "user:rbd", Controls: map[string]any{}}
+			base.Gateways["gw1"] = &Gateway{}
+			now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+			b.ReportAllocs()
+			defer cpuPerOp(b, processCPU())
+			for b.Loop() {
+				if ok, _, err := base.Fork().MapTargetLun("iqn.2003-01.com.example.bench:target", spare, nil, "gw1", now); err != nil || !ok {
+					b.Fatal(ok, err)
 				}
 			}
 		})

@@ -128,6 +128,17 @@ func (d *Doc) MutTarget(iqn string) *Target {
 	return t
 }
 
+// mutTargetLuns is MutTarget for a change of the target's fields and LUN
+// map only: its clients, portals and groups maps stay borrowed, so that a
+// LUN mapped to a target of a thousand clients does not copy their map.
+func (d *Doc) mutTargetLuns(iqn string) *Target {
+	t := d.targetCopy(iqn)
+	if t != nil {
+		t.ownMaps(borrowedDisks)
+	}
+	return t
+}
+
 // targetCopy is targets[iqn], copied into d when shared, whose maps may
 // still be borrowed from the target it was copied from.
 func (d *Doc) targetCopy(iqn string) *Target {

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"sync"
 	"testing"
@@ -468,5 +469,62 @@ func TestFrozenLuns(t *testing.T) {
 	}
 	if g := f.Fork(); !g.FrozenLuns(g.Targets[cowTarget]) {
 		t.Fatal("a fork of the changed fork does not freeze the LUN map")
+	}
+}
+
+// TestMapTargetLunCopiesOnlyTheLunMap: mapping a LUN copies the target
+// and its LUN map, not the map of its clients, which a later change of a
+// client copies then, leaving the source's as it was.
+func TestMapTargetLunCopiesOnlyTheLunMap(t *testing.T) {
+	src := cowDoc(t)
+	fork := src.Fork()
+	mustChange(t)(func() (bool, error) {
+		changed, _, err := fork.MapTargetLun(cowTarget, "rbd/spare16", nil, "gw2", cowNow)
+		return changed, err
+	}())
+	st, ft := src.Targets[cowTarget], fork.Targets[cowTarget]
+	same := func(a, b any) bool { return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer() }
+	if st == ft || same(st.Disks, ft.Disks) {
+		t.Fatal("the target or its LUN map is still shared")
+	}
+	if _, ok := st.Disks["rbd/spare16"]; ok {
+		t.Fatal("the source's LUN map got the fork's LUN")
+	}
+	if !same(st.Clients, ft.Clients) || !same(st.Portals, ft.Portals) || !same(st.Groups, ft.Groups) {
+		t.Error("mapping a LUN copied the target's clients, portals or groups map")
+	}
+	if fork.FrozenLuns(ft) {
+		t.Error("the fork's own LUN map is reported frozen")
+	}
+	before := src.Marshal()
+	c := fork.MutClient(cowTarget, cowClient)
+	c.Luns = map[string]LunRef{}
+	delete(fork.MutTarget(cowTarget).Clients, "iqn.1994-05.com.example:c00002")
+	if same(st.Clients, ft.Clients) || !bytes.Equal(src.Marshal(), before) {
+		t.Fatal("a client's change after the LUN's wrote the source's clients")
+	}
+}
+
+// TestLowestFreeRef is lowestFreeLun of the ids refs use, for ids in and
+// out of range, and full ranges.
+func TestLowestFreeRef(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for step := range 2000 {
+		maxID := 1 + rng.IntN(12)
+		refs := map[string]LunRef{}
+		used := map[int]bool{}
+		for i := range rng.IntN(16) {
+			id := rng.IntN(maxID+3) - 1
+			if rng.IntN(3) == 0 {
+				id = i // dense from 0: a full range now and then
+			}
+			refs[fmt.Sprint("d", i)] = LunRef{LunID: id}
+			used[id] = true
+		}
+		gotID, gotOK := lowestFreeRef(refs, maxID)
+		wantID, wantOK := lowestFreeLun(used, maxID)
+		if gotID != wantID || gotOK != wantOK {
+			t.Fatalf("step %d: maxID %d, refs %v: got %d %v, want %d %v", step, maxID, refs, gotID, gotOK, wantID, wantOK)
+		}
 	}
 }

@@ -194,7 +194,7 @@ func (d *Doc) DetachDisk(id string) {
 		}
 		// t is read, what holds the disk is changed through d
 		if _, ok := t.Disks[id]; ok {
-			delete(d.MutTarget(iqn).Disks, id)
+			delete(d.mutTargetLuns(iqn).Disks, id)
 		}
 		for ini, cl := range t.Clients {
 			if cl == nil {

@@ -129,16 +129,12 @@ func (d *Doc) MapTargetLun(targetIQN, disk string, lunID *int, owner string, now
 		}
 		id = *lunID
 	} else {
-		used := map[int]bool{}
-		for _, ref := range t.Disks {
-			used[ref.LunID] = true
-		}
 		var ok bool
-		if id, ok = lowestFreeLun(used, MaxTargetLunID); !ok {
+		if id, ok = lowestFreeRef(t.Disks, MaxTargetLunID); !ok {
 			return false, 0, lunRejection(ErrConflict, msgLunNoFreeTargetLun, MaxTargetLunID, targetIQN)
 		}
 	}
-	t = d.MutTarget(targetIQN)
+	t = d.mutTargetLuns(targetIQN)
 	if t.Disks == nil {
 		t.Disks = map[string]LunRef{}
 	}
@@ -207,7 +203,7 @@ func (d *Doc) UnmapTargetLun(targetIQN, disk string, now time.Time) (bool, error
 	if user != "" {
 		return false, lunRejection(ErrConflict, msgLunAllocated, disk, user)
 	}
-	t = d.MutTarget(targetIQN)
+	t = d.mutTargetLuns(targetIQN)
 	delete(t.Disks, disk)
 	ts := Timestamp(now)
 	dk := d.MutDisk(disk)
@@ -319,6 +315,22 @@ func (d *Doc) SetClientLuns(targetIQN, clientIQN string, images []string, now ti
 	c.Luns = luns
 	d.Targets[targetIQN].stamp(now)
 	return true, nil
+}
+
+// lowestFreeRef is the lowest LUN id in 0..maxID that no ref of refs
+// has. Of n refs, it is at most n: a set of the ids up to n finds it,
+// where a set of every id would hold thousands.
+func lowestFreeRef(refs map[string]LunRef, maxID int) (int, bool) {
+	used := make([]bool, min(len(refs), maxID)+1)
+	for _, ref := range refs {
+		if ref.LunID >= 0 && ref.LunID < len(used) {
+			used[ref.LunID] = true
+		}
+	}
+	if id := slices.Index(used, false); id >= 0 {
+		return id, true
+	}
+	return 0, false
 }
 
 // lowestFreeLun is the lowest id in 0..maxID not in used.

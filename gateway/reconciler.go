@@ -180,6 +180,10 @@ type Reconciler struct {
 	// except when a size is first cached, which changes none it holds.
 	specs   specMemo
 	specGen atomic.Uint64
+	// specMu holds a spec from specs until builder is done with it: specs
+	// patches the maps of a spec into the one after next (mapPair), so a
+	// check and a reconcile must not interleave their specs and builds.
+	specMu sync.Mutex
 	// builder makes a document's desired state from the pieces it made
 	// for the documents before (lio.Builder): a change rebuilds what it
 	// changed.
@@ -758,13 +762,19 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		r.cacheMu.Unlock()
 		// the sizes it reuses (held) are not asked for again: a run
 		// keeps them cached (runLocked)
-		spec, held, specErr := r.specs.spec(doc, r.opts.Identity.Name, r.opts.Settings, opts, r.specGen.Load(),
-			func(ids []string) { r.prefetchDisks(ctx, doc, ids) })
+		var held *sizeSet
+		var specErr, buildErr error
+		func() {
+			r.specMu.Lock()
+			defer r.specMu.Unlock()
+			var spec lio.Spec
+			spec, held, specErr = r.specs.spec(doc, r.opts.Identity.Name, r.opts.Settings, opts, r.specGen.Load(),
+				func(ids []string) { r.prefetchDisks(ctx, doc, ids) })
+			st, buildErr = r.builder.Build(spec)
+		}()
 		if record {
 			r.runHeld = held
 		}
-		var buildErr error
-		st, buildErr = r.builder.Build(spec)
 		if err := errors.Join(specErr, buildErr); err != nil {
 			// not memoized: a failed size read or decrypt is retried
 			if record {

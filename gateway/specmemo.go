@@ -31,7 +31,10 @@ import (
 // disks are always resolved again, as their device path is not keyed.
 //
 // The lio.Spec it returns shares its maps with the next ones: neither the
-// caller nor lio.Builder may write them (it is Frozen).
+// caller nor lio.Builder may write them (it is Frozen). A map it changed
+// is patched again into the spec after next (mapPair): the caller is done
+// with a spec, lio.Builder.Build included, before it asks for the one
+// after next.
 type specMemo struct {
 	mu    sync.Mutex
 	valid bool
@@ -42,9 +45,9 @@ type specMemo struct {
 	discSpec lio.AuthSpec
 
 	// disks are what each non-nil disk of the last document came to: the
-	// keys of disksOut, the last lio.Spec's Disks.
+	// keys of disksOut.cur, the last lio.Spec's Disks.
 	disks    map[string]diskMemo
-	disksOut map[string]lio.DiskSpec
+	disksOut mapPair[lio.DiskSpec]
 	// bsCount counts the exported, resolved disks by backstore.
 	bsCount map[string]int
 	// dropped are the disks the last build left out of every target.
@@ -91,10 +94,9 @@ type diskMemo struct {
 	sized bool
 }
 
-type diskChange struct {
-	id string
-	ds lio.DiskSpec
-}
+// diskChange is a disk made again, as the edit of the spec's disks it
+// is: key its id, val its DiskSpec.
+type diskChange = mapEdit[lio.DiskSpec]
 
 type targetMemo struct {
 	src    *config.Target
@@ -108,8 +110,12 @@ type targetMemo struct {
 	// error in it)
 	reusable bool
 	ts       lio.TargetSpec
-	authOK   bool
-	auth     config.Auth
+	// luns make ts.Disks (its cur), carried from one memo of the target
+	// to the next; clientsOut likewise ts.Clients when clients is set.
+	luns       *mapPair[int]
+	clientsOut *mapPair[lio.ClientSpec]
+	authOK     bool
+	auth       config.Auth
 	// clients are what the clients in ts.Clients came to (nil: none
 	// remembered)
 	clients map[string]*clientMemo
@@ -132,7 +138,7 @@ func (m *specMemo) reset() {
 func (m *specMemo) clear() {
 	m.valid, m.key = false, specKey{}
 	m.discOK, m.discAuth, m.discSpec = false, config.Auth{}, lio.AuthSpec{}
-	m.disks, m.disksOut, m.bsCount, m.dropped = map[string]diskMemo{}, nil, map[string]int{}, nil
+	m.disks, m.disksOut, m.bsCount, m.dropped = map[string]diskMemo{}, mapPair[lio.DiskSpec]{}, map[string]int{}, nil
 	m.targets, m.sizes, m.local = map[string]*targetMemo{}, nil, nil
 }
 
@@ -285,7 +291,7 @@ func (b *memoBuild) build(spec *lio.Spec) {
 				diffs[iqn] = lunDiff(t.Disks, prev.ts.Disks)
 			}
 		}
-		ex.known = m.disksOut != nil && slices.Equal(local, m.local)
+		ex.known = m.disksOut.cur != nil && slices.Equal(local, m.local)
 		for _, iqn := range local {
 			d, ok := diffs[iqn]
 			ex.known = ex.known && ok
@@ -432,7 +438,7 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 			ds.Owner = *d.Owner
 		}
 		m.disks[id] = ne
-		changed = append(changed, diskChange{id, ds})
+		changed = append(changed, diskChange{key: id, val: ds})
 		if exp {
 			resolve = append(resolve, len(changed)-1)
 		}
@@ -440,12 +446,12 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 	if b.prefetch != nil && len(resolve) > 1 {
 		ids := make([]string, len(resolve))
 		for i, c := range resolve {
-			ids[i] = changed[c].id
+			ids[i] = changed[c].key
 		}
 		b.prefetch(ids)
 	}
 	for _, c := range resolve {
-		id, ds := changed[c].id, &changed[c].ds
+		id, ds := changed[c].key, &changed[c].val
 		d, ne := doc.Disks[id], m.disks[id]
 		bs, err := a.resolveDisk(id, d, ds)
 		switch {
@@ -558,42 +564,31 @@ func (m *specMemo) uncount(e diskMemo) {
 }
 
 // patchDisks makes spec.Disks the last one with the disks changed and
-// removed patched in (the last one itself when none were), and the held
-// sizes likewise.
+// removed patched in (the last one itself when none were: see mapPair),
+// and the held sizes likewise.
 func (b *memoBuild) patchDisks(spec *lio.Spec, changed []diskChange, removed []string) {
 	m := b.m
-	if len(changed) > 0 || len(removed) > 0 || m.disksOut == nil {
-		var out map[string]lio.DiskSpec
-		if m.disksOut == nil {
-			out = make(map[string]lio.DiskSpec, len(changed))
-		} else {
-			out = maps.Clone(m.disksOut)
-		}
-		for _, c := range changed {
-			out[c.id] = c.ds
-		}
-		for _, id := range removed {
-			delete(out, id)
-		}
-		m.disksOut = out
+	edits := changed
+	for _, id := range removed {
+		edits = append(edits, mapEdit[lio.DiskSpec]{key: id, del: true})
 	}
-	spec.Disks = m.disksOut
+	spec.Disks = m.disksOut.next(edits)
 
-	var edits map[string]sizeEdit
+	var sizeEdits map[string]sizeEdit
 	edit := func(id string, e sizeEdit) {
-		if edits == nil {
-			edits = map[string]sizeEdit{}
+		if sizeEdits == nil {
+			sizeEdits = map[string]sizeEdit{}
 		}
-		edits[id] = e
+		sizeEdits[id] = e
 	}
 	for _, c := range changed {
-		e := m.disks[c.id]
-		n, had := m.sizes.get(c.id)
+		e := m.disks[c.key]
+		n, had := m.sizes.get(c.key)
 		switch {
 		case e.sized && (!had || n != e.size):
-			edit(c.id, sizeEdit{n: e.size})
+			edit(c.key, sizeEdit{n: e.size})
 		case !e.sized && had:
-			edit(c.id, sizeEdit{gone: true})
+			edit(c.key, sizeEdit{gone: true})
 		}
 	}
 	for _, id := range removed {
@@ -601,8 +596,8 @@ func (b *memoBuild) patchDisks(spec *lio.Spec, changed []diskChange, removed []s
 			edit(id, sizeEdit{gone: true})
 		}
 	}
-	if edits != nil {
-		m.sizes = m.sizes.with(edits)
+	if sizeEdits != nil {
+		m.sizes = m.sizes.with(sizeEdits)
 	}
 }
 
@@ -694,27 +689,27 @@ func (s *sizeSet) with(edits map[string]sizeEdit) *sizeSet {
 func (b *memoBuild) target(iqn string, t *config.Target, local []string, dropped map[string]bool, flipped []string, prev *targetMemo,
 	diff []string, known bool) *targetMemo {
 	a, doc := b.a, b.doc
-	var prevTS lio.TargetSpec
-	if prev != nil {
-		prevTS = prev.ts
-	}
 	ts := lio.TargetSpec{
 		ACLEnabled: t.ACLEnabled,
 		Controls:   t.Controls,
 		IPList:     t.IPList,
 		Portals:    make(map[string][]string, len(t.Portals)),
 	}
+	luns := &mapPair[int]{}
+	if prev != nil && prev.luns != nil {
+		luns = prev.luns
+	}
 	if known {
-		ts.Disks = patchListed(t.Disks, prevTS.Disks, dropped, diff, flipped)
+		ts.Disks = luns.next(listedEdits(t.Disks, luns.cur, dropped, diff, flipped))
 	} else {
-		ts.Disks = patchLUNs(t.Disks, prevTS.Disks, dropped)
+		ts.Disks = luns.next(lunEdits(t.Disks, luns.cur, dropped))
 	}
 	for gw, p := range t.Portals {
 		if p != nil && gw != a.gateway {
 			ts.Portals[gw] = p.PortalIPAddresses
 		}
 	}
-	tm := &targetMemo{src: t, frozen: doc.Frozen(t), local: slices.Clone(local), lunMap: t.Disks}
+	tm := &targetMemo{src: t, frozen: doc.Frozen(t), local: slices.Clone(local), lunMap: t.Disks, luns: luns}
 	// (a map once a frozen target's stays unwritten, whoever borrows it)
 	tm.lunMapFrozen = tm.frozen || prev != nil && prev.lunMapFrozen && sameMap(t.Disks, prev.lunMap)
 	if local == nil {
@@ -739,24 +734,13 @@ func (b *memoBuild) target(iqn string, t *config.Target, local []string, dropped
 	ts.Auth = auth
 	ts.Portals[a.gateway] = local
 
-	// the clients in the last spec, copied before the first change
-	var out map[string]lio.ClientSpec
+	// the clients in the last spec (out.cur), and the changes to them
+	out := &mapPair[lio.ClientSpec]{}
 	memo := map[string]*clientMemo{}
 	if prev != nil && prev.clients != nil {
-		out, memo = prevTS.Clients, prev.clients
+		out, memo = prev.clientsOut, prev.clients
 	}
-	copied := false
-	write := func() map[string]lio.ClientSpec {
-		if !copied {
-			if out == nil {
-				out = make(map[string]lio.ClientSpec, len(t.Clients))
-			} else {
-				out = maps.Clone(out)
-			}
-			copied = true
-		}
-		return out
-	}
+	var edits []mapEdit[lio.ClientSpec]
 	var failed []string
 	failures := map[string]error{}
 	kept := 0
@@ -787,7 +771,7 @@ func (b *memoBuild) target(iqn string, t *config.Target, local []string, dropped
 				failures[ini] = err
 				if ce != nil {
 					delete(memo, ini)
-					delete(write(), ini)
+					edits = append(edits, mapEdit[lio.ClientSpec]{key: ini, del: true})
 				}
 				continue
 			}
@@ -799,7 +783,7 @@ func (b *memoBuild) target(iqn string, t *config.Target, local []string, dropped
 			}
 		}
 		memo[ini] = &clientMemo{src: c, frozen: doc.Frozen(c), auth: authFields(c.Auth), cs: cs}
-		write()[ini] = cs
+		edits = append(edits, mapEdit[lio.ClientSpec]{key: ini, val: cs})
 		kept++
 	}
 	if len(memo) != kept {
@@ -807,15 +791,12 @@ func (b *memoBuild) target(iqn string, t *config.Target, local []string, dropped
 		for ini := range memo {
 			if t.Clients[ini] == nil {
 				delete(memo, ini)
-				delete(write(), ini)
+				edits = append(edits, mapEdit[lio.ClientSpec]{key: ini, del: true})
 			}
 		}
 	}
-	if out == nil {
-		write()
-	}
-	ts.Clients = out
-	tm.clients = memo
+	ts.Clients = out.next(edits)
+	tm.clients, tm.clientsOut = memo, out
 	slices.Sort(failed)
 	for _, ini := range failed {
 		a.fail(lio.ObjectError{Target: iqn, Client: ini}, "lio: target %s client %s: %w", iqn, ini, failures[ini])
@@ -824,73 +805,54 @@ func (b *memoBuild) target(iqn string, t *config.Target, local []string, dropped
 	return tm
 }
 
-// patchLUNs is the disk id -> LUN id map of refs without the dropped
-// disks: prev itself when that is what it holds, else a copy of prev with
-// the differences patched in.
-func patchLUNs(refs map[string]config.LunRef, prev map[string]int, dropped map[string]bool) map[string]int {
-	if prev == nil {
-		out := make(map[string]int, len(refs))
-		for id, l := range refs {
-			if !dropped[id] {
-				out[id] = l.LunID
-			}
-		}
-		return out
-	}
-	var out map[string]int // nil until one differs
-	n := 0
+// lunEdits are the edits that make prev (nil: none) the disk id -> LUN
+// id map of refs without the dropped disks: none when that is what it
+// holds.
+func lunEdits(refs map[string]config.LunRef, prev map[string]int, dropped map[string]bool) []mapEdit[int] {
+	var edits []mapEdit[int]
+	n, added := 0, 0
 	for id, l := range refs {
 		if dropped[id] {
 			continue
 		}
 		n++
-		if v, ok := prev[id]; ok && v == l.LunID {
+		v, ok := prev[id]
+		if ok && v == l.LunID {
 			continue
 		}
-		if out == nil {
-			out = maps.Clone(prev)
+		if !ok {
+			added++
 		}
-		out[id] = l.LunID
+		edits = append(edits, mapEdit[int]{key: id, val: l.LunID})
 	}
-	if out == nil {
-		if n == len(prev) {
-			return prev
-		}
-		out = maps.Clone(prev)
-	}
-	if len(out) != n {
-		for id := range out {
+	if len(prev)+added != n {
+		// some of prev are gone
+		for id := range prev {
 			if _, ok := refs[id]; !ok || dropped[id] {
-				delete(out, id)
+				edits = append(edits, mapEdit[int]{key: id, del: true})
 			}
 		}
 	}
-	return out
+	return edits
 }
 
-// patchListed is patchLUNs when only the disks of the lists can differ
+// listedEdits is lunEdits when only the disks of the lists can differ
 // from prev.
-func patchListed(refs map[string]config.LunRef, prev map[string]int, dropped map[string]bool, lists ...[]string) map[string]int {
-	out, copied := prev, false
+func listedEdits(refs map[string]config.LunRef, prev map[string]int, dropped map[string]bool, lists ...[]string) []mapEdit[int] {
+	var edits []mapEdit[int]
 	for _, ids := range lists {
 		for _, id := range ids {
 			l, ok := refs[id]
 			ok = ok && !dropped[id]
-			v, had := out[id]
+			v, had := prev[id]
 			if ok == had && (!ok || v == l.LunID) {
 				continue
 			}
-			if !copied {
-				out, copied = maps.Clone(prev), true
-			}
-			if ok {
-				out[id] = l.LunID
-			} else {
-				delete(out, id)
-			}
+			// (an id in two lists is edited twice, to the same end)
+			edits = append(edits, mapEdit[int]{key: id, val: l.LunID, del: !ok})
 		}
 	}
-	return out
+	return edits
 }
 
 // sameLUNs reports whether luns without the dropped disks is want.
