@@ -163,6 +163,7 @@ type buildMemo struct {
 	gen     int
 	disks   map[string]*diskEntry
 	names   []string
+	namesG  grown[string] // names' array
 	badName map[string]error
 	// changedDisks are the ids of the disks new, changed or gone since the
 	// build before.
@@ -638,7 +639,7 @@ func (m *buildMemo) diskNames(spec Spec) {
 		}
 	}
 	slices.Sort(at)
-	m.names = splice(m.names, at, add, strings.Compare)
+	m.names = m.namesG.splice(m.names, at, add, strings.Compare, eq[string])
 }
 
 // nameBefore is the storage-object name disk id had in the build before;
@@ -1005,6 +1006,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 // Builder's memo, so read only.
 type tpgLUNs struct {
 	luns      []LUN
+	grown     grown[LUN] // luns' array, for a memo's patch
 	lunByDisk map[string]int
 	// errs name the disks whose LUN could not be built.
 	errs []*ObjectError
@@ -1024,6 +1026,10 @@ type lunsPiece struct {
 	// sos are the storage objects of its disks with this target's ALUA
 	// groups, the only ones they had
 	sos []StorageObject
+	// the arrays of sos, ids and lunIDs, which a patch extends
+	sosG    grown[StorageObject]
+	idsG    grown[string]
+	lunIDsG grown[int]
 	// names and indexes are the disk of each storage object and LUN id,
 	// when no two disks share either (patchable): patch checks a new
 	// disk against them.
@@ -1110,6 +1116,8 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 			tl.lunByDisk[id] = ts.Disks[id]
 		}
 		sortLUNs(tl.luns)
+		// clipped: the spare room is the memo's (grown)
+		tl.grown.all, tl.luns = tl.luns, slices.Clip(tl.luns)
 		clean = clean && len(tl.errs) == 0
 		tpgs[i] = tl
 	}
@@ -1146,6 +1154,8 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 		return tpgs, nil // it shares storage objects with a target built before
 	}
 	slices.SortFunc(p.sos, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
+	p.sosG.all, p.sos = p.sos, slices.Clip(p.sos)
+	p.idsG.all, p.lunIDsG.all = p.ids, p.lunIDs
 	p.gen = m.gen
 	if spec.Frozen {
 		p.frozenDisks = ts.Disks
