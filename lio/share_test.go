@@ -124,6 +124,9 @@ func refreshSteps(t *testing.T, seed uint64, steps int) {
 			t.Fatalf("step %d (%s): Builder.Build differs from Build: %s", step, name, stateDiff(desired, want))
 		}
 		keep(desired)
+		// a caller that appends to a state's lists gets copies: kept, the
+		// lists must not change under it either
+		keep(appended(desired))
 		plan := NewPlan(observed, desired)
 		if _, err := Apply(t.Context(), f, plan); err != nil {
 			t.Fatalf("step %d (%s): %v", step, name, err)
@@ -141,6 +144,22 @@ func refreshSteps(t *testing.T, seed uint64, steps int) {
 			}
 		}
 	}
+}
+
+// appended is st with an object appended to each of its storage-object,
+// name and LUN lists, its own targets and TPGs holding them.
+func appended(st State) State {
+	st.StorageObjects = append(st.StorageObjects, StorageObject{Name: "appended"})
+	st.Managed.StorageObjects = append(st.Managed.StorageObjects, "appended")
+	st.Targets = slices.Clone(st.Targets)
+	for i := range st.Targets {
+		t := &st.Targets[i]
+		t.TPGs = slices.Clone(t.TPGs)
+		for j := range t.TPGs {
+			t.TPGs[j].LUNs = append(t.TPGs[j].LUNs, LUN{Index: -1})
+		}
+	}
+	return st
 }
 
 // cloneState is a deep copy of st, nil and empty lists and maps as they
