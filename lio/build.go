@@ -1096,6 +1096,10 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 			continue
 		}
 		tl := tpgLUNs{lunByDisk: make(map[string]int, len(ids))}
+		if m != nil && len(ids) > 0 {
+			// room for the disks the next builds add (grown)
+			tl.luns = make([]LUN, 0, len(ids)+len(ids)/8+4)
+		}
 		for _, id := range ids {
 			d, ok := spec.Disks[id]
 			if !ok {
@@ -1116,6 +1120,9 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 			tl.lunByDisk[id] = ts.Disks[id]
 		}
 		sortLUNs(tl.luns)
+		if len(tl.luns) == 0 {
+			tl.luns = nil // as a Build makes it
+		}
 		// clipped: the spare room is the memo's (grown)
 		tl.grown.all, tl.luns = tl.luns, slices.Clip(tl.luns)
 		clean = clean && len(tl.errs) == 0
@@ -1125,7 +1132,7 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 		return tpgs, nil
 	}
 	p := &lunsPiece{ipList: slices.Clone(ts.IPList), portals: make(map[string][]string, len(ts.Portals)), ids: ids,
-		lunIDs: make([]int, len(ids)), tpgs: tpgs,
+		lunIDs: make([]int, len(ids)), tpgs: tpgs, sos: make([]StorageObject, 0, len(ids)+len(ids)/8+4),
 		names: make(map[string]string, len(ids)), indexes: make(map[int]string, len(ids)), patchable: true}
 	for gw, ips := range ts.Portals {
 		p.portals[gw] = slices.Clone(ips)
@@ -1162,6 +1169,13 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 	}
 	m.luns[iqn] = p
 	m.lunsUsed++
+	// the build lists p's objects as one that takes p does: its very
+	// list, which the next one extends in place (grown) and NewPlanSince
+	// then compares at once
+	for name := range p.names {
+		delete(sos.m, name)
+	}
+	sos.pieces = append(sos.pieces, p)
 	return tpgs, nil
 }
 

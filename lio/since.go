@@ -59,9 +59,9 @@ func newScope(prev, observed, desired State) *scope {
 	// (a list a Builder shared with the state before is equal to it, sorted
 	// or not: only the walk needs the order)
 	changed := map[string]bool{}
-	if !identical(prev.StorageObjects, desired.StorageObjects) && (!sortedBy(prev.StorageObjects, soKey) || !sortedBy(desired.StorageObjects, soKey)) ||
+	if !identical(prev.StorageObjects, desired.StorageObjects) && !bothSortedBy(prev.StorageObjects, desired.StorageObjects, soKey) ||
 		!identical(prev.Managed.StorageObjects, desired.Managed.StorageObjects) &&
-			(!sortedBy(prev.Managed.StorageObjects, same) || !sortedBy(desired.Managed.StorageObjects, same)) {
+			!bothSortedBy(prev.Managed.StorageObjects, desired.Managed.StorageObjects, same) {
 		return nil
 	}
 	mergeDiff(prev.StorageObjects, desired.StorageObjects, soKey, soEqual, func(n string) { changed[n] = true })
@@ -94,8 +94,8 @@ func newScope(prev, observed, desired State) *scope {
 			k := tpgKey{iqn, at.Tag}
 			// (the LUNs' order is also what the search for the LUNs of
 			// changed storage objects below relies on)
-			if !sortedBy(at.LUNs, lunIndex) || !sortedBy(bt.LUNs, lunIndex) ||
-				!identical(at.ACLs, bt.ACLs) && (!sortedBy(at.ACLs, aclInitiator) || !sortedBy(bt.ACLs, aclInitiator)) {
+			if !bothSortedBy(at.LUNs, bt.LUNs, lunIndex) ||
+				!identical(at.ACLs, bt.ACLs) && !bothSortedBy(at.ACLs, bt.ACLs, aclInitiator) {
 				// not as Build makes them (an index given twice): whole
 				s.targets[iqn] = true
 				break
@@ -305,6 +305,19 @@ func sortedBy[T any, K cmp.Ordered](l []T, key func(T) K) bool {
 	return true
 }
 
+// bothSortedBy is sortedBy(a, key) && sortedBy(b, key), walking one
+// list that shows the other (a Builder's list grown or shortened at its
+// end, grown) once.
+func bothSortedBy[T any, K cmp.Ordered](a, b []T, key func(T) K) bool {
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	if len(a) > 0 && &a[0] == &b[0] {
+		return sortedBy(b, key) // a is b's prefix
+	}
+	return sortedBy(a, key) && sortedBy(b, key)
+}
+
 // identical reports whether a and b are the very same list (a Builder
 // returns the list of the build before for what did not change).
 func identical[T any](a, b []T) bool {
@@ -319,6 +332,12 @@ func mergeDiff[T any, K cmp.Ordered](a, b []T, key func(T) K, equal func(T, T) b
 		return
 	}
 	i, j := 0, 0
+	if len(a) > 0 && len(b) > 0 && &a[0] == &b[0] {
+		// one array, as a Builder's list grown or shortened at its end
+		// (grown): what both show is the very same elements
+		i = min(len(a), len(b))
+		j = i
+	}
 	for i < len(a) || j < len(b) {
 		switch {
 		case i < len(a) && j < len(b) && key(a[i]) == key(b[j]):
