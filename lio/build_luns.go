@@ -205,15 +205,6 @@ func positions[E, K any](l []E, keys []K, cmp func(E, K) int) ([]int, bool) {
 	return out, all
 }
 
-// splice returns a new list of old, sorted by cmp, without the elements at
-// the positions drop (sorted) and with add (sorted, no element equal to
-// one kept) put in order; nil when that is empty, as a build's lists are.
-// What lies between is copied at once, not element by element.
-func splice[E any](old []E, drop []int, add []E, cmp func(a, b E) int) []E {
-	at, _ := positions(old, add, cmp)
-	return spliceAt(old, drop, at, add, 0)
-}
-
 // spliceAt returns a new list of old without the elements at the
 // positions drop (sorted) and with add[i] before old[at[i]] (at sorted;
 // len(old) for the end); nil when that is empty. Its capacity is at least
@@ -258,8 +249,11 @@ func spliceAt[E any](old []E, drop, at []int, add []E, room int) []E {
 // would write one slot twice.
 type grown[E any] struct{ all []E }
 
-// splice is splice(old, drop, add, cmp), from the array of g when old is a
-// list g handed out, else a copy (with room) that g then holds.
+// splice returns a list of old, sorted by cmp, without the elements at the
+// positions drop (sorted) and with add (sorted, no element equal to one
+// kept) put in order; nil when that is empty, as a build's lists are. It
+// is made in the array of g when old is a list g handed out, else copied
+// once (with room) into an array g then holds.
 func (g *grown[E]) splice(old []E, drop []int, add []E, cmp func(a, b E) int, same func(a, b E) bool) []E {
 	at, _ := positions(old, add, cmp)
 	return g.spliceAt(old, drop, at, add, same)
