@@ -24,7 +24,7 @@ func NewPlanSince(prev, observed, desired State) Plan {
 	if s == nil {
 		return NewPlan(observed, desired)
 	}
-	p := newPlanner(s.restrict(observed), s.restrict(desired))
+	p := newPlanner(s.restrict(observed, false), s.restrict(desired, s.byName))
 	// an HBA is removed with its last storage object, of all observed
 	p.hbaObjects = observed.StorageObjects
 	p.preDeletes()
@@ -38,6 +38,10 @@ func NewPlanSince(prev, observed, desired State) Plan {
 // targets; and in the other targets, LUNs by index and ACLs by initiator
 // of each TPG.
 type scope struct {
+	// byName: desired's storage objects and managed names were found
+	// sorted by name (as a Builder makes them), so restrict looks the
+	// planned ones up
+	byName  bool
 	sos     map[string]bool
 	targets map[string]bool // planned whole
 	luns    map[tpgKey]map[int]bool
@@ -64,6 +68,7 @@ func newScope(prev, observed, desired State) *scope {
 			!bothSortedBy(prev.Managed.StorageObjects, desired.Managed.StorageObjects, same) {
 		return nil
 	}
+	s.byName = !identical(prev.StorageObjects, desired.StorageObjects) && !identical(prev.Managed.StorageObjects, desired.Managed.StorageObjects)
 	mergeDiff(prev.StorageObjects, desired.StorageObjects, soKey, soEqual, func(n string) { changed[n] = true })
 	mergeDiff(prev.Managed.StorageObjects, desired.Managed.StorageObjects, same, func(a, b string) bool { return true },
 		func(n string) { changed[n] = true })
@@ -190,8 +195,10 @@ func (s *scope) addACL(k tpgKey, ini string) {
 
 // restrict returns st with only what s plans: the HBAs, discovery auth,
 // ownership and every target's TPG settings stay, and targets nobody
-// manages stay whole (the planner keeps what they use).
-func (s *scope) restrict(st State) State {
+// manages stay whole (the planner keeps what they use). byName is whether
+// st's storage objects and managed names are sorted by name: the planned
+// ones are then looked up rather than every one compared.
+func (s *scope) restrict(st State, byName bool) State {
 	out := st
 	out.StorageObjects = nil
 	out.Managed.StorageObjects = nil
@@ -208,17 +215,23 @@ func (s *scope) restrict(st State) State {
 			}
 			return slices.Contains(few, name)
 		}
-		for _, so := range st.StorageObjects {
-			if planned(so.Name) {
-				out.StorageObjects = append(out.StorageObjects, so)
+		if byName {
+			names := sortedKeys(s.sos)
+			out.StorageObjects = lookUp(st.StorageObjects, names, soKey)
+			out.Managed.StorageObjects = lookUp(st.Managed.StorageObjects, names, same)
+		} else {
+			for i := range st.StorageObjects {
+				if so := &st.StorageObjects[i]; planned(so.Name) {
+					out.StorageObjects = append(out.StorageObjects, *so)
+				}
 			}
-		}
-		// the planner asks whether a storage object is managed only of the
-		// observed ones, which are restricted to s.sos too: the names of the
-		// others would only fill its set
-		for _, n := range st.Managed.StorageObjects {
-			if planned(n) {
-				out.Managed.StorageObjects = append(out.Managed.StorageObjects, n)
+			// the planner asks whether a storage object is managed only of
+			// the observed ones, which are restricted to s.sos too: the
+			// names of the others would only fill its set
+			for _, n := range st.Managed.StorageObjects {
+				if planned(n) {
+					out.Managed.StorageObjects = append(out.Managed.StorageObjects, n)
+				}
 			}
 		}
 	}
@@ -234,11 +247,9 @@ func (s *scope) restrict(st State) State {
 			ntpg := tpg
 			ntpg.LUNs, ntpg.ACLs = nil, nil
 			if luns := s.luns[k]; len(luns) > 0 {
-				for _, l := range tpg.LUNs {
-					if luns[l.Index] {
-						ntpg.LUNs = append(ntpg.LUNs, l)
-					}
-				}
+				// LUNs are sorted by index, observed and desired alike
+				// (newScope)
+				ntpg.LUNs = lookUp(tpg.LUNs, slices.Sorted(maps.Keys(luns)), lunIndex)
 			}
 			if acls := s.acls[k]; len(acls) > 0 {
 				for _, a := range tpg.ACLs {
@@ -250,6 +261,20 @@ func (s *scope) restrict(st State) State {
 			nt.TPGs = append(nt.TPGs, ntpg)
 		}
 		out.Targets = append(out.Targets, nt)
+	}
+	return out
+}
+
+// lookUp returns the elements of l (sorted by key) whose key is one of
+// keys (sorted, no key twice), in l's order; nil for none, as a walk
+// appending them gives.
+func lookUp[T any, K cmp.Ordered](l []T, keys []K, key func(T) K) []T {
+	var out []T
+	for _, k := range keys {
+		i, found := slices.BinarySearchFunc(l, k, func(e T, k K) int { return cmp.Compare(key(e), k) })
+		for ; found && i < len(l) && key(l[i]) == k; i++ {
+			out = append(out, l[i])
+		}
 	}
 	return out
 }
