@@ -2,6 +2,8 @@ package lio
 
 import (
 	"fmt"
+	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -332,4 +334,81 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkRefreshStep is Refresh after one PUT targetlun or clientlun on
+// a target of n LUNs (n/4 clients of 4), through a Model as a reconciler
+// refreshes: each step toggles between two states, applied to the
+// emulated configfs with the timer stopped, and times only Refresh of the
+// state before with the step's plan. cpu-ms/op counts Refresh alone.
+// Run: go test -tags pacific -run '^$' -bench RefreshStep ./lio/
+func BenchmarkRefreshStep(b *testing.B) {
+	for _, n := range []int{16, 4096} {
+		// setting up 4096 LUNs takes minutes: only for a run that asks
+		b.Run(fmt.Sprintf("luns=%d", n), func(b *testing.B) { benchRefreshStep(b, n) })
+	}
+}
+
+func benchRefreshStep(b *testing.B, n int) {
+	{
+		base := benchSpec(n)
+		withLUN := benchSpec(n)
+		extra := fmt.Sprintf("rbd/img%05d", n)
+		withLUN.Disks[extra] = DiskSpec{Pool: "rbd", Image: fmt.Sprintf("img%05d", n), WWN: "wwn-extra", Owner: "gw1", Size: 1 << 30}
+		withLUN.Targets["iqn.2003-01.com.example:bench"].Disks[extra] = n
+		mapped := benchSpec(n)
+		mapped.Targets["iqn.2003-01.com.example:bench"].Clients["iqn.1994-05.com.example:c00000"].LUNs["rbd/img00004"] = 4
+		steps := map[string][2]State{
+			"targetlun": {mustBuild(b, base), mustBuild(b, withLUN)},
+			"clientlun": {mustBuild(b, base), mustBuild(b, mapped)},
+		}
+		// the disk removed is still managed, as the DELETE handler keeps
+		// it: its storage object goes with its LUN, and comes back with it
+		without := steps["targetlun"]
+		without[0].Managed.StorageObjects = slices.Sorted(slices.Values(append(slices.Clone(without[0].Managed.StorageObjects),
+			withLUN.Disks[extra].objectName(extra))))
+		steps["targetlun"] = without
+		f := newEmu(b).WithModel(NewModel())
+		reconcile(b, f, steps["targetlun"][0])
+		for _, step := range []string{"targetlun", "clientlun"} {
+			b.Run(step, func(b *testing.B) {
+				observed := mustObserve(b, f)
+				var cpu time.Duration
+				i := 0
+				for b.Loop() {
+					b.StopTimer()
+					// no collection of what the apply left may run
+					// during Refresh and count as its CPU time
+					runtime.GC()
+					i++
+					plan := NewPlanSince(steps[step][1-i%2], observed, steps[step][i%2])
+					if plan.Empty() {
+						b.Fatal("nothing to do")
+					}
+					if _, err := Apply(b.Context(), f, plan); err != nil {
+						b.Fatal(err)
+					}
+					start := processCPU()
+					b.StartTimer()
+					var err error
+					if observed, err = Refresh(f, observed, plan); err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					cpu += processCPU() - start
+					b.StartTimer()
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+				if !reflect.DeepEqual(observed, mustObserve(b, f)) {
+					b.Fatal("Refresh differs from Observe")
+				}
+				if i%2 == 1 { // back to the base state
+					if _, err := Apply(b.Context(), f, NewPlan(observed, steps[step][0])); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
 }

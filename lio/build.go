@@ -163,6 +163,7 @@ type buildMemo struct {
 	gen     int
 	disks   map[string]*diskEntry
 	names   []string
+	namesG  grown[string] // names' array
 	badName map[string]error
 	// changedDisks are the ids of the disks new, changed or gone since the
 	// build before.
@@ -638,7 +639,7 @@ func (m *buildMemo) diskNames(spec Spec) {
 		}
 	}
 	slices.Sort(at)
-	m.names = splice(m.names, at, add, strings.Compare)
+	m.names = m.namesG.splice(m.names, at, add, strings.Compare, eq[string])
 }
 
 // nameBefore is the storage-object name disk id had in the build before;
@@ -1005,6 +1006,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 // Builder's memo, so read only.
 type tpgLUNs struct {
 	luns      []LUN
+	grown     grown[LUN] // luns' array, for a memo's patch
 	lunByDisk map[string]int
 	// errs name the disks whose LUN could not be built.
 	errs []*ObjectError
@@ -1024,6 +1026,10 @@ type lunsPiece struct {
 	// sos are the storage objects of its disks with this target's ALUA
 	// groups, the only ones they had
 	sos []StorageObject
+	// the arrays of sos, ids and lunIDs, which a patch extends
+	sosG    grown[StorageObject]
+	idsG    grown[string]
+	lunIDsG grown[int]
 	// names and indexes are the disk of each storage object and LUN id,
 	// when no two disks share either (patchable): patch checks a new
 	// disk against them.
@@ -1090,6 +1096,10 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 			continue
 		}
 		tl := tpgLUNs{lunByDisk: make(map[string]int, len(ids))}
+		if m != nil && len(ids) > 0 {
+			// room for the disks the next builds add (grown)
+			tl.luns = make([]LUN, 0, len(ids)+len(ids)/8+4)
+		}
 		for _, id := range ids {
 			d, ok := spec.Disks[id]
 			if !ok {
@@ -1110,6 +1120,11 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 			tl.lunByDisk[id] = ts.Disks[id]
 		}
 		sortLUNs(tl.luns)
+		if len(tl.luns) == 0 {
+			tl.luns = nil // as a Build makes it
+		}
+		// clipped: the spare room is the memo's (grown)
+		tl.grown.all, tl.luns = tl.luns, slices.Clip(tl.luns)
 		clean = clean && len(tl.errs) == 0
 		tpgs[i] = tl
 	}
@@ -1117,7 +1132,7 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 		return tpgs, nil
 	}
 	p := &lunsPiece{ipList: slices.Clone(ts.IPList), portals: make(map[string][]string, len(ts.Portals)), ids: ids,
-		lunIDs: make([]int, len(ids)), tpgs: tpgs,
+		lunIDs: make([]int, len(ids)), tpgs: tpgs, sos: make([]StorageObject, 0, len(ids)+len(ids)/8+4),
 		names: make(map[string]string, len(ids)), indexes: make(map[int]string, len(ids)), patchable: true}
 	for gw, ips := range ts.Portals {
 		p.portals[gw] = slices.Clone(ips)
@@ -1146,12 +1161,21 @@ func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) 
 		return tpgs, nil // it shares storage objects with a target built before
 	}
 	slices.SortFunc(p.sos, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
+	p.sosG.all, p.sos = p.sos, slices.Clip(p.sos)
+	p.idsG.all, p.lunIDsG.all = p.ids, p.lunIDs
 	p.gen = m.gen
 	if spec.Frozen {
 		p.frozenDisks = ts.Disks
 	}
 	m.luns[iqn] = p
 	m.lunsUsed++
+	// the build lists p's objects as one that takes p does: its very
+	// list, which the next one extends in place (grown) and NewPlanSince
+	// then compares at once
+	for name := range p.names {
+		delete(sos.m, name)
+	}
+	sos.pieces = append(sos.pieces, p)
 	return tpgs, nil
 }
 

@@ -3,6 +3,7 @@ package lio
 import (
 	"cmp"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -163,9 +164,11 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_
 		for _, l := range addedLUNs[t] {
 			tl.lunByDisk[p.indexes[l.Index]] = l.Index
 		}
-		q.tpgs[t] = tpgLUNs{lunByDisk: tl.lunByDisk, luns: splice(tl.luns, dropLUNs[t], addedLUNs[t], byIndex)}
+		q.tpgs[t] = tpgLUNs{lunByDisk: tl.lunByDisk, grown: tl.grown}
+		q.tpgs[t].luns = q.tpgs[t].grown.splice(tl.luns, dropLUNs[t], addedLUNs[t], byIndex, eq[LUN])
 	}
-	q.sos = splice(p.sos, dropSOs, newSOs, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) })
+	q.sosG = p.sosG
+	q.sos = q.sosG.splice(p.sos, dropSOs, newSOs, func(a, b StorageObject) int { return strings.Compare(a.Name, b.Name) }, sameSO)
 
 	// the disks, sorted, with their LUN ids
 	addedIDs := make([]int, len(added))
@@ -173,8 +176,9 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_
 		addedIDs[i] = ts.Disks[id]
 	}
 	at, _ := positions(p.ids, added, strings.Compare)
-	q.ids = spliceAt(p.ids, gone, at, added)
-	q.lunIDs = spliceAt(p.lunIDs, gone, at, addedIDs)
+	q.idsG, q.lunIDsG = p.idsG, p.lunIDsG
+	q.ids = q.idsG.spliceAt(p.ids, gone, at, added, eq[string])
+	q.lunIDs = q.lunIDsG.spliceAt(p.lunIDs, gone, at, addedIDs, eq[int])
 	// the disks moved: had ones whether p had them
 	moved = maps.Clone(goneID)
 	for _, id := range added {
@@ -201,24 +205,16 @@ func positions[E, K any](l []E, keys []K, cmp func(E, K) int) ([]int, bool) {
 	return out, all
 }
 
-// splice returns a new list of old, sorted by cmp, without the elements at
-// the positions drop (sorted) and with add (sorted, no element equal to
-// one kept) put in order; nil when that is empty, as a build's lists are.
-// What lies between is copied at once, not element by element.
-func splice[E any](old []E, drop []int, add []E, cmp func(a, b E) int) []E {
-	at, _ := positions(old, add, cmp)
-	return spliceAt(old, drop, at, add)
-}
-
 // spliceAt returns a new list of old without the elements at the
 // positions drop (sorted) and with add[i] before old[at[i]] (at sorted;
-// len(old) for the end); nil when that is empty.
-func spliceAt[E any](old []E, drop, at []int, add []E) []E {
+// len(old) for the end); nil when that is empty. Its capacity is at least
+// room.
+func spliceAt[E any](old []E, drop, at []int, add []E, room int) []E {
 	n := len(old) - len(drop) + len(add)
 	if n == 0 {
 		return nil
 	}
-	out := make([]E, 0, n)
+	out := make([]E, 0, max(n, room))
 	i, d := 0, 0 // old[i:] is left to copy, drop[d:] to skip
 	upTo := func(end int) {
 		for ; d < len(drop) && drop[d] < end; d++ {
@@ -237,6 +233,72 @@ func spliceAt[E any](old []E, drop, at []int, add []E) []E {
 	upTo(len(old))
 	return out
 }
+
+// grown is the backing array of lists that one owner alone extends, under
+// its lock: a Builder's memo, whose lists of a target's LUNs, storage
+// objects and disk names the next build patches. all[:len(all)] are the
+// slots ever handed out, in any list made from it, which are never
+// written again; the capacity past them is the owner's only, as the lists
+// it hands out are clipped (an append to one copies). A disk added at the
+// end of a list of thousands (the next LUN id, the next image name) then
+// fills one slot instead of copying the list, and one removed from the end
+// leaves a prefix; the states before, which hold shorter or equal lists of
+// the same array, see nothing change.
+//
+// A grown is moved, never shared: copying one and extending both copies
+// would write one slot twice.
+type grown[E any] struct{ all []E }
+
+// splice returns a list of old, sorted by cmp, without the elements at the
+// positions drop (sorted) and with add (sorted, no element equal to one
+// kept) put in order; nil when that is empty, as a build's lists are. It
+// is made in the array of g when old is a list g handed out, else copied
+// once (with room) into an array g then holds.
+func (g *grown[E]) splice(old []E, drop []int, add []E, cmp func(a, b E) int, same func(a, b E) bool) []E {
+	at, _ := positions(old, add, cmp)
+	return g.spliceAt(old, drop, at, add, same)
+}
+
+// spliceAt is spliceAt(old, drop, at, add) made as splice says. A slot
+// past old already handed out is taken again only when it holds what
+// would be put there (same), as after a disk removed and added back.
+func (g *grown[E]) spliceAt(old []E, drop, at []int, add []E, same func(a, b E) bool) []E {
+	n := len(old) - len(drop) + len(add)
+	if n == 0 {
+		return nil
+	}
+	if len(old) <= len(g.all) && (len(old) == 0 || &old[0] == &g.all[0]) {
+		// drop sorted with no position twice: the last ones of old
+		if len(add) == 0 && len(drop) > 0 && drop[0] == n {
+			return old[:n:n]
+		}
+		if len(drop) == 0 && len(add) > 0 && at[0] == len(old) && n <= cap(g.all) {
+			i := len(old)
+			for ; i < n; i++ {
+				e := add[i-len(old)]
+				if i == len(g.all) {
+					g.all = append(g.all, e)
+				} else if !same(g.all[i], e) {
+					break
+				}
+			}
+			if i == n {
+				return g.all[:n:n]
+			}
+		}
+	}
+	// one copy, with room for the next ones (an eighth: a list grown at
+	// its end is copied every n/8 additions)
+	out := spliceAt(old, drop, at, add, n+n/8+4)
+	g.all = out
+	return out[:n:n]
+}
+
+func eq[E comparable](a, b E) bool { return a == b }
+
+// sameSO is whether two storage objects are alike in every respect a
+// state can show (reflect.DeepEqual: nil and empty maps differ too).
+func sameSO(a, b StorageObject) bool { return reflect.DeepEqual(a, b) }
 
 // specCopy is d with its own copy of what may change under the caller (the
 // document's controls map).

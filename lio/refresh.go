@@ -35,63 +35,46 @@ func Refresh(f FS, prev State, plan Plan) (State, error) {
 			st.DiscoveryAuth = da
 		}
 	}
+	var err error
 	if len(t.hbas) > 0 {
-		st.HBAs = slices.Clone(st.HBAs)
-		for _, h := range sortedKeys(t.hbas) {
-			i, found := slices.BinarySearch(st.HBAs, h)
-			switch have := f.exists(coreDir + "/" + h); {
-			case have && !found:
-				st.HBAs = slices.Insert(st.HBAs, i, h)
-			case !have && found:
-				st.HBAs = orNil(slices.Delete(st.HBAs, i, i+1))
-			}
-		}
+		st.HBAs, _ = refreshList(st.HBAs, sortedKeys(t.hbas), strings.Compare, func(h string) (string, bool, error) {
+			return h, f.exists(coreDir + "/" + h), nil
+		})
 	}
 	if len(t.sos) > 0 {
-		st.StorageObjects = slices.Clone(st.StorageObjects)
-		for _, p := range sortedKeys(t.sos) {
-			i, found := slices.BinarySearchFunc(st.StorageObjects, p, func(so StorageObject, p string) int { return cmp.Compare(so.Path, p) })
-			if !f.exists(p) {
-				if found {
-					st.StorageObjects = orNil(slices.Delete(st.StorageObjects, i, i+1))
+		st.StorageObjects, err = refreshList(st.StorageObjects, sortedKeys(t.sos), func(so StorageObject, p string) int { return cmp.Compare(so.Path, p) },
+			func(p string) (StorageObject, bool, error) {
+				if !f.exists(p) {
+					return StorageObject{}, false, nil
 				}
-				continue
-			}
-			plugin := Plugin(hbaRe.FindStringSubmatch(strings.Split(p, "/")[2])[1])
-			so, err := cached(f, p, false, func(p string) (StorageObject, error) { return observeSO(f, plugin, p, false) })
-			if err != nil {
-				return st, err
-			}
-			if found {
-				st.StorageObjects[i] = so
-			} else {
-				st.StorageObjects = slices.Insert(st.StorageObjects, i, so)
-			}
+				plugin := Plugin(hbaRe.FindStringSubmatch(strings.Split(p, "/")[2])[1])
+				so, err := cached(f, p, false, func(p string) (StorageObject, error) { return observeSO(f, plugin, p, false) })
+				return so, true, err
+			})
+		if err != nil {
+			return st, err
 		}
 	}
 	if len(t.targets) == 0 && len(t.tpgs) == 0 {
 		return st, nil
 	}
-	st.Targets = slices.Clone(st.Targets)
-	byIQN := func(t Target, iqn string) int { return cmp.Compare(t.IQN, iqn) }
-	for _, iqn := range sortedKeys(t.targets) {
-		i, found := slices.BinarySearchFunc(st.Targets, iqn, byIQN)
-		if !f.exists(targetPath(iqn)) {
-			if found {
-				st.Targets = orNil(slices.Delete(st.Targets, i, i+1))
+	st.Targets, err = refreshList(st.Targets, sortedKeys(t.targets), func(t Target, iqn string) int { return cmp.Compare(t.IQN, iqn) },
+		func(iqn string) (Target, bool, error) {
+			if !f.exists(targetPath(iqn)) {
+				return Target{}, false, nil
 			}
-			continue
-		}
-		tg, err := observeTarget(f, iqn, false)
-		if err != nil {
-			return st, err
-		}
-		if found {
-			st.Targets[i] = tg
-		} else {
-			st.Targets = slices.Insert(st.Targets, i, tg)
-		}
+			tg, err := observeTarget(f, iqn, false)
+			return tg, true, err
+		})
+	if err != nil {
+		return st, err
 	}
+	if len(t.tpgs) > 0 {
+		// refreshTPG replaces a target's TPG list in place: a list of a
+		// few targets, which refreshList may have shared with prev
+		st.Targets = slices.Clone(st.Targets)
+	}
+	byIQN := func(t Target, iqn string) int { return cmp.Compare(t.IQN, iqn) }
 	for _, k := range sortedTPGKeys(t.tpgs) {
 		if t.targets[k.iqn] {
 			continue // read whole above
@@ -137,51 +120,94 @@ func refreshTPG(f FS, tg *Target, tag int, w *tpgTouch) error {
 		h.LUNs, h.ACLs = tpg.LUNs, tpg.ACLs
 		*tpg = h
 	}
+	var err error
 	if len(w.luns) > 0 {
-		tpg.LUNs = slices.Clone(tpg.LUNs)
-		for _, idx := range slices.Sorted(maps.Keys(w.luns)) {
-			lp := lunPath(p, idx)
-			j, found := slices.BinarySearchFunc(tpg.LUNs, idx, func(l LUN, idx int) int { return cmp.Compare(l.Index, idx) })
-			if !f.exists(lp) {
-				if found {
-					tpg.LUNs = orNil(slices.Delete(tpg.LUNs, j, j+1))
+		tpg.LUNs, err = refreshList(tpg.LUNs, slices.Sorted(maps.Keys(w.luns)), func(l LUN, idx int) int { return cmp.Compare(l.Index, idx) },
+			func(idx int) (LUN, bool, error) {
+				lp := lunPath(p, idx)
+				if !f.exists(lp) {
+					return LUN{}, false, nil
 				}
-				continue
-			}
-			l, err := observeLUN(f, lp, idx, false)
-			if err != nil {
-				return err
-			}
-			if found {
-				tpg.LUNs[j] = l
-			} else {
-				tpg.LUNs = slices.Insert(tpg.LUNs, j, l)
-			}
+				l, err := observeLUN(f, lp, idx, false)
+				return l, true, err
+			})
+		if err != nil {
+			return err
 		}
 	}
 	if len(w.acls) > 0 {
-		tpg.ACLs = slices.Clone(tpg.ACLs)
-		for _, ini := range sortedKeys(w.acls) {
-			ap := aclPath(p, ini)
-			j, found := slices.BinarySearchFunc(tpg.ACLs, ini, func(a ACL, ini string) int { return cmp.Compare(a.Initiator, ini) })
-			if !f.exists(ap) {
-				if found {
-					tpg.ACLs = orNil(slices.Delete(tpg.ACLs, j, j+1))
+		tpg.ACLs, err = refreshList(tpg.ACLs, sortedKeys(w.acls), func(a ACL, ini string) int { return cmp.Compare(a.Initiator, ini) },
+			func(ini string) (ACL, bool, error) {
+				ap := aclPath(p, ini)
+				if !f.exists(ap) {
+					return ACL{}, false, nil
 				}
-				continue
-			}
-			a, err := cached(f, ap, false, func(p string) (ACL, error) { return observeACL(f, p, false) })
-			if err != nil {
-				return err
-			}
-			if found {
-				tpg.ACLs[j] = a
-			} else {
-				tpg.ACLs = slices.Insert(tpg.ACLs, j, a)
-			}
+				a, err := cached(f, ap, false, func(p string) (ACL, error) { return observeACL(f, p, false) })
+				return a, true, err
+			})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// refreshList returns l (sorted by key, no key twice) with the element of
+// each of keys (sorted) read again: read returns it, or false when it is
+// gone. l is not modified: the result is l itself when nothing was there
+// or came, a prefix of l when only its last elements went, else a new list
+// made in one pass. (Cloning l and inserting into the clone copied a list
+// of thousands of storage objects twice, each element with its pointers'
+// write barriers, for every LUN added.)
+func refreshList[E, K any](l []E, keys []K, cmp func(E, K) int, read func(K) (E, bool, error)) ([]E, error) {
+	type edit struct {
+		at          int  // position in l
+		found, keep bool // l has it at at; it stays (with e)
+		e           E
+	}
+	var eds []edit
+	n, drops := len(l), 0
+	for _, k := range keys {
+		i, found := slices.BinarySearchFunc(l, k, cmp)
+		e, ok, err := read(k)
+		if err != nil {
+			return l, err
+		}
+		switch {
+		case !found && !ok:
+			continue
+		case !found:
+			n++
+		case !ok:
+			n--
+			drops++
+		}
+		eds = append(eds, edit{at: i, found: found, keep: ok, e: e})
+	}
+	switch {
+	case len(eds) == 0:
+		return l, nil
+	case n == 0:
+		return nil, nil
+	case drops == len(eds) && eds[0].at == n:
+		// only the last ones went (their positions are distinct and
+		// sorted): l's prefix, clipped so that an append to it copies
+		// rather than overwrite what l holds
+		return l[:n:n], nil
+	}
+	out := make([]E, 0, n)
+	i := 0 // l[i:] is left to copy
+	for _, ed := range eds {
+		out = append(out, l[i:ed.at]...)
+		i = ed.at
+		if ed.found {
+			i++
+		}
+		if ed.keep {
+			out = append(out, ed.e)
+		}
+	}
+	return append(out, l[i:]...), nil
 }
 
 // touched is what a plan's operations may have changed, by object.

@@ -24,7 +24,7 @@ func NewPlanSince(prev, observed, desired State) Plan {
 	if s == nil {
 		return NewPlan(observed, desired)
 	}
-	p := newPlanner(s.restrict(observed), s.restrict(desired))
+	p := newPlanner(s.restrict(observed, false), s.restrict(desired, s.byName))
 	// an HBA is removed with its last storage object, of all observed
 	p.hbaObjects = observed.StorageObjects
 	p.preDeletes()
@@ -38,6 +38,10 @@ func NewPlanSince(prev, observed, desired State) Plan {
 // targets; and in the other targets, LUNs by index and ACLs by initiator
 // of each TPG.
 type scope struct {
+	// byName: desired's storage objects and managed names were found
+	// sorted by name (as a Builder makes them), so restrict looks the
+	// planned ones up
+	byName  bool
 	sos     map[string]bool
 	targets map[string]bool // planned whole
 	luns    map[tpgKey]map[int]bool
@@ -59,11 +63,12 @@ func newScope(prev, observed, desired State) *scope {
 	// (a list a Builder shared with the state before is equal to it, sorted
 	// or not: only the walk needs the order)
 	changed := map[string]bool{}
-	if !identical(prev.StorageObjects, desired.StorageObjects) && (!sortedBy(prev.StorageObjects, soKey) || !sortedBy(desired.StorageObjects, soKey)) ||
+	if !identical(prev.StorageObjects, desired.StorageObjects) && !bothSortedBy(prev.StorageObjects, desired.StorageObjects, soKey) ||
 		!identical(prev.Managed.StorageObjects, desired.Managed.StorageObjects) &&
-			(!sortedBy(prev.Managed.StorageObjects, same) || !sortedBy(desired.Managed.StorageObjects, same)) {
+			!bothSortedBy(prev.Managed.StorageObjects, desired.Managed.StorageObjects, same) {
 		return nil
 	}
+	s.byName = !identical(prev.StorageObjects, desired.StorageObjects) && !identical(prev.Managed.StorageObjects, desired.Managed.StorageObjects)
 	mergeDiff(prev.StorageObjects, desired.StorageObjects, soKey, soEqual, func(n string) { changed[n] = true })
 	mergeDiff(prev.Managed.StorageObjects, desired.Managed.StorageObjects, same, func(a, b string) bool { return true },
 		func(n string) { changed[n] = true })
@@ -94,8 +99,8 @@ func newScope(prev, observed, desired State) *scope {
 			k := tpgKey{iqn, at.Tag}
 			// (the LUNs' order is also what the search for the LUNs of
 			// changed storage objects below relies on)
-			if !sortedBy(at.LUNs, lunIndex) || !sortedBy(bt.LUNs, lunIndex) ||
-				!identical(at.ACLs, bt.ACLs) && (!sortedBy(at.ACLs, aclInitiator) || !sortedBy(bt.ACLs, aclInitiator)) {
+			if !bothSortedBy(at.LUNs, bt.LUNs, lunIndex) ||
+				!identical(at.ACLs, bt.ACLs) && !bothSortedBy(at.ACLs, bt.ACLs, aclInitiator) {
 				// not as Build makes them (an index given twice): whole
 				s.targets[iqn] = true
 				break
@@ -190,8 +195,10 @@ func (s *scope) addACL(k tpgKey, ini string) {
 
 // restrict returns st with only what s plans: the HBAs, discovery auth,
 // ownership and every target's TPG settings stay, and targets nobody
-// manages stay whole (the planner keeps what they use).
-func (s *scope) restrict(st State) State {
+// manages stay whole (the planner keeps what they use). byName is whether
+// st's storage objects and managed names are sorted by name: the planned
+// ones are then looked up rather than every one compared.
+func (s *scope) restrict(st State, byName bool) State {
 	out := st
 	out.StorageObjects = nil
 	out.Managed.StorageObjects = nil
@@ -208,17 +215,23 @@ func (s *scope) restrict(st State) State {
 			}
 			return slices.Contains(few, name)
 		}
-		for _, so := range st.StorageObjects {
-			if planned(so.Name) {
-				out.StorageObjects = append(out.StorageObjects, so)
+		if byName {
+			names := sortedKeys(s.sos)
+			out.StorageObjects = lookUp(st.StorageObjects, names, soKey)
+			out.Managed.StorageObjects = lookUp(st.Managed.StorageObjects, names, same)
+		} else {
+			for i := range st.StorageObjects {
+				if so := &st.StorageObjects[i]; planned(so.Name) {
+					out.StorageObjects = append(out.StorageObjects, *so)
+				}
 			}
-		}
-		// the planner asks whether a storage object is managed only of the
-		// observed ones, which are restricted to s.sos too: the names of the
-		// others would only fill its set
-		for _, n := range st.Managed.StorageObjects {
-			if planned(n) {
-				out.Managed.StorageObjects = append(out.Managed.StorageObjects, n)
+			// the planner asks whether a storage object is managed only of
+			// the observed ones, which are restricted to s.sos too: the
+			// names of the others would only fill its set
+			for _, n := range st.Managed.StorageObjects {
+				if planned(n) {
+					out.Managed.StorageObjects = append(out.Managed.StorageObjects, n)
+				}
 			}
 		}
 	}
@@ -234,11 +247,9 @@ func (s *scope) restrict(st State) State {
 			ntpg := tpg
 			ntpg.LUNs, ntpg.ACLs = nil, nil
 			if luns := s.luns[k]; len(luns) > 0 {
-				for _, l := range tpg.LUNs {
-					if luns[l.Index] {
-						ntpg.LUNs = append(ntpg.LUNs, l)
-					}
-				}
+				// LUNs are sorted by index, observed and desired alike
+				// (newScope)
+				ntpg.LUNs = lookUp(tpg.LUNs, slices.Sorted(maps.Keys(luns)), lunIndex)
 			}
 			if acls := s.acls[k]; len(acls) > 0 {
 				for _, a := range tpg.ACLs {
@@ -250,6 +261,20 @@ func (s *scope) restrict(st State) State {
 			nt.TPGs = append(nt.TPGs, ntpg)
 		}
 		out.Targets = append(out.Targets, nt)
+	}
+	return out
+}
+
+// lookUp returns the elements of l (sorted by key) whose key is one of
+// keys (sorted, no key twice), in l's order; nil for none, as a walk
+// appending them gives.
+func lookUp[T any, K cmp.Ordered](l []T, keys []K, key func(T) K) []T {
+	var out []T
+	for _, k := range keys {
+		i, found := slices.BinarySearchFunc(l, k, func(e T, k K) int { return cmp.Compare(key(e), k) })
+		for ; found && i < len(l) && key(l[i]) == k; i++ {
+			out = append(out, l[i])
+		}
 	}
 	return out
 }
@@ -305,6 +330,19 @@ func sortedBy[T any, K cmp.Ordered](l []T, key func(T) K) bool {
 	return true
 }
 
+// bothSortedBy is sortedBy(a, key) && sortedBy(b, key), walking one
+// list that shows the other (a Builder's list grown or shortened at its
+// end, grown) once.
+func bothSortedBy[T any, K cmp.Ordered](a, b []T, key func(T) K) bool {
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	if len(a) > 0 && &a[0] == &b[0] {
+		return sortedBy(b, key) // a is b's prefix
+	}
+	return sortedBy(a, key) && sortedBy(b, key)
+}
+
 // identical reports whether a and b are the very same list (a Builder
 // returns the list of the build before for what did not change).
 func identical[T any](a, b []T) bool {
@@ -319,6 +357,12 @@ func mergeDiff[T any, K cmp.Ordered](a, b []T, key func(T) K, equal func(T, T) b
 		return
 	}
 	i, j := 0, 0
+	if len(a) > 0 && len(b) > 0 && &a[0] == &b[0] {
+		// one array, as a Builder's list grown or shortened at its end
+		// (grown): what both show is the very same elements
+		i = min(len(a), len(b))
+		j = i
+	}
 	for i < len(a) || j < len(b) {
 		switch {
 		case i < len(a) && j < len(b) && key(a[i]) == key(b[j]):

@@ -113,6 +113,11 @@ func builderSteps(t *testing.T, seed uint64, steps int, frozen bool) {
 		t.Fatal(err)
 	}
 	wasClientOnly := false
+	// the last states returned, with deep copies of them then: the
+	// Builder extends and shortens its lists in place (grown), which
+	// must never show in a state it returned
+	type kept struct{ st, was State }
+	history := []kept{{prev, cloneState(prev)}}
 	for step := range steps {
 		var name string
 		clientOnly := false
@@ -262,6 +267,14 @@ func builderSteps(t *testing.T, seed uint64, steps int, frozen bool) {
 					}
 				}
 			}
+		}
+		for i, h := range history {
+			if !reflect.DeepEqual(h.st, h.was) {
+				t.Fatalf("step %d (%s): the state %d steps before changed since: %s", step, name, len(history)-i, stateDiff(h.st, h.was))
+			}
+		}
+		if history = append(history, kept{desired, cloneState(desired)}); len(history) > 4 {
+			history = history[1:]
 		}
 		prev, wasClientOnly = desired, clientOnly && gerr == nil
 	}
