@@ -38,11 +38,14 @@ type Spec struct {
 	Names NameRules
 	// Frozen promises that the maps of this Spec (Disks, Targets, each
 	// target's Disks, Portals and Clients, each client's LUNs, each disk's
-	// Controls) are never modified once given to a Builder: one may come
-	// again in a later Spec, as the same content. A Builder then tells a
-	// map of the last build that comes again unchanged at once, instead of
-	// comparing it entry by entry (Builder.Build). A caller deriving each
-	// Spec from the last one copy-on-write hands out its maps that way.
+	// Controls) are not modified while they are the Spec of the Builder's
+	// build in progress or of its last one: one may come again in the next
+	// Spec, as the same content. A Builder then tells a map of the last
+	// build that comes again unchanged at once, instead of comparing it
+	// entry by entry (Builder.Build). A Builder compares with its last
+	// build's maps only, never older ones, so a caller may reuse a map two
+	// builds old for the next Spec (gateway's spec memo does, to change
+	// one entry of thousands without a copy).
 	Frozen bool
 }
 
