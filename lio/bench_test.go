@@ -82,19 +82,27 @@ func benchSpec(n int) Spec {
 // "reread" observes the whole tree each time, as every reconcile did
 // before lio.Model; "model" plans against what the Model remembers.
 // Run: go test -run '^$' -bench ReconcileStep -benchtime 20x ./lio/
+// benchSteps are the two steps of the Step benchmarks on a target of n
+// LUNs, each as its states before and after: "targetlun" adds a disk and
+// its LUN (whose storage object's name is extraObject), "clientlun" maps a
+// LUN to a client.
+func benchSteps(b *testing.B, n int) (steps map[string][2]State, extraObject string) {
+	base := benchSpec(n)
+	withLUN := benchSpec(n)
+	extra := fmt.Sprintf("rbd/img%05d", n)
+	withLUN.Disks[extra] = DiskSpec{Pool: "rbd", Image: fmt.Sprintf("img%05d", n), WWN: "wwn-extra", Owner: "gw1", Size: 1 << 30}
+	withLUN.Targets["iqn.2003-01.com.example:bench"].Disks[extra] = n
+	mapped := benchSpec(n)
+	mapped.Targets["iqn.2003-01.com.example:bench"].Clients["iqn.1994-05.com.example:c00000"].LUNs["rbd/img00004"] = 4
+	return map[string][2]State{
+		"targetlun": {mustBuild(b, base), mustBuild(b, withLUN)},
+		"clientlun": {mustBuild(b, base), mustBuild(b, mapped)},
+	}, withLUN.Disks[extra].objectName(extra)
+}
+
 func BenchmarkReconcileStep(b *testing.B) {
 	for _, n := range []int{16, 256, 1024, 4096} {
-		base := benchSpec(n)
-		withLUN := benchSpec(n)
-		extra := fmt.Sprintf("rbd/img%05d", n)
-		withLUN.Disks[extra] = DiskSpec{Pool: "rbd", Image: fmt.Sprintf("img%05d", n), WWN: "wwn-extra", Owner: "gw1", Size: 1 << 30}
-		withLUN.Targets["iqn.2003-01.com.example:bench"].Disks[extra] = n
-		mapped := benchSpec(n)
-		mapped.Targets["iqn.2003-01.com.example:bench"].Clients["iqn.1994-05.com.example:c00000"].LUNs["rbd/img00004"] = 4
-		steps := map[string][2]State{
-			"targetlun": {mustBuild(b, base), mustBuild(b, withLUN)},
-			"clientlun": {mustBuild(b, base), mustBuild(b, mapped)},
-		}
+		steps, _ := benchSteps(b, n)
 		f := newEmu(b)
 		reconcile(b, f, steps["targetlun"][0])
 		for _, step := range []string{"targetlun", "clientlun"} {
@@ -351,22 +359,12 @@ func BenchmarkRefreshStep(b *testing.B) {
 
 func benchRefreshStep(b *testing.B, n int) {
 	{
-		base := benchSpec(n)
-		withLUN := benchSpec(n)
-		extra := fmt.Sprintf("rbd/img%05d", n)
-		withLUN.Disks[extra] = DiskSpec{Pool: "rbd", Image: fmt.Sprintf("img%05d", n), WWN: "wwn-extra", Owner: "gw1", Size: 1 << 30}
-		withLUN.Targets["iqn.2003-01.com.example:bench"].Disks[extra] = n
-		mapped := benchSpec(n)
-		mapped.Targets["iqn.2003-01.com.example:bench"].Clients["iqn.1994-05.com.example:c00000"].LUNs["rbd/img00004"] = 4
-		steps := map[string][2]State{
-			"targetlun": {mustBuild(b, base), mustBuild(b, withLUN)},
-			"clientlun": {mustBuild(b, base), mustBuild(b, mapped)},
-		}
+		steps, extraObject := benchSteps(b, n)
 		// the disk removed is still managed, as the DELETE handler keeps
 		// it: its storage object goes with its LUN, and comes back with it
 		without := steps["targetlun"]
 		without[0].Managed.StorageObjects = slices.Sorted(slices.Values(append(slices.Clone(without[0].Managed.StorageObjects),
-			withLUN.Disks[extra].objectName(extra))))
+			extraObject)))
 		steps["targetlun"] = without
 		f := newEmu(b).WithModel(NewModel())
 		reconcile(b, f, steps["targetlun"][0])
