@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"os"
@@ -209,6 +210,9 @@ type p50 struct {
 	d           []time.Duration
 	cpu         time.Duration
 	store, rest []time.Duration
+	// byStage is each Server-Timing stage's durations, one per answer
+	// that had it.
+	byStage map[string][]time.Duration
 }
 
 // storeStages are the Server-Timing stages of the config object's own
@@ -228,6 +232,12 @@ func (p *p50) stages(b *testing.B, header string) {
 	}
 	p.store = append(p.store, store)
 	p.rest = append(p.rest, st["total"]-store)
+	if p.byStage == nil {
+		p.byStage = map[string][]time.Duration{}
+	}
+	for name, d := range st {
+		p.byStage[name] = append(p.byStage[name], d)
+	}
 }
 
 // parseServerTiming reads the header stageTimes.header writes: name;dur=ms
@@ -275,6 +285,20 @@ func (p *p50) report(b *testing.B) {
 	report(p.d, "p50-ms")
 	report(p.store, "store-p50-ms")
 	report(p.rest, "rest-p50-ms")
+	// each stage's median over the answers that had it, (k/n) when not
+	// all did: where the rest goes
+	var line strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(p.byStage)) {
+		d := p.byStage[name]
+		slices.Sort(d)
+		fmt.Fprintf(&line, " %s=%.2f", name, float64(d[len(d)/2].Microseconds())/1000)
+		if len(d) != len(p.d) {
+			fmt.Fprintf(&line, "(%d/%d)", len(d), len(p.d))
+		}
+	}
+	if line.Len() > 0 {
+		b.Logf("stage p50 ms:%s", line.String())
+	}
 }
 
 // processCPU is the user and system time of this process so far.

@@ -17,12 +17,14 @@ import (
 // handing it out, so a change copies only what it changes.
 //
 // The contract for code that changes a document:
-//   - the document's fields and its Disks, Gateways and Targets maps may be
-//     written directly (insert, replace, delete);
+//   - the document's own fields may be written directly; its Disks,
+//     Gateways and Targets maps only through its methods (the Add, Remove,
+//     Drop and Mut ones), which log what they change (ChangesSince);
 //   - a field of a disk, gateway or target, and anything in a target's maps,
 //     is written only through the object MutDisk, MutGateway or MutTarget
 //     returned (a target from MutTarget may have its Disks, Clients, Portals
-//     and Groups maps written directly);
+//     and Groups maps written directly), before the document is read at a
+//     Stamp;
 //   - a field of a portal, client or group only through MutPortal,
 //     MutClient or MutGroup;
 //   - LunRef values and the generic Controls and Extra maps of an object are
@@ -65,6 +67,7 @@ func (d *Doc) Fork() *Doc {
 	}
 	c := *d
 	c.own, c.cow = nil, true
+	c.line = d.forkLineage()
 	c.Disks = maps.Clone(d.Disks)
 	c.Gateways = maps.Clone(d.Gateways)
 	c.Targets = maps.Clone(d.Targets)
@@ -109,11 +112,13 @@ func (d *Doc) FrozenLuns(t *Target) bool {
 // MutDisk returns disks[id] for changing (nil when absent), copied into d
 // first when it is shared.
 func (d *Doc) MutDisk(id string) *Disk {
+	d.logChange(Change{Kind: ChangedDisk, Key: id})
 	return mutEntry(d, d.Disks, id, (*Disk).clone, func(k *Disk) **owner { return &k.own })
 }
 
 // MutGateway returns gateways[name] for changing (nil when absent).
 func (d *Doc) MutGateway(name string) *Gateway {
+	d.logChange(Change{Kind: ChangedGateway, Key: name})
 	return mutEntry(d, d.Gateways, name, (*Gateway).clone, func(g *Gateway) **owner { return &g.own })
 }
 
@@ -121,6 +126,7 @@ func (d *Doc) MutGateway(name string) *Gateway {
 // target is copied with its maps, not with the portals, clients and groups
 // they hold: those are copied by MutPortal, MutClient and MutGroup.
 func (d *Doc) MutTarget(iqn string) *Target {
+	d.logChange(Change{Kind: ChangedTarget, Target: iqn})
 	t := d.targetCopy(iqn)
 	if t != nil {
 		t.ownMaps(borrowedAll)
@@ -131,6 +137,7 @@ func (d *Doc) MutTarget(iqn string) *Target {
 // mutTargetLuns is MutTarget for a change of the target's fields and LUN
 // map only: its clients, portals and groups maps stay borrowed, so that a
 // LUN mapped to a target of a thousand clients does not copy their map.
+// The caller logs each LUN it writes (dropTargetLun does).
 func (d *Doc) mutTargetLuns(iqn string) *Target {
 	t := d.targetCopy(iqn)
 	if t != nil {
@@ -142,6 +149,7 @@ func (d *Doc) mutTargetLuns(iqn string) *Target {
 // targetCopy is targets[iqn], copied into d when shared, whose maps may
 // still be borrowed from the target it was copied from.
 func (d *Doc) targetCopy(iqn string) *Target {
+	d.logChange(Change{Kind: ChangedTargetFields, Target: iqn})
 	return mutEntry(d, d.Targets, iqn, (*Target).fork, func(t *Target) **owner { return &t.own })
 }
 
@@ -193,31 +201,32 @@ func mutEntry[T any](d *Doc, m map[string]*T, key string, copy func(*T) *T, own 
 // target and the client into d first where they are shared (nil when
 // either is absent).
 func (d *Doc) MutClient(iqn, ini string) *Client {
-	return mutChild(d, iqn, ini, borrowedClients, func(t *Target) map[string]*Client { return t.Clients }, (*Client).clone,
+	return mutChild(d, iqn, ini, ChangedClient, borrowedClients, func(t *Target) map[string]*Client { return t.Clients }, (*Client).clone,
 		func(c *Client) **owner { return &c.own })
 }
 
 // MutPortal returns targets[iqn].portals[gw] for changing (nil when absent).
 func (d *Doc) MutPortal(iqn, gw string) *Portal {
-	return mutChild(d, iqn, gw, borrowedPortals, func(t *Target) map[string]*Portal { return t.Portals }, (*Portal).clone,
+	return mutChild(d, iqn, gw, ChangedPortal, borrowedPortals, func(t *Target) map[string]*Portal { return t.Portals }, (*Portal).clone,
 		func(p *Portal) **owner { return &p.own })
 }
 
 // MutGroup returns targets[iqn].groups[name] for changing (nil when absent).
 func (d *Doc) MutGroup(iqn, name string) *Group {
-	return mutChild(d, iqn, name, borrowedGroups, func(t *Target) map[string]*Group { return t.Groups }, (*Group).clone,
+	return mutChild(d, iqn, name, ChangedGroup, borrowedGroups, func(t *Target) map[string]*Group { return t.Groups }, (*Group).clone,
 		func(g *Group) **owner { return &g.own })
 }
 
 // mutChild is MutClient, MutPortal and MutGroup: the target only becomes
 // d's when the child exists, so asking for an absent one copies nothing,
 // and only the map holding the child (which) is copied with it.
-func mutChild[T any](d *Doc, iqn, name string, which uint8, of func(*Target) map[string]*T, clone func(*T) *T, own func(*T) **owner) *T {
+func mutChild[T any](d *Doc, iqn, name string, kind ChangeKind, which uint8, of func(*Target) map[string]*T, clone func(*T) *T, own func(*T) **owner) *T {
 	t := d.Targets[iqn]
 	if t == nil || of(t)[name] == nil {
 		return nil
 	}
 	t = d.targetCopy(iqn)
+	d.logChange(Change{Kind: kind, Target: iqn, Key: name})
 	t.ownMaps(which)
 	return mutEntry(d, of(t), name, clone, own)
 }
@@ -242,4 +251,28 @@ func (t *Target) withOwnFields() *Target {
 	c.Updated = clonePtr(t.Updated)
 	c.Extra = cloneGeneric(t.Extra)
 	return &c
+}
+
+// dropTarget deletes targets[iqn], logged.
+func (d *Doc) dropTarget(iqn string) {
+	delete(d.Targets, iqn)
+	d.logChange(Change{Kind: ChangedTarget, Target: iqn})
+}
+
+// dropDisk deletes disks[id], logged.
+func (d *Doc) dropDisk(id string) {
+	delete(d.Disks, id)
+	d.logChange(Change{Kind: ChangedDisk, Key: id})
+}
+
+// dropGateway deletes gateways[name], logged.
+func (d *Doc) dropGateway(name string) {
+	delete(d.Gateways, name)
+	d.logChange(Change{Kind: ChangedGateway, Key: name})
+}
+
+// dropTargetLun deletes disk from the LUN map of target iqn, logged.
+func (d *Doc) dropTargetLun(iqn, disk string) {
+	delete(d.mutTargetLuns(iqn).Disks, disk)
+	d.logChange(Change{Kind: ChangedTargetLun, Target: iqn, Key: disk})
 }

@@ -114,8 +114,8 @@ var cowChanges = []struct {
 		d.Touch(cowNow)
 		d.DiscoveryAuth.Extra["x_auth"] = "changed"
 		d.Extra["x_doc"] = "changed"
-		delete(d.Disks, "rbd/a")
-		d.Gateways["gw2"] = &Gateway{}
+		d.dropDisk("rbd/a")
+		d.dropGateway("gw1.example")
 	}},
 	{"AddTarget", cowDoc, func(t *testing.T, d *Doc) {
 		_, err := d.AddTarget("iqn.2003-01.com.example:new", cowNow)
@@ -193,7 +193,7 @@ var cowChanges = []struct {
 		must(t, d.RemoveTarget(cowTarget))
 	}},
 	{"ReassignOwners", cowDoc, func(t *testing.T, d *Doc) {
-		delete(d.Gateways, "gw1")
+		d.dropGateway("gw1")
 		if !d.ReassignOwners(cowNow) {
 			t.Fatal("no change")
 		}

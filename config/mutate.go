@@ -40,6 +40,7 @@ func (d *Doc) AddTarget(iqn string, now time.Time) (*Target, error) {
 	t := NewTarget(now)
 	t.own = d.mark()
 	d.Targets[iqn] = t
+	d.logChange(Change{Kind: ChangedTarget, Target: iqn})
 	return t, nil
 }
 
@@ -117,7 +118,7 @@ func (d *Doc) Clone() *Doc {
 		return nil
 	}
 	c := *d
-	c.own, c.cow = nil, false
+	c.own, c.cow, c.line = nil, false, nil
 	c.Disks = cloneMap(d.Disks, (*Disk).clone)
 	c.Gateways = cloneMap(d.Gateways, (*Gateway).clone)
 	c.Targets = cloneMap(d.Targets, (*Target).clone)

@@ -100,12 +100,12 @@ func ValidCredentials(username, password, mutualUsername, mutualPassword string)
 	return ""
 }
 
-// RemoveTarget deletes targets[iqn].
+// RemoveTarget deletes targets[iqn], a null entry too.
 func (d *Doc) RemoveTarget(iqn string) error {
-	if _, err := d.target(iqn); err != nil {
-		return err
+	if _, ok := d.Targets[iqn]; !ok {
+		return fmt.Errorf("config: target %q: %w", iqn, ErrNotFound)
 	}
-	delete(d.Targets, iqn)
+	d.dropTarget(iqn)
 	return nil
 }
 
@@ -119,7 +119,7 @@ func (d *Doc) RemoveTargetGateway(iqn, gw string, now time.Time) error {
 		return err
 	}
 	if len(t.Portals) == 0 {
-		delete(d.Targets, iqn)
+		d.dropTarget(iqn)
 		return nil
 	}
 	t = d.MutTarget(iqn)
@@ -130,7 +130,7 @@ func (d *Doc) RemoveTargetGateway(iqn, gw string, now time.Time) error {
 	}
 	delete(t.Portals, gw)
 	if len(t.IPList) == 0 || len(t.Portals) == 0 {
-		delete(d.Targets, iqn)
+		d.dropTarget(iqn)
 	} else {
 		t.stamp(now)
 	}
@@ -139,7 +139,7 @@ func (d *Doc) RemoveTargetGateway(iqn, gw string, now time.Time) error {
 			return nil
 		}
 	}
-	delete(d.Gateways, gw)
+	d.dropGateway(gw)
 	return nil
 }
 

@@ -78,6 +78,7 @@ func (d *Doc) AddDisk(n NewDisk, now time.Time) (*Disk, error) {
 	}
 	disk.own = d.mark()
 	d.Disks[id] = disk
+	d.logChange(Change{Kind: ChangedDisk, Key: id})
 	return disk, nil
 }
 
@@ -180,7 +181,7 @@ func (d *Doc) RemoveDisk(id string) error {
 	if len(clients) > 0 {
 		return &Rejection{Msg: fmt.Sprintf("Unable to delete %s. Allocated to: %s", id, strings.Join(clients, ",")), Kind: ErrConflict}
 	}
-	delete(d.Disks, id)
+	d.dropDisk(id)
 	return nil
 }
 
@@ -194,7 +195,7 @@ func (d *Doc) DetachDisk(id string) {
 		}
 		// t is read, what holds the disk is changed through d
 		if _, ok := t.Disks[id]; ok {
-			delete(d.mutTargetLuns(iqn).Disks, id)
+			d.dropTargetLun(iqn, id)
 		}
 		for ini, cl := range t.Clients {
 			if cl == nil {

@@ -83,6 +83,7 @@ func (d *Doc) AddTargetGateway(iqn, gw string, gatewayIPList, activeIPs []string
 		}
 		stamp := Timestamp(now)
 		d.Gateways[gw] = &Gateway{ActiveLuns: 0, Created: stamp, Updated: stamp, own: d.mark()}
+		d.logChange(Change{Kind: ChangedGateway, Key: gw})
 		gatewayAdded = true
 	}
 	if joining {
@@ -158,7 +159,7 @@ func (d *Doc) RemoveTargetGateways(iqn, gw string, now time.Time) (bool, error) 
 		}
 	}
 	if _, ok := d.Gateways[gw]; ok && !d.gatewayInUse(gw) {
-		delete(d.Gateways, gw)
+		d.dropGateway(gw)
 		changed = true
 	}
 	if d.ReassignOwners(now) {

@@ -139,6 +139,7 @@ func (d *Doc) MapTargetLun(targetIQN, disk string, lunID *int, owner string, now
 		t.Disks = map[string]LunRef{}
 	}
 	t.Disks[disk] = LunRef{LunID: id}
+	d.logChange(Change{Kind: ChangedTargetLun, Target: targetIQN, Key: disk})
 	dk = d.MutDisk(disk)
 	o := owner
 	dk.Owner = &o
@@ -203,8 +204,8 @@ func (d *Doc) UnmapTargetLun(targetIQN, disk string, now time.Time) (bool, error
 	if user != "" {
 		return false, lunRejection(ErrConflict, msgLunAllocated, disk, user)
 	}
-	t = d.mutTargetLuns(targetIQN)
-	delete(t.Disks, disk)
+	d.dropTargetLun(targetIQN, disk)
+	t = d.Targets[targetIQN]
 	ts := Timestamp(now)
 	dk := d.MutDisk(disk)
 	if dk.Owner != nil {

@@ -38,6 +38,8 @@ type Doc struct {
 	// cow: d is a fork, so the objects it does not own are shared and
 	// never written in place (Frozen).
 	cow bool
+	// line is a fork's identity and change log (nil when d is not a fork).
+	line *lineage
 }
 
 // Disk is disks["pool/image"].

@@ -77,14 +77,18 @@ func withValidNames(doc *config.Doc, known *validNames) (*config.Doc, []*lio.Obj
 	}
 	c := doc.Fork()
 	for _, iqn := range badTargets {
-		delete(c.Targets, iqn)
+		if err := c.RemoveTarget(iqn); err != nil {
+			panic(err) // iqn is one of c's
+		}
 	}
 	for _, r := range badClients {
 		delete(c.MutTarget(r.target).Clients, r.client)
 	}
 	for id := range badDisks {
-		delete(c.Disks, id)
 		c.DetachDisk(id)
+		if err := c.RemoveDisk(id); err != nil {
+			panic(err) // detached, nothing uses it
+		}
 	}
 	slices.SortFunc(errs, func(a, b *lio.ObjectError) int { return strings.Compare(a.Error(), b.Error()) })
 	return c, errs
