@@ -351,7 +351,7 @@ func TestLifecycle(t *testing.T) {
 	lifecycle(t, env, func(t *testing.T) {
 		// Portals come from PUT /api/gateway, not implemented yet.
 		if _, err := store.Commit(t.Context(), func(d *config.Doc) error {
-			d.Gateways[gw1] = &config.Gateway{}
+			d.PutGateway(gw1, &config.Gateway{})
 			tg := d.MutTarget(tIQN)
 			tg.IPList = []string{"198.51.100.1"}
 			tg.Portals[gw1] = &config.Portal{PortalIPAddresses: []string{"198.51.100.1"}, GatewayIPList: []string{"198.51.100.1"}, InactivePortalIPs: []string{}, TPGs: 1}

@@ -576,7 +576,7 @@ func TestDiskFanout(t *testing.T) {
 	peer.lio.mu.Lock()
 	peer.lio.sessions = 1
 	peer.lio.mu.Unlock()
-	if _, err := store.Commit(t.Context(), func(d *config.Doc) error { d.Targets[tIQN].ACLEnabled = false; return nil }); err != nil {
+	if _, err := store.Commit(t.Context(), func(d *config.Doc) error { d.MutTarget(tIQN).ACLEnabled = false; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	rec := env.do(t, "PUT", "/api/disksnap/rbd/disk1/s", v("mode", "rollback"))

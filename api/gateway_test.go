@@ -276,10 +276,10 @@ func TestGatewayDelete(t *testing.T) {
 	// Export the disk with gw2 as its owner, so its deletion moves it.
 	if _, err := store.Commit(t.Context(), func(d *config.Doc) error {
 		owner := gw2
-		d.Disks["rbd/disk1"].Owner = &owner
-		d.Gateways[gw2].ActiveLuns = 1
-		d.Gateways[gw1].ActiveLuns = 0
-		d.Targets[tIQN].Disks["rbd/disk1"] = config.LunRef{LunID: 0}
+		d.MutDisk("rbd/disk1").Owner = &owner
+		d.MutGateway(gw2).ActiveLuns = 1
+		d.MutGateway(gw1).ActiveLuns = 0
+		d.MutTarget(tIQN).Disks["rbd/disk1"] = config.LunRef{LunID: 0}
 		return nil
 	}); err != nil {
 		t.Fatal(err)

@@ -90,7 +90,7 @@ func TestClusterLifecycle(t *testing.T) {
 	env := newEnv(t, store, gw1, nil)
 	lifecycle(t, env, func(t *testing.T) {
 		if _, err := store.Commit(t.Context(), func(d *config.Doc) error {
-			d.Gateways[gw1] = &config.Gateway{}
+			d.PutGateway(gw1, &config.Gateway{})
 			tg := d.MutTarget(tIQN)
 			tg.IPList = []string{"198.51.100.1"}
 			tg.Portals[gw1] = &config.Portal{PortalIPAddresses: []string{"198.51.100.1"}, GatewayIPList: []string{"198.51.100.1"}, InactivePortalIPs: []string{}, TPGs: 1}

@@ -373,7 +373,7 @@ func newLunPair(t *testing.T, store rawStore) (env, peer *testEnv, calls *peerCa
 		tg.IPList = []string{"198.51.100.1", "198.51.100.2"}
 		for i, gw := range []string{gw1, gw2} {
 			if d.Gateways[gw] == nil {
-				d.Gateways[gw] = &config.Gateway{Created: config.Timestamp(t0), Updated: config.Timestamp(t0)}
+				d.PutGateway(gw, &config.Gateway{Created: config.Timestamp(t0), Updated: config.Timestamp(t0)})
 			}
 			tg.Portals[gw] = &config.Portal{PortalIPAddresses: []string{tg.IPList[i]}, GatewayIPList: tg.IPList, InactivePortalIPs: []string{tg.IPList[1-i]}, TPGs: 2}
 		}

@@ -119,7 +119,9 @@ func TestStaleCachedDocumentNeverRefuses(t *testing.T) {
 
 	// a target the cache lacks
 	stale = loadDoc(t, store)
-	delete(stale.Targets, tIQN)
+	if err := stale.RemoveTarget(tIQN); err != nil {
+		t.Fatal(err)
+	}
 	store.setCached(stale)
 	expect(t, env.do(t, "PUT", "/api/client/"+tIQN+"/"+cIQN2, nil), 200, "client create/update successful")
 }

@@ -41,7 +41,7 @@ func TestIssue8Item8RestoreLocalAddr(t *testing.T) {
 		tg.IPList = []string{"127.0.0.1", "127.0.0.2"}
 		doc.MutPortal(testIQN, testGateway).GatewayIPList = tg.IPList
 		tg.Portals[gw2] = &config.Portal{PortalIPAddresses: []string{"127.0.0.2"}, GatewayIPList: tg.IPList, InactivePortalIPs: []string{}, TPGs: 2}
-		doc.Gateways[gw2] = &config.Gateway{Created: doc.Created, Updated: doc.Updated}
+		doc.PutGateway(gw2, &config.Gateway{Created: doc.Created, Updated: doc.Updated})
 		return nil
 	})
 	tpg := func(n string) string { return "target/iscsi/" + testIQN + "/tpgt_" + n }

@@ -380,7 +380,7 @@ func TestRestoreBlockBackstore(t *testing.T) {
 		tg := doc.MutTarget(testIQN)
 		tg.IPList = append(tg.IPList, "192.0.2.20")
 		tg.Portals["gw2.test"] = &config.Portal{PortalIPAddresses: []string{"192.0.2.20"}, GatewayIPList: tg.IPList, InactivePortalIPs: []string{}, TPGs: 1}
-		doc.Gateways["gw2.test"] = &config.Gateway{Created: doc.Created, Updated: doc.Updated}
+		doc.PutGateway("gw2.test", &config.Gateway{Created: doc.Created, Updated: doc.Updated})
 		return nil
 	})
 	r = fx.run()

@@ -253,6 +253,19 @@ func (t *Target) withOwnFields() *Target {
 	return &c
 }
 
+// PutGateway sets gateways[name] to g, which d now owns: a gateway made by
+// hand (the API adds gateways with their portals, AddTargetGateway).
+func (d *Doc) PutGateway(name string, g *Gateway) {
+	if d.Gateways == nil {
+		d.Gateways = map[string]*Gateway{}
+	}
+	if g != nil {
+		g.own = d.mark()
+	}
+	d.Gateways[name] = g
+	d.logChange(Change{Kind: ChangedGateway, Key: name})
+}
+
 // dropTarget deletes targets[iqn], logged.
 func (d *Doc) dropTarget(iqn string) {
 	delete(d.Targets, iqn)

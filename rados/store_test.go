@@ -112,7 +112,9 @@ func TestFailedMutationWritesNothing(t *testing.T) {
 	before, beforeEpoch := rawObject(t, s)
 	boom := errors.New("client mistake")
 	_, err := s.Commit(context.Background(), func(d *config.Doc) error {
-		d.Targets["half-done"] = config.NewTarget(time.Now())
+		if _, err := d.AddTarget("half-done", time.Now()); err != nil {
+			return err
+		}
 		return boom
 	})
 	if !errors.Is(err, boom) {
@@ -616,7 +618,9 @@ func TestSnapshotReadsYourWritesAndSeesOthers(t *testing.T) {
 		t.Errorf("a direct write of the object is not seen: epoch %d, targets %v", loaded.Epoch, sortedKeys(loaded.Targets))
 	}
 	// Load hands out a copy: changing it does not change the next answer
-	delete(loaded.Targets, other)
+	if err := loaded.RemoveTarget(other); err != nil {
+		t.Fatal(err)
+	}
 	if doc, _, err := a.Snapshot(ctx); err != nil || doc.Targets[other] == nil {
 		t.Errorf("a Load copy changed the shared document (err %v)", err)
 	}
