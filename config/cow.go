@@ -52,9 +52,10 @@ func (d *Doc) mark() *owner {
 }
 
 // Fork returns a copy of d that shares every disk, gateway and target with
-// d until either document changes it (see the contract above): O(number of
-// disks, gateways and targets) pointer copies, where Clone copies every
-// object. Both documents may then be changed independently, and read
+// d, and the maps holding them, until either document changes one (see the
+// contract above): a constant cost, where Clone copies every object, and
+// the first change of a map copies that map's pointers. Both documents may
+// then be changed independently, and read
 // concurrently with each other's changes; d must not be changed while Fork
 // runs, but several Forks of one document may run at once.
 func (d *Doc) Fork() *Doc {
@@ -68,9 +69,9 @@ func (d *Doc) Fork() *Doc {
 	c := *d
 	c.own, c.cow = nil, true
 	c.line = d.forkLineage()
-	c.Disks = maps.Clone(d.Disks)
-	c.Gateways = maps.Clone(d.Gateways)
-	c.Targets = maps.Clone(d.Targets)
+	// the three maps are shared: whichever document writes one first
+	// copies it (ownMap), since d's mark is revoked and c has none
+	c.disksOwn, c.gatewaysOwn, c.targetsOwn = nil, nil, nil
 	c.DiscoveryAuth = d.DiscoveryAuth.clone()
 	c.GatewaysUpgraded = slices.Clone(d.GatewaysUpgraded)
 	c.Extra = cloneGeneric(d.Extra)
@@ -113,13 +114,13 @@ func (d *Doc) FrozenLuns(t *Target) bool {
 // first when it is shared.
 func (d *Doc) MutDisk(id string) *Disk {
 	d.logChange(Change{Kind: ChangedDisk, Key: id})
-	return mutEntry(d, d.Disks, id, (*Disk).clone, func(k *Disk) **owner { return &k.own })
+	return mutEntry(d, d.Disks, func() map[string]*Disk { return ownMap(d, &d.Disks, &d.disksOwn) }, id, (*Disk).clone, func(k *Disk) **owner { return &k.own })
 }
 
 // MutGateway returns gateways[name] for changing (nil when absent).
 func (d *Doc) MutGateway(name string) *Gateway {
 	d.logChange(Change{Kind: ChangedGateway, Key: name})
-	return mutEntry(d, d.Gateways, name, (*Gateway).clone, func(g *Gateway) **owner { return &g.own })
+	return mutEntry(d, d.Gateways, func() map[string]*Gateway { return ownMap(d, &d.Gateways, &d.gatewaysOwn) }, name, (*Gateway).clone, func(g *Gateway) **owner { return &g.own })
 }
 
 // MutTarget returns targets[iqn] for changing (nil when absent). A shared
@@ -150,7 +151,7 @@ func (d *Doc) mutTargetLuns(iqn string) *Target {
 // still be borrowed from the target it was copied from.
 func (d *Doc) targetCopy(iqn string) *Target {
 	d.logChange(Change{Kind: ChangedTargetFields, Target: iqn})
-	return mutEntry(d, d.Targets, iqn, (*Target).fork, func(t *Target) **owner { return &t.own })
+	return mutEntry(d, d.Targets, func() map[string]*Target { return ownMap(d, &d.Targets, &d.targetsOwn) }, iqn, (*Target).fork, func(t *Target) **owner { return &t.own })
 }
 
 // Which of a target's maps it shares with the target it was copied from
@@ -186,14 +187,15 @@ func (t *Target) ownMaps(which uint8) {
 
 // mutEntry is every Mut accessor: m[key], replaced by a copy d owns when
 // it is shared.
-func mutEntry[T any](d *Doc, m map[string]*T, key string, copy func(*T) *T, own func(*T) **owner) *T {
+func mutEntry[T any](d *Doc, m map[string]*T, writable func() map[string]*T, key string, copy func(*T) *T, own func(*T) **owner) *T {
 	v := m[key]
 	if v == nil || d.mine(*own(v)) {
 		return v
 	}
 	v = copy(v)
+	w := writable()
 	*own(v) = d.mark()
-	m[key] = v
+	w[key] = v
 	return v
 }
 
@@ -228,7 +230,7 @@ func mutChild[T any](d *Doc, iqn, name string, kind ChangeKind, which uint8, of 
 	t = d.targetCopy(iqn)
 	d.logChange(Change{Kind: kind, Target: iqn, Key: name})
 	t.ownMaps(which)
-	return mutEntry(d, of(t), name, clone, own)
+	return mutEntry(d, of(t), func() map[string]*T { return of(t) }, name, clone, own)
 }
 
 // fork is a copy of t that shares its portals, clients, groups and LUN
@@ -256,32 +258,58 @@ func (t *Target) withOwnFields() *Target {
 // PutGateway sets gateways[name] to g, which d now owns: a gateway made by
 // hand (the API adds gateways with their portals, AddTargetGateway).
 func (d *Doc) PutGateway(name string, g *Gateway) {
-	if d.Gateways == nil {
-		d.Gateways = map[string]*Gateway{}
-	}
 	if g != nil {
 		g.own = d.mark()
 	}
-	d.Gateways[name] = g
+	ownMap(d, &d.Gateways, &d.gatewaysOwn)[name] = g
 	d.logChange(Change{Kind: ChangedGateway, Key: name})
+}
+
+// putDisk sets disks[id] to k, which d now owns, logged.
+func (d *Doc) putDisk(id string, k *Disk) {
+	k.own = d.mark()
+	ownMap(d, &d.Disks, &d.disksOwn)[id] = k
+	d.logChange(Change{Kind: ChangedDisk, Key: id})
+}
+
+// putTarget sets targets[iqn] to t, which d now owns, logged.
+func (d *Doc) putTarget(iqn string, t *Target) {
+	t.own = d.mark()
+	ownMap(d, &d.Targets, &d.targetsOwn)[iqn] = t
+	d.logChange(Change{Kind: ChangedTarget, Target: iqn})
 }
 
 // dropTarget deletes targets[iqn], logged.
 func (d *Doc) dropTarget(iqn string) {
-	delete(d.Targets, iqn)
+	delete(ownMap(d, &d.Targets, &d.targetsOwn), iqn)
 	d.logChange(Change{Kind: ChangedTarget, Target: iqn})
 }
 
 // dropDisk deletes disks[id], logged.
 func (d *Doc) dropDisk(id string) {
-	delete(d.Disks, id)
+	delete(ownMap(d, &d.Disks, &d.disksOwn), id)
 	d.logChange(Change{Kind: ChangedDisk, Key: id})
 }
 
 // dropGateway deletes gateways[name], logged.
 func (d *Doc) dropGateway(name string) {
-	delete(d.Gateways, name)
+	delete(ownMap(d, &d.Gateways, &d.gatewaysOwn), name)
 	d.logChange(Change{Kind: ChangedGateway, Key: name})
+}
+
+// ownMap returns *m, one of d's three maps, for writing: a fork shares
+// them with its source until either writes one (see Fork), and the map is
+// d's own only while the mark it was copied under (*mark) is d's. A nil
+// map becomes an empty one.
+func ownMap[V any](d *Doc, m *map[string]V, mark **owner) map[string]V {
+	if !d.mine(*mark) {
+		c := maps.Clone(*m)
+		if c == nil {
+			c = map[string]V{}
+		}
+		*m, *mark = c, d.mark()
+	}
+	return *m
 }
 
 // dropTargetLun deletes disk from the LUN map of target iqn, logged.

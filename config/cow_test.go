@@ -528,3 +528,34 @@ func TestLowestFreeRef(t *testing.T) {
 		}
 	}
 }
+
+// TestForkSharesMapsUntilWritten: a fork shares its source's three maps,
+// and the first write of one, by either document, copies only that map.
+func TestForkSharesMapsUntilWritten(t *testing.T) {
+	same := func(a, b any) bool { return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer() }
+	src := cowDoc(t)
+	fork := src.Fork()
+	if !same(src.Disks, fork.Disks) || !same(src.Gateways, fork.Gateways) || !same(src.Targets, fork.Targets) {
+		t.Fatal("a fork copied its source's maps")
+	}
+	fork.MutDisk("rbd/img00001").WWN = "changed"
+	if same(src.Disks, fork.Disks) || !same(src.Gateways, fork.Gateways) || !same(src.Targets, fork.Targets) {
+		t.Fatal("a disk's change copied other maps, or not the disks map")
+	}
+	disks := fork.Disks
+	fork.MutDisk("rbd/img00002").WWN = "changed"
+	if !same(disks, fork.Disks) {
+		t.Fatal("a second change copied the fork's own disks map again")
+	}
+	if src.Disks["rbd/img00001"].WWN == "changed" || src.Disks["rbd/img00002"].WWN == "changed" {
+		t.Fatal("the source sees the fork's change")
+	}
+	// the source writes after the fork: its own copy, the fork keeps its map
+	targets := fork.Targets
+	if _, err := src.AddTarget("iqn.2003-01.com.example:later", cowNow); err != nil {
+		t.Fatal(err)
+	}
+	if same(src.Targets, targets) || fork.Targets["iqn.2003-01.com.example:later"] != nil {
+		t.Fatal("the source's new target reached the fork")
+	}
+}

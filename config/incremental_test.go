@@ -167,21 +167,21 @@ func incMutate(c *choices, d *Doc, now time.Time) {
 		// a disk moved to another key: same pointer, new key
 		other := c.pick(incDisks)
 		if k := d.Disks[disk]; k != nil && d.Disks[other] == nil {
-			d.Disks[other] = k
-			delete(d.Disks, disk)
+			handSet(d, &d.Disks, &d.disksOwn, Change{Kind: ChangedDisk, Key: other}, k)
+			handDelete(d, &d.Disks, &d.disksOwn, Change{Kind: ChangedDisk, Key: disk})
 		}
 	case 31:
 		switch c.n(4) {
 		case 0:
-			d.Disks[disk] = nil
+			handSet(d, &d.Disks, &d.disksOwn, Change{Kind: ChangedDisk, Key: disk}, nil)
 		case 1:
 			if t := d.MutTarget(tgt); t != nil {
 				t.Clients[cli] = nil
 			}
 		case 2:
-			d.Targets[tgt] = nil
+			handSet(d, &d.Targets, &d.targetsOwn, Change{Kind: ChangedTarget, Target: tgt}, nil)
 		default:
-			d.Gateways[gw] = nil
+			handSet(d, &d.Gateways, &d.gatewaysOwn, Change{Kind: ChangedGateway, Key: gw}, nil)
 		}
 	case 32:
 		// unknown keys, which send an object through the generic encoder
@@ -237,7 +237,7 @@ func incMutate(c *choices, d *Doc, now time.Time) {
 			p.PortalIPAddresses = []string{fmt.Sprintf("192.0.2.%d", c.n(4))}
 		}
 	case 37:
-		delete(d.Gateways, gw)
+		d.dropGateway(gw)
 	case 38:
 		// a nil disks map exempts client LUNs from being the target's
 		if t := d.MutTarget(tgt); t != nil && c.n(3) == 0 {
@@ -290,9 +290,9 @@ func incMutate(c *choices, d *Doc, now time.Time) {
 	case 44:
 		// a new gateway or target whose name breaks its grammar
 		if c.n(2) == 0 {
-			d.Gateways["bad gw"] = &Gateway{}
+			d.PutGateway("bad gw", &Gateway{})
 		} else {
-			d.Targets["bad target"] = NewTarget(now)
+			d.putTarget("bad target", NewTarget(now))
 		}
 	case 45:
 		if k := d.MutDisk(disk); k != nil {

@@ -161,3 +161,24 @@ func TestStampLineage(t *testing.T) {
 		t.Fatalf("an earlier answer changed: %v", log)
 	}
 }
+
+// handSet sets an entry of one of d's three maps (m, with its mark) to v
+// as a hand edit would, without claiming v: logged as c.
+func handSet[V any](d *Doc, m *map[string]V, mark **owner, c Change, v V) {
+	key := c.Key
+	if c.Kind == ChangedTarget {
+		key = c.Target
+	}
+	ownMap(d, m, mark)[key] = v
+	d.logChange(c)
+}
+
+// handDelete deletes an entry of one of d's three maps, logged as c.
+func handDelete[V any](d *Doc, m *map[string]V, mark **owner, c Change) {
+	key := c.Key
+	if c.Kind == ChangedTarget {
+		key = c.Target
+	}
+	delete(ownMap(d, m, mark), key)
+	d.logChange(c)
+}

@@ -34,13 +34,8 @@ func (d *Doc) AddTarget(iqn string, now time.Time) (*Target, error) {
 	if _, ok := d.Targets[iqn]; ok {
 		return nil, fmt.Errorf("config: target %q: %w", iqn, ErrExists)
 	}
-	if d.Targets == nil {
-		d.Targets = map[string]*Target{}
-	}
 	t := NewTarget(now)
-	t.own = d.mark()
-	d.Targets[iqn] = t
-	d.logChange(Change{Kind: ChangedTarget, Target: iqn})
+	d.putTarget(iqn, t)
 	return t, nil
 }
 
@@ -119,6 +114,7 @@ func (d *Doc) Clone() *Doc {
 	}
 	c := *d
 	c.own, c.cow, c.line = nil, false, nil
+	c.disksOwn, c.gatewaysOwn, c.targetsOwn = nil, nil, nil
 	c.Disks = cloneMap(d.Disks, (*Disk).clone)
 	c.Gateways = cloneMap(d.Gateways, (*Gateway).clone)
 	c.Targets = cloneMap(d.Targets, (*Target).clone)

@@ -60,9 +60,6 @@ func (d *Doc) AddDisk(n NewDisk, now time.Time) (*Disk, error) {
 			return nil, &Rejection{Msg: fmt.Sprintf("WWN %s is already in use by %s", n.WWN, other), Kind: ErrConflict}
 		}
 	}
-	if d.Disks == nil {
-		d.Disks = map[string]*Disk{}
-	}
 	host := n.AllocatingHost
 	ts := Timestamp(now)
 	disk := &Disk{
@@ -76,9 +73,7 @@ func (d *Doc) AddDisk(n NewDisk, now time.Time) (*Disk, error) {
 	if disk.Controls == nil {
 		disk.Controls = map[string]any{}
 	}
-	disk.own = d.mark()
-	d.Disks[id] = disk
-	d.logChange(Change{Kind: ChangedDisk, Key: id})
+	d.putDisk(id, disk)
 	return disk, nil
 }
 

@@ -78,12 +78,8 @@ func (d *Doc) AddTargetGateway(iqn, gw string, gatewayIPList, activeIPs []string
 		changed = true
 	}
 	if d.Gateways[gw] == nil {
-		if d.Gateways == nil {
-			d.Gateways = map[string]*Gateway{}
-		}
 		stamp := Timestamp(now)
-		d.Gateways[gw] = &Gateway{ActiveLuns: 0, Created: stamp, Updated: stamp, own: d.mark()}
-		d.logChange(Change{Kind: ChangedGateway, Key: gw})
+		d.PutGateway(gw, &Gateway{ActiveLuns: 0, Created: stamp, Updated: stamp})
 		gatewayAdded = true
 	}
 	if joining {

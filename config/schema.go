@@ -40,6 +40,10 @@ type Doc struct {
 	cow bool
 	// line is a fork's identity and change log (nil when d is not a fork).
 	line *lineage
+	// disksOwn, gatewaysOwn and targetsOwn are the marks under which d
+	// last copied its three maps (ownMap): a map is d's to write in place
+	// only while its mark is d's.
+	disksOwn, gatewaysOwn, targetsOwn *owner
 }
 
 // Disk is disks["pool/image"].
