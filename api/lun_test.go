@@ -39,11 +39,11 @@ func newLunEnv(t testing.TB, store rawStore, gateway string) *testEnv {
 func addDisk(d *config.Doc, id string) {
 	pool, image, _ := strings.Cut(id, "/")
 	owner := gw1
-	d.Disks[id] = &config.Disk{
+	d.PutDisk(id, &config.Disk{
 		Pool: pool, Image: image, PoolID: 1, Backstore: "user:rbd", BackstoreObjectName: pool + "." + image,
 		AllocatingHost: &owner, Controls: map[string]any{},
 		Created: config.Timestamp(t0), Updated: config.Timestamp(t0),
-	}
+	})
 }
 
 // exportDisk makes target iqn export disk id at lun, owned by gw.

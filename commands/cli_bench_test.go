@@ -95,7 +95,7 @@ func TestGwcliLsBench(t *testing.T) {
 		tg.Portals = map[string]*config.Portal{}
 		tg.IPList = []string{gw1.ip, gw2.ip, gw3.ip}
 		for _, g := range []*apiDaemon{gw1, gw2, gw3} {
-			d.Gateways[g.name] = &config.Gateway{}
+			d.PutGateway(g.name, &config.Gateway{})
 			tg.Portals[g.name] = &config.Portal{PortalIPAddresses: []string{g.ip}, GatewayIPList: tg.IPList, TPGs: 3,
 				InactivePortalIPs: slices.DeleteFunc(slices.Clone(tg.IPList), func(ip string) bool { return ip == g.ip })}
 		}
@@ -103,8 +103,8 @@ func TestGwcliLsBench(t *testing.T) {
 		for i, n := range names {
 			id := "rbd/" + n
 			owner := owners[i%3]
-			d.Disks[id] = &config.Disk{Pool: "rbd", Image: n, Backstore: "user:rbd", BackstoreObjectName: "rbd." + n,
-				Owner: &owner, AllocatingHost: &owner, Controls: map[string]any{}}
+			d.PutDisk(id, &config.Disk{Pool: "rbd", Image: n, Backstore: "user:rbd", BackstoreObjectName: "rbd." + n,
+				Owner: &owner, AllocatingHost: &owner, Controls: map[string]any{}})
 			tg.Disks[id] = config.LunRef{LunID: i}
 		}
 		for c := range clients {
@@ -115,7 +115,7 @@ func TestGwcliLsBench(t *testing.T) {
 			}
 			tg.Clients[fmt.Sprintf("iqn.1994-05.com.example:bench-%02d", c)] = cli
 		}
-		d.Targets[tgt] = tg
+		d.PutTarget(tgt, tg)
 		return nil
 	}); err != nil {
 		t.Fatal(err)

@@ -136,12 +136,12 @@ func (fx *fixture) seed(doc *config.Doc) error {
 	now := time.Now()
 	ts := config.Timestamp(now)
 	owner, alloc := testGateway, testGateway
-	doc.Gateways[testGateway] = &config.Gateway{ActiveLuns: 1, Created: ts, Updated: ts}
-	doc.Disks[fx.diskID] = &config.Disk{
+	doc.PutGateway(testGateway, &config.Gateway{ActiveLuns: 1, Created: ts, Updated: ts})
+	doc.PutDisk(fx.diskID, &config.Disk{
 		Pool: "rbd", Image: fx.image, PoolID: 1, WWN: "6a3cba94-bbf3-4d3f-8672-b3fe83c8bd14",
 		Backstore: lio.BackstoreUserRBD, BackstoreObjectName: "rbd." + fx.image,
 		AllocatingHost: &alloc, Owner: &owner, Controls: map[string]any{}, Created: ts, Updated: ts,
-	}
+	})
 	t, err := doc.AddTarget(testIQN, now)
 	if err != nil {
 		return err

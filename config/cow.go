@@ -265,15 +265,17 @@ func (d *Doc) PutGateway(name string, g *Gateway) {
 	d.logChange(Change{Kind: ChangedGateway, Key: name})
 }
 
-// putDisk sets disks[id] to k, which d now owns, logged.
-func (d *Doc) putDisk(id string, k *Disk) {
+// PutDisk sets disks[id] to k, which d now owns: a disk made by hand (the
+// API adds disks with AddDisk).
+func (d *Doc) PutDisk(id string, k *Disk) {
 	k.own = d.mark()
 	ownMap(d, &d.Disks, &d.disksOwn)[id] = k
 	d.logChange(Change{Kind: ChangedDisk, Key: id})
 }
 
-// putTarget sets targets[iqn] to t, which d now owns, logged.
-func (d *Doc) putTarget(iqn string, t *Target) {
+// PutTarget sets targets[iqn] to t, which d now owns: a target made by
+// hand (the API adds targets with AddTarget).
+func (d *Doc) PutTarget(iqn string, t *Target) {
 	t.own = d.mark()
 	ownMap(d, &d.Targets, &d.targetsOwn)[iqn] = t
 	d.logChange(Change{Kind: ChangedTarget, Target: iqn})

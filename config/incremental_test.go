@@ -292,7 +292,7 @@ func incMutate(c *choices, d *Doc, now time.Time) {
 		if c.n(2) == 0 {
 			d.PutGateway("bad gw", &Gateway{})
 		} else {
-			d.putTarget("bad target", NewTarget(now))
+			d.PutTarget("bad target", NewTarget(now))
 		}
 	case 45:
 		if k := d.MutDisk(disk); k != nil {

@@ -35,7 +35,7 @@ func (d *Doc) AddTarget(iqn string, now time.Time) (*Target, error) {
 		return nil, fmt.Errorf("config: target %q: %w", iqn, ErrExists)
 	}
 	t := NewTarget(now)
-	d.putTarget(iqn, t)
+	d.PutTarget(iqn, t)
 	return t, nil
 }
 

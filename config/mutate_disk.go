@@ -73,7 +73,7 @@ func (d *Doc) AddDisk(n NewDisk, now time.Time) (*Disk, error) {
 	if disk.Controls == nil {
 		disk.Controls = map[string]any{}
 	}
-	d.putDisk(id, disk)
+	d.PutDisk(id, disk)
 	return disk, nil
 }
 

@@ -164,8 +164,8 @@ func lunDoc(d *config.Doc, n int) error {
 	owner := "gw1"
 	for i := range n {
 		id := fmt.Sprintf("rbd/img%05d", i)
-		d.Disks[id] = &config.Disk{Pool: "rbd", Image: fmt.Sprintf("img%05d", i), WWN: fmt.Sprintf("wwn-%d", i),
-			Backstore: "user:rbd", BackstoreObjectName: fmt.Sprintf("rbd.img%05d", i), Owner: &owner, AllocatingHost: &owner, Controls: map[string]any{}}
+		d.PutDisk(id, &config.Disk{Pool: "rbd", Image: fmt.Sprintf("img%05d", i), WWN: fmt.Sprintf("wwn-%d", i),
+			Backstore: "user:rbd", BackstoreObjectName: fmt.Sprintf("rbd.img%05d", i), Owner: &owner, AllocatingHost: &owner, Controls: map[string]any{}})
 		t.Disks[id] = config.LunRef{LunID: i}
 	}
 	for c := range n / 4 {
