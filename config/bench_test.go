@@ -93,8 +93,8 @@ func BenchmarkScale(b *testing.B) {
 		b.Run(fmt.Sprintf("luns=%d/fork+maptargetlun", n), func(b *testing.B) {
 			const spare = "rbd/spare"
 			base := d.Fork()
-			base.Disks[spare] = &Disk{Pool: "rbd", Image: "spare", Backstore: "user:rbd", Controls: map[string]any{}}
-			base.Gateways["gw1"] = &Gateway{}
+			base.PutDisk(spare, &Disk{Pool: "rbd", Image: "spare", Backstore: "user:rbd", Controls: map[string]any{}})
+			base.PutGateway("gw1", &Gateway{})
 			now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 			b.ReportAllocs()
 			defer cpuPerOp(b, processCPU())
