@@ -121,15 +121,11 @@ func (d *Doc) forkLineage() *lineage {
 	return l
 }
 
-// logChange records c in d's change log, once when it repeats the last
-// entry.
+// logChange records c in d's change log. A repeat of the last entry is
+// recorded too: a reader may have taken a Stamp between the two, and the
+// second write is news to it.
 func (d *Doc) logChange(c Change) {
-	l := d.line
-	if l == nil {
-		return
+	if l := d.line; l != nil {
+		l.log = append(l.log, c)
 	}
-	if n := len(l.log); n > 0 && l.log[n-1] == c {
-		return
-	}
-	l.log = append(l.log, c)
 }
