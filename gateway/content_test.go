@@ -125,7 +125,7 @@ func (w *cowWorld) mutate() {
 	d, rng := w.doc, w.rng
 	iqn, ok := pickKey(w, d.Targets)
 	if !ok || d.Targets[iqn] == nil {
-		d.Targets[cowT2] = config.NewTarget(cowNow)
+		d.PutTarget(cowT2, config.NewTarget(cowNow))
 		w.step += "target added"
 		return
 	}
@@ -134,11 +134,11 @@ func (w *cowWorld) mutate() {
 	w.next++
 	n := w.next
 	say := func(f string, a ...any) { w.step += fmt.Sprintf(f, a...) + "; " }
-	switch op := rng.IntN(27); op {
+	switch op := rng.IntN(30); op {
 	case 0: // new disk, mapped or not
 		id := fmt.Sprintf("rbd/new%04d", n)
 		owner := w.pick([]string{gw1, gw2})
-		d.Disks[id] = &config.Disk{Pool: "rbd", Image: fmt.Sprintf("new%04d", n), Backstore: "user:rbd", Owner: &owner, Controls: map[string]any{}}
+		d.PutDisk(id, &config.Disk{Pool: "rbd", Image: fmt.Sprintf("new%04d", n), Backstore: "user:rbd", Owner: &owner, Controls: map[string]any{}})
 		if rng.IntN(2) == 0 {
 			d.MutTarget(iqn).Disks[id] = w.lunRef(n)
 		}
@@ -147,19 +147,9 @@ func (w *cowWorld) mutate() {
 		if disk == "" {
 			return
 		}
-		delete(d.Disks, disk)
-		for tiqn, tg := range d.Targets {
-			if tg == nil {
-				continue
-			}
-			if _, ok := tg.Disks[disk]; ok {
-				delete(d.MutTarget(tiqn).Disks, disk)
-			}
-			for ini, c := range tg.Clients {
-				if _, ok := c.Luns[disk]; ok {
-					delete(d.MutClient(tiqn, ini).Luns, disk)
-				}
-			}
+		d.DetachDisk(disk)
+		if err := d.RemoveDisk(disk); err != nil {
+			w.t.Fatalf("remove detached disk %s: %v", disk, err)
 		}
 		say("disk %s removed", disk)
 	case 2: // disk owner
@@ -297,10 +287,14 @@ func (w *cowWorld) mutate() {
 	case 19: // a gateway added, removed or changed
 		switch gw := w.pick([]string{gw1, gw2, "gw3"}); {
 		case d.Gateways[gw] == nil:
-			d.Gateways[gw] = &config.Gateway{}
+			d.PutGateway(gw, &config.Gateway{})
 			say("gateway %s added", gw)
 		case rng.IntN(2) == 0:
-			delete(d.Gateways, gw)
+			// its portal goes, and the gateway with it when no other
+			// target has one
+			if _, err := d.RemoveTargetGateways(iqn, gw, cowNow); err != nil {
+				w.t.Fatal(err)
+			}
 			say("gateway %s removed", gw)
 		default:
 			d.MutGateway(gw).ActiveLuns++
@@ -308,18 +302,20 @@ func (w *cowWorld) mutate() {
 		}
 	case 20: // a target added or removed
 		if d.Targets[cowT2] == nil {
-			d.Targets[cowT2] = config.NewTarget(cowNow)
+			d.PutTarget(cowT2, config.NewTarget(cowNow))
 			say("target 2 added")
 		} else {
-			delete(d.Targets, cowT2)
+			if err := d.RemoveTarget(cowT2); err != nil {
+				w.t.Fatal(err)
+			}
 			say("target 2 removed")
 		}
-	case 21: // a target moved under another name: the same object, another key
-		if iqn != cowT1 || d.Targets[cowT2] != nil {
-			return
-		}
-		d.Targets[cowT2] = t
-		say("target 1 also as target 2")
+	case 21: // a target replaced by one made by hand, with the same LUNs
+		nt := config.NewTarget(cowNow)
+		nt.Disks = maps.Clone(t.Disks)
+		nt.IPList = slices.Clone(t.IPList)
+		d.PutTarget(iqn, nt)
+		say("target %s replaced", iqn)
 	case 22: // document-level fields
 		switch rng.IntN(3) {
 		case 0:
@@ -346,6 +342,20 @@ func (w *cowWorld) mutate() {
 			c := d.MutClient(iqn, ini)
 			c.Luns = maps.Clone(t.Disks)
 			say("client %s gets every lun", ini)
+		}
+	case 27: // a disk mapped to the target, or re-owned when it is
+		if disk != "" && d.Gateways[gw1] != nil {
+			if _, _, err := d.MapTargetLun(iqn, disk, nil, gw1, cowNow); err != nil {
+				return
+			}
+			say("target lun %s mapped", disk)
+		}
+	case 28: // a disk unmapped from the target (refused while a client maps it)
+		if id, ok := pickKey(w, t.Disks); ok {
+			if _, err := d.UnmapTargetLun(iqn, id, cowNow); err != nil {
+				return
+			}
+			say("target lun %s unmapped", id)
 		}
 	default: // a LUN's Extra replaced
 		if id, ok := pickKey(w, t.Disks); ok {
