@@ -530,8 +530,10 @@ type digestMemo struct {
 	// digests by key when it is a fork.
 	last  logCursor
 	state docState
-	// ignore is a kind of change digestSince skips: a test's broken memo.
-	ignore config.ChangeKind
+	// sinceHits counts the digests made through a change log, for tests;
+	// ignore is a kind of change they skip: a test's broken memo.
+	sinceHits int
+	ignore    config.ChangeKind
 }
 
 // docState is the digests of the last document's entries by key, and of
@@ -684,14 +686,15 @@ func (m *digestMemo) digestSince(doc *config.Doc, changes []config.Change) (dige
 		return digest{}, false
 	}
 	m.reused += len(doc.Disks) + len(doc.Gateways) + len(doc.Targets) - len(changes)
+	m.sinceHits++
 	return g.whole(st.disks.sum, st.gateways.sum, st.targets.sum), true
 }
 
 // targetChanges are the changes of one target.
 type targetChanges struct {
 	// whole: anything of the target may have changed
-	whole bool
-	luns  bool
+	whole                    bool
+	luns                     bool
 	clients, portals, groups []string
 }
 

@@ -520,3 +520,98 @@ func TestVerifyReusePanics(t *testing.T) {
 	}()
 	r.contentDigest(next)
 }
+
+// changeKinds are the kinds of change a memo must follow.
+var changeKinds = map[string]config.ChangeKind{
+	"disk": config.ChangedDisk, "gateway": config.ChangedGateway, "target": config.ChangedTarget,
+	"target lun": config.ChangedTargetLun, "client": config.ChangedClient, "portal": config.ChangedPortal,
+	"group": config.ChangedGroup,
+}
+
+// TestMemoDigestNeedsEveryKind: a memo that skips one kind of change in a
+// document's change log gives wrong digests in the random walk: each kind
+// is followed, and the walk makes each.
+func TestMemoDigestNeedsEveryKind(t *testing.T) {
+	for name, kind := range changeKinds {
+		failed := false
+		for seed := range uint64(6) {
+			memo := newDigestMemo()
+			memo.ignore = kind
+			if err := runCowWorld(t, seed, 300, memo); err != nil {
+				failed = true
+				break
+			}
+		}
+		if !failed {
+			t.Errorf("a memo skipping %s changes went unnoticed", name)
+		}
+	}
+}
+
+// TestMemoDigestFollowsBranches digests documents of several lineages in
+// turn: forks of one document changed apart and digested alternately, a
+// check's document and its commit's preview (a fork with another epoch)
+// and the store's remembered fork of the commit, documents decoded from
+// another's encoding. Each digest through the memo is the full one, and
+// most are made through a change log.
+func TestMemoDigestFollowsBranches(t *testing.T) {
+	for seed := range uint64(4) {
+		w := newCowWorld(t, seed)
+		memo := newDigestMemo()
+		live := []*config.Doc{w.doc.Fork()}
+		check := func(i int, doc *config.Doc, what string) {
+			t.Helper()
+			if got, full := memo.digest(doc), contentDigest(doc); got != full {
+				t.Fatalf("seed %d step %d (%s%s): memoized digest %x, full %x", seed, i, w.step, what, got, full)
+			}
+		}
+		digests := 0
+		for i := range 400 {
+			w.step = ""
+			k := w.rng.IntN(len(live))
+			switch r := w.rng.IntN(10); {
+			case r < 5: // a change to one branch, digested half-way or not
+				w.doc = live[k]
+				for range 1 + w.rng.IntN(3) {
+					w.mutate()
+					if w.rng.IntN(3) == 0 {
+						check(i, w.doc, "half-way")
+						digests++
+					}
+				}
+			case r < 7: // a new branch
+				live = append(live, live[k].Fork())
+				if len(live) > 4 {
+					live = live[1:]
+				}
+				w.step = "branch; "
+			case r < 9: // a check, the preview of its commit, the reconcile, the store's copy
+				c := live[k]
+				p := c.Fork()
+				p.Epoch++
+				check(i, c, "check")
+				check(i, p, "preview")
+				check(i, c, "reconcile")
+				digests += 3
+				live[k] = c.Fork()
+				w.step = "commit; "
+			default: // a document decoded from a branch's encoding
+				if d, upgraded, err := config.Load(live[k].Marshal(), config.UpgradeOptions{}); err == nil && !upgraded {
+					live[k] = d.Fork()
+					check(i, d, "decoded")
+					digests++
+				}
+				w.step = "decoded; "
+			}
+			// mostly the branch just changed, as a gateway sees them
+			if w.rng.IntN(4) == 0 {
+				k = w.rng.IntN(len(live))
+			}
+			check(i, live[k], "")
+			digests++
+		}
+		if memo.sinceHits < digests/5 {
+			t.Fatalf("seed %d: %d of %d digests through a change log", seed, memo.sinceHits, digests)
+		}
+	}
+}
