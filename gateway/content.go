@@ -100,6 +100,15 @@ func entriesSum[V any](m map[string]V, value func(*hasher, V)) digest {
 	return sum
 }
 
+// entriesSumOf is the sum of entries' digests.
+func entriesSumOf(by map[string]digest) digest {
+	var sum digest
+	for _, d := range by {
+		sum.add(d)
+	}
+	return sum
+}
+
 // part is how a map is hashed into its holder: whether it is nil, its
 // length and its entries' digests' sum.
 func part[V any](h *hasher, m map[string]V, sum digest) {
@@ -335,16 +344,21 @@ func (g *digester) hashTarget(h *hasher, iqn string, t *config.Target) {
 	var tp *targetParts
 	var c, p, gr *keyedSum
 	if g.rec {
-		tp = &targetParts{}
-		c, p, gr = &tp.clients, &tp.portals, &tp.groups
-		if g.memo.state.targetParts == nil {
-			g.memo.state.targetParts = map[string]*targetParts{}
+		// the parts a target had are made again in their maps: a target
+		// of a thousand clients changed as a whole allocates nothing
+		tp = g.memo.state.targetParts[iqn]
+		if tp == nil {
+			tp = &targetParts{}
+			if g.memo.state.targetParts == nil {
+				g.memo.state.targetParts = map[string]*targetParts{}
+			}
+			g.memo.state.targetParts[iqn] = tp
 		}
-		g.memo.state.targetParts[iqn] = tp
+		c, p, gr = &tp.clients, &tp.portals, &tp.groups
 	}
 	luns := g.lunsSum(t.Disks, lunPlace{target: iqn}, g.memo.luns != nil && g.doc.FrozenLuns(t))
 	if tp != nil {
-		tp.luns = luns
+		tp.luns, tp.lunsByOK = luns, false
 	}
 	hashTargetParts(h, t, luns,
 		objEntries(g, t.Clients, g.memo.clients, g.hashClient(iqn), c),
@@ -548,7 +562,13 @@ type docState struct {
 
 // targetParts are the sums of a target's maps' entries.
 type targetParts struct {
-	luns                     digest
+	luns digest
+	// lunsBy is the LUN map's entries' digests by key when lunsByOK: made
+	// at the first change of single LUNs (MapTargetLun), which then cost
+	// a hash each rather than a comparison of the whole map with its
+	// snapshot; a change of the whole target unmakes it.
+	lunsBy                   keyedSum
+	lunsByOK                 bool
 	clients, portals, groups keyedSum
 }
 
@@ -693,9 +713,8 @@ func (m *digestMemo) digestSince(doc *config.Doc, changes []config.Change) (dige
 // targetChanges are the changes of one target.
 type targetChanges struct {
 	// whole: anything of the target may have changed
-	whole                    bool
-	luns                     bool
-	clients, portals, groups []string
+	whole                          bool
+	luns, clients, portals, groups []string
 }
 
 func (tc *targetChanges) add(c config.Change) {
@@ -703,7 +722,7 @@ func (tc *targetChanges) add(c config.Change) {
 	case config.ChangedTarget:
 		tc.whole = true
 	case config.ChangedTargetLun:
-		tc.luns = true
+		tc.luns = append(tc.luns, c.Key)
 	case config.ChangedClient:
 		tc.clients = append(tc.clients, c.Key)
 	case config.ChangedPortal:
@@ -723,8 +742,20 @@ func (g *digester) retarget(e *hasher, iqn string, tc *targetChanges) {
 	t := g.doc.Targets[iqn]
 	tp := st.targetParts[iqn]
 	if !tc.whole && t != nil && tp != nil {
-		if tc.luns {
-			tp.luns = g.lunsSum(t.Disks, lunPlace{target: iqn}, g.memo.luns != nil && g.doc.FrozenLuns(t))
+		if len(tc.luns) > 0 {
+			if !tp.lunsByOK {
+				tp.lunsBy.reset(len(t.Disks))
+				for k, v := range t.Disks {
+					tp.lunsBy.by[k] = entry(e, k, v, hashLun)
+				}
+				tp.lunsBy.sum = entriesSumOf(tp.lunsBy.by)
+				tp.lunsByOK = true
+			} else {
+				for _, k := range tc.luns {
+					update(&tp.lunsBy, e, k, t.Disks, keyless(hashLun))
+				}
+			}
+			tp.luns = tp.lunsBy.sum
 		}
 		for _, k := range tc.clients {
 			update(&tp.clients, e, k, t.Clients, g.hashClient(iqn))
@@ -735,7 +766,8 @@ func (g *digester) retarget(e *hasher, iqn string, tc *targetChanges) {
 		for _, k := range tc.groups {
 			update(&tp.groups, e, k, t.Groups, g.hashGroup(iqn))
 		}
-		if len(tp.clients.by) == len(t.Clients) && len(tp.portals.by) == len(t.Portals) && len(tp.groups.by) == len(t.Groups) {
+		if len(tp.clients.by) == len(t.Clients) && len(tp.portals.by) == len(t.Portals) && len(tp.groups.by) == len(t.Groups) &&
+			(!tp.lunsByOK || len(tp.lunsBy.by) == len(t.Disks)) {
 			e.buf = e.buf[:0]
 			e.str(iqn)
 			hashTargetParts(e, t, tp.luns, tp.clients.sum, tp.portals.sum, tp.groups.sum)
@@ -748,8 +780,10 @@ func (g *digester) retarget(e *hasher, iqn string, tc *targetChanges) {
 			return
 		}
 	}
-	// hashTarget records the parts anew
-	delete(st.targetParts, iqn)
+	// hashTarget makes the parts anew (of a target that is not nil)
+	if t == nil {
+		delete(st.targetParts, iqn)
+	}
 	update(&st.targets, e, iqn, g.doc.Targets, g.hashTarget)
 }
 
