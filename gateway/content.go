@@ -504,9 +504,15 @@ func (s *lunSnap) update(m map[string]config.LunRef) bool {
 // memory.
 const minLunSnap = 32
 
-// digestMemo makes the digest of a document that shares most of its
-// objects with the last one digested cost in proportion to what differs,
-// plus a pointer comparison per disk, client, portal and group. The digest
+// digestMemo makes the digest of a document cost in proportion to what
+// changed since the last one digested. When the document's change log
+// tells (config.Doc.ChangesSince: a fork of the last document, or the
+// last one changed since), only the entries it lists are hashed again,
+// into the sums of the entries' digests by key (docState) that the last
+// document left: at 4096 disks and 1024 clients a client's change costs
+// microseconds instead of a walk of every map. Otherwise (a decoded
+// document, another branch of the lineage) the document is walked, at the
+// cost of a pointer comparison per disk, client, portal and group. The digest
 // is a sum of per-entry digests (entries), and a fork's frozen objects
 // never change (config.Doc.Frozen): their entries' digests are remembered
 // by address, and a frozen target found again is reused with everything it

@@ -156,6 +156,10 @@ func (v *validNames) changesValid(doc *config.Doc, changes []config.Change) bool
 					return false
 				}
 			}
+		case config.ChangedGateway, config.ChangedTargetFields, config.ChangedTargetLun, config.ChangedPortal, config.ChangedGroup:
+		default:
+			// a kind this check does not know may bring names
+			return false
 		}
 	}
 	return true
