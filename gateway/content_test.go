@@ -615,3 +615,45 @@ func TestMemoDigestFollowsBranches(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoDigestSingleLunChanges maps, unmaps and detaches disks one at a
+// time, as the API does, fork after fork: the target's LUN map is then
+// digested by key (targetParts.lunsBy), and every digest is still the
+// full one.
+func TestMemoDigestSingleLunChanges(t *testing.T) {
+	for seed := range uint64(4) {
+		w := newCowWorld(t, seed)
+		memo := newDigestMemo()
+		for i := range 200 {
+			if w.rng.IntN(5) > 0 {
+				w.doc = w.doc.Fork()
+			}
+			w.step = ""
+			for range 1 + w.rng.IntN(3) {
+				d := w.doc
+				disk, _ := pickKey(w, d.Disks)
+				if _, ok := d.Targets[cowT1].Disks[disk]; ok && w.rng.IntN(2) == 0 {
+					if _, err := d.UnmapTargetLun(cowT1, disk, cowNow); err != nil {
+						d.DetachDisk(disk) // a client maps it
+						w.step += "detach " + disk + "; "
+					} else {
+						w.step += "unmap " + disk + "; "
+					}
+				} else if _, _, err := d.MapTargetLun(cowT1, disk, nil, gw1, cowNow); err != nil {
+					t.Fatal(err)
+				} else {
+					w.step += "map " + disk + "; "
+				}
+				if w.rng.IntN(4) == 0 {
+					memo.digest(d)
+				}
+			}
+			if got, full := memo.digest(w.doc), contentDigest(w.doc); got != full {
+				t.Fatalf("seed %d step %d (%s): memoized digest %x, full %x", seed, i, w.step, got, full)
+			}
+		}
+		if memo.sinceHits < 100 {
+			t.Fatalf("seed %d: %d digests through a change log", seed, memo.sinceHits)
+		}
+	}
+}
