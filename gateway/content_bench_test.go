@@ -71,13 +71,15 @@ func processCPU() time.Duration {
 // BenchmarkContentDigest is the digest of a document one request changed
 // (forked from the last one, as the store does): "clientlun" adds or
 // removes a LUN of one client, "targetlun" adds a LUN to the target and
-// sets its disk's owner. The fork and the change are not timed; cpu-ms/op
+// sets its disk's owner through MutTarget (the whole target changed),
+// "maplun" maps or unmaps a LUN as the API does (MapTargetLun,
+// UnmapTargetLun: the target's LUN and the disk changed). The fork and the change are not timed; cpu-ms/op
 // counts them, and the GC, all the same (the fork's share is reported
 // apart by the "fork" case). digest-cpu-us/op is the CPU time of the
 // digest's thread alone, the firmer figure on a loaded machine.
 func BenchmarkContentDigest(b *testing.B) {
 	for _, n := range []int{16, 4096} {
-		for _, kind := range []string{"fork", "clientlun", "targetlun"} {
+		for _, kind := range []string{"fork", "clientlun", "targetlun", "maplun"} {
 			b.Run(fmt.Sprintf("%d/%s", n, kind), func(b *testing.B) {
 				const spare = 200
 				r := New(Options{})
@@ -118,6 +120,18 @@ func BenchmarkContentDigest(b *testing.B) {
 							o = gw1
 						}
 						doc.MutDisk(disk).Owner = &o
+					case "maplun":
+						disk := fmt.Sprintf("rbd/img%04d", n+step%spare)
+						var err error
+						if _, ok := doc.Targets[benchIQN].Disks[disk]; ok {
+							_, err = doc.UnmapTargetLun(benchIQN, disk, time.Unix(1700000000, 0))
+						} else {
+							id := n + 1 + step%spare
+							_, _, err = doc.MapTargetLun(benchIQN, disk, &id, gw1, time.Unix(1700000000, 0))
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
 					}
 					step++
 					b.StartTimer()

@@ -125,7 +125,7 @@ func (w *cowWorld) mutate() {
 	d, rng := w.doc, w.rng
 	iqn, ok := pickKey(w, d.Targets)
 	if !ok || d.Targets[iqn] == nil {
-		d.Targets[cowT2] = config.NewTarget(cowNow)
+		d.PutTarget(cowT2, config.NewTarget(cowNow))
 		w.step += "target added"
 		return
 	}
@@ -134,11 +134,11 @@ func (w *cowWorld) mutate() {
 	w.next++
 	n := w.next
 	say := func(f string, a ...any) { w.step += fmt.Sprintf(f, a...) + "; " }
-	switch op := rng.IntN(27); op {
+	switch op := rng.IntN(30); op {
 	case 0: // new disk, mapped or not
 		id := fmt.Sprintf("rbd/new%04d", n)
 		owner := w.pick([]string{gw1, gw2})
-		d.Disks[id] = &config.Disk{Pool: "rbd", Image: fmt.Sprintf("new%04d", n), Backstore: "user:rbd", Owner: &owner, Controls: map[string]any{}}
+		d.PutDisk(id, &config.Disk{Pool: "rbd", Image: fmt.Sprintf("new%04d", n), Backstore: "user:rbd", Owner: &owner, Controls: map[string]any{}})
 		if rng.IntN(2) == 0 {
 			d.MutTarget(iqn).Disks[id] = w.lunRef(n)
 		}
@@ -147,19 +147,9 @@ func (w *cowWorld) mutate() {
 		if disk == "" {
 			return
 		}
-		delete(d.Disks, disk)
-		for tiqn, tg := range d.Targets {
-			if tg == nil {
-				continue
-			}
-			if _, ok := tg.Disks[disk]; ok {
-				delete(d.MutTarget(tiqn).Disks, disk)
-			}
-			for ini, c := range tg.Clients {
-				if _, ok := c.Luns[disk]; ok {
-					delete(d.MutClient(tiqn, ini).Luns, disk)
-				}
-			}
+		d.DetachDisk(disk)
+		if err := d.RemoveDisk(disk); err != nil {
+			w.t.Fatalf("remove detached disk %s: %v", disk, err)
 		}
 		say("disk %s removed", disk)
 	case 2: // disk owner
@@ -297,10 +287,14 @@ func (w *cowWorld) mutate() {
 	case 19: // a gateway added, removed or changed
 		switch gw := w.pick([]string{gw1, gw2, "gw3"}); {
 		case d.Gateways[gw] == nil:
-			d.Gateways[gw] = &config.Gateway{}
+			d.PutGateway(gw, &config.Gateway{})
 			say("gateway %s added", gw)
 		case rng.IntN(2) == 0:
-			delete(d.Gateways, gw)
+			// its portal goes, and the gateway with it when no other
+			// target has one
+			if _, err := d.RemoveTargetGateways(iqn, gw, cowNow); err != nil {
+				w.t.Fatal(err)
+			}
 			say("gateway %s removed", gw)
 		default:
 			d.MutGateway(gw).ActiveLuns++
@@ -308,18 +302,20 @@ func (w *cowWorld) mutate() {
 		}
 	case 20: // a target added or removed
 		if d.Targets[cowT2] == nil {
-			d.Targets[cowT2] = config.NewTarget(cowNow)
+			d.PutTarget(cowT2, config.NewTarget(cowNow))
 			say("target 2 added")
 		} else {
-			delete(d.Targets, cowT2)
+			if err := d.RemoveTarget(cowT2); err != nil {
+				w.t.Fatal(err)
+			}
 			say("target 2 removed")
 		}
-	case 21: // a target moved under another name: the same object, another key
-		if iqn != cowT1 || d.Targets[cowT2] != nil {
-			return
-		}
-		d.Targets[cowT2] = t
-		say("target 1 also as target 2")
+	case 21: // a target replaced by one made by hand, with the same LUNs
+		nt := config.NewTarget(cowNow)
+		nt.Disks = maps.Clone(t.Disks)
+		nt.IPList = slices.Clone(t.IPList)
+		d.PutTarget(iqn, nt)
+		say("target %s replaced", iqn)
 	case 22: // document-level fields
 		switch rng.IntN(3) {
 		case 0:
@@ -346,6 +342,20 @@ func (w *cowWorld) mutate() {
 			c := d.MutClient(iqn, ini)
 			c.Luns = maps.Clone(t.Disks)
 			say("client %s gets every lun", ini)
+		}
+	case 27: // a disk mapped to the target, or re-owned when it is
+		if disk != "" && d.Gateways[gw1] != nil {
+			if _, _, err := d.MapTargetLun(iqn, disk, nil, gw1, cowNow); err != nil {
+				return
+			}
+			say("target lun %s mapped", disk)
+		}
+	case 28: // a disk unmapped from the target (refused while a client maps it)
+		if id, ok := pickKey(w, t.Disks); ok {
+			if _, err := d.UnmapTargetLun(iqn, id, cowNow); err != nil {
+				return
+			}
+			say("target lun %s unmapped", id)
 		}
 	default: // a LUN's Extra replaced
 		if id, ok := pickKey(w, t.Disks); ok {
@@ -509,4 +519,141 @@ func TestVerifyReusePanics(t *testing.T) {
 		}
 	}()
 	r.contentDigest(next)
+}
+
+// changeKinds are the kinds of change a memo must follow.
+var changeKinds = map[string]config.ChangeKind{
+	"disk": config.ChangedDisk, "gateway": config.ChangedGateway, "target": config.ChangedTarget,
+	"target lun": config.ChangedTargetLun, "client": config.ChangedClient, "portal": config.ChangedPortal,
+	"group": config.ChangedGroup,
+}
+
+// TestMemoDigestNeedsEveryKind: a memo that skips one kind of change in a
+// document's change log gives wrong digests in the random walk: each kind
+// is followed, and the walk makes each.
+func TestMemoDigestNeedsEveryKind(t *testing.T) {
+	for name, kind := range changeKinds {
+		failed := false
+		for seed := range uint64(6) {
+			memo := newDigestMemo()
+			memo.ignore = kind
+			if err := runCowWorld(t, seed, 300, memo); err != nil {
+				failed = true
+				break
+			}
+		}
+		if !failed {
+			t.Errorf("a memo skipping %s changes went unnoticed", name)
+		}
+	}
+}
+
+// TestMemoDigestFollowsBranches digests documents of several lineages in
+// turn: forks of one document changed apart and digested alternately, a
+// check's document and its commit's preview (a fork with another epoch)
+// and the store's remembered fork of the commit, documents decoded from
+// another's encoding. Each digest through the memo is the full one, and
+// most are made through a change log.
+func TestMemoDigestFollowsBranches(t *testing.T) {
+	for seed := range uint64(4) {
+		w := newCowWorld(t, seed)
+		memo := newDigestMemo()
+		live := []*config.Doc{w.doc.Fork()}
+		check := func(i int, doc *config.Doc, what string) {
+			t.Helper()
+			if got, full := memo.digest(doc), contentDigest(doc); got != full {
+				t.Fatalf("seed %d step %d (%s%s): memoized digest %x, full %x", seed, i, w.step, what, got, full)
+			}
+		}
+		digests := 0
+		for i := range 400 {
+			w.step = ""
+			k := w.rng.IntN(len(live))
+			switch r := w.rng.IntN(10); {
+			case r < 5: // a change to one branch, digested half-way or not
+				w.doc = live[k]
+				for range 1 + w.rng.IntN(3) {
+					w.mutate()
+					if w.rng.IntN(3) == 0 {
+						check(i, w.doc, "half-way")
+						digests++
+					}
+				}
+			case r < 7: // a new branch
+				live = append(live, live[k].Fork())
+				if len(live) > 4 {
+					live = live[1:]
+				}
+				w.step = "branch; "
+			case r < 9: // a check, the preview of its commit, the reconcile, the store's copy
+				c := live[k]
+				p := c.Fork()
+				p.Epoch++
+				check(i, c, "check")
+				check(i, p, "preview")
+				check(i, c, "reconcile")
+				digests += 3
+				live[k] = c.Fork()
+				w.step = "commit; "
+			default: // a document decoded from a branch's encoding
+				if d, upgraded, err := config.Load(live[k].Marshal(), config.UpgradeOptions{}); err == nil && !upgraded {
+					live[k] = d.Fork()
+					check(i, d, "decoded")
+					digests++
+				}
+				w.step = "decoded; "
+			}
+			// mostly the branch just changed, as a gateway sees them
+			if w.rng.IntN(4) == 0 {
+				k = w.rng.IntN(len(live))
+			}
+			check(i, live[k], "")
+			digests++
+		}
+		if memo.sinceHits < digests/5 {
+			t.Fatalf("seed %d: %d of %d digests through a change log", seed, memo.sinceHits, digests)
+		}
+	}
+}
+
+// TestMemoDigestSingleLunChanges maps, unmaps and detaches disks one at a
+// time, as the API does, fork after fork: the target's LUN map is then
+// digested by key (targetParts.lunsBy), and every digest is still the
+// full one.
+func TestMemoDigestSingleLunChanges(t *testing.T) {
+	for seed := range uint64(4) {
+		w := newCowWorld(t, seed)
+		memo := newDigestMemo()
+		for i := range 200 {
+			if w.rng.IntN(5) > 0 {
+				w.doc = w.doc.Fork()
+			}
+			w.step = ""
+			for range 1 + w.rng.IntN(3) {
+				d := w.doc
+				disk, _ := pickKey(w, d.Disks)
+				if _, ok := d.Targets[cowT1].Disks[disk]; ok && w.rng.IntN(2) == 0 {
+					if _, err := d.UnmapTargetLun(cowT1, disk, cowNow); err != nil {
+						d.DetachDisk(disk) // a client maps it
+						w.step += "detach " + disk + "; "
+					} else {
+						w.step += "unmap " + disk + "; "
+					}
+				} else if _, _, err := d.MapTargetLun(cowT1, disk, nil, gw1, cowNow); err != nil {
+					t.Fatal(err)
+				} else {
+					w.step += "map " + disk + "; "
+				}
+				if w.rng.IntN(4) == 0 {
+					memo.digest(d)
+				}
+			}
+			if got, full := memo.digest(w.doc), contentDigest(w.doc); got != full {
+				t.Fatalf("seed %d step %d (%s): memoized digest %x, full %x", seed, i, w.step, got, full)
+			}
+		}
+		if memo.sinceHits < 100 {
+			t.Fatalf("seed %d: %d digests through a change log", seed, memo.sinceHits)
+		}
+	}
 }

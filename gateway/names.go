@@ -22,7 +22,9 @@ func soName(id string, d *config.Disk) string {
 // doc itself is not changed; it is returned as is when every name is valid.
 //
 // known, if not nil, remembers the names found valid, so that a document
-// of thousands of names costs a lookup per name seen before.
+// of thousands of names costs a lookup per name seen before, and the last
+// document it found valid: one whose changes since are known
+// (config.Doc.ChangesSince) costs the check of the names they touch.
 func withValidNames(doc *config.Doc, known *validNames) (*config.Doc, []*lio.ObjectError) {
 	if known != nil {
 		known.mu.Lock()
@@ -30,31 +32,46 @@ func withValidNames(doc *config.Doc, known *validNames) (*config.Doc, []*lio.Obj
 		if len(known.objects)+len(known.iqns) > maxKnownNames {
 			known.objects, known.iqns = nil, nil
 		}
+		if known.lastValid {
+			if changes, ok := known.last.since(doc); ok && known.changesValid(doc, changes) {
+				known.last.moveTo(doc, true)
+				known.sinceHits++
+				return doc, nil
+			}
+		}
 	}
+	errs := checkNames(doc, known)
+	if known != nil {
+		known.last.moveTo(doc, false)
+		known.lastValid = len(errs) == 0
+	}
+	if len(errs) == 0 {
+		return doc, nil
+	}
+	return withoutBadNames(doc, errs), errs
+}
+
+// checkNames checks every name of doc, but those of the frozen objects
+// known found valid before.
+func checkNames(doc *config.Doc, known *validNames) []*lio.ObjectError {
 	known.trim(doc)
 	var errs []*lio.ObjectError
-	badDisks := map[string]bool{}
 	for id, d := range doc.Disks {
 		if d == nil || known.diskPassed(diskAt{id, d}) {
 			continue
 		}
 		if err := known.check(false, soName(id, d), config.ValidateSafeName); err != nil {
 			errs = append(errs, &lio.ObjectError{Disk: id, Err: fmt.Errorf("disk %s: storage object name %w", config.QuoteName(id), err)})
-			badDisks[id] = true
 		} else if doc.Frozen(d) {
 			known.passDisk(diskAt{id, d})
 		}
 	}
-	type clientRef struct{ target, client string }
-	var badClients []clientRef
-	var badTargets []string
 	for iqn, t := range doc.Targets {
 		if t != nil && known.targetPassed(targetAt{iqn, t}) {
 			continue
 		}
 		if err := known.check(true, iqn, config.ValidateIQN); err != nil {
 			errs = append(errs, &lio.ObjectError{Target: iqn, Err: fmt.Errorf("target %w", err)})
-			badTargets = append(badTargets, iqn)
 			continue
 		}
 		if t == nil {
@@ -64,7 +81,6 @@ func withValidNames(doc *config.Doc, known *validNames) (*config.Doc, []*lio.Obj
 		for ini := range t.Clients {
 			if err := known.check(true, ini, config.ValidateIQN); err != nil {
 				errs = append(errs, &lio.ObjectError{Target: iqn, Client: ini, Err: fmt.Errorf("target %s client %w", config.QuoteName(iqn), err)})
-				badClients = append(badClients, clientRef{iqn, ini})
 				ok = false
 			}
 		}
@@ -72,26 +88,81 @@ func withValidNames(doc *config.Doc, known *validNames) (*config.Doc, []*lio.Obj
 			known.passTarget(targetAt{iqn, t})
 		}
 	}
-	if len(errs) == 0 {
-		return doc, nil
-	}
-	c := doc.Fork()
-	for _, iqn := range badTargets {
-		if err := c.RemoveTarget(iqn); err != nil {
-			panic(err) // iqn is one of c's
-		}
-	}
-	for _, r := range badClients {
-		delete(c.MutTarget(r.target).Clients, r.client)
-	}
-	for id := range badDisks {
-		c.DetachDisk(id)
-		if err := c.RemoveDisk(id); err != nil {
-			panic(err) // detached, nothing uses it
-		}
-	}
 	slices.SortFunc(errs, func(a, b *lio.ObjectError) int { return strings.Compare(a.Error(), b.Error()) })
-	return c, errs
+	return errs
+}
+
+// withoutBadNames is a fork of doc without the objects errs names.
+func withoutBadNames(doc *config.Doc, errs []*lio.ObjectError) *config.Doc {
+	c := doc.Fork()
+	for _, e := range errs {
+		switch {
+		case e.Client != "":
+			if t := c.Targets[e.Target]; t != nil {
+				if _, ok := t.Clients[e.Client]; ok {
+					delete(c.MutTarget(e.Target).Clients, e.Client)
+				}
+			}
+		case e.Target != "":
+			if _, ok := c.Targets[e.Target]; ok {
+				if err := c.RemoveTarget(e.Target); err != nil {
+					panic(err) // e.Target is one of c's
+				}
+			}
+		case e.Disk != "":
+			c.DetachDisk(e.Disk)
+			if err := c.RemoveDisk(e.Disk); err != nil {
+				panic(err) // detached, nothing uses it
+			}
+		}
+	}
+	return c
+}
+
+// changesValid reports whether the names changes touch in doc are valid:
+// those of the disks they list, and of the targets and clients they may
+// have added. A target's own fields, LUNs, portals and groups hold no
+// name that is checked, nor do gateways. false sends the caller to a full
+// check, which names what is wrong.
+func (v *validNames) changesValid(doc *config.Doc, changes []config.Change) bool {
+	for _, c := range changes {
+		if c.Kind == v.ignore {
+			continue
+		}
+		switch c.Kind {
+		case config.ChangedDisk:
+			if d := doc.Disks[c.Key]; d != nil && v.check(false, soName(c.Key, d), config.ValidateSafeName) != nil {
+				return false
+			}
+		case config.ChangedTarget:
+			t, ok := doc.Targets[c.Target]
+			if !ok {
+				continue
+			}
+			if v.check(true, c.Target, config.ValidateIQN) != nil {
+				return false
+			}
+			if t == nil || v.targetPassed(targetAt{c.Target, t}) {
+				continue
+			}
+			for ini := range t.Clients {
+				if v.check(true, ini, config.ValidateIQN) != nil {
+					return false
+				}
+			}
+		case config.ChangedClient:
+			if t := doc.Targets[c.Target]; t != nil {
+				if _, ok := t.Clients[c.Key]; ok && v.check(true, c.Key, config.ValidateIQN) != nil {
+					return false
+				}
+			}
+		case config.ChangedGateway, config.ChangedTargetFields, config.ChangedTargetLun, config.ChangedPortal, config.ChangedGroup:
+		default:
+			// a kind this check does not know may bring names
+			return false
+		}
+	}
+	return true
 }
 
 // validNames are names that passed their rule (a nil *validNames
@@ -105,6 +176,14 @@ type validNames struct {
 	objects, iqns map[string]bool
 	disks         map[diskAt]bool
 	targets       map[targetAt]bool
+	// last is the document checked last, and lastValid whether every name
+	// of it was valid.
+	last      logCursor
+	lastValid bool
+	// sinceHits counts the documents checked through their changes, for
+	// tests; ignore is a kind of change they skip: a test's broken check.
+	sinceHits int
+	ignore    config.ChangeKind
 }
 
 type diskAt struct {
@@ -195,6 +274,15 @@ func holdOf(doc *config.Doc, errs []*lio.ObjectError) lio.Hold {
 		}
 	}
 	return h
+}
+
+// objectErrorTexts are the texts of errs, in order.
+func objectErrorTexts(errs []*lio.ObjectError) []string {
+	out := make([]string, len(errs))
+	for i, e := range errs {
+		out[i] = e.Error()
+	}
+	return out
 }
 
 // joinObjectErrors is errs as one error (nil when empty).

@@ -805,6 +805,11 @@ func (r *Reconciler) validNames(doc *config.Doc, content *digest) (*config.Doc, 
 		}
 	}
 	valid, errs := withValidNames(doc, &r.names)
+	if r.opts.VerifyReuse {
+		if _, full := withValidNames(doc, nil); !slices.Equal(objectErrorTexts(errs), objectErrorTexts(full)) {
+			panic(fmt.Sprintf("gateway: the remembered name check found %v, a full one %v", objectErrorTexts(errs), objectErrorTexts(full)))
+		}
+	}
 	if content != nil && len(errs) == 0 {
 		r.validMu.Lock()
 		r.valid, r.hasValid = *content, true
