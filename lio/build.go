@@ -47,6 +47,13 @@ type Spec struct {
 	// builds old for the next Spec (gateway's spec memo does, to change
 	// one entry of thousands without a copy).
 	Frozen bool
+	// Gen names this Spec's content for Changes (0: unnamed): two Specs
+	// given one Gen must be equal.
+	Gen uint64
+	// Changes, when set, says what this Spec may differ in from the Spec
+	// of generation Changes.Since (see SpecChanges): a Builder whose last
+	// build was of that generation looks at those entries only.
+	Changes *SpecChanges
 }
 
 // Settings are the iscsi-gateway.cfg values Build uses, as global
@@ -151,8 +158,16 @@ func Build(spec Spec) (State, error) { return build(spec, nil) }
 // client, but names, checks and makes only what changed. A Builder must
 // be used with one NameRules; it may be used from several goroutines.
 type Builder struct {
+	// VerifyHints makes every build that used a Spec.Changes hint build
+	// the Spec from scratch as well and panic when the two differ, for
+	// tests: a hint that leaves a change out is caught there rather than
+	// making a wrong State.
+	VerifyHints bool
+
 	mu sync.Mutex
 	m  *buildMemo
+	// hinted counts the builds that used a hint (for tests).
+	hinted int
 }
 
 type buildMemo struct {
@@ -209,6 +224,16 @@ type buildMemo struct {
 	// shares when they are equal: a caller that keeps what it derived
 	// from a state's names tells them from its last ones at once.
 	managed Managed
+	// specGen and gateway are the Gen and Gateway of the last build's
+	// Spec; hint is the Changes of the build in progress when they make
+	// it usable (since specGen), else nil.
+	specGen uint64
+	gateway string
+	hint    *SpecChanges
+	// chapSets are the initiators with CHAP of each target of the last
+	// build that counted them for a Spec with a Gen: a hinted build
+	// updates them with its changed clients (clientCHAP).
+	chapSets, nextChapSets map[string]map[string]bool
 }
 
 // diskEntry is a disk of the last build: its spec (a copy) and storage
@@ -247,16 +272,45 @@ func onlyNew(moved map[string]bool) bool {
 
 // clientCHAP reports whether a client of target iqn has CHAP credentials:
 // what the last build found when clients is its map of a Frozen spec.
-func (m *buildMemo) clientCHAP(iqn string, clients map[string]ClientSpec, frozen bool) bool {
+func (m *buildMemo) clientCHAP(iqn string, clients map[string]ClientSpec, frozen bool, gen uint64) bool {
+	if tc, ok := m.hintFor(iqn); ok {
+		if set := m.chapSets[iqn]; set != nil {
+			// the last build's, but for the clients the hint names
+			for _, ini := range tc.Clients {
+				if c, ok := clients[ini]; ok && c.Auth.chap() {
+					set[ini] = true
+				} else {
+					delete(set, ini)
+				}
+			}
+			m.nextChapSets[iqn] = set
+			return len(set) > 0
+		}
+	}
 	if m != nil && frozen {
 		if c, ok := m.chap[iqn]; ok && sameMap(c.clients, clients) {
 			m.nextChap[iqn] = c
+			if set := m.chapSets[iqn]; set != nil {
+				m.nextChapSets[iqn] = set // of the same clients
+			}
 			return c.chap
 		}
 	}
 	chap := false
-	for _, c := range clients {
-		chap = chap || c.Auth.chap()
+	if m != nil && gen != 0 {
+		// one by one, for the hinted builds to come
+		set := map[string]bool{}
+		for ini, c := range clients {
+			if c.Auth.chap() {
+				set[ini] = true
+			}
+		}
+		m.nextChapSets[iqn] = set
+		chap = len(set) > 0
+	} else {
+		for _, c := range clients {
+			chap = chap || c.Auth.chap()
+		}
 	}
 	if m != nil && frozen {
 		m.nextChap[iqn] = clientsCHAP{clients: clients, chap: chap}
@@ -458,9 +512,21 @@ func (b *Builder) Build(spec Spec) (State, error) {
 	}
 	b.m.aclsUsed, b.m.lunsUsed, b.m.lunsPatched = 0, 0, false
 	b.m.nextACLLists, b.m.nextChap = map[tpgKey]*aclList{}, map[string]clientsCHAP{}
+	b.m.nextChapSets = map[string]map[string]bool{}
+	b.m.hint = nil
+	if c := spec.Changes; c != nil && spec.Gen != 0 && c.Since != 0 && c.Since == b.m.specGen && spec.Gateway == b.m.gateway {
+		b.m.hint = c
+	}
 	st, err := build(spec, b.m)
 	b.m.aclLists, b.m.nextACLLists = b.m.nextACLLists, nil
 	b.m.chap, b.m.nextChap = b.m.nextChap, nil
+	b.m.chapSets, b.m.nextChapSets = b.m.nextChapSets, nil
+	b.m.specGen, b.m.gateway = spec.Gen, spec.Gateway
+	hinted := b.m.hint != nil
+	b.m.hint = nil
+	if hinted {
+		b.hinted++
+	}
 	if identical(st.Managed.StorageObjects, b.m.managed.StorageObjects) || slices.Equal(st.Managed.StorageObjects, b.m.managed.StorageObjects) {
 		st.Managed.StorageObjects = b.m.managed.StorageObjects
 	}
@@ -474,6 +540,9 @@ func (b *Builder) Build(spec Spec) (State, error) {
 	}
 	if len(b.m.luns) > 2*b.m.lunsUsed+16 {
 		b.m.luns = map[string]*lunsPiece{}
+	}
+	if hinted && b.VerifyHints {
+		verifyHinted(spec, st, err)
 	}
 	return st, err
 }
@@ -585,6 +654,22 @@ func (m *buildMemo) diskNames(spec Spec) {
 		}
 	}
 	var changed, gone []string
+	if m.hint != nil {
+		// the others are the last build's
+		for _, id := range uniq(m.hint.Disks) {
+			d, in := spec.Disks[id]
+			e := m.disks[id]
+			switch {
+			case in && e != nil && diskSpecEqual(e.d, d):
+			case in:
+				changed = append(changed, id)
+			case e != nil:
+				gone = append(gone, id)
+			}
+		}
+		m.spliceNames(spec, changed, gone)
+		return
+	}
 	both := 0
 	for id, d := range spec.Disks {
 		e := m.disks[id]
@@ -603,6 +688,12 @@ func (m *buildMemo) diskNames(spec Spec) {
 			}
 		}
 	}
+	m.spliceNames(spec, changed, gone)
+}
+
+// spliceNames makes m.names and m.badName those of spec from the last
+// build's, given the disks changed (or new) and gone since.
+func (m *buildMemo) spliceNames(spec Spec, changed, gone []string) {
 	if len(changed) == 0 && len(gone) == 0 {
 		return
 	}
@@ -878,7 +969,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 	for _, ip := range localIPs {
 		isLocal[trimBrackets(ip)] = true
 	}
-	clientCHAP := m.clientCHAP(iqn, ts.Clients, spec.Frozen)
+	clientCHAP := m.clientCHAP(iqn, ts.Clients, spec.Frozen, spec.Gen)
 	gna, dmwp := "1", "0"
 	if ts.ACLEnabled {
 		gna, dmwp = "0", "1"
@@ -951,6 +1042,18 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 				t.TPGs = append(t.TPGs, tpg)
 				continue
 			}
+			if tc, ok := m.hintFor(iqn); ok && m.aclLists[tpgKey{iqn, tag}] == last && last.clean && len(failed) == 0 &&
+				sameMap(last.attrs, aclAttrs) && last.cmdsn == tgt.CmdSNDepth && onlyNew(moved) {
+				// The last build's clean list, whose ACLs stay but for the
+				// clients the hint names (as above: they map none of the
+				// disks new to the target).
+				l, cerrs := m.patchACLs(spec, iqn, tag, ts, tgt, last, uniq(tc.Clients), aclAttrs, lunByDisk, failed, moved)
+				errs = append(errs, cerrs...)
+				tpg.ACLs = l.acls
+				m.nextACLLists[tpgKey{iqn, tag}] = l
+				t.TPGs = append(t.TPGs, tpg)
+				continue
+			}
 			inis := clientOrder(ts.Clients, last)
 			rs, re := 0, 0
 			clean := len(failed) == 0
@@ -1003,6 +1106,83 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 		t.TPGs = append(t.TPGs, tpg)
 	}
 	return t, joinUnique(errs)
+}
+
+// patchACLs is the ACL list of TPG tag of target iqn made from last, the
+// clean list of the last build, with the ACLs of the clients changed
+// (sorted, of the hint) made again, put in or taken out: what the loop of
+// buildTarget makes of every client when the others are as they were.
+// The list is last's own when nothing in it changed.
+func (m *buildMemo) patchACLs(spec Spec, iqn string, tag int, ts TargetSpec, tgt Settings, last *aclList, changed []string,
+	attrs map[string]string, lunByDisk map[string]int, failed, moved map[string]bool) (*aclList, []error) {
+	var errs []error
+	clean, same := true, true
+	type put struct {
+		at      int // position in last.inis (and last.acls: clean)
+		found   bool
+		ini     string
+		acl     ACL
+		present bool // in ts.Clients
+		hasACL  bool // its ACL goes in the list (its name passed)
+	}
+	puts := make([]put, 0, len(changed))
+	for _, ini := range changed {
+		i, found := slices.BinarySearch(last.inis, ini)
+		c, present := ts.Clients[ini]
+		u := put{at: i, found: found, ini: ini, present: present}
+		if present {
+			if err := m.checkName(okIQNs, ini, func() error { return checkTargetName(spec.Names, "target "+iqn+" client", ini) }); err != nil {
+				errs = append(errs, err)
+				clean = false
+			} else {
+				k := aclKey{iqn, tag, ini}
+				acl, ok := m.acl(k, c, tgt.CmdSNDepth, attrs, lunByDisk, failed, moved, spec.Frozen)
+				if !ok {
+					var err error
+					acl, err = buildACL(iqn, ini, c, tgt, attrs, lunByDisk, failed)
+					if err != nil {
+						errs = append(errs, err)
+						clean = false
+					} else {
+						m.putACL(k, c, tgt.CmdSNDepth, attrs, lunByDisk, failed, acl, spec.Frozen)
+					}
+				}
+				u.acl, u.hasACL = acl, true
+			}
+		}
+		// (a client named that neither had nor has: nothing to do)
+		same = same && (!found && !present || found && u.hasACL && sameACL(u.acl, last.acls[i]))
+		puts = append(puts, u)
+	}
+	m.aclsUsed += len(last.acls) - len(puts)
+	l := &aclList{inis: last.inis, acls: last.acls, clean: clean, attrs: attrs, cmdsn: tgt.CmdSNDepth}
+	if spec.Frozen {
+		l.clients = ts.Clients
+	}
+	if same {
+		return l, errs
+	}
+	l.inis = make([]string, 0, len(last.inis)+len(puts))
+	l.acls = make([]ACL, 0, len(last.acls)+len(puts))
+	i := 0 // last.inis[i:] (and last.acls[i:]) are left to copy
+	for _, u := range puts {
+		l.inis, l.acls = append(l.inis, last.inis[i:u.at]...), append(l.acls, last.acls[i:u.at]...)
+		i = u.at
+		if u.found {
+			i++
+		}
+		if u.present {
+			l.inis = append(l.inis, u.ini)
+		}
+		if u.hasACL {
+			l.acls = append(l.acls, u.acl)
+		}
+	}
+	l.inis, l.acls = append(l.inis, last.inis[i:]...), append(l.acls, last.acls[i:]...)
+	if len(l.acls) == 0 {
+		l.acls = nil // as the loop makes it
+	}
+	return l, errs
 }
 
 // tpgLUNs is what the LUNs of one TPG of a target came to: shared with a
@@ -1074,7 +1254,7 @@ func (p *lunsPiece) matches(ts TargetSpec, sos *soSet, m *buildMemo) bool {
 func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) (_ []tpgLUNs, moved map[string]bool) {
 	if m != nil {
 		if p, ok := m.luns[iqn]; ok {
-			if q, moved, ok := p.patch(spec, ts, sos, m); ok {
+			if q, moved, ok := p.patch(spec, iqn, ts, sos, m); ok {
 				m.luns[iqn] = q
 				m.lunsUsed++
 				m.lunsPatched = m.lunsPatched || q != p

@@ -24,7 +24,7 @@ func lunPatchMax(n int) int { return n/8 + 16 }
 // storage object or LUN id, or another target made one of these storage
 // objects — and the caller builds the LUNs again. A patch takes p's
 // indexes over: p must not be used after a patch that succeeded.
-func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_ *lunsPiece, moved map[string]bool, _ bool) {
+func (p *lunsPiece) patch(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) (_ *lunsPiece, moved map[string]bool, _ bool) {
 	if p.gen != m.gen-1 {
 		// p's disks have the specs of the build before, but for those
 		// changed since (m.changedDisks), only when that build made or
@@ -54,6 +54,33 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_
 	// gone are the positions in p.ids of the disks removed or changed
 	var gone []int
 	goneID := map[string]bool{}
+	var added []string
+	if tc, ok := m.hintFor(iqn); ok {
+		// p is the last build's (p.gen), whose Spec the hint is since:
+		// only the disks it names, and those whose spec changed, may
+		// differ from p's
+		cand := slices.Concat(tc.Disks, slices.Collect(maps.Keys(m.changedDisks)))
+		had := p.tpgs[0].lunByDisk
+		for _, id := range uniq(cand) {
+			i, found := slices.BinarySearch(p.ids, id)
+			n, in := ts.Disks[id]
+			if found && in && n == p.lunIDs[i] && !m.changedDisks[id] {
+				continue
+			}
+			if found {
+				gone = append(gone, i)
+				goneID[id] = true
+			}
+			if _, ok := had[id]; in && (!ok || goneID[id]) {
+				added = append(added, id)
+			}
+			if len(gone)+len(added) > limit {
+				return nil, nil, false
+			}
+		}
+		slices.Sort(gone)
+		return p.patchWith(spec, ts, sos, m, gone, goneID, added)
+	}
 	for i, id := range p.ids {
 		if n, ok := ts.Disks[id]; ok && n == p.lunIDs[i] && !m.changedDisks[id] {
 			continue
@@ -64,7 +91,6 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_
 		gone = append(gone, i)
 		goneID[id] = true
 	}
-	var added []string
 	if kept := len(p.ids) - len(gone); len(ts.Disks) != kept {
 		had := p.tpgs[0].lunByDisk // every disk of p has a LUN in each TPG
 		for id := range ts.Disks {
@@ -77,6 +103,12 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_
 			added = append(added, id)
 		}
 	}
+	return p.patchWith(spec, ts, sos, m, gone, goneID, added)
+}
+
+// patchWith is patch given the positions in p.ids of the disks gone (or
+// changed), their ids, and the disks added (or changed).
+func (p *lunsPiece) patchWith(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo, gone []int, goneID map[string]bool, added []string) (_ *lunsPiece, moved map[string]bool, _ bool) {
 	if sos.overlaps(p) {
 		return nil, nil, false
 	}

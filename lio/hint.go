@@ -1,0 +1,73 @@
+package lio
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+)
+
+// SpecChanges is a caller's word on what a Spec may differ in from the
+// Spec of generation Since (Spec.Gen): the disks, and of each target the
+// entries, listed here; everything else has the very same content. A
+// Builder whose last build was of generation Since then compares, names
+// and checks only what is listed, instead of every disk and client of
+// the Spec; any other Builder ignores it (and compares everything, as
+// without it). Listing a key that did not change costs a comparison; not
+// listing one that did makes a wrong State, which Builder.VerifyHints
+// catches in tests.
+//
+// Gateway, Backstore, Settings, DiscoveryAuth and Names need not be
+// listed: a build compares them anyway.
+type SpecChanges struct {
+	Since uint64
+	// Disks are the ids of Spec.Disks added, removed or changed.
+	Disks []string
+	// Targets are the targets that may differ, by IQN; one added or
+	// removed is listed with All.
+	Targets map[string]TargetChanges
+}
+
+// TargetChanges is what may differ in one target (SpecChanges.Targets).
+type TargetChanges struct {
+	// All: anything, including whether the target is there at all.
+	All bool
+	// Fields: ACLEnabled, Auth, Controls, IPList or Portals.
+	Fields bool
+	// Disks and Clients are the keys of TargetSpec.Disks and Clients
+	// whose entries were added, removed or changed.
+	Disks   []string
+	Clients []string
+}
+
+// hintFor returns what may differ in target iqn under the hint of the
+// build in progress; ok is false without a usable hint or when anything
+// of the target may.
+func (m *buildMemo) hintFor(iqn string) (_ TargetChanges, ok bool) {
+	if m == nil || m.hint == nil {
+		return TargetChanges{}, false
+	}
+	tc := m.hint.Targets[iqn]
+	return tc, !tc.All
+}
+
+// uniq returns l sorted without repeats: a hint may name a key twice.
+func uniq(l []string) []string {
+	if len(l) < 2 {
+		return l
+	}
+	out := slices.Clone(l)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// verifyHinted panics when st and err, built with a hint, are not what a
+// build from scratch makes of spec: a hint that left out a change.
+func verifyHinted(spec Spec, st State, err error) {
+	since := spec.Changes.Since
+	spec.Changes = nil
+	want, werr := build(spec, nil)
+	if !reflect.DeepEqual(st, want) || fmt.Sprint(err) != fmt.Sprint(werr) {
+		panic(fmt.Sprintf("lio: the build of generation %d with the hint since %d differs from a build from scratch (a change not in the hint?)\ngot:  %+v (%v)\nwant: %+v (%v)",
+			spec.Gen, since, st, err, want, werr))
+	}
+}
