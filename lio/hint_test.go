@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"testing"
 )
 
 // specChanges is the exact hint of what next differs in from last.
@@ -85,4 +86,35 @@ func union[V any](a, b map[string]V) map[string]bool {
 		out[k] = true
 	}
 	return out
+}
+
+// TestSeenSortedBy checks that what seenSortedBy remembers of a list
+// found sorted answers only for it and its prefixes: a list that extends
+// it in its array is walked from where it was found sorted, the boundary
+// included, and one found unsorted is walked again.
+func TestSeenSortedBy(t *testing.T) {
+	arr := make([]LUN, 0, 8)
+	arr = append(arr, LUN{Index: 1}, LUN{Index: 3}, LUN{Index: 5})
+	if !seenSortedBy(arr, lunIndex) || !seenSortedBy(arr[:2], lunIndex) {
+		t.Fatal("a sorted list or its prefix is not sorted")
+	}
+	// extends arr in its array, unsorted at the boundary alone
+	ext := append(arr, LUN{Index: 4}, LUN{Index: 9})
+	if seenSortedBy(ext, lunIndex) {
+		t.Fatal("an extension unsorted at its boundary is sorted")
+	}
+	if seenSortedBy(ext, lunIndex) {
+		t.Fatal("an unsorted list is sorted the second time")
+	}
+	if !seenSortedBy(arr, lunIndex) {
+		t.Fatal("the sorted list is no longer sorted")
+	}
+	other := []LUN{{Index: 2}, {Index: 2}}
+	if seenSortedBy(other, lunIndex) {
+		t.Fatal("a list with a key twice is sorted")
+	}
+	ok := append(arr[:3:3], LUN{Index: 6})
+	if !seenSortedBy(ok, lunIndex) {
+		t.Fatal("a sorted copy is not sorted")
+	}
 }
