@@ -170,6 +170,10 @@ type Builder struct {
 	hinted int
 }
 
+// hintCounts are what the hinted builds patched (for tests): ACL lists,
+// and of those the ones past a disk gone from the target or moved.
+type hintCounts struct{ aclLists, pastGone int }
+
 type buildMemo struct {
 	settings  Settings
 	backstore string
@@ -234,6 +238,7 @@ type buildMemo struct {
 	// build that counted them for a Spec with a Gen: a hinted build
 	// updates them with its changed clients (clientCHAP).
 	chapSets, nextChapSets map[string]map[string]bool
+	counts                 hintCounts
 }
 
 // diskEntry is a disk of the last build: its spec (a copy) and storage
@@ -246,7 +251,8 @@ type diskEntry struct {
 // aclList is the ACL list of a TPG and the order of its clients; clean
 // whether they built without an error (and no disk of the target
 // failed), from the ACL attributes attrs and cmdsn; clients the Clients
-// map of the target, of a Frozen spec.
+// map of the target, of a Frozen spec; mapped, when counted (a Spec with
+// a Gen, clean), how many of the ACLs map each TPG LUN.
 type aclList struct {
 	inis    []string
 	acls    []ACL
@@ -254,6 +260,42 @@ type aclList struct {
 	attrs   map[string]string
 	cmdsn   int
 	clients map[string]ClientSpec
+	mapped  map[int]int
+}
+
+// countMapped sets l.mapped from l.acls.
+func (l *aclList) countMapped() {
+	l.mapped = map[int]int{}
+	for _, a := range l.acls {
+		for _, ml := range a.MappedLUNs {
+			l.mapped[ml.TPGLUN]++
+		}
+	}
+}
+
+// unmapped reports whether no ACL of l but those of the clients changed
+// maps one of the TPG LUNs gone.
+func (l *aclList) unmapped(gone []int, changed []string) bool {
+	if l.mapped == nil || !l.clean {
+		return false
+	}
+	for _, idx := range gone {
+		n := l.mapped[idx]
+		for _, ini := range changed {
+			// clean: the ACLs are those of the initiators, one for one
+			if i, found := slices.BinarySearch(l.inis, ini); found {
+				for _, ml := range l.acls[i].MappedLUNs {
+					if ml.TPGLUN == idx {
+						n--
+					}
+				}
+			}
+		}
+		if n > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // onlyNew reports whether the disks moved of a patch (nil: unknown) are
@@ -1043,10 +1085,16 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 				continue
 			}
 			if tc, ok := m.hintFor(iqn); ok && m.aclLists[tpgKey{iqn, tag}] == last && last.clean && len(failed) == 0 &&
-				sameMap(last.attrs, aclAttrs) && last.cmdsn == tgt.CmdSNDepth && onlyNew(moved) {
+				sameMap(last.attrs, aclAttrs) && last.cmdsn == tgt.CmdSNDepth && moved != nil &&
+				(onlyNew(moved) || last.unmapped(m.luns[iqn].gone, uniq(tc.Clients))) {
 				// The last build's clean list, whose ACLs stay but for the
-				// clients the hint names (as above: they map none of the
-				// disks new to the target).
+				// clients the hint names: as above, the others map none of
+				// the disks new to the target, and none of those gone from
+				// it or moved (unmapped).
+				m.counts.aclLists++
+				if !onlyNew(moved) {
+					m.counts.pastGone++
+				}
 				l, cerrs := m.patchACLs(spec, iqn, tag, ts, tgt, last, uniq(tc.Clients), aclAttrs, lunByDisk, failed, moved)
 				errs = append(errs, cerrs...)
 				tpg.ACLs = l.acls
@@ -1099,6 +1147,10 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 				l := &aclList{inis: inis, acls: tpg.ACLs, clean: clean, attrs: aclAttrs, cmdsn: tgt.CmdSNDepth}
 				if spec.Frozen {
 					l.clients = ts.Clients
+				}
+				if spec.Gen != 0 && clean {
+					// for the hinted builds to come
+					l.countMapped()
 				}
 				m.nextACLLists[tpgKey{iqn, tag}] = l
 			}
@@ -1160,7 +1212,25 @@ func (m *buildMemo) patchACLs(spec Spec, iqn string, tag int, ts TargetSpec, tgt
 		l.clients = ts.Clients
 	}
 	if same {
+		l.mapped = last.mapped
 		return l, errs
+	}
+	if clean && last.mapped != nil {
+		// last's counts, which nobody uses after this build, with the
+		// changed ACLs' swapped
+		l.mapped = last.mapped
+		for _, u := range puts {
+			if u.found {
+				for _, ml := range last.acls[u.at].MappedLUNs {
+					if l.mapped[ml.TPGLUN]--; l.mapped[ml.TPGLUN] == 0 {
+						delete(l.mapped, ml.TPGLUN)
+					}
+				}
+			}
+			for _, ml := range u.acl.MappedLUNs {
+				l.mapped[ml.TPGLUN]++
+			}
+		}
 	}
 	l.inis = make([]string, 0, len(last.inis)+len(puts))
 	l.acls = make([]ACL, 0, len(last.acls)+len(puts))
@@ -1223,6 +1293,10 @@ type lunsPiece struct {
 	// map of the target then, when its Spec was Frozen.
 	gen         int
 	frozenDisks map[string]int
+	// gone are, of the patch that made p, the TPG LUNs of the disks it
+	// took out that the target no longer has there: the ACLs mapping them
+	// change (aclList.unmapped).
+	gone []int
 }
 
 // matches reports whether p, made or taken by the build before, is what

@@ -164,8 +164,12 @@ func (p *lunsPiece) patchWith(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo
 
 	// where the gone disks' storage objects and LUNs are in p's lists
 	goneNames, goneIndexes := make([]string, 0, len(gone)), make([]int, 0, len(gone))
+	var unmapped []int
 	for _, i := range gone {
 		goneNames, goneIndexes = append(goneNames, m.nameBefore(p.ids[i])), append(goneIndexes, p.lunIDs[i])
+		if n, ok := ts.Disks[p.ids[i]]; !ok || n != p.lunIDs[i] {
+			unmapped = append(unmapped, p.lunIDs[i])
+		}
 	}
 	dropSOs, ok := positions(p.sos, goneNames, func(so StorageObject, n string) int { return strings.Compare(so.Name, n) })
 	dropLUNs := make([][]int, len(p.tpgs))
@@ -186,7 +190,7 @@ func (p *lunsPiece) patchWith(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo
 	for i, id := range added {
 		p.names[names[i]], p.indexes[ts.Disks[id]] = id, id
 	}
-	q := &lunsPiece{ipList: p.ipList, portals: p.portals, names: p.names, indexes: p.indexes, patchable: true,
+	q := &lunsPiece{ipList: p.ipList, portals: p.portals, names: p.names, indexes: p.indexes, patchable: true, gone: unmapped,
 		tpgs: make([]tpgLUNs, len(p.tpgs))}
 	byIndex := func(a, b LUN) int { return cmp.Compare(a.Index, b.Index) }
 	for t, tl := range p.tpgs {

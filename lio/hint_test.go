@@ -1,6 +1,7 @@
 package lio
 
 import (
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"reflect"
@@ -116,5 +117,145 @@ func TestSeenSortedBy(t *testing.T) {
 	ok := append(arr[:3:3], LUN{Index: 6})
 	if !seenSortedBy(ok, lunIndex) {
 		t.Fatal("a sorted copy is not sorted")
+	}
+}
+
+// TestBuilderHintedSteps takes random API-like steps that keep a target
+// of 200 disks and 40 clients clean (a client's LUN mapped or unmapped, a
+// client added, removed or given CHAP, a disk added, removed with its
+// mappings, moved to another LUN id, resized), gives the Builder each
+// spec with the exact hint since the one before, and asserts at every
+// step that its State and errors equal a Build from scratch, and that
+// most steps patched the ACL list, past a disk gone or moved too.
+func TestBuilderHintedSteps(t *testing.T) {
+	t.Parallel()
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel()
+			hintedSteps(t, seed, 400)
+		})
+	}
+}
+
+func hintedSteps(t *testing.T, seed uint64, steps int) {
+	rng := rand.New(rand.NewPCG(seed, 11))
+	const iqn = "iqn.2003-01.com.example:t1"
+	id := func(i int) string { return fmt.Sprintf("rbd/img%04d", i) }
+	ini := func(i int) string { return fmt.Sprintf("iqn.1994-05.com.example:c%03d", i) }
+	s := Spec{Gateway: "gw1", Settings: DefaultSettings(), Disks: map[string]DiskSpec{}, Targets: map[string]TargetSpec{}}
+	ts := TargetSpec{ACLEnabled: true, IPList: []string{"10.0.0.1", "10.0.0.2"},
+		Portals: map[string][]string{"gw1": {"10.0.0.1"}, "gw2": {"10.0.0.2"}},
+		Disks:   map[string]int{}, Clients: map[string]ClientSpec{}}
+	s.Targets[iqn] = ts
+	next := 0
+	free := func(m map[string]int) int {
+		used := map[int]bool{}
+		for _, n := range m {
+			used[n] = true
+		}
+		n := 0
+		for used[n] {
+			n++
+		}
+		return n
+	}
+	addDisk := func() string {
+		d := id(next)
+		s.Disks[d] = DiskSpec{Pool: "rbd", Image: fmt.Sprintf("img%04d", next), WWN: fmt.Sprint("wwn-", next),
+			Owner: []string{"gw1", "gw2"}[next%2], Size: 1 << 30}
+		next++
+		ts.Disks[d] = free(ts.Disks)
+		return d
+	}
+	for range 200 {
+		addDisk()
+	}
+	for c := range 40 {
+		luns := map[string]int{}
+		for j := range 3 {
+			luns[id(3*c+j)] = j
+		}
+		ts.Clients[ini(c)] = ClientSpec{LUNs: luns}
+	}
+	pick := func(keys []string) string { return keys[rng.IntN(len(keys))] }
+	disks := func() []string { return slices.Sorted(maps.Keys(ts.Disks)) }
+	clients := func() []string { return slices.Sorted(maps.Keys(ts.Clients)) }
+
+	var b Builder
+	given := cloneSpec(s)
+	given.Gen = 1
+	if _, err := b.Build(given); err != nil {
+		t.Fatal(err)
+	}
+	for step := range steps {
+		var name string
+		switch k := rng.IntN(10); {
+		case k < 3 && len(ts.Clients) > 0:
+			name = "map or unmap a client's LUN"
+			c := pick(clients())
+			cs := ts.Clients[c]
+			if len(cs.LUNs) > 0 && rng.IntN(2) == 0 {
+				delete(cs.LUNs, pick(slices.Sorted(maps.Keys(cs.LUNs))))
+			} else if d := pick(disks()); true {
+				if _, in := cs.LUNs[d]; !in {
+					cs.LUNs[d] = free(cs.LUNs)
+				}
+			}
+		case k == 3:
+			name = "client added or removed"
+			if rng.IntN(2) == 0 && len(ts.Clients) > 0 {
+				delete(ts.Clients, pick(clients()))
+			} else {
+				ts.Clients[ini(40+rng.IntN(40))] = ClientSpec{LUNs: map[string]int{pick(disks()): 0}}
+			}
+		case k == 4 && len(ts.Clients) > 0:
+			name = "client CHAP"
+			c := pick(clients())
+			cs := ts.Clients[c]
+			cs.Auth = AuthSpec{Username: "user", Password: Secret(fmt.Sprint("Secret-Pass-", rng.IntN(9)))}
+			if rng.IntN(2) == 0 {
+				cs.Auth = AuthSpec{}
+			}
+			ts.Clients[c] = cs
+		case k == 5:
+			name = "disk added"
+			addDisk()
+		case k == 6:
+			name = "disk removed, with its mappings"
+			d := pick(disks())
+			delete(ts.Disks, d)
+			delete(s.Disks, d)
+			for _, cs := range ts.Clients {
+				delete(cs.LUNs, d)
+			}
+		case k == 7:
+			name = "a disk moved to another LUN id"
+			d := pick(disks())
+			ts.Disks[d] = free(ts.Disks)
+		case k == 8:
+			name = "disk resized"
+			d := pick(disks())
+			ds := s.Disks[d]
+			ds.Size += 1 << 20
+			s.Disks[d] = ds
+		default:
+			name = "nothing"
+		}
+		last := given
+		given = cloneSpec(s)
+		given.Gen = last.Gen + 1
+		given.Changes = specChanges(last, given)
+		got, gerr := b.Build(given)
+		want, werr := Build(cloneSpec(s))
+		if !reflect.DeepEqual(got, want) || fmt.Sprint(gerr) != fmt.Sprint(werr) {
+			t.Fatalf("step %d (%s): the hinted build differs from Build: %s\ngot:  %v\nwant: %v", step, name, stateDiff(got, want), gerr, werr)
+		}
+		if werr != nil {
+			t.Fatalf("step %d (%s): %v", step, name, werr)
+		}
+	}
+	c := b.m.counts
+	if c.aclLists < steps*3/4 || c.pastGone < steps/20 {
+		t.Fatalf("of %d steps, %d patched the ACL list, %d of them past a disk gone or moved", steps, c.aclLists, c.pastGone)
 	}
 }
