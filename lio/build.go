@@ -1232,24 +1232,37 @@ func (m *buildMemo) patchACLs(spec Spec, iqn string, tag int, ts TargetSpec, tgt
 			}
 		}
 	}
-	l.inis = make([]string, 0, len(last.inis)+len(puts))
+	// the clients stay the same ones when every one changed was there and
+	// still is, the usual (a LUN mapped): the initiators are last's then
+	sameInis := true
+	for _, u := range puts {
+		sameInis = sameInis && u.found == u.present
+	}
+	if !sameInis {
+		l.inis = make([]string, 0, len(last.inis)+len(puts))
+	}
 	l.acls = make([]ACL, 0, len(last.acls)+len(puts))
 	i := 0 // last.inis[i:] (and last.acls[i:]) are left to copy
 	for _, u := range puts {
-		l.inis, l.acls = append(l.inis, last.inis[i:u.at]...), append(l.acls, last.acls[i:u.at]...)
+		if !sameInis {
+			l.inis = append(l.inis, last.inis[i:u.at]...)
+			if u.present {
+				l.inis = append(l.inis, u.ini)
+			}
+		}
+		l.acls = append(l.acls, last.acls[i:u.at]...)
+		if u.hasACL {
+			l.acls = append(l.acls, u.acl)
+		}
 		i = u.at
 		if u.found {
 			i++
 		}
-		if u.present {
-			l.inis = append(l.inis, u.ini)
-		}
-		if u.hasACL {
-			l.acls = append(l.acls, u.acl)
-		}
 	}
-	l.inis, l.acls = append(l.inis, last.inis[i:]...), append(l.acls, last.acls[i:]...)
-	if len(l.acls) == 0 {
+	if !sameInis {
+		l.inis = append(l.inis, last.inis[i:]...)
+	}
+	if l.acls = append(l.acls, last.acls[i:]...); len(l.acls) == 0 {
 		l.acls = nil // as the loop makes it
 	}
 	return l, errs

@@ -254,9 +254,14 @@ func (s *scope) restrict(st State, byName bool) State {
 				ntpg.LUNs = lookUp(tpg.LUNs, slices.Sorted(maps.Keys(luns)), lunIndex)
 			}
 			if acls := s.acls[k]; len(acls) > 0 {
-				for _, a := range tpg.ACLs {
-					if acls[a.Initiator] {
-						ntpg.ACLs = append(ntpg.ACLs, a)
+				if seenSortedBy(tpg.ACLs, aclInitiator) {
+					// (desired's were walked for order in newScope)
+					ntpg.ACLs = lookUp(tpg.ACLs, slices.Sorted(maps.Keys(acls)), aclInitiator)
+				} else {
+					for _, a := range tpg.ACLs {
+						if acls[a.Initiator] {
+							ntpg.ACLs = append(ntpg.ACLs, a)
+						}
 					}
 				}
 			}
