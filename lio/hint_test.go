@@ -259,3 +259,36 @@ func hintedSteps(t *testing.T, seed uint64, steps int) {
 		t.Fatalf("of %d steps, %d patched the ACL list, %d of them past a disk gone or moved", steps, c.aclLists, c.pastGone)
 	}
 }
+
+// TestVerifyHints checks that a Builder with VerifyHints panics on a hint
+// that leaves a change out, and only then.
+func TestVerifyHints(t *testing.T) {
+	const iqn = "iqn.2003-01.com.example:bench"
+	b := Builder{VerifyHints: true}
+	s := benchSpec(16)
+	s.Gen = 1
+	if _, err := b.Build(s); err != nil {
+		t.Fatal(err)
+	}
+	build := func(gen uint64, clients []string) (panicked bool) {
+		defer func() { panicked = recover() != nil }()
+		s := benchSpec(16)
+		s.Targets[iqn].Clients["iqn.1994-05.com.example:c00000"].LUNs["rbd/img00004"] = 4
+		s.Gen, s.Changes = gen, &SpecChanges{Since: gen - 1, Targets: map[string]TargetChanges{iqn: {Clients: clients}}}
+		if _, err := b.Build(s); err != nil {
+			t.Fatal(err)
+		}
+		return false
+	}
+	if build(2, []string{"iqn.1994-05.com.example:c00000"}) {
+		t.Fatal("a hint with the change panicked")
+	}
+	// back to the spec of generation 1, whose memo the next one is since
+	s.Gen = 3
+	if _, err := b.Build(s); err != nil {
+		t.Fatal(err)
+	}
+	if !build(4, nil) {
+		t.Fatal("a hint without the change did not panic")
+	}
+}

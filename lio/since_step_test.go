@@ -41,8 +41,7 @@ func TestBuilderStepsPlanSince(t *testing.T) {
 // the very map of the spec before. hinted gives each spec a Gen and the
 // Changes since the one before (with keys that did not change added at
 // random, and now and then a hint since another generation, which leaves
-// changes out and must be ignored), to a Builder that verifies its hinted
-// builds.
+// changes out and must be ignored).
 func builderSteps(t *testing.T, seed uint64, steps int, frozen, hinted bool) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	const t1, t2 = "iqn.2003-01.com.example:t1", "iqn.2003-01.com.example:t2"
@@ -104,7 +103,7 @@ func builderSteps(t *testing.T, seed uint64, steps int, frozen, hinted bool) {
 		return keys[rng.IntN(len(keys))], true
 	}
 
-	b := Builder{VerifyHints: hinted}
+	var b Builder
 	var given Spec // the last spec given to b
 	gen := uint64(0)
 	give := func() Spec {
