@@ -698,6 +698,7 @@ func (m *buildMemo) diskNames(spec Spec) {
 	var changed, gone []string
 	if m.hint != nil {
 		// the others are the last build's
+		n := len(m.disks)
 		for _, id := range uniq(m.hint.Disks) {
 			d, in := spec.Disks[id]
 			e := m.disks[id]
@@ -705,12 +706,21 @@ func (m *buildMemo) diskNames(spec Spec) {
 			case in && e != nil && diskSpecEqual(e.d, d):
 			case in:
 				changed = append(changed, id)
+				if e == nil {
+					n++
+				}
 			case e != nil:
 				gone = append(gone, id)
+				n--
 			}
 		}
-		m.spliceNames(spec, changed, gone)
-		return
+		if n == len(spec.Disks) {
+			m.spliceNames(spec, changed, gone)
+			return
+		}
+		// a disk added or removed that the hint does not name: every one
+		// is compared
+		changed, gone = nil, nil
 	}
 	both := 0
 	for id, d := range spec.Disks {
@@ -1091,16 +1101,17 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 				// clients the hint names: as above, the others map none of
 				// the disks new to the target, and none of those gone from
 				// it or moved (unmapped).
-				m.counts.aclLists++
-				if !onlyNew(moved) {
-					m.counts.pastGone++
+				if l, cerrs := m.patchACLs(spec, iqn, tag, ts, tgt, last, uniq(tc.Clients), aclAttrs, lunByDisk, failed, moved); l != nil {
+					m.counts.aclLists++
+					if !onlyNew(moved) {
+						m.counts.pastGone++
+					}
+					errs = append(errs, cerrs...)
+					tpg.ACLs = l.acls
+					m.nextACLLists[tpgKey{iqn, tag}] = l
+					t.TPGs = append(t.TPGs, tpg)
+					continue
 				}
-				l, cerrs := m.patchACLs(spec, iqn, tag, ts, tgt, last, uniq(tc.Clients), aclAttrs, lunByDisk, failed, moved)
-				errs = append(errs, cerrs...)
-				tpg.ACLs = l.acls
-				m.nextACLLists[tpgKey{iqn, tag}] = l
-				t.TPGs = append(t.TPGs, tpg)
-				continue
 			}
 			inis := clientOrder(ts.Clients, last)
 			rs, re := 0, 0
@@ -1164,7 +1175,8 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 // clean list of the last build, with the ACLs of the clients changed
 // (sorted, of the hint) made again, put in or taken out: what the loop of
 // buildTarget makes of every client when the others are as they were.
-// The list is last's own when nothing in it changed.
+// The list is last's own when nothing in it changed; nil when the clients
+// are not as many as the hint makes them (it left one out).
 func (m *buildMemo) patchACLs(spec Spec, iqn string, tag int, ts TargetSpec, tgt Settings, last *aclList, changed []string,
 	attrs map[string]string, lunByDisk map[string]int, failed, moved map[string]bool) (*aclList, []error) {
 	var errs []error
@@ -1176,6 +1188,22 @@ func (m *buildMemo) patchACLs(spec Spec, iqn string, tag int, ts TargetSpec, tgt
 		acl     ACL
 		present bool // in ts.Clients
 		hasACL  bool // its ACL goes in the list (its name passed)
+	}
+	// a client added or removed that the hint does not name shows in
+	// their number: the caller then makes every ACL
+	n := len(last.inis)
+	for _, ini := range changed {
+		_, found := slices.BinarySearch(last.inis, ini)
+		_, present := ts.Clients[ini]
+		switch {
+		case found && !present:
+			n--
+		case !found && present:
+			n++
+		}
+	}
+	if n != len(ts.Clients) {
+		return nil, nil
 	}
 	puts := make([]put, 0, len(changed))
 	for _, ini := range changed {

@@ -78,8 +78,13 @@ func (p *lunsPiece) patch(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *b
 				return nil, nil, false
 			}
 		}
-		slices.Sort(gone)
-		return p.patchWith(spec, ts, sos, m, gone, goneID, added)
+		if len(ts.Disks) == len(p.ids)-len(gone)+len(added) {
+			slices.Sort(gone)
+			return p.patchWith(spec, ts, sos, m, gone, goneID, added)
+		}
+		// a disk added or removed that the hint does not name: every one
+		// is compared
+		gone, goneID, added = nil, map[string]bool{}, nil
 	}
 	for i, id := range p.ids {
 		if n, ok := ts.Disks[id]; ok && n == p.lunIDs[i] && !m.changedDisks[id] {

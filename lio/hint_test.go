@@ -292,3 +292,53 @@ func TestVerifyHints(t *testing.T) {
 		t.Fatal("a hint without the change did not panic")
 	}
 }
+
+// TestHintMissesCount checks that a hint that leaves out a disk or client
+// added or removed (which shows in their number) is not trusted: the
+// build compares everything and makes what Build makes.
+func TestHintMissesCount(t *testing.T) {
+	const iqn = "iqn.2003-01.com.example:bench"
+	steps := map[string]func(s Spec){
+		"client added": func(s Spec) {
+			s.Targets[iqn].Clients["iqn.1994-05.com.example:new"] = ClientSpec{LUNs: map[string]int{"rbd/img00001": 0}}
+		},
+		"client removed": func(s Spec) { delete(s.Targets[iqn].Clients, "iqn.1994-05.com.example:c00001") },
+		"disk added": func(s Spec) {
+			s.Disks["rbd/new"] = DiskSpec{Pool: "rbd", Image: "new", Owner: "gw1", Size: 1 << 30}
+			s.Targets[iqn].Disks["rbd/new"] = 100
+		},
+		"a disk of the config added to the target": func(s Spec) { s.Targets[iqn].Disks["rbd/spare"] = 101 },
+		"disk removed": func(s Spec) {
+			delete(s.Disks, "rbd/img00063")
+			delete(s.Targets[iqn].Disks, "rbd/img00063")
+			delete(s.Targets[iqn].Clients["iqn.1994-05.com.example:c00015"].LUNs, "rbd/img00063")
+		},
+	}
+	base := func() Spec {
+		s := benchSpec(64)
+		s.Disks["rbd/spare"] = DiskSpec{Pool: "rbd", Image: "spare", Owner: "gw1", Size: 1 << 30}
+		return s
+	}
+	for name, step := range steps {
+		t.Run(name, func(t *testing.T) {
+			b := Builder{VerifyHints: true}
+			s := base()
+			s.Gen = 1
+			if _, err := b.Build(s); err != nil {
+				t.Fatal(err)
+			}
+			s = base()
+			step(s)
+			// the hint names another client, so that the ACL list is patched
+			s.Gen, s.Changes = 2, &SpecChanges{Since: 1, Targets: map[string]TargetChanges{iqn: {Clients: []string{"iqn.1994-05.com.example:c00002"}}}}
+			got, err := b.Build(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Changes = nil
+			if want, _ := Build(s); !reflect.DeepEqual(got, want) {
+				t.Fatalf("differs from Build: %s", stateDiff(got, want))
+			}
+		})
+	}
+}
