@@ -234,10 +234,10 @@ type buildMemo struct {
 	specGen uint64
 	gateway string
 	hint    *SpecChanges
-	// chapSets are the initiators with CHAP of each target of the last
-	// build that counted them for a Spec with a Gen: a hinted build
-	// updates them with its changed clients (clientCHAP).
-	chapSets, nextChapSets map[string]map[string]bool
+	// chapSets are the clients of each target of the last build that
+	// counted them for a Spec with a Gen: a hinted build updates them with
+	// its changed clients (clientCHAP).
+	chapSets, nextChapSets map[string]*chapSet
 	counts                 hintCounts
 }
 
@@ -316,24 +316,34 @@ func onlyNew(moved map[string]bool) bool {
 // what the last build found when clients is its map of a Frozen spec.
 func (m *buildMemo) clientCHAP(iqn string, clients map[string]ClientSpec, frozen bool, gen uint64) bool {
 	if tc, ok := m.hintFor(iqn); ok {
-		if set := m.chapSets[iqn]; set != nil {
+		if cs := m.chapSets[iqn]; cs != nil {
 			// the last build's, but for the clients the hint names
-			for _, ini := range tc.Clients {
-				if c, ok := clients[ini]; ok && c.Auth.chap() {
-					set[ini] = true
-				} else {
-					delete(set, ini)
+			for _, ini := range uniq(tc.Clients) {
+				if had, ok := cs.chap[ini]; ok {
+					delete(cs.chap, ini)
+					if had {
+						cs.n--
+					}
+				}
+				if c, ok := clients[ini]; ok {
+					cs.chap[ini] = c.Auth.chap()
+					if cs.chap[ini] {
+						cs.n++
+					}
 				}
 			}
-			m.nextChapSets[iqn] = set
-			return len(set) > 0
+			if len(cs.chap) == len(clients) {
+				m.nextChapSets[iqn] = cs
+				return cs.n > 0
+			}
+			// a client added or removed that the hint does not name
 		}
 	}
 	if m != nil && frozen {
 		if c, ok := m.chap[iqn]; ok && sameMap(c.clients, clients) {
 			m.nextChap[iqn] = c
-			if set := m.chapSets[iqn]; set != nil {
-				m.nextChapSets[iqn] = set // of the same clients
+			if cs := m.chapSets[iqn]; cs != nil {
+				m.nextChapSets[iqn] = cs // of the same clients
 			}
 			return c.chap
 		}
@@ -341,14 +351,15 @@ func (m *buildMemo) clientCHAP(iqn string, clients map[string]ClientSpec, frozen
 	chap := false
 	if m != nil && gen != 0 {
 		// one by one, for the hinted builds to come
-		set := map[string]bool{}
+		cs := &chapSet{chap: make(map[string]bool, len(clients))}
 		for ini, c := range clients {
-			if c.Auth.chap() {
-				set[ini] = true
+			cs.chap[ini] = c.Auth.chap()
+			if cs.chap[ini] {
+				cs.n++
 			}
 		}
-		m.nextChapSets[iqn] = set
-		chap = len(set) > 0
+		m.nextChapSets[iqn] = cs
+		chap = cs.n > 0
 	} else {
 		for _, c := range clients {
 			chap = chap || c.Auth.chap()
@@ -358,6 +369,13 @@ func (m *buildMemo) clientCHAP(iqn string, clients map[string]ClientSpec, frozen
 		m.nextChap[iqn] = clientsCHAP{clients: clients, chap: chap}
 	}
 	return chap
+}
+
+// chapSet is, of each client of a target, whether it has CHAP, and how
+// many have.
+type chapSet struct {
+	chap map[string]bool
+	n    int
 }
 
 // clientsCHAP is the clients map of a target and whether one has CHAP.
@@ -554,7 +572,7 @@ func (b *Builder) Build(spec Spec) (State, error) {
 	}
 	b.m.aclsUsed, b.m.lunsUsed, b.m.lunsPatched = 0, 0, false
 	b.m.nextACLLists, b.m.nextChap = map[tpgKey]*aclList{}, map[string]clientsCHAP{}
-	b.m.nextChapSets = map[string]map[string]bool{}
+	b.m.nextChapSets = map[string]*chapSet{}
 	b.m.hint = nil
 	if c := spec.Changes; c != nil && spec.Gen != 0 && c.Since != 0 && c.Since == b.m.specGen && spec.Gateway == b.m.gateway {
 		b.m.hint = c

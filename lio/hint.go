@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 )
 
 // SpecChanges is a caller's word on what a Spec may differ in from the
@@ -66,8 +67,52 @@ func verifyHinted(spec Spec, st State, err error) {
 	since := spec.Changes.Since
 	spec.Changes = nil
 	want, werr := build(spec, nil)
-	if !reflect.DeepEqual(st, want) || fmt.Sprint(err) != fmt.Sprint(werr) {
-		panic(fmt.Sprintf("lio: the build of generation %d with the hint since %d differs from a build from scratch (a change not in the hint?)\ngot:  %+v (%v)\nwant: %+v (%v)",
-			spec.Gen, since, st, err, want, werr))
+	if d := stateDiffers(st, want); d != "" || fmt.Sprint(err) != fmt.Sprint(werr) {
+		panic(fmt.Sprintf("lio: the build of generation %d with the hint since %d differs from a build from scratch (a change not in the hint?): %s; errors %v, want %v",
+			spec.Gen, since, d, err, werr))
 	}
+}
+
+// stateDiffers names where a and b differ, "" nowhere: short, for a
+// panic message (secrets stay redacted).
+func stateDiffers(a, b State) string {
+	var out []string
+	if !reflect.DeepEqual(a.StorageObjects, b.StorageObjects) {
+		out = append(out, "storage objects")
+	}
+	if !reflect.DeepEqual(a.Managed, b.Managed) {
+		out = append(out, "managed names")
+	}
+	if !reflect.DeepEqual(a.DiscoveryAuth, b.DiscoveryAuth) {
+		out = append(out, "discovery auth")
+	}
+	if len(a.Targets) != len(b.Targets) {
+		out = append(out, fmt.Sprintf("%d targets, want %d", len(a.Targets), len(b.Targets)))
+	} else {
+		for i := range a.Targets {
+			x, y := a.Targets[i], b.Targets[i]
+			if x.IQN != y.IQN || len(x.TPGs) != len(y.TPGs) {
+				out = append(out, fmt.Sprintf("target %s", y.IQN))
+				continue
+			}
+			for j := range x.TPGs {
+				p, q := x.TPGs[j], y.TPGs[j]
+				where := fmt.Sprintf("target %s TPG %d", y.IQN, q.Tag)
+				if !reflect.DeepEqual(p.LUNs, q.LUNs) {
+					out = append(out, where+" LUNs")
+				}
+				if !reflect.DeepEqual(p.ACLs, q.ACLs) {
+					out = append(out, where+" ACLs")
+				}
+				p.LUNs, p.ACLs, q.LUNs, q.ACLs = nil, nil, nil, nil
+				if !reflect.DeepEqual(p, q) {
+					out = append(out, where+" settings")
+				}
+			}
+		}
+	}
+	if len(out) == 0 && !reflect.DeepEqual(a, b) {
+		out = append(out, "elsewhere")
+	}
+	return strings.Join(out, ", ")
 }

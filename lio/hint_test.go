@@ -300,7 +300,9 @@ func TestHintMissesCount(t *testing.T) {
 	const iqn = "iqn.2003-01.com.example:bench"
 	steps := map[string]func(s Spec){
 		"client added": func(s Spec) {
-			s.Targets[iqn].Clients["iqn.1994-05.com.example:new"] = ClientSpec{LUNs: map[string]int{"rbd/img00001": 0}}
+			// the only one with CHAP, which the TPG then enforces
+			s.Targets[iqn].Clients["iqn.1994-05.com.example:new"] = ClientSpec{LUNs: map[string]int{"rbd/img00001": 0},
+				Auth: AuthSpec{Username: "user", Password: "Secret-Pass-12"}}
 		},
 		"client removed": func(s Spec) { delete(s.Targets[iqn].Clients, "iqn.1994-05.com.example:c00001") },
 		"disk added": func(s Spec) {
@@ -317,6 +319,10 @@ func TestHintMissesCount(t *testing.T) {
 	base := func() Spec {
 		s := benchSpec(64)
 		s.Disks["rbd/spare"] = DiskSpec{Pool: "rbd", Image: "spare", Owner: "gw1", Size: 1 << 30}
+		for ini, c := range s.Targets[iqn].Clients {
+			c.Auth = AuthSpec{}
+			s.Targets[iqn].Clients[ini] = c
+		}
 		return s
 	}
 	for name, step := range steps {
