@@ -17,6 +17,11 @@ import (
 // listing one that did makes a wrong State, which Builder.VerifyHints
 // catches in tests.
 //
+// "Content" is everything of the Spec, not only what the configuration
+// document holds: a disk whose size or mapped device the caller learnt
+// anew is listed in Disks, a client whose secret decrypts otherwise in
+// its target's Clients. A disk or client added or removed without being
+// listed shows in their number, and the build then compares everything.
 // Gateway, Backstore, Settings, DiscoveryAuth and Names need not be
 // listed: a build compares them anyway.
 type SpecChanges struct {
