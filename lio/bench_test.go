@@ -197,11 +197,22 @@ func BenchmarkBuilderLUNStep(b *testing.B) {
 // Each step toggles between two specs, so every build and plan sees a
 // change; "build" and "plan" time each part alone. The "-frozen" parts
 // give Frozen specs, copied on write from each other as the gateway's spec
-// memo makes them.
+// memo makes them. The "-hinted" parts give each spec a Gen and the
+// Changes since the one before (Spec.Changes), as the gateway knows them.
 // Run: go test -tags pacific -run '^$' -bench BuildPlanStep ./lio/
 func BenchmarkBuildPlanStep(b *testing.B) {
 	for _, n := range []int{16, 4096} {
 		const iqn = "iqn.2003-01.com.example:bench"
+		// the exact hint of each step, either way
+		hint := map[string]func(since uint64) *SpecChanges{
+			"clientlun": func(since uint64) *SpecChanges {
+				return &SpecChanges{Since: since, Targets: map[string]TargetChanges{iqn: {Clients: []string{"iqn.1994-05.com.example:c00000"}}}}
+			},
+			"targetlun": func(since uint64) *SpecChanges {
+				extra := fmt.Sprintf("rbd/img%05d", n)
+				return &SpecChanges{Since: since, Disks: []string{extra}, Targets: map[string]TargetChanges{iqn: {Disks: []string{extra}}}}
+			},
+		}
 		mutate := map[string]func(Spec){
 			"clientlun": func(s Spec) {
 				s.Targets[iqn].Clients["iqn.1994-05.com.example:c00000"].LUNs["rbd/img00004"] = 4
@@ -234,13 +245,16 @@ func BenchmarkBuildPlanStep(b *testing.B) {
 			var frozen [2]Spec
 			frozen[0] = frozenFrom(Spec{}, specs[0][0])
 			frozen[1] = frozenFrom(frozen[0], specs[1][0])
-			for _, part := range []string{"build", "plan", "both", "build-frozen", "both-frozen"} {
+			for _, part := range []string{"build", "plan", "both", "build-frozen", "both-frozen", "build-hinted", "both-hinted", "both-frozen-hinted"} {
 				b.Run(fmt.Sprintf("luns=%d/%s/%s", n, step, part), func(b *testing.B) {
 					var bld Builder
-					prev, err := bld.Build(specs[0][copies-1])
+					first := specs[0][copies-1]
+					first.Gen = 1
+					prev, err := bld.Build(first)
 					if err != nil {
 						b.Fatal(err)
 					}
+					b.ReportAllocs()
 					i := 0
 					cpu := processCPU()
 					for b.Loop() {
@@ -251,8 +265,11 @@ func BenchmarkBuildPlanStep(b *testing.B) {
 							desired = states[side]
 						} else {
 							spec := specs[side][i%copies]
-							if strings.HasSuffix(part, "-frozen") {
+							if strings.Contains(part, "-frozen") {
 								spec = frozen[side]
+							}
+							if strings.HasSuffix(part, "-hinted") {
+								spec.Gen, spec.Changes = uint64(i+1), hint[step](uint64(i))
 							}
 							if desired, err = bld.Build(spec); err != nil {
 								b.Fatal(err)

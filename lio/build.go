@@ -47,6 +47,13 @@ type Spec struct {
 	// builds old for the next Spec (gateway's spec memo does, to change
 	// one entry of thousands without a copy).
 	Frozen bool
+	// Gen names this Spec's content for Changes (0: unnamed): two Specs
+	// given one Gen must be equal.
+	Gen uint64
+	// Changes, when set, says what this Spec may differ in from the Spec
+	// of generation Changes.Since (see SpecChanges): a Builder whose last
+	// build was of that generation looks at those entries only.
+	Changes *SpecChanges
 }
 
 // Settings are the iscsi-gateway.cfg values Build uses, as global
@@ -151,9 +158,21 @@ func Build(spec Spec) (State, error) { return build(spec, nil) }
 // client, but names, checks and makes only what changed. A Builder must
 // be used with one NameRules; it may be used from several goroutines.
 type Builder struct {
+	// VerifyHints makes every build that used a Spec.Changes hint build
+	// the Spec from scratch as well and panic when the two differ, for
+	// tests: a hint that leaves a change out is caught there rather than
+	// making a wrong State.
+	VerifyHints bool
+
 	mu sync.Mutex
 	m  *buildMemo
+	// hinted counts the builds that used a hint (for tests).
+	hinted int
 }
+
+// hintCounts are what the hinted builds patched (for tests): ACL lists,
+// and of those the ones past a disk gone from the target or moved.
+type hintCounts struct{ aclLists, pastGone int }
 
 type buildMemo struct {
 	settings  Settings
@@ -209,6 +228,17 @@ type buildMemo struct {
 	// shares when they are equal: a caller that keeps what it derived
 	// from a state's names tells them from its last ones at once.
 	managed Managed
+	// specGen and gateway are the Gen and Gateway of the last build's
+	// Spec; hint is the Changes of the build in progress when they make
+	// it usable (since specGen), else nil.
+	specGen uint64
+	gateway string
+	hint    *SpecChanges
+	// chapSets are the clients of each target of the last build that
+	// counted them for a Spec with a Gen: a hinted build updates them with
+	// its changed clients (clientCHAP).
+	chapSets, nextChapSets map[string]*chapSet
+	counts                 hintCounts
 }
 
 // diskEntry is a disk of the last build: its spec (a copy) and storage
@@ -221,7 +251,8 @@ type diskEntry struct {
 // aclList is the ACL list of a TPG and the order of its clients; clean
 // whether they built without an error (and no disk of the target
 // failed), from the ACL attributes attrs and cmdsn; clients the Clients
-// map of the target, of a Frozen spec.
+// map of the target, of a Frozen spec; mapped, when counted (a Spec with
+// a Gen, clean), how many of the ACLs map each TPG LUN.
 type aclList struct {
 	inis    []string
 	acls    []ACL
@@ -229,6 +260,42 @@ type aclList struct {
 	attrs   map[string]string
 	cmdsn   int
 	clients map[string]ClientSpec
+	mapped  map[int]int
+}
+
+// countMapped sets l.mapped from l.acls.
+func (l *aclList) countMapped() {
+	l.mapped = map[int]int{}
+	for _, a := range l.acls {
+		for _, ml := range a.MappedLUNs {
+			l.mapped[ml.TPGLUN]++
+		}
+	}
+}
+
+// unmapped reports whether no ACL of l but those of the clients changed
+// maps one of the TPG LUNs gone.
+func (l *aclList) unmapped(gone []int, changed []string) bool {
+	if l.mapped == nil || !l.clean {
+		return false
+	}
+	for _, idx := range gone {
+		n := l.mapped[idx]
+		for _, ini := range changed {
+			// clean: the ACLs are those of the initiators, one for one
+			if i, found := slices.BinarySearch(l.inis, ini); found {
+				for _, ml := range l.acls[i].MappedLUNs {
+					if ml.TPGLUN == idx {
+						n--
+					}
+				}
+			}
+		}
+		if n > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // onlyNew reports whether the disks moved of a patch (nil: unknown) are
@@ -247,21 +314,68 @@ func onlyNew(moved map[string]bool) bool {
 
 // clientCHAP reports whether a client of target iqn has CHAP credentials:
 // what the last build found when clients is its map of a Frozen spec.
-func (m *buildMemo) clientCHAP(iqn string, clients map[string]ClientSpec, frozen bool) bool {
+func (m *buildMemo) clientCHAP(iqn string, clients map[string]ClientSpec, frozen bool, gen uint64) bool {
+	if tc, ok := m.hintFor(iqn); ok {
+		if cs := m.chapSets[iqn]; cs != nil {
+			// the last build's, but for the clients the hint names
+			for _, ini := range uniq(tc.Clients) {
+				if had, ok := cs.chap[ini]; ok {
+					delete(cs.chap, ini)
+					if had {
+						cs.n--
+					}
+				}
+				if c, ok := clients[ini]; ok {
+					cs.chap[ini] = c.Auth.chap()
+					if cs.chap[ini] {
+						cs.n++
+					}
+				}
+			}
+			if len(cs.chap) == len(clients) {
+				m.nextChapSets[iqn] = cs
+				return cs.n > 0
+			}
+			// a client added or removed that the hint does not name
+		}
+	}
 	if m != nil && frozen {
 		if c, ok := m.chap[iqn]; ok && sameMap(c.clients, clients) {
 			m.nextChap[iqn] = c
+			if cs := m.chapSets[iqn]; cs != nil {
+				m.nextChapSets[iqn] = cs // of the same clients
+			}
 			return c.chap
 		}
 	}
 	chap := false
-	for _, c := range clients {
-		chap = chap || c.Auth.chap()
+	if m != nil && gen != 0 {
+		// one by one, for the hinted builds to come
+		cs := &chapSet{chap: make(map[string]bool, len(clients))}
+		for ini, c := range clients {
+			cs.chap[ini] = c.Auth.chap()
+			if cs.chap[ini] {
+				cs.n++
+			}
+		}
+		m.nextChapSets[iqn] = cs
+		chap = cs.n > 0
+	} else {
+		for _, c := range clients {
+			chap = chap || c.Auth.chap()
+		}
 	}
 	if m != nil && frozen {
 		m.nextChap[iqn] = clientsCHAP{clients: clients, chap: chap}
 	}
 	return chap
+}
+
+// chapSet is, of each client of a target, whether it has CHAP, and how
+// many have.
+type chapSet struct {
+	chap map[string]bool
+	n    int
 }
 
 // clientsCHAP is the clients map of a target and whether one has CHAP.
@@ -458,9 +572,21 @@ func (b *Builder) Build(spec Spec) (State, error) {
 	}
 	b.m.aclsUsed, b.m.lunsUsed, b.m.lunsPatched = 0, 0, false
 	b.m.nextACLLists, b.m.nextChap = map[tpgKey]*aclList{}, map[string]clientsCHAP{}
+	b.m.nextChapSets = map[string]*chapSet{}
+	b.m.hint = nil
+	if c := spec.Changes; c != nil && spec.Gen != 0 && c.Since != 0 && c.Since == b.m.specGen && spec.Gateway == b.m.gateway {
+		b.m.hint = c
+	}
 	st, err := build(spec, b.m)
 	b.m.aclLists, b.m.nextACLLists = b.m.nextACLLists, nil
 	b.m.chap, b.m.nextChap = b.m.nextChap, nil
+	b.m.chapSets, b.m.nextChapSets = b.m.nextChapSets, nil
+	b.m.specGen, b.m.gateway = spec.Gen, spec.Gateway
+	hinted := b.m.hint != nil
+	b.m.hint = nil
+	if hinted {
+		b.hinted++
+	}
 	if identical(st.Managed.StorageObjects, b.m.managed.StorageObjects) || slices.Equal(st.Managed.StorageObjects, b.m.managed.StorageObjects) {
 		st.Managed.StorageObjects = b.m.managed.StorageObjects
 	}
@@ -474,6 +600,9 @@ func (b *Builder) Build(spec Spec) (State, error) {
 	}
 	if len(b.m.luns) > 2*b.m.lunsUsed+16 {
 		b.m.luns = map[string]*lunsPiece{}
+	}
+	if hinted && b.VerifyHints {
+		verifyHinted(spec, st, err)
 	}
 	return st, err
 }
@@ -585,6 +714,32 @@ func (m *buildMemo) diskNames(spec Spec) {
 		}
 	}
 	var changed, gone []string
+	if m.hint != nil {
+		// the others are the last build's
+		n := len(m.disks)
+		for _, id := range uniq(m.hint.Disks) {
+			d, in := spec.Disks[id]
+			e := m.disks[id]
+			switch {
+			case in && e != nil && diskSpecEqual(e.d, d):
+			case in:
+				changed = append(changed, id)
+				if e == nil {
+					n++
+				}
+			case e != nil:
+				gone = append(gone, id)
+				n--
+			}
+		}
+		if n == len(spec.Disks) {
+			m.spliceNames(spec, changed, gone)
+			return
+		}
+		// a disk added or removed that the hint does not name: every one
+		// is compared
+		changed, gone = nil, nil
+	}
 	both := 0
 	for id, d := range spec.Disks {
 		e := m.disks[id]
@@ -603,6 +758,12 @@ func (m *buildMemo) diskNames(spec Spec) {
 			}
 		}
 	}
+	m.spliceNames(spec, changed, gone)
+}
+
+// spliceNames makes m.names and m.badName those of spec from the last
+// build's, given the disks changed (or new) and gone since.
+func (m *buildMemo) spliceNames(spec Spec, changed, gone []string) {
 	if len(changed) == 0 && len(gone) == 0 {
 		return
 	}
@@ -878,7 +1039,7 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 	for _, ip := range localIPs {
 		isLocal[trimBrackets(ip)] = true
 	}
-	clientCHAP := m.clientCHAP(iqn, ts.Clients, spec.Frozen)
+	clientCHAP := m.clientCHAP(iqn, ts.Clients, spec.Frozen, spec.Gen)
 	gna, dmwp := "1", "0"
 	if ts.ACLEnabled {
 		gna, dmwp = "0", "1"
@@ -951,6 +1112,25 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 				t.TPGs = append(t.TPGs, tpg)
 				continue
 			}
+			if tc, ok := m.hintFor(iqn); ok && m.aclLists[tpgKey{iqn, tag}] == last && last.clean && len(failed) == 0 &&
+				sameMap(last.attrs, aclAttrs) && last.cmdsn == tgt.CmdSNDepth && moved != nil &&
+				(onlyNew(moved) || last.unmapped(m.luns[iqn].gone, uniq(tc.Clients))) {
+				// The last build's clean list, whose ACLs stay but for the
+				// clients the hint names: as above, the others map none of
+				// the disks new to the target, and none of those gone from
+				// it or moved (unmapped).
+				if l, cerrs := m.patchACLs(spec, iqn, tag, ts, tgt, last, uniq(tc.Clients), aclAttrs, lunByDisk, failed, moved); l != nil {
+					m.counts.aclLists++
+					if !onlyNew(moved) {
+						m.counts.pastGone++
+					}
+					errs = append(errs, cerrs...)
+					tpg.ACLs = l.acls
+					m.nextACLLists[tpgKey{iqn, tag}] = l
+					t.TPGs = append(t.TPGs, tpg)
+					continue
+				}
+			}
 			inis := clientOrder(ts.Clients, last)
 			rs, re := 0, 0
 			clean := len(failed) == 0
@@ -997,12 +1177,141 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 				if spec.Frozen {
 					l.clients = ts.Clients
 				}
+				if spec.Gen != 0 && clean {
+					// for the hinted builds to come
+					l.countMapped()
+				}
 				m.nextACLLists[tpgKey{iqn, tag}] = l
 			}
 		}
 		t.TPGs = append(t.TPGs, tpg)
 	}
 	return t, joinUnique(errs)
+}
+
+// patchACLs is the ACL list of TPG tag of target iqn made from last, the
+// clean list of the last build, with the ACLs of the clients changed
+// (sorted, of the hint) made again, put in or taken out: what the loop of
+// buildTarget makes of every client when the others are as they were.
+// The list is last's own when nothing in it changed; nil when the clients
+// are not as many as the hint makes them (it left one out).
+func (m *buildMemo) patchACLs(spec Spec, iqn string, tag int, ts TargetSpec, tgt Settings, last *aclList, changed []string,
+	attrs map[string]string, lunByDisk map[string]int, failed, moved map[string]bool) (*aclList, []error) {
+	var errs []error
+	clean, same := true, true
+	type put struct {
+		at      int // position in last.inis (and last.acls: clean)
+		found   bool
+		ini     string
+		acl     ACL
+		present bool // in ts.Clients
+		hasACL  bool // its ACL goes in the list (its name passed)
+	}
+	// a client added or removed that the hint does not name shows in
+	// their number: the caller then makes every ACL
+	n := len(last.inis)
+	for _, ini := range changed {
+		_, found := slices.BinarySearch(last.inis, ini)
+		_, present := ts.Clients[ini]
+		switch {
+		case found && !present:
+			n--
+		case !found && present:
+			n++
+		}
+	}
+	if n != len(ts.Clients) {
+		return nil, nil
+	}
+	puts := make([]put, 0, len(changed))
+	for _, ini := range changed {
+		i, found := slices.BinarySearch(last.inis, ini)
+		c, present := ts.Clients[ini]
+		u := put{at: i, found: found, ini: ini, present: present}
+		if present {
+			if err := m.checkName(okIQNs, ini, func() error { return checkTargetName(spec.Names, "target "+iqn+" client", ini) }); err != nil {
+				errs = append(errs, err)
+				clean = false
+			} else {
+				k := aclKey{iqn, tag, ini}
+				acl, ok := m.acl(k, c, tgt.CmdSNDepth, attrs, lunByDisk, failed, moved, spec.Frozen)
+				if !ok {
+					var err error
+					acl, err = buildACL(iqn, ini, c, tgt, attrs, lunByDisk, failed)
+					if err != nil {
+						errs = append(errs, err)
+						clean = false
+					} else {
+						m.putACL(k, c, tgt.CmdSNDepth, attrs, lunByDisk, failed, acl, spec.Frozen)
+					}
+				}
+				u.acl, u.hasACL = acl, true
+			}
+		}
+		// (a client named that neither had nor has: nothing to do)
+		same = same && (!found && !present || found && u.hasACL && sameACL(u.acl, last.acls[i]))
+		puts = append(puts, u)
+	}
+	m.aclsUsed += len(last.acls) - len(puts)
+	l := &aclList{inis: last.inis, acls: last.acls, clean: clean, attrs: attrs, cmdsn: tgt.CmdSNDepth}
+	if spec.Frozen {
+		l.clients = ts.Clients
+	}
+	if same {
+		l.mapped = last.mapped
+		return l, errs
+	}
+	if clean && last.mapped != nil {
+		// last's counts, which nobody uses after this build, with the
+		// changed ACLs' swapped
+		l.mapped = last.mapped
+		for _, u := range puts {
+			if u.found {
+				for _, ml := range last.acls[u.at].MappedLUNs {
+					if l.mapped[ml.TPGLUN]--; l.mapped[ml.TPGLUN] == 0 {
+						delete(l.mapped, ml.TPGLUN)
+					}
+				}
+			}
+			for _, ml := range u.acl.MappedLUNs {
+				l.mapped[ml.TPGLUN]++
+			}
+		}
+	}
+	// the clients stay the same ones when every one changed was there and
+	// still is, the usual (a LUN mapped): the initiators are last's then
+	sameInis := true
+	for _, u := range puts {
+		sameInis = sameInis && u.found == u.present
+	}
+	if !sameInis {
+		l.inis = make([]string, 0, len(last.inis)+len(puts))
+	}
+	l.acls = make([]ACL, 0, len(last.acls)+len(puts))
+	i := 0 // last.inis[i:] (and last.acls[i:]) are left to copy
+	for _, u := range puts {
+		if !sameInis {
+			l.inis = append(l.inis, last.inis[i:u.at]...)
+			if u.present {
+				l.inis = append(l.inis, u.ini)
+			}
+		}
+		l.acls = append(l.acls, last.acls[i:u.at]...)
+		if u.hasACL {
+			l.acls = append(l.acls, u.acl)
+		}
+		i = u.at
+		if u.found {
+			i++
+		}
+	}
+	if !sameInis {
+		l.inis = append(l.inis, last.inis[i:]...)
+	}
+	if l.acls = append(l.acls, last.acls[i:]...); len(l.acls) == 0 {
+		l.acls = nil // as the loop makes it
+	}
+	return l, errs
 }
 
 // tpgLUNs is what the LUNs of one TPG of a target came to: shared with a
@@ -1043,6 +1352,10 @@ type lunsPiece struct {
 	// map of the target then, when its Spec was Frozen.
 	gen         int
 	frozenDisks map[string]int
+	// gone are, of the patch that made p, the TPG LUNs of the disks it
+	// took out that the target no longer has there: the ACLs mapping them
+	// change (aclList.unmapped).
+	gone []int
 }
 
 // matches reports whether p, made or taken by the build before, is what
@@ -1074,7 +1387,7 @@ func (p *lunsPiece) matches(ts TargetSpec, sos *soSet, m *buildMemo) bool {
 func targetLUNs(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) (_ []tpgLUNs, moved map[string]bool) {
 	if m != nil {
 		if p, ok := m.luns[iqn]; ok {
-			if q, moved, ok := p.patch(spec, ts, sos, m); ok {
+			if q, moved, ok := p.patch(spec, iqn, ts, sos, m); ok {
 				m.luns[iqn] = q
 				m.lunsUsed++
 				m.lunsPatched = m.lunsPatched || q != p

@@ -24,7 +24,7 @@ func lunPatchMax(n int) int { return n/8 + 16 }
 // storage object or LUN id, or another target made one of these storage
 // objects — and the caller builds the LUNs again. A patch takes p's
 // indexes over: p must not be used after a patch that succeeded.
-func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_ *lunsPiece, moved map[string]bool, _ bool) {
+func (p *lunsPiece) patch(spec Spec, iqn string, ts TargetSpec, sos *soSet, m *buildMemo) (_ *lunsPiece, moved map[string]bool, _ bool) {
 	if p.gen != m.gen-1 {
 		// p's disks have the specs of the build before, but for those
 		// changed since (m.changedDisks), only when that build made or
@@ -54,6 +54,38 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_
 	// gone are the positions in p.ids of the disks removed or changed
 	var gone []int
 	goneID := map[string]bool{}
+	var added []string
+	if tc, ok := m.hintFor(iqn); ok {
+		// p is the last build's (p.gen), whose Spec the hint is since:
+		// only the disks it names, and those whose spec changed, may
+		// differ from p's
+		cand := slices.Concat(tc.Disks, slices.Collect(maps.Keys(m.changedDisks)))
+		had := p.tpgs[0].lunByDisk
+		for _, id := range uniq(cand) {
+			i, found := slices.BinarySearch(p.ids, id)
+			n, in := ts.Disks[id]
+			if found && in && n == p.lunIDs[i] && !m.changedDisks[id] {
+				continue
+			}
+			if found {
+				gone = append(gone, i)
+				goneID[id] = true
+			}
+			if _, ok := had[id]; in && (!ok || goneID[id]) {
+				added = append(added, id)
+			}
+			if len(gone)+len(added) > limit {
+				return nil, nil, false
+			}
+		}
+		if len(ts.Disks) == len(p.ids)-len(gone)+len(added) {
+			slices.Sort(gone)
+			return p.patchWith(spec, ts, sos, m, gone, goneID, added)
+		}
+		// a disk added or removed that the hint does not name: every one
+		// is compared
+		gone, goneID, added = nil, map[string]bool{}, nil
+	}
 	for i, id := range p.ids {
 		if n, ok := ts.Disks[id]; ok && n == p.lunIDs[i] && !m.changedDisks[id] {
 			continue
@@ -64,7 +96,6 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_
 		gone = append(gone, i)
 		goneID[id] = true
 	}
-	var added []string
 	if kept := len(p.ids) - len(gone); len(ts.Disks) != kept {
 		had := p.tpgs[0].lunByDisk // every disk of p has a LUN in each TPG
 		for id := range ts.Disks {
@@ -77,6 +108,12 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_
 			added = append(added, id)
 		}
 	}
+	return p.patchWith(spec, ts, sos, m, gone, goneID, added)
+}
+
+// patchWith is patch given the positions in p.ids of the disks gone (or
+// changed), their ids, and the disks added (or changed).
+func (p *lunsPiece) patchWith(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo, gone []int, goneID map[string]bool, added []string) (_ *lunsPiece, moved map[string]bool, _ bool) {
 	if sos.overlaps(p) {
 		return nil, nil, false
 	}
@@ -132,8 +169,12 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_
 
 	// where the gone disks' storage objects and LUNs are in p's lists
 	goneNames, goneIndexes := make([]string, 0, len(gone)), make([]int, 0, len(gone))
+	var unmapped []int
 	for _, i := range gone {
 		goneNames, goneIndexes = append(goneNames, m.nameBefore(p.ids[i])), append(goneIndexes, p.lunIDs[i])
+		if n, ok := ts.Disks[p.ids[i]]; !ok || n != p.lunIDs[i] {
+			unmapped = append(unmapped, p.lunIDs[i])
+		}
 	}
 	dropSOs, ok := positions(p.sos, goneNames, func(so StorageObject, n string) int { return strings.Compare(so.Name, n) })
 	dropLUNs := make([][]int, len(p.tpgs))
@@ -154,7 +195,7 @@ func (p *lunsPiece) patch(spec Spec, ts TargetSpec, sos *soSet, m *buildMemo) (_
 	for i, id := range added {
 		p.names[names[i]], p.indexes[ts.Disks[id]] = id, id
 	}
-	q := &lunsPiece{ipList: p.ipList, portals: p.portals, names: p.names, indexes: p.indexes, patchable: true,
+	q := &lunsPiece{ipList: p.ipList, portals: p.portals, names: p.names, indexes: p.indexes, patchable: true, gone: unmapped,
 		tpgs: make([]tpgLUNs, len(p.tpgs))}
 	byIndex := func(a, b LUN) int { return cmp.Compare(a.Index, b.Index) }
 	for t, tl := range p.tpgs {

@@ -255,8 +255,12 @@ func (m *Model) changed(rel string, write bool) {
 		m.dropObjects(rel, true)
 		if p := m.node(parent, false); p != nil {
 			delete(p.kids, name)
+			// only files hold values: a directory listed with none (the
+			// thousands of HBAs of target/core) has no value to forget
+			if !p.listed || len(p.files) > 0 {
+				forgetValues(p, 1)
+			}
 			p.listed = false
-			forgetValues(p, 1)
 		}
 		return
 	}

@@ -117,3 +117,38 @@ func TestModelForget(t *testing.T) {
 		t.Fatalf("after Forget, plan:\n%s\nwant the one attribute put back", p)
 	}
 }
+
+// TestModelForgetsSiblingValues checks that making a directory through a
+// Model forgets the values of the files beside it, which the kernel may
+// derive from it, whether their directory was listed or not.
+func TestModelForgetsSiblingValues(t *testing.T) {
+	for _, listed := range []bool{false, true} {
+		f := newEmu(t)
+		m := NewModel()
+		mf := f.WithModel(m)
+		hba := hbaPath(PluginUser, 0)
+		if err := mf.mkdir(hba); err != nil {
+			t.Fatal(err)
+		}
+		if listed {
+			if _, _, _, err := mf.entries(hba); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 2 {
+			if _, err := mf.read(hba + "/hba_mode"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := mf.mkdir(hba + "/rbd.disk"); err != nil {
+			t.Fatal(err)
+		}
+		_, before := m.Reads()
+		if _, err := mf.read(hba + "/hba_mode"); err != nil {
+			t.Fatal(err)
+		}
+		if _, after := m.Reads(); after != before+1 {
+			t.Fatalf("listed=%v: the value beside a new directory was not read again", listed)
+		}
+	}
+}

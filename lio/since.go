@@ -5,6 +5,8 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"sync"
+	"unsafe"
 )
 
 // NewPlanSince is NewPlan(observed, desired) for a caller that converged
@@ -252,9 +254,14 @@ func (s *scope) restrict(st State, byName bool) State {
 				ntpg.LUNs = lookUp(tpg.LUNs, slices.Sorted(maps.Keys(luns)), lunIndex)
 			}
 			if acls := s.acls[k]; len(acls) > 0 {
-				for _, a := range tpg.ACLs {
-					if acls[a.Initiator] {
-						ntpg.ACLs = append(ntpg.ACLs, a)
+				if seenSortedBy(tpg.ACLs, aclInitiator) {
+					// (desired's were walked for order in newScope)
+					ntpg.ACLs = lookUp(tpg.ACLs, slices.Sorted(maps.Keys(acls)), aclInitiator)
+				} else {
+					for _, a := range tpg.ACLs {
+						if acls[a.Initiator] {
+							ntpg.ACLs = append(ntpg.ACLs, a)
+						}
 					}
 				}
 			}
@@ -330,17 +337,83 @@ func sortedBy[T any, K cmp.Ordered](l []T, key func(T) K) bool {
 	return true
 }
 
-// bothSortedBy is sortedBy(a, key) && sortedBy(b, key), walking one
-// list that shows the other (a Builder's list grown or shortened at its
-// end, grown) once.
+// bothSortedBy is sortedBy(a, key) && sortedBy(b, key), walking only
+// what no call before found sorted (sortedSeen): the lists of the state
+// before, and those a Builder shares with it or extends at their end
+// (grown), are not walked again.
 func bothSortedBy[T any, K cmp.Ordered](a, b []T, key func(T) K) bool {
-	if len(a) > len(b) {
-		a, b = b, a
+	return seenSortedBy(a, key) && seenSortedBy(b, key)
+}
+
+// seenSortedBy is sortedBy(l, key), for lists of one key function per
+// element type: the part of l a call before found sorted is not walked
+// again. A state's lists are never modified (Build, Refresh, Observe and
+// NewPlanSince's callers only make new ones), so a list found sorted
+// stays so, and so does each prefix of it, and a list that extends one
+// in its array needs a walk of its new end only.
+func seenSortedBy[T any, K cmp.Ordered](l []T, key func(T) K) bool {
+	if len(l) < 2 {
+		return true
 	}
-	if len(a) > 0 && &a[0] == &b[0] {
-		return sortedBy(b, key) // a is b's prefix
+	first, typ := unsafe.Pointer(&l[0]), reflect.TypeFor[T]()
+	from := sortedSeen.prefix(first, typ)
+	if from >= len(l) {
+		return true
 	}
-	return sortedBy(a, key) && sortedBy(b, key)
+	if !sortedBy(l[max(from-1, 0):], key) {
+		return false
+	}
+	sortedSeen.put(first, typ, len(l), l)
+	return true
+}
+
+// sortedSeen remembers the last lists seenSortedBy found sorted, by their
+// first element (and element type): how long a prefix of that array is
+// sorted. Each entry keeps its list, so its array is not freed and its
+// address not taken by another list while the entry lasts.
+var sortedSeen sortedLists
+
+const sortedListsMax = 16
+
+type sortedLists struct {
+	mu      sync.Mutex
+	entries [sortedListsMax]sortedList
+	next    int // the entry the next new list takes
+}
+
+type sortedList struct {
+	first unsafe.Pointer
+	typ   reflect.Type
+	n     int
+	keep  any
+}
+
+// prefix is how many elements from first on were found sorted; 0 if
+// none.
+func (s *sortedLists) prefix(first unsafe.Pointer, typ reflect.Type) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.entries {
+		if e := &s.entries[i]; e.first == first && e.typ == typ {
+			return e.n
+		}
+	}
+	return 0
+}
+
+func (s *sortedLists) put(first unsafe.Pointer, typ reflect.Type, n int, keep any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.entries {
+		if e := &s.entries[i]; e.first == first && e.typ == typ {
+			if n > e.n {
+				e.n, e.keep = n, keep
+			}
+			return
+		}
+	}
+	s.entries[s.next] = sortedList{first: first, typ: typ, n: n, keep: keep}
+	s.next = (s.next + 1) % sortedListsMax
 }
 
 // identical reports whether a and b are the very same list (a Builder
@@ -399,7 +472,7 @@ func sameTPGHeaders(a, b Target) bool {
 }
 
 func authEqual(a, b *Auth) bool {
-	if a == nil || b == nil {
+	if a == nil || b == nil || a == b {
 		return a == b
 	}
 	return *a == *b
@@ -426,7 +499,7 @@ func soEqual(a, b StorageObject) bool {
 
 func aclEqual(a, b ACL) bool {
 	return a.Initiator == b.Initiator && sameAttrs(a.Attrs, b.Attrs) && a.CmdSNDepth == b.CmdSNDepth &&
-		authEqual(a.Auth, b.Auth) && slices.Equal(a.MappedLUNs, b.MappedLUNs)
+		authEqual(a.Auth, b.Auth) && (identical(a.MappedLUNs, b.MappedLUNs) || slices.Equal(a.MappedLUNs, b.MappedLUNs))
 }
 
 // sameMap reports whether a and b are one map, not only equal ones.

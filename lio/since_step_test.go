@@ -25,10 +25,12 @@ func TestBuilderStepsPlanSince(t *testing.T) {
 	t.Parallel()
 	for _, seed := range []uint64{1, 2, 3, 4, 5, 6} {
 		for _, frozen := range []bool{false, true} {
-			t.Run(fmt.Sprint(seed, "/frozen=", frozen), func(t *testing.T) {
-				t.Parallel()
-				builderSteps(t, seed, 300, frozen)
-			})
+			for _, hinted := range []bool{false, true} {
+				t.Run(fmt.Sprint(seed, "/frozen=", frozen, "/hinted=", hinted), func(t *testing.T) {
+					t.Parallel()
+					builderSteps(t, seed, 300, frozen, hinted)
+				})
+			}
 		}
 	}
 }
@@ -36,8 +38,11 @@ func TestBuilderStepsPlanSince(t *testing.T) {
 // builderSteps runs the steps of TestBuilderStepsPlanSince; frozen gives
 // the Builder Frozen specs, copied on write from the one before as the
 // gateway's spec memo makes them: a map whose content did not change is
-// the very map of the spec before.
-func builderSteps(t *testing.T, seed uint64, steps int, frozen bool) {
+// the very map of the spec before. hinted gives each spec a Gen and the
+// Changes since the one before (with keys that did not change added at
+// random, and now and then a hint since another generation, which leaves
+// changes out and must be ignored).
+func builderSteps(t *testing.T, seed uint64, steps int, frozen, hinted bool) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	const t1, t2 = "iqn.2003-01.com.example:t1", "iqn.2003-01.com.example:t2"
 	id := func(i int) string { return fmt.Sprintf("rbd/img%03d", i) }
@@ -100,11 +105,20 @@ func builderSteps(t *testing.T, seed uint64, steps int, frozen bool) {
 
 	var b Builder
 	var given Spec // the last spec given to b
+	gen := uint64(0)
 	give := func() Spec {
+		before := given
 		if frozen {
 			given = frozenFrom(given, s)
 		} else {
 			given = cloneSpec(s)
+		}
+		if hinted {
+			gen++
+			given.Gen = gen
+			if before.Gen != 0 {
+				given.Changes = randomHint(rng, before, given)
+			}
 		}
 		return given
 	}
@@ -277,6 +291,9 @@ func builderSteps(t *testing.T, seed uint64, steps int, frozen bool) {
 			history = history[1:]
 		}
 		prev, wasClientOnly = desired, clientOnly && gerr == nil
+	}
+	if hinted && b.hinted < steps/2 {
+		t.Fatalf("%d of %d builds used their hint", b.hinted, steps)
 	}
 }
 
