@@ -74,12 +74,16 @@ func newMemoWorld(t *testing.T, seed uint64, disks int, plain bool) *memoWorld {
 	return w
 }
 
+// addTarget adds target iqn through the document's methods, which log
+// the change (a fork's maps are not written directly: config/cow.go).
 func (w *memoWorld) addTarget(iqn string) {
-	t := &config.Target{Disks: map[string]config.LunRef{}, Clients: map[string]*config.Client{}, Portals: map[string]*config.Portal{},
-		Groups: map[string]*config.Group{}, Controls: map[string]any{}, IPList: []string{"127.0.0.1", "127.0.0.2"}}
+	t, err := w.doc.AddTarget(iqn, time.Unix(1700000000, 0))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	t.ACLEnabled, t.Auth, t.IPList = false, config.Auth{}, []string{"127.0.0.1", "127.0.0.2"}
 	t.Portals[gw1] = &config.Portal{PortalIPAddresses: []string{"127.0.0.1"}, GatewayIPList: t.IPList}
 	t.Portals[gw2] = &config.Portal{PortalIPAddresses: []string{"127.0.0.2"}, GatewayIPList: t.IPList}
-	w.doc.Targets[iqn] = t
 }
 
 func (w *memoWorld) addDisk(iqn string) string {
@@ -87,8 +91,12 @@ func (w *memoWorld) addDisk(iqn string) string {
 	img := fmt.Sprintf("img%04d", w.next)
 	id := "rbd/" + img
 	owner := []string{gw1, gw2}[w.rng.IntN(2)]
-	w.doc.Disks[id] = &config.Disk{Pool: "rbd", Image: img, Backstore: lio.BackstoreUserRBD, Owner: &owner,
-		WWN: fmt.Sprint("wwn-", w.next), Controls: map[string]any{}}
+	k, err := w.doc.AddDisk(config.NewDisk{Pool: "rbd", Image: img, Backstore: lio.BackstoreUserRBD, WWN: fmt.Sprint("wwn-", w.next)},
+		time.Unix(1700000000, 0))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	k.Owner = &owner
 	w.size[id] = int64(1+w.rng.IntN(4)) << 30
 	if iqn != "" {
 		if t := w.doc.MutTarget(iqn); t != nil {
@@ -224,7 +232,6 @@ func (w *memoWorld) mutate() {
 		w.step = "add disk " + w.addDisk(iqn)
 	case 2:
 		id := w.disk()
-		delete(d.Disks, id)
 		for iqn, t := range d.Targets {
 			if _, ok := t.Disks[id]; ok {
 				delete(d.MutTarget(iqn).Disks, id)
@@ -237,6 +244,9 @@ func (w *memoWorld) mutate() {
 					delete(d.MutClient(iqn, ini).Luns, id)
 				}
 			}
+		}
+		if err := d.RemoveDisk(id); err != nil {
+			w.t.Fatal(err)
 		}
 		w.step = "remove disk " + id
 	case 3, 4: // targetlun add or remove
@@ -392,7 +402,9 @@ func (w *memoWorld) mutate() {
 			w.addClient(memoT2)
 			w.step = "add target 2"
 		} else {
-			delete(d.Targets, memoT2)
+			if err := d.RemoveTarget(memoT2); err != nil {
+				w.t.Fatal(err)
+			}
 			w.step = "delete target 2"
 		}
 	case 20: // this host's addresses
@@ -441,7 +453,7 @@ func TestSpecMemoEqualsSpecFromConfig(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3, 4} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			w := newMemoWorld(t, seed, 24, false)
-			var m specMemo
+			m := specMemo{verify: true}
 			steps, builds, fresh := 400, 0, 0
 			if testing.Short() {
 				steps = 100
@@ -682,7 +694,7 @@ func TestReconcilerSpecMemo(t *testing.T) {
 				t.Fatal(err)
 			}
 			w.rec = New(Options{FS: fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Size: w.sizeOf,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), VerifyReuse: true})
 			steps := 200
 			if testing.Short() {
 				steps = 60
@@ -760,7 +772,9 @@ func (w *memoWorld) rollback(ctx context.Context) bool {
 		// the disk
 		_ = w.rec.Check(ctx, w.doc)
 		other := w.prev.Fork()
-		other.Disks["rbd/other"] = &config.Disk{Pool: "rbd", Image: "other", Backstore: lio.BackstoreUserRBD}
+		if _, err := other.AddDisk(config.NewDisk{Pool: "rbd", Image: "other", Backstore: lio.BackstoreUserRBD}, time.Unix(1700000000, 0)); err != nil {
+			w.t.Fatal(err)
+		}
 		_ = w.rec.Check(ctx, other)
 	}
 	_, _ = w.rec.Run(ctx, w.doc, Mode{})
