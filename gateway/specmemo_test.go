@@ -824,3 +824,110 @@ func (w *memoWorld) ownExported() {
 		}
 	}
 }
+
+// TestSpecMemoFollowsChangeLog changes a document at random through
+// config's methods, which log what they change, and builds each document
+// with a spec memo that the change log guides (and that checks each of its
+// conclusions against a full walk: verify) and through a Reconciler
+// (VerifyReuse). Now and then the lineage branches: two forks of one
+// document are built one after the other, or a document decoded from its
+// encoding (no lineage) comes in between. At each step the memo's spec is
+// SpecFromConfig's, and after each run the size cache holds exactly the
+// sizes a build from scratch reads: a disk that left the desired state
+// took its size with it, and every exported disk's is kept.
+func TestSpecMemoFollowsChangeLog(t *testing.T) {
+	ctx := context.Background()
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			w := newMemoWorld(t, seed, 24, true)
+			fs, err := lio.NewEmulatedFS(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.rec = New(Options{FS: fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Size: w.sizeOf,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), VerifyReuse: true})
+			m := specMemo{verify: true}
+			steps, builds := 160, 0
+			if testing.Short() {
+				steps = 50
+			}
+			build := func(step int, doc *config.Doc, what string) {
+				t.Helper()
+				builds++
+				got, _, gotErr := m.spec(doc, gw1, nil, w.opts(false), w.gen, nil)
+				want, wantErr := SpecFromConfig(doc, gw1, nil, w.opts(false))
+				if d := specDiff(got, want); d != "" {
+					t.Fatalf("step %d (%s, %s): the memoized spec differs: %s", step, w.step, what, d)
+				}
+				if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+					t.Fatalf("step %d (%s, %s): the memoized spec's problems differ\ngot:  %v\nwant: %v", step, w.step, what, gotErr, wantErr)
+				}
+				if w.rng.IntN(3) == 0 {
+					_ = w.rec.Check(ctx, doc)
+				}
+				_, _ = w.rec.Run(ctx, doc, Mode{DryRun: w.rng.IntN(4) == 0})
+				w.checkSizes(step, doc, what)
+			}
+			for step := range steps {
+				base := w.doc
+				w.prev, w.doc = base, base.Fork()
+				for range 1 + w.rng.IntN(3) {
+					w.mutate()
+				}
+				build(step, w.doc, "fork")
+				switch w.rng.IntN(8) {
+				case 0: // another fork of the same document
+					first := w.doc
+					w.doc = base.Fork()
+					w.mutate()
+					build(step, w.doc, "second fork")
+					if w.rng.IntN(2) == 0 {
+						w.doc = first
+						build(step, w.doc, "first fork again")
+					}
+				case 1: // the document as decoded from its encoding
+					if dec, err := config.Parse(w.doc.Marshal()); err == nil {
+						w.doc = dec
+						build(step, w.doc, "decoded")
+					}
+				case 2: // the fork, changed again after its build
+					w.mutate()
+					build(step, w.doc, "changed again")
+				}
+			}
+			// the change log must have guided many builds (not those after
+			// a branch, a decoded document, gw1 leaving, a resize), or this
+			// test proves nothing about it
+			if m.guided < builds/3 {
+				t.Fatalf("the change log guided %d of %d builds", m.guided, builds)
+			}
+			t.Logf("the change log guided %d of %d builds", m.guided, builds)
+		})
+	}
+}
+
+// checkSizes asserts that the Reconciler's size cache holds the sizes a
+// build of doc from scratch reads, and nothing else.
+func (w *memoWorld) checkSizes(step int, doc *config.Doc, what string) {
+	t := w.t
+	t.Helper()
+	want := map[string]int64{}
+	if doc.Gateways[gw1] != nil {
+		opts := w.opts(false)
+		opts.Size = func(pool, image string) (int64, error) {
+			n, err := w.sizeOf(pool, image)
+			if err == nil {
+				want[pool+"/"+image] = n
+			}
+			return n, err
+		}
+		opts.LocalAddrs = []netip.Addr{addr1}
+		_, _ = SpecFromConfig(doc, gw1, nil, opts)
+	}
+	w.rec.cacheMu.Lock()
+	got := maps.Clone(w.rec.sizes)
+	w.rec.cacheMu.Unlock()
+	if !maps.Equal(got, want) {
+		t.Fatalf("step %d (%s, %s): the size cache holds %v, a build from scratch reads %v", step, w.step, what, got, want)
+	}
+}
