@@ -783,6 +783,10 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		if ok && record {
 			r.runHeld = held
 		}
+		if ok {
+			// not built again: the spec memo follows its lineage
+			r.specs.advance(doc)
+		}
 	}
 	if !ok {
 		sizes = nil

@@ -65,6 +65,11 @@ type specMemo struct {
 	// targets that may differ, and a build looks at those only, instead
 	// of thousands of disks and LUNs that did not change.
 	stamp config.Stamp
+	// pending are the changes since the document built last up to the one
+	// at stamp, which the memo was told of (advance) but did not build: a
+	// document of a content built before is not built again, and the
+	// lineage of the next goes through it.
+	pending []config.Change
 	// volatile are the disks a build looks at again whatever the change
 	// log says: their memo is not reusable (a failure, a block or fileio
 	// device path, a dropped size) or they were not frozen when read.
@@ -157,7 +162,33 @@ func (m *specMemo) clear() {
 	m.discOK, m.discAuth, m.discSpec = false, config.Auth{}, lio.AuthSpec{}
 	m.disks, m.disksOut, m.bsCount, m.dropped = map[string]diskMemo{}, mapPair[lio.DiskSpec]{}, map[string]int{}, nil
 	m.targets, m.sizes, m.local = map[string]*targetMemo{}, nil, nil
-	m.stamp, m.volatile = config.Stamp{}, map[string]bool{}
+	m.stamp, m.pending, m.volatile = config.Stamp{}, nil, map[string]bool{}
+}
+
+// maxPending bounds specMemo.pending: past it a full walk costs less.
+const maxPending = 256
+
+// advance tells m of doc, whose state was found built already: the next
+// document may be a fork of it, and the change log through doc tells
+// what that one changed since the document m built last.
+func (m *specMemo) advance(doc *config.Doc) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.valid || m.stamp == (config.Stamp{}) {
+		return
+	}
+	ch, ok := doc.ChangesSince(m.stamp)
+	if !ok {
+		// doc is no descendant: the next document may still be one of
+		// the last stamp's
+		return
+	}
+	if len(m.pending)+len(ch) > maxPending {
+		m.stamp, m.pending = config.Stamp{}, nil
+		return
+	}
+	m.pending = append(m.pending, ch...)
+	m.stamp = doc.Stamp()
 }
 
 // pruneSizes runs prune, which drops sizes from the size cache and
@@ -236,11 +267,11 @@ func (m *specMemo) spec(doc *config.Doc, gateway string, s *settings.Settings, o
 	b := memoBuild{m: m, a: a, doc: doc, prefetch: prefetch}
 	if m.stamp != (config.Stamp{}) {
 		if ch, ok := doc.ChangesSince(m.stamp); ok {
-			b.log = changesOf(ch)
+			b.log = changesOf(append(m.pending, ch...))
 			m.guided++
 		}
 	}
-	m.stamp = config.Stamp{}
+	m.stamp, m.pending = config.Stamp{}, nil
 	b.build(&spec)
 	m.valid, m.stamp = true, stamp
 	return spec, m.sizes, errors.Join(a.errs...)

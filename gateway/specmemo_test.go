@@ -580,7 +580,11 @@ func specDiff(got, want lio.Spec) string {
 // Run: go test -tags pacific -run '^$' -bench SpecChange -benchtime 200x ./gateway/
 func BenchmarkSpecChange(b *testing.B) {
 	for _, n := range []int{256, 4096} {
-		for _, change := range []string{"clientlun", "targetlun"} {
+		// clientlun and targetlun change a client and the target through
+		// MutClient and MutTarget; oneclient and onelun through the
+		// methods the API calls, whose change log names the client or
+		// the LUN only
+		for _, change := range []string{"clientlun", "targetlun", "oneclient", "onelun"} {
 			for _, how := range []string{"scratch", "memo"} {
 				b.Run(fmt.Sprintf("%d/%s/%s", n, change, how), func(b *testing.B) {
 					doc := benchDoc(n)
@@ -606,7 +610,30 @@ func BenchmarkSpecChange(b *testing.B) {
 						b.StopTimer()
 						next := doc.Fork()
 						spare := fmt.Sprintf("rbd/img%04d", n)
+						now := time.Unix(1700000000, 0)
 						switch change {
+						case "oneclient":
+							ini := fmt.Sprintf("iqn.1994-05.com.example:c%04d", (i/2)%(n/4))
+							imgs := slices.Sorted(maps.Keys(next.Targets[incrT1].Clients[ini].Luns))
+							if i%2 == 0 {
+								imgs = imgs[1:]
+							} else {
+								imgs = append(imgs, fmt.Sprintf("rbd/img%04d", 4*((i/2)%(n/4))))
+							}
+							if _, err := next.SetClientLuns(incrT1, ini, imgs, now); err != nil {
+								b.Fatal(err)
+							}
+						case "onelun":
+							var err error
+							if i%2 == 0 {
+								lun := n + 1
+								_, _, err = next.MapTargetLun(incrT1, spare, &lun, gw1, now)
+							} else {
+								_, err = next.UnmapTargetLun(incrT1, spare, now)
+							}
+							if err != nil {
+								b.Fatal(err)
+							}
 						case "clientlun":
 							c := next.MutClient(incrT1, fmt.Sprintf("iqn.1994-05.com.example:c%04d", (i/2)%(n/4)))
 							if i%2 == 0 {
@@ -847,7 +874,7 @@ func TestSpecMemoFollowsChangeLog(t *testing.T) {
 			w.rec = New(Options{FS: fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Size: w.sizeOf,
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), VerifyReuse: true})
 			m := specMemo{verify: true}
-			steps, builds := 160, 0
+			steps, builds := 120, 0
 			if testing.Short() {
 				steps = 50
 			}
@@ -867,6 +894,7 @@ func TestSpecMemoFollowsChangeLog(t *testing.T) {
 				}
 				_, _ = w.rec.Run(ctx, doc, Mode{DryRun: w.rng.IntN(4) == 0})
 				w.checkSizes(step, doc, what)
+				w.compareDesired(ctx, step, doc)
 			}
 			for step := range steps {
 				base := w.doc
@@ -893,15 +921,33 @@ func TestSpecMemoFollowsChangeLog(t *testing.T) {
 				case 2: // the fork, changed again after its build
 					w.mutate()
 					build(step, w.doc, "changed again")
+				case 3, 4: // a change and its undo: the Reconciler finds the
+					// second document's state built already, and the
+					// lineage of the next goes through it
+					ini := w.client(memoT1)
+					c := w.doc.Targets[memoT1].Clients[ini]
+					if ini == "" || c == nil || len(c.Luns) == 0 {
+						break
+					}
+					id := w.pick(slices.Sorted(maps.Keys(c.Luns)))
+					ref := c.Luns[id]
+					w.doc = w.doc.Fork()
+					delete(w.doc.MutClient(memoT1, ini).Luns, id)
+					w.step = "clientlun remove " + id
+					build(step, w.doc, "change")
+					w.doc = w.doc.Fork()
+					w.doc.MutClient(memoT1, ini).Luns[id] = ref
+					w.step = "clientlun undo " + id
+					build(step, w.doc, "undo")
 				}
 			}
 			// the change log must have guided many builds (not those after
 			// a branch, a decoded document, gw1 leaving, a resize), or this
 			// test proves nothing about it
-			if m.guided < builds/3 {
-				t.Fatalf("the change log guided %d of %d builds", m.guided, builds)
+			if m.guided < builds/3 || w.rec.specs.guided < builds/4 {
+				t.Fatalf("the change log guided %d of %d builds, %d of the Reconciler's", m.guided, builds, w.rec.specs.guided)
 			}
-			t.Logf("the change log guided %d of %d builds", m.guided, builds)
+			t.Logf("the change log guided %d of %d builds, %d of the Reconciler's", m.guided, builds, w.rec.specs.guided)
 		})
 	}
 }
