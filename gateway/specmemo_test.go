@@ -921,24 +921,11 @@ func TestSpecMemoFollowsChangeLog(t *testing.T) {
 				case 2: // the fork, changed again after its build
 					w.mutate()
 					build(step, w.doc, "changed again")
-				case 3, 4: // a change and its undo: the Reconciler finds the
-					// second document's state built already, and the
-					// lineage of the next goes through it
-					ini := w.client(memoT1)
-					c := w.doc.Targets[memoT1].Clients[ini]
-					if ini == "" || c == nil || len(c.Luns) == 0 {
-						break
-					}
-					id := w.pick(slices.Sorted(maps.Keys(c.Luns)))
-					ref := c.Luns[id]
-					w.doc = w.doc.Fork()
-					delete(w.doc.MutClient(memoT1, ini).Luns, id)
-					w.step = "clientlun remove " + id
-					build(step, w.doc, "change")
-					w.doc = w.doc.Fork()
-					w.doc.MutClient(memoT1, ini).Luns[id] = ref
-					w.step = "clientlun undo " + id
-					build(step, w.doc, "undo")
+				case 3, 4: // a LUN unmapped, mapped again and unmapped again
+					// through the API's methods: the Reconciler finds the
+					// third document's state built already (the first's),
+					// and the lineage of the next goes through it
+					w.unmapRemap(func(what string) { build(step, w.doc, what) })
 				}
 			}
 			// the change log must have guided many builds (not those after
@@ -976,5 +963,48 @@ func (w *memoWorld) checkSizes(step int, doc *config.Doc, what string) {
 	w.rec.cacheMu.Unlock()
 	if !maps.Equal(got, want) {
 		t.Fatalf("step %d (%s, %s): the size cache holds %v, a build from scratch reads %v", step, w.step, what, got, want)
+	}
+}
+
+// unmapRemap unmaps a LUN of memoT1 that no client uses, maps it again as
+// it was and unmaps it again, through the methods the API calls (which
+// log the LUN, not the whole target), building each document.
+func (w *memoWorld) unmapRemap(build func(what string)) {
+	t := w.doc.Targets[memoT1]
+	if t == nil {
+		return
+	}
+	var id string
+	for _, k := range slices.Sorted(maps.Keys(t.Disks)) {
+		used := false
+		for _, c := range t.Clients {
+			if c != nil {
+				_, ok := c.Luns[k]
+				used = used || ok
+			}
+		}
+		if d := w.doc.Disks[k]; !used && d != nil && d.Owner != nil && w.doc.Gateways[*d.Owner] != nil && w.rng.IntN(3) == 0 {
+			id = k
+			break
+		}
+	}
+	if id == "" {
+		return
+	}
+	lun, owner := t.Disks[id].LunID, *w.doc.Disks[id].Owner
+	now := time.Unix(1700000000, 0)
+	for i, what := range []string{"unmap", "map again", "unmap again"} {
+		w.doc = w.doc.Fork()
+		var err error
+		if i == 1 {
+			_, _, err = w.doc.MapTargetLun(memoT1, id, &lun, owner, now)
+		} else {
+			_, err = w.doc.UnmapTargetLun(memoT1, id, now)
+		}
+		if err != nil {
+			w.t.Fatalf("%s %s: %v", what, id, err)
+		}
+		w.step = what + " " + id
+		build(what)
 	}
 }
