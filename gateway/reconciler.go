@@ -123,8 +123,8 @@ type Reconciler struct {
 	prunedHeld *sizeSet
 	prunedOK   bool
 	// cacheMu guards sizes, sizeUsed, sizeDirty, lastUsed and mapper,
-	// which Check uses too: it
-	// runs inside an API commit, which must not wait for a reconcile.
+	// which Check uses too: it runs inside an API commit, which must not
+	// wait for a reconcile.
 	cacheMu sync.Mutex
 	// applied is the contentDigest of the last document a reconcile
 	// converged LIO to (valid with hasApplied), so that the config watch

@@ -32,6 +32,12 @@ import (
 // is not remembered, so it is tried again next time; block and fileio
 // disks are always resolved again, as their device path is not keyed.
 //
+// Which objects to look at comes from the document's change log
+// (config.Doc.ChangesSince the document built last): only the disks and
+// target LUNs it lists, the disks whose export it may have changed and
+// the volatile ones (not reusable, or not frozen when read) are looked
+// at; without a log (a decoded document, another branch) every disk is.
+//
 // The lio.Spec it returns shares its maps with the next ones: neither the
 // caller nor lio.Builder may write them (it is Frozen). A map it changed
 // is patched again into the spec after next (mapPair): the caller is done
