@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -110,8 +111,20 @@ type Reconciler struct {
 	// runHeld (under mu) are the sizes the spec memo reused for the
 	// current run's state, which count as used.
 	runHeld *sizeSet
-	// cacheMu guards sizes, sizeUsed and mapper, which Check uses too: it
-	// runs inside an API commit, which must not wait for a reconcile.
+	// A run keeps only the sizes it used or held (runLocked), and at
+	// thousands of disks walking them all costs more than the change. After
+	// a run every cached size was used or held by it: a size the next run
+	// may drop was written since (sizeDirty), used by the last run
+	// (lastUsed), or left or changed in what is held (sizeSet.changedSince
+	// prunedHeld, the last run's runHeld). prunedOK (under mu): the last
+	// run pruned, so this holds.
+	sizeDirty  map[string]bool
+	lastUsed   map[string]bool
+	prunedHeld *sizeSet
+	prunedOK   bool
+	// cacheMu guards sizes, sizeUsed, sizeDirty, lastUsed and mapper,
+	// which Check uses too: it runs inside an API commit, which must not
+	// wait for a reconcile.
 	cacheMu sync.Mutex
 	// applied is the contentDigest of the last document a reconcile
 	// converged LIO to (valid with hasApplied), so that the config watch
@@ -180,6 +193,8 @@ type Reconciler struct {
 	// except when a size is first cached, which changes none it holds.
 	specs   specMemo
 	specGen atomic.Uint64
+	// exporters is blockExporters of the documents desired builds.
+	exporters exportersMemo
 	// specMu holds a spec from specs until builder is done with it: specs
 	// patches the maps of a spec into the one after next (mapPair), so a
 	// check and a reconcile must not interleave their specs and builds.
@@ -257,7 +272,7 @@ func New(opts Options) *Reconciler {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := lio.NewModel()
-	return &Reconciler{
+	r := &Reconciler{
 		opts:           opts,
 		log:            opts.Logger,
 		managedTargets: map[string]bool{},
@@ -270,6 +285,8 @@ func New(opts Options) *Reconciler {
 		resync:         true,
 		digests:        newDigestMemo(),
 	}
+	r.specs.verify, r.exporters.verify = opts.VerifyReuse, opts.VerifyReuse
+	return r
 }
 
 // contentDigest is the contentDigest of doc, through r's digestMemo. With
@@ -390,18 +407,41 @@ func (r *Reconciler) runLocked(ctx context.Context, doc *config.Doc, mode Mode) 
 	defer r.specs.pruneSizes(func() (gone []string) {
 		r.cacheMu.Lock()
 		defer r.cacheMu.Unlock()
-		for id, n := range r.sizes {
+		keep := func(id string, n int64) bool {
 			// what the spec memo reused for this run was not asked for
-			if h, ok := r.runHeld.get(id); r.sizeUsed[id] || ok && h == n {
-				continue
+			h, ok := r.runHeld.get(id)
+			return r.sizeUsed[id] || ok && h == n
+		}
+		held, known := r.runHeld.changedSince(r.prunedHeld)
+		if known && r.prunedOK {
+			for _, ids := range []iter.Seq[string]{maps.Keys(r.sizeDirty), maps.Keys(r.lastUsed), slices.Values(held)} {
+				for id := range ids {
+					if n, ok := r.sizes[id]; ok && !keep(id, n) {
+						delete(r.sizes, id)
+						gone = append(gone, id)
+					}
+				}
 			}
-			delete(r.sizes, id)
-			gone = append(gone, id)
+			if r.opts.VerifyReuse {
+				for id, n := range r.sizes {
+					if !keep(id, n) {
+						panic(fmt.Sprintf("gateway: the size of %s outlived a run that neither used nor held it", id))
+					}
+				}
+			}
+		} else {
+			for id, n := range r.sizes {
+				if !keep(id, n) {
+					delete(r.sizes, id)
+					gone = append(gone, id)
+				}
+			}
 		}
 		if len(gone) > 0 {
 			r.sizeDrops++
 		}
-		r.sizeUsed = nil
+		r.lastUsed, r.sizeUsed, r.sizeDirty = r.sizeUsed, nil, nil
+		r.prunedHeld, r.prunedOK = r.runHeld, true
 		return gone
 	})
 	return r.run(ctx, doc, mode)
@@ -488,7 +528,7 @@ func (r *Reconciler) NoteSize(id string, size int64) {
 	} else if n != size {
 		r.forgetBuilt()
 	}
-	r.sizes[id] = size
+	r.cacheSize(id, size)
 }
 
 func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Report, error) {
@@ -642,7 +682,7 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 // also records the names it manages. content is doc's contentDigest when
 // the caller has it (nil: computed when needed).
 func (r *Reconciler) desired(ctx context.Context, doc *config.Doc, mode Mode, member, record bool, content *digest) (lio.State, error) {
-	exporters := blockExporters(doc)
+	exporters := r.exporters.get(doc)
 	if member && record {
 		for img := range exporters {
 			r.blockImages[img] = true
@@ -742,6 +782,10 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		r.cacheMu.Unlock()
 		if ok && record {
 			r.runHeld = held
+		}
+		if ok {
+			// not built again: the spec memo follows its lineage
+			r.specs.advance(doc)
 		}
 	}
 	if !ok {
@@ -1103,13 +1147,23 @@ func (r *Reconciler) size(pool, image string) (int64, error) {
 	n, err := r.readSize(pool, image)
 	if err == nil {
 		r.cacheMu.Lock()
-		r.sizes[id] = n
+		r.cacheSize(id, n)
 		if r.sizeUsed != nil {
 			r.sizeUsed[id] = true
 		}
 		r.cacheMu.Unlock()
 	}
 	return n, err
+}
+
+// cacheSize caches the size n of disk id, which the next run's prune then
+// looks at; r.cacheMu is held.
+func (r *Reconciler) cacheSize(id string, n int64) {
+	r.sizes[id] = n
+	if r.sizeDirty == nil {
+		r.sizeDirty = map[string]bool{}
+	}
+	r.sizeDirty[id] = true
 }
 
 // prefetchWorkers bounds the concurrent image opens of a cold start: each is
@@ -1177,7 +1231,7 @@ func (r *Reconciler) prefetchDisks(ctx context.Context, doc *config.Doc, all []s
 	wg.Wait()
 	close(results)
 	for res := range results {
-		r.sizes[res.id] = res.n
+		r.cacheSize(res.id, res.n)
 	}
 }
 
@@ -1209,7 +1263,7 @@ func (r *Reconciler) bulkSizes(ctx context.Context, doc *config.Doc, ids []strin
 		}
 		for img, f := range facts {
 			for _, id := range byPool[pool][img] {
-				r.sizes[id] = f.Size
+				r.cacheSize(id, f.Size)
 			}
 		}
 	}

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"ceph-iscsi/config"
 	"ceph-iscsi/lio"
@@ -29,6 +31,12 @@ import (
 // is exported, which disks the last build dropped. Anything that failed
 // is not remembered, so it is tried again next time; block and fileio
 // disks are always resolved again, as their device path is not keyed.
+//
+// Which objects to look at comes from the document's change log
+// (config.Doc.ChangesSince the document built last): only the disks and
+// target LUNs it lists, the disks whose export it may have changed and
+// the volatile ones (not reusable, or not frozen when read) are looked
+// at; without a log (a decoded document, another branch) every disk is.
 //
 // The lio.Spec it returns shares its maps with the next ones: neither the
 // caller nor lio.Builder may write them (it is Frozen). A map it changed
@@ -58,6 +66,26 @@ type specMemo struct {
 	sizes *sizeSet
 	// local are the targets built here last time, sorted.
 	local []string
+	// stamp is the Stamp of the document built last (zero: none, or not a
+	// fork): the next document's ChangesSince it names the disks and
+	// targets that may differ, and a build looks at those only, instead
+	// of thousands of disks and LUNs that did not change.
+	stamp config.Stamp
+	// pending are the changes since the document built last up to the one
+	// at stamp, which the memo was told of (advance) but did not build: a
+	// document of a content built before is not built again, and the
+	// lineage of the next goes through it.
+	pending []config.Change
+	// volatile are the disks a build looks at again whatever the change
+	// log says: their memo is not reusable (a failure, a block or fileio
+	// device path, a dropped size) or they were not frozen when read.
+	volatile map[string]bool
+	// verify checks every conclusion drawn from a change log against a
+	// full walk, and panics on a difference (Options.VerifyReuse): a test
+	// must not pass over a change made behind the log's back.
+	verify bool
+	// guided counts the builds a change log guided, for tests
+	guided int
 }
 
 type specKey struct {
@@ -140,6 +168,33 @@ func (m *specMemo) clear() {
 	m.discOK, m.discAuth, m.discSpec = false, config.Auth{}, lio.AuthSpec{}
 	m.disks, m.disksOut, m.bsCount, m.dropped = map[string]diskMemo{}, mapPair[lio.DiskSpec]{}, map[string]int{}, nil
 	m.targets, m.sizes, m.local = map[string]*targetMemo{}, nil, nil
+	m.stamp, m.pending, m.volatile = config.Stamp{}, nil, map[string]bool{}
+}
+
+// maxPending bounds specMemo.pending: past it a full walk costs less.
+const maxPending = 256
+
+// advance tells m of doc, whose state was found built already: the next
+// document may be a fork of it, and the change log through doc tells
+// what that one changed since the document m built last.
+func (m *specMemo) advance(doc *config.Doc) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.valid || m.stamp == (config.Stamp{}) {
+		return
+	}
+	ch, ok := doc.ChangesSince(m.stamp)
+	if !ok {
+		// doc is no descendant: the next document may still be one of
+		// the last stamp's
+		return
+	}
+	if len(m.pending)+len(ch) > maxPending {
+		m.stamp, m.pending = config.Stamp{}, nil
+		return
+	}
+	m.pending = append(m.pending, ch...)
+	m.stamp = doc.Stamp()
 }
 
 // pruneSizes runs prune, which drops sizes from the size cache and
@@ -161,6 +216,7 @@ func (m *specMemo) pruneSizes(prune func() []string) {
 		if e, ok := m.disks[id]; ok {
 			e.reusable, e.sized = false, false
 			m.disks[id] = e
+			m.volatile[id] = true
 		}
 	}
 	if edits != nil {
@@ -213,9 +269,17 @@ func (m *specMemo) spec(doc *config.Doc, gateway string, s *settings.Settings, o
 	}
 	// m is valid only if this build gets to its end
 	m.valid = false
+	stamp := doc.Stamp()
 	b := memoBuild{m: m, a: a, doc: doc, prefetch: prefetch}
+	if m.stamp != (config.Stamp{}) {
+		if ch, ok := doc.ChangesSince(m.stamp); ok {
+			b.log = changesOf(append(m.pending, ch...))
+			m.guided++
+		}
+	}
+	m.stamp, m.pending = config.Stamp{}, nil
 	b.build(&spec)
-	m.valid = true
+	m.valid, m.stamp = true, stamp
 	return spec, m.sizes, errors.Join(a.errs...)
 }
 
@@ -224,6 +288,68 @@ type memoBuild struct {
 	a        *adapter
 	doc      *config.Doc
 	prefetch func(ids []string)
+	// log is what may have changed since the document the memo built
+	// last, nil when unknown: everything is looked at
+	log *docChanges
+}
+
+// docChanges is a change log (config.Doc.ChangesSince) by what it
+// changed.
+type docChanges struct {
+	disks   map[string]bool
+	targets map[string]*targetChanges
+}
+
+type targetChanges struct {
+	// whole: anything of the target (config.ChangedTarget)
+	whole bool
+	// luns are the LUNs changed (config.ChangedTargetLun)
+	luns []string
+}
+
+func changesOf(log []config.Change) *docChanges {
+	c := &docChanges{disks: map[string]bool{}, targets: map[string]*targetChanges{}}
+	for _, ch := range log {
+		switch ch.Kind {
+		case config.ChangedDisk:
+			c.disks[ch.Key] = true
+		case config.ChangedTarget, config.ChangedTargetFields, config.ChangedTargetLun,
+			config.ChangedClient, config.ChangedPortal, config.ChangedGroup:
+			tc := c.targets[ch.Target]
+			if tc == nil {
+				tc = &targetChanges{}
+				c.targets[ch.Target] = tc
+			}
+			switch ch.Kind {
+			case config.ChangedTarget:
+				tc.whole = true
+			case config.ChangedTargetLun:
+				tc.luns = append(tc.luns, ch.Key)
+			}
+		}
+		// a gateway's entry: the spec reads only whether this one is
+		// there, each time
+	}
+	return c
+}
+
+// lunsListed reports whether the log lists every LUN of target iqn
+// (t, what prev came from last time) that may have changed: the
+// target was not replaced as a whole, and its LUN map, nil or not, is
+// changed only by the entries logged.
+func (c *docChanges) lunsListed(iqn string, t *config.Target, prev *targetMemo) bool {
+	if tc := c.targets[iqn]; tc != nil && tc.whole {
+		return false
+	}
+	return (t.Disks == nil) == (prev.lunMap == nil)
+}
+
+// listedLuns are the LUNs of target iqn the log lists.
+func (c *docChanges) listedLuns(iqn string) []string {
+	if tc := c.targets[iqn]; tc != nil {
+		return tc.luns
+	}
+	return nil
 }
 
 // authEqual compares what of an auth block reaches LIO.
@@ -287,6 +413,12 @@ func (b *memoBuild) build(spec *lio.Spec) {
 				// LUN map of the one it was copied from (config/cow.go),
 				// which, frozen, nobody writes
 				diffs[iqn] = nil
+			case b.log != nil && b.log.lunsListed(iqn, t, prev):
+				// a LUN not logged is what it was (config/lineage.go)
+				diffs[iqn] = b.log.listedLuns(iqn)
+				if m.verify {
+					verifyListed("target "+iqn+" LUN", lunDiff(t.Disks, prev.ts.Disks), diffs[iqn])
+				}
 			default:
 				diffs[iqn] = lunDiff(t.Disks, prev.ts.Disks)
 			}
@@ -408,12 +540,7 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 	var resolve []int // the changes to resolve: exported disks
 	var failed []string
 	failures := map[string]error{}
-	seen := 0
-	for id, d := range doc.Disks {
-		if d == nil {
-			continue
-		}
-		seen++
+	visit := func(id string, d *config.Disk) {
 		e, had := m.disks[id]
 		var exp bool
 		if had && ex.known && !ex.changed[id] {
@@ -423,7 +550,8 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 		}
 		// (frozen when it was read, it still is: d itself is not read)
 		if had && e.reusable && e.frozen && e.src == d && e.exported == exp {
-			continue
+			delete(m.volatile, id)
+			return
 		}
 		if had {
 			m.uncount(e)
@@ -442,6 +570,57 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 		if exp {
 			resolve = append(resolve, len(changed)-1)
 		}
+	}
+	var removed []string
+	if b.log != nil && ex.known {
+		// only the disks logged, those whose export may have changed and
+		// the volatile ones can differ from what the memo holds
+		visited := make(map[string]bool, len(b.log.disks)+len(ex.changed)+len(m.volatile))
+		look := func(id string) {
+			if visited[id] {
+				return
+			}
+			visited[id] = true
+			if d := doc.Disks[id]; d != nil {
+				visit(id, d)
+			} else if _, had := m.disks[id]; had {
+				removed = append(removed, id)
+			}
+		}
+		for id := range b.log.disks {
+			look(id)
+		}
+		for id := range ex.changed {
+			look(id)
+		}
+		for id := range m.volatile {
+			look(id)
+		}
+		defer func() {
+			if m.verify {
+				b.verifyDisks(ex, visited)
+			}
+		}()
+	} else {
+		seen := 0
+		for id, d := range doc.Disks {
+			if d != nil {
+				seen++
+				visit(id, d)
+			}
+		}
+		if len(m.disks) > seen {
+			for id := range m.disks {
+				if doc.Disks[id] == nil {
+					removed = append(removed, id)
+				}
+			}
+		}
+	}
+	for _, id := range removed {
+		m.uncount(m.disks[id])
+		delete(m.disks, id)
+		delete(m.volatile, id)
 	}
 	if b.prefetch != nil && len(resolve) > 1 {
 		ids := make([]string, len(resolve))
@@ -475,16 +654,11 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 		}
 		m.disks[id] = ne
 	}
-	var removed []string
-	if len(m.disks) > seen {
-		for id, e := range m.disks {
-			if doc.Disks[id] == nil {
-				m.uncount(e)
-				removed = append(removed, id)
-			}
-		}
-		for _, id := range removed {
-			delete(m.disks, id)
+	for _, c := range changed {
+		if e := m.disks[c.key]; e.reusable && e.frozen {
+			delete(m.volatile, c.key)
+		} else {
+			m.volatile[c.key] = true
 		}
 	}
 	b.patchDisks(spec, changed, removed)
@@ -510,6 +684,39 @@ func (b *memoBuild) disks(spec *lio.Spec, ex *exports) map[string]bool {
 		a.failMixed(backstores, dropped)
 	}
 	return dropped
+}
+
+// verifyDisks panics unless every disk of the document a build guided by
+// the change log did not look at (visited) is one the memo holds as
+// reusable, and the memo holds no disk the document does not.
+func (b *memoBuild) verifyDisks(ex *exports, visited map[string]bool) {
+	n := 0
+	for id, d := range b.doc.Disks {
+		if d == nil {
+			continue
+		}
+		n++
+		if visited[id] {
+			continue
+		}
+		e, had := b.m.disks[id]
+		if !had || !e.reusable || !e.frozen || e.src != d || e.exported != ex.exported(id) {
+			panic(fmt.Sprintf("gateway: disk %s changed behind its document's change log", id))
+		}
+	}
+	if n != len(b.m.disks) {
+		panic(fmt.Sprintf("gateway: the spec memo holds %d disks, the document %d: one went behind its change log", len(b.m.disks), n))
+	}
+}
+
+// verifyListed panics unless every id of full is in listed: what a change
+// log listed must cover what a full walk finds.
+func verifyListed(what string, full, listed []string) {
+	for _, id := range full {
+		if !slices.Contains(listed, id) {
+			panic(fmt.Sprintf("gateway: %s %s changed behind its document's change log", what, id))
+		}
+	}
 }
 
 // exports says which disks the targets built here export.
@@ -608,6 +815,52 @@ type sizeSet struct {
 	base  map[string]int64
 	edits map[string]sizeEdit
 	n     int
+	// id names the set (0 is nil's), and hist are the last steps that
+	// made it, oldest first: a reader holding a set from a few steps
+	// before learns which sizes may differ without comparing thousands
+	// (changedSince). It names the sets before by id, not pointer, so that
+	// it keeps none of them alive.
+	id   uint64
+	hist []sizeStep
+}
+
+// sizeStep is one with: the set it was made from and the ids it edited.
+type sizeStep struct {
+	from uint64
+	ids  []string
+}
+
+var sizeSetIDs atomic.Uint64
+
+// sizeHist bounds a set's hist: the steps, and the ids they hold (the
+// last step is kept whatever its size).
+const sizeHistSteps, sizeHistIDs = 8, 512
+
+// changedSince lists the ids whose size may differ between old and s (an
+// id may be listed more than once), and true; false when s was not made
+// from old in the last few steps.
+func (s *sizeSet) changedSince(old *sizeSet) ([]string, bool) {
+	var id, oldID uint64
+	var hist []sizeStep
+	if s != nil {
+		id, hist = s.id, s.hist
+	}
+	if old != nil {
+		oldID = old.id
+	}
+	if id == oldID {
+		return nil, true
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		if hist[i].from == oldID {
+			var ids []string
+			for _, st := range hist[i:] {
+				ids = append(ids, st.ids...)
+			}
+			return ids, true
+		}
+	}
+	return nil, false
 }
 
 type sizeEdit struct {
@@ -651,11 +904,21 @@ func (s *sizeSet) each(f func(id string, n int64)) {
 
 // with is s with edits made.
 func (s *sizeSet) with(edits map[string]sizeEdit) *sizeSet {
-	out := &sizeSet{n: s.len()}
+	out := &sizeSet{n: s.len(), id: sizeSetIDs.Add(1)}
+	step := sizeStep{ids: slices.Collect(maps.Keys(edits))}
 	if s != nil {
 		out.base = s.base
 		out.edits = maps.Clone(s.edits)
+		step.from = s.id
+		hist, n := s.hist, len(step.ids)
+		keep := len(hist)
+		for keep > 0 && len(hist)-keep < sizeHistSteps-1 && n+len(hist[keep-1].ids) <= sizeHistIDs {
+			keep--
+			n += len(hist[keep].ids)
+		}
+		out.hist = append(out.hist, hist[keep:]...)
 	}
+	out.hist = append(out.hist, step)
 	if out.edits == nil {
 		out.edits = map[string]sizeEdit{}
 	}
@@ -868,4 +1131,70 @@ func sameLUNs(luns map[string]config.LunRef, want map[string]int, dropped map[st
 		}
 	}
 	return n == len(want)
+}
+
+// exportersMemo is blockExporters for the successive documents of one
+// gateway: it walks every disk and target, and a change that touches no
+// block disk, nor a LUN or portal of a target while there are any, leaves
+// its answer as it was.
+type exportersMemo struct {
+	mu sync.Mutex
+	// stamp is the Stamp of the document out is blockExporters of (zero:
+	// none); block are the ids of its block disks.
+	stamp config.Stamp
+	out   map[string]int
+	block map[string]bool
+	// verify: see specMemo.verify
+	verify bool
+}
+
+// get is blockExporters(doc), which the caller only reads.
+func (m *exportersMemo) get(doc *config.Doc) map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stamp != (config.Stamp{}) {
+		if log, ok := doc.ChangesSince(m.stamp); ok && !m.touched(doc, log) {
+			if m.verify {
+				if full := blockExporters(doc); !maps.Equal(full, m.out) {
+					panic(fmt.Sprintf("gateway: block exporters changed behind the document's change log: %v, memoized %v", full, m.out))
+				}
+			}
+			m.stamp = doc.Stamp()
+			return m.out
+		}
+	}
+	m.out = blockExporters(doc)
+	m.stamp = doc.Stamp()
+	clear(m.block)
+	for id, d := range doc.Disks {
+		if d != nil && d.Backstore == lio.BackstoreBlock {
+			if m.block == nil {
+				m.block = map[string]bool{}
+			}
+			m.block[id] = true
+		}
+	}
+	return m.out
+}
+
+// touched reports whether a change of log may change blockExporters.
+func (m *exportersMemo) touched(doc *config.Doc, log []config.Change) bool {
+	for _, c := range log {
+		switch c.Kind {
+		case config.ChangedDisk:
+			if d := doc.Disks[c.Key]; m.block[c.Key] || d != nil && d.Backstore == lio.BackstoreBlock {
+				return true
+			}
+		case config.ChangedTargetLun:
+			if m.block[c.Key] {
+				return true
+			}
+		case config.ChangedTarget, config.ChangedPortal:
+			// a target's LUNs or its gateways
+			if len(m.block) > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
