@@ -690,15 +690,7 @@ func (m *digestMemo) digestSince(doc *config.Doc, changes []config.Change) (dige
 			update(&st.gateways, e, c.Key, doc.Gateways, keyless(hashGateway))
 		case config.ChangedTarget, config.ChangedTargetFields, config.ChangedTargetLun, config.ChangedClient,
 			config.ChangedPortal, config.ChangedGroup:
-			if targets == nil {
-				targets = map[string]*targetChanges{}
-			}
-			tc := targets[c.Target]
-			if tc == nil {
-				tc = &targetChanges{}
-				targets[c.Target] = tc
-			}
-			tc.add(c)
+			addTargetChange(&targets, c)
 		default:
 			return digest{}, false
 		}
@@ -714,30 +706,6 @@ func (m *digestMemo) digestSince(doc *config.Doc, changes []config.Change) (dige
 	m.reused += len(doc.Disks) + len(doc.Gateways) + len(doc.Targets) - len(changes)
 	m.sinceHits++
 	return g.whole(st.disks.sum, st.gateways.sum, st.targets.sum), true
-}
-
-// targetChanges are the changes of one target.
-type targetChanges struct {
-	// whole: anything of the target may have changed
-	whole                          bool
-	luns, clients, portals, groups []string
-}
-
-func (tc *targetChanges) add(c config.Change) {
-	switch c.Kind {
-	case config.ChangedTarget:
-		tc.whole = true
-	case config.ChangedTargetLun:
-		tc.luns = append(tc.luns, c.Key)
-	case config.ChangedClient:
-		tc.clients = append(tc.clients, c.Key)
-	case config.ChangedPortal:
-		tc.portals = append(tc.portals, c.Key)
-	case config.ChangedGroup:
-		tc.groups = append(tc.groups, c.Key)
-	}
-	// ChangedTargetFields: the target's own fields are hashed again
-	// whenever anything of it changed
 }
 
 // retarget makes target iqn's entry in m.state that of g.doc after tc: from

@@ -293,46 +293,6 @@ type memoBuild struct {
 	log *docChanges
 }
 
-// docChanges is a change log (config.Doc.ChangesSince) by what it
-// changed.
-type docChanges struct {
-	disks   map[string]bool
-	targets map[string]*targetChanges
-}
-
-type targetChanges struct {
-	// whole: anything of the target (config.ChangedTarget)
-	whole bool
-	// luns are the LUNs changed (config.ChangedTargetLun)
-	luns []string
-}
-
-func changesOf(log []config.Change) *docChanges {
-	c := &docChanges{disks: map[string]bool{}, targets: map[string]*targetChanges{}}
-	for _, ch := range log {
-		switch ch.Kind {
-		case config.ChangedDisk:
-			c.disks[ch.Key] = true
-		case config.ChangedTarget, config.ChangedTargetFields, config.ChangedTargetLun,
-			config.ChangedClient, config.ChangedPortal, config.ChangedGroup:
-			tc := c.targets[ch.Target]
-			if tc == nil {
-				tc = &targetChanges{}
-				c.targets[ch.Target] = tc
-			}
-			switch ch.Kind {
-			case config.ChangedTarget:
-				tc.whole = true
-			case config.ChangedTargetLun:
-				tc.luns = append(tc.luns, ch.Key)
-			}
-		}
-		// a gateway's entry: the spec reads only whether this one is
-		// there, each time
-	}
-	return c
-}
-
 // lunsListed reports whether the log lists every LUN of target iqn
 // (t, what prev came from last time) that may have changed: the
 // target was not replaced as a whole, and its LUN map, nil or not, is
