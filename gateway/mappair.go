@@ -23,6 +23,13 @@ type mapPair[V any] struct {
 	// none yet), behind the keys where spare may differ from cur.
 	cur, spare map[string]V
 	behind     []string
+	// step lists the keys the last next changed from the version before
+	// it (none when it handed cur out again); stepKnown is false when that
+	// call made the first version. steps counts the calls. A lio.Spec
+	// hint (lio.SpecChanges) is made of them.
+	step      []string
+	stepKnown bool
+	steps     uint64
 }
 
 // mapEdit sets key to val in a map, or deletes it (del).
@@ -36,6 +43,11 @@ type mapEdit[V any] struct {
 // none (it does not change), else a map other than cur, which the pair
 // will patch again two versions on.
 func (p *mapPair[V]) next(edits []mapEdit[V]) map[string]V {
+	p.steps++
+	p.stepKnown, p.step = p.cur != nil, nil
+	for _, e := range edits {
+		p.step = append(p.step, e.key)
+	}
 	if len(edits) == 0 && p.cur != nil {
 		return p.cur
 	}

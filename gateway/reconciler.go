@@ -286,6 +286,7 @@ func New(opts Options) *Reconciler {
 		digests:        newDigestMemo(),
 	}
 	r.specs.verify, r.exporters.verify = opts.VerifyReuse, opts.VerifyReuse
+	r.builder.VerifyHints = opts.VerifyReuse
 	return r
 }
 

@@ -66,6 +66,9 @@ type specMemo struct {
 	sizes *sizeSet
 	// local are the targets built here last time, sorted.
 	local []string
+	// specGen counts the specs made: the lio.Spec.Gen of the last one,
+	// which a hint (lio.SpecChanges) of the next names
+	specGen uint64
 	// stamp is the Stamp of the document built last (zero: none, or not a
 	// fork): the next document's ChangesSince it names the disks and
 	// targets that may differ, and a build looks at those only, instead
@@ -245,7 +248,10 @@ func (m *specMemo) spec(doc *config.Doc, gateway string, s *settings.Settings, o
 	key := specKey{gateway: gateway, settings: settingsFrom(s), keyPath: s.PrivKeyPath(),
 		addrs: slices.Clone(opts.LocalAddrs), addrsSet: opts.LocalAddrs != nil,
 		size: opts.Size != nil, decrypt: opts.Decrypt != nil, gen: gen}
-	if !m.valid || !m.key.equal(key) {
+	// the last spec is this memo's, made with the same facts: what
+	// differs from it is what this build changes (lio.SpecChanges)
+	hinted := m.valid && m.key.equal(key)
+	if !hinted {
 		m.clear()
 		m.key = key
 	}
@@ -278,7 +284,17 @@ func (m *specMemo) spec(doc *config.Doc, gateway string, s *settings.Settings, o
 		}
 	}
 	m.stamp, m.pending = config.Stamp{}, nil
+	if hinted {
+		b.hint = &lio.SpecChanges{Since: m.specGen, Targets: map[string]lio.TargetChanges{}}
+	}
+	disksSteps := m.disksOut.steps
 	b.build(&spec)
+	m.specGen++
+	spec.Gen = m.specGen
+	if b.hint != nil && m.disksOut.steps == disksSteps+1 && m.disksOut.stepKnown {
+		b.hint.Disks = m.disksOut.step
+		spec.Changes = b.hint
+	}
 	m.valid, m.stamp = true, stamp
 	return spec, m.sizes, errors.Join(a.errs...)
 }
@@ -291,6 +307,9 @@ type memoBuild struct {
 	// log is what may have changed since the document the memo built
 	// last, nil when unknown: everything is looked at
 	log *docChanges
+	// hint gathers what this spec changes from the memo's last one (nil:
+	// unknown), for lio.Builder
+	hint *lio.SpecChanges
 }
 
 // lunsListed reports whether the log lists every LUN of target iqn
@@ -429,11 +448,23 @@ func (b *memoBuild) build(spec *lio.Spec) {
 		tm := b.target(iqn, t, local, dropped, flipped, prev, d, known)
 		m.targets[iqn] = tm
 		spec.Targets[iqn] = tm.ts
+		if b.hint != nil {
+			// both maps patched from the last spec's in this build, the
+			// target's other fields compared by the Builder
+			tc := lio.TargetChanges{All: true}
+			if prev != nil && tm.luns.stepKnown && tm.clientsOut != nil && tm.clientsOut.stepKnown && tm.clientsOut == prev.clientsOut {
+				tc = lio.TargetChanges{Fields: true, Disks: tm.luns.step, Clients: tm.clientsOut.step}
+			}
+			b.hint.Targets[iqn] = tc
+		}
 	}
 	if len(m.targets) > len(spec.Targets) {
 		for iqn := range m.targets {
 			if _, ok := spec.Targets[iqn]; !ok {
 				delete(m.targets, iqn)
+				if b.hint != nil {
+					b.hint.Targets[iqn] = lio.TargetChanges{All: true}
+				}
 			}
 		}
 	}

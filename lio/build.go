@@ -607,6 +607,14 @@ func (b *Builder) Build(spec Spec) (State, error) {
 	return st, err
 }
 
+// Hinted reports how many builds used a Spec.Changes hint: a caller's
+// test that its hints are taken at all.
+func (b *Builder) Hinted() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.hinted
+}
+
 func diskSpecEqual(a, b DiskSpec) bool {
 	return a.Pool == b.Pool && a.Image == b.Image && a.WWN == b.WWN && a.BackstoreObjectName == b.BackstoreObjectName &&
 		a.Owner == b.Owner && a.Size == b.Size && a.DevicePath == b.DevicePath &&
