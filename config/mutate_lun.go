@@ -279,7 +279,11 @@ func (d *Doc) SetClientLuns(targetIQN, clientIQN string, images []string, now ti
 			usedByClients[t.Disks[img].LunID] = false
 		}
 	}
+	// (a removal maps nothing new: no client need be read)
 	for _, other := range t.Clients {
+		if len(usedByClients) == 0 {
+			break
+		}
 		if other == nil {
 			continue
 		}
