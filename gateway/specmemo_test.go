@@ -718,12 +718,7 @@ func TestReconcilerSpecMemo(t *testing.T) {
 	for _, seed := range []uint64{1, 2} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			w := newMemoWorld(t, seed, 24, true)
-			fs, err := lio.NewEmulatedFS(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			w.rec = New(Options{FS: fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Size: w.sizeOf,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), VerifyReuse: true})
+			w.newReconciler(t)
 			steps := 200
 			if testing.Short() {
 				steps = 60
@@ -869,12 +864,7 @@ func TestSpecMemoFollowsChangeLog(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			w := newMemoWorld(t, seed, 24, true)
-			fs, err := lio.NewEmulatedFS(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			w.rec = New(Options{FS: fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Size: w.sizeOf,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), VerifyReuse: true})
+			w.newReconciler(t)
 			m := specMemo{verify: true}
 			steps, builds := 120, 0
 			if testing.Short() {
@@ -1015,4 +1005,15 @@ func (w *memoWorld) unmapRemap(build func(what string)) {
 		w.step = what + " " + id
 		build(what)
 	}
+}
+
+// newReconciler gives w a Reconciler of gw1 on an emulated configfs, one
+// that verifies what it reuses, asking w for image sizes.
+func (w *memoWorld) newReconciler(t *testing.T) {
+	fs, err := lio.NewEmulatedFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.rec = New(Options{FS: fs, Identity: host.Identity{Name: gw1, Addrs: []netip.Addr{addr1}}, Size: w.sizeOf,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), VerifyReuse: true})
 }

@@ -453,6 +453,19 @@ func (m *buildMemo) acl(k aclKey, c ClientSpec, cmdsn int, attrs map[string]stri
 	return p.acl, true
 }
 
+// builtACL is the ACL of client c at k: the memo's (acl) when it still
+// holds (memo true), else built and remembered (putACL).
+func (m *buildMemo) builtACL(k aclKey, c ClientSpec, tgt Settings, attrs map[string]string, lunByDisk map[string]int, failed, moved map[string]bool, frozen bool) (_ ACL, memo bool, _ error) {
+	if acl, ok := m.acl(k, c, tgt.CmdSNDepth, attrs, lunByDisk, failed, moved, frozen); ok {
+		return acl, true, nil
+	}
+	acl, err := buildACL(k.iqn, k.ini, c, tgt, attrs, lunByDisk, failed)
+	if err == nil {
+		m.putACL(k, c, tgt.CmdSNDepth, attrs, lunByDisk, failed, acl, frozen)
+	}
+	return acl, false, err
+}
+
 func (m *buildMemo) putACL(k aclKey, c ClientSpec, cmdsn int, attrs map[string]string, lunByDisk map[string]int, failed map[string]bool, acl ACL, frozen bool) {
 	if m == nil {
 		return
@@ -1148,17 +1161,10 @@ func buildTarget(spec Spec, iqn string, ts TargetSpec, localIPs []string, sos *s
 					clean = false
 					continue
 				}
-				c, k := ts.Clients[ini], aclKey{iqn, tag, ini}
-				acl, ok := m.acl(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, moved, spec.Frozen)
-				if !ok {
-					var err error
-					acl, err = buildACL(iqn, ini, c, tgt, aclAttrs, lunByDisk, failed)
-					if err != nil {
-						errs = append(errs, err)
-						clean = false
-					} else {
-						m.putACL(k, c, tgt.CmdSNDepth, aclAttrs, lunByDisk, failed, acl, spec.Frozen)
-					}
+				acl, ok, err := m.builtACL(aclKey{iqn, tag, ini}, ts.Clients[ini], tgt, aclAttrs, lunByDisk, failed, moved, spec.Frozen)
+				if err != nil {
+					errs = append(errs, err)
+					clean = false
 				}
 				if q := len(tpg.ACLs) + re - rs; ok && q < len(last.acls) && sameACL(acl, last.acls[q]) {
 					if rs == re {
@@ -1241,17 +1247,10 @@ func (m *buildMemo) patchACLs(spec Spec, iqn string, tag int, ts TargetSpec, tgt
 				errs = append(errs, err)
 				clean = false
 			} else {
-				k := aclKey{iqn, tag, ini}
-				acl, ok := m.acl(k, c, tgt.CmdSNDepth, attrs, lunByDisk, failed, moved, spec.Frozen)
-				if !ok {
-					var err error
-					acl, err = buildACL(iqn, ini, c, tgt, attrs, lunByDisk, failed)
-					if err != nil {
-						errs = append(errs, err)
-						clean = false
-					} else {
-						m.putACL(k, c, tgt.CmdSNDepth, attrs, lunByDisk, failed, acl, spec.Frozen)
-					}
+				acl, _, err := m.builtACL(aclKey{iqn, tag, ini}, c, tgt, attrs, lunByDisk, failed, moved, spec.Frozen)
+				if err != nil {
+					errs = append(errs, err)
+					clean = false
 				}
 				u.acl, u.hasACL = acl, true
 			}

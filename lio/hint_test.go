@@ -143,28 +143,15 @@ func hintedSteps(t *testing.T, seed uint64, steps int) {
 	id := func(i int) string { return fmt.Sprintf("rbd/img%04d", i) }
 	ini := func(i int) string { return fmt.Sprintf("iqn.1994-05.com.example:c%03d", i) }
 	s := Spec{Gateway: "gw1", Settings: DefaultSettings(), Disks: map[string]DiskSpec{}, Targets: map[string]TargetSpec{}}
-	ts := TargetSpec{ACLEnabled: true, IPList: []string{"10.0.0.1", "10.0.0.2"},
-		Portals: map[string][]string{"gw1": {"10.0.0.1"}, "gw2": {"10.0.0.2"}},
-		Disks:   map[string]int{}, Clients: map[string]ClientSpec{}}
+	ts := stepTarget()
 	s.Targets[iqn] = ts
 	next := 0
-	free := func(m map[string]int) int {
-		used := map[int]bool{}
-		for _, n := range m {
-			used[n] = true
-		}
-		n := 0
-		for used[n] {
-			n++
-		}
-		return n
-	}
 	addDisk := func() string {
 		d := id(next)
 		s.Disks[d] = DiskSpec{Pool: "rbd", Image: fmt.Sprintf("img%04d", next), WWN: fmt.Sprint("wwn-", next),
 			Owner: []string{"gw1", "gw2"}[next%2], Size: 1 << 30}
 		next++
-		ts.Disks[d] = free(ts.Disks)
+		ts.Disks[d] = lowestFree(ts.Disks)
 		return d
 	}
 	for range 200 {
@@ -198,7 +185,7 @@ func hintedSteps(t *testing.T, seed uint64, steps int) {
 				delete(cs.LUNs, pick(slices.Sorted(maps.Keys(cs.LUNs))))
 			} else if d := pick(disks()); true {
 				if _, in := cs.LUNs[d]; !in {
-					cs.LUNs[d] = free(cs.LUNs)
+					cs.LUNs[d] = lowestFree(cs.LUNs)
 				}
 			}
 		case k == 3:
@@ -231,7 +218,7 @@ func hintedSteps(t *testing.T, seed uint64, steps int) {
 		case k == 7:
 			name = "a disk moved to another LUN id"
 			d := pick(disks())
-			ts.Disks[d] = free(ts.Disks)
+			ts.Disks[d] = lowestFree(ts.Disks)
 		case k == 8:
 			name = "disk resized"
 			d := pick(disks())

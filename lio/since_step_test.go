@@ -48,31 +48,14 @@ func builderSteps(t *testing.T, seed uint64, steps int, frozen, hinted bool) {
 	id := func(i int) string { return fmt.Sprintf("rbd/img%03d", i) }
 	ini := func(i int) string { return fmt.Sprintf("iqn.1994-05.com.example:c%02d", i) }
 	s := Spec{Gateway: "gw1", Settings: DefaultSettings(), Disks: map[string]DiskSpec{}, Targets: map[string]TargetSpec{}}
-	newTarget := func() TargetSpec {
-		return TargetSpec{ACLEnabled: true, IPList: []string{"10.0.0.1", "10.0.0.2"},
-			Portals: map[string][]string{"gw1": {"10.0.0.1"}, "gw2": {"10.0.0.2"}},
-			Disks:   map[string]int{}, Clients: map[string]ClientSpec{}}
-	}
-	s.Targets[t1], s.Targets[t2] = newTarget(), newTarget()
+	s.Targets[t1], s.Targets[t2] = stepTarget(), stepTarget()
 	next := 0 // the next disk number
-	// LIO holds no two LUNs of one id: the lowest free one
-	free := func(m map[string]int) int {
-		used := map[int]bool{}
-		for _, n := range m {
-			used[n] = true
-		}
-		n := 0
-		for used[n] {
-			n++
-		}
-		return n
-	}
 	addDisk := func(tgt string) string {
 		d := id(next)
 		s.Disks[d] = DiskSpec{Pool: "rbd", Image: fmt.Sprintf("img%03d", next), WWN: fmt.Sprint("wwn-", next),
 			Owner: []string{"gw1", "gw2"}[next%2], Size: 1 << 30}
 		next++
-		s.Targets[tgt].Disks[d] = free(s.Targets[tgt].Disks)
+		s.Targets[tgt].Disks[d] = lowestFree(s.Targets[tgt].Disks)
 		return d
 	}
 	for range 60 {
@@ -144,7 +127,7 @@ func builderSteps(t *testing.T, seed uint64, steps int, frozen, hinted bool) {
 					delete(cs.LUNs, d)
 				} else if d, ok := pick(s.Targets[t1].Disks); ok {
 					if _, in := cs.LUNs[d]; !in {
-						cs.LUNs[d] = free(cs.LUNs)
+						cs.LUNs[d] = lowestFree(cs.LUNs)
 					}
 				}
 			}
@@ -209,7 +192,7 @@ func builderSteps(t *testing.T, seed uint64, steps int, frozen, hinted bool) {
 				}
 			} else if d, ok := pick(s.Targets[t1].Disks); ok && s.Targets[t2].Disks != nil {
 				if _, in := s.Targets[t2].Disks[d]; !in {
-					s.Targets[t2].Disks[d] = free(s.Targets[t2].Disks)
+					s.Targets[t2].Disks[d] = lowestFree(s.Targets[t2].Disks)
 				}
 			}
 		case k == 15:
@@ -224,13 +207,13 @@ func builderSteps(t *testing.T, seed uint64, steps int, frozen, hinted bool) {
 			if _, ok := s.Targets[t2]; ok {
 				delete(s.Targets, t2)
 			} else {
-				s.Targets[t2] = newTarget()
+				s.Targets[t2] = stepTarget()
 				addDisk(t2)
 			}
 		case k == 17 && rng.IntN(2) == 0:
 			name = "a disk's LUN id moved"
 			if d, ok := pick(s.Targets[t1].Disks); ok {
-				s.Targets[t1].Disks[d] = free(s.Targets[t1].Disks)
+				s.Targets[t1].Disks[d] = lowestFree(s.Targets[t1].Disks)
 			}
 		case k == 17:
 			name = "many disks at once"
@@ -241,7 +224,7 @@ func builderSteps(t *testing.T, seed uint64, steps int, frozen, hinted bool) {
 			name = "a client maps the next disk, not yet one of the target"
 			if c, ok := someClient(); ok {
 				cs := s.Targets[t1].Clients[c]
-				cs.LUNs[id(next)] = free(cs.LUNs)
+				cs.LUNs[id(next)] = lowestFree(cs.LUNs)
 			}
 		default:
 			name = "nothing"
@@ -339,4 +322,25 @@ func frozenFrom(last, s Spec) Spec {
 		out.Targets = last.Targets
 	}
 	return out
+}
+
+// stepTarget is an empty ACL target of the step tests, on gw1 and gw2.
+func stepTarget() TargetSpec {
+	return TargetSpec{ACLEnabled: true, IPList: []string{"10.0.0.1", "10.0.0.2"},
+		Portals: map[string][]string{"gw1": {"10.0.0.1"}, "gw2": {"10.0.0.2"}},
+		Disks:   map[string]int{}, Clients: map[string]ClientSpec{}}
+}
+
+// lowestFree is the lowest LUN id m does not use: LIO holds no two LUNs
+// of one id.
+func lowestFree(m map[string]int) int {
+	used := map[int]bool{}
+	for _, n := range m {
+		used[n] = true
+	}
+	n := 0
+	for used[n] {
+		n++
+	}
+	return n
 }
