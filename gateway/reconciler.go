@@ -653,7 +653,9 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 		}
 		if !mode.Teardown {
 			t = time.Now()
-			after, err := lio.Refresh(r.mfs, observed, rep.Plan)
+			// observed is this run's own (read here, or the last run's
+			// result): the lists it shares with nobody are edited in place
+			after, err := lio.RefreshOwned(r.mfs, observed, rep.Plan)
 			rep.Took.Observe += time.Since(t)
 			if err != nil {
 				r.resync = true

@@ -21,6 +21,24 @@ import (
 // prev is not modified; the result shares its unchanged objects, which
 // nobody may modify either.
 func Refresh(f FS, prev State, plan Plan) (State, error) {
+	return refresh(f, prev, plan, false)
+}
+
+// RefreshOwned is Refresh for a caller that hands prev over and keeps
+// only the result: the lists of prev that a few objects join or leave are
+// edited in place, kept sorted. Adding one storage object to thousands
+// then moves part of one list within its array instead of copying the
+// whole list into a new one (with the write barriers of its pointers, and
+// the clearing of a new large allocation), which at 4096 LUNs cost more
+// than the rest of a PUT /api/targetlun's apply. Nothing else may hold
+// prev or one of its lists: a list that Observe or RefreshOwned made is
+// the caller's alone. The lists stay sorted, so what seenSortedBy
+// remembers of them stays true.
+func RefreshOwned(f FS, prev State, plan Plan) (State, error) {
+	return refresh(f, prev, plan, true)
+}
+
+func refresh(f FS, prev State, plan Plan, owned bool) (State, error) {
 	t := touchedBy(plan)
 	if t.unknown || !f.exists(targetDir) {
 		return Observe(f)
@@ -37,12 +55,12 @@ func Refresh(f FS, prev State, plan Plan) (State, error) {
 	}
 	var err error
 	if len(t.hbas) > 0 {
-		st.HBAs, _ = refreshList(st.HBAs, sortedKeys(t.hbas), strings.Compare, func(h string) (string, bool, error) {
+		st.HBAs, _ = refreshList(owned, st.HBAs, sortedKeys(t.hbas), strings.Compare, func(h string) (string, bool, error) {
 			return h, f.exists(coreDir + "/" + h), nil
 		})
 	}
 	if len(t.sos) > 0 {
-		st.StorageObjects, err = refreshList(st.StorageObjects, sortedKeys(t.sos), func(so StorageObject, p string) int { return cmp.Compare(so.Path, p) },
+		st.StorageObjects, err = refreshList(owned, st.StorageObjects, sortedKeys(t.sos), func(so StorageObject, p string) int { return cmp.Compare(so.Path, p) },
 			func(p string) (StorageObject, bool, error) {
 				if !f.exists(p) {
 					return StorageObject{}, false, nil
@@ -58,7 +76,7 @@ func Refresh(f FS, prev State, plan Plan) (State, error) {
 	if len(t.targets) == 0 && len(t.tpgs) == 0 {
 		return st, nil
 	}
-	st.Targets, err = refreshList(st.Targets, sortedKeys(t.targets), func(t Target, iqn string) int { return cmp.Compare(t.IQN, iqn) },
+	st.Targets, err = refreshList(owned, st.Targets, sortedKeys(t.targets), func(t Target, iqn string) int { return cmp.Compare(t.IQN, iqn) },
 		func(iqn string) (Target, bool, error) {
 			if !f.exists(targetPath(iqn)) {
 				return Target{}, false, nil
@@ -84,7 +102,7 @@ func Refresh(f FS, prev State, plan Plan) (State, error) {
 			// made since prev by something that was not planned here
 			return Observe(f)
 		}
-		if err := refreshTPG(f, &st.Targets[ti], k.tag, t.tpgs[k]); err != nil {
+		if err := refreshTPG(f, &st.Targets[ti], k.tag, t.tpgs[k], owned); err != nil {
 			return st, err
 		}
 	}
@@ -92,8 +110,8 @@ func Refresh(f FS, prev State, plan Plan) (State, error) {
 }
 
 // refreshTPG reads again what w says was touched in TPG tag of tg, whose
-// TPG list it replaces by a copy.
-func refreshTPG(f FS, tg *Target, tag int, w *tpgTouch) error {
+// TPG list it replaces by a copy; owned: as RefreshOwned.
+func refreshTPG(f FS, tg *Target, tag int, w *tpgTouch, owned bool) error {
 	tg.TPGs = slices.Clone(tg.TPGs)
 	p := tpgPath(tg.IQN, tag)
 	i, found := slices.BinarySearchFunc(tg.TPGs, tag, func(t TPG, tag int) int { return cmp.Compare(t.Tag, tag) })
@@ -122,7 +140,7 @@ func refreshTPG(f FS, tg *Target, tag int, w *tpgTouch) error {
 	}
 	var err error
 	if len(w.luns) > 0 {
-		tpg.LUNs, err = refreshList(tpg.LUNs, slices.Sorted(maps.Keys(w.luns)), func(l LUN, idx int) int { return cmp.Compare(l.Index, idx) },
+		tpg.LUNs, err = refreshList(owned, tpg.LUNs, slices.Sorted(maps.Keys(w.luns)), func(l LUN, idx int) int { return cmp.Compare(l.Index, idx) },
 			func(idx int) (LUN, bool, error) {
 				lp := lunPath(p, idx)
 				if !f.exists(lp) {
@@ -136,7 +154,7 @@ func refreshTPG(f FS, tg *Target, tag int, w *tpgTouch) error {
 		}
 	}
 	if len(w.acls) > 0 {
-		tpg.ACLs, err = refreshList(tpg.ACLs, sortedKeys(w.acls), func(a ACL, ini string) int { return cmp.Compare(a.Initiator, ini) },
+		tpg.ACLs, err = refreshList(owned, tpg.ACLs, sortedKeys(w.acls), func(a ACL, ini string) int { return cmp.Compare(a.Initiator, ini) },
 			func(ini string) (ACL, bool, error) {
 				ap := aclPath(p, ini)
 				if !f.exists(ap) {
@@ -152,14 +170,19 @@ func refreshTPG(f FS, tg *Target, tag int, w *tpgTouch) error {
 	return nil
 }
 
+// inPlaceEdits is how many edits refreshList makes in an owned list, each
+// moving its tail; more are made in one pass into a new list.
+const inPlaceEdits = 8
+
 // refreshList returns l (sorted by key, no key twice) with the element of
 // each of keys (sorted) read again: read returns it, or false when it is
-// gone. l is not modified: the result is l itself when nothing was there
-// or came, a prefix of l when only its last elements went, else a new list
-// made in one pass. (Cloning l and inserting into the clone copied a list
-// of thousands of storage objects twice, each element with its pointers'
-// write barriers, for every LUN added.)
-func refreshList[E, K any](l []E, keys []K, cmp func(E, K) int, read func(K) (E, bool, error)) ([]E, error) {
+// gone. Unless owned, l is not modified: the result is l itself when
+// nothing was there or came, a prefix of l when only its last elements
+// went, else a new list made in one pass. (Cloning l and inserting into
+// the clone copied a list of thousands of storage objects twice, each
+// element with its pointers' write barriers, for every LUN added.) owned:
+// l is the caller's alone, and a few edits are made in it.
+func refreshList[E, K any](owned bool, l []E, keys []K, cmp func(E, K) int, read func(K) (E, bool, error)) ([]E, error) {
 	type edit struct {
 		at          int  // position in l
 		found, keep bool // l has it at at; it stays (with e)
@@ -188,7 +211,25 @@ func refreshList[E, K any](l []E, keys []K, cmp func(E, K) int, read func(K) (E,
 	case len(eds) == 0:
 		return l, nil
 	case n == 0:
+		if owned {
+			clear(l)
+		}
 		return nil, nil
+	case owned && len(eds) <= inPlaceEdits:
+		// from the last edit back, so that each position still holds;
+		// inserts at one position go in before one another, the last key
+		// first
+		for _, ed := range slices.Backward(eds) {
+			switch {
+			case ed.found && ed.keep:
+				l[ed.at] = ed.e
+			case ed.found:
+				l = slices.Delete(l, ed.at, ed.at+1)
+			default:
+				l = slices.Insert(l, ed.at, ed.e)
+			}
+		}
+		return l, nil
 	case drops == len(eds) && eds[0].at == n:
 		// only the last ones went (their positions are distinct and
 		// sorted): l's prefix, clipped so that an append to it copies

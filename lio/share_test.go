@@ -25,12 +25,32 @@ func TestRefreshStepsShare(t *testing.T) {
 	for _, seed := range []uint64{1, 2} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			t.Parallel()
-			refreshSteps(t, seed, 40)
+			refreshSteps(t, seed, 40, false)
 		})
 	}
 }
 
-func refreshSteps(t *testing.T, seed uint64, steps int) {
+// TestRefreshOwnedSteps is TestRefreshStepsShare for a caller that hands
+// each observed state over to RefreshOwned and plans as the reconciler
+// does (NewPlanSince from the build before): each result must equal a
+// fresh Observe and no build may change, while the observed lists are
+// edited in place (some step must have kept a list's array while its
+// length changed, or the in-place path went untested).
+func TestRefreshOwnedSteps(t *testing.T) {
+	t.Parallel()
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel()
+			if refreshSteps(t, seed, 60, true) == 0 {
+				t.Fatal("no step edited an observed list in place")
+			}
+		})
+	}
+}
+
+// refreshSteps returns, when owned, how many steps edited a list of the
+// observed state in place.
+func refreshSteps(t *testing.T, seed uint64, steps int, owned bool) (inPlace int) {
 	const iqn = "iqn.2003-01.com.example:share"
 	rng := rand.New(rand.NewPCG(seed, 11))
 	s := Spec{Gateway: "gw1", Backstore: BackstoreUserRBD, Settings: DefaultSettings(),
@@ -79,6 +99,7 @@ func refreshSteps(t *testing.T, seed uint64, steps int) {
 	var history []kept
 	keep := func(st State) { history = append(history, kept{st, cloneState(st)}) }
 	var removed []int // disks removed, to come back as they were
+	var prevDesired *State
 	for step := range steps {
 		var name string
 		ids := slices.Sorted(maps.Keys(ts.Disks))
@@ -128,22 +149,38 @@ func refreshSteps(t *testing.T, seed uint64, steps int) {
 		// lists must not change under it either
 		keep(appended(desired))
 		plan := NewPlan(observed, desired)
+		if owned && prevDesired != nil {
+			plan = NewPlanSince(*prevDesired, observed, desired)
+		}
+		prevDesired = &desired
 		if _, err := Apply(t.Context(), f, plan); err != nil {
 			t.Fatalf("step %d (%s): %v", step, name, err)
 		}
-		if observed, err = Refresh(f, observed, plan); err != nil {
+		before := observed.StorageObjects
+		if owned {
+			observed, err = RefreshOwned(f, observed, plan)
+		} else {
+			observed, err = Refresh(f, observed, plan)
+		}
+		if err != nil {
 			t.Fatalf("step %d (%s): %v", step, name, err)
 		}
 		if fresh := mustObserve(t, live); !reflect.DeepEqual(observed, fresh) {
 			t.Fatalf("step %d (%s): Refresh differs from Observe: %s\nplan:\n%s", step, name, stateDiff(observed, fresh), plan)
 		}
-		keep(observed)
+		if after := observed.StorageObjects; len(before) > 0 && len(after) > 0 && len(before) != len(after) && &before[0] == &after[0] {
+			inPlace++
+		}
+		if !owned {
+			keep(observed)
+		}
 		for i, h := range history {
 			if !reflect.DeepEqual(h.st, h.was) {
 				t.Fatalf("step %d (%s): state %d of the history changed since: %s", step, name, i, stateDiff(h.st, h.was))
 			}
 		}
 	}
+	return inPlace
 }
 
 // appended is st with an object appended to each of its storage-object,

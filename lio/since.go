@@ -347,10 +347,11 @@ func bothSortedBy[T any, K cmp.Ordered](a, b []T, key func(T) K) bool {
 
 // seenSortedBy is sortedBy(l, key), for lists of one key function per
 // element type: the part of l a call before found sorted is not walked
-// again. A state's lists are never modified (Build, Refresh, Observe and
-// NewPlanSince's callers only make new ones), so a list found sorted
-// stays so, and so does each prefix of it, and a list that extends one
-// in its array needs a walk of its new end only.
+// again. A state's lists are never modified out of order (Build, Refresh,
+// Observe and NewPlanSince's callers only make new ones; RefreshOwned
+// edits its caller's observed lists in place, keeping them sorted), so a
+// list found sorted stays so, and so does each prefix of it, and a list
+// that extends one in its array needs a walk of its new end only.
 func seenSortedBy[T any, K cmp.Ordered](l []T, key func(T) K) bool {
 	if len(l) < 2 {
 		return true
