@@ -18,6 +18,7 @@ const (
 	errnoEINVAL    = 22
 	errnoERANGE    = 34
 	errnoEOVERFLOW = 75
+	errnoENOTSUPP  = 95 // EOPNOTSUPP
 )
 
 // Errno extracts the Ceph errno (positive) from an error returned by go-ceph, looking

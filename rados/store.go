@@ -129,6 +129,11 @@ type Store struct {
 	// spare is the byte buffer of an Encoding no longer in use, which the
 	// next commit encodes into (guarded by commitMu, see committed).
 	spare []byte
+	// written counts the bytes this store's commits wrote into the
+	// object's data (writeData), for tests.
+	written atomic.Uint64
+	// wholeWrites: the pool refused a partial write (partialRefused).
+	wholeWrites atomic.Bool
 	// loadedBytes is loaded's encoding when it was remembered, kept in
 	// test binaries (checkShared) to catch a write through a shared object.
 	loadedBytes []byte
@@ -644,7 +649,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 
 		op := rados.CreateWriteOp()
 		op.AssertVersion(ver)
-		op.WriteFull(out)
+		wrote := s.writeData(op, prev, out)
 		op.SetXattr(EpochXattr, []byte(strconv.FormatInt(doc.Epoch, 10)))
 		// Unlocking in the same op saves a round trip per commit; when the op fails
 		// (a version conflict) nothing of it applies and we still hold the lock.
@@ -655,6 +660,7 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 		switch {
 		case err == nil:
 			unlocked = true
+			s.written.Add(uint64(wrote))
 			s.committed(io, doc, enc, prev)
 			return doc, nil
 		case Errno(err) == errnoENOENT && lostLeases < maxLostLeases:
@@ -671,6 +677,8 @@ func (s *Store) commit(ctx context.Context, mutate Mutation, onlyIfNeeded bool) 
 				return nil, lerr
 			}
 			continue
+		case s.partialRefused(err, wrote, out):
+			continue // nothing of the op applied: again, written whole
 		case Errno(err) == errnoERANGE || Errno(err) == errnoEOVERFLOW:
 			// Someone wrote without taking the lock, or our lease ran out under a
 			// slow commit: the version moved. Re-read and re-apply.
@@ -714,22 +722,76 @@ func (s *Store) commitUnlocked(io *rados.IOContext, mutate Mutation, clock *stag
 	}
 	op := rados.CreateWriteOp()
 	op.AssertVersion(ver)
-	op.WriteFull(out)
+	wrote := s.writeData(op, prev, out)
 	op.SetXattr(EpochXattr, []byte(strconv.FormatInt(doc.Epoch, 10)))
 	err = op.Operate(io, s.opts.Object, rados.OperationNoFlag)
 	op.Release()
 	clock.mark("write")
 	switch e := Errno(err); {
 	case err == nil:
+		s.written.Add(uint64(wrote))
 		s.committed(io, doc, enc, prev)
 		return doc, true, nil
-	case e == errnoERANGE || e == errnoEOVERFLOW || e == errnoENOENT:
-		// somebody locked or wrote since: nothing of the op applied
+	case e == errnoERANGE || e == errnoEOVERFLOW || e == errnoENOENT || s.partialRefused(err, wrote, out):
+		// somebody locked or wrote since, or the pool wants whole
+		// writes: nothing of the op applied
 		s.log.Debug("config object moved since our last commit; committing under the lock")
 		return nil, false, nil
 	default:
 		return nil, true, fmt.Errorf("write %s: %w", s.Name(), err)
 	}
+}
+
+// writeData adds the write of out, the document's new bytes, to op, which
+// asserts the object's version. prev is the Encoding of the object's bytes
+// at that version when this store's own commit wrote them (nil: unknown,
+// after a read). Then only out's part from its first byte that differs is
+// written, at its offset: the disks section, most of a large object, comes
+// before "epoch" and stays as it was in a client's or a target's change,
+// and every byte the OSD writes costs its checksums and journal. The
+// version assertion makes the bytes before that offset prev's, in the same
+// atomic op. A shorter document is written whole: the object would need a
+// truncate, which the write op here has not. So is every document once the
+// pool refused a partial write (partialRefused: erasure-coded without
+// allow_ec_overwrites). It returns how many bytes the op writes.
+func (s *Store) writeData(op *rados.WriteOp, prev *config.Encoding, out []byte) int {
+	old := prev.Bytes()
+	if len(old) == 0 || len(out) < len(old) || s.wholeWrites.Load() {
+		op.WriteFull(out)
+		return len(out)
+	}
+	from := commonPrefix(old, out)
+	if from == len(out) {
+		return 0 // the same bytes (an epoch always changes them, but)
+	}
+	op.Write(out[from:], uint64(from))
+	return len(out) - from
+}
+
+// partialRefused reports whether err is the pool's refusal of the partial
+// write of wrote bytes of out, and then makes every later write whole.
+func (s *Store) partialRefused(err error, wrote int, out []byte) bool {
+	if wrote == len(out) || Errno(err) != errnoENOTSUPP {
+		return false
+	}
+	if !s.wholeWrites.Swap(true) {
+		s.log.Info("the config object's pool refuses partial overwrites; writing it whole from now on", "object", s.Name())
+	}
+	return true
+}
+
+// commonPrefix is how many bytes a and b begin with alike.
+func commonPrefix(a, b []byte) int {
+	n := min(len(a), len(b))
+	// 64 bytes at a time (string compares are memequal), then bytewise
+	i := 0
+	for i+64 <= n && string(a[i:i+64]) == string(b[i:i+64]) {
+		i += 64
+	}
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	return i
 }
 
 // change applies mutate (if any) to doc, with bump the epoch and the

@@ -1073,3 +1073,151 @@ func TestPeerCommitSeenByTheWatchTakesTheLock(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitWritesOnlyTheChangedTail: a commit on top of this store's own
+// writes only the object's bytes from the first that changed, and the
+// object is then exactly the committed document's bytes, whether the
+// change is at the end (a client), in the disks section (a disk's owner),
+// makes the document shorter (written whole), or follows a peer's raw
+// write of the object (the version moved: written whole again, never a
+// tail spliced onto bytes this store did not write).
+func TestCommitWritesOnlyTheChangedTail(t *testing.T) {
+	conn := connect(t)
+	s := openStore(t, conn, uniqueObject(t), nil)
+	ctx := context.Background()
+	const gw = "gw1"
+	var lastLen int
+	step := func(name string, mutate func(d *config.Doc) error, wantTail bool) {
+		t.Helper()
+		before := s.written.Load()
+		doc, err := s.Commit(ctx, mutate)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		raw, epoch := rawObject(t, s)
+		want := doc.Marshal()
+		if string(raw) != string(want) {
+			t.Fatalf("%s: object bytes differ from the committed document:\n%s\nwant\n%s", name, raw, want)
+		}
+		if epoch != strconv.FormatInt(doc.Epoch, 10) {
+			t.Fatalf("%s: epoch xattr %s, document %d", name, epoch, doc.Epoch)
+		}
+		wrote := int(s.written.Load() - before)
+		if wantTail && (wrote == 0 || wrote >= len(want)) || !wantTail && wrote != len(want) {
+			t.Fatalf("%s: wrote %d of %d bytes (tail expected: %v)", name, wrote, len(want), wantTail)
+		}
+		t.Logf("%s: wrote %d of %d bytes", name, wrote, len(want))
+		lastLen = len(want)
+	}
+	step("target and gateway", func(d *config.Doc) error {
+		if _, err := d.AddTarget(testTarget, time.Now()); err != nil {
+			return err
+		}
+		d.PutGateway(gw, &config.Gateway{})
+		return nil
+	}, true) // on the seed this store's open wrote
+	for i := range 8 {
+		step(fmt.Sprint("disk ", i), func(d *config.Doc) error {
+			_, err := d.AddDisk(config.NewDisk{Pool: "rbd", Image: fmt.Sprintf("img%02d", i), PoolID: 1, WWN: fmt.Sprint("wwn-", i),
+				Backstore: "user:rbd", AllocatingHost: gw}, time.Now())
+			return err
+		}, true)
+	}
+	step("target LUN (the disk's owner, early in the object)", func(d *config.Doc) error {
+		_, _, err := d.MapTargetLun(testTarget, "rbd/img00", nil, gw, time.Now())
+		return err
+	}, true)
+	step("client (near the end)", func(d *config.Doc) error {
+		_, err := d.AddClient(testTarget, "iqn.1994-05.com.example:c1", time.Now())
+		return err
+	}, true)
+	step("client LUN", func(d *config.Doc) error {
+		_, err := d.SetClientLuns(testTarget, "iqn.1994-05.com.example:c1", []string{"rbd/img00"}, time.Now())
+		return err
+	}, true)
+	step("client LUN removed (shorter: whole)", func(d *config.Doc) error {
+		_, err := d.SetClientLuns(testTarget, "iqn.1994-05.com.example:c1", nil, time.Now())
+		return err
+	}, false)
+
+	// A peer that ignores the lock rewrites the object with a byte changed
+	// near its start and its length kept: the next commit must not write a
+	// tail onto it.
+	raw, _ := rawObject(t, s)
+	if len(raw) != lastLen {
+		t.Fatalf("object is %d bytes, the last commit's %d", len(raw), lastLen)
+	}
+	peer := slices.Clone(raw)
+	i := strings.Index(string(peer), `"wwn-3"`)
+	peer[i+5] = '9' // "wwn-9", same length
+	io, err := s.ioctx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer io.Destroy()
+	if err := io.WriteFull(s.opts.Object, peer); err != nil {
+		t.Fatal(err)
+	}
+	// (the mutation first runs on the remembered document, whose write
+	// the moved version refuses, then again on the peer's)
+	step("after a peer's write (whole)", func(d *config.Doc) error {
+		_, err := d.AddClient(testTarget, "iqn.1994-05.com.example:c2", time.Now())
+		return err
+	}, false)
+	if raw, _ := rawObject(t, s); !strings.Contains(string(raw), `"wwn-9"`) {
+		t.Fatalf("the peer's change is lost:\n%s", raw)
+	}
+	step("and a tail again", func(d *config.Doc) error {
+		_, err := d.AddClient(testTarget, "iqn.1994-05.com.example:c3", time.Now())
+		return err
+	}, true)
+}
+
+type errnoError int
+
+func (e errnoError) Error() string  { return fmt.Sprintf("errno %d", int(e)) }
+func (e errnoError) ErrorCode() int { return int(e) }
+
+// TestPartialWriteRefusedWritesWhole: once the pool refuses a partial
+// write (EOPNOTSUPP, an erasure-coded pool without overwrites; the test
+// cluster's replicated pool cannot refuse one, so the refusal is handed in
+// as the op would return it), every commit writes the object whole; a
+// whole write's EOPNOTSUPP is not taken for that refusal.
+func TestPartialWriteRefusedWritesWhole(t *testing.T) {
+	conn := connect(t)
+	s := openStore(t, conn, uniqueObject(t), nil)
+	ctx := context.Background()
+	commit := func(ini string) (wrote, size int) {
+		t.Helper()
+		before := s.written.Load()
+		doc, err := s.Commit(ctx, func(d *config.Doc) error {
+			if d.Targets[testTarget] == nil {
+				if _, err := d.AddTarget(testTarget, time.Now()); err != nil {
+					return err
+				}
+			}
+			_, err := d.AddClient(testTarget, ini, time.Now())
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(s.written.Load() - before), len(doc.Marshal())
+	}
+	commit("iqn.1994-05.com.example:c1")
+	if wrote, size := commit("iqn.1994-05.com.example:c2"); wrote >= size {
+		t.Fatalf("wrote %d of %d bytes before any refusal", wrote, size)
+	}
+	if s.partialRefused(errnoError(-errnoENOTSUPP), 20, make([]byte, 20)) {
+		t.Fatal("a whole write's EOPNOTSUPP taken for a refused partial write")
+	}
+	if s.partialRefused(errnoError(-errnoERANGE), 10, make([]byte, 20)) {
+		t.Fatal("ERANGE taken for a refused partial write")
+	}
+	if !s.partialRefused(errnoError(-errnoENOTSUPP), 10, make([]byte, 20)) {
+		t.Fatal("a partial write's EOPNOTSUPP not taken for a refusal")
+	}
+	if wrote, size := commit("iqn.1994-05.com.example:c3"); wrote != size {
+		t.Fatalf("wrote %d of %d bytes after a refusal", wrote, size)
+	}
+}
