@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"ceph-iscsi/config"
+	"ceph-iscsi/lio"
 )
 
 // TestSizeCacheAcrossReusedBuilds runs a Reconciler through documents whose
@@ -59,10 +60,11 @@ func TestSizeCacheAcrossReusedBuilds(t *testing.T) {
 				r.cacheMu.Unlock()
 				w.checkSizes(step, doc, what)
 			}
-			// a disk whose size reads
+			// the "pool/image" of a disk whose size reads
 			healthy := func() string {
 				for range 10 {
-					if id := w.disk(); !w.sizeErr[id] && !w.notFound[id] {
+					d := w.doc.Disks[w.disk()]
+					if id := d.Pool + "/" + d.Image; !w.sizeErr[id] && !w.notFound[id] {
 						return id
 					}
 				}
@@ -182,4 +184,44 @@ func (w *memoWorld) lunChange() {
 		mt.Disks[id] = config.LunRef{LunID: w.freeLUN(mt.Disks)}
 	}
 	w.step = "targetlun " + id
+}
+
+// TestPruneWalksSetsThatDroppedOut: after a run that reused sets of sizes
+// by reference, the next run's prune finds what only those sets kept when
+// they drop out: all of a set whose build held other sizes than the last
+// run, and of one whose build held what the last run held, the sizes its
+// build did not hold and those written since it was reused. A set both
+// runs reused is not walked, and keeps its sizes. The full walk (the last
+// run did not prune) finds the same.
+func TestPruneWalksSetsThatDroppedOut(t *testing.T) {
+	for _, c := range []struct{ verify, pruned bool }{{false, true}, {true, true}, {false, false}} {
+		verify := c.verify
+		fs, err := lio.NewEmulatedFS(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := New(Options{FS: fs, VerifyReuse: verify})
+		held := (*sizeSet)(nil).with(map[string]sizeEdit{"p/a": {n: 1}, "p/c": {n: 3}})
+		other := (*sizeSet)(nil).with(map[string]sizeEdit{"p/d": {n: 5}})
+		// p/b is not held (its rest), p/c was noted anew during the run
+		s := newSizeUses([]sizeUse{{"p/a", 1, false}, {"p/b", 2, false}, {"p/c", 3, false}}, held)
+		s2 := newSizeUses([]sizeUse{{"p/d", 5, false}}, other)
+		both := newSizeUses([]sizeUse{{"p/e", 6, false}}, nil)
+		r.sizes = map[string]int64{"p/a": 1, "p/b": 2, "p/c": 4, "p/d": 5, "p/e": 6}
+		r.lastSets, r.lastDirty, r.lastUsed = []*sizeUses{s, s2, both}, map[string]bool{"p/c": true}, map[string]bool{}
+		r.prunedHeld, r.prunedOK = held, c.pruned
+		// this run holds what the last one held, and reuses both again
+		r.sizeUsed, r.runSets, r.runHeld = map[string]bool{}, []*sizeUses{both}, held
+		if verify {
+			r.verifyUsed = map[string]bool{"p/e": true}
+		}
+		gone := r.pruneSizes()
+		slices.Sort(gone)
+		if want := []string{"p/b", "p/c", "p/d"}; !slices.Equal(gone, want) {
+			t.Fatalf("%+v: the prune dropped %v, want %v", c, gone, want)
+		}
+		if want := map[string]int64{"p/a": 1, "p/e": 6}; !maps.Equal(r.sizes, want) {
+			t.Fatalf("%+v: the cache holds %v, want %v", c, r.sizes, want)
+		}
+	}
 }
