@@ -103,9 +103,12 @@ type Reconciler struct {
 	// through a resize or a snapshot rollback; the API's resize paths call
 	// ForgetSizes, and a disk that leaves the desired state (rollback
 	// deactivates it first) drops out of the cache. sizeUsed is what the
-	// current run read.
+	// current run read, and runSets the sizes of the memoized builds it
+	// reused, by reference: marking each of thousands costs more than
+	// the rest of a small change.
 	sizes    map[string]int64
 	sizeUsed map[string]bool
+	runSets  []*sizeUses
 	// sizeDrops counts the runs that dropped sizes from the cache.
 	sizeDrops uint64
 	// runHeld (under mu) are the sizes the spec memo reused for the
@@ -115,14 +118,24 @@ type Reconciler struct {
 	// thousands of disks walking them all costs more than the change. After
 	// a run every cached size was used or held by it: a size the next run
 	// may drop was written since (sizeDirty), used by the last run
-	// (lastUsed), or left or changed in what is held (sizeSet.changedSince
+	// (lastUsed), in a set the last run reused and this one does not
+	// (lastSets), or left or changed in what is held (sizeSet.changedSince
 	// prunedHeld, the last run's runHeld). prunedOK (under mu): the last
-	// run pruned, so this holds.
+	// run pruned, so this holds. lastDirty, what was written during the
+	// last run, tells which sizes of such a set are still those its build
+	// held (see prunable).
 	sizeDirty  map[string]bool
 	lastUsed   map[string]bool
+	lastSets   []*sizeUses
+	lastDirty  map[string]bool
 	prunedHeld *sizeSet
 	prunedOK   bool
-	// cacheMu guards sizes, sizeUsed, sizeDirty, lastUsed and mapper,
+	// verifyUsed (Options.VerifyReuse) is sizeUsed as it would be with
+	// every reused size marked one by one, for the prune to be checked
+	// against.
+	verifyUsed map[string]bool
+	// cacheMu guards sizes, sizeUsed, runSets, sizeDirty, lastUsed,
+	// lastSets, lastDirty, verifyUsed and mapper,
 	// which Check uses too: it runs inside an API commit, which must not
 	// wait for a reconcile.
 	cacheMu sync.Mutex
@@ -402,50 +415,144 @@ func (r *Reconciler) Run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 // runLocked is Run with r.mu held.
 func (r *Reconciler) runLocked(ctx context.Context, doc *config.Doc, mode Mode) (Report, error) {
 	r.cacheMu.Lock()
-	r.sizeUsed = map[string]bool{}
+	r.sizeUsed, r.runSets = map[string]bool{}, nil
+	if r.opts.VerifyReuse {
+		r.verifyUsed = map[string]bool{}
+	}
 	r.cacheMu.Unlock()
 	r.runHeld = nil
-	defer r.specs.pruneSizes(func() (gone []string) {
-		r.cacheMu.Lock()
-		defer r.cacheMu.Unlock()
-		keep := func(id string, n int64) bool {
-			// what the spec memo reused for this run was not asked for
-			h, ok := r.runHeld.get(id)
-			return r.sizeUsed[id] || ok && h == n
-		}
-		held, known := r.runHeld.changedSince(r.prunedHeld)
-		if known && r.prunedOK {
-			for _, ids := range []iter.Seq[string]{maps.Keys(r.sizeDirty), maps.Keys(r.lastUsed), slices.Values(held)} {
-				for id := range ids {
-					if n, ok := r.sizes[id]; ok && !keep(id, n) {
-						delete(r.sizes, id)
-						gone = append(gone, id)
-					}
-				}
-			}
-			if r.opts.VerifyReuse {
-				for id, n := range r.sizes {
-					if !keep(id, n) {
-						panic(fmt.Sprintf("gateway: the size of %s outlived a run that neither used nor held it", id))
-					}
-				}
-			}
-		} else {
-			for id, n := range r.sizes {
-				if !keep(id, n) {
+	defer r.specs.pruneSizes(r.pruneSizes)
+	return r.run(ctx, doc, mode)
+}
+
+// pruneSizes drops from the size cache what the run neither used nor held,
+// and returns their ids; it is the prune of runLocked's run, under r.mu.
+func (r *Reconciler) pruneSizes() (gone []string) {
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
+	keep := func(id string, n int64) bool {
+		// what the spec memo reused for this run was not asked for
+		h, ok := r.runHeld.get(id)
+		return r.sizeUsed[id] || ok && h == n || inSizeUses(r.runSets, id)
+	}
+	var before map[string]int64
+	if r.opts.VerifyReuse {
+		before = maps.Clone(r.sizes)
+	}
+	held, known := r.runHeld.changedSince(r.prunedHeld)
+	if known && r.prunedOK {
+		for _, ids := range r.prunable(held) {
+			for id := range ids {
+				if n, ok := r.sizes[id]; ok && !keep(id, n) {
 					delete(r.sizes, id)
 					gone = append(gone, id)
 				}
 			}
 		}
-		if len(gone) > 0 {
-			r.sizeDrops++
+	} else {
+		for id, n := range r.sizes {
+			if !keep(id, n) {
+				delete(r.sizes, id)
+				gone = append(gone, id)
+			}
 		}
-		r.lastUsed, r.sizeUsed, r.sizeDirty = r.sizeUsed, nil, nil
-		r.prunedHeld, r.prunedOK = r.runHeld, true
-		return gone
-	})
-	return r.run(ctx, doc, mode)
+	}
+	if r.opts.VerifyReuse {
+		r.verifyPrune(before)
+	}
+	if len(gone) > 0 {
+		r.sizeDrops++
+	}
+	r.lastUsed, r.lastSets, r.lastDirty = r.sizeUsed, r.runSets, r.sizeDirty
+	r.sizeUsed, r.runSets, r.sizeDirty, r.verifyUsed = nil, nil, nil, nil
+	r.prunedHeld, r.prunedOK = r.runHeld, true
+	return gone
+}
+
+// prunable lists the cached sizes this run's prune may drop when the last
+// run pruned (every size left was used or held by it) and held are the
+// ids whose size may differ between its runHeld and this run's: what was
+// written since, what the last run used, and the sizes of a set the last
+// run reused and this one does not. Such a set whose build held the last
+// run's runHeld needs only its rest walked: its other sizes were held by
+// that run at the values they had when it reused them, and what changed
+// since then was written (lastDirty, sizeDirty), or left or changed in
+// what is held (held).
+func (r *Reconciler) prunable(held []string) []iter.Seq[string] {
+	out := []iter.Seq[string]{maps.Keys(r.sizeDirty), maps.Keys(r.lastUsed), slices.Values(held)}
+	walkedDirty := false
+	for _, s := range r.lastSets {
+		if slices.Contains(r.runSets, s) {
+			continue // used by both runs, and never changed
+		}
+		if s.held == r.prunedHeld {
+			if !walkedDirty {
+				out = append(out, maps.Keys(r.lastDirty))
+				walkedDirty = true
+			}
+			if s.rest != nil {
+				out = append(out, maps.Keys(s.rest.n))
+			}
+			continue
+		}
+		out = append(out, maps.Keys(s.n))
+	}
+	return out
+}
+
+// verifyPrune panics unless the prune kept exactly the sizes of before (the
+// cache before it) that the run used or held, checked one by one against
+// verifyUsed: a cached size that outlived its run, or a needed one
+// dropped, would go unnoticed otherwise.
+func (r *Reconciler) verifyPrune(before map[string]int64) {
+	for id, n := range before {
+		h, ok := r.runHeld.get(id)
+		want := r.verifyUsed[id] || ok && h == n
+		if _, kept := r.sizes[id]; kept != want {
+			if kept {
+				panic(fmt.Sprintf("gateway: the size of %s outlived a run that neither used nor held it", id))
+			}
+			panic(fmt.Sprintf("gateway: the size of %s was dropped by a run that used or held it", id))
+		}
+	}
+}
+
+// useSizes records that the run in progress (if any) reused s; r.cacheMu
+// is held.
+func (r *Reconciler) useSizes(s *sizeUses) {
+	if r.sizeUsed == nil || s == nil {
+		return
+	}
+	if r.verifyUsed != nil {
+		for id := range s.n {
+			r.verifyUsed[id] = true
+		}
+	}
+	if !slices.Contains(r.runSets, s) {
+		r.runSets = append(r.runSets, s)
+	}
+}
+
+// markUsed records that the run in progress (if any) used the size of id;
+// r.cacheMu is held.
+func (r *Reconciler) markUsed(id string) {
+	if r.sizeUsed == nil {
+		return
+	}
+	r.sizeUsed[id] = true
+	if r.verifyUsed != nil {
+		r.verifyUsed[id] = true
+	}
+}
+
+// inSizeUses reports whether one of sets holds id.
+func inSizeUses(sets []*sizeUses, id string) bool {
+	for _, s := range sets {
+		if _, ok := s.n[id]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Check builds doc into this gateway's desired LIO state without touching
@@ -758,29 +865,28 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		content = r.contentDigest(doc)
 	}
 	key := builtKey{content: content, gen: r.builds.Load(), dry: mode.DryRun && len(exporters) > 0}
-	st, sizes, held, drops, ok := r.lookupBuilt(key)
+	st, uses, held, drops, ok := r.lookupBuilt(key)
 	if ok {
 		// the sizes it was built with must still be the cached ones: a
 		// size dropped from the cache (its disk left the desired state) is
-		// read again when it comes back
+		// read again when it comes back. The cache held them when it was
+		// built; a cached size changes only with the generation of builds
+		// (ForgetSizes, NoteSize), so unless it dropped some since, it
+		// still holds them, and thousands are not compared on each reuse.
 		r.cacheMu.Lock()
-		for _, u := range sizes {
-			if n, cached := r.sizes[u.id]; !cached || n != u.n {
-				ok = false
+		fresh := drops == r.sizeDrops && key.gen == r.builds.Load() && !uses.unsized()
+		if !fresh || r.opts.VerifyReuse {
+			// (held is looked at only when sizes were dropped, as it
+			// holds only sizes cached when it was made)
+			still := r.cachedAll(uses, held, drops != r.sizeDrops || fresh)
+			if fresh && !still {
+				r.cacheMu.Unlock()
+				panic("gateway: a memoized build's sizes left the cache with no drop recorded")
 			}
+			ok = still
 		}
-		if drops != r.sizeDrops {
-			// (the cache held them when it was built and lost none since)
-			held.each(func(id string, n int64) {
-				if c, cached := r.sizes[id]; !cached || c != n {
-					ok = false
-				}
-			})
-		}
-		if ok && r.sizeUsed != nil {
-			for _, u := range sizes {
-				r.sizeUsed[u.id] = true
-			}
+		if ok {
+			r.useSizes(uses)
 		}
 		r.cacheMu.Unlock()
 		if ok && record {
@@ -792,7 +898,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 		}
 	}
 	if !ok {
-		sizes = nil
+		var sizes []sizeUse
 		var smu sync.Mutex
 		opts.Size = func(pool, image string) (int64, error) {
 			if err := ctx.Err(); err != nil {
@@ -800,7 +906,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 			}
 			n, err := r.size(pool, image)
 			smu.Lock()
-			sizes = append(sizes, sizeUse{pool + "/" + image, n})
+			sizes = append(sizes, sizeUse{pool + "/" + image, n, err != nil})
 			smu.Unlock()
 			return n, err
 		}
@@ -830,7 +936,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 			}
 			return st, err
 		}
-		r.storeBuilt(key, st, sizes, held, drops)
+		r.storeBuilt(key, st, newSizeUses(sizes, held), held, drops)
 	}
 	if record {
 		st = r.withRecorded(doc, st)
@@ -991,17 +1097,77 @@ type builtKey struct {
 type builtState struct {
 	key   builtKey
 	st    lio.State
-	sizes []sizeUse
+	sizes *sizeUses
 	// held are the sizes the spec memo reused, drops r.sizeDrops when
 	// it was built
 	held  *sizeSet
 	drops uint64
 }
 
-// sizeUse is an image size a build used.
+// sizeUse is an image size a build used; failed: it could not be read
+// (a missing image, which the build skips), and was not cached.
 type sizeUse struct {
-	id string
-	n  int64
+	id     string
+	n      int64
+	failed bool
+}
+
+// sizeUses are the image sizes a memoized build asked for, never changed
+// once made, so that a run reusing the build records it by reference;
+// nil is none. held is the set the spec memo held after the build, and
+// rest what it asked for that held does not hold at the same size (nil
+// when none), which the prune walks instead of n when held is what the
+// last run held (see prunable).
+type sizeUses struct {
+	n    map[string]int64
+	held *sizeSet
+	rest *sizeUses
+	// failed counts the sizes that could not be read: such a build is
+	// made again, which finds an image created since
+	failed int
+}
+
+func (s *sizeUses) unsized() bool { return s != nil && s.failed > 0 }
+
+func newSizeUses(l []sizeUse, held *sizeSet) *sizeUses {
+	if len(l) == 0 {
+		return nil
+	}
+	s := &sizeUses{n: make(map[string]int64, len(l)), held: held}
+	for _, u := range l {
+		if u.failed {
+			s.failed++
+		}
+		s.n[u.id] = u.n
+		if h, ok := held.get(u.id); !ok || h != u.n {
+			if s.rest == nil {
+				s.rest = &sizeUses{n: map[string]int64{}}
+			}
+			s.rest.n[u.id] = u.n
+		}
+	}
+	return s
+}
+
+// cachedAll reports whether the size cache still holds the sizes a build
+// asked for (uses), and with withHeld those it held; r.cacheMu is held.
+func (r *Reconciler) cachedAll(uses *sizeUses, held *sizeSet, withHeld bool) bool {
+	ok := true
+	if uses != nil {
+		for id, n := range uses.n {
+			if c, cached := r.sizes[id]; !cached || c != n {
+				ok = false
+			}
+		}
+	}
+	if withHeld {
+		held.each(func(id string, n int64) {
+			if c, cached := r.sizes[id]; !cached || c != n {
+				ok = false
+			}
+		})
+	}
+	return ok
 }
 
 // builtMemo is how many desired states are memoized: an API change builds
@@ -1011,7 +1177,7 @@ type sizeUse struct {
 // change builds once.
 const builtMemo = 4
 
-func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, *sizeSet, uint64, bool) {
+func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, *sizeUses, *sizeSet, uint64, bool) {
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
 	for i, b := range r.built {
@@ -1025,7 +1191,7 @@ func (r *Reconciler) lookupBuilt(k builtKey) (lio.State, []sizeUse, *sizeSet, ui
 	return lio.State{}, nil, nil, 0, false
 }
 
-func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes []sizeUse, held *sizeSet, drops uint64) {
+func (r *Reconciler) storeBuilt(k builtKey, st lio.State, sizes *sizeUses, held *sizeSet, drops uint64) {
 	r.builtMu.Lock()
 	defer r.builtMu.Unlock()
 	if r.builds.Load() != k.gen {
@@ -1140,8 +1306,8 @@ func (r *Reconciler) size(pool, image string) (int64, error) {
 	id := pool + "/" + image
 	r.cacheMu.Lock()
 	n, ok := r.sizes[id]
-	if ok && r.sizeUsed != nil {
-		r.sizeUsed[id] = true
+	if ok {
+		r.markUsed(id)
 	}
 	r.cacheMu.Unlock()
 	if ok {
@@ -1151,9 +1317,7 @@ func (r *Reconciler) size(pool, image string) (int64, error) {
 	if err == nil {
 		r.cacheMu.Lock()
 		r.cacheSize(id, n)
-		if r.sizeUsed != nil {
-			r.sizeUsed[id] = true
-		}
+		r.markUsed(id)
 		r.cacheMu.Unlock()
 	}
 	return n, err
