@@ -1358,9 +1358,17 @@ func (r *Reconciler) prefetchDisks(ctx context.Context, doc *config.Doc, all []s
 	seen := map[string]bool{}
 	r.cacheMu.Lock()
 	defer r.cacheMu.Unlock()
+	// the cache is keyed by image (size), and a hand-edited object may key
+	// a disk by something else than its pool/image, even by another
+	// disk's: one read per image, cached under the image's name
 	for _, id := range all {
-		if _, cached := r.sizes[id]; !cached && !seen[id] && doc.Disks[id] != nil {
-			seen[id] = true
+		d := doc.Disks[id]
+		if d == nil {
+			continue
+		}
+		img := d.Pool + "/" + d.Image
+		if _, cached := r.sizes[img]; !cached && !seen[img] {
+			seen[img] = true
 			ids = append(ids, id)
 		}
 	}
@@ -1398,7 +1406,8 @@ func (r *Reconciler) prefetchDisks(ctx context.Context, doc *config.Doc, all []s
 	wg.Wait()
 	close(results)
 	for res := range results {
-		r.cacheSize(res.id, res.n)
+		d := doc.Disks[res.id]
+		r.cacheSize(d.Pool+"/"+d.Image, res.n)
 	}
 }
 
@@ -1412,13 +1421,13 @@ const bulkReads = 32
 // 15 s of a restore). Reads that fail are left to the build. r.cacheMu is
 // held by the caller.
 func (r *Reconciler) bulkSizes(ctx context.Context, doc *config.Doc, ids []string) {
-	byPool := map[string]map[string][]string{} // pool -> image -> disk ids
+	byPool := map[string]map[string]bool{} // pool -> images
 	for _, id := range ids {
 		d := doc.Disks[id]
 		if byPool[d.Pool] == nil {
-			byPool[d.Pool] = map[string][]string{}
+			byPool[d.Pool] = map[string]bool{}
 		}
-		byPool[d.Pool][d.Image] = append(byPool[d.Pool][d.Image], id)
+		byPool[d.Pool][d.Image] = true
 	}
 	for _, pool := range slices.Sorted(maps.Keys(byPool)) {
 		if ctx.Err() != nil {
@@ -1429,9 +1438,7 @@ func (r *Reconciler) bulkSizes(ctx context.Context, doc *config.Doc, ids []strin
 			continue
 		}
 		for img, f := range facts {
-			for _, id := range byPool[pool][img] {
-				r.cacheSize(id, f.Size)
-			}
+			r.cacheSize(pool+"/"+img, f.Size)
 		}
 	}
 }

@@ -867,3 +867,50 @@ func TestPrefetchSizesFromHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetchKeysSizesByImage: the size cache is keyed by image, so a
+// hand-edited object that keys two disks by each other's image must still
+// give each storage object its own image's size, on the cold prefetch
+// (several sizes read at once) as on a later build.
+func TestPrefetchKeysSizesByImage(t *testing.T) {
+	fx := newFixture(t)
+	r := New(fx.options(gw1, addr1))
+	doc := fx.doc(lio.BackstoreUserRBD)
+	owner := gw1
+	sizes := map[string]int64{"cross-a": imageSize, "cross-b": 2 * imageSize}
+	for i, key := range []string{"cross-a", "cross-b"} {
+		img := "cross-b"
+		if key == "cross-b" {
+			img = "cross-a"
+		}
+		fx.images.resize("rbd/"+img, sizes[img])
+		id := "rbd/" + key
+		doc.Disks[id] = &config.Disk{Pool: "rbd", Image: img, WWN: fmt.Sprintf("1b4ed3b6-2a53-4f5a-9c1e-%012d", 100+i),
+			Backstore: lio.BackstoreUserRBD, BackstoreObjectName: "rbd." + img, Owner: &owner, AllocatingHost: &owner, Controls: map[string]any{}}
+		doc.Targets[targetIQN].Disks[id] = config.LunRef{LunID: 1 + i}
+	}
+	for range 2 {
+		if err := r.Reconcile(t.Context(), doc); err != nil {
+			t.Fatal(err)
+		}
+		st, err := lio.Observe(fx.fs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := 0
+		for _, so := range st.StorageObjects {
+			img := strings.TrimPrefix(so.Name, "rbd.")
+			if n, ok := sizes[img]; ok {
+				found++
+				if so.Size != n {
+					t.Errorf("%s: size %d, its image's is %d", so.Name, so.Size, n)
+				}
+			}
+		}
+		if found != 2 {
+			t.Fatalf("%d of the 2 crossed disks in LIO: %+v", found, st.StorageObjects)
+		}
+		doc = doc.Fork()
+		doc.MutDisk("rbd/cross-a").Updated = config.Timestamp(time.Now())
+	}
+}
