@@ -24,16 +24,20 @@ import (
 // the document from scratch reads.
 func TestSizeCacheAcrossReusedBuilds(t *testing.T) {
 	ctx := context.Background()
+	// dropped counts the runs after which a reused set of sizes was no
+	// longer used, rest those where only what its build did not hold was
+	// walked, over all seeds (how many a seed gives varies from run to
+	// run with the order of the check's and the reconcile's goroutines)
+	dropped, rest, steps := 0, 0, 60
+	if testing.Short() {
+		steps = 30
+	}
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			w := newMemoWorld(t, seed, 24, true)
 			w.newReconciler(t)
 			r := w.rec
 			epoch := int64(0)
-			// dropped counts the runs after which a reused set of sizes
-			// was no longer used, rest those where only what its build
-			// did not hold was walked
-			dropped, rest := 0, 0
 			run := func(step int, doc *config.Doc, what string) {
 				t.Helper()
 				epoch++
@@ -41,6 +45,7 @@ func TestSizeCacheAcrossReusedBuilds(t *testing.T) {
 				r.cacheMu.Lock()
 				sets, held := r.lastSets, r.prunedHeld
 				r.cacheMu.Unlock()
+				runs := r.Counters().Runs
 				if w.rng.IntN(2) == 0 {
 					// the API's commit: its check builds, the run reuses
 					reconcile, _ := r.CheckThen(ctx, doc)
@@ -58,7 +63,11 @@ func TestSizeCacheAcrossReusedBuilds(t *testing.T) {
 					}
 				}
 				r.cacheMu.Unlock()
-				w.checkSizes(step, doc, what)
+				// a reconcile of what LIO already holds is skipped, and
+				// with it the prune: a size noted since stays until a run
+				if r.Counters().Runs > runs {
+					w.checkSizes(step, doc, what)
+				}
 			}
 			// the "pool/image" of a disk whose size reads
 			healthy := func() string {
@@ -69,10 +78,6 @@ func TestSizeCacheAcrossReusedBuilds(t *testing.T) {
 					}
 				}
 				return ""
-			}
-			steps := 60
-			if testing.Short() {
-				steps = 30
 			}
 			base := w.doc
 			run(0, base, "first")
@@ -128,13 +133,13 @@ func TestSizeCacheAcrossReusedBuilds(t *testing.T) {
 					run(step, base.Fork(), "undone")
 				}
 			}
-			// or this test proves nothing about reuse by reference
-			if dropped < steps/10 || rest < steps/10 {
-				t.Fatalf("%d reused sets dropped out of a run, %d walked only in what their build did not hold", dropped, rest)
-			}
-			t.Logf("%d reused sets dropped out of a run, %d walked only in what their build did not hold", dropped, rest)
 		})
 	}
+	// or this test proves nothing about reuse by reference
+	if dropped < steps/5 || rest < steps/5 {
+		t.Fatalf("%d reused sets dropped out of a run, %d walked only in what their build did not hold", dropped, rest)
+	}
+	t.Logf("%d reused sets dropped out of a run, %d walked only in what their build did not hold", dropped, rest)
 }
 
 // A set of sizes a run reused holds what its build asked for, and its rest
