@@ -775,7 +775,7 @@ func (r *Reconciler) run(ctx context.Context, doc *config.Doc, mode Mode) (Repor
 	held := map[string]bool{}
 	for _, e := range objErrs {
 		if d := doc.Disks[e.Disk]; d != nil && e.Target == "" {
-			held[d.Pool+"/"+d.Image] = true
+			held[config.DiskID(d.Pool, d.Image)] = true
 		}
 	}
 	if len(objErrs) == 0 && !mode.Teardown {
@@ -906,7 +906,7 @@ func (r *Reconciler) memoDesired(ctx context.Context, doc *config.Doc, mode Mode
 			}
 			n, err := r.size(pool, image)
 			smu.Lock()
-			sizes = append(sizes, sizeUse{pool + "/" + image, n, err != nil})
+			sizes = append(sizes, sizeUse{config.DiskID(pool, image), n, err != nil})
 			smu.Unlock()
 			return n, err
 		}
@@ -1239,7 +1239,7 @@ func blockExporters(doc *config.Doc) map[string]int {
 				}
 			}
 		}
-		out[d.Pool+"/"+d.Image] = len(gws)
+		out[config.DiskID(d.Pool, d.Image)] = len(gws)
 	}
 	return out
 }
@@ -1249,7 +1249,7 @@ func blockExporters(doc *config.Doc) map[string]int {
 func wouldBePath(pool, image string) string { return "/dev/rbd/" + pool + "/" + image }
 
 func (r *Reconciler) devicePath(ctx context.Context, mode Mode, exporters map[string]int, pool, image string) (string, error) {
-	if err := rbd.CheckFailoverSafe(rbd.BackstoreBlock, exporters[pool+"/"+image]); err != nil {
+	if err := rbd.CheckFailoverSafe(rbd.BackstoreBlock, exporters[config.DiskID(pool, image)]); err != nil {
 		return "", fmt.Errorf("refusing to export %s/%s: %w", pool, image, err)
 	}
 	if mode.Teardown {
@@ -1303,7 +1303,7 @@ func (r *Reconciler) blockMapper(ctx context.Context) (BlockMapper, error) {
 // size reads an image's size; a missing pool or image wraps
 // ErrImageNotFound, so the disk is skipped as upstream does.
 func (r *Reconciler) size(pool, image string) (int64, error) {
-	id := pool + "/" + image
+	id := config.DiskID(pool, image)
 	r.cacheMu.Lock()
 	n, ok := r.sizes[id]
 	if ok {
@@ -1366,7 +1366,7 @@ func (r *Reconciler) prefetchDisks(ctx context.Context, doc *config.Doc, all []s
 		if d == nil {
 			continue
 		}
-		img := d.Pool + "/" + d.Image
+		img := config.DiskID(d.Pool, d.Image)
 		if _, cached := r.sizes[img]; !cached && !seen[img] {
 			seen[img] = true
 			ids = append(ids, id)
@@ -1407,7 +1407,7 @@ func (r *Reconciler) prefetchDisks(ctx context.Context, doc *config.Doc, all []s
 	close(results)
 	for res := range results {
 		d := doc.Disks[res.id]
-		r.cacheSize(d.Pool+"/"+d.Image, res.n)
+		r.cacheSize(config.DiskID(d.Pool, d.Image), res.n)
 	}
 }
 
@@ -1438,7 +1438,7 @@ func (r *Reconciler) bulkSizes(ctx context.Context, doc *config.Doc, ids []strin
 			continue
 		}
 		for img, f := range facts {
-			r.cacheSize(pool+"/"+img, f.Size)
+			r.cacheSize(config.DiskID(pool, img), f.Size)
 		}
 	}
 }
